@@ -1,0 +1,241 @@
+//! gemm/cpu/x86/amx.rs — the AMX-INT8 microkernel (Sapphire Rapids and later): `tdpbusd` multiplies
+//! a 16×64 `u8` tile by a 64×16 `s8` tile into 16×16 i32 accumulators, exactly (i32 adds, no
+//! saturation). `s8` activations are fed as `x + 128` like the VNNI path. Stable Rust has no AMX
+//! intrinsics, so the instructions are written with `asm!`; the OS must first grant the process
+//! the tile-data state (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), which [`enable`] requests.
+//!
+//! Layouts: A is u8 `[m, lda]`, `lda = 64·⌈k/64⌉`, rows padded to 32; a weight panel is `NR = 32`
+//! columns as, per 64-deep k chunk, two B tiles of 16 rows (k/4) × 64 bytes (16 columns × 4 k):
+//! 2 KiB per chunk, contiguous. The tile is 32 rows × 32 columns: C in tmm0–3, A in tmm4–5, B in
+//! tmm6–7.
+
+use std::arch::asm;
+
+use crate::gemm::cpu::{AlignedBuf, Kernel, PreparedA};
+use crate::gemm::Activations;
+
+const MR: usize = 32;
+const NR: usize = 32;
+/// Bytes of k per chunk (one A tile row).
+const KC: usize = 64;
+/// Bytes per B tile.
+const BTILE: usize = 16 * 64;
+
+/// Ask Linux for the AMX tile-data state and check that the CPU has AMX-TILE and AMX-INT8.
+pub(super) fn enable() -> Result<(), String> {
+    use std::arch::x86_64::__cpuid_count;
+    // cpuid leaf 7 exists on every x86-64 CPU that reports AVX-512 (checked by the caller).
+    let edx = __cpuid_count(7, 0).edx;
+    if edx & (1 << 24) == 0 || edx & (1 << 25) == 0 {
+        return Err("CPU lacks AMX-TILE/AMX-INT8".into());
+    }
+    request_tile_permission()
+}
+
+#[cfg(target_os = "linux")]
+fn request_tile_permission() -> Result<(), String> {
+    const SYS_ARCH_PRCTL: usize = 158;
+    const ARCH_REQ_XCOMP_PERM: usize = 0x1023;
+    const XFEATURE_XTILEDATA: usize = 18;
+    let ret: isize;
+    // SAFETY: a plain Linux x86-64 syscall: arguments in rdi/rsi, result in rax, and the kernel
+    // clobbers rcx and r11. arch_prctl(ARCH_REQ_XCOMP_PERM) only changes this process's permission
+    // to use the AMX register state; it touches no memory of ours.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") SYS_ARCH_PRCTL as isize => ret,
+            in("rdi") ARCH_REQ_XCOMP_PERM,
+            in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    if ret != 0 {
+        return Err(format!(
+            "the kernel refused AMX tile data (arch_prctl returned {ret})"
+        ));
+    }
+    // SAFETY: xgetbv(0) is available where the OS enabled XSAVE, which AVX-512 requires.
+    let xcr0 = unsafe { std::arch::x86_64::_xgetbv(0) };
+    if xcr0 & (0b11 << 17) != 0b11 << 17 {
+        return Err("the OS has not enabled the AMX state in XCR0".into());
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn request_tile_permission() -> Result<(), String> {
+    Err("AMX is only enabled on Linux (arch_prctl tile permission)".into())
+}
+
+/// The 64-byte `ldtilecfg` operand: palette 1, eight tiles of 16 rows × 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig {
+    palette: u8,
+    start_row: u8,
+    _reserved: [u8; 14],
+    colsb: [u16; 16],
+    rows: [u8; 16],
+}
+
+const CONFIG: TileConfig = {
+    let mut colsb = [0u16; 16];
+    let mut rows = [0u8; 16];
+    let mut t = 0;
+    while t < 8 {
+        colsb[t] = 64;
+        rows[t] = 16;
+        t += 1;
+    }
+    TileConfig {
+        palette: 1,
+        start_row: 0,
+        _reserved: [0; 14],
+        colsb,
+        rows,
+    }
+};
+
+#[derive(Debug)]
+pub(crate) struct AmxKernel {
+    b: AlignedBuf,
+    chunks: usize,
+}
+
+impl AmxKernel {
+    pub(crate) fn pack(w: &[i8], n: usize, k: usize) -> Self {
+        let chunks = k.div_ceil(KC);
+        let panels = n.div_ceil(NR);
+        let panel_len = chunks * 2 * BTILE;
+        let mut b = AlignedBuf::zeroed(panels * panel_len);
+        let dst: &mut [i8] = b.as_mut_slice();
+        for j in 0..n {
+            let (p, t, c) = (j / NR, (j % NR) / 16, j % 16);
+            for kk in 0..k {
+                let (q, r, s) = (kk / KC, (kk % KC) / 4, kk % 4);
+                dst[p * panel_len + q * 2 * BTILE + t * BTILE + r * 64 + c * 4 + s] = w[j * k + kk];
+            }
+        }
+        AmxKernel { b, chunks }
+    }
+}
+
+impl Kernel for AmxKernel {
+    fn mr(&self) -> usize {
+        MR
+    }
+    fn nr(&self) -> usize {
+        NR
+    }
+    fn shift(&self, x: &Activations<'_>) -> i32 {
+        match x {
+            Activations::S8(_) => 128,
+            Activations::U8(_) => 0,
+        }
+    }
+    fn prepare_a(&self, x: &Activations<'_>, m: usize, k: usize) -> PreparedA {
+        let mut a = PreparedA::zeroed::<u8>(m.div_ceil(MR) * MR, self.chunks * KC);
+        a.fill_rows(x, m, k, |v| (v as i16 + 128) as u8, |v| v);
+        a
+    }
+    fn tile(&self, a: &PreparedA, i0: usize, rows: usize, panel: usize, acc: &mut [i32]) {
+        let av: &[u8] = a.buf.as_slice();
+        let bv: &[i8] = self.b.as_slice();
+        let panel_len = self.chunks * 2 * BTILE;
+        assert!(rows >= 1 && rows <= MR && a.lda == self.chunks * KC);
+        assert!((i0 + MR) * a.lda <= av.len());
+        assert!((panel + 1) * panel_len <= bv.len() && acc.len() >= MR * NR);
+        let (ap, bp, cp) = (
+            av[i0 * a.lda..].as_ptr(),
+            bv[panel * panel_len..].as_ptr(),
+            acc.as_mut_ptr(),
+        );
+        // SAFETY: every tile load reads 16 rows × 64 bytes at stride lda (A: rows i0..i0+32 of a
+        // buffer padded to a multiple of 32 rows, lda = chunks·64) or at stride 64 (B: inside the
+        // panel); the stores write 32 × 32 i32 into `acc`. All asserted above. The kernel is only
+        // built after `enable` confirmed AMX and obtained the OS permission.
+        unsafe {
+            if rows <= 16 {
+                tile_16(ap, a.lda, bp, self.chunks, cp)
+            } else {
+                tile_32(ap, a.lda, bp, self.chunks, cp)
+            }
+        }
+    }
+}
+
+/// Rows 0..16 of the tile (C in tmm0, tmm1).
+unsafe fn tile_16(a: *const u8, lda: usize, b: *const i8, chunks: usize, c: *mut i32) {
+    asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
+    asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
+    for q in 0..chunks {
+        asm!(
+            "tileloadd tmm4, [{a} + {lda}*1]",
+            "tileloadd tmm6, [{b} + {s}*1]",
+            "tileloadd tmm7, [{b1} + {s}*1]",
+            "tdpbusd tmm0, tmm4, tmm6",
+            "tdpbusd tmm1, tmm4, tmm7",
+            a = in(reg) a.add(q * KC),
+            lda = in(reg) lda,
+            b = in(reg) b.add(q * 2 * BTILE),
+            b1 = in(reg) b.add(q * 2 * BTILE + BTILE),
+            s = in(reg) 64usize,
+            options(nostack, readonly),
+        );
+    }
+    let ldc = NR * 4;
+    asm!(
+        "tilestored [{c0} + {ldc}*1], tmm0",
+        "tilestored [{c1} + {ldc}*1], tmm1",
+        c0 = in(reg) c,
+        c1 = in(reg) c.add(16),
+        ldc = in(reg) ldc,
+        options(nostack),
+    );
+}
+
+/// All 32 rows of the tile (C in tmm0–3).
+unsafe fn tile_32(a: *const u8, lda: usize, b: *const i8, chunks: usize, c: *mut i32) {
+    asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
+    asm!(
+        "tilezero tmm0",
+        "tilezero tmm1",
+        "tilezero tmm2",
+        "tilezero tmm3",
+        options(nostack, nomem)
+    );
+    for q in 0..chunks {
+        asm!(
+            "tileloadd tmm4, [{a} + {lda}*1]",
+            "tileloadd tmm6, [{b} + {s}*1]",
+            "tileloadd tmm7, [{b1} + {s}*1]",
+            "tdpbusd tmm0, tmm4, tmm6",
+            "tdpbusd tmm1, tmm4, tmm7",
+            "tileloadd tmm5, [{a2} + {lda}*1]",
+            "tdpbusd tmm2, tmm5, tmm6",
+            "tdpbusd tmm3, tmm5, tmm7",
+            a = in(reg) a.add(q * KC),
+            a2 = in(reg) a.add(16 * lda + q * KC),
+            lda = in(reg) lda,
+            b = in(reg) b.add(q * 2 * BTILE),
+            b1 = in(reg) b.add(q * 2 * BTILE + BTILE),
+            s = in(reg) 64usize,
+            options(nostack, readonly),
+        );
+    }
+    let ldc = NR * 4;
+    asm!(
+        "tilestored [{c0} + {ldc}*1], tmm0",
+        "tilestored [{c1} + {ldc}*1], tmm1",
+        "tilestored [{c2} + {ldc}*1], tmm2",
+        "tilestored [{c3} + {ldc}*1], tmm3",
+        c0 = in(reg) c,
+        c1 = in(reg) c.add(16),
+        c2 = in(reg) c.add(16 * NR),
+        c3 = in(reg) c.add(16 * NR + 16),
+        ldc = in(reg) ldc,
+        options(nostack),
+    );
+}

@@ -1,0 +1,104 @@
+//! gemm/cpu/x86/avx2.rs — the AVX2 microkernel, exact for every `s8`/`u8` × `s8` input.
+//!
+//! AVX2's usual int8 instruction, `vpmaddubsw`, sums two `u8 × s8` products into a *saturating*
+//! i16 (255·127·2 overflows it), which is why ONNX Runtime's and fbgemm's AVX2 paths are inexact
+//! on full-range activations (DESIGN.md §1). This kernel widens both operands to i16 and uses
+//! `vpmaddwd` (two i16 products summed into an i32: at most 2·255·128, far from overflow), which
+//! costs the same number of multiply-port µops per MAC as `vpmaddubsw` + `vpmaddwd`.
+//!
+//! Layouts: A is i16 `[m, lda]` with `lda = 2·⌈k/2⌉`; a weight panel is `NR = 16` columns stored as
+//! i8 `[k/2][16][2]` (one 32-byte row per k pair), widened to i16 in registers with `vpmovsxbw`.
+//! The tile is `MR = 4` rows × 16 columns: 8 ymm accumulators.
+
+use std::arch::x86_64::*;
+
+use crate::gemm::cpu::{AlignedBuf, Kernel, PreparedA};
+use crate::gemm::Activations;
+
+const MR: usize = 4;
+const NR: usize = 16;
+
+#[derive(Debug)]
+pub(crate) struct Avx2Kernel {
+    b: AlignedBuf,
+    kpairs: usize,
+}
+
+impl Avx2Kernel {
+    pub(crate) fn pack(w: &[i8], n: usize, k: usize) -> Self {
+        let kpairs = k.div_ceil(2);
+        let panels = n.div_ceil(NR);
+        let mut b = AlignedBuf::zeroed(panels * kpairs * NR * 2);
+        let dst: &mut [i8] = b.as_mut_slice();
+        for j in 0..n {
+            let (p, c) = (j / NR, j % NR);
+            for kk in 0..k {
+                dst[((p * kpairs + kk / 2) * NR + c) * 2 + kk % 2] = w[j * k + kk];
+            }
+        }
+        Avx2Kernel { b, kpairs }
+    }
+}
+
+impl Kernel for Avx2Kernel {
+    fn mr(&self) -> usize {
+        MR
+    }
+    fn nr(&self) -> usize {
+        NR
+    }
+    fn shift(&self, _x: &Activations<'_>) -> i32 {
+        0
+    }
+    fn prepare_a(&self, x: &Activations<'_>, m: usize, k: usize) -> PreparedA {
+        let mut a = PreparedA::zeroed::<i16>(m.div_ceil(MR) * MR, self.kpairs * 2);
+        a.fill_rows(x, m, k, |v| v as i16, |v| v as i16);
+        a
+    }
+    fn tile(&self, a: &PreparedA, i0: usize, rows: usize, panel: usize, acc: &mut [i32]) {
+        let av: &[i16] = a.buf.as_slice();
+        let bv: &[i8] = self.b.as_slice();
+        let panel_len = self.kpairs * NR * 2;
+        // Bounds for the unsafe loop below: MR rows of A (padded), one whole panel of B, one tile.
+        assert!(rows >= 1 && rows <= MR && a.lda == self.kpairs * 2);
+        assert!((i0 + MR) * a.lda <= av.len());
+        assert!((panel + 1) * panel_len <= bv.len() && acc.len() >= MR * NR);
+        let (ap, bp, cp) = (
+            av[i0 * a.lda..].as_ptr(),
+            bv[panel * panel_len..].as_ptr(),
+            acc.as_mut_ptr(),
+        );
+        // SAFETY: the asserts above bound every read (rows × lda of A from ap, panel_len bytes
+        // from bp) and write (rows × NR i32 at cp); the kernel path was selected only after
+        // `detect` confirmed AVX2.
+        unsafe {
+            match rows {
+                1 => tile_rows::<1>(ap, a.lda, bp, self.kpairs, cp),
+                2 => tile_rows::<2>(ap, a.lda, bp, self.kpairs, cp),
+                3 => tile_rows::<3>(ap, a.lda, bp, self.kpairs, cp),
+                _ => tile_rows::<4>(ap, a.lda, bp, self.kpairs, cp),
+            }
+        }
+    }
+}
+
+/// `R` rows × 16 columns over `kpairs` k pairs.
+#[target_feature(enable = "avx2")]
+unsafe fn tile_rows<const R: usize>(a: *const i16, lda: usize, b: *const i8, kpairs: usize, acc: *mut i32) {
+    let mut c = [[_mm256_setzero_si256(); 2]; R];
+    for kp in 0..kpairs {
+        let bq = b.add(kp * NR * 2);
+        let b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bq as *const __m128i));
+        let b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bq.add(16) as *const __m128i));
+        for (r, cr) in c.iter_mut().enumerate() {
+            let pair = (a.add(r * lda + 2 * kp) as *const i32).read_unaligned();
+            let av = _mm256_set1_epi32(pair);
+            cr[0] = _mm256_add_epi32(cr[0], _mm256_madd_epi16(av, b0));
+            cr[1] = _mm256_add_epi32(cr[1], _mm256_madd_epi16(av, b1));
+        }
+    }
+    for (r, cr) in c.iter().enumerate() {
+        _mm256_storeu_si256(acc.add(r * NR) as *mut __m256i, cr[0]);
+        _mm256_storeu_si256(acc.add(r * NR + 8) as *mut __m256i, cr[1]);
+    }
+}

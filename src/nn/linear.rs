@@ -1,0 +1,310 @@
+//! nn/linear.rs — `QuantLinear`: an `nn.Linear` whose weights are int8 (per output channel or per
+//! tensor, packed once) and whose forward quantizes its f32 input (dynamically per call, or with a
+//! static scale from calibration), runs the integer GEMM on the chosen path, and writes the output
+//! through the fused epilogue. Every input is validated here, before any loop runs.
+
+use crate::error::{Error, Result};
+use crate::gemm::{check_accumulator_bound, ActScales, Activations, Bias, Context, OutBuf, PackedWeights, Path};
+use crate::quant::{self, Granularity, QuantParams, QuantizedWeights, Scheme, WeightQuantConfig};
+
+/// How a layer quantizes its input.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ActivationQuant {
+    /// Scales computed from each input: per tensor or per row (per token); symmetric (`s8`,
+    /// `[-127, 127]`) or asymmetric (`u8` with a zero point). The bias is added in f32.
+    Dynamic {
+        scheme: Scheme,
+        granularity: Granularity,
+    },
+    /// A fixed scale (and zero point) from calibration or a checkpoint: symmetric parameters give
+    /// `s8` activations, unsigned ones `u8`. The bias is quantized to i32 once.
+    Static(QuantParams),
+}
+
+impl Default for ActivationQuant {
+    fn default() -> Self {
+        ActivationQuant::Dynamic {
+            scheme: Scheme::Symmetric,
+            granularity: Granularity::PerRow,
+        }
+    }
+}
+
+/// How to build a [`QuantLinear`] from float weights.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LinearConfig {
+    pub weights: WeightQuantConfig,
+    pub activations: ActivationQuant,
+}
+
+/// A quantized Linear layer: `y = x · Wᵀ + b` with int8 weights and activations.
+#[derive(Debug)]
+pub struct QuantLinear {
+    name: String,
+    weights: QuantizedWeights,
+    packed: PackedWeights,
+    bias: Option<Vec<f32>>,
+    act: ActivationQuant,
+    /// The i32 bias for static activation scales.
+    bias_q: Option<Vec<i32>>,
+}
+
+/// Scratch for one forward: quantized input and its per-row parameters.
+enum QuantizedInput {
+    S8(Vec<i8>),
+    U8(Vec<u8>),
+}
+
+impl QuantLinear {
+    /// Quantize f32 weights `[out_features, in_features]` (and keep an optional f32 bias).
+    /// `name` appears in every error about this layer.
+    pub fn from_f32(
+        name: &str,
+        weight: &[f32],
+        out_features: usize,
+        in_features: usize,
+        bias: Option<&[f32]>,
+        cfg: LinearConfig,
+    ) -> Result<Self> {
+        let wq = quant::quantize_weights(
+            &format!("{name}.weight"),
+            weight,
+            out_features,
+            in_features,
+            cfg.weights,
+        )?;
+        Self::from_quantized(name, wq, bias, cfg.activations)
+    }
+
+    /// Build from already-quantized weights (for example a checkpoint), keeping their scales.
+    pub fn from_quantized(
+        name: &str,
+        weights: QuantizedWeights,
+        bias: Option<&[f32]>,
+        act: ActivationQuant,
+    ) -> Result<Self> {
+        if let Some(b) = bias {
+            if b.len() != weights.rows {
+                return Err(Error::shape("bias [out_features]", weights.rows, b.len()));
+            }
+            quant::check_finite(&format!("{name}.bias"), b)?;
+        }
+        let packed = PackedWeights::new(weights.data.clone(), weights.rows, weights.cols)?;
+        let mut layer = QuantLinear {
+            name: name.to_string(),
+            weights,
+            packed,
+            bias: bias.map(<[f32]>::to_vec),
+            act,
+            bias_q: None,
+        };
+        layer.set_activation_quant(act)?;
+        Ok(layer)
+    }
+
+    /// Change how the input is quantized (calibration freezes a static scale this way). Requantizes
+    /// the bias and re-checks the accumulator bound; on error the layer is left unchanged.
+    pub fn set_activation_quant(&mut self, act: ActivationQuant) -> Result<()> {
+        let x_bound: i64 = match act {
+            ActivationQuant::Dynamic {
+                scheme, granularity, ..
+            } => {
+                if granularity == Granularity::PerChannel {
+                    return Err(Error::Unsupported(
+                        "activations are quantized per tensor or per row, not per channel".into(),
+                    ));
+                }
+                match scheme {
+                    Scheme::Symmetric => 127,
+                    Scheme::Asymmetric => 255,
+                }
+            }
+            ActivationQuant::Static(p) => {
+                if p.zero_point() == 0 && p.qmin() >= -128 && p.qmax() <= 127 {
+                    128
+                } else if p.qmin() >= 0 && p.qmax() <= 255 {
+                    255
+                } else {
+                    return Err(Error::param(
+                        "static activation params",
+                        format!(
+                            "need a symmetric s8 range (zero point 0) or a u8 range, got [{}, {}] zp {}",
+                            p.qmin(),
+                            p.qmax(),
+                            p.zero_point()
+                        ),
+                    ));
+                }
+            }
+        };
+        let bias_q = match (act, &self.bias) {
+            (ActivationQuant::Static(p), Some(b)) => {
+                Some(quant::quantize_bias(b, p.scale(), &self.weights.scales)?)
+            }
+            _ => None,
+        };
+        let bias_bound = bias_q
+            .as_ref()
+            .map_or(0, |b| b.iter().map(|&v| (v as i64).abs()).max().unwrap_or(0));
+        check_accumulator_bound(self.in_features(), x_bound, self.packed.wmax() as i64, bias_bound)?;
+        self.act = act;
+        self.bias_q = bias_q;
+        Ok(())
+    }
+
+    /// The layer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Input features (`K`).
+    pub fn in_features(&self) -> usize {
+        self.weights.cols
+    }
+    /// Output features (`N`).
+    pub fn out_features(&self) -> usize {
+        self.weights.rows
+    }
+    /// The quantized weights and their scales.
+    pub fn weights(&self) -> &QuantizedWeights {
+        &self.weights
+    }
+    /// The packed weights (raw int8, `wsum`, per-path layouts).
+    pub fn packed(&self) -> &PackedWeights {
+        &self.packed
+    }
+    /// The f32 bias.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+    /// The i32 bias used with a static activation scale.
+    pub fn bias_i32(&self) -> Option<&[i32]> {
+        self.bias_q.as_deref()
+    }
+    /// How the input is quantized.
+    pub fn activation_quant(&self) -> ActivationQuant {
+        self.act
+    }
+
+    /// `out = x · Wᵀ + b` for `x: [m, in_features]`, `out: [m, out_features]` of the buffer's type.
+    /// Returns the path that ran.
+    pub fn forward(&self, ctx: &Context, x: &[f32], m: usize, out: &mut OutBuf<'_>) -> Result<Path> {
+        let k = self.in_features();
+        let xl = crate::error::checked_len("input [m, in_features]", m, k)?;
+        if x.len() != xl {
+            return Err(Error::shape("input [m, in_features]", xl, x.len()));
+        }
+        let input = format!("{}.input", self.name);
+        let w_scales = &self.weights.scales;
+        let bias_f32 = match (&self.act, &self.bias) {
+            (ActivationQuant::Dynamic { .. }, Some(b)) => Bias::F32(b),
+            _ => Bias::None,
+        };
+        let bias = match &self.bias_q {
+            Some(b) => Bias::I32(b),
+            None => bias_f32,
+        };
+        match self.act {
+            ActivationQuant::Static(p) => {
+                quant::check_finite(&input, x)?;
+                let q = quantize_with(&p, x)?;
+                let act = ActScales::PerTensor {
+                    scale: p.scale(),
+                    zero_point: p.zero_point(),
+                };
+                self.run(ctx, m, &q, act, w_scales, bias, out)
+            }
+            ActivationQuant::Dynamic {
+                scheme,
+                granularity: Granularity::PerTensor,
+            } => {
+                let p = match scheme {
+                    Scheme::Symmetric => QuantParams::symmetric(quant::amax(&input, x)?)?,
+                    Scheme::Asymmetric => {
+                        let (lo, hi) = quant::minmax(&input, x)?;
+                        QuantParams::asymmetric(lo, hi)?
+                    }
+                };
+                let q = quantize_with(&p, x)?;
+                let act = ActScales::PerTensor {
+                    scale: p.scale(),
+                    zero_point: p.zero_point(),
+                };
+                self.run(ctx, m, &q, act, w_scales, bias, out)
+            }
+            ActivationQuant::Dynamic { scheme, .. } => {
+                let mut scales = vec![0.0f32; m];
+                let (q, zps) = match scheme {
+                    Scheme::Symmetric => {
+                        let mut amaxes = vec![0.0f32; m];
+                        quant::amax_rows(&input, x, m, k, &mut amaxes)?;
+                        let mut q = vec![0i8; xl];
+                        for i in 0..m {
+                            let p = QuantParams::symmetric(amaxes[i])?;
+                            scales[i] = p.scale();
+                            p.quantize_to_i8(&x[i * k..(i + 1) * k], &mut q[i * k..(i + 1) * k])?;
+                        }
+                        (QuantizedInput::S8(q), None)
+                    }
+                    Scheme::Asymmetric => {
+                        let (mut lo, mut hi) = (vec![0.0f32; m], vec![0.0f32; m]);
+                        quant::minmax_rows(&input, x, m, k, &mut lo, &mut hi)?;
+                        let mut q = vec![0u8; xl];
+                        let mut zps = vec![0i32; m];
+                        for i in 0..m {
+                            let p = QuantParams::asymmetric(lo[i], hi[i])?;
+                            scales[i] = p.scale();
+                            zps[i] = p.zero_point();
+                            p.quantize_to_u8(&x[i * k..(i + 1) * k], &mut q[i * k..(i + 1) * k])?;
+                        }
+                        (QuantizedInput::U8(q), Some(zps))
+                    }
+                };
+                let act = ActScales::PerRow {
+                    scales: &scales,
+                    zero_points: zps.as_deref(),
+                };
+                self.run(ctx, m, &q, act, w_scales, bias, out)
+            }
+        }
+    }
+
+    /// [`QuantLinear::forward`] into a new f32 vector `[m, out_features]`.
+    pub fn forward_f32(&self, ctx: &Context, x: &[f32], m: usize) -> Result<Vec<f32>> {
+        let len = crate::error::checked_len("output [m, out_features]", m, self.out_features())?;
+        let mut y = vec![0.0f32; len];
+        self.forward(ctx, x, m, &mut OutBuf::F32(&mut y))?;
+        Ok(y)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        ctx: &Context,
+        m: usize,
+        q: &QuantizedInput,
+        act: ActScales<'_>,
+        w_scales: &[f32],
+        bias: Bias<'_>,
+        out: &mut OutBuf<'_>,
+    ) -> Result<Path> {
+        let x = match q {
+            QuantizedInput::S8(v) => Activations::S8(v),
+            QuantizedInput::U8(v) => Activations::U8(v),
+        };
+        self.packed.gemm(ctx, m, x, act, w_scales, bias, out)
+    }
+}
+
+/// Quantize `x` with `p` into the integer type its range needs: symmetric (zero point 0) ranges
+/// within i8 give `s8`, anything else `u8` (the range was checked by `set_activation_quant`).
+fn quantize_with(p: &QuantParams, x: &[f32]) -> Result<QuantizedInput> {
+    if p.zero_point() == 0 && p.qmin() >= -128 && p.qmax() <= 127 {
+        let mut q = vec![0i8; x.len()];
+        p.quantize_to_i8(x, &mut q)?;
+        Ok(QuantizedInput::S8(q))
+    } else {
+        let mut q = vec![0u8; x.len()];
+        p.quantize_to_u8(x, &mut q)?;
+        Ok(QuantizedInput::U8(q))
+    }
+}

@@ -1,0 +1,284 @@
+//! quant/tensor.rs — range reductions (amax, min/max, per row) with the non-finite check, and
+//! weight quantization per tensor or per output channel. Used when a layer is built and by
+//! dynamic activation quantization on every forward.
+
+use super::{Convention, Granularity, QuantParams};
+use crate::error::{Error, Result};
+
+/// Bits of `|x|` for a finite x compare like the values; anything ≥ this is ±inf or NaN.
+const NONFINITE_ABS_BITS: u32 = 0x7f80_0000;
+
+/// Max of the `|x|` bit patterns: an integer reduction the compiler vectorizes. Finite values
+/// order like their magnitudes; the result is ≥ [`NONFINITE_ABS_BITS`] iff a NaN or ±inf is present.
+#[inline]
+fn max_abs_bits(xs: &[f32]) -> u32 {
+    let mut acc = [0u32; 16];
+    let mut chunks = xs.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = (*a).max(x.to_bits() & 0x7fff_ffff);
+        }
+    }
+    let mut m = acc.iter().copied().max().unwrap_or(0);
+    for &x in chunks.remainder() {
+        m = m.max(x.to_bits() & 0x7fff_ffff);
+    }
+    m
+}
+
+fn nonfinite_error(tensor: &str, xs: &[f32], offset: usize) -> Error {
+    let mut count = 0;
+    let mut first = usize::MAX;
+    for (i, x) in xs.iter().enumerate() {
+        if !x.is_finite() {
+            count += 1;
+            first = first.min(i);
+        }
+    }
+    Error::NonFinite {
+        tensor: tensor.to_string(),
+        count,
+        first_index: offset + first,
+    }
+}
+
+/// `max |x|`; Err naming `tensor` if any value is NaN or ±inf. 0 for an empty slice.
+pub fn amax(tensor: &str, xs: &[f32]) -> Result<f32> {
+    let bits = max_abs_bits(xs);
+    if bits >= NONFINITE_ABS_BITS {
+        return Err(nonfinite_error(tensor, xs, 0));
+    }
+    Ok(f32::from_bits(bits))
+}
+
+/// `max |x|` of each row of a `[rows, cols]` matrix.
+pub fn amax_rows(tensor: &str, xs: &[f32], rows: usize, cols: usize, out: &mut [f32]) -> Result<()> {
+    check_matrix(tensor, xs, rows, cols)?;
+    if out.len() != rows {
+        return Err(Error::shape("amax_rows output", rows, out.len()));
+    }
+    if cols == 0 {
+        out.fill(0.0);
+        return Ok(());
+    }
+    for (row, o) in xs.chunks_exact(cols).zip(out.iter_mut()) {
+        let bits = max_abs_bits(row);
+        if bits >= NONFINITE_ABS_BITS {
+            return Err(nonfinite_error(tensor, xs, 0));
+        }
+        *o = f32::from_bits(bits);
+    }
+    Ok(())
+}
+
+/// `(min, max)` of the data; Err naming `tensor` on NaN or ±inf. `(0, 0)` for an empty slice.
+pub fn minmax(tensor: &str, xs: &[f32]) -> Result<(f32, f32)> {
+    if max_abs_bits(xs) >= NONFINITE_ABS_BITS {
+        return Err(nonfinite_error(tensor, xs, 0));
+    }
+    Ok(minmax_finite(xs))
+}
+
+/// Row-wise `(min, max)` of a `[rows, cols]` matrix into `lo` and `hi`.
+pub fn minmax_rows(
+    tensor: &str,
+    xs: &[f32],
+    rows: usize,
+    cols: usize,
+    lo: &mut [f32],
+    hi: &mut [f32],
+) -> Result<()> {
+    check_matrix(tensor, xs, rows, cols)?;
+    if lo.len() != rows || hi.len() != rows {
+        return Err(Error::shape("minmax_rows output", rows, lo.len().min(hi.len())));
+    }
+    if max_abs_bits(xs) >= NONFINITE_ABS_BITS {
+        return Err(nonfinite_error(tensor, xs, 0));
+    }
+    for r in 0..rows {
+        let (a, b) = minmax_finite(&xs[r * cols..(r + 1) * cols]);
+        lo[r] = a;
+        hi[r] = b;
+    }
+    Ok(())
+}
+
+/// Min and max of finite data (no NaN handling needed), in 8 independent lanes.
+fn minmax_finite(xs: &[f32]) -> (f32, f32) {
+    if xs.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mut lo = [xs[0]; 8];
+    let mut hi = [xs[0]; 8];
+    let mut chunks = xs.chunks_exact(8);
+    for c in &mut chunks {
+        for i in 0..8 {
+            lo[i] = if c[i] < lo[i] { c[i] } else { lo[i] };
+            hi[i] = if c[i] > hi[i] { c[i] } else { hi[i] };
+        }
+    }
+    let mut l = lo.iter().copied().fold(f32::INFINITY, f32::min);
+    let mut h = hi.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for &x in chunks.remainder() {
+        l = l.min(x);
+        h = h.max(x);
+    }
+    (l, h)
+}
+
+fn check_matrix(tensor: &str, xs: &[f32], rows: usize, cols: usize) -> Result<()> {
+    let expected = crate::error::checked_len("matrix", rows, cols)?;
+    if xs.len() != expected {
+        return Err(Error::Dimension {
+            what: "matrix",
+            detail: format!(
+                "`{tensor}`: [{rows}, {cols}] needs {expected} values, got {}",
+                xs.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// How to quantize a weight matrix `[out, in]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WeightQuantConfig {
+    /// [`Granularity::PerChannel`] (one scale per output row, the default) or
+    /// [`Granularity::PerTensor`].
+    pub granularity: Granularity,
+    /// [`Convention::Int8rt`] (narrow `[-127, 127]`, `amax/127`, the default) or
+    /// [`Convention::CompressedTensors`] (`[-128, 127]`, `amax/127.5`).
+    pub convention: Convention,
+}
+
+impl Default for WeightQuantConfig {
+    fn default() -> Self {
+        WeightQuantConfig {
+            granularity: Granularity::PerChannel,
+            convention: Convention::Int8rt,
+        }
+    }
+}
+
+/// A quantized weight matrix `[rows = out, cols = in]`, symmetric, with one scale per tensor or per
+/// output channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantizedWeights {
+    /// Row-major `i8` values.
+    pub data: Vec<i8>,
+    /// One scale (per tensor) or one per row.
+    pub scales: Vec<f32>,
+    /// Output features.
+    pub rows: usize,
+    /// Input features.
+    pub cols: usize,
+}
+
+impl QuantizedWeights {
+    /// Wrap already-quantized weights (for example loaded from a checkpoint), validating shapes
+    /// and scales. The scales are kept exactly as given.
+    pub fn from_parts(data: Vec<i8>, scales: Vec<f32>, rows: usize, cols: usize) -> Result<Self> {
+        let expected = crate::error::checked_len("weights", rows, cols)?;
+        if data.len() != expected {
+            return Err(Error::shape("quantized weights", expected, data.len()));
+        }
+        if scales.len() != 1 && scales.len() != rows {
+            return Err(Error::shape("weight scales (1 or rows)", rows, scales.len()));
+        }
+        if let Some(s) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(Error::param(
+                "weight scale",
+                format!("must be finite and > 0, got {s}"),
+            ));
+        }
+        Ok(QuantizedWeights {
+            data,
+            scales,
+            rows,
+            cols,
+        })
+    }
+
+    /// The scale of output channel `n`.
+    pub fn scale(&self, n: usize) -> f32 {
+        if self.scales.len() == 1 {
+            self.scales[0]
+        } else {
+            self.scales[n]
+        }
+    }
+
+    /// Dequantized weights, row-major.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.data.len()];
+        if self.cols == 0 {
+            return out;
+        }
+        for (n, (row, o)) in self
+            .data
+            .chunks_exact(self.cols)
+            .zip(out.chunks_exact_mut(self.cols))
+            .enumerate()
+        {
+            let s = self.scale(n);
+            for (o, &q) in o.iter_mut().zip(row) {
+                *o = q as f32 * s;
+            }
+        }
+        out
+    }
+}
+
+/// Quantize a weight matrix `[rows, cols]` symmetrically, per tensor or per output channel.
+/// Non-finite weights are an error naming `tensor`.
+pub fn quantize_weights(
+    tensor: &str,
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    cfg: WeightQuantConfig,
+) -> Result<QuantizedWeights> {
+    check_matrix(tensor, w, rows, cols)?;
+    let params_for = |amax: f32| -> Result<QuantParams> {
+        match cfg.convention {
+            Convention::Int8rt => QuantParams::symmetric(amax),
+            Convention::CompressedTensors => {
+                QuantParams::from_range(Convention::CompressedTensors, -amax, amax)
+            }
+            other => Err(Error::Unsupported(format!(
+                "weight quantization supports the Int8rt and CompressedTensors conventions, not {other:?}"
+            ))),
+        }
+    };
+    let mut data = vec![0i8; w.len()];
+    let scales = match cfg.granularity {
+        Granularity::PerTensor => {
+            let p = params_for(amax(tensor, w)?)?;
+            p.quantize_to_i8(w, &mut data)?;
+            vec![p.scale()]
+        }
+        Granularity::PerChannel => {
+            let mut amaxes = vec![0.0; rows];
+            amax_rows(tensor, w, rows, cols, &mut amaxes)?;
+            let mut scales = Vec::with_capacity(rows);
+            for (r, &a) in amaxes.iter().enumerate() {
+                let p = params_for(a)?;
+                p.quantize_to_i8(&w[r * cols..(r + 1) * cols], &mut data[r * cols..(r + 1) * cols])?;
+                scales.push(p.scale());
+            }
+            scales
+        }
+        Granularity::PerRow => {
+            return Err(Error::Unsupported(
+                "weights are quantized per tensor or per output channel (PerChannel), not PerRow"
+                    .into(),
+            ))
+        }
+    };
+    Ok(QuantizedWeights {
+        data,
+        scales,
+        rows,
+        cols,
+    })
+}
