@@ -39,6 +39,7 @@
 
 pub mod error;
 pub mod gemm;
+pub mod io;
 pub mod nn;
 pub mod quant;
 pub mod reference;
