@@ -12,7 +12,7 @@
 //! [`Error::Tensor`] that names the file and the tensor — never a panic, never a read out of
 //! bounds (the fuzz target in `fuzz/` checks this).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -656,6 +656,52 @@ impl TensorBuf {
     }
 }
 
+/// The header bytes (padded so the data section starts 8-byte aligned, as the reference writer
+/// does) and the specs in data order (by name).
+fn build_header<'a>(
+    file: &str,
+    specs: &'a [TensorSpec],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(Vec<u8>, Vec<&'a TensorSpec>)> {
+    let mut order: Vec<&TensorSpec> = specs.iter().collect();
+    order.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        let m = metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        header.insert("__metadata__".into(), Value::Object(m));
+    }
+    let mut offset = 0usize;
+    for (i, s) in order.iter().enumerate() {
+        if s.name == "__metadata__" || (i > 0 && order[i - 1].name == s.name) {
+            return Err(format_err(
+                file,
+                format!("tensor name `{}` is reserved or repeated", s.name),
+            ));
+        }
+        let end = offset
+            .checked_add(s.nbytes()?)
+            .ok_or_else(|| format_err(file, "the data section overflows usize"))?;
+        header.insert(
+            s.name.clone(),
+            serde_json::json!({
+                "dtype": s.dtype.as_str(),
+                "shape": s.shape,
+                "data_offsets": [offset, end],
+            }),
+        );
+        offset = end;
+    }
+    let mut hbytes = serde_json::to_vec(&Value::Object(header))
+        .map_err(|e| format_err(file, format!("cannot serialize the header: {e}")))?;
+    while hbytes.len() % 8 != 0 {
+        hbytes.push(b' ');
+    }
+    Ok((hbytes, order))
+}
+
 /// Write a safetensors file, asking `produce` for each tensor's bytes in turn so that a large
 /// model never has to be held in memory at once. Tensors are laid out in name order; each produced
 /// buffer must have exactly the size its spec implies. The file is written under a temporary name
@@ -671,46 +717,7 @@ where
 {
     let path = path.as_ref();
     let name = path.display().to_string();
-    let mut order: Vec<&TensorSpec> = specs.iter().collect();
-    order.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut seen = HashMap::new();
-    let mut header = serde_json::Map::new();
-    if !metadata.is_empty() {
-        let m = metadata
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        header.insert("__metadata__".into(), Value::Object(m));
-    }
-    let mut offset = 0usize;
-    for s in &order {
-        if s.name == "__metadata__" || seen.insert(s.name.as_str(), ()).is_some() {
-            return Err(format_err(
-                &name,
-                format!("tensor name `{}` is reserved or repeated", s.name),
-            ));
-        }
-        let nbytes = s.nbytes()?;
-        let end = offset
-            .checked_add(nbytes)
-            .ok_or_else(|| format_err(&name, "the data section overflows usize"))?;
-        header.insert(
-            s.name.clone(),
-            serde_json::json!({
-                "dtype": s.dtype.as_str(),
-                "shape": s.shape,
-                "data_offsets": [offset, end],
-            }),
-        );
-        offset = end;
-    }
-    let mut hbytes = serde_json::to_vec(&Value::Object(header))
-        .map_err(|e| format_err(&name, format!("cannot serialize the header: {e}")))?;
-    // Pad with spaces so the data section starts 8-byte aligned (as the reference writer does).
-    while hbytes.len() % 8 != 0 {
-        hbytes.push(b' ');
-    }
-
+    let (hbytes, order) = build_header(&name, specs, metadata)?;
     let tmp = path.with_extension("safetensors.partial");
     let tmp_name = tmp.display().to_string();
     let result = (|| -> Result<()> {
@@ -765,7 +772,48 @@ pub fn write(
             shape: t.shape.clone(),
         })
         .collect();
-    write_streaming(path, &specs, metadata, |s| {
-        Ok(tensors[&s.name].data.clone())
-    })
+    write_streaming(path, &specs, metadata, |s| lookup(tensors, &s.name))
+}
+
+fn lookup(tensors: &BTreeMap<String, TensorBuf>, name: &str) -> Result<Vec<u8>> {
+    tensors
+        .get(name)
+        .map(|t| t.data.clone())
+        .ok_or_else(|| tensor_err("(in memory)", name, "not found"))
+}
+
+/// Serialize tensors held in memory into safetensors bytes (what [`write`] puts in a file).
+pub fn to_bytes(
+    tensors: &BTreeMap<String, TensorBuf>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    let specs: Vec<TensorSpec> = tensors
+        .iter()
+        .map(|(n, t)| TensorSpec {
+            name: n.clone(),
+            dtype: t.dtype,
+            shape: t.shape.clone(),
+        })
+        .collect();
+    let (hbytes, order) = build_header("(in memory)", &specs, metadata)?;
+    let mut out = (hbytes.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&hbytes);
+    for s in order {
+        let data = lookup(tensors, &s.name)?;
+        let nbytes = s.nbytes()?;
+        if data.len() != nbytes {
+            return Err(tensor_err(
+                "(in memory)",
+                &s.name,
+                format!(
+                    "{} bytes where shape {:?} of {} needs {nbytes}",
+                    data.len(),
+                    s.shape,
+                    s.dtype
+                ),
+            ));
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out)
 }
