@@ -189,11 +189,17 @@ impl GemmArgs<'_> {
 
     /// [`GemmArgs::validate`] with a precomputed `max |w|` (packed weights keep it).
     pub fn validate_with_wmax(&self, out: &OutBuf<'_>, wmax: i32) -> Result<()> {
+        self.validate_parts(out, wmax, self.x.len())
+    }
+
+    /// Validation with the activation length given separately (the f32 forward validates before
+    /// the integers exist; `self.x` then only carries their type).
+    pub(crate) fn validate_parts(&self, out: &OutBuf<'_>, wmax: i32, x_len: usize) -> Result<()> {
         use crate::error::checked_len;
         let (m, n, k) = (self.m, self.n, self.k);
         let xl = checked_len("X = [m, k]", m, k)?;
-        if self.x.len() != xl {
-            return Err(Error::shape("activations [m, k]", xl, self.x.len()));
+        if x_len != xl {
+            return Err(Error::shape("activations [m, k]", xl, x_len));
         }
         let wl = checked_len("W = [n, k]", n, k)?;
         if self.w.len() != wl {
@@ -204,7 +210,11 @@ impl GemmArgs<'_> {
             return Err(Error::shape("output [m, n]", yl, out.len()));
         }
         if self.w_scales.len() != 1 && self.w_scales.len() != n {
-            return Err(Error::shape("weight scales (1 or n)", n, self.w_scales.len()));
+            return Err(Error::shape(
+                "weight scales (1 or n)",
+                n,
+                self.w_scales.len(),
+            ));
         }
         check_scales("weight scale", self.w_scales)?;
         let (zp_lo, zp_hi) = match self.x {
@@ -283,7 +293,12 @@ impl GemmArgs<'_> {
 }
 
 /// Err([`Error::AccumulatorOverflow`]) unless `k·x_bound·w_bound + bias_bound < 2^31`.
-pub fn check_accumulator_bound(k: usize, x_bound: i64, w_bound: i64, bias_bound: i64) -> Result<()> {
+pub fn check_accumulator_bound(
+    k: usize,
+    x_bound: i64,
+    w_bound: i64,
+    bias_bound: i64,
+) -> Result<()> {
     let worst = (k as i128) * (x_bound as i128) * (w_bound as i128) + bias_bound as i128;
     if worst > i32::MAX as i128 {
         return Err(Error::AccumulatorOverflow {
@@ -299,7 +314,10 @@ pub fn check_accumulator_bound(k: usize, x_bound: i64, w_bound: i64, bias_bound:
 
 fn check_scales(what: &'static str, s: &[f32]) -> Result<()> {
     match s.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
-        Some(v) => Err(Error::param(what, format!("must be finite and > 0, got {v}"))),
+        Some(v) => Err(Error::param(
+            what,
+            format!("must be finite and > 0, got {v}"),
+        )),
         None => Ok(()),
     }
 }
@@ -540,11 +558,109 @@ impl PackedWeights {
             p => {
                 cpu::availability(p)?;
                 let epi = Epilogue::new(self.n, &act, w_scales, &bias, out.kind());
-                cpu::run(ctx, p, self, &args, &epi, out)?;
+                cpu::run(ctx, p, self, m, &cpu::ASource::Ints(x), &act, &bias, &epi, out, "activations")?;
             }
         }
         ctx.record(path);
         Ok(path)
+    }
+
+    /// The layer's forward GEMM: f32 activations `[m, k]` quantized on the fly with `params` (one
+    /// set, or one per row — all `s8`-symmetric or all `u8`) straight into the kernel's layout,
+    /// then the same GEMM and epilogue as [`PackedWeights::gemm`] on the integers. NaN in `x` is an
+    /// error naming `tensor`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gemm_quantizing(
+        &self,
+        ctx: &Context,
+        m: usize,
+        x: &[f32],
+        params: cpu::RowParams<'_>,
+        act: ActScales<'_>,
+        w_scales: &[f32],
+        bias: Bias<'_>,
+        out: &mut OutBuf<'_>,
+        tensor: &str,
+    ) -> Result<Path> {
+        let path = match ctx.path {
+            Some(p) => p,
+            None => cpu::choose(m, self.n, self.k),
+        };
+        if !matches!(path, Path::Reference | Path::CudaDp4a | Path::CudaMma) {
+            let signed = match params {
+                cpu::RowParams::Tensor(p) => cpu::is_s8(&p),
+                cpu::RowParams::Rows(r) => {
+                    if r.len() != m {
+                        return Err(Error::shape("per-row quantization params", m, r.len()));
+                    }
+                    let s = r.first().is_none_or(cpu::is_s8);
+                    if r.iter().any(|p| cpu::is_s8(p) != s) {
+                        return Err(Error::Unsupported(
+                            "per-row parameters mix s8 and u8 ranges".into(),
+                        ));
+                    }
+                    s
+                }
+            };
+            // Validate with the activations' integer type (their values do not exist yet).
+            let args = GemmArgs {
+                m,
+                n: self.n,
+                k: self.k,
+                x: if signed {
+                    Activations::S8(&[])
+                } else {
+                    Activations::U8(&[])
+                },
+                act,
+                w: &self.raw,
+                w_scales,
+                bias,
+            };
+            let xl = crate::error::checked_len("input [m, k]", m, self.k)?;
+            if x.len() != xl {
+                return Err(Error::shape("input [m, k]", xl, x.len()));
+            }
+            args.validate_parts(out, self.wmax, xl)?;
+            cpu::availability(path)?;
+            let epi = Epilogue::new(self.n, &act, w_scales, &bias, out.kind());
+            let src = cpu::ASource::Floats { x, params };
+            cpu::run(ctx, path, self, m, &src, &act, &bias, &epi, out, tensor)?;
+            ctx.record(path);
+            return Ok(path);
+        }
+        // Reference (and, until the CUDA backend routes here, CUDA): quantize, then the integer GEMM.
+        let row = |i: usize| match params {
+            cpu::RowParams::Tensor(p) => p,
+            cpu::RowParams::Rows(r) => r[i],
+        };
+        let k = self.k;
+        let xl = crate::error::checked_len("input [m, k]", m, k)?;
+        if x.len() != xl {
+            return Err(Error::shape("input [m, k]", xl, x.len()));
+        }
+        if let cpu::RowParams::Rows(r) = params {
+            if r.len() != m {
+                return Err(Error::shape("per-row quantization params", m, r.len()));
+            }
+        }
+        if m == 0 || cpu::is_s8(&row(0)) {
+            let mut q = vec![0i8; xl];
+            for i in 0..m {
+                row(i)
+                    .quantize_to_i8(&x[i * k..(i + 1) * k], &mut q[i * k..(i + 1) * k])
+                    .map_err(|_| crate::quant::nan_error(tensor, x))?;
+            }
+            self.gemm(ctx, m, Activations::S8(&q), act, w_scales, bias, out)
+        } else {
+            let mut q = vec![0u8; xl];
+            for i in 0..m {
+                row(i)
+                    .quantize_to_u8(&x[i * k..(i + 1) * k], &mut q[i * k..(i + 1) * k])
+                    .map_err(|_| crate::quant::nan_error(tensor, x))?;
+            }
+            self.gemm(ctx, m, Activations::U8(&q), act, w_scales, bias, out)
+        }
     }
 
     pub(crate) fn cpu_packs(&self) -> &cpu::CpuPacks {

@@ -27,8 +27,9 @@ use rayon::prelude::*;
 
 pub(crate) use epilogue::{CpuEpilogue, OutPtr};
 
-use super::{Activations, Bias, Context, GemmArgs, OutBuf, PackedWeights, Path};
+use super::{ActScales, Activations, Bias, Context, OutBuf, PackedWeights, Path};
 use crate::error::{Error, Result};
+use crate::quant::QuantParams;
 use crate::reference::Epilogue;
 
 /// One 64-byte line: the unit of [`AlignedBuf`], so every buffer a kernel reads is aligned to a
@@ -56,6 +57,10 @@ impl AlignedBuf {
             lines: vec![Line([0; 64]); bytes.div_ceil(64)],
         }
     }
+    /// Capacity in bytes.
+    pub(crate) fn len_bytes(&self) -> usize {
+        self.lines.len() * 64
+    }
     /// The buffer as `T`s (alignment is guaranteed by [`Line`], so the cast cannot fail).
     pub(crate) fn as_slice<T: bytemuck::Pod>(&self) -> &[T] {
         bytemuck::cast_slice(&self.lines)
@@ -66,34 +71,148 @@ impl AlignedBuf {
     }
 }
 
-/// Activations prepared for one kernel: row-major, rows padded with zeros to a multiple of `mr`,
-/// row stride `lda` elements (≥ k, zero padded to the kernel's k step). The element type is the
-/// kernel's (`i16` for scalar and AVX2, `u8` for VNNI and AMX).
+/// The element type a kernel reads its activations in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AElem {
+    /// `i16` holding the integer as is (scalar and AVX2 kernels).
+    I16,
+    /// `u8`: `u8` activations as is, `s8` ones shifted by +128 (VNNI and AMX kernels).
+    U8,
+}
+
+/// Activations prepared for one kernel: row-major, rows padded to a multiple of `mr`, row stride
+/// `lda` elements (≥ k, rounded up to the kernel's k step; padding columns multiply zero weight
+/// padding and padding rows are never written out, so their content is irrelevant).
 pub(crate) struct PreparedA {
     pub buf: AlignedBuf,
     pub lda: usize,
 }
 
-impl PreparedA {
-    /// `rows × lda` zeroed elements of `T`.
-    pub(crate) fn zeroed<T: bytemuck::Pod>(rows: usize, lda: usize) -> Self {
-        PreparedA {
-            buf: AlignedBuf::zeroed(rows * lda * std::mem::size_of::<T>()),
-            lda,
+/// Where the activations come from.
+pub(crate) enum ASource<'a> {
+    /// Already quantized.
+    Ints(Activations<'a>),
+    /// f32 `[m, k]` quantized on the fly with per-tensor or per-row parameters (the layer's
+    /// forward: quantization writes straight into the kernel's layout).
+    Floats { x: &'a [f32], params: RowParams<'a> },
+}
+
+/// Quantization parameters for f32 activations.
+#[derive(Clone, Copy)]
+pub(crate) enum RowParams<'a> {
+    Tensor(QuantParams),
+    Rows(&'a [QuantParams]),
+}
+
+impl RowParams<'_> {
+    #[inline]
+    pub(crate) fn row(&self, i: usize) -> &QuantParams {
+        match self {
+            RowParams::Tensor(p) => p,
+            RowParams::Rows(r) => &r[i],
         }
     }
+}
 
-    /// Fill row `i` from `x` (length k) through `f`.
-    pub(crate) fn fill_rows<T: bytemuck::Pod>(&mut self, x: &Activations<'_>, m: usize, k: usize, f8: impl Fn(i8) -> T, fu8: impl Fn(u8) -> T) {
-        let lda = self.lda;
-        let dst: &mut [T] = self.buf.as_mut_slice();
-        for i in 0..m {
-            let d = &mut dst[i * lda..i * lda + k];
-            match x {
-                Activations::S8(x) => d.iter_mut().zip(&x[i * k..(i + 1) * k]).for_each(|(o, &v)| *o = f8(v)),
-                Activations::U8(x) => d.iter_mut().zip(&x[i * k..(i + 1) * k]).for_each(|(o, &v)| *o = fu8(v)),
+/// Whether parameters quantize to `s8` (zero point 0, range within i8) rather than `u8`.
+pub(crate) fn is_s8(p: &QuantParams) -> bool {
+    p.zero_point() == 0 && p.qmin() >= -128 && p.qmax() <= 127
+}
+
+impl ASource<'_> {
+    /// Whether the integers are `s8` (so a `u8` kernel shifts them by 128).
+    fn signed(&self) -> bool {
+        match self {
+            ASource::Ints(Activations::S8(_)) => true,
+            ASource::Ints(Activations::U8(_)) => false,
+            ASource::Floats { params, .. } => is_s8(params.row(0)),
+        }
+    }
+}
+
+thread_local! {
+    /// The calling thread's activation buffer, reused across calls (no allocation or page faults
+    /// on the hot path once warm).
+    static A_SCRATCH: std::cell::RefCell<AlignedBuf> = std::cell::RefCell::new(AlignedBuf::default());
+}
+
+/// Quantize or copy the activations into the `elem` layout, `rows_pad × lda`, reusing `buf`.
+/// `Err(buf)` when float input holds NaN.
+#[allow(clippy::too_many_arguments)]
+fn prepare_a(
+    ctx: &Context,
+    src: &ASource<'_>,
+    elem: AElem,
+    m: usize,
+    k: usize,
+    rows_pad: usize,
+    lda: usize,
+    mut buf: AlignedBuf,
+) -> Result<PreparedA, AlignedBuf> {
+    use crate::quant::kernels::{quantize_into, QuantOp};
+    let esize = match elem {
+        AElem::I16 => 2,
+        AElem::U8 => 1,
+    };
+    if buf.len_bytes() < rows_pad * lda * esize {
+        buf = AlignedBuf::zeroed(rows_pad * lda * esize);
+    }
+    let shift = if elem == AElem::U8 && src.signed() {
+        128
+    } else {
+        0
+    };
+    let nan = std::sync::atomic::AtomicBool::new(false);
+    let fill_row = |i: usize, dst: &mut [u8]| {
+        let row = i * k..(i + 1) * k;
+        match (src, elem) {
+            (ASource::Ints(Activations::S8(x)), AElem::I16) => {
+                let d: &mut [i16] = bytemuck::cast_slice_mut(dst);
+                d.iter_mut().zip(&x[row]).for_each(|(o, &v)| *o = v as i16)
+            }
+            (ASource::Ints(Activations::U8(x)), AElem::I16) => {
+                let d: &mut [i16] = bytemuck::cast_slice_mut(dst);
+                d.iter_mut().zip(&x[row]).for_each(|(o, &v)| *o = v as i16)
+            }
+            // s8 + 128 as u8 is the sign bit flipped.
+            (ASource::Ints(Activations::S8(x)), AElem::U8) => dst
+                .iter_mut()
+                .zip(&x[row])
+                .for_each(|(o, &v)| *o = (v as u8) ^ 0x80),
+            (ASource::Ints(Activations::U8(x)), AElem::U8) => dst.copy_from_slice(&x[row]),
+            (ASource::Floats { x, params }, AElem::I16) => {
+                let d: &mut [i16] = bytemuck::cast_slice_mut(dst);
+                if quantize_into(&x[row], QuantOp::new(params.row(i), 0), d) {
+                    nan.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            (ASource::Floats { x, params }, AElem::U8) => {
+                if quantize_into(&x[row], QuantOp::new(params.row(i), shift), dst) {
+                    nan.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }
+    };
+    {
+        let bytes: &mut [u8] = buf.as_mut_slice();
+        let row_bytes = (lda * esize).max(1);
+        let rows = bytes[..m * lda * esize].chunks_exact_mut(row_bytes);
+        if m * k >= 1 << 16 && m > 1 && ctx.threads() > 1 {
+            let rows: Vec<&mut [u8]> = rows.collect();
+            ctx.install(|| {
+                rows.into_par_iter()
+                    .enumerate()
+                    .for_each(|(i, r)| fill_row(i, &mut r[..k * esize]))
+            });
+        } else {
+            rows.enumerate()
+                .for_each(|(i, r)| fill_row(i, &mut r[..k * esize]));
+        }
+    }
+    if nan.into_inner() {
+        Err(buf)
+    } else {
+        Ok(PreparedA { buf, lda })
     }
 }
 
@@ -103,10 +222,10 @@ pub(crate) trait Kernel: Sync {
     fn mr(&self) -> usize;
     /// Columns of one tile (= columns per packed panel).
     fn nr(&self) -> usize;
-    /// Whether `x` is fed with a +128 shift (s8 activations into a u8 × s8 instruction).
-    fn shift(&self, x: &Activations<'_>) -> i32;
-    /// Copy the activations into this kernel's layout.
-    fn prepare_a(&self, x: &Activations<'_>, m: usize, k: usize) -> PreparedA;
+    /// The activation element type.
+    fn a_elem(&self) -> AElem;
+    /// The activation row stride for depth `k` (k rounded up to the kernel's k step).
+    fn lda(&self, k: usize) -> usize;
     /// Raw accumulators `Σ_k a·b` for rows `i0 .. i0 + rows` (`rows ≤ mr`) and panel `panel`,
     /// into `acc[r * nr + c]`.
     fn tile(&self, a: &PreparedA, i0: usize, rows: usize, panel: usize, acc: &mut [i32]);
@@ -193,9 +312,20 @@ pub(crate) fn choose(m: usize, _n: usize, _k: usize) -> Path {
 }
 
 /// Row × panel blocking for `threads` workers: `(mb, nb)`.
-fn blocking(m: usize, n_panels: usize, k: usize, mr: usize, nr: usize, threads: usize) -> (usize, usize) {
+fn blocking(
+    m: usize,
+    n_panels: usize,
+    k: usize,
+    mr: usize,
+    nr: usize,
+    threads: usize,
+) -> (usize, usize) {
     let mb_max = 256usize.div_ceil(mr) * mr;
-    let mb = if m <= 2 * mb_max { m.div_ceil(mr) * mr } else { mb_max };
+    let mb = if m <= 2 * mb_max {
+        m.div_ceil(mr) * mr
+    } else {
+        mb_max
+    };
     let m_blocks = m.div_ceil(mb.max(1));
     // A B block of about 256 KiB stays in L2 while every row tile of the task streams past it.
     let mut nb = ((256 << 10) / (nr * k.max(64))).clamp(1, n_panels.max(1));
@@ -207,16 +337,22 @@ fn blocking(m: usize, n_panels: usize, k: usize, mr: usize, nr: usize, threads: 
     (mb.max(mr), nb)
 }
 
-/// Run the GEMM on a CPU path. Arguments were validated by the caller.
+/// Run the GEMM on a CPU path. Arguments were validated by the caller; NaN in float input is
+/// reported as [`Error::NonFinite`] naming `tensor`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     ctx: &Context,
     path: Path,
     w: &PackedWeights,
-    args: &GemmArgs<'_>,
+    m: usize,
+    src: &ASource<'_>,
+    act: &ActScales<'_>,
+    bias: &Bias<'_>,
     epi: &Epilogue,
     out: &mut OutBuf<'_>,
+    tensor: &str,
 ) -> Result<()> {
-    let (m, n, k) = (args.m, args.n, args.k);
+    let (n, k) = (w.n(), w.k());
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -245,20 +381,44 @@ pub(crate) fn run(
         }
     };
     let (mr, nr) = (kernel.mr(), kernel.nr());
-    let a = kernel.prepare_a(&args.x, m, k);
-    let shift = kernel.shift(&args.x);
-    let zp_t = match args.act {
-        super::ActScales::PerTensor { zero_point, .. } => zero_point,
-        super::ActScales::PerRow { .. } => 0,
+    let elem = kernel.a_elem();
+    let shift = if elem == AElem::U8 && src.signed() {
+        128
+    } else {
+        0
     };
-    let row_zp = match args.act {
-        super::ActScales::PerRow { zero_points, .. } => zero_points,
+    let scratch = A_SCRATCH.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    let a = match prepare_a(
+        ctx,
+        src,
+        elem,
+        m,
+        k,
+        m.div_ceil(mr) * mr,
+        kernel.lda(k),
+        scratch,
+    ) {
+        Ok(a) => a,
+        Err(buf) => {
+            A_SCRATCH.with(|c| *c.borrow_mut() = buf);
+            return Err(match src {
+                ASource::Floats { x, .. } => crate::quant::nan_error(tensor, x),
+                ASource::Ints(_) => Error::Unsupported("NaN reported for integer input".into()),
+            });
+        }
+    };
+    let zp_t = match act {
+        ActScales::PerTensor { zero_point, .. } => *zero_point,
+        ActScales::PerRow { .. } => 0,
+    };
+    let row_zp = match act {
+        ActScales::PerRow { zero_points, .. } => *zero_points,
         _ => None,
     };
     let wsum = w.wsum();
     let col_off: Vec<i32> = (0..n)
         .map(|j| {
-            let b = match args.bias {
+            let b = match bias {
                 Bias::I32(b) => b[j],
                 _ => 0,
             };
@@ -302,5 +462,6 @@ pub(crate) fn run(
     } else {
         ctx.install(|| (0..tasks).into_par_iter().for_each(task));
     }
+    A_SCRATCH.with(|c| *c.borrow_mut() = a.buf);
     Ok(())
 }
