@@ -105,9 +105,10 @@ impl CpuEpilogue<'_> {
     }
 
     /// The epilogue with explicit AVX-512 intrinsics, 16 columns per step (masked tails), the same
-    /// operations in the same order as [`Epilogue::value`] / [`Epilogue::to_i8`].
+    /// operations in the same order as [`Epilogue::value`] / [`Epilogue::to_i8`]. The output
+    /// kind is matched once, outside the loops.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     #[allow(clippy::too_many_arguments)]
     unsafe fn write_block_avx512(
         &self,
@@ -121,85 +122,101 @@ impl CpuEpilogue<'_> {
     ) {
         use std::arch::x86_64::*;
         let e = self.epi;
-        debug_assert!(
-            acc.len() >= (rows.max(1) - 1) * ld + cols && j0 + cols <= self.col_off.len()
-        );
-        let off = self.col_off.as_ptr().add(j0);
-        let wsum = self.wsum.as_ptr().add(j0);
+        debug_assert!(acc.len() >= (rows.max(1) - 1) * ld + cols && j0 + cols <= self.col_off.len());
         let cs = e.col_scale.as_ptr().add(j0);
         let bias = e.bias_f32.as_ref().map(|b| b.as_ptr().add(j0));
-        let rq = e.requant.as_ref().map(|r| r.as_ptr().add(j0));
+        let has_rs = e.row_scale.is_some();
+        // f32(t) · cs (· rs) (+ bias): Epilogue::value on 16 lanes.
+        let value = |t: __m512i, c: usize, mask: __mmask16, rs: __m512| {
+            let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(t), _mm512_maskz_loadu_ps(mask, cs.add(c)));
+            if has_rs {
+                v = _mm512_mul_ps(v, rs);
+            }
+            if let Some(b) = bias {
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, b.add(c)));
+            }
+            v
+        };
+        match e.out {
+            OutKind::I32 => self.rows_avx512(out, acc, ld, i0, rows, j0, cols, 4, |dst, _c, mask, t, _rs| {
+                _mm512_mask_storeu_epi32(dst as *mut i32, mask, t)
+            }),
+            OutKind::F32 => self.rows_avx512(out, acc, ld, i0, rows, j0, cols, 4, |dst, c, mask, t, rs| {
+                _mm512_mask_storeu_ps(dst as *mut f32, mask, value(t, c, mask, rs))
+            }),
+            OutKind::F16 => self.rows_avx512(out, acc, ld, i0, rows, j0, cols, 2, |dst, c, mask, t, rs| {
+                let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(value(t, c, mask, rs));
+                _mm256_mask_storeu_epi16(dst as *mut i16, mask, h)
+            }),
+            OutKind::Bf16 => self.rows_avx512(out, acc, ld, i0, rows, j0, cols, 2, |dst, c, mask, t, rs| {
+                let h = _mm512_cvtepi32_epi16(bf16_rne_512(value(t, c, mask, rs)));
+                _mm256_mask_storeu_epi16(dst as *mut i16, mask, h)
+            }),
+            OutKind::I8(q) => {
+                // rhe, then clamp to [qmin − zp, qmax − zp] in f32 (an integer range, so equal to
+                // clamping after adding zp; max/min drop NaN), then add zp.
+                let lo = _mm512_set1_ps((q.qmin - q.zero_point) as f32);
+                let hi = _mm512_set1_ps((q.qmax - q.zero_point) as f32);
+                let zp = _mm512_set1_epi32(q.zero_point);
+                let sy = _mm512_set1_ps(q.scale);
+                let finish = |y: __m512| {
+                    let y = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(y);
+                    let y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
+                    _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(y), zp))
+                };
+                match &e.requant {
+                    Some(rq) => {
+                        let rq = rq.as_ptr().add(j0);
+                        self.rows_avx512(out, acc, ld, i0, rows, j0, cols, 1, |dst, c, mask, t, _rs| {
+                            let y = _mm512_mul_ps(_mm512_cvtepi32_ps(t), _mm512_maskz_loadu_ps(mask, rq.add(c)));
+                            _mm_mask_storeu_epi8(dst as *mut i8, mask, finish(y))
+                        })
+                    }
+                    None => self.rows_avx512(out, acc, ld, i0, rows, j0, cols, 1, |dst, c, mask, t, rs| {
+                        let y = _mm512_div_ps(value(t, c, mask, rs), sy);
+                        _mm_mask_storeu_epi8(dst as *mut i8, mask, finish(y))
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The row/column loops of the AVX-512 epilogue: the integer corrections, then `store` with
+    /// the destination of lane 0, the column offset within the block, the lane mask, the
+    /// corrected accumulators and the row's activation scale.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rows_avx512(
+        &self,
+        out: &OutPtr,
+        acc: &[i32],
+        ld: usize,
+        i0: usize,
+        rows: usize,
+        j0: usize,
+        cols: usize,
+        esize: usize,
+        store: impl Fn(*mut u8, usize, std::arch::x86_64::__mmask16, std::arch::x86_64::__m512i, std::arch::x86_64::__m512),
+    ) {
+        use std::arch::x86_64::*;
+        let off = self.col_off.as_ptr().add(j0);
+        let wsum = self.wsum.as_ptr().add(j0);
         for r in 0..rows {
             let i = i0 + r;
             let zp = self.row_zp.map_or(0, |z| z[i]);
-            let rs = e.row_scale.as_ref().map(|s| _mm512_set1_ps(s[i]));
+            let rs = _mm512_set1_ps(self.epi.row_scale.as_ref().map_or(1.0, |s| s[i]));
             let src = acc.as_ptr().add(r * ld);
-            let dst = out.ptr.add((i * out.ld + j0) * kind_size(e.out));
+            let dst = out.ptr.add((i * out.ld + j0) * esize);
             let mut c = 0;
             while c < cols {
-                let mask: __mmask16 = if cols - c >= 16 {
-                    0xffff
-                } else {
-                    (1u16 << (cols - c)) - 1
-                };
-                let mut t = _mm512_add_epi32(
-                    _mm512_maskz_loadu_epi32(mask, src.add(c)),
-                    _mm512_maskz_loadu_epi32(mask, off.add(c)),
-                );
+                let mask: __mmask16 = if cols - c >= 16 { 0xffff } else { (1u16 << (cols - c)) - 1 };
+                let mut t = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mask, src.add(c)), _mm512_maskz_loadu_epi32(mask, off.add(c)));
                 if zp != 0 {
                     let ws = _mm512_maskz_loadu_epi32(mask, wsum.add(c));
                     t = _mm512_sub_epi32(t, _mm512_mullo_epi32(_mm512_set1_epi32(zp), ws));
                 }
-                let value = |t: __m512i| {
-                    let mut v = _mm512_mul_ps(
-                        _mm512_cvtepi32_ps(t),
-                        _mm512_maskz_loadu_ps(mask, cs.add(c)),
-                    );
-                    if let Some(rs) = rs {
-                        v = _mm512_mul_ps(v, rs);
-                    }
-                    if let Some(b) = bias {
-                        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, b.add(c)));
-                    }
-                    v
-                };
-                match e.out {
-                    OutKind::I32 => _mm512_mask_storeu_epi32(dst.add(c * 4) as *mut i32, mask, t),
-                    OutKind::F32 => {
-                        _mm512_mask_storeu_ps(dst.add(c * 4) as *mut f32, mask, value(t))
-                    }
-                    OutKind::F16 => {
-                        let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(value(t));
-                        _mm256_mask_storeu_epi16(dst.add(c * 2) as *mut i16, mask, h);
-                    }
-                    OutKind::Bf16 => {
-                        let h = _mm512_cvtepi32_epi16(bf16_rne_512(value(t)));
-                        _mm256_mask_storeu_epi16(dst.add(c * 2) as *mut i16, mask, h);
-                    }
-                    OutKind::I8(q) => {
-                        let y = match rq {
-                            Some(rq) => _mm512_mul_ps(
-                                _mm512_cvtepi32_ps(t),
-                                _mm512_maskz_loadu_ps(mask, rq.add(c)),
-                            ),
-                            None => _mm512_div_ps(value(t), _mm512_set1_ps(q.scale)),
-                        };
-                        // rhe, then clamp to [qmin − zp, qmax − zp] in f32 (an integer range, so
-                        // equal to clamping after adding zp; max/min drop NaN), then add zp.
-                        let y = _mm512_roundscale_ps::<
-                            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
-                        >(y);
-                        let y = _mm512_min_ps(
-                            _mm512_max_ps(y, _mm512_set1_ps((q.qmin - q.zero_point) as f32)),
-                            _mm512_set1_ps((q.qmax - q.zero_point) as f32),
-                        );
-                        let qi = _mm512_add_epi32(
-                            _mm512_cvtps_epi32(y),
-                            _mm512_set1_epi32(q.zero_point),
-                        );
-                        _mm_mask_storeu_epi8(dst.add(c) as *mut i8, mask, _mm512_cvtepi32_epi8(qi));
-                    }
-                }
+                store(dst.add(c * esize), c, mask, t, rs);
                 c += 16;
             }
         }
@@ -326,15 +343,6 @@ fn round_clamp(t: f32, zp: i32, qmin: i32, qmax: i32) -> i8 {
         .min((qmax - zp) as f32);
     // SAFETY: after the clamp, t is a finite integer within [qmin − zp, qmax − zp] ⊂ i32.
     (unsafe { t.to_int_unchecked::<i32>() } + zp) as i8
-}
-
-/// Bytes per output element.
-fn kind_size(k: OutKind) -> usize {
-    match k {
-        OutKind::I32 | OutKind::F32 => 4,
-        OutKind::F16 | OutKind::Bf16 => 2,
-        OutKind::I8(_) => 1,
-    }
 }
 
 /// [`bf16_rne`] on 16 lanes: the bf16 bit patterns in the low halves of i32 lanes.

@@ -130,7 +130,12 @@ impl ASource<'_> {
     }
 }
 
+/// Rows per AMX A tile.
+pub(crate) const TILE_ROWS: usize = 16;
+
 thread_local! {
+    /// One quantized row before it is scattered into the tiled AMX layout.
+    static TILE_ROW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The calling thread's activation buffer, reused across calls (no allocation or page faults
     /// on the hot path once warm).
     static A_SCRATCH: std::cell::RefCell<AlignedBuf> = std::cell::RefCell::new(AlignedBuf::default());
@@ -147,6 +152,7 @@ fn prepare_a(
     k: usize,
     rows_pad: usize,
     lda: usize,
+    tiled: bool,
     mut buf: AlignedBuf,
 ) -> Result<PreparedA, AlignedBuf> {
     use crate::quant::kernels::{quantize_into, QuantOp};
@@ -193,20 +199,46 @@ fn prepare_a(
             }
         }
     };
+    if lda == 0 {
+        // k = 0: nothing to quantize (and no NaN can hide in an empty input).
+        return Ok(PreparedA { buf, lda });
+    }
     {
         let bytes: &mut [u8] = buf.as_mut_slice();
-        let row_bytes = (lda * esize).max(1);
-        let rows = bytes[..m * lda * esize].chunks_exact_mut(row_bytes);
-        if m * k >= 1 << 16 && m > 1 && ctx.threads() > 1 {
-            let rows: Vec<&mut [u8]> = rows.collect();
+        let row_bytes = lda * esize;
+        // A group is a contiguous run of output bytes: one row (row-major layouts) or 16 rows
+        // (the AMX layout, where each 16-row × 64-byte A tile is contiguous).
+        let group = if tiled { TILE_ROWS } else { 1 };
+        let groups = m.div_ceil(group);
+        let group_bytes = group * row_bytes;
+        let fill_group = |g: usize, dst: &mut [u8]| {
+            if !tiled {
+                fill_row(g, &mut dst[..k * esize]);
+                return;
+            }
+            TILE_ROW.with(|t| {
+                let mut t = t.borrow_mut();
+                t.resize(lda, 0);
+                for r in 0..group.min(m - g * group) {
+                    fill_row(g * group + r, &mut t[..k]);
+                    for (c, chunk) in t.chunks_exact(64).enumerate() {
+                        let at = c * TILE_ROWS * 64 + r * 64;
+                        dst[at..at + 64].copy_from_slice(chunk);
+                    }
+                }
+            })
+        };
+        let chunks = bytes[..groups * group_bytes].chunks_exact_mut(group_bytes);
+        if m * k >= 1 << 16 && groups > 1 && ctx.threads() > 1 {
+            let chunks: Vec<&mut [u8]> = chunks.collect();
             ctx.install(|| {
-                rows.into_par_iter()
+                chunks
+                    .into_par_iter()
                     .enumerate()
-                    .for_each(|(i, r)| fill_row(i, &mut r[..k * esize]))
+                    .for_each(|(g, d)| fill_group(g, d))
             });
         } else {
-            rows.enumerate()
-                .for_each(|(i, r)| fill_row(i, &mut r[..k * esize]));
+            chunks.enumerate().for_each(|(g, d)| fill_group(g, d));
         }
     }
     if nan.into_inner() {
@@ -226,8 +258,16 @@ pub(crate) trait Kernel: Sync {
     fn a_elem(&self) -> AElem;
     /// The activation row stride for depth `k` (k rounded up to the kernel's k step).
     fn lda(&self, k: usize) -> usize;
+    /// Whether A is stored as contiguous 16-row × 64-byte tiles (AMX) rather than row-major.
+    fn a_tiled(&self) -> bool {
+        false
+    }
+    /// Called on the worker thread before a task's first tile (AMX loads its tile configuration).
+    fn begin_task(&self) {}
+    /// Called on the worker thread after a task's last tile (AMX releases the tile state).
+    fn end_task(&self) {}
     /// Raw accumulators `Σ_k a·b` for rows `i0 .. i0 + rows` (`rows ≤ mr`) and panel `panel`,
-    /// into `acc[r * nr + c]`.
+    /// into `acc[r * nr + c]`. Runs between `begin_task` and `end_task` on the same thread.
     fn tile(&self, a: &PreparedA, i0: usize, rows: usize, panel: usize, acc: &mut [i32]);
 }
 
@@ -396,6 +436,7 @@ pub(crate) fn run(
         k,
         m.div_ceil(mr) * mr,
         kernel.lda(k),
+        kernel.a_tiled(),
         scratch,
     ) {
         Ok(a) => a,
@@ -439,6 +480,7 @@ pub(crate) fn run(
     let task = |t: usize| {
         let (bi, bj) = (t % m_blocks, t / m_blocks);
         let mut acc = vec![0i32; mr * nr];
+        kernel.begin_task();
         // LOOP 2: panels of this task.
         for p in bj * nb..((bj + 1) * nb).min(panels) {
             let j0 = p * nr;
@@ -455,6 +497,7 @@ pub(crate) fn run(
                 i0 += rows;
             }
         }
+        kernel.end_task();
     };
     // LOOP 3: tasks.
     if tasks == 1 || ctx.threads() <= 1 {
