@@ -29,6 +29,7 @@ fn main() -> Result<()> {
     let mut path: Option<Path> = None;
     let mut per_tensor = false;
     let mut target_s = 1.0f64;
+    let mut iters: Option<usize> = None;
     let mut shapes: Vec<(usize, usize, usize)> = SHAPES.to_vec();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -37,6 +38,8 @@ fn main() -> Result<()> {
             "--json" => json = true,
             "--per-tensor" => per_tensor = true,
             "--seconds" => target_s = args.next().context("--seconds S")?.parse()?,
+            // Exactly N timed calls after one warm-up call (for `perf stat` cycle counts).
+            "--iters" => iters = Some(args.next().context("--iters N")?.parse()?),
             "--path" => {
                 let p = args.next().context("--path NAME")?;
                 path = Some(match p.to_ascii_lowercase().as_str() {
@@ -98,12 +101,16 @@ fn main() -> Result<()> {
         let mut run = || layer.forward(&ctx, &x, m, &mut int8rt::gemm::OutBuf::F32(&mut y));
         let t0 = Instant::now();
         run()?;
-        while t0.elapsed().as_secs_f64() < 0.3 {
+        while iters.is_none() && t0.elapsed().as_secs_f64() < 0.3 {
             run()?;
         }
         let mut times = Vec::new();
         let t1 = Instant::now();
-        while times.len() < 10 || (t1.elapsed().as_secs_f64() < target_s && times.len() < 5000) {
+        let more = |n: usize| match iters {
+            Some(it) => n < it,
+            None => n < 10 || (t1.elapsed().as_secs_f64() < target_s && n < 5000),
+        };
+        while more(times.len()) {
             let s = Instant::now();
             run()?;
             times.push(s.elapsed().as_secs_f64());

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use half::{bf16, f16};
 
 use crate::error::{Error, Result};
-use crate::reference::{self, Epilogue};
+use crate::reference;
 
 // ---------------------------------------------------------------------------------------------
 // Arguments.
@@ -557,109 +557,142 @@ impl PackedWeights {
             }
             p => {
                 cpu::availability(p)?;
-                let epi = Epilogue::new(self.n, &act, w_scales, &bias, out.kind());
-                cpu::run(ctx, p, self, m, &cpu::ASource::Ints(x), &act, &bias, &epi, out, "activations")?;
+                let src = cpu::ASource::Ints(x);
+                cpu::run(ctx, p, self, m, &src, Some(act), w_scales, &bias, out, "activations")?;
             }
         }
         ctx.record(path);
         Ok(path)
     }
 
-    /// The layer's forward GEMM: f32 activations `[m, k]` quantized on the fly with `params` (one
-    /// set, or one per row — all `s8`-symmetric or all `u8`) straight into the kernel's layout,
-    /// then the same GEMM and epilogue as [`PackedWeights::gemm`] on the integers. NaN in `x` is an
-    /// error naming `tensor`.
+    /// The layer's forward GEMM: f32 activations `[m, k]` quantized on the fly as `quant` says
+    /// , straight into the kernel's layout, then the same
+    /// GEMM and epilogue as [`PackedWeights::gemm`] on the integers. `act` gives the activation
+    /// scales, or is `None` for [`cpu::FloatQuant::DynamicRows`], whose per-row scales are
+    /// computed in the quantizing pass. NaN or ±inf in `x` under dynamic quantization (NaN under
+    /// fixed parameters) is an error naming `tensor`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn gemm_quantizing(
         &self,
         ctx: &Context,
         m: usize,
         x: &[f32],
-        params: cpu::RowParams<'_>,
-        act: ActScales<'_>,
+        quant: cpu::FloatQuant,
+        act: Option<ActScales<'_>>,
         w_scales: &[f32],
         bias: Bias<'_>,
         out: &mut OutBuf<'_>,
         tensor: &str,
     ) -> Result<Path> {
+        let src = cpu::ASource::Floats { x, quant };
+        // Validate with the activations' integer type (their values do not exist yet) and, for
+        // dynamic per-row scales, unit stand-ins (the real ones are finite and > 0 by construction).
+        let ones = vec![1.0f32; if act.is_none() { m } else { 0 }];
+        let args = GemmArgs {
+            m,
+            n: self.n,
+            k: self.k,
+            x: if src.signed() {
+                Activations::S8(&[])
+            } else {
+                Activations::U8(&[])
+            },
+            act: act.unwrap_or(ActScales::PerRow {
+                scales: &ones,
+                zero_points: None,
+            }),
+            w: &self.raw,
+            w_scales,
+            bias,
+        };
+        args.validate_parts(out, self.wmax, x.len())?;
         let path = match ctx.path {
             Some(p) => p,
             None => cpu::choose(m, self.n, self.k),
         };
-        if !matches!(path, Path::Reference | Path::CudaDp4a | Path::CudaMma) {
-            let signed = match params {
-                cpu::RowParams::Tensor(p) => cpu::is_s8(&p),
-                cpu::RowParams::Rows(r) => {
-                    if r.len() != m {
-                        return Err(Error::shape("per-row quantization params", m, r.len()));
-                    }
-                    let s = r.first().is_none_or(cpu::is_s8);
-                    if r.iter().any(|p| cpu::is_s8(p) != s) {
-                        return Err(Error::Unsupported(
-                            "per-row parameters mix s8 and u8 ranges".into(),
-                        ));
-                    }
-                    s
+        match path {
+            Path::Reference => {
+                self.gemm_quantizing_reference(ctx, m, x, quant, act, w_scales, bias, out, tensor)
+            }
+            Path::CudaDp4a | Path::CudaMma => Err(Error::PathUnavailable {
+                path,
+                reason: "CUDA paths run through a CUDA device, not a CPU context".into(),
+            }),
+            p => {
+                cpu::availability(p)?;
+                cpu::run(ctx, p, self, m, &src, act, w_scales, &bias, out, tensor)?;
+                ctx.record(p);
+                Ok(p)
+            }
+        }
+    }
+
+    /// [`PackedWeights::gemm_quantizing`] spelled out on the reference path: quantize every row
+    /// with the scalar definition, then [`reference::gemm`].
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_quantizing_reference(
+        &self,
+        ctx: &Context,
+        m: usize,
+        x: &[f32],
+        quant: cpu::FloatQuant,
+        act: Option<ActScales<'_>>,
+        w_scales: &[f32],
+        bias: Bias<'_>,
+        out: &mut OutBuf<'_>,
+        tensor: &str,
+    ) -> Result<Path> {
+        let k = self.k;
+        let mut params = Vec::with_capacity(m);
+        for i in 0..m {
+            let row = &x[i * k..(i + 1) * k];
+            params.push(match quant {
+                cpu::FloatQuant::Tensor(p) => p,
+                cpu::FloatQuant::DynamicRows(scheme) => {
+                    crate::quant::dynamic_row_params(scheme, row)
+                        .ok_or_else(|| crate::quant::nonfinite_error(tensor, x))?
                 }
-            };
-            // Validate with the activations' integer type (their values do not exist yet).
-            let args = GemmArgs {
-                m,
-                n: self.n,
-                k: self.k,
-                x: if signed {
-                    Activations::S8(&[])
+            });
+        }
+        let signed = cpu::ASource::Floats { x, quant }.signed();
+        let ints: Vec<i32> = (0..m * k)
+            .map(|e| {
+                let v = x[e];
+                if v.is_nan() {
+                    Err(crate::quant::nonfinite_error(tensor, x))
                 } else {
-                    Activations::U8(&[])
-                },
+                    Ok(reference::quantize(v, &params[e / k]))
+                }
+            })
+            .collect::<Result<_>>()?;
+        let scales: Vec<f32> = params.iter().map(|p| p.scale()).collect();
+        let zps: Vec<i32> = params.iter().map(|p| p.zero_point()).collect();
+        let act = act.unwrap_or(ActScales::PerRow {
+            scales: &scales,
+            zero_points: (!signed).then_some(&zps[..]),
+        });
+        if signed {
+            let q: Vec<i8> = ints.iter().map(|&v| v as i8).collect();
+            self.gemm(
+                &ctx.with_path(Path::Reference),
+                m,
+                Activations::S8(&q),
                 act,
-                w: &self.raw,
                 w_scales,
                 bias,
-            };
-            let xl = crate::error::checked_len("input [m, k]", m, self.k)?;
-            if x.len() != xl {
-                return Err(Error::shape("input [m, k]", xl, x.len()));
-            }
-            args.validate_parts(out, self.wmax, xl)?;
-            cpu::availability(path)?;
-            let epi = Epilogue::new(self.n, &act, w_scales, &bias, out.kind());
-            let src = cpu::ASource::Floats { x, params };
-            cpu::run(ctx, path, self, m, &src, &act, &bias, &epi, out, tensor)?;
-            ctx.record(path);
-            return Ok(path);
-        }
-        // Reference (and, until the CUDA backend routes here, CUDA): quantize, then the integer GEMM.
-        let row = |i: usize| match params {
-            cpu::RowParams::Tensor(p) => p,
-            cpu::RowParams::Rows(r) => r[i],
-        };
-        let k = self.k;
-        let xl = crate::error::checked_len("input [m, k]", m, k)?;
-        if x.len() != xl {
-            return Err(Error::shape("input [m, k]", xl, x.len()));
-        }
-        if let cpu::RowParams::Rows(r) = params {
-            if r.len() != m {
-                return Err(Error::shape("per-row quantization params", m, r.len()));
-            }
-        }
-        if m == 0 || cpu::is_s8(&row(0)) {
-            let mut q = vec![0i8; xl];
-            for i in 0..m {
-                row(i)
-                    .quantize_to_i8(&x[i * k..(i + 1) * k], &mut q[i * k..(i + 1) * k])
-                    .map_err(|_| crate::quant::nan_error(tensor, x))?;
-            }
-            self.gemm(ctx, m, Activations::S8(&q), act, w_scales, bias, out)
+                out,
+            )
         } else {
-            let mut q = vec![0u8; xl];
-            for i in 0..m {
-                row(i)
-                    .quantize_to_u8(&x[i * k..(i + 1) * k], &mut q[i * k..(i + 1) * k])
-                    .map_err(|_| crate::quant::nan_error(tensor, x))?;
-            }
-            self.gemm(ctx, m, Activations::U8(&q), act, w_scales, bias, out)
+            let q: Vec<u8> = ints.iter().map(|&v| v as u8).collect();
+            self.gemm(
+                &ctx.with_path(Path::Reference),
+                m,
+                Activations::U8(&q),
+                act,
+                w_scales,
+                bias,
+                out,
+            )
         }
     }
 

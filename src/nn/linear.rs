@@ -4,7 +4,7 @@
 //! through the fused epilogue. Every input is validated here, before any loop runs.
 
 use crate::error::{Error, Result};
-use crate::gemm::cpu::RowParams;
+use crate::gemm::cpu::FloatQuant;
 use crate::gemm::{check_accumulator_bound, ActScales, Bias, Context, OutBuf, PackedWeights, Path};
 use crate::quant::{self, Granularity, QuantParams, QuantizedWeights, Scheme, WeightQuantConfig};
 
@@ -213,12 +213,12 @@ impl QuantLinear {
             scale: p.scale(),
             zero_point: p.zero_point(),
         };
-        let run = |params: RowParams<'_>, act: ActScales<'_>, out: &mut OutBuf<'_>| {
+        let run = |quant: FloatQuant, act: Option<ActScales<'_>>, out: &mut OutBuf<'_>| {
             self.packed
-                .gemm_quantizing(ctx, m, x, params, act, w_scales, bias, out, &input)
+                .gemm_quantizing(ctx, m, x, quant, act, w_scales, bias, out, &input)
         };
         match self.act {
-            ActivationQuant::Static(p) => run(RowParams::Tensor(p), per_tensor(p), out),
+            ActivationQuant::Static(p) => run(FloatQuant::Tensor(p), Some(per_tensor(p)), out),
             ActivationQuant::Dynamic {
                 scheme,
                 granularity: Granularity::PerTensor,
@@ -230,35 +230,10 @@ impl QuantLinear {
                         QuantParams::asymmetric(lo, hi)?
                     }
                 };
-                run(RowParams::Tensor(p), per_tensor(p), out)
+                run(FloatQuant::Tensor(p), Some(per_tensor(p)), out)
             }
             ActivationQuant::Dynamic { scheme, .. } => {
-                let params: Vec<QuantParams> = match scheme {
-                    Scheme::Symmetric => {
-                        let mut amaxes = vec![0.0f32; m];
-                        quant::amax_rows(&input, x, m, k, &mut amaxes)?;
-                        amaxes
-                            .iter()
-                            .map(|&a| QuantParams::symmetric(a))
-                            .collect::<Result<_>>()?
-                    }
-                    Scheme::Asymmetric => {
-                        let (mut lo, mut hi) = (vec![0.0f32; m], vec![0.0f32; m]);
-                        quant::minmax_rows(&input, x, m, k, &mut lo, &mut hi)?;
-                        lo.iter()
-                            .zip(&hi)
-                            .map(|(&l, &h)| QuantParams::asymmetric(l, h))
-                            .collect::<Result<_>>()?
-                    }
-                };
-                let scales: Vec<f32> = params.iter().map(|p| p.scale()).collect();
-                let zps: Option<Vec<i32>> = (scheme == Scheme::Asymmetric)
-                    .then(|| params.iter().map(|p| p.zero_point()).collect());
-                let act = ActScales::PerRow {
-                    scales: &scales,
-                    zero_points: zps.as_deref(),
-                };
-                run(RowParams::Rows(&params), act, out)
+                run(FloatQuant::DynamicRows(scheme), None, out)
             }
         }
     }

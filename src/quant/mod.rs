@@ -17,6 +17,7 @@ mod tensor;
 pub use tensor::{
     amax, amax_rows, minmax, minmax_rows, quantize_weights, QuantizedWeights, WeightQuantConfig,
 };
+pub(crate) use tensor::{dynamic_row_params, nonfinite_error};
 
 use crate::error::{Error, Result};
 use crate::reference;
@@ -176,6 +177,12 @@ impl QuantParams {
         if lo > hi {
             return Err(Error::param("lo/hi", format!("lo {lo} > hi {hi}")));
         }
+        if !(hi.max(0.0) - lo.min(0.0)).is_finite() {
+            return Err(Error::param(
+                "lo/hi",
+                format!("the range [{lo}, {hi}] is wider than f32 can represent"),
+            ));
+        }
         let (scale, zero_point) = reference::asymmetric_params(lo, hi);
         Ok(QuantParams {
             scale,
@@ -257,6 +264,17 @@ impl QuantParams {
                 qmax: 127,
                 rule: Rule::Divide,
             }),
+        }
+    }
+
+    /// Scale 1, zero point 0, `[-127, 127]`: a placeholder for buffers about to be filled.
+    pub(crate) fn unit() -> Self {
+        QuantParams {
+            scale: 1.0,
+            zero_point: 0,
+            qmin: -127,
+            qmax: 127,
+            rule: Rule::Divide,
         }
     }
 

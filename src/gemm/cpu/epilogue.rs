@@ -122,13 +122,18 @@ impl CpuEpilogue<'_> {
     ) {
         use std::arch::x86_64::*;
         let e = self.epi;
-        debug_assert!(acc.len() >= (rows.max(1) - 1) * ld + cols && j0 + cols <= self.col_off.len());
+        debug_assert!(
+            acc.len() >= (rows.max(1) - 1) * ld + cols && j0 + cols <= self.col_off.len()
+        );
         let cs = e.col_scale.as_ptr().add(j0);
         let bias = e.bias_f32.as_ref().map(|b| b.as_ptr().add(j0));
         let has_rs = e.row_scale.is_some();
         // f32(t) · cs (· rs) (+ bias): Epilogue::value on 16 lanes.
         let value = |t: __m512i, c: usize, mask: __mmask16, rs: __m512| {
-            let mut v = _mm512_mul_ps(_mm512_cvtepi32_ps(t), _mm512_maskz_loadu_ps(mask, cs.add(c)));
+            let mut v = _mm512_mul_ps(
+                _mm512_cvtepi32_ps(t),
+                _mm512_maskz_loadu_ps(mask, cs.add(c)),
+            );
             if has_rs {
                 v = _mm512_mul_ps(v, rs);
             }
@@ -138,20 +143,58 @@ impl CpuEpilogue<'_> {
             v
         };
         match e.out {
-            OutKind::I32 => self.rows_avx512(out, acc, ld, i0, rows, j0, cols, 4, |dst, _c, mask, t, _rs| {
-                _mm512_mask_storeu_epi32(dst as *mut i32, mask, t)
-            }),
-            OutKind::F32 => self.rows_avx512(out, acc, ld, i0, rows, j0, cols, 4, |dst, c, mask, t, rs| {
-                _mm512_mask_storeu_ps(dst as *mut f32, mask, value(t, c, mask, rs))
-            }),
-            OutKind::F16 => self.rows_avx512(out, acc, ld, i0, rows, j0, cols, 2, |dst, c, mask, t, rs| {
-                let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(value(t, c, mask, rs));
-                _mm256_mask_storeu_epi16(dst as *mut i16, mask, h)
-            }),
-            OutKind::Bf16 => self.rows_avx512(out, acc, ld, i0, rows, j0, cols, 2, |dst, c, mask, t, rs| {
-                let h = _mm512_cvtepi32_epi16(bf16_rne_512(value(t, c, mask, rs)));
-                _mm256_mask_storeu_epi16(dst as *mut i16, mask, h)
-            }),
+            OutKind::I32 => self.rows_avx512(
+                out,
+                acc,
+                ld,
+                i0,
+                rows,
+                j0,
+                cols,
+                4,
+                |dst, _c, mask, t, _rs| _mm512_mask_storeu_epi32(dst as *mut i32, mask, t),
+            ),
+            OutKind::F32 => self.rows_avx512(
+                out,
+                acc,
+                ld,
+                i0,
+                rows,
+                j0,
+                cols,
+                4,
+                |dst, c, mask, t, rs| {
+                    _mm512_mask_storeu_ps(dst as *mut f32, mask, value(t, c, mask, rs))
+                },
+            ),
+            OutKind::F16 => self.rows_avx512(
+                out,
+                acc,
+                ld,
+                i0,
+                rows,
+                j0,
+                cols,
+                2,
+                |dst, c, mask, t, rs| {
+                    let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(value(t, c, mask, rs));
+                    _mm256_mask_storeu_epi16(dst as *mut i16, mask, h)
+                },
+            ),
+            OutKind::Bf16 => self.rows_avx512(
+                out,
+                acc,
+                ld,
+                i0,
+                rows,
+                j0,
+                cols,
+                2,
+                |dst, c, mask, t, rs| {
+                    let h = _mm512_cvtepi32_epi16(bf16_rne_512(value(t, c, mask, rs)));
+                    _mm256_mask_storeu_epi16(dst as *mut i16, mask, h)
+                },
+            ),
             OutKind::I8(q) => {
                 // rhe, then clamp to [qmin − zp, qmax − zp] in f32 (an integer range, so equal to
                 // clamping after adding zp; max/min drop NaN), then add zp.
@@ -160,22 +203,47 @@ impl CpuEpilogue<'_> {
                 let zp = _mm512_set1_epi32(q.zero_point);
                 let sy = _mm512_set1_ps(q.scale);
                 let finish = |y: __m512| {
-                    let y = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(y);
+                    let y = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                        y,
+                    );
                     let y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
                     _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(y), zp))
                 };
                 match &e.requant {
                     Some(rq) => {
                         let rq = rq.as_ptr().add(j0);
-                        self.rows_avx512(out, acc, ld, i0, rows, j0, cols, 1, |dst, c, mask, t, _rs| {
-                            let y = _mm512_mul_ps(_mm512_cvtepi32_ps(t), _mm512_maskz_loadu_ps(mask, rq.add(c)));
-                            _mm_mask_storeu_epi8(dst as *mut i8, mask, finish(y))
-                        })
+                        self.rows_avx512(
+                            out,
+                            acc,
+                            ld,
+                            i0,
+                            rows,
+                            j0,
+                            cols,
+                            1,
+                            |dst, c, mask, t, _rs| {
+                                let y = _mm512_mul_ps(
+                                    _mm512_cvtepi32_ps(t),
+                                    _mm512_maskz_loadu_ps(mask, rq.add(c)),
+                                );
+                                _mm_mask_storeu_epi8(dst as *mut i8, mask, finish(y))
+                            },
+                        )
                     }
-                    None => self.rows_avx512(out, acc, ld, i0, rows, j0, cols, 1, |dst, c, mask, t, rs| {
-                        let y = _mm512_div_ps(value(t, c, mask, rs), sy);
-                        _mm_mask_storeu_epi8(dst as *mut i8, mask, finish(y))
-                    }),
+                    None => self.rows_avx512(
+                        out,
+                        acc,
+                        ld,
+                        i0,
+                        rows,
+                        j0,
+                        cols,
+                        1,
+                        |dst, c, mask, t, rs| {
+                            let y = _mm512_div_ps(value(t, c, mask, rs), sy);
+                            _mm_mask_storeu_epi8(dst as *mut i8, mask, finish(y))
+                        },
+                    ),
                 }
             }
         }
@@ -197,7 +265,13 @@ impl CpuEpilogue<'_> {
         j0: usize,
         cols: usize,
         esize: usize,
-        store: impl Fn(*mut u8, usize, std::arch::x86_64::__mmask16, std::arch::x86_64::__m512i, std::arch::x86_64::__m512),
+        store: impl Fn(
+            *mut u8,
+            usize,
+            std::arch::x86_64::__mmask16,
+            std::arch::x86_64::__m512i,
+            std::arch::x86_64::__m512,
+        ),
     ) {
         use std::arch::x86_64::*;
         let off = self.col_off.as_ptr().add(j0);
@@ -210,8 +284,15 @@ impl CpuEpilogue<'_> {
             let dst = out.ptr.add((i * out.ld + j0) * esize);
             let mut c = 0;
             while c < cols {
-                let mask: __mmask16 = if cols - c >= 16 { 0xffff } else { (1u16 << (cols - c)) - 1 };
-                let mut t = _mm512_add_epi32(_mm512_maskz_loadu_epi32(mask, src.add(c)), _mm512_maskz_loadu_epi32(mask, off.add(c)));
+                let mask: __mmask16 = if cols - c >= 16 {
+                    0xffff
+                } else {
+                    (1u16 << (cols - c)) - 1
+                };
+                let mut t = _mm512_add_epi32(
+                    _mm512_maskz_loadu_epi32(mask, src.add(c)),
+                    _mm512_maskz_loadu_epi32(mask, off.add(c)),
+                );
                 if zp != 0 {
                     let ws = _mm512_maskz_loadu_epi32(mask, wsum.add(c));
                     t = _mm512_sub_epi32(t, _mm512_mullo_epi32(_mm512_set1_epi32(zp), ws));

@@ -30,6 +30,7 @@ pub(crate) use epilogue::{CpuEpilogue, OutPtr};
 use super::{ActScales, Activations, Bias, Context, OutBuf, PackedWeights, Path};
 use crate::error::{Error, Result};
 use crate::quant::QuantParams;
+use crate::quant::Scheme;
 use crate::reference::Epilogue;
 
 /// One 64-byte line: the unit of [`AlignedBuf`], so every buffer a kernel reads is aligned to a
@@ -92,26 +93,19 @@ pub(crate) struct PreparedA {
 pub(crate) enum ASource<'a> {
     /// Already quantized.
     Ints(Activations<'a>),
-    /// f32 `[m, k]` quantized on the fly with per-tensor or per-row parameters (the layer's
-    /// forward: quantization writes straight into the kernel's layout).
-    Floats { x: &'a [f32], params: RowParams<'a> },
+    /// f32 `[m, k]` quantized on the fly (the layer's forward: quantization writes straight into
+    /// the kernel's layout).
+    Floats { x: &'a [f32], quant: FloatQuant },
 }
 
-/// Quantization parameters for f32 activations.
+/// How f32 activations are quantized.
 #[derive(Clone, Copy)]
-pub(crate) enum RowParams<'a> {
+pub(crate) enum FloatQuant {
+    /// One parameter set for the whole matrix.
     Tensor(QuantParams),
-    Rows(&'a [QuantParams]),
-}
-
-impl RowParams<'_> {
-    #[inline]
-    pub(crate) fn row(&self, i: usize) -> &QuantParams {
-        match self {
-            RowParams::Tensor(p) => p,
-            RowParams::Rows(r) => &r[i],
-        }
-    }
+    /// Per-row parameters computed from each row (dynamic per-token quantization), in the same
+    /// pass that quantizes the row while it is in L1.
+    DynamicRows(Scheme),
 }
 
 /// Whether parameters quantize to `s8` (zero point 0, range within i8) rather than `u8`.
@@ -121,11 +115,18 @@ pub(crate) fn is_s8(p: &QuantParams) -> bool {
 
 impl ASource<'_> {
     /// Whether the integers are `s8` (so a `u8` kernel shifts them by 128).
-    fn signed(&self) -> bool {
+    pub(crate) fn signed(&self) -> bool {
         match self {
             ASource::Ints(Activations::S8(_)) => true,
             ASource::Ints(Activations::U8(_)) => false,
-            ASource::Floats { params, .. } => is_s8(params.row(0)),
+            ASource::Floats {
+                quant: FloatQuant::Tensor(p),
+                ..
+            } => is_s8(p),
+            ASource::Floats {
+                quant: FloatQuant::DynamicRows(s),
+                ..
+            } => *s == Scheme::Symmetric,
         }
     }
 }
@@ -153,6 +154,7 @@ fn prepare_a(
     rows_pad: usize,
     lda: usize,
     tiled: bool,
+    params: &mut [QuantParams],
     mut buf: AlignedBuf,
 ) -> Result<PreparedA, AlignedBuf> {
     use crate::quant::kernels::{quantize_into, QuantOp};
@@ -168,35 +170,50 @@ fn prepare_a(
     } else {
         0
     };
-    let nan = std::sync::atomic::AtomicBool::new(false);
-    let fill_row = |i: usize, dst: &mut [u8]| {
+    let bad = std::sync::atomic::AtomicBool::new(false);
+    let flag = || bad.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Quantize (or copy) row i into dst; `slot` receives the row's parameters (float sources).
+    let fill_row = |i: usize, dst: &mut [u8], slot: &mut QuantParams| {
         let row = i * k..(i + 1) * k;
-        match (src, elem) {
-            (ASource::Ints(Activations::S8(x)), AElem::I16) => {
-                let d: &mut [i16] = bytemuck::cast_slice_mut(dst);
-                d.iter_mut().zip(&x[row]).for_each(|(o, &v)| *o = v as i16)
-            }
-            (ASource::Ints(Activations::U8(x)), AElem::I16) => {
-                let d: &mut [i16] = bytemuck::cast_slice_mut(dst);
-                d.iter_mut().zip(&x[row]).for_each(|(o, &v)| *o = v as i16)
-            }
-            // s8 + 128 as u8 is the sign bit flipped.
-            (ASource::Ints(Activations::S8(x)), AElem::U8) => dst
-                .iter_mut()
-                .zip(&x[row])
-                .for_each(|(o, &v)| *o = (v as u8) ^ 0x80),
-            (ASource::Ints(Activations::U8(x)), AElem::U8) => dst.copy_from_slice(&x[row]),
-            (ASource::Floats { x, params }, AElem::I16) => {
-                let d: &mut [i16] = bytemuck::cast_slice_mut(dst);
-                if quantize_into(&x[row], QuantOp::new(params.row(i), 0), d) {
-                    nan.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (x, quant) = match src {
+            ASource::Ints(ints) => {
+                match (ints, elem) {
+                    (Activations::S8(x), AElem::I16) => {
+                        let d: &mut [i16] = bytemuck::cast_slice_mut(dst);
+                        d.iter_mut().zip(&x[row]).for_each(|(o, &v)| *o = v as i16)
+                    }
+                    (Activations::U8(x), AElem::I16) => {
+                        let d: &mut [i16] = bytemuck::cast_slice_mut(dst);
+                        d.iter_mut().zip(&x[row]).for_each(|(o, &v)| *o = v as i16)
+                    }
+                    // s8 + 128 as u8 is the sign bit flipped.
+                    (Activations::S8(x), AElem::U8) => dst
+                        .iter_mut()
+                        .zip(&x[row])
+                        .for_each(|(o, &v)| *o = (v as u8) ^ 0x80),
+                    (Activations::U8(x), AElem::U8) => dst.copy_from_slice(&x[row]),
                 }
+                return;
             }
-            (ASource::Floats { x, params }, AElem::U8) => {
-                if quantize_into(&x[row], QuantOp::new(params.row(i), shift), dst) {
-                    nan.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
+            ASource::Floats { x, quant } => (&x[row], quant),
+        };
+        *slot = match quant {
+            FloatQuant::Tensor(p) => *p,
+            FloatQuant::DynamicRows(scheme) => match crate::quant::dynamic_row_params(*scheme, x) {
+                Some(p) => p,
+                None => return flag(),
+            },
+        };
+        let nan = match elem {
+            AElem::I16 => quantize_into(
+                x,
+                QuantOp::new(slot, 0),
+                bytemuck::cast_slice_mut::<u8, i16>(dst),
+            ),
+            AElem::U8 => quantize_into(x, QuantOp::new(slot, shift), dst),
+        };
+        if nan {
+            flag();
         }
     };
     if lda == 0 {
@@ -211,16 +228,16 @@ fn prepare_a(
         let group = if tiled { TILE_ROWS } else { 1 };
         let groups = m.div_ceil(group);
         let group_bytes = group * row_bytes;
-        let fill_group = |g: usize, dst: &mut [u8]| {
+        let fill_group = |g: usize, dst: &mut [u8], slots: &mut [QuantParams]| {
             if !tiled {
-                fill_row(g, &mut dst[..k * esize]);
+                fill_row(g, &mut dst[..k * esize], &mut slots[0]);
                 return;
             }
             TILE_ROW.with(|t| {
                 let mut t = t.borrow_mut();
                 t.resize(lda, 0);
-                for r in 0..group.min(m - g * group) {
-                    fill_row(g * group + r, &mut t[..k]);
+                for (r, slot) in slots.iter_mut().enumerate() {
+                    fill_row(g * group + r, &mut t[..k], slot);
                     for (c, chunk) in t.chunks_exact(64).enumerate() {
                         let at = c * TILE_ROWS * 64 + r * 64;
                         dst[at..at + 64].copy_from_slice(chunk);
@@ -228,20 +245,24 @@ fn prepare_a(
                 }
             })
         };
-        let chunks = bytes[..groups * group_bytes].chunks_exact_mut(group_bytes);
+        let chunks = bytes[..groups * group_bytes]
+            .chunks_exact_mut(group_bytes)
+            .zip(params[..m].chunks_mut(group));
         if m * k >= 1 << 16 && groups > 1 && ctx.threads() > 1 {
-            let chunks: Vec<&mut [u8]> = chunks.collect();
+            let chunks: Vec<_> = chunks.collect();
             ctx.install(|| {
                 chunks
                     .into_par_iter()
                     .enumerate()
-                    .for_each(|(g, d)| fill_group(g, d))
+                    .for_each(|(g, (d, p))| fill_group(g, d, p))
             });
         } else {
-            chunks.enumerate().for_each(|(g, d)| fill_group(g, d));
+            chunks
+                .enumerate()
+                .for_each(|(g, (d, p))| fill_group(g, d, p));
         }
     }
-    if nan.into_inner() {
+    if bad.into_inner() {
         Err(buf)
     } else {
         Ok(PreparedA { buf, lda })
@@ -377,8 +398,9 @@ fn blocking(
     (mb.max(mr), nb)
 }
 
-/// Run the GEMM on a CPU path. Arguments were validated by the caller; NaN in float input is
-/// reported as [`Error::NonFinite`] naming `tensor`.
+/// Run the GEMM on a CPU path. Arguments were validated by the caller. `act` is `None` when the
+/// source computes per-row scales itself ([`FloatQuant::DynamicRows`]). Non-finite float input
+/// is reported as [`Error::NonFinite`] naming `tensor`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     ctx: &Context,
@@ -386,9 +408,9 @@ pub(crate) fn run(
     w: &PackedWeights,
     m: usize,
     src: &ASource<'_>,
-    act: &ActScales<'_>,
+    act: Option<ActScales<'_>>,
+    w_scales: &[f32],
     bias: &Bias<'_>,
-    epi: &Epilogue,
     out: &mut OutBuf<'_>,
     tensor: &str,
 ) -> Result<()> {
@@ -428,6 +450,7 @@ pub(crate) fn run(
         0
     };
     let scratch = A_SCRATCH.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    let mut params = vec![crate::quant::QuantParams::unit(); m];
     let a = match prepare_a(
         ctx,
         src,
@@ -437,23 +460,37 @@ pub(crate) fn run(
         m.div_ceil(mr) * mr,
         kernel.lda(k),
         kernel.a_tiled(),
+        &mut params,
         scratch,
     ) {
         Ok(a) => a,
         Err(buf) => {
             A_SCRATCH.with(|c| *c.borrow_mut() = buf);
             return Err(match src {
-                ASource::Floats { x, .. } => crate::quant::nan_error(tensor, x),
-                ASource::Ints(_) => Error::Unsupported("NaN reported for integer input".into()),
+                ASource::Floats { x, .. } => crate::quant::nonfinite_error(tensor, x),
+                ASource::Ints(_) => Error::Unsupported("integer input cannot be non-finite".into()),
             });
         }
     };
+    // Per-row scales computed while quantizing (dynamic per-token mode).
+    let (row_scales, row_zps): (Vec<f32>, Option<Vec<i32>>) = match act {
+        Some(_) => (Vec::new(), None),
+        None => (
+            params.iter().map(|p| p.scale()).collect(),
+            (!src.signed()).then(|| params.iter().map(|p| p.zero_point()).collect()),
+        ),
+    };
+    let act = act.unwrap_or(ActScales::PerRow {
+        scales: &row_scales,
+        zero_points: row_zps.as_deref(),
+    });
+    let epi = Epilogue::new(n, &act, w_scales, bias, out.kind());
     let zp_t = match act {
-        ActScales::PerTensor { zero_point, .. } => *zero_point,
+        ActScales::PerTensor { zero_point, .. } => zero_point,
         ActScales::PerRow { .. } => 0,
     };
     let row_zp = match act {
-        ActScales::PerRow { zero_points, .. } => *zero_points,
+        ActScales::PerRow { zero_points, .. } => zero_points,
         _ => None,
     };
     let wsum = w.wsum();
@@ -467,7 +504,7 @@ pub(crate) fn run(
         })
         .collect();
     let ce = CpuEpilogue {
-        epi,
+        epi: &epi,
         col_off,
         row_zp,
         wsum,
