@@ -156,7 +156,7 @@ impl Kernel for AmxKernel {
         let bv: &[i8] = self.b.as_slice();
         let panel_len = self.chunks * 2 * BTILE;
         assert!((1..=MR).contains(&rows) && a.lda == self.chunks * KC);
-        assert!(i0 % MR == 0 && (i0 + MR) * a.lda <= av.len());
+        assert!(i0.is_multiple_of(MR) && (i0 + MR) * a.lda <= av.len());
         assert!((panel + 1) * panel_len <= bv.len() && acc.len() >= MR * NR);
         // Row block i0 / 16 starts at i0 · lda bytes in the tiled layout too (16 rows × lda).
         let (ap, bp, cp) = (
