@@ -223,8 +223,10 @@ impl QuantizationConfig {
 /// A target or ignore entry: an exact module name, `re:` + a regular expression (matched at the
 /// start of the name, as Python's `re.match`), or a module class name (`Linear`).
 #[derive(Clone, Debug)]
-enum Pattern {
+pub enum Pattern {
+    /// An exact module name.
     Exact(String),
+    /// `re:` + a regular expression, anchored at the start.
     Regex(Regex),
     /// Every quantizable layer here is a Linear: a safetensors file carries no module classes.
     Linear,
@@ -233,7 +235,8 @@ enum Pattern {
 }
 
 impl Pattern {
-    fn parse(file: &str, s: &str) -> Result<Self> {
+    /// Parse a `targets` / `ignore` entry; `file` names the config in errors.
+    pub fn parse(file: &str, s: &str) -> Result<Self> {
         if let Some(re) = s.strip_prefix("re:") {
             return Regex::new(&format!("^(?:{re})"))
                 .map(Pattern::Regex)
@@ -251,6 +254,11 @@ impl Pattern {
         }
         Ok(Pattern::Exact(s.to_string()))
     }
+    /// Whether module `name` (of a Linear) matches.
+    pub fn matches(&self, name: &str) -> bool {
+        self.rank(name).is_some()
+    }
+
     /// Match priority (compressed-tensors: exact name, then regex, then class), or None.
     fn rank(&self, name: &str) -> Option<u8> {
         match self {
