@@ -227,3 +227,52 @@ fn int8_encoder_meets_the_accuracy_targets() {
     );
     assert!(minmax.mean_cos < per_token.mean_cos);
 }
+
+#[test]
+fn quantized_checkpoint_from_the_cli_gives_the_same_bits() {
+    if !have_files("quantized_checkpoint_from_the_cli_gives_the_same_bits") {
+        return;
+    }
+    // `int8rt quantize` the real model, load the checkpoint through the strict loader, and
+    // compare with the layers quantized in memory: the same embeddings, bit for bit.
+    let out = std::env::temp_dir().join(format!("int8rt-minilm-ck-{}", std::process::id()));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_int8rt"))
+        .args(["quantize", &format!("{MODEL_DIR}/model.safetensors"), "-o"])
+        .arg(&out)
+        .args([
+            "--scheme",
+            "w8a8-dynamic",
+            "--ignore",
+            "re:.*embeddings",
+            "pooler.dense",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ck = int8rt::io::CompressedCheckpoint::open_dir(&out).unwrap();
+    let model = MiniLm::load(MODEL_DIR).unwrap();
+    assert_eq!(ck.validate().unwrap().len(), 36);
+    let loaded: Vec<_> = model
+        .linears
+        .iter()
+        .map(|d| ck.linear(&d.name).unwrap().to_quant_linear().unwrap())
+        .collect();
+    eval::check_layers(&model, &loaded).unwrap();
+    let ctx = Context::new().with_threads(2);
+    let from_ck = QuantLinears {
+        layers: loaded,
+        ctx: ctx.clone(),
+    };
+    let in_memory = QuantLinears {
+        layers: eval::quant_layers(&model, |_| eval::dynamic(Granularity::PerRow)).unwrap(),
+        ctx,
+    };
+    let tok = tokenizer::WordPiece::from_file(format!("{MODEL_DIR}/tokenizer.json")).unwrap();
+    let all = wordnet::load_pairs(WORDNET_DIR).unwrap();
+    let (pairs, _) = wordnet::split(&all, 32, 0);
+    let batches = Batches::new(&tok, &eval::sentences(&pairs), 16);
+    let (a, _) = eval::encode_all(&model, &from_ck, &batches).unwrap();
+    let (b, _) = eval::encode_all(&model, &in_memory, &batches).unwrap();
+    assert_eq!(a, b);
+    std::fs::remove_dir_all(&out).unwrap();
+}

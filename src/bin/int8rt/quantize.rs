@@ -159,7 +159,8 @@ pub fn run(a: Args) -> Result<()> {
             }
             continue;
         }
-        if module.contains("embed") || module.ends_with("wte") || module.ends_with("wpe") {
+        let last = module.rsplit('.').next().unwrap_or(module);
+        if module.contains("embed") || last.contains("emb") || last == "wte" || last == "wpe" {
             eprintln!(
                 "warning: `{name}` looks like an embedding table, not a Linear; keep it float with --ignore {module}"
             );
