@@ -108,7 +108,9 @@ fn f32_encoder_reproduces_the_reference_embedding() {
         threads: 2,
     };
     let ids = tok.encode("This is an example sentence");
-    let alone = model.encode(&lin, &Batch::new(&[ids.clone()])).unwrap();
+    let alone = model
+        .encode(&lin, &Batch::new(std::slice::from_ref(&ids)))
+        .unwrap();
     // The reference (REAL-DATA.md: a numpy implementation that agrees with ONNX Runtime to 1.8e-6).
     let want = [
         0.06765689f32,

@@ -12,7 +12,7 @@ use int8rt::gemm::Context;
 use int8rt::nn::{ActivationQuant, LinearConfig, QuantLinear};
 use int8rt::quant::{self, Granularity, Scheme, WeightQuantConfig};
 
-use super::model::{dense_f32, Batch, Dense, F32Linears, LinearCtx, Linears, MiniLm};
+use super::model::{Batch, Dense, F32Linears, LinearCtx, Linears, MiniLm};
 use super::tokenizer::WordPiece;
 use super::wordnet::Pair;
 
@@ -255,7 +255,7 @@ pub fn calibrate_max(model: &MiniLm, batches: &Batches, threads: usize) -> Resul
     for b in &batches.batches {
         model.encode(&rec, b)?;
     }
-    Ok(amax.into_inner().map_err(|_| anyhow::anyhow!("poisoned"))?)
+    amax.into_inner().map_err(|_| anyhow::anyhow!("poisoned"))
 }
 
 /// The dynamic activation schemes of the report.
@@ -284,23 +284,19 @@ pub fn check_layers(model: &MiniLm, layers: &[QuantLinear]) -> Result<()> {
 }
 
 /// Print the report as a Markdown table.
-pub fn print_table(rows: &[Row], f32_batch_s: f64) {
-    println!("| variant | mean cos | min cos | recall@1 | ms / batch (median) | vs f32 |");
-    println!("|---|---:|---:|---:|---:|---:|");
+pub fn print_table(rows: &[Row], f32_batch_s: f64, sentences: usize) {
+    println!("| variant | mean cos | min cos | recall@1 | ms / batch (median) | vs f32 | sentences / s |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {:.5} | {:.5} | {:.3} | {:.2} | {:.2}× |",
+            "| {} | {:.5} | {:.5} | {:.3} | {:.2} | {:.2}× | {:.0} |",
             r.name,
             r.mean_cos,
             r.min_cos,
             r.recall,
             r.batch_s * 1e3,
-            f32_batch_s / r.batch_s.max(1e-12)
+            f32_batch_s / r.batch_s.max(1e-12),
+            sentences as f64 / r.total_s.max(1e-12)
         );
     }
-}
-
-/// `dense_f32` re-exported for the test's direct Linear checks.
-pub fn f32_linear(d: &Dense, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-    dense_f32(d, x, rows, 1)
 }

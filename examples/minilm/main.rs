@@ -188,7 +188,7 @@ fn main() -> Result<()> {
     }
 
     println!();
-    eval::print_table(&rows, f32_batch);
+    eval::print_table(&rows, f32_batch, sentences.len());
     println!(
         "\nlast int8 path: {:?}; f32 GEMM: the `gemm` crate; latency = median wall time of one batch of {} sentences",
         ctx.last_path(),

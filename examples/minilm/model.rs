@@ -46,7 +46,7 @@ impl BertConfig {
             max_positions: get("max_position_embeddings")?,
             vocab: get("vocab_size")?,
         };
-        if cfg.heads == 0 || cfg.hidden % cfg.heads != 0 {
+        if cfg.heads == 0 || !cfg.hidden.is_multiple_of(cfg.heads) {
             bail!(
                 "hidden {} is not a multiple of {} heads",
                 cfg.hidden,
@@ -72,7 +72,7 @@ struct LayerNorm {
     beta: Vec<f32>,
 }
 
-/// The Linear layers of one encoder block, in the order of [`MiniLm::linear_names`].
+/// The Linear layers of one encoder block, in the order [`Linears::apply`] numbers them.
 const BLOCK_LINEARS: [&str; 6] = [
     "attention.self.query",
     "attention.self.key",
@@ -175,11 +175,6 @@ impl MiniLm {
         })
     }
 
-    /// Module names of the 36 Linear layers, in the order [`Linears::apply`] sees them.
-    pub fn linear_names(&self) -> Vec<String> {
-        self.linears.iter().map(|d| d.name.clone()).collect()
-    }
-
     /// Sentence embeddings `[batch, hidden]`, L2-normalised.
     pub fn encode(&self, linears: &dyn Linears, batch: &Batch) -> Result<Vec<f32>> {
         let (b, l, h) = (batch.size, batch.len, self.cfg.hidden);
@@ -265,7 +260,7 @@ pub struct LinearCtx<'a> {
 
 /// The 36 Linear layers of the model: the f32 originals, int8 layers, or an observer.
 pub trait Linears: Sync {
-    /// `y = x · Wᵀ + b` for Linear number `idx` (in [`MiniLm::linear_names`] order) on
+    /// `y = x · Wᵀ + b` for Linear number `idx` (6 per block, in `BLOCK_LINEARS` order) on
     /// `x: [rows, in]`.
     fn apply(&self, idx: usize, x: &[f32], rows: usize, ctx: &LinearCtx<'_>) -> Result<Vec<f32>>;
 }

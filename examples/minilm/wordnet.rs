@@ -57,11 +57,7 @@ pub fn split(pairs: &[Pair], n: usize, c: usize) -> (Vec<Pair>, Vec<Pair>) {
     let stride = (pairs.len() / total).max(1);
     let picked: Vec<Pair> = pairs.iter().step_by(stride).take(total).cloned().collect();
     // Every `every`-th picked pair goes to calibration, so both draw from the whole spread.
-    let every = if c == 0 {
-        usize::MAX
-    } else {
-        (total / c).max(1)
-    };
+    let every = total.checked_div(c).map_or(usize::MAX, |e| e.max(1));
     let mut eval = Vec::with_capacity(n);
     let mut calib = Vec::with_capacity(c);
     for (i, p) in picked.into_iter().enumerate() {
