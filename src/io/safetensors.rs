@@ -131,8 +131,11 @@ pub struct TensorInfo {
 impl TensorInfo {
     /// Number of elements (the product of the shape; 1 for a scalar).
     pub fn numel(&self) -> usize {
-        // Checked when the header was parsed.
-        self.shape.iter().product()
+        // Checked when the header was parsed; saturates for hand-built entries.
+        self.shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 }
 
