@@ -785,7 +785,7 @@ fn lookup(tensors: &BTreeMap<String, TensorBuf>, name: &str) -> Result<Vec<u8>> 
         .ok_or_else(|| tensor_err("(in memory)", name, "not found"))
 }
 
-/// Serialize tensors held in memory into safetensors bytes (what [`write`] puts in a file).
+/// Serialize tensors held in memory into safetensors bytes (what [`write()`] puts in a file).
 pub fn to_bytes(
     tensors: &BTreeMap<String, TensorBuf>,
     metadata: &BTreeMap<String, String>,
