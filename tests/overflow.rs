@@ -5,7 +5,9 @@
 mod common;
 use common::*;
 
-use int8rt::gemm::{check_accumulator_bound, ActScales, Activations, Bias, GemmArgs, OutBuf, OutQuant};
+use int8rt::gemm::{
+    check_accumulator_bound, ActScales, Activations, Bias, GemmArgs, OutBuf, OutQuant,
+};
 use int8rt::quant::QuantParams;
 use int8rt::{reference, Context, Error};
 
@@ -15,19 +17,34 @@ fn all_agree_i32(args: &GemmArgs<'_>) -> Vec<i32> {
     reference::gemm(args, &mut OutBuf::I32(&mut want)).unwrap();
     for p in cpu_paths() {
         let mut got = vec![0x5a5a_5a5a; args.m * args.n];
-        int8rt::gemm::gemm(&Context::new().with_path(p), args, &mut OutBuf::I32(&mut got)).unwrap();
+        int8rt::gemm::gemm(
+            &Context::new().with_path(p),
+            args,
+            &mut OutBuf::I32(&mut got),
+        )
+        .unwrap();
         assert_eq!(got, want, "{p:?}");
     }
     want
 }
 
-fn args<'a>(m: usize, n: usize, k: usize, x: Activations<'a>, zp: i32, w: &'a [i8]) -> GemmArgs<'a> {
+fn args<'a>(
+    m: usize,
+    n: usize,
+    k: usize,
+    x: Activations<'a>,
+    zp: i32,
+    w: &'a [i8],
+) -> GemmArgs<'a> {
     GemmArgs {
         m,
         n,
         k,
         x,
-        act: ActScales::PerTensor { scale: 1.0, zero_point: zp },
+        act: ActScales::PerTensor {
+            scale: 1.0,
+            zero_point: zp,
+        },
         w,
         w_scales: &[1.0],
         bias: Bias::None,
@@ -60,7 +77,9 @@ fn minus_128_times_minus_128() {
 #[test]
 fn shift_correction_cancels_exactly() {
     let k = 4000;
-    let x: Vec<i8> = (0..k).map(|i| if i % 2 == 0 { -128 } else { 127 }).collect();
+    let x: Vec<i8> = (0..k)
+        .map(|i| if i % 2 == 0 { -128 } else { 127 })
+        .collect();
     let w = vec![127i8; k];
     let y = all_agree_i32(&args(1, 1, k, Activations::S8(&x), 0, &w));
     assert_eq!(y[0], (k as i32 / 2) * (-128 + 127) * 127);
@@ -71,9 +90,22 @@ fn shift_correction_cancels_exactly() {
 fn zero_point_255_correction() {
     let k = 5000;
     let x = vec![0u8; 2 * k];
-    let w: Vec<i8> = (0..3 * k).map(|i| if i < k { 127 } else if i < 2 * k { -127 } else { 1 }).collect();
+    let w: Vec<i8> = (0..3 * k)
+        .map(|i| {
+            if i < k {
+                127
+            } else if i < 2 * k {
+                -127
+            } else {
+                1
+            }
+        })
+        .collect();
     let y = all_agree_i32(&args(2, 3, k, Activations::U8(&x), 255, &w));
-    assert_eq!(&y[..3], &[-255 * 127 * k as i32, 255 * 127 * k as i32, -255 * k as i32]);
+    assert_eq!(
+        &y[..3],
+        &[-255 * 127 * k as i32, 255 * 127 * k as i32, -255 * k as i32]
+    );
 }
 
 /// The i32 accumulator bound: the worst case at the limit passes and is exact; one more is refused.
@@ -81,7 +113,10 @@ fn zero_point_255_correction() {
 fn accumulator_bound_at_the_limit() {
     let k = 66_311; // ⌊(2^31 − 1) / (255 · 127)⌋
     assert!(check_accumulator_bound(k, 255, 127, 0).is_ok());
-    assert!(matches!(check_accumulator_bound(k + 1, 255, 127, 0), Err(Error::AccumulatorOverflow { .. })));
+    assert!(matches!(
+        check_accumulator_bound(k + 1, 255, 127, 0),
+        Err(Error::AccumulatorOverflow { .. })
+    ));
     let x = vec![0u8; k];
     let w = vec![127i8; k];
     let y = all_agree_i32(&args(1, 1, k, Activations::U8(&x), 255, &w));
@@ -89,7 +124,10 @@ fn accumulator_bound_at_the_limit() {
     let x = vec![0u8; k + 1];
     let w = vec![127i8; k + 1];
     let mut out = vec![0i32; 1];
-    let e = reference::gemm(&args(1, 1, k + 1, Activations::U8(&x), 255, &w), &mut OutBuf::I32(&mut out));
+    let e = reference::gemm(
+        &args(1, 1, k + 1, Activations::U8(&x), 255, &w),
+        &mut OutBuf::I32(&mut out),
+    );
     assert!(matches!(e, Err(Error::AccumulatorOverflow { .. })));
 }
 
@@ -100,9 +138,15 @@ fn saturating_bias_is_refused_not_wrapped() {
     assert_eq!(reference::quantize_bias(1e6, 1e-4, 1e-4), i32::MAX);
     let bq = int8rt::quant::quantize_bias(&[1e6], 1e-4, &[1e-4]).unwrap();
     let (x, w) = ([1i8], [1i8]);
-    let a = GemmArgs { bias: Bias::I32(&bq), ..args(1, 1, 1, Activations::S8(&x), 0, &w) };
+    let a = GemmArgs {
+        bias: Bias::I32(&bq),
+        ..args(1, 1, 1, Activations::S8(&x), 0, &w)
+    };
     let mut out = [0i32];
-    assert!(matches!(reference::gemm(&a, &mut OutBuf::I32(&mut out)), Err(Error::AccumulatorOverflow { .. })));
+    assert!(matches!(
+        reference::gemm(&a, &mut OutBuf::I32(&mut out)),
+        Err(Error::AccumulatorOverflow { .. })
+    ));
 }
 
 /// i8 output clamps at both ends (and the zero point shifts before the clamp).
@@ -111,14 +155,27 @@ fn i8_output_saturates_at_both_ends() {
     let k = 16;
     let x: Vec<i8> = [vec![127i8; k], vec![-127i8; k], vec![1i8; k]].concat();
     let w = vec![127i8; k];
-    let base = GemmArgs { w_scales: &[0.5], ..args(3, 1, k, Activations::S8(&x), 0, &w) };
-    let oq = OutQuant { scale: 0.01, zero_point: 5, qmin: -100, qmax: 100 };
+    let base = GemmArgs {
+        w_scales: &[0.5],
+        ..args(3, 1, k, Activations::S8(&x), 0, &w)
+    };
+    let oq = OutQuant {
+        scale: 0.01,
+        zero_point: 5,
+        qmin: -100,
+        qmax: 100,
+    };
     let mut want = vec![0i8; 3];
     reference::gemm(&base, &mut OutBuf::I8(&mut want, oq)).unwrap();
     assert_eq!(want[..2], [100, -100]);
     for p in cpu_paths() {
         let mut got = vec![0x55i8; 3];
-        int8rt::gemm::gemm(&Context::new().with_path(p), &base, &mut OutBuf::I8(&mut got, oq)).unwrap();
+        int8rt::gemm::gemm(
+            &Context::new().with_path(p),
+            &base,
+            &mut OutBuf::I8(&mut got, oq),
+        )
+        .unwrap();
         assert_eq!(got, want, "{p:?}");
     }
 }
@@ -130,7 +187,10 @@ fn f16_output_overflows_to_infinity_like_the_reference() {
     let k = 32;
     let x: Vec<i8> = [vec![127i8; k], vec![-127i8; k]].concat();
     let w = vec![127i8; k];
-    let a = GemmArgs { w_scales: &[200.0], ..args(2, 1, k, Activations::S8(&x), 0, &w) };
+    let a = GemmArgs {
+        w_scales: &[200.0],
+        ..args(2, 1, k, Activations::S8(&x), 0, &w)
+    };
     let mut want = vec![f16::ZERO; 2];
     reference::gemm(&a, &mut OutBuf::F16(&mut want)).unwrap();
     assert_eq!(want, [f16::INFINITY, f16::NEG_INFINITY]);

@@ -7,19 +7,33 @@ use int8rt::reference;
 use proptest::prelude::*;
 
 fn finite_f32() -> impl Strategy<Value = f32> {
-    any::<u32>().prop_map(f32::from_bits).prop_filter("finite", |v| v.is_finite())
+    any::<u32>()
+        .prop_map(f32::from_bits)
+        .prop_filter("finite", |v| v.is_finite())
 }
 
 fn params_strategy() -> impl Strategy<Value = QuantParams> {
     (1e-6f32..1e3, -1e3f32..1e3, 0usize..6).prop_filter_map("valid", |(a, b, kind)| {
         let (lo, hi) = (a.min(b).min(-a), a.max(b));
-        let ao = |symmetric, dtype| Convention::TorchAo { dtype, symmetric, reduce_range: false };
+        let ao = |symmetric, dtype| Convention::TorchAo {
+            dtype,
+            symmetric,
+            reduce_range: false,
+        };
         match kind {
             0 => QuantParams::symmetric(hi.abs().max(lo.abs())).ok(),
             1 => QuantParams::asymmetric(lo, hi).ok(),
             2 => QuantParams::from_range(ao(true, TorchDtype::QInt8), lo, hi).ok(),
             3 => QuantParams::from_range(ao(false, TorchDtype::QUInt8), lo, hi).ok(),
-            4 => QuantParams::from_range(Convention::PytorchQuantization { narrow_range: false, unsigned: false }, lo, hi).ok(),
+            4 => QuantParams::from_range(
+                Convention::PytorchQuantization {
+                    narrow_range: false,
+                    unsigned: false,
+                },
+                lo,
+                hi,
+            )
+            .ok(),
             _ => QuantParams::from_range(Convention::CompressedTensors, lo, hi).ok(),
         }
     })
