@@ -37,9 +37,12 @@ pub enum Binning {
     /// growth happened in between (the bin of a value near a boundary depends on the extent).
     #[default]
     PytorchQuantization,
-    /// `trunc(x / width)` in f32: the bin depends only on the width, so merging histograms with
-    /// the same width is exact whatever their extents. Equal to the reference for every first
-    /// batch of a power-of-two number of bins (`x · n` and `/ width` are then the same rounding).
+    /// Bin `k = trunc(x / width)` in f32, i.e. `[k·w, (k+1)·w)`, and the histogram grows until
+    /// the bin of its largest value exists: a value's bin depends only on the width, so merging
+    /// histograms with the same width is exact whatever their extents and batch order. For a
+    /// power-of-two first batch (2048 bins) the width and every interior bin equal the
+    /// reference's (`(x · n) / max` and `x / (max / n)` are the same rounding); the maximum itself
+    /// opens one more bin instead of joining the last one.
     FixedWidth,
 }
 
@@ -144,6 +147,26 @@ pub fn torch_arange_f32(step: f32, end: f32) -> Vec<f32> {
         *o = (step * j as f64) as f32;
     }
     out
+}
+
+/// `f32(k · width)` for `k = 0..=n` (the [`Binning::FixedWidth`] grid).
+fn fixed_edges(width: f32, n: usize) -> Vec<f32> {
+    (0..=n).map(|k| (k as f64 * width as f64) as f32).collect()
+}
+
+/// `k ≥ 1` with `fine · 2^k == coarse` exactly, if there is one.
+pub(crate) fn pow2_steps(fine: f32, coarse: f32) -> Option<u32> {
+    let mut w = fine;
+    for k in 1..64 {
+        w *= 2.0;
+        if w == coarse {
+            return Some(k);
+        }
+        if w > coarse || !w.is_finite() {
+            return None;
+        }
+    }
+    None
 }
 
 impl Histogram {
@@ -322,7 +345,7 @@ impl Histogram {
         self.edges.last().copied().unwrap_or(0.0)
     }
 
-    /// First batch, re-seed after all-zero data, or growth, so that `[0, right]` covers `xmax`.
+    /// First batch, re-seed after all-zero data, or growth, so that the grid covers `xmax`.
     fn prepare_grid(&mut self, xmax: f32) {
         if self.edges.is_empty() {
             if xmax > 0.0 {
@@ -334,10 +357,16 @@ impl Histogram {
             return;
         }
         let width = self.width();
-        if xmax <= self.right() {
+        let ratio = xmax / width;
+        let covered = match self.cfg.binning {
+            Binning::PytorchQuantization => xmax <= self.right(),
+            Binning::FixedWidth => {
+                xmax == 0.0 || (ratio.is_finite() && (ratio as usize) < self.counts.len())
+            }
+        };
+        if covered {
             return;
         }
-        let ratio = xmax / width;
         if self.right() == 0.0 || width <= 0.0 || !ratio.is_finite() {
             // All data so far were 0 (or the width underflowed): start a fresh grid over
             // [0, xmax] and put the old counts where their right edge falls.
@@ -348,24 +377,43 @@ impl Histogram {
             self.counts[bin] += old_total;
             return;
         }
-        // pytorch-quantization: width = edges[1] - edges[0]; n = ceil(xmax / width) in f32.
         let mut width = width;
-        let mut n = ratio.ceil() as usize;
-        n = n.max(self.counts.len());
+        let binning = self.cfg.binning;
+        let needed = |w: f32| -> usize {
+            match binning {
+                // pytorch-quantization: n = ceil(xmax / width) in f32.
+                Binning::PytorchQuantization => (xmax / w).ceil() as usize,
+                // The bin of xmax must exist.
+                Binning::FixedWidth => (xmax / w) as usize + 1,
+            }
+        };
+        let mut n = needed(width).max(self.counts.len());
         while n > self.cfg.max_bins {
             self.coarsen();
             width = self.width();
-            n = ((xmax / width).ceil() as usize).max(self.counts.len());
+            n = needed(width).max(self.counts.len());
         }
-        self.edges = torch_arange_f32(width, xmax + width);
         self.counts.resize(n, 0);
+        self.edges = match self.cfg.binning {
+            Binning::PytorchQuantization => torch_arange_f32(width, xmax + width),
+            Binning::FixedWidth => fixed_edges(width, n),
+        };
         self.fix_edges();
     }
 
-    /// The reference's first-batch grid: `cfg.bins` bins over `[0, xmax]`, torch.linspace edges.
+    /// The first-batch grid: `cfg.bins` bins over `[0, xmax]` with torch.linspace edges (the
+    /// reference); under [`Binning::FixedWidth`] the same width, extended to hold `xmax`'s bin.
     fn init_grid(&mut self, xmax: f32) {
         self.counts = vec![0; self.cfg.bins];
         self.edges = torch_linspace_f32(xmax, self.cfg.bins + 1);
+        if self.cfg.binning == Binning::FixedWidth {
+            let w = self.width();
+            if w > 0.0 {
+                let n = ((xmax / w) as usize + 1).max(self.cfg.bins);
+                self.counts.resize(n, 0);
+                self.edges = fixed_edges(w, n);
+            }
+        }
     }
 
     /// Keep `edges.len() ≥ counts.len() + 1`, extending with `f32(i · width)` if torch.arange gave
@@ -382,8 +430,13 @@ impl Histogram {
     fn coarsen(&mut self) {
         let w = self.width();
         let counts: Vec<u64> = self.counts.chunks(2).map(|c| c.iter().sum()).collect();
-        let right = counts.len() as f32 * 2.0 * w;
-        self.edges = torch_arange_f32(2.0 * w, right + w);
+        self.edges = match self.cfg.binning {
+            Binning::PytorchQuantization => {
+                let right = counts.len() as f32 * 2.0 * w;
+                torch_arange_f32(2.0 * w, right + w)
+            }
+            Binning::FixedWidth => fixed_edges(2.0 * w, counts.len()),
+        };
         self.counts = counts;
         self.fix_edges();
     }
@@ -414,8 +467,12 @@ impl Histogram {
         let n = self.counts.len();
         let right = self.right();
         let nf = n as f32;
-        // The fast kernel needs `x · n` finite for every value and `x ≤ right`.
-        let fast = (xmax * nf).is_finite() && xmax <= right && n <= u32::MAX as usize;
+        // The fast kernel needs every bin position finite and, for torch's rule, `x ≤ right`.
+        let fast = n <= u32::MAX as usize
+            && match self.cfg.binning {
+                Binning::PytorchQuantization => (xmax * nf).is_finite() && xmax <= right,
+                Binning::FixedWidth => (xmax / self.width()).is_finite(),
+            };
         if !fast {
             for &x in xs {
                 let b = self.bin_of(x.abs());
@@ -479,6 +536,18 @@ impl Histogram {
             self.counts[0] += zeros;
             self.total += other.total;
             return Ok(());
+        }
+        // Widths a power of two apart (one side coarsened more): coarsen the finer one. Exact,
+        // since every grid is anchored at 0.
+        let mut other = other.clone();
+        if let Some(k) = pow2_steps(self.width(), other.width()) {
+            for _ in 0..k {
+                self.coarsen();
+            }
+        } else if let Some(k) = pow2_steps(other.width(), self.width()) {
+            for _ in 0..k {
+                other.coarsen();
+            }
         }
         let (mut sc, mut oc) = (self.counts.clone(), other.counts.clone());
         if self.width() == other.width() {

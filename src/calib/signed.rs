@@ -5,6 +5,7 @@
 //! that differ by a power of two merge exactly onto the coarser grid. Its range methods give a
 //! `[lo, hi]` for [`crate::quant::QuantParams::asymmetric`].
 
+use super::histogram::pow2_steps;
 use super::{finite_values, min_max, no_data, NonFinite};
 use crate::error::{Error, Result};
 use crate::quant::QuantParams;
@@ -168,19 +169,27 @@ impl SignedHistogram {
 
     /// Grow the grid (same width) so that it covers `[lo, hi]`, coarsening past `max_bins`.
     fn cover(&mut self, lo: f32, hi: f32) {
+        self.cover_bins(self.grid_index(lo), self.grid_index(hi) + 1);
+    }
+
+    /// Grow the grid so that it holds grid bins `kl..kh` (indices on the current grid; they are
+    /// halved along with the grid when it coarsens).
+    fn cover_bins(&mut self, mut kl: i64, mut kh: i64) {
         loop {
-            let kl = self.grid_index(lo).min(self.k0);
-            let kh = (self.grid_index(hi) + 1).max(self.k0 + self.counts.len() as i64);
-            let need = (kh - kl) as u64;
-            if need as usize <= self.max_bins && need <= self.max_bins as u64 {
+            let lo = kl.min(self.k0);
+            let hi = kh.max(self.k0 + self.counts.len() as i64);
+            let need = (hi - lo) as u64;
+            if need <= self.max_bins as u64 {
                 let mut counts = vec![0u64; need as usize];
-                let off = (self.k0 - kl) as usize;
+                let off = (self.k0 - lo) as usize;
                 counts[off..off + self.counts.len()].copy_from_slice(&self.counts);
                 self.counts = counts;
-                self.k0 = kl;
+                self.k0 = lo;
                 return;
             }
             self.coarsen();
+            kl = kl.div_euclid(2);
+            kh = (kh - 1).div_euclid(2) + 1;
         }
     }
 
@@ -229,22 +238,17 @@ impl SignedHistogram {
         }
         let mut other = other.clone();
         // Bring both to the coarser width when they differ by a power of two.
-        for _ in 0..64 {
-            if self.width == other.width {
-                break;
-            }
-            if self.width < other.width && self.width * 2.0 <= other.width {
+        if let Some(k) = pow2_steps(self.width, other.width) {
+            for _ in 0..k {
                 self.coarsen();
-            } else if other.width < self.width && other.width * 2.0 <= self.width {
+            }
+        } else if let Some(k) = pow2_steps(other.width, self.width) {
+            for _ in 0..k {
                 other.coarsen();
-            } else {
-                break;
             }
         }
         if self.width == other.width {
-            let lo = other.edge(other.k0);
-            let hi = other.edge(other.k0 + other.counts.len() as i64 - 1);
-            self.cover(lo, hi);
+            self.cover_bins(other.k0, other.k0 + other.counts.len() as i64);
             // The cover may have coarsened this grid; bring the other along.
             while other.width < self.width {
                 other.coarsen();
