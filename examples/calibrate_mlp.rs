@@ -86,7 +86,7 @@ fn batch(rng: &mut Rng, m: usize, k: usize) -> Vec<f32> {
     (0..m * k)
         .map(|_| {
             let v = rng.normal(1.0);
-            if rng.next() % 200 == 0 {
+            if rng.next().is_multiple_of(200) {
                 v * 12.0
             } else {
                 v
