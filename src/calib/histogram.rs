@@ -19,7 +19,8 @@
 //! allocate without bound); a value within an ulp above `edges[-1]` after growth goes to the last
 //! bin (the reference drops it).
 
-use super::{finite_values, max_abs, no_data, NonFinite};
+use super::kernels::{self, BinRule};
+use super::{no_data, scan_batch, NonFinite};
 use crate::error::{Error, Result};
 
 /// The number of bins of the reference's first batch.
@@ -302,14 +303,13 @@ impl Histogram {
 
     /// Observe one batch.
     pub fn observe(&mut self, xs: &[f32]) -> Result<()> {
-        let (data, dropped) = finite_values(&self.name, xs, self.cfg.nonfinite)?;
-        self.nonfinite_skipped += dropped;
+        let batch = scan_batch(&self.name, xs, self.cfg.nonfinite)?;
+        self.nonfinite_skipped += batch.dropped;
         self.batches += 1;
-        let data = &data[..];
-        if data.is_empty() {
+        let Some((lo, hi)) = batch.range else {
             return Ok(());
-        }
-        let (lo, hi) = super::min_max(data);
+        };
+        let data = &batch.data[..];
         self.min = self.min.min(lo);
         self.max = self.max.max(hi);
         let zeros = if self.cfg.skip_zeros {
@@ -322,7 +322,7 @@ impl Histogram {
         if n_values == 0 {
             return Ok(());
         }
-        let xmax = max_abs(data);
+        let xmax = lo.abs().max(hi.abs());
         self.prepare_grid(xmax);
         if self.right() == 0.0 {
             // All values so far are 0 (xmax == 0). torch.histc widens a [0, 0] range to [-1, 1],
@@ -467,8 +467,9 @@ impl Histogram {
         let n = self.counts.len();
         let right = self.right();
         let nf = n as f32;
-        // The fast kernel needs every bin position finite and, for torch's rule, `x ≤ right`.
-        let fast = n <= u32::MAX as usize
+        // The fast kernel needs every bin position finite, bins exact in f32 (n ≤ 2^24) and, for
+        // torch's rule, `x ≤ right`.
+        let fast = n <= 1 << 24
             && match self.cfg.binning {
                 Binning::PytorchQuantization => (xmax * nf).is_finite() && xmax <= right,
                 Binning::FixedWidth => (xmax / self.width()).is_finite(),
@@ -480,15 +481,13 @@ impl Histogram {
             }
             return;
         }
-        match self.cfg.binning {
-            Binning::PytorchQuantization => {
-                count_bins(&mut self.counts, xs, |a| (a * nf) / right);
-            }
-            Binning::FixedWidth => {
-                let w = self.width();
-                count_bins(&mut self.counts, xs, |a| a / w);
-            }
-        }
+        let rule = match self.cfg.binning {
+            Binning::PytorchQuantization => BinRule::Scaled { n: nf, right },
+            Binning::FixedWidth => BinRule::Width {
+                width: self.width(),
+            },
+        };
+        kernels::count_bins(&mut self.counts, xs, rule);
     }
 
     /// Add another histogram of the same tensor kind into this one. With equal widths the
@@ -584,44 +583,6 @@ impl Histogram {
         } else {
             Ok(())
         }
-    }
-}
-
-/// Count `bin(|x|)` for every value into `counts`, where `bin` returns a non-negative f32 whose
-/// truncation is the bin (clamped to the last bin). Indices are computed in blocks by a loop the
-/// compiler vectorizes; the increments go to four interleaved `u32` sub-histograms so that runs of
-/// equal bins do not serialize on one memory location, flushed to `u64` before they could overflow.
-#[inline]
-fn count_bins(counts: &mut [u64], xs: &[f32], bin: impl Fn(f32) -> f32) {
-    const BLOCK: usize = 512;
-    // Flush the u32 sub-histograms well before 2^32 increments.
-    const FLUSH: usize = 1 << 30;
-    let n = counts.len();
-    let last = (n - 1) as u32;
-    let mut sub = vec![0u32; 4 * n];
-    let mut idx = [0u32; BLOCK];
-    for big in xs.chunks(FLUSH) {
-        for block in big.chunks(BLOCK) {
-            for (o, &x) in idx.iter_mut().zip(block) {
-                // `as u32` truncates toward zero and saturates; the value is ≥ 0 and finite.
-                *o = (bin(x.abs()) as u32).min(last);
-            }
-            let ids = &idx[..block.len()];
-            let mut quads = ids.chunks_exact(4);
-            for q in &mut quads {
-                sub[q[0] as usize] += 1;
-                sub[n + q[1] as usize] += 1;
-                sub[2 * n + q[2] as usize] += 1;
-                sub[3 * n + q[3] as usize] += 1;
-            }
-            for &i in quads.remainder() {
-                sub[i as usize] += 1;
-            }
-        }
-        for (k, c) in counts.iter_mut().enumerate() {
-            *c += sub[k] as u64 + sub[n + k] as u64 + sub[2 * n + k] as u64 + sub[3 * n + k] as u64;
-        }
-        sub.fill(0);
     }
 }
 

@@ -107,14 +107,6 @@ fn centers(edges: &[f32], n: usize) -> Vec<f32> {
     (0..n).map(|i| (edges[i + 1] + edges[i]) / 2.0).collect()
 }
 
-/// Round half to even for `|v| < 2^22` in f32: adding and removing 1.5·2^23 leaves the integer
-/// that IEEE round-to-nearest-even picks (exact, and it vectorizes without SSE4.1's `roundps`).
-#[inline(always)]
-fn rhe_small(v: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0;
-    (v + MAGIC) - MAGIC
-}
-
 /// pytorch-quantization's MSE: the centre `c_i` (`i ≥ start_bin`) minimizing
 /// `Σ_j count_j · (fq(c_j; amax = c_i) − c_j)²`, where `fq` is `fake_tensor_quant` with
 /// `unit = 127 / amax` (255 unsigned): `clamp(rhe(c · unit)) / unit`, and 0 when `amax ≤ 2^-24`.
@@ -135,36 +127,12 @@ pub fn mse_amax(counts: &[u64], edges: &[f32], unsigned: bool, opts: &MseOptions
     let mut best = (f64::INFINITY, start);
     for i in (start..n).step_by(stride) {
         let (unit, qmin, qmax) = reference::pytorch_quantization_unit(c[i], true, unsigned);
-        let err = weighted_sq_error(&xs, &ws, unit, qmin as f32, qmax as f32);
+        let err = super::kernels::weighted_sq_error(&xs, &ws, unit, qmin as f32, qmax as f32);
         if err < best.0 {
             best = (err, i);
         }
     }
     Ok(c[best.1])
-}
-
-/// `Σ w · (fq(x) − x)²` with the f32 terms of the reference and an f64 sum in 4 lanes.
-#[inline]
-fn weighted_sq_error(xs: &[f32], ws: &[f32], unit: f32, qmin: f32, qmax: f32) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let mut xc = xs.chunks_exact(4);
-    let mut wc = ws.chunks_exact(4);
-    let term = |x: f32, w: f32| -> f32 {
-        // `clamp(rhe(v))` equals `rhe(clamp(v))` for integer bounds.
-        let q = rhe_small((x * unit).clamp(qmin, qmax));
-        let fq = if unit == 0.0 { q } else { q / unit };
-        let d = fq - x;
-        d * d * w
-    };
-    for (x4, w4) in (&mut xc).zip(&mut wc) {
-        for l in 0..4 {
-            acc[l] += term(x4[l], w4[l]) as f64;
-        }
-    }
-    for (&x, &w) in xc.remainder().iter().zip(wc.remainder()) {
-        acc[0] += term(x, w) as f64;
-    }
-    (acc[0] + acc[1]) + (acc[2] + acc[3])
 }
 
 /// pytorch-quantization's entropy calibration (see the module notes): `amax = edges[i*]`.
@@ -191,12 +159,6 @@ pub fn entropy_amax(
         .copied()
         .filter(|d| !d.is_nan())
         .fold(f64::INFINITY, f64::min);
-    if fmin.is_infinite() && fmin > 0.0 && divs.iter().all(|d| d.is_nan()) {
-        return Err(Error::param(
-            "entropy",
-            "every candidate divergence is undefined (the kept bins are empty)",
-        ));
-    }
     // The prefix-sum divergences agree with the reference's to ~1e-14; everything within this
     // window of the minimum is recomputed with the reference's exact operation order.
     let window = 1e-10 + 1e-8 * fmin.abs();
@@ -220,6 +182,7 @@ pub fn entropy_amax(
             best = Some((exact, i));
         }
     }
+    // No defined divergence at all (every kept range empty, NaN skipped): the full range.
     let i = best.map_or(bins.len(), |(_, i)| i);
     Ok(edges[i])
 }

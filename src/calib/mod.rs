@@ -22,6 +22,7 @@
 
 mod cross_entropy;
 mod histogram;
+mod kernels;
 mod methods;
 mod minmax;
 mod observer;
@@ -113,24 +114,47 @@ pub(crate) fn nonfinite_error(tensor: &str, xs: &[f32]) -> Error {
     }
 }
 
-/// The finite values of a batch under `policy`: the slice itself when it is all finite, a
-/// filtered copy (and the number dropped) under [`NonFinite::Skip`], or the error.
-pub(crate) fn finite_values<'a>(
-    tensor: &str,
-    xs: &'a [f32],
-    policy: NonFinite,
-) -> Result<(Cow<'a, [f32]>, u64)> {
-    if max_abs_bits(xs) < NONFINITE_ABS_BITS {
-        return Ok((Cow::Borrowed(xs), 0));
+/// A batch after the non-finite policy: its finite values, how many were dropped, and their
+/// `(min, max)` (`None` when no value is left).
+pub(crate) struct Batch<'a> {
+    pub data: Cow<'a, [f32]>,
+    pub dropped: u64,
+    pub range: Option<(f32, f32)>,
+}
+
+/// One pass over `xs` (min, max, non-finite), then `policy`: the slice itself when it is all
+/// finite, a filtered copy under [`NonFinite::Skip`], or [`Error::NonFinite`].
+pub(crate) fn scan_batch<'a>(tensor: &str, xs: &'a [f32], policy: NonFinite) -> Result<Batch<'a>> {
+    let s = kernels::scan(xs);
+    if !s.nonfinite {
+        return Ok(Batch {
+            data: Cow::Borrowed(xs),
+            dropped: 0,
+            range: (s.lo <= s.hi).then_some((s.lo, s.hi)),
+        });
     }
     match policy {
         NonFinite::Error => Err(nonfinite_error(tensor, xs)),
         NonFinite::Skip => {
             let kept: Vec<f32> = xs.iter().copied().filter(|x| x.is_finite()).collect();
-            let dropped = (xs.len() - kept.len()) as u64;
-            Ok((Cow::Owned(kept), dropped))
+            let s = kernels::scan(&kept);
+            Ok(Batch {
+                dropped: (xs.len() - kept.len()) as u64,
+                range: (s.lo <= s.hi).then_some((s.lo, s.hi)),
+                data: Cow::Owned(kept),
+            })
         }
     }
+}
+
+/// The finite values of a batch under `policy` and the number dropped (see [`scan_batch`]).
+pub(crate) fn finite_values<'a>(
+    tensor: &str,
+    xs: &'a [f32],
+    policy: NonFinite,
+) -> Result<(Cow<'a, [f32]>, u64)> {
+    let b = scan_batch(tensor, xs, policy)?;
+    Ok((b.data, b.dropped))
 }
 
 /// `(outer, channels, inner)` of a C-order `shape` split at `axis`, checking that `len` matches.

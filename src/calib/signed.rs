@@ -6,6 +6,7 @@
 //! `[lo, hi]` for [`crate::quant::QuantParams::asymmetric`].
 
 use super::histogram::pow2_steps;
+use super::kernels::{self, BinRule};
 use super::{finite_values, min_max, no_data, NonFinite};
 use crate::error::{Error, Result};
 use crate::quant::QuantParams;
@@ -140,9 +141,18 @@ impl SignedHistogram {
         }
         self.cover(lo, hi);
         let n = self.counts.len() as i64;
-        for &x in data.iter() {
-            let j = (self.grid_index(x) - self.k0).clamp(0, n - 1);
-            self.counts[j as usize] += 1;
+        const EXACT: i64 = 1 << 24;
+        if self.k0.abs() < EXACT && n < EXACT {
+            let rule = BinRule::Signed {
+                width: self.width,
+                first: self.k0 as f32,
+            };
+            kernels::count_bins(&mut self.counts, &data, rule);
+        } else {
+            for &x in data.iter() {
+                let j = (self.grid_index(x) - self.k0).clamp(0, n - 1);
+                self.counts[j as usize] += 1;
+            }
         }
         Ok(())
     }
