@@ -399,3 +399,57 @@ fn degenerate_cases_give_finite_usable_ranges() {
     let skipped = entropy_amax(h.counts(), h.edges(), false, &sane).unwrap();
     assert!(skipped > reference, "{skipped}");
 }
+
+/// CALIBRATION-NOTES.md §1.8 (the project's shared notes): values measured by running the
+/// references on two tiny tensors that are not in the golden folder.
+#[test]
+fn edge_cases_measured_from_the_references() {
+    let one = |xs: &[f32]| {
+        let mut h = Histogram::new("t", HistogramConfig::default()).unwrap();
+        h.observe(xs).unwrap();
+        h
+    };
+    let o = EntropyOptions::default();
+    let m = MseOptions::default();
+    // [0.5, -1.25, 2.0]: percentile 1.9990234, mse 1.9995117, entropy 0.5 (the NaN artifact);
+    // torch.ao affine quint8 0.012745098 / zp 98, symmetric qint8 0.015686275 / zp 0.
+    let h = one(&[0.5, -1.25, 2.0]);
+    assert_eq!(
+        percentile_amax(h.counts(), h.edges(), 99.99).unwrap(),
+        1.9990234
+    );
+    assert_eq!(
+        mse_amax(h.counts(), h.edges(), false, &m).unwrap(),
+        1.9995117
+    );
+    assert_eq!(entropy_amax(h.counts(), h.edges(), false, &o).unwrap(), 0.5);
+    let ao = |dtype, symmetric| {
+        let conv = Convention::TorchAo {
+            dtype,
+            symmetric,
+            reduce_range: false,
+        };
+        QuantParams::from_range(conv, -1.25, 2.0).unwrap()
+    };
+    let a = ao(TorchDtype::QUInt8, false);
+    assert_eq!((a.scale(), a.zero_point()), (0.012745098, 98));
+    let s = ao(TorchDtype::QInt8, true);
+    assert_eq!((s.scale(), s.zero_point()), (0.015686275, 0));
+    // A single value [3.0]: percentile 2.9985 (= edges[2047]), mse 2.9993 (the last centre),
+    // entropy 2.9985 (4-5 digits in the notes; the exact edges are 3·2047/2048 and 3·4095/4096).
+    let h = one(&[3.0]);
+    assert_eq!(
+        percentile_amax(h.counts(), h.edges(), 99.99).unwrap(),
+        3.0 * 2047.0 / 2048.0
+    );
+    assert_eq!(
+        mse_amax(h.counts(), h.edges(), false, &m).unwrap(),
+        3.0 * 4095.0 / 4096.0
+    );
+    assert_eq!(
+        entropy_amax(h.counts(), h.edges(), false, &o).unwrap(),
+        3.0 * 2047.0 / 2048.0
+    );
+    assert!((percentile_amax(h.counts(), h.edges(), 99.99).unwrap() - 2.9985).abs() < 1e-4);
+    assert!((mse_amax(h.counts(), h.edges(), false, &m).unwrap() - 2.9993).abs() < 1e-4);
+}

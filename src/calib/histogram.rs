@@ -702,6 +702,57 @@ mod tests {
     }
 
     #[test]
+    fn kernel_counts_equal_the_scalar_bin_rule() {
+        // The vectorized counter against `bin_of`, the per-value definition, for both rules and
+        // a grown (non power-of-two) extent.
+        let xs: Vec<f32> = (0..20_000)
+            .map(|i| ((i as u64 * 2_654_435_761) % 1_000_003) as f32 / 77_777.0 - 6.0)
+            .collect();
+        for binning in [Binning::PytorchQuantization, Binning::FixedWidth] {
+            let cfg = HistogramConfig {
+                binning,
+                ..HistogramConfig::default()
+            };
+            let mut h = Histogram::new("t", cfg).unwrap();
+            h.observe(&xs[..100]).unwrap();
+            h.observe(&xs).unwrap();
+            let mut want = vec![0u64; h.counts().len()];
+            let mut seed = Histogram::new("t", cfg).unwrap();
+            seed.observe(&xs[..100]).unwrap();
+            for &x in &xs[..100] {
+                want[seed.bin_of(x.abs())] += 1;
+            }
+            for &x in &xs {
+                want[h.bin_of(x.abs())] += 1;
+            }
+            assert_eq!(h.counts(), &want[..], "{binning:?}");
+        }
+    }
+
+    #[test]
+    fn bounded_memory_over_many_batches() {
+        let mut h = hist(&[1.0, -0.5]);
+        for b in 0..10_000 {
+            h.observe(&[(b % 7) as f32 / 7.0, -0.25]).unwrap();
+        }
+        assert_eq!(h.counts().len(), 2048);
+        assert_eq!(h.total(), 20_002);
+    }
+
+    #[test]
+    fn observers_are_send() {
+        fn send<T: Send>() {}
+        send::<Histogram>();
+        send::<crate::calib::SignedHistogram>();
+        send::<crate::calib::MaxObserver>();
+        send::<crate::calib::MinMaxObserver>();
+        send::<crate::calib::MovingAverageMinMaxObserver>();
+        send::<crate::calib::CrossEntropyObserver>();
+        send::<crate::calib::TensorObserver>();
+        send::<crate::nn::CalibrationRun>();
+    }
+
+    #[test]
     fn huge_values_do_not_overflow_the_bin_rule() {
         let h = hist(&[f32::MAX, f32::MAX / 3.0, 1.0]);
         assert_eq!(h.counts()[2047], 1);
