@@ -1,23 +1,26 @@
-//! src/bin/int8rt/main.rs — the `int8rt` command line: a clap-derive dispatcher with one file per
-//! subcommand. It sits on top of the library: `quantize` turns a float safetensors checkpoint
-//! into a compressed-tensors int8 one (`int8rt::io`), `inspect` shows what a checkpoint holds.
+//! bin/int8rt — the `int8rt` command line: a dispatcher over one subcommand per file
+//! (`calibrate.rs`, `quantize.rs`, `inspect.rs`). It sits on top of the library: it reads files,
+//! calls the safe API, and prints results; every number it prints comes from the library.
 
+mod calibrate;
 mod inspect;
 mod progress;
 mod quantize;
 
 use clap::{Parser, Subcommand};
 
-/// int8 inference tools: quantize checkpoints, inspect them.
-#[derive(Parser, Debug)]
+/// int8 inference tools: calibration, quantization and inspection of Linear layers.
+#[derive(Parser)]
 #[command(name = "int8rt", version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand)]
 enum Command {
+    /// Calibrate the range of a float32 `.npy` tensor with every method and print the results.
+    Calibrate(calibrate::Args),
     /// Convert every Linear weight of a safetensors checkpoint to int8 (compressed-tensors layout).
     Quantize(quantize::Args),
     /// Print the tensors of a checkpoint and the quantization it carries.
@@ -34,10 +37,18 @@ pub fn emit(s: &str) -> anyhow::Result<()> {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Quantize(a) => quantize::run(a),
-        Command::Inspect(a) => inspect::run(a),
+    let result = match cli.command {
+        Command::Calibrate(args) => calibrate::run(args),
+        Command::Quantize(args) => quantize::run(args),
+        Command::Inspect(args) => inspect::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

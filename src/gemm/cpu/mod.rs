@@ -389,7 +389,11 @@ fn blocking(
     const B_SHARE: usize = 1 << 20;
     let row_bytes = k.max(64);
     let mb_cap = ((A_SHARE / row_bytes).clamp(mr, 512) / mr) * mr;
-    let mb = if m <= mb_cap { m.div_ceil(mr) * mr } else { mb_cap };
+    let mb = if m <= mb_cap {
+        m.div_ceil(mr) * mr
+    } else {
+        mb_cap
+    };
     let m_blocks = m.div_ceil(mb.max(1));
     let mut nb = (B_SHARE / (nr * row_bytes)).clamp(1, n_panels.max(1));
     // Enough tasks to keep every thread busy with some balance.
