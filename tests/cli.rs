@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use half::f16;
+use int8rt::calib::{AmaxMethod, ObserverConfig, TensorObserver};
 use int8rt::io::compressed::quantize_for_checkpoint;
 use int8rt::io::safetensors::{self, Dtype, TensorBuf};
 use int8rt::io::{CompressedCheckpoint, InputQuant, SafeTensors};
@@ -224,6 +225,45 @@ fn static_and_weight_only_schemes() {
         InputQuant::Static(QuantParams::new(s, 0, -128, 127).unwrap())
     );
     l.to_quant_linear().unwrap();
+
+    // The histogram methods: the stored input scale is the calibration module's amax / 127.
+    for (flag, method) in [
+        ("percentile:99.9", AmaxMethod::Percentile(99.9)),
+        ("mse", AmaxMethod::Mse),
+        ("entropy", AmaxMethod::Entropy),
+    ] {
+        let o = int8rt(&[
+            "quantize",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--scheme",
+            "w8a8-static",
+            "--calib-data",
+            calib.to_str().unwrap(),
+            "--method",
+            flag,
+            "--ignore",
+            "emb",
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let cfg = ObserverConfig {
+            signed_histogram: false,
+            moving_average: None,
+            ..ObserverConfig::default()
+        };
+        let mut obs = TensorObserver::new("x", cfg).unwrap();
+        obs.observe(&x1, &[6, 16]).unwrap();
+        let want = f16::from_f32(obs.amax(method, false).unwrap() / 127.0).to_f32();
+        let ck = CompressedCheckpoint::open_dir(&out).unwrap();
+        match ck.linear("blk.0.fc1").unwrap().input {
+            InputQuant::Static(p) => assert_eq!(p.scale(), want, "{flag}"),
+            other => panic!("{other:?}"),
+        }
+        let group = &ck.config().config_groups["group_0"];
+        let observer = &group.input_activations.as_ref().unwrap().extra["observer"];
+        assert_eq!(observer, flag, "the method is recorded as the observer");
+    }
 
     // Calibration data that lacks a layer, or has the wrong width.
     let mut bad = c.clone();

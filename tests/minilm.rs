@@ -22,8 +22,7 @@ mod wordnet;
 use std::path::Path;
 
 use int8rt::gemm::Context;
-use int8rt::nn::ActivationQuant;
-use int8rt::quant::{Granularity, QuantParams};
+use int8rt::quant::Granularity;
 
 use eval::{Batches, QuantLinears};
 use model::{Batch, F32Linears, MiniLm};
@@ -185,25 +184,24 @@ fn int8_encoder_meets_the_accuracy_targets() {
         .unwrap()
         .0;
 
-    let amax = eval::calibrate_max(&model, &calib_batches, threads).unwrap();
-    let static_lin = QuantLinears {
-        layers: eval::quant_layers(&model, |i| {
-            ActivationQuant::Static(QuantParams::symmetric(amax[i]).unwrap())
-        })
-        .unwrap(),
-        ctx: ctx.clone(),
-    };
-    let minmax = eval::evaluate(
-        "static max",
-        &model,
-        &static_lin,
-        &batches,
-        Some(&reference),
-    )
-    .unwrap()
-    .0;
+    let run = eval::calibrate(&model, &calib_batches, threads).unwrap();
+    let mut statics = Vec::new();
+    for method in eval::CalibMethod::ALL {
+        let acts = eval::static_acts(&model, &run, method).unwrap();
+        let lin = QuantLinears {
+            layers: eval::quant_layers(&model, |i| acts[i]).unwrap(),
+            ctx: ctx.clone(),
+        };
+        let name = format!("static {method}");
+        statics.push(
+            eval::evaluate(&name, &model, &lin, &batches, Some(&reference))
+                .unwrap()
+                .0,
+        );
+    }
+    let minmax = statics[0].clone();
 
-    for r in [&f32_row, &w8, &per_token, &minmax] {
+    for r in [&f32_row, &w8, &per_token].into_iter().chain(&statics) {
         eprintln!("{r:?}");
     }
     // Targets of the issue.
@@ -228,6 +226,15 @@ fn int8_encoder_meets_the_accuracy_targets() {
         "static max: {minmax:?}"
     );
     assert!(minmax.mean_cos < per_token.mean_cos);
+    // Percentile and MSE ranges clip the rare large values and beat min-max. Entropy (KL, as
+    // TensorRT) clips much harder and loses on this model: it is reported, not asserted
+    // (bench/RESULTS-minilm.md has the per-layer ranges).
+    for r in &statics[1..3] {
+        assert!(
+            r.mean_cos > minmax.mean_cos && r.min_cos > minmax.min_cos - 0.01,
+            "{r:?} vs {minmax:?}"
+        );
+    }
 }
 
 #[test]

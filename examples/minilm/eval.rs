@@ -8,8 +8,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
+use int8rt::calib::{AmaxMethod, Method, ObserverConfig};
 use int8rt::gemm::Context;
-use int8rt::nn::{ActivationQuant, LinearConfig, QuantLinear};
+use int8rt::nn::{ActivationQuant, CalibrationRun, LinearConfig, QuantLinear};
 use int8rt::quant::{self, Granularity, Scheme, WeightQuantConfig};
 
 use super::model::{Batch, Dense, F32Linears, LinearCtx, Linears, MiniLm};
@@ -178,6 +179,8 @@ pub struct Row {
     pub batch_s: f64,
     /// Total encoding seconds over all batches.
     pub total_s: f64,
+    /// Median over batches of (f32 time / this variant's time), when timed side by side.
+    pub speedup: f64,
 }
 
 /// Evaluate one variant against the f32 embeddings.
@@ -204,6 +207,7 @@ pub fn evaluate(
         recall: recall_at_1(&emb),
         batch_s: times.get(times.len() / 2).copied().unwrap_or(0.0),
         total_s,
+        speedup: f64::NAN,
     };
     Ok((row, emb))
 }
@@ -225,37 +229,100 @@ pub enum CalibMethod {
     Entropy,
 }
 
+impl CalibMethod {
+    /// The report's methods: min-max and the three histogram methods.
+    pub const ALL: [CalibMethod; 4] = [
+        CalibMethod::Max,
+        CalibMethod::Percentile(99.99),
+        CalibMethod::Mse,
+        CalibMethod::Entropy,
+    ];
+
+    fn amax_method(self) -> AmaxMethod {
+        match self {
+            CalibMethod::Max => AmaxMethod::Max,
+            CalibMethod::Percentile(p) => AmaxMethod::Percentile(p),
+            CalibMethod::Mse => AmaxMethod::Mse,
+            CalibMethod::Entropy => AmaxMethod::Entropy,
+        }
+    }
+}
+
 impl std::fmt::Display for CalibMethod {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CalibMethod::Max => write!(f, "max"),
+            CalibMethod::Max => write!(f, "min-max"),
             CalibMethod::Percentile(p) => write!(f, "percentile {p}"),
-            CalibMethod::Mse => write!(f, "mse"),
+            CalibMethod::Mse => write!(f, "MSE"),
             CalibMethod::Entropy => write!(f, "entropy"),
         }
     }
 }
 
-/// Per-layer input amax of a calibration run (max method only: the range methods arrive with
-/// the `calib` module).
-pub fn calibrate_max(model: &MiniLm, batches: &Batches, threads: usize) -> Result<Vec<f32>> {
-    let amax = Mutex::new(vec![0f32; model.linears.len()]);
+/// A calibration run over `batches`: the f32 model runs, and every Linear's input rows that are
+/// real tokens (padding excluded) feed that layer's observer (`int8rt::nn::CalibrationRun`:
+/// min/max and the |x| histogram).
+pub fn calibrate(model: &MiniLm, batches: &Batches, threads: usize) -> Result<CalibrationRun> {
+    let cfg = ObserverConfig {
+        signed_histogram: false,
+        moving_average: None,
+        ..ObserverConfig::default()
+    };
+    let mut run = CalibrationRun::new(cfg);
+    for d in &model.linears {
+        run.attach(&d.name)?;
+    }
+    let run = Mutex::new(run);
     let rec = Recorder {
         inner: F32Linears {
             layers: &model.linears,
             threads,
         },
-        observe: |idx: usize, _rows: usize, x: &[f32]| -> Result<()> {
-            let a = quant::amax(&model.linears[idx].name, x)?;
-            let mut g = amax.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-            g[idx] = g[idx].max(a);
+        observe: |idx: usize, rows: usize, x: &[f32]| -> Result<()> {
+            let d = &model.linears[idx];
+            let mut g = run.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            g.observe(&d.name, x, &[rows, d.in_features])?;
             Ok(())
         },
     };
     for b in &batches.batches {
         model.encode(&rec, b)?;
     }
-    amax.into_inner().map_err(|_| anyhow::anyhow!("poisoned"))
+    run.into_inner().map_err(|_| anyhow::anyhow!("poisoned"))
+}
+
+/// Static per-tensor activation quantization of every Linear, from a calibration run.
+pub fn static_acts(
+    model: &MiniLm,
+    run: &CalibrationRun,
+    method: CalibMethod,
+) -> Result<Vec<ActivationQuant>> {
+    model
+        .linears
+        .iter()
+        .map(|d| {
+            let p = run.params(&d.name, Method::Symmetric(method.amax_method()))?;
+            Ok(ActivationQuant::Static(p))
+        })
+        .collect()
+}
+
+/// Print, per Linear, the input amax each calibration method picks.
+pub fn print_ranges(model: &MiniLm, run: &CalibrationRun) -> Result<()> {
+    print!("{:<42}", "layer input amax");
+    for m in CalibMethod::ALL {
+        print!(" {:>15}", m.to_string());
+    }
+    println!();
+    for d in &model.linears {
+        print!("{:<42}", d.name);
+        for m in CalibMethod::ALL {
+            let p = run.params(&d.name, Method::Symmetric(m.amax_method()))?;
+            print!(" {:>15.4}", p.scale() * 127.0);
+        }
+        println!();
+    }
+    Ok(())
 }
 
 /// The dynamic activation schemes of the report.
@@ -283,9 +350,46 @@ pub fn check_layers(model: &MiniLm, layers: &[QuantLinear]) -> Result<()> {
     Ok(())
 }
 
+/// Time every variant on every batch, `reps` times, interleaved (variant after variant on the
+/// same batch), and fill `rows[i]`: the median seconds per batch, the median of the per-batch
+/// speed-ups over variant 0 (f32), and the total.
+pub fn time_interleaved(
+    model: &MiniLm,
+    lins: &[&dyn Linears],
+    b: &Batches,
+    reps: usize,
+    rows: &mut [Row],
+) -> Result<()> {
+    let mut t = vec![Vec::new(); lins.len()];
+    for _ in 0..reps.max(1) {
+        for batch in &b.batches {
+            for (i, l) in lins.iter().enumerate() {
+                let s = Instant::now();
+                model.encode(*l, batch)?;
+                t[i].push(s.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    for (i, row) in rows.iter_mut().enumerate().take(lins.len()) {
+        row.total_s = t[i].iter().sum::<f64>() / reps.max(1) as f64;
+        row.batch_s = median(t[i].clone());
+        row.speedup = median(
+            t[0].iter()
+                .zip(&t[i])
+                .map(|(a, b)| a / b.max(1e-12))
+                .collect(),
+        );
+    }
+    Ok(())
+}
+
 /// Print the report as a Markdown table.
-pub fn print_table(rows: &[Row], f32_batch_s: f64, sentences: usize) {
-    println!("| variant | mean cos | min cos | recall@1 | ms / batch (median) | vs f32 | sentences / s |");
+pub fn print_table(rows: &[Row], sentences: usize) {
+    println!("| variant | mean cos | min cos | recall@1 | ms / batch (median) | speed-up vs f32 | sentences / s |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
@@ -295,7 +399,7 @@ pub fn print_table(rows: &[Row], f32_batch_s: f64, sentences: usize) {
             r.min_cos,
             r.recall,
             r.batch_s * 1e3,
-            f32_batch_s / r.batch_s.max(1e-12),
+            r.speedup,
             sentences as f64 / r.total_s.max(1e-12)
         );
     }

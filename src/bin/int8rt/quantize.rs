@@ -15,12 +15,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args as ClapArgs, ValueEnum};
+use int8rt::calib::{AmaxMethod, ObserverConfig, TensorObserver};
 use int8rt::io::compressed::{
     self, layer_specs, quantize_for_checkpoint, weight_error, CheckpointScheme, Pattern,
     QuantizationConfig,
 };
 use int8rt::io::{CompressedCheckpoint, Dtype, SafeTensors, TensorSpec};
-use int8rt::quant::{self, Convention, Granularity, QuantParams, WeightQuantConfig};
+use int8rt::quant::{Convention, Granularity, QuantParams, WeightQuantConfig};
 
 use crate::progress::Progress;
 
@@ -367,7 +368,7 @@ fn calibrate(
             );
         }
         let x = t.to_f32()?;
-        let amax = range_amax(m, &x, method)?;
+        let amax = range_amax(m, &x, cols, method)?;
         let p = if full_range {
             QuantParams::from_range(Convention::CompressedTensors, -amax, amax)?
         } else {
@@ -380,12 +381,21 @@ fn calibrate(
     Ok(scales)
 }
 
-fn range_amax(name: &str, x: &[f32], method: Method) -> Result<f32> {
-    match method {
-        Method::Max => Ok(quant::amax(name, x)?),
-        other => bail!(
-            "--method {} needs the calibration module, which this build does not have yet; use --method max",
-            other.name()
-        ),
-    }
+/// The amax `method` picks from one layer's samples `[rows, cols]` (an observer of
+/// `int8rt::calib`: min/max and the |x| histogram of pytorch-quantization).
+fn range_amax(name: &str, x: &[f32], cols: usize, method: Method) -> Result<f32> {
+    let cfg = ObserverConfig {
+        signed_histogram: false,
+        moving_average: None,
+        ..ObserverConfig::default()
+    };
+    let mut obs = TensorObserver::new(name, cfg)?;
+    obs.observe(x, &[x.len() / cols.max(1), cols])?;
+    let m = match method {
+        Method::Max => AmaxMethod::Max,
+        Method::Percentile(p) => AmaxMethod::Percentile(p),
+        Method::Mse => AmaxMethod::Mse,
+        Method::Entropy => AmaxMethod::Entropy,
+    };
+    Ok(obs.amax(m, false)?)
 }
