@@ -117,13 +117,15 @@ struct LayerReport {
 
 pub fn run(a: Args) -> Result<()> {
     let st = SafeTensors::open(&a.input)?;
-    let ignore: Vec<Pattern> = a
+    // Module names, as compressed-tensors' `ignore` lists them (a `.weight` suffix is dropped).
+    let ignore_names: Vec<String> = a
         .ignore
         .iter()
-        .map(|s| {
-            let s = s.strip_suffix(".weight").unwrap_or(s);
-            Pattern::parse("--ignore", s)
-        })
+        .map(|s| s.strip_suffix(".weight").unwrap_or(s).to_string())
+        .collect();
+    let ignore: Vec<Pattern> = ignore_names
+        .iter()
+        .map(|s| Pattern::parse("--ignore", s))
         .collect::<int8rt::Result<_>>()?;
     let scheme = match a.scheme {
         SchemeArg::W8a8Dynamic => CheckpointScheme::W8A8Dynamic,
@@ -281,7 +283,7 @@ pub fn run(a: Args) -> Result<()> {
         Some(p) => Some(compressed::read_config_json(p)?),
         None => None,
     };
-    let qcfg = QuantizationConfig::for_scheme(scheme, granularity, &a.ignore, &a.method.name());
+    let qcfg = QuantizationConfig::for_scheme(scheme, granularity, &ignore_names, &a.method.name());
     let cfg = compressed::config_with_quantization(base.as_ref(), &qcfg)?;
     compressed::write_config_json(&a.output, &cfg)?;
 
