@@ -625,3 +625,93 @@ fn configs_this_crate_cannot_run_are_refused() {
         "no config group",
     );
 }
+
+#[test]
+fn quant_linears_save_and_load_with_the_same_outputs() {
+    let dir = std::env::temp_dir().join(format!("int8rt-ct-save-{}", std::process::id()));
+    let mut rng = Rng::new(21);
+    let ctx = Context::new();
+    let shapes = [("blk.q", 12, 16), ("blk.o", 16, 12)];
+    let ws: Vec<Vec<f32>> = shapes
+        .iter()
+        .map(|&(_, r, c)| random_weights(&mut rng, r, c))
+        .collect();
+    let bs: Vec<Vec<f32>> = shapes.iter().map(|&(_, r, _)| rng.f32s(r, 0.1)).collect();
+    let xs: Vec<Vec<f32>> = shapes
+        .iter()
+        .map(|&(_, _, c)| rng.f32s(5 * c, 1.0))
+        .collect();
+    let mut others = BTreeMap::new();
+    others.insert("emb.weight".to_string(), f32buf(vec![2, 16], &[0.25; 32]));
+    for act in [
+        ActivationQuant::default(),
+        // A static scale wide enough for the inputs, so nothing is clipped at -128.
+        ActivationQuant::Static(QuantParams::symmetric(8.0).unwrap()),
+    ] {
+        let layers: Vec<QuantLinear> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, &(n, r, c))| {
+                let cfg = LinearConfig {
+                    weights: WeightQuantConfig::default(),
+                    activations: act,
+                };
+                QuantLinear::from_f32(n, &ws[i], r, c, Some(&bs[i]), cfg).unwrap()
+            })
+            .collect();
+        let refs: Vec<&QuantLinear> = layers.iter().collect();
+        int8rt::io::compressed::save_quant_linears(
+            &dir,
+            &refs,
+            Dtype::F32,
+            &others,
+            Some(&json!({"model_type": "t"})),
+            &["emb".to_string()],
+        )
+        .unwrap();
+        let ck = CompressedCheckpoint::open_dir(&dir).unwrap();
+        assert_eq!(ck.validate().unwrap(), ["blk.o", "blk.q"]);
+        assert_eq!(ck.float("emb.weight").unwrap(), vec![0.25; 32]);
+        for (i, l) in layers.iter().enumerate() {
+            let loaded = ck.linear(l.name()).unwrap();
+            assert_eq!(&loaded.weights, l.weights());
+            assert_eq!(loaded.bias.as_deref(), l.bias());
+            let back = loaded.to_quant_linear().unwrap();
+            let m = xs[i].len() / l.in_features();
+            assert_eq!(
+                back.forward_f32(&ctx, &xs[i], m).unwrap(),
+                l.forward_f32(&ctx, &xs[i], m).unwrap(),
+                "{} {act:?}",
+                l.name()
+            );
+        }
+    }
+    // One checkpoint, one scheme.
+    let cfg = |a| LinearConfig {
+        weights: WeightQuantConfig::default(),
+        activations: a,
+    };
+    let a =
+        QuantLinear::from_f32("a", &ws[0], 12, 16, None, cfg(ActivationQuant::default())).unwrap();
+    let b = QuantLinear::from_f32(
+        "b",
+        &ws[0],
+        12,
+        16,
+        None,
+        cfg(ActivationQuant::Static(
+            QuantParams::symmetric(1.0).unwrap(),
+        )),
+    )
+    .unwrap();
+    let r = int8rt::io::compressed::save_quant_linears(
+        &dir,
+        &[&a, &b],
+        Dtype::F32,
+        &BTreeMap::new(),
+        None,
+        &[],
+    );
+    assert!(matches!(r, Err(Error::Unsupported(_))), "{r:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1077,3 +1077,96 @@ pub fn write_config_json(dir: impl AsRef<Path>, config: &Value) -> Result<()> {
     s.push('\n');
     std::fs::write(&path, s).map_err(|source| Error::Io { path: name, source })
 }
+
+/// Save `QuantLinear` layers as a compressed-tensors checkpoint in `dir` (`model.safetensors` and
+/// `config.json`): each layer's int8 weights and stored scales (in `scale_dtype`, which must
+/// represent them exactly — F32 always does), its float bias, and for static activations its
+/// input scale. `others` are written unchanged (embeddings, norms, layers kept in float), and
+/// `base_config` (the model's `config.json`) gets the `quantization_config`; `ignore` lists the
+/// float Linear modules. Biases are stored as F32, exactly as the layers hold them.
+///
+/// All layers share one config group, so they must share one activation scheme: symmetric
+/// dynamic per token (W8A8 dynamic) or symmetric static per tensor (W8A8 static). A static
+/// input scale is read back with compressed-tensors' int8 range `[-128, 127]`: the same
+/// integers as this crate's `[-127, 127]` except for inputs clipped below `-127.5 · scale`.
+pub fn save_quant_linears(
+    dir: impl AsRef<Path>,
+    layers: &[&QuantLinear],
+    scale_dtype: Dtype,
+    others: &BTreeMap<String, TensorBuf>,
+    base_config: Option<&Value>,
+    ignore: &[String],
+) -> Result<()> {
+    let dir = dir.as_ref();
+    let first = layers
+        .first()
+        .ok_or_else(|| Error::Unsupported("saving a checkpoint of no layer".into()))?;
+    let scheme_of = |l: &QuantLinear| -> Result<CheckpointScheme> {
+        match l.activation_quant() {
+            ActivationQuant::Dynamic {
+                scheme: Scheme::Symmetric,
+                granularity: Granularity::PerRow,
+            } => Ok(CheckpointScheme::W8A8Dynamic),
+            ActivationQuant::Static(p) if p.zero_point() == 0 && p.qmin() < 0 => {
+                Ok(CheckpointScheme::W8A8Static)
+            }
+            other => Err(Error::Unsupported(format!(
+                "`{}`: activation quantization {other:?} has no compressed-tensors group this crate writes (symmetric dynamic per token, or symmetric static per tensor)",
+                l.name()
+            ))),
+        }
+    };
+    let scheme = scheme_of(first)?;
+    let per_channel = first.weights().scales.len() != 1 || first.out_features() == 1;
+    let mut tensors = others.clone();
+    for l in layers {
+        if scheme_of(l)? != scheme {
+            return Err(Error::Unsupported(format!(
+                "`{}` and `{}` quantize their inputs differently: one checkpoint holds one scheme",
+                first.name(),
+                l.name()
+            )));
+        }
+        let q = l.weights();
+        let lp = q.scales.len() != 1 || q.rows == 1;
+        if lp != per_channel {
+            return Err(Error::Unsupported(format!(
+                "`{}` and `{}` mix per-channel and per-tensor weight scales",
+                first.name(),
+                l.name()
+            )));
+        }
+        let input = match l.activation_quant() {
+            ActivationQuant::Static(p) => Some(p.scale()),
+            _ => None,
+        };
+        let mut add = layer_tensors(l.name(), q, per_channel, scale_dtype, input)?;
+        if let Some(b) = l.bias() {
+            add.push((
+                format!("{}.bias", l.name()),
+                TensorBuf::from_f32(Dtype::F32, vec![b.len()], b)?,
+            ));
+        }
+        for (n, t) in add {
+            if tensors.insert(n.clone(), t).is_some() {
+                return Err(Error::Tensor {
+                    file: dir.join("model.safetensors").display().to_string(),
+                    tensor: n,
+                    detail: "written twice (a layer and `others` both hold it)".into(),
+                });
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    super::safetensors::write(dir.join("model.safetensors"), &tensors, &BTreeMap::new())?;
+    let granularity = if per_channel {
+        Granularity::PerChannel
+    } else {
+        Granularity::PerTensor
+    };
+    let q = QuantizationConfig::for_scheme(scheme, granularity, ignore, "minmax");
+    write_config_json(dir, &config_with_quantization(base_config, &q)?)
+}

@@ -7,6 +7,7 @@ pub mod compressed;
 pub mod safetensors;
 
 pub use compressed::{
-    CheckpointScheme, CompressedCheckpoint, InputQuant, LoadedLinear, QuantizationConfig,
+    save_quant_linears, CheckpointScheme, CompressedCheckpoint, InputQuant, LoadedLinear,
+    QuantizationConfig,
 };
 pub use safetensors::{Dtype, SafeTensors, TensorBuf, TensorSpec, TensorView};
