@@ -37,6 +37,7 @@
 //! - `cuda` (default): the GPU backend through cudarc with dynamic loading; the crate builds and
 //!   runs without CUDA installed and falls back to the CPU.
 
+pub mod cuda;
 pub mod error;
 pub mod gemm;
 pub mod nn;

@@ -204,7 +204,11 @@ impl GemmArgs<'_> {
             return Err(Error::shape("output [m, n]", yl, out.len()));
         }
         if self.w_scales.len() != 1 && self.w_scales.len() != n {
-            return Err(Error::shape("weight scales (1 or n)", n, self.w_scales.len()));
+            return Err(Error::shape(
+                "weight scales (1 or n)",
+                n,
+                self.w_scales.len(),
+            ));
         }
         check_scales("weight scale", self.w_scales)?;
         let (zp_lo, zp_hi) = match self.x {
@@ -283,7 +287,12 @@ impl GemmArgs<'_> {
 }
 
 /// Err([`Error::AccumulatorOverflow`]) unless `k·x_bound·w_bound + bias_bound < 2^31`.
-pub fn check_accumulator_bound(k: usize, x_bound: i64, w_bound: i64, bias_bound: i64) -> Result<()> {
+pub fn check_accumulator_bound(
+    k: usize,
+    x_bound: i64,
+    w_bound: i64,
+    bias_bound: i64,
+) -> Result<()> {
     let worst = (k as i128) * (x_bound as i128) * (w_bound as i128) + bias_bound as i128;
     if worst > i32::MAX as i128 {
         return Err(Error::AccumulatorOverflow {
@@ -299,7 +308,10 @@ pub fn check_accumulator_bound(k: usize, x_bound: i64, w_bound: i64, bias_bound:
 
 fn check_scales(what: &'static str, s: &[f32]) -> Result<()> {
     match s.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
-        Some(v) => Err(Error::param(what, format!("must be finite and > 0, got {v}"))),
+        Some(v) => Err(Error::param(
+            what,
+            format!("must be finite and > 0, got {v}"),
+        )),
         None => Ok(()),
     }
 }

@@ -4,7 +4,9 @@
 //! through the fused epilogue. Every input is validated here, before any loop runs.
 
 use crate::error::{Error, Result};
-use crate::gemm::{check_accumulator_bound, ActScales, Activations, Bias, Context, OutBuf, PackedWeights, Path};
+use crate::gemm::{
+    check_accumulator_bound, ActScales, Activations, Bias, Context, OutBuf, PackedWeights, Path,
+};
 use crate::quant::{self, Granularity, QuantParams, QuantizedWeights, Scheme, WeightQuantConfig};
 
 /// How a layer quantizes its input.
@@ -107,7 +109,9 @@ impl QuantLinear {
     pub fn set_activation_quant(&mut self, act: ActivationQuant) -> Result<()> {
         let x_bound: i64 = match act {
             ActivationQuant::Dynamic {
-                scheme, granularity, ..
+                scheme,
+                granularity,
+                ..
             } => {
                 if granularity == Granularity::PerChannel {
                     return Err(Error::Unsupported(
@@ -143,10 +147,15 @@ impl QuantLinear {
             }
             _ => None,
         };
-        let bias_bound = bias_q
-            .as_ref()
-            .map_or(0, |b| b.iter().map(|&v| (v as i64).abs()).max().unwrap_or(0));
-        check_accumulator_bound(self.in_features(), x_bound, self.packed.wmax() as i64, bias_bound)?;
+        let bias_bound = bias_q.as_ref().map_or(0, |b| {
+            b.iter().map(|&v| (v as i64).abs()).max().unwrap_or(0)
+        });
+        check_accumulator_bound(
+            self.in_features(),
+            x_bound,
+            self.packed.wmax() as i64,
+            bias_bound,
+        )?;
         self.act = act;
         self.bias_q = bias_q;
         Ok(())
@@ -187,7 +196,13 @@ impl QuantLinear {
 
     /// `out = x · Wᵀ + b` for `x: [m, in_features]`, `out: [m, out_features]` of the buffer's type.
     /// Returns the path that ran.
-    pub fn forward(&self, ctx: &Context, x: &[f32], m: usize, out: &mut OutBuf<'_>) -> Result<Path> {
+    pub fn forward(
+        &self,
+        ctx: &Context,
+        x: &[f32],
+        m: usize,
+        out: &mut OutBuf<'_>,
+    ) -> Result<Path> {
         let k = self.in_features();
         let xl = crate::error::checked_len("input [m, in_features]", m, k)?;
         if x.len() != xl {

@@ -68,7 +68,11 @@ pub enum Convention {
     /// torch.ao observers (`MinMaxObserver._calculate_qparams`): f32 arithmetic with the
     /// `eps = 1.1920929e-07` floor; `qint8` is `[-128, 127]`, `quint8` `[0, 255]`; symmetric
     /// divides by `(qmax - qmin) / 2 = 127.5`.
-    TorchAo { dtype: TorchDtype, symmetric: bool, reduce_range: bool },
+    TorchAo {
+        dtype: TorchDtype,
+        symmetric: bool,
+        reduce_range: bool,
+    },
     /// compressed-tensors / llm-compressor int8: `scale = absmax / 127.5` over `[-128, 127]`,
     /// true division.
     CompressedTensors,
@@ -104,7 +108,13 @@ impl QuantParams {
     }
 
     /// Validated explicit parameters with an explicit rule.
-    pub fn with_rule(scale: f32, zero_point: i32, qmin: i32, qmax: i32, rule: Rule) -> Result<Self> {
+    pub fn with_rule(
+        scale: f32,
+        zero_point: i32,
+        qmin: i32,
+        qmax: i32,
+        rule: Rule,
+    ) -> Result<Self> {
         if !(scale.is_finite() && scale > 0.0) {
             return Err(Error::param(
                 "scale",
@@ -127,7 +137,12 @@ impl QuantParams {
             Rule::Divide => {}
             Rule::MultiplyInverse { inv } if inv.is_finite() && inv > 0.0 => {}
             Rule::UnitScale { unit } if unit.is_finite() && unit >= 0.0 => {}
-            _ => return Err(Error::param("rule", format!("{rule:?} has an invalid factor"))),
+            _ => {
+                return Err(Error::param(
+                    "rule",
+                    format!("{rule:?} has an invalid factor"),
+                ))
+            }
         }
         Ok(QuantParams {
             scale,
@@ -219,8 +234,14 @@ impl QuantParams {
                     (TorchDtype::QUInt8, false) => (0, 255),
                     (TorchDtype::QUInt8, true) => (0, 127),
                 };
-                let (scale, zero_point) =
-                    reference::torch_ao_qparams(lo, hi, qmin, qmax, symmetric, dtype == TorchDtype::QUInt8);
+                let (scale, zero_point) = reference::torch_ao_qparams(
+                    lo,
+                    hi,
+                    qmin,
+                    qmax,
+                    symmetric,
+                    dtype == TorchDtype::QUInt8,
+                );
                 Ok(QuantParams {
                     scale,
                     zero_point,
@@ -326,17 +347,28 @@ impl QuantParams {
 /// (per-tensor weights) or one per bias element.
 pub fn quantize_bias(bias: &[f32], s_x: f32, w_scales: &[f32]) -> Result<Vec<i32>> {
     if !(s_x.is_finite() && s_x > 0.0) {
-        return Err(Error::param("s_x", format!("must be finite and > 0, got {s_x}")));
+        return Err(Error::param(
+            "s_x",
+            format!("must be finite and > 0, got {s_x}"),
+        ));
     }
     if w_scales.len() != 1 && w_scales.len() != bias.len() {
-        return Err(Error::shape("weight scales for bias", bias.len(), w_scales.len()));
+        return Err(Error::shape(
+            "weight scales for bias",
+            bias.len(),
+            w_scales.len(),
+        ));
     }
     check_finite("bias", bias)?;
     Ok(bias
         .iter()
         .enumerate()
         .map(|(n, &b)| {
-            let s_w = if w_scales.len() == 1 { w_scales[0] } else { w_scales[n] };
+            let s_w = if w_scales.len() == 1 {
+                w_scales[0]
+            } else {
+                w_scales[n]
+            };
             reference::quantize_bias(b, s_x, s_w)
         })
         .collect())

@@ -52,7 +52,13 @@ pub fn amax(tensor: &str, xs: &[f32]) -> Result<f32> {
 }
 
 /// `max |x|` of each row of a `[rows, cols]` matrix.
-pub fn amax_rows(tensor: &str, xs: &[f32], rows: usize, cols: usize, out: &mut [f32]) -> Result<()> {
+pub fn amax_rows(
+    tensor: &str,
+    xs: &[f32],
+    rows: usize,
+    cols: usize,
+    out: &mut [f32],
+) -> Result<()> {
     check_matrix(tensor, xs, rows, cols)?;
     if out.len() != rows {
         return Err(Error::shape("amax_rows output", rows, out.len()));
@@ -90,7 +96,11 @@ pub fn minmax_rows(
 ) -> Result<()> {
     check_matrix(tensor, xs, rows, cols)?;
     if lo.len() != rows || hi.len() != rows {
-        return Err(Error::shape("minmax_rows output", rows, lo.len().min(hi.len())));
+        return Err(Error::shape(
+            "minmax_rows output",
+            rows,
+            lo.len().min(hi.len()),
+        ));
     }
     if max_abs_bits(xs) >= NONFINITE_ABS_BITS {
         return Err(nonfinite_error(tensor, xs, 0));
@@ -183,7 +193,11 @@ impl QuantizedWeights {
             return Err(Error::shape("quantized weights", expected, data.len()));
         }
         if scales.len() != 1 && scales.len() != rows {
-            return Err(Error::shape("weight scales (1 or rows)", rows, scales.len()));
+            return Err(Error::shape(
+                "weight scales (1 or rows)",
+                rows,
+                scales.len(),
+            ));
         }
         if let Some(s) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
             return Err(Error::param(
@@ -251,30 +265,32 @@ pub fn quantize_weights(
         }
     };
     let mut data = vec![0i8; w.len()];
-    let scales = match cfg.granularity {
-        Granularity::PerTensor => {
-            let p = params_for(amax(tensor, w)?)?;
-            p.quantize_to_i8(w, &mut data)?;
-            vec![p.scale()]
-        }
-        Granularity::PerChannel => {
-            let mut amaxes = vec![0.0; rows];
-            amax_rows(tensor, w, rows, cols, &mut amaxes)?;
-            let mut scales = Vec::with_capacity(rows);
-            for (r, &a) in amaxes.iter().enumerate() {
-                let p = params_for(a)?;
-                p.quantize_to_i8(&w[r * cols..(r + 1) * cols], &mut data[r * cols..(r + 1) * cols])?;
-                scales.push(p.scale());
+    let scales =
+        match cfg.granularity {
+            Granularity::PerTensor => {
+                let p = params_for(amax(tensor, w)?)?;
+                p.quantize_to_i8(w, &mut data)?;
+                vec![p.scale()]
             }
-            scales
-        }
-        Granularity::PerRow => {
-            return Err(Error::Unsupported(
+            Granularity::PerChannel => {
+                let mut amaxes = vec![0.0; rows];
+                amax_rows(tensor, w, rows, cols, &mut amaxes)?;
+                let mut scales = Vec::with_capacity(rows);
+                for (r, &a) in amaxes.iter().enumerate() {
+                    let p = params_for(a)?;
+                    p.quantize_to_i8(
+                        &w[r * cols..(r + 1) * cols],
+                        &mut data[r * cols..(r + 1) * cols],
+                    )?;
+                    scales.push(p.scale());
+                }
+                scales
+            }
+            Granularity::PerRow => return Err(Error::Unsupported(
                 "weights are quantized per tensor or per output channel (PerChannel), not PerRow"
                     .into(),
-            ))
-        }
-    };
+            )),
+        };
     Ok(QuantizedWeights {
         data,
         scales,

@@ -141,11 +141,18 @@ impl CpuEpilogue<'_> {
                         if let Some(rq) = &e.requant {
                             let rq = &rq[j0 + c0..j0 + c0 + w];
                             for c in 0..w {
-                                y[c] = round_clamp(t[c] as f32 * rq[c], q.zero_point, q.qmin, q.qmax);
+                                y[c] =
+                                    round_clamp(t[c] as f32 * rq[c], q.zero_point, q.qmin, q.qmax);
                             }
                         } else {
                             let v = &mut val[..w];
-                            values(t, v, &cs[c0..c0 + w], e.row_scale.as_ref().map(|s| s[i]), bias.map(|b| &b[c0..c0 + w]));
+                            values(
+                                t,
+                                v,
+                                &cs[c0..c0 + w],
+                                e.row_scale.as_ref().map(|s| s[i]),
+                                bias.map(|b| &b[c0..c0 + w]),
+                            );
                             for c in 0..w {
                                 y[c] = round_clamp(v[c] / q.scale, q.zero_point, q.qmin, q.qmax);
                             }
@@ -153,16 +160,26 @@ impl CpuEpilogue<'_> {
                     }
                     kind => {
                         let v = &mut val[..w];
-                        values(t, v, &cs[c0..c0 + w], e.row_scale.as_ref().map(|s| s[i]), bias.map(|b| &b[c0..c0 + w]));
+                        values(
+                            t,
+                            v,
+                            &cs[c0..c0 + w],
+                            e.row_scale.as_ref().map(|s| s[i]),
+                            bias.map(|b| &b[c0..c0 + w]),
+                        );
                         match kind {
                             OutKind::F32 => out.row::<f32>(i, j0 + c0, w).copy_from_slice(v),
                             OutKind::F16 => {
-                                for (y, &x) in out.row::<f16>(i, j0 + c0, w).iter_mut().zip(v.iter()) {
+                                for (y, &x) in
+                                    out.row::<f16>(i, j0 + c0, w).iter_mut().zip(v.iter())
+                                {
                                     *y = to_f16(x);
                                 }
                             }
                             _ => {
-                                for (y, &x) in out.row::<bf16>(i, j0 + c0, w).iter_mut().zip(v.iter()) {
+                                for (y, &x) in
+                                    out.row::<bf16>(i, j0 + c0, w).iter_mut().zip(v.iter())
+                                {
                                     *y = bf16_rne(x);
                                 }
                             }

@@ -84,14 +84,27 @@ impl PreparedA {
     }
 
     /// Fill row `i` from `x` (length k) through `f`.
-    pub(crate) fn fill_rows<T: bytemuck::Pod>(&mut self, x: &Activations<'_>, m: usize, k: usize, f8: impl Fn(i8) -> T, fu8: impl Fn(u8) -> T) {
+    pub(crate) fn fill_rows<T: bytemuck::Pod>(
+        &mut self,
+        x: &Activations<'_>,
+        m: usize,
+        k: usize,
+        f8: impl Fn(i8) -> T,
+        fu8: impl Fn(u8) -> T,
+    ) {
         let lda = self.lda;
         let dst: &mut [T] = self.buf.as_mut_slice();
         for i in 0..m {
             let d = &mut dst[i * lda..i * lda + k];
             match x {
-                Activations::S8(x) => d.iter_mut().zip(&x[i * k..(i + 1) * k]).for_each(|(o, &v)| *o = f8(v)),
-                Activations::U8(x) => d.iter_mut().zip(&x[i * k..(i + 1) * k]).for_each(|(o, &v)| *o = fu8(v)),
+                Activations::S8(x) => d
+                    .iter_mut()
+                    .zip(&x[i * k..(i + 1) * k])
+                    .for_each(|(o, &v)| *o = f8(v)),
+                Activations::U8(x) => d
+                    .iter_mut()
+                    .zip(&x[i * k..(i + 1) * k])
+                    .for_each(|(o, &v)| *o = fu8(v)),
             }
         }
     }
@@ -193,9 +206,20 @@ pub(crate) fn choose(m: usize, _n: usize, _k: usize) -> Path {
 }
 
 /// Row × panel blocking for `threads` workers: `(mb, nb)`.
-fn blocking(m: usize, n_panels: usize, k: usize, mr: usize, nr: usize, threads: usize) -> (usize, usize) {
+fn blocking(
+    m: usize,
+    n_panels: usize,
+    k: usize,
+    mr: usize,
+    nr: usize,
+    threads: usize,
+) -> (usize, usize) {
     let mb_max = 256usize.div_ceil(mr) * mr;
-    let mb = if m <= 2 * mb_max { m.div_ceil(mr) * mr } else { mb_max };
+    let mb = if m <= 2 * mb_max {
+        m.div_ceil(mr) * mr
+    } else {
+        mb_max
+    };
     let m_blocks = m.div_ceil(mb.max(1));
     // A B block of about 256 KiB stays in L2 while every row tile of the task streams past it.
     let mut nb = ((256 << 10) / (nr * k.max(64))).clamp(1, n_panels.max(1));

@@ -84,7 +84,13 @@ impl Kernel for Avx2Kernel {
 
 /// `R` rows × 16 columns over `kpairs` k pairs.
 #[target_feature(enable = "avx2")]
-unsafe fn tile_rows<const R: usize>(a: *const i16, lda: usize, b: *const i8, kpairs: usize, acc: *mut i32) {
+unsafe fn tile_rows<const R: usize>(
+    a: *const i16,
+    lda: usize,
+    b: *const i8,
+    kpairs: usize,
+    acc: *mut i32,
+) {
     let mut c = [[_mm256_setzero_si256(); 2]; R];
     for kp in 0..kpairs {
         let bq = b.add(kp * NR * 2);

@@ -92,7 +92,13 @@ unsafe fn bcast(a: *const u8) -> __m512i {
 
 /// `R` rows × 32 columns over `k4` steps of four.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile_rows<const R: usize>(a: *const u8, lda: usize, b: *const i8, k4: usize, acc: *mut i32) {
+unsafe fn tile_rows<const R: usize>(
+    a: *const u8,
+    lda: usize,
+    b: *const i8,
+    k4: usize,
+    acc: *mut i32,
+) {
     let mut c = [[_mm512_setzero_si512(); 2]; R];
     for q in 0..k4 {
         let bq = b.add(q * NR * 4);
@@ -113,7 +119,13 @@ unsafe fn tile_rows<const R: usize>(a: *const u8, lda: usize, b: *const i8, k4: 
 /// One or two rows: two independent accumulator sets (even and odd k steps) so four or eight
 /// `vpdpbusd` chains are in flight; summed at the end (exact integer adds).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile_rows_2k<const R: usize>(a: *const u8, lda: usize, b: *const i8, k4: usize, acc: *mut i32) {
+unsafe fn tile_rows_2k<const R: usize>(
+    a: *const u8,
+    lda: usize,
+    b: *const i8,
+    k4: usize,
+    acc: *mut i32,
+) {
     let mut c = [[_mm512_setzero_si512(); 4]; R];
     let mut q = 0;
     while q + 2 <= k4 {
@@ -145,6 +157,9 @@ unsafe fn tile_rows_2k<const R: usize>(a: *const u8, lda: usize, b: *const i8, k
     }
     for (r, cr) in c.iter().enumerate() {
         _mm512_storeu_si512(acc.add(r * NR) as *mut _, _mm512_add_epi32(cr[0], cr[2]));
-        _mm512_storeu_si512(acc.add(r * NR + 16) as *mut _, _mm512_add_epi32(cr[1], cr[3]));
+        _mm512_storeu_si512(
+            acc.add(r * NR + 16) as *mut _,
+            _mm512_add_epi32(cr[1], cr[3]),
+        );
     }
 }
