@@ -38,12 +38,14 @@
 //!   runs without CUDA installed and falls back to the CPU.
 
 pub mod cuda;
+pub mod device;
 pub mod error;
 pub mod gemm;
 pub mod nn;
 pub mod quant;
 pub mod reference;
 
+pub use device::Device;
 pub use error::{Error, Result};
 pub use gemm::{Context, Path};
 pub use nn::QuantLinear;

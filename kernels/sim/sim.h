@@ -18,14 +18,13 @@
 //   ISA pseudo-code (modes up/down/bfly/idx, the c operand's clamp and segment mask); later
 //   fragment operations (ldmatrix, mma.sync) use `sim::warp_scratch()` + `sim::warp_sync()`;
 // - 16-byte vector loads check their alignment (a misaligned vector load faults on the GPU);
-// - a barrier that waits longer than 30 s aborts (deadlock), so a broken kernel fails a test
-//   instead of hanging CI.
+// - a launch whose barriers make no progress for 30 s aborts (deadlock), so a broken kernel
+//   fails a test instead of hanging CI.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -66,42 +65,46 @@ namespace sim {
 // be at the same kind of point.
 enum BarrierKind { BAR_SYNCTHREADS = 0, BAR_BLOCK_EXIT = 1, BAR_WARP = 2 };
 
+// Progress of the running launch (barrier phases completed): a watchdog in sim_main.cpp aborts a
+// launch that makes none for 30 s (a deadlock), so a broken kernel fails a test instead of
+// hanging it.
+inline std::atomic<unsigned long long>& progress() {
+    static std::atomic<unsigned long long> p{0};
+    return p;
+}
+
+// A barrier of n threads on atomics and futex waits (C++20 wait / notify_all).
 class Barrier {
   public:
     explicit Barrier(unsigned n, const char* what) : n_(n), what_(what) {}
     void arrive_and_wait(int kind) {
-        std::unique_lock<std::mutex> lk(m_);
-        if (arrived_ == 0) {
-            kind_ = kind;
-        } else if (kind != kind_) {
-            fail(std::string("divergent barrier in ") + what_ + ": some threads wait at " +
-                 name(kind_) + ", another at " + name(kind));
+        int expected = -1;
+        if (!kind_.compare_exchange_strong(expected, kind) && expected != kind) {
+            fail(std::string("divergent barrier in ") + what_ + ": some threads wait at " + name(expected) +
+                 ", another at " + name(kind));
         }
-        unsigned long long g = gen_;
-        if (++arrived_ == n_) {
-            arrived_ = 0;
-            ++gen_;
-            cv_.notify_all();
+        // Read the generation before arriving: it cannot change until this thread has arrived.
+        const unsigned g = gen_.load(std::memory_order_acquire);
+        if (arrived_.fetch_add(1, std::memory_order_acq_rel) + 1 == n_) {
+            arrived_.store(0, std::memory_order_relaxed);
+            kind_.store(-1, std::memory_order_relaxed);
+            gen_.fetch_add(1, std::memory_order_release);
+            gen_.notify_all();
+            progress().fetch_add(1, std::memory_order_relaxed);
             return;
         }
-        if (!cv_.wait_for(lk, std::chrono::seconds(30), [&] { return gen_ != g; })) {
-            fail(std::string("barrier timeout in ") + what_ + " (deadlock: " +
-                 std::to_string(arrived_) + " of " + std::to_string(n_) + " threads arrived at " +
-                 name(kind_) + ")");
-        }
+        while (gen_.load(std::memory_order_acquire) == g) gen_.wait(g, std::memory_order_acquire);
     }
 
   private:
     static const char* name(int k) {
         return k == BAR_SYNCTHREADS ? "__syncthreads()" : k == BAR_BLOCK_EXIT ? "kernel exit" : "a warp operation";
     }
-    std::mutex m_;
-    std::condition_variable cv_;
-    unsigned n_;
-    unsigned arrived_ = 0;
-    unsigned long long gen_ = 0;
-    int kind_ = -1;
+    const unsigned n_;
     const char* what_;
+    std::atomic<unsigned> arrived_{0};
+    std::atomic<unsigned> gen_{0};
+    std::atomic<int> kind_{-1};
 };
 
 // Bytes of per-warp scratch: 32 lanes × 64 bytes (enough for an mma.sync fragment per lane).

@@ -3,6 +3,8 @@
 // sim.h); loaded by src/cuda/sim.rs.
 #include "../common.cuh"
 
+#include <condition_variable>
+
 namespace {
 
 std::mutex& launch_lock() {
@@ -67,10 +69,34 @@ int int8rt_sim_launch(const char* name, const unsigned* grid, const unsigned* bl
     sim::Launch l(g, b, (unsigned)n);
     for (unsigned w = 0; w * 32 < n; ++w)
         l.warps.push_back(std::make_unique<sim::Warp>((unsigned)std::min<unsigned long long>(32, n - w * 32)));
+    bool done = false;
+    std::mutex done_m;
+    std::condition_variable done_cv;
+    std::thread watchdog([&] {
+        unsigned long long last = sim::progress().load();
+        auto since = std::chrono::steady_clock::now();
+        std::unique_lock<std::mutex> lk(done_m);
+        while (!done) {
+            done_cv.wait_for(lk, std::chrono::milliseconds(100));
+            const unsigned long long now = sim::progress().load();
+            if (now != last) {
+                last = now;
+                since = std::chrono::steady_clock::now();
+            } else if (std::chrono::steady_clock::now() - since > std::chrono::seconds(30)) {
+                sim::fail(std::string(name) + ": no barrier completed for 30 s (deadlock)");
+            }
+        }
+    });
     std::vector<std::thread> threads;
     threads.reserve(n);
     for (unsigned t = 0; t < n; ++t) threads.emplace_back(run_thread, e, &l, t, params);
     for (auto& t : threads) t.join();
+    {
+        std::lock_guard<std::mutex> lk(done_m);
+        done = true;
+    }
+    done_cv.notify_all();
+    watchdog.join();
     return 0;
 }
 }

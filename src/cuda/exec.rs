@@ -47,8 +47,6 @@ pub(crate) trait Exec {
     fn alloc<T: Elem>(&self, len: usize) -> Result<Self::Buf<T>>;
     /// A new buffer holding `src`.
     fn upload<T: Elem>(&self, src: &[T]) -> Result<Self::Buf<T>>;
-    /// Overwrite the start of `dst` with `src` (`src.len() ≤ len(dst)`).
-    fn write<T: Elem>(&self, dst: &mut Self::Buf<T>, src: &[T]) -> Result<()>;
     /// Copy the start of `src` into `dst` and wait for it (`dst.len() ≤ len(src)`).
     fn read<T: Elem>(&self, src: &Self::Buf<T>, dst: &mut [T]) -> Result<()>;
     /// Elements in a buffer.

@@ -212,13 +212,6 @@ impl Exec for SimExec {
         b.data_mut().copy_from_slice(src);
         Ok(b)
     }
-    fn write<T: Elem>(&self, dst: &mut SimBuf<T>, src: &[T]) -> Result<()> {
-        if src.len() > dst.len {
-            return Err(Error::shape("device write", dst.len, src.len()));
-        }
-        dst.data_mut()[..src.len()].copy_from_slice(src);
-        Ok(())
-    }
     fn read<T: Elem>(&self, src: &SimBuf<T>, dst: &mut [T]) -> Result<()> {
         if dst.len() > src.len {
             return Err(Error::shape("device read", src.len, dst.len()));
