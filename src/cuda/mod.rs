@@ -14,6 +14,8 @@
 mod driver;
 pub(crate) mod exec;
 #[cfg(feature = "cuda")]
+mod gemm;
+#[cfg(feature = "cuda")]
 mod linear;
 #[cfg(feature = "cuda")]
 pub(crate) mod nvrtc_compile;
@@ -32,6 +34,8 @@ mod stub;
 pub use cudarc;
 #[cfg(feature = "cuda")]
 pub use driver::{driver_library_present, probe, CudaDevice, KernelImage, KernelSource};
+#[cfg(feature = "cuda")]
+pub use gemm::{CudaActScales, CudaActivations, CudaWeights};
 #[cfg(feature = "cuda")]
 pub use linear::{CudaOut, CudaQuantLinear, CudaQuantized};
 pub use ops::Axis;
