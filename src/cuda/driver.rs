@@ -311,7 +311,8 @@ impl CudaDevice {
 /// NVRTC at run time: a CUBIN for exactly `sm_<cc>`, compiled once per process per module and
 /// architecture.
 fn runtime_cubin(m: Module, cc: u32) -> Result<Vec<u8>> {
-    static CACHE: OnceLock<Mutex<HashMap<(Module, u32), Vec<u8>>>> = OnceLock::new();
+    type Cache = Mutex<HashMap<(Module, u32), Vec<u8>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     static NVRTC: OnceLock<bool> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(b) = cache

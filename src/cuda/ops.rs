@@ -240,7 +240,7 @@ pub(crate) fn gemm<E: Exec>(e: &E, g: &GemmDev<'_, E>, out: &mut DevOut<'_, E>) 
         return Ok(Path::CudaDp4a);
     }
     let u8_act = matches!(g.x, DevAct::U8(_));
-    let aligned = g.lda % ROW_ALIGN == 0 && g.ldb % ROW_ALIGN == 0;
+    let aligned = g.lda.is_multiple_of(ROW_ALIGN) && g.ldb.is_multiple_of(ROW_ALIGN);
     let (kid, grid) = gemm_plan(m, n, u8_act, aligned)?;
 
     let (x, _gx) = match g.x {
@@ -360,6 +360,12 @@ pub(crate) fn static_is_s8(p: &QuantParams) -> bool {
     p.zero_point() == 0 && p.qmin() >= -128 && p.qmax() <= 127
 }
 
+/// A static activation scale `[1]` and zero point `[1]` (absent for 0) on the device.
+pub(crate) type StaticScale<E> = (<E as Exec>::Buf<f32>, Option<<E as Exec>::Buf<i32>>);
+/// [`StaticScale`] borrowed.
+pub(crate) type StaticScaleRef<'a, E> =
+    (&'a <E as Exec>::Buf<f32>, Option<&'a <E as Exec>::Buf<i32>>);
+
 /// Quantize `x[m, k]` (device, f32) into `q[m, padded_k(k)]`. Non-finite inputs are counted in
 /// `status` (the caller reads it).
 pub(crate) fn quantize_activations<E: Exec>(
@@ -368,7 +374,7 @@ pub(crate) fn quantize_activations<E: Exec>(
     m: usize,
     k: usize,
     mode: ActMode,
-    static_scale: Option<(&E::Buf<f32>, Option<&E::Buf<i32>>)>,
+    static_scale: Option<StaticScaleRef<'_, E>>,
     status: &mut E::Buf<Status>,
 ) -> Result<DevQuantized<E>> {
     let (mi, ki) = (to_i32("m", m)?, to_i32("k", k)?);
@@ -534,12 +540,13 @@ fn groups_of(axis: Axis, rows: usize, cols: usize) -> (usize, usize) {
     }
 }
 
+/// Per-group arrays of the elementwise kernels: scales, factors, zero points, and whether the rule
+/// multiplies.
+type ParamArrays = (Vec<f32>, Vec<f32>, Vec<i32>, bool);
+
 /// Per-group parameter arrays for the elementwise kernels, checked to share one rule family and
 /// one integer range.
-fn param_arrays(
-    params: &[QuantParams],
-    groups: usize,
-) -> Result<(Vec<f32>, Vec<f32>, Vec<i32>, bool)> {
+fn param_arrays(params: &[QuantParams], groups: usize) -> Result<ParamArrays> {
     if params.len() != groups {
         return Err(Error::shape(
             "quantization parameters (one per group)",
@@ -749,7 +756,7 @@ pub(crate) struct DevLinear<E: Exec> {
     pub bias_f32: Option<E::Buf<f32>>,
     pub bias_i32: Option<E::Buf<i32>>,
     pub mode: ActMode,
-    pub static_scale: Option<(E::Buf<f32>, Option<E::Buf<i32>>)>,
+    pub static_scale: Option<StaticScale<E>>,
 }
 
 impl<E: Exec> DevLinear<E> {

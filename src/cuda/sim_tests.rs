@@ -126,10 +126,10 @@ fn with_dev_out(
         }};
     }
     match host {
-        HostOut::I32(v) => go!(v, |d| DevOut::I32(d)),
-        HostOut::F32(v) => go!(v, |d| DevOut::F32(d)),
-        HostOut::F16(v) => go!(v, |d| DevOut::F16(d)),
-        HostOut::Bf16(v) => go!(v, |d| DevOut::Bf16(d)),
+        HostOut::I32(v) => go!(v, DevOut::I32),
+        HostOut::F32(v) => go!(v, DevOut::F32),
+        HostOut::F16(v) => go!(v, DevOut::F16),
+        HostOut::Bf16(v) => go!(v, DevOut::Bf16),
         HostOut::I8(v, q) => {
             let q = *q;
             go!(v, |d| DevOut::I8(d, q))
@@ -162,6 +162,7 @@ enum BiasCase {
 }
 
 /// One GEMM through `ops::gemm` in the simulation vs `reference::gemm`, for every output kind.
+#[allow(clippy::too_many_arguments)]
 fn check_gemm(
     rng: &mut Rng,
     m: usize,
@@ -257,7 +258,7 @@ fn check_gemm(
     let xu8_as_i8: Vec<i8> = xu8.iter().map(|&v| v as i8).collect();
     let xd_s8 = e.upload(&pad(&xs8, m, lda)).unwrap();
     let xd_u8 = e
-        .upload(&bytemuck::cast_slice::<i8, u8>(&pad(&xu8_as_i8, m, lda)).to_vec())
+        .upload(bytemuck::cast_slice::<i8, u8>(&pad(&xu8_as_i8, m, lda)))
         .unwrap();
     let wd = e.upload(&pad(&w, n, ldb)).unwrap();
     let wsum = e
