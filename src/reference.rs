@@ -118,7 +118,7 @@ pub fn quantize(x: f32, p: &QuantParams) -> i32 {
 #[inline]
 pub fn dequantize(q: i32, p: &QuantParams) -> f32 {
     match p.rule() {
-        Rule::UnitScale { unit } if unit == 0.0 => q as f32,
+        Rule::UnitScale { unit: 0.0 } => q as f32,
         Rule::UnitScale { unit } => q as f32 / unit,
         _ => (q - p.zero_point()) as f32 * p.scale(),
     }

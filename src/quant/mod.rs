@@ -17,6 +17,7 @@ mod tensor;
 pub use tensor::{
     amax, amax_rows, minmax, minmax_rows, quantize_weights, QuantizedWeights, WeightQuantConfig,
 };
+pub(crate) use tensor::{dynamic_row_params, nonfinite_error};
 
 use crate::error::{Error, Result};
 use crate::reference;
@@ -176,6 +177,12 @@ impl QuantParams {
         if lo > hi {
             return Err(Error::param("lo/hi", format!("lo {lo} > hi {hi}")));
         }
+        if !(hi.max(0.0) - lo.min(0.0)).is_finite() {
+            return Err(Error::param(
+                "lo/hi",
+                format!("the range [{lo}, {hi}] is wider than f32 can represent"),
+            ));
+        }
         let (scale, zero_point) = reference::asymmetric_params(lo, hi);
         Ok(QuantParams {
             scale,
@@ -260,6 +267,17 @@ impl QuantParams {
         }
     }
 
+    /// Scale 1, zero point 0, `[-127, 127]`: a placeholder for buffers about to be filled.
+    pub(crate) fn unit() -> Self {
+        QuantParams {
+            scale: 1.0,
+            zero_point: 0,
+            qmin: -127,
+            qmax: 127,
+            rule: Rule::Divide,
+        }
+    }
+
     /// The float step between adjacent integers.
     pub fn scale(&self) -> f32 {
         self.scale
@@ -306,27 +324,29 @@ impl QuantParams {
     /// Quantize a slice into `i8` (the range must fit `i8`). ±inf saturate to the range ends;
     /// NaN has no integer and is an error.
     pub fn quantize_to_i8(&self, xs: &[f32], out: &mut [i8]) -> Result<()> {
-        check_no_nan("input", xs)?;
         if self.qmin < -128 || self.qmax > 127 {
             return Err(Error::param("qmin/qmax", "range does not fit i8"));
         }
         if xs.len() != out.len() {
             return Err(Error::shape("quantize_to_i8 output", xs.len(), out.len()));
         }
-        kernels::quantize_into(xs, self, out);
+        if kernels::quantize_into(xs, kernels::QuantOp::new(self, 0), out) {
+            return Err(nan_error("input", xs));
+        }
         Ok(())
     }
 
     /// Quantize a slice into `u8` (the range must fit `u8`). ±inf saturate; NaN is an error.
     pub fn quantize_to_u8(&self, xs: &[f32], out: &mut [u8]) -> Result<()> {
-        check_no_nan("input", xs)?;
         if self.qmin < 0 || self.qmax > 255 {
             return Err(Error::param("qmin/qmax", "range does not fit u8"));
         }
         if xs.len() != out.len() {
             return Err(Error::shape("quantize_to_u8 output", xs.len(), out.len()));
         }
-        kernels::quantize_into(xs, self, out);
+        if kernels::quantize_into(xs, kernels::QuantOp::new(self, 0), out) {
+            return Err(nan_error("input", xs));
+        }
         Ok(())
     }
 
@@ -382,17 +402,13 @@ fn check_range_value(name: &'static str, v: f32) -> Result<()> {
     }
 }
 
-fn check_no_nan(tensor: &str, xs: &[f32]) -> Result<()> {
-    if !xs.iter().any(|x| x.is_nan()) {
-        return Ok(());
-    }
-    let count = xs.iter().filter(|x| x.is_nan()).count();
-    let first_index = xs.iter().position(|x| x.is_nan()).unwrap_or(0);
-    Err(Error::NonFinite {
+/// The error for NaN found while quantizing `xs`.
+pub(crate) fn nan_error(tensor: &str, xs: &[f32]) -> Error {
+    Error::NonFinite {
         tensor: tensor.to_string(),
-        count,
-        first_index,
-    })
+        count: xs.iter().filter(|x| x.is_nan()).count(),
+        first_index: xs.iter().position(|x| x.is_nan()).unwrap_or(0),
+    }
 }
 
 /// Err([`Error::NonFinite`]) naming `tensor` when `xs` holds NaN or ±inf.

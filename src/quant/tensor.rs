@@ -26,7 +26,8 @@ fn max_abs_bits(xs: &[f32]) -> u32 {
     m
 }
 
-fn nonfinite_error(tensor: &str, xs: &[f32], offset: usize) -> Error {
+/// The error for non-finite values in `xs`: how many, and the first.
+pub(crate) fn nonfinite_error(tensor: &str, xs: &[f32]) -> Error {
     let mut count = 0;
     let mut first = usize::MAX;
     for (i, x) in xs.iter().enumerate() {
@@ -38,7 +39,7 @@ fn nonfinite_error(tensor: &str, xs: &[f32], offset: usize) -> Error {
     Error::NonFinite {
         tensor: tensor.to_string(),
         count,
-        first_index: offset + first,
+        first_index: first,
     }
 }
 
@@ -46,7 +47,7 @@ fn nonfinite_error(tensor: &str, xs: &[f32], offset: usize) -> Error {
 pub fn amax(tensor: &str, xs: &[f32]) -> Result<f32> {
     let bits = max_abs_bits(xs);
     if bits >= NONFINITE_ABS_BITS {
-        return Err(nonfinite_error(tensor, xs, 0));
+        return Err(nonfinite_error(tensor, xs));
     }
     Ok(f32::from_bits(bits))
 }
@@ -70,7 +71,7 @@ pub fn amax_rows(
     for (row, o) in xs.chunks_exact(cols).zip(out.iter_mut()) {
         let bits = max_abs_bits(row);
         if bits >= NONFINITE_ABS_BITS {
-            return Err(nonfinite_error(tensor, xs, 0));
+            return Err(nonfinite_error(tensor, xs));
         }
         *o = f32::from_bits(bits);
     }
@@ -80,7 +81,7 @@ pub fn amax_rows(
 /// `(min, max)` of the data; Err naming `tensor` on NaN or ±inf. `(0, 0)` for an empty slice.
 pub fn minmax(tensor: &str, xs: &[f32]) -> Result<(f32, f32)> {
     if max_abs_bits(xs) >= NONFINITE_ABS_BITS {
-        return Err(nonfinite_error(tensor, xs, 0));
+        return Err(nonfinite_error(tensor, xs));
     }
     Ok(minmax_finite(xs))
 }
@@ -103,7 +104,7 @@ pub fn minmax_rows(
         ));
     }
     if max_abs_bits(xs) >= NONFINITE_ABS_BITS {
-        return Err(nonfinite_error(tensor, xs, 0));
+        return Err(nonfinite_error(tensor, xs));
     }
     for r in 0..rows {
         let (a, b) = minmax_finite(&xs[r * cols..(r + 1) * cols]);
@@ -111,6 +112,22 @@ pub fn minmax_rows(
         hi[r] = b;
     }
     Ok(())
+}
+
+/// The crate's dynamic parameters for one row (symmetric from `max |x|`, asymmetric from the
+/// row's min and max); `None` if the row holds NaN or ±inf or its range overflows f32.
+pub(crate) fn dynamic_row_params(scheme: super::Scheme, row: &[f32]) -> Option<QuantParams> {
+    let bits = max_abs_bits(row);
+    if bits >= NONFINITE_ABS_BITS {
+        return None;
+    }
+    match scheme {
+        super::Scheme::Symmetric => QuantParams::symmetric(f32::from_bits(bits)).ok(),
+        super::Scheme::Asymmetric => {
+            let (lo, hi) = minmax_finite(row);
+            QuantParams::asymmetric(lo, hi).ok()
+        }
+    }
 }
 
 /// Min and max of finite data (no NaN handling needed), in 8 independent lanes.
