@@ -18,8 +18,11 @@ use std::path::{Path, PathBuf};
 #[path = "src/cuda/nvrtc_compile.rs"]
 mod nvrtc_compile;
 
-/// Architectures: PTX for this compute capability, CUBINs for these.
+/// Architectures: PTX for this compute capability (the oldest with dp4a), CUBINs for these.
+/// NVRTC 13 no longer targets anything older than sm_75, so its PTX is for compute_75.
 const PTX_ARCH: u32 = 61;
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+const PTX_ARCH_NVRTC13: u32 = 75;
 const CUBIN_ARCHS: [u32; 2] = [80, 90];
 
 struct Entry {
@@ -30,6 +33,7 @@ struct Entry {
 struct Module {
     stem: String,
     file: PathBuf,
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     source: String,
     entries: Vec<Entry>,
 }
@@ -112,7 +116,7 @@ fn main() {
     // NVRTC at build time.
     let kout = out_dir.join("kernels");
     std::fs::create_dir_all(&kout).expect("create $OUT_DIR/kernels");
-    let (nvrtc_note, compiled) = compile_all(&modules, &headers, &kout);
+    let (nvrtc_note, compiled, ptx_arch) = compile_all(&modules, &headers, &kout);
 
     // The registry.
     let mut g = String::new();
@@ -235,9 +239,9 @@ fn main() {
         )
         .unwrap();
     }
-    writeln!(g, "        }}\n    }}\n    /// PTX for `compute_{PTX_ARCH}`, when NVRTC ran at build time.\n    pub fn ptx(self) -> Option<&'static [u8]> {{\n        match self {{").unwrap();
+    writeln!(g, "        }}\n    }}\n    /// PTX for `compute_<PTX_ARCH>`, when NVRTC ran at build time.\n    pub fn ptx(self) -> Option<&'static [u8]> {{\n        match self {{").unwrap();
     for m in &modules {
-        let p = kout.join(format!("{}.compute_{PTX_ARCH}.ptx", m.stem));
+        let p = kout.join(format!("{}.compute_{ptx_arch}.ptx", m.stem));
         if compiled {
             writeln!(
                 g,
@@ -250,8 +254,9 @@ fn main() {
             writeln!(g, "            Module::{} => None,", camel(&m.stem)).unwrap();
         }
     }
-    writeln!(g, "        }}\n    }}\n    /// The CUBIN for `sm_<cc>` (cc one of CUBIN_ARCHS), when NVRTC ran at build time.\n    pub fn cubin(self, cc: u32) -> Option<&'static [u8]> {{\n        match (self, cc) {{").unwrap();
+    writeln!(g, "        }}\n    }}\n    /// The CUBIN for `sm_<cc>` (cc one of CUBIN_ARCHS), when NVRTC ran at build time.\n    pub fn cubin(self, cc: u32) -> Option<&'static [u8]> {{").unwrap();
     if compiled {
+        writeln!(g, "        match (self, cc) {{").unwrap();
         for m in &modules {
             for cc in CUBIN_ARCHS {
                 let p = kout.join(format!("{}.sm_{cc}.cubin", m.stem));
@@ -264,8 +269,11 @@ fn main() {
                 .unwrap();
             }
         }
+        writeln!(g, "            _ => None,\n        }}").unwrap();
+    } else {
+        writeln!(g, "        let _ = (self, cc);\n        None").unwrap();
     }
-    writeln!(g, "            _ => None,\n        }}\n    }}\n}}\n").unwrap();
+    writeln!(g, "    }}\n}}\n").unwrap();
 
     writeln!(g, "/// Headers the kernels include, as NVRTC is given them.\npub const HEADERS: &[(&str, &str)] = &[").unwrap();
     for (name, path) in &headers {
@@ -273,7 +281,7 @@ fn main() {
     }
     writeln!(
         g,
-        "];\n/// PTX target of the build-time compile.\npub const PTX_ARCH: u32 = {PTX_ARCH};"
+        "];\n/// PTX target of the build-time compile.\npub const PTX_ARCH: u32 = {ptx_arch};"
     )
     .unwrap();
     writeln!(g, "/// CUBIN targets of the build-time compile.\npub const CUBIN_ARCHS: &[u32] = &{CUBIN_ARCHS:?};").unwrap();
@@ -294,7 +302,7 @@ fn compile_all(
     modules: &[Module],
     headers: &BTreeMap<String, PathBuf>,
     kout: &Path,
-) -> (String, bool) {
+) -> (String, bool, u32) {
     use nvrtc_compile::{compile, nvrtc_present, nvrtc_version, parse_resources, Target};
     let required = std::env::var("INT8RT_REQUIRE_NVRTC").as_deref() == Ok("1");
     if std::env::var("INT8RT_NVRTC").as_deref() == Ok("off") {
@@ -304,6 +312,7 @@ fn compile_all(
         return (
             "INT8RT_NVRTC=off: kernels are compiled at run time".into(),
             false,
+            PTX_ARCH,
         );
     }
     if !nvrtc_present() {
@@ -313,16 +322,22 @@ fn compile_all(
             panic!("INT8RT_REQUIRE_NVRTC=1 but {msg}");
         }
         println!("cargo:warning={msg}");
-        return (msg.into(), false);
+        return (msg.into(), false, PTX_ARCH);
     }
-    let version = nvrtc_version().map_or("unknown".to_string(), |(a, b)| format!("{a}.{b}"));
+    let ver = nvrtc_version();
+    let version = ver.map_or("unknown".to_string(), |(a, b)| format!("{a}.{b}"));
+    let ptx_arch = if ver.is_some_and(|(major, _)| major >= 13) {
+        PTX_ARCH_NVRTC13
+    } else {
+        PTX_ARCH
+    };
     let hdr: Vec<(String, String)> = headers
         .iter()
         .map(|(n, p)| (n.clone(), std::fs::read_to_string(p).expect("header")))
         .collect();
     let hdr_ref: Vec<(&str, &str)> = hdr.iter().map(|(n, s)| (n.as_str(), s.as_str())).collect();
     let mut report = String::new();
-    let mut targets = vec![Target::Ptx(PTX_ARCH)];
+    let mut targets = vec![Target::Ptx(ptx_arch)];
     targets.extend(CUBIN_ARCHS.iter().map(|&c| Target::Cubin(c)));
     for m in modules {
         let fname = format!("{}.cu", m.stem);
@@ -366,12 +381,13 @@ fn compile_all(
     }
     std::fs::write(kout.join("resources.txt"), report).expect("write resources.txt");
     (
-        format!("NVRTC {version} at build time: PTX compute_{PTX_ARCH}, CUBIN sm_80/sm_90"),
+        format!("NVRTC {version} at build time: PTX compute_{ptx_arch}, CUBIN sm_80/sm_90"),
         true,
+        ptx_arch,
     )
 }
 
 #[cfg(not(feature = "cuda"))]
-fn compile_all(_: &[Module], _: &BTreeMap<String, PathBuf>, _: &Path) -> (String, bool) {
-    ("built without the `cuda` feature".into(), false)
+fn compile_all(_: &[Module], _: &BTreeMap<String, PathBuf>, _: &Path) -> (String, bool, u32) {
+    ("built without the `cuda` feature".into(), false, PTX_ARCH)
 }

@@ -239,13 +239,16 @@ impl CudaDevice {
             }
         }
         if matches!(src, KernelSource::Auto | KernelSource::Ptx) {
-            match m.ptx() {
+            match m.ptx().filter(|_| cc >= registry::PTX_ARCH) {
                 Some(p) => match load(p.to_vec()) {
                     Ok(md) => return Ok((md, KernelImage::Ptx)),
                     // The driver refuses PTX newer than itself (CUDA_ERROR_UNSUPPORTED_PTX_VERSION).
                     Err(e) => tried.push(format!("PTX compute_{}: {e}", registry::PTX_ARCH)),
                 },
-                None => tried.push(format!("PTX: none built ({})", registry::BUILD_NOTE)),
+                None => tried.push(format!(
+                    "PTX: none built for sm_{cc} ({})",
+                    registry::BUILD_NOTE
+                )),
             }
         }
         if matches!(src, KernelSource::Auto | KernelSource::Nvrtc) {
