@@ -66,6 +66,7 @@ pub(crate) fn compile_command(out: &Path, extra: &[&str]) -> std::process::Comma
     for m in Module::ALL {
         c.arg(dir.join(m.file()));
     }
+    c.arg(dir.join("sim/selftest.cu"));
     c.args(["-x", "none"])
         .arg(dir.join("sim/sim_main.cpp"))
         .arg("-o")
@@ -81,8 +82,14 @@ fn sources_hash() -> u64 {
         .map(|m| kernels_dir().join(m.file()))
         .collect();
     files.extend(
-        ["common.cuh", "params.cuh", "sim/sim.h", "sim/sim_main.cpp"]
-            .map(|f| kernels_dir().join(f)),
+        [
+            "common.cuh",
+            "params.cuh",
+            "sim/sim.h",
+            "sim/sim_main.cpp",
+            "sim/selftest.cu",
+        ]
+        .map(|f| kernels_dir().join(f)),
     );
     for f in files {
         for b in std::fs::read(&f).unwrap_or_default() {
@@ -141,6 +148,45 @@ pub(crate) fn lib() -> &'static SimLib {
 }
 
 impl SimLib {
+    /// Launch a kernel by name with raw parameter bytes (the simulation's self-test kernels,
+    /// which are not in the registry).
+    ///
+    /// # Safety
+    /// `params` is the kernel's parameter block and every address in it is valid for the kernel.
+    pub(crate) unsafe fn launch_raw(
+        &self,
+        name: &str,
+        grid: [u32; 3],
+        block: [u32; 3],
+        params: &[u8],
+    ) -> Result<()> {
+        let cname = CString::new(name).map_err(|_| Error::param("kernel name", "contains NUL"))?;
+        let mut err = [0 as c_char; 512];
+        // SAFETY: as in `SimExec::launch`; the caller vouches for the parameter block.
+        let r = unsafe {
+            (self.launch)(
+                cname.as_ptr(),
+                grid.as_ptr(),
+                block.as_ptr(),
+                params.as_ptr(),
+                params.len(),
+                err.as_mut_ptr(),
+                err.len(),
+            )
+        };
+        if r != 0 {
+            // SAFETY: the library wrote a NUL-terminated message into `err`.
+            let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }
+                .to_string_lossy()
+                .into_owned();
+            return Err(Error::Cuda {
+                context: format!("simulated launch of {name}"),
+                detail: msg,
+            });
+        }
+        Ok(())
+    }
+
     /// Names of the kernels the library registered.
     pub(crate) fn kernel_names(&self) -> Vec<String> {
         // SAFETY: the functions come from the loaded library; indices below `count()` return
