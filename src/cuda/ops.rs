@@ -239,15 +239,20 @@ pub(crate) fn gemm<E: Exec>(e: &E, g: &GemmDev<'_, E>, out: &mut DevOut<'_, E>) 
     if m == 0 || n == 0 {
         return Ok(Path::CudaDp4a);
     }
-    let u8_act = matches!(g.x, DevAct::U8(_));
-    let aligned = g.lda.is_multiple_of(ROW_ALIGN) && g.ldb.is_multiple_of(ROW_ALIGN);
-    let (kid, grid) = gemm_plan(m, n, u8_act, aligned)?;
 
     let (x, _gx) = match g.x {
         DevAct::S8(b) => e.addr(b),
         DevAct::U8(b) => e.addr(b),
     };
     let (w, _gw) = e.addr(g.w);
+    // 16-byte loads need 16-byte strides and base addresses (allocations are 256-byte aligned,
+    // but the check costs nothing and covers any buffer).
+    let u8_act = matches!(g.x, DevAct::U8(_));
+    let aligned = g.lda.is_multiple_of(ROW_ALIGN)
+        && g.ldb.is_multiple_of(ROW_ALIGN)
+        && x.is_multiple_of(ROW_ALIGN as u64)
+        && w.is_multiple_of(ROW_ALIGN as u64);
+    let (kid, grid) = gemm_plan(m, n, u8_act, aligned)?;
     let (wsum, _gs) = e.addr(g.wsum);
     let (w_scale, _gws) = e.addr(g.w_scale);
     let (act_scale, _gas) = e.addr(g.act_scale);
@@ -321,8 +326,8 @@ pub(crate) fn gemm<E: Exec>(e: &E, g: &GemmDev<'_, E>, out: &mut DevOut<'_, E>) 
     // SAFETY: every address comes from a buffer of `e` whose guard lives to the end of this
     // function; the lengths checked above cover every index the kernel forms: x rows
     // i < m at i·lda + [0, k), w rows j < n at j·ldb + [0, k) (16-byte reads only below
-    // k rounded down to 16 and only with lda, ldb multiples of 16 on 256-byte-aligned
-    // allocations), wsum / w_scale / bias [0, n), act_scale / act_zp [0, m) per row or [0] per
+    // k rounded down to 16, and only when strides and base addresses are multiples of 16, as
+    // checked for `aligned`), wsum / w_scale / bias [0, n), act_scale / act_zp [0, m) per row or [0] per
     // tensor, y [0, m·n), status [0]. `GemmParams` is the block of every GEMM kernel.
     unsafe { e.launch(kid, grid, &p)? };
     Ok(Path::CudaDp4a)
