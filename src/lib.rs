@@ -37,11 +37,13 @@
 //! - `cuda` (default): the GPU backend through cudarc with dynamic loading; the crate builds and
 //!   runs without CUDA installed and falls back to the CPU.
 
+pub mod calib;
 pub mod cuda;
 pub mod device;
 pub mod error;
 pub mod gemm;
 pub mod nn;
+pub mod npy;
 pub mod quant;
 pub mod reference;
 
