@@ -102,9 +102,11 @@ struct DequantizeParams {
 // Activation quantization of x[m, k] (row-major, stride k) into q[m, ldq] (columns k..ldq
 // zero-filled), fused with the range reduction. One block per row. Modes:
 //   ACT_ROWS:   dynamic per row: reduce row i, compute its scale (and zero point), quantize it;
-//   ACT_RANGE:  dynamic per tensor, pass 1: reduce row i into range[2i], range[2i+1];
-//   ACT_TENSOR: dynamic per tensor, pass 2: reduce range[] over all rows, quantize row i; row 0
-//               writes scales[0] (and zps[0]);
+//   ACT_RANGE:  dynamic per tensor, pass 1: reduce row i, fold it into range[0] (min) and
+//               range[1] (max) with atomics on order-preserving words (the host initialises them
+//               to +inf and −inf);
+//   ACT_TENSOR: dynamic per tensor, pass 2: read range[], quantize row i; row 0 writes scales[0]
+//               (and zps[0]);
 //   ACT_STATIC: a fixed scales[0] (zps[0] or 0), `rule` / `factor`, `qmin` / `qmax`.
 // Dynamic modes use the crate's schemes: symmetric s8 [-127, 127] (scale amax / 127), asymmetric
 // u8 [0, 255]. Every non-finite input is counted in `status` (always an error).
@@ -118,7 +120,7 @@ struct ActQuantParams {
     void* q;                 // s8 or u8 by the entry point
     float* scales;           // [m] (ACT_ROWS) or [1]
     int* zps;                // [m] or [1], or null (symmetric)
-    float* range;            // [2m] (ACT_RANGE, ACT_TENSOR)
+    unsigned* range;         // [2] (ACT_RANGE, ACT_TENSOR): ordered min, ordered max
     Status* status;
     long long ldq;
     int m;

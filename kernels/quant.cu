@@ -83,6 +83,17 @@ I8RT_ENTRY(dequantize_u8_f32, DequantizeParams, 256) { dequantize_body<true>(p);
 
 #define ACT_THREADS 256
 
+// A float as an unsigned integer with the same order (finite values and ±inf; never NaN here), so
+// the per-tensor range reduces across blocks with integer atomics. −0 orders below +0; either gives
+// the same scale and zero point.
+I8RT_INLINE unsigned f32_to_ordered(float f) {
+    const unsigned b = __float_as_uint(f);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+I8RT_INLINE float ordered_to_f32(unsigned o) {
+    return __uint_as_float((o & 0x80000000u) ? (o & 0x7fffffffu) : ~o);
+}
+
 // Block-wide (min, max) of (a, b) per thread: fminf over a, fmaxf over b. Result in every thread.
 I8RT_INLINE void block_minmax(float& a, float& b, float* red_a, float* red_b) {
 #pragma unroll
@@ -161,21 +172,17 @@ I8RT_INLINE void act_quant_body(const ActQuantParams& p) {
     }
     float a, b;
     if (p.mode == ACT_TENSOR) {
-        // Pass 2: the tensor's range from the per-row ranges of pass 1.
-        a = U8 ? __uint_as_float(0x7f800000u) : 0.0f;
-        b = U8 ? __uint_as_float(0xff800000u) : 0.0f;
-        for (int i = (int)threadIdx.x; i < p.m; i += ACT_THREADS) {
-            a = fminf(a, p.range[2 * i]);
-            b = fmaxf(b, p.range[2 * i + 1]);
-        }
+        // Pass 2: the tensor's range, reduced by pass 1 into two order-preserving words.
+        a = ordered_to_f32(p.range[0]);
+        b = ordered_to_f32(p.range[1]);
     } else {
         row_range<U8>(p, row, a, b);  // symmetric: a = −amax, so min(a) = −max(b) below
+        block_minmax(a, b, red_a, red_b);
     }
-    block_minmax(a, b, red_a, red_b);
     if (p.mode == ACT_RANGE) {
         if (threadIdx.x == 0) {
-            p.range[2 * row] = a;
-            p.range[2 * row + 1] = b;
+            atomicMin(&p.range[0], f32_to_ordered(a));
+            atomicMax(&p.range[1], f32_to_ordered(b));
         }
         return;
     }

@@ -316,3 +316,17 @@ inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v)
     return cur;
 }
 inline unsigned atomicAdd(unsigned* p, unsigned v) { return std::atomic_ref<unsigned>(*p).fetch_add(v); }
+inline unsigned atomicMin(unsigned* p, unsigned v) {
+    std::atomic_ref<unsigned> a(*p);
+    unsigned cur = a.load();
+    while (v < cur && !a.compare_exchange_weak(cur, v)) {
+    }
+    return cur;
+}
+inline unsigned atomicMax(unsigned* p, unsigned v) {
+    std::atomic_ref<unsigned> a(*p);
+    unsigned cur = a.load();
+    while (v > cur && !a.compare_exchange_weak(cur, v)) {
+    }
+    return cur;
+}

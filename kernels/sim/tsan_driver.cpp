@@ -63,7 +63,7 @@ int main() {
     for (int i = 0; i < m * k; ++i) xf[i] = (float)((i * 37) % 101 - 50) * 0.01f;
     std::vector<signed char> q(m * ld);
     std::vector<float> scales(m);
-    std::vector<float> range(2 * m);
+    std::vector<unsigned> range = {0xff800000u, 0x007fffffu};  // ordered +inf (min), −inf (max)
     Status st{0, ~0ull};
     ActQuantParams a{};
     a.x = xf.data();

@@ -407,7 +407,11 @@ pub(crate) fn quantize_activations<E: Exec>(
     } else {
         None
     };
-    let mut range = e.alloc::<f32>(2 * m.max(1))?;
+    // The per-tensor range as order-preserving words: min starts at +inf, max at −inf.
+    let mut range = e.upload(&[
+        f32_to_ordered(f32::INFINITY),
+        f32_to_ordered(f32::NEG_INFINITY),
+    ])?;
     let kid = if u8_out {
         KernelId::ActQuantU8
     } else {
@@ -493,7 +497,7 @@ pub(crate) fn quantize_activations<E: Exec>(
             ..base
         };
         // SAFETY: x holds m·k floats, q m·ldq bytes, scales / zps m (per row) or 1 entries,
-        // range 2m, status 1 (checked or allocated above); one block per row, threads stride
+        // range 2, status 1 (checked or allocated above); one block per row, threads stride
         // over columns < ldq. `ActQuantParams` is the block of both act_quant kernels.
         unsafe { e.launch(kid, grid, &p)? };
     }
@@ -504,6 +508,16 @@ pub(crate) fn quantize_activations<E: Exec>(
         zps,
         per_row,
     })
+}
+
+/// Twin of `f32_to_ordered` in kernels/quant.cu: an unsigned word with the order of the float.
+fn f32_to_ordered(f: f32) -> u32 {
+    let b = f.to_bits();
+    if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    }
 }
 
 /// `Err(NonFinite)` naming `tensor` when the status buffer recorded non-finite values (waits for
