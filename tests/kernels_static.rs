@@ -1,7 +1,7 @@
 //! tests/kernels_static.rs — what can be checked of the GPU kernels without a GPU, from the
 //! images build.rs compiled with NVRTC: every kernel was compiled for every CUBIN architecture,
 //! none spills registers or uses a stack frame (local memory), and the SASS of every dp4a kernel
-//! contains `IDP.4A` (through `cuobjdump -sass`, found at `$INT8RT_CUOBJDUMP`). CI sets
+//! contains `IDP.4A` (of every tensor-core kernel, `kernels/gemm_mma*.cu`, `IMMA`) (through `cuobjdump -sass`, found at `$INT8RT_CUOBJDUMP`). CI sets
 //! `INT8RT_REQUIRE_NVRTC=1` (and the cuobjdump path), turning "not compiled here" into a failure.
 
 #![cfg(feature = "cuda")]
@@ -147,6 +147,12 @@ fn dp4a_kernels_compile_to_idp4a() {
                 if k.uses_dp4a() {
                     assert!(n > 0, "{} on sm_{arch}: no IDP.4A in its SASS", k.name());
                     eprintln!("{} sm_{arch}: {n} IDP.4A", k.name());
+                    checked += 1;
+                }
+                if k.uses_mma() {
+                    let imma = body.matches("IMMA").count();
+                    assert!(imma > 0, "{} on sm_{arch}: no IMMA in its SASS", k.name());
+                    eprintln!("{} sm_{arch}: {imma} IMMA", k.name());
                     checked += 1;
                 }
             }

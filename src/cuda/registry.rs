@@ -52,4 +52,10 @@ impl KernelId {
     pub const fn uses_dp4a(self) -> bool {
         matches!(self.module(), Module::GemmDp4a)
     }
+
+    /// Whether this kernel is a tensor-core GEMM (its SASS must contain `IMMA`): every kernel of
+    /// a `kernels/gemm_mma*.cu` module.
+    pub fn uses_mma(self) -> bool {
+        self.module().file().starts_with("gemm_mma")
+    }
 }
