@@ -1,8 +1,9 @@
 //! bin/int8rt — the `int8rt` command line: a dispatcher over one subcommand per file
-//! (`calibrate.rs`, `quantize.rs`, `inspect.rs`). It sits on top of the library: it reads files,
+//! (`calibrate.rs`, `quantize.rs`, `inspect.rs`, `device.rs`). It sits on top of the library: it reads files,
 //! calls the safe API, and prints results; every number it prints comes from the library.
 
 mod calibrate;
+mod device;
 mod inspect;
 mod progress;
 mod quantize;
@@ -25,6 +26,8 @@ enum Command {
     Quantize(quantize::Args),
     /// Print the tensors of a checkpoint and the quantization it carries.
     Inspect(inspect::Args),
+    /// Show the device a run would use (`--device auto|cpu|cuda|cuda:N`) and why.
+    Device(device::Args),
 }
 
 /// Write a command's report to stdout; a closed pipe (`| head`) ends the output quietly.
@@ -43,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Calibrate(args) => calibrate::run(args),
         Command::Quantize(args) => quantize::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Device(args) => device::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
