@@ -1,7 +1,8 @@
 //! build.rs — turns `kernels/*.cu` into the typed kernel registry (`$OUT_DIR/kernels.rs`,
 //! included by `src/cuda/registry.rs`) and, when libnvrtc can be loaded, compiles every kernel
-//! module with NVRTC: PTX for `compute_61` (every kernel here needs only dp4a, sm_61) and
-//! CUBINs for `sm_80` and `sm_90`, written to `$OUT_DIR/kernels/` and embedded with
+//! module with NVRTC: PTX for `compute_61` (the dp4a kernels need only sm_61; a module that
+//! needs more says so with a `// I8RT_MIN_ARCH <cc>` line, e.g. the tensor-core GEMM's 80, and
+//! its PTX targets that) and CUBINs for `sm_80` and `sm_90`, written to `$OUT_DIR/kernels/` and embedded with
 //! `include_bytes!`. A kernel that fails to compile fails the build with NVRTC's log. Without
 //! NVRTC the sources alone are embedded and the crate compiles them at run time for the GPU it
 //! finds (cached). The kernel sources are always embedded (run-time fallback for architectures
@@ -36,6 +37,21 @@ struct Module {
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     source: String,
     entries: Vec<Entry>,
+    /// The oldest architecture the module compiles for (`// I8RT_MIN_ARCH 80` in the source;
+    /// default: the dp4a architecture, 61). Its PTX targets `compute_<max(PTX arch, this)>`.
+    min_arch: u32,
+}
+
+/// The `// I8RT_MIN_ARCH <cc>` line of a kernel source, if any.
+fn min_arch(source: &str, file: &Path) -> u32 {
+    for line in source.lines() {
+        if let Some(rest) = line.trim_start().strip_prefix("// I8RT_MIN_ARCH ") {
+            return rest.trim().parse().unwrap_or_else(|_| {
+                panic!("{}: malformed I8RT_MIN_ARCH line: {line}", file.display())
+            });
+        }
+    }
+    PTX_ARCH
 }
 
 fn camel(s: &str) -> String {
@@ -104,11 +120,13 @@ fn main() {
             let source =
                 std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             let entries = entries(&source, &f);
+            let min_arch = min_arch(&source, &f);
             modules.push(Module {
                 stem: stem.to_string(),
                 file: f.clone(),
                 source,
                 entries,
+                min_arch,
             });
         }
     }
@@ -239,9 +257,33 @@ fn main() {
         )
         .unwrap();
     }
-    writeln!(g, "        }}\n    }}\n    /// PTX for `compute_<PTX_ARCH>`, when NVRTC ran at build time.\n    pub fn ptx(self) -> Option<&'static [u8]> {{\n        match self {{").unwrap();
+    writeln!(g, "        }}\n    }}\n    /// The oldest compute capability (major · 10 + minor) the module's kernels run on.\n    pub const fn min_arch(self) -> u32 {{\n        match self {{").unwrap();
     for m in &modules {
-        let p = kout.join(format!("{}.compute_{ptx_arch}.ptx", m.stem));
+        writeln!(
+            g,
+            "            Module::{} => {},",
+            camel(&m.stem),
+            m.min_arch
+        )
+        .unwrap();
+    }
+    writeln!(g, "        }}\n    }}\n    /// The `compute_<cc>` its PTX targets: the build's PTX architecture, or the module's minimum when newer.\n    pub const fn ptx_arch(self) -> u32 {{\n        match self {{").unwrap();
+    for m in &modules {
+        writeln!(
+            g,
+            "            Module::{} => {},",
+            camel(&m.stem),
+            ptx_arch.max(m.min_arch)
+        )
+        .unwrap();
+    }
+    writeln!(g, "        }}\n    }}\n    /// PTX for `compute_<ptx_arch()>`, when NVRTC ran at build time.\n    pub fn ptx(self) -> Option<&'static [u8]> {{\n        match self {{").unwrap();
+    for m in &modules {
+        let p = kout.join(format!(
+            "{}.compute_{}.ptx",
+            m.stem,
+            ptx_arch.max(m.min_arch)
+        ));
         if compiled {
             writeln!(
                 g,
@@ -337,10 +379,10 @@ fn compile_all(
         .collect();
     let hdr_ref: Vec<(&str, &str)> = hdr.iter().map(|(n, s)| (n.as_str(), s.as_str())).collect();
     let mut report = String::new();
-    let mut targets = vec![Target::Ptx(ptx_arch)];
-    targets.extend(CUBIN_ARCHS.iter().map(|&c| Target::Cubin(c)));
     for m in modules {
         let fname = format!("{}.cu", m.stem);
+        let mut targets = vec![Target::Ptx(ptx_arch.max(m.min_arch))];
+        targets.extend(CUBIN_ARCHS.iter().map(|&c| Target::Cubin(c)));
         for &t in &targets {
             let c = match compile(&fname, &m.source, &hdr_ref, t) {
                 Ok(c) => c,

@@ -6,12 +6,13 @@
 // arrays and `__syncthreads()`) runs unchanged in both worlds.
 //
 // Helper layer (thread → warp → block, CUTLASS order):
-//   thread:  dp4a_s8 / dp4a_u8, f32_to_f16_rn / f32_to_bf16_rn, round_shift_clamp, ldg_v4
-//   warp:    lane_id, shfl_xor_u32 / shfl_xor_f32 (and, in the simulation, sim::warp_sync() +
-//            sim::warp_scratch() for fragment exchanges such as ldmatrix / mma.sync: a lane
-//            writes its registers to the per-warp scratch, warp_sync(), reads the lanes the PTX
-//            fragment layout names, warp_sync())
-//   block:   block_sync
+//   thread:  dp4a_s8 / dp4a_u8, f32_to_f16_rn / f32_to_bf16_rn, round_shift_clamp, ldg_v4,
+//            ldcg_v4, cp_async_16 / cp_async_commit / cp_async_wait<N> (sm_80), dyn_smem
+//   warp:    lane_id, shfl_xor_u32 / shfl_xor_f32, ldsm<X, N> (N `ldmatrix .x<X>`),
+//            mma_16832<MT, NT, U8> (MT × NT `mma.sync.m16n8k32`) — in the simulation each a
+//            fragment exchange through the per-warp scratch (sim::WarpOp) following the PTX ISA
+//            layouts
+//   block:   block_sync, threadfence
 //   status:  status_report (non-finite input counting)
 //   entries: I8RT_ENTRY(name, Params, threads) { ... } declares an extern "C" __global__ entry
 //            taking one Params by value; build.rs reads these lines to make the KernelId registry.
@@ -29,6 +30,17 @@
 #include "params.cuh"
 
 #define I8RT_INLINE __device__ __forceinline__
+
+// A wide store's address must be aligned to its size: a fault on the GPU, a failure in the
+// simulation (where the host CPU would not fault).
+#ifdef I8RT_DEVICE_BUILD
+#define I8RT_CHECK_ALIGNED(ptr, bytes) ((void)0)
+#else
+#define I8RT_CHECK_ALIGNED(ptr, bytes)                                                   \
+    do {                                                                                 \
+        if (reinterpret_cast<uintptr_t>(ptr) % (bytes) != 0) ::sim::fail("misaligned wide store"); \
+    } while (0)
+#endif
 
 #ifdef I8RT_DEVICE_BUILD
 #define I8RT_ENTRY(name, Params, threads) \
@@ -119,6 +131,58 @@ I8RT_INLINE int ld_bytes4(const unsigned char* p, long long i, long long end) {
     return (int)v;
 }
 
+// One 16-byte global load cached in L2 only (`ld.global.cg`): data another block wrote during
+// this kernel (split-K partial sums), which this SM's L1 must not serve stale.
+I8RT_INLINE int4 ldcg_v4(const int4* p) { return __ldcg(p); }
+
+// Shared memory is addressed by byte offsets into the launch's dynamic shared memory
+// (`extern __shared__`, sized by the host at launch): the device converts them to shared-window
+// addresses, the simulation to pointers it checks against the buffer's bounds.
+I8RT_INLINE unsigned char* dyn_smem() {
+#ifdef I8RT_DEVICE_BUILD
+    extern __shared__ __align__(128) unsigned char i8rt_dyn_smem[];
+    return i8rt_dyn_smem;
+#else
+    return sim::dyn_smem();
+#endif
+}
+
+#ifdef I8RT_DEVICE_BUILD
+I8RT_INLINE unsigned smem_addr(unsigned off) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(dyn_smem())) + off;
+}
+#endif
+
+// `cp.async.cg.shared.global [smem + off], [src], 16, src_bytes` (sm_80): copies src_bytes
+// (0..16) bytes and zero-fills the rest of the 16; both addresses 16-byte aligned.
+I8RT_INLINE void cp_async_16(unsigned off, const void* src, int src_bytes) {
+#ifdef I8RT_DEVICE_BUILD
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(off)), "l"(src), "r"(src_bytes));
+#else
+    sim::cp_async_16(sim::dyn_smem() + off, src, src_bytes);
+#endif
+}
+
+// `cp.async.commit_group`: the copies issued since the last commit form one group.
+I8RT_INLINE void cp_async_commit() {
+#ifdef I8RT_DEVICE_BUILD
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#else
+    sim::cp_async_commit();
+#endif
+}
+
+// `cp.async.wait_group N`: all but the N most recent groups have landed (for this thread; other
+// threads' copies are visible after a block_sync that follows their wait).
+template <int N>
+I8RT_INLINE void cp_async_wait() {
+#ifdef I8RT_DEVICE_BUILD
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#else
+    sim::cp_async_wait(N);
+#endif
+}
+
 // ---------------------------------------------------------------------------------------------
 // Warp and block level.
 // ---------------------------------------------------------------------------------------------
@@ -133,7 +197,68 @@ I8RT_INLINE float shfl_xor_f32(float v, int lane_mask) {
     return __uint_as_float(__shfl_xor_sync(0xffffffffu, __float_as_uint(v), lane_mask));
 }
 
+// N instructions `ldmatrix.sync.aligned.m8n8.x<X>.shared.b16 r[n], [smem + rows[n]]`: this
+// lane supplies the row address `rows[n]` (a byte offset, 16-byte aligned) of row lane % 8 of
+// matrix lane / 8 (lanes 0 .. 8 X - 1 are read); register r[n][m] receives bytes 4 (lane % 4)
+// .. + 3 of row lane / 4 of matrix m. All lanes of the warp execute it together.
+template <int X, int N>
+I8RT_INLINE void ldsm(unsigned (&r)[N][X], const unsigned (&rows)[N]) {
+#ifdef I8RT_DEVICE_BUILD
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+        const unsigned a = smem_addr(rows[n]);
+        if constexpr (X == 4) {
+            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                         : "=r"(r[n][0]), "=r"(r[n][1]), "=r"(r[n][2]), "=r"(r[n][3])
+                         : "r"(a));
+        } else if constexpr (X == 2) {
+            asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
+                         : "=r"(r[n][0]), "=r"(r[n][1])
+                         : "r"(a));
+        } else {
+            asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(r[n][0]) : "r"(a));
+        }
+    }
+#else
+    const void* p[N];
+    for (int n = 0; n < N; ++n) p[n] = sim::dyn_smem() + rows[n];
+    sim::ldmatrix<X, N>(r, p);
+#endif
+}
+
+// MT × NT instructions `mma.sync.aligned.m16n8k32.row.col.s32.<u8|s8>.s8.s32 acc[i][j], a[i],
+// b[j], acc[i][j]`: acc[i][j] (16 × 8, s32, wrapping) += A_i (16 × 32, u8 when U8 else s8) ·
+// B_j (32 × 8, s8), fragments in the PTX ISA layouts ("Matrix Fragments for mma.m16n8k32").
+template <int MT, int NT, bool U8>
+I8RT_INLINE void mma_16832(int (&acc)[MT][NT][4], const unsigned (&a)[MT][4], const unsigned (&b)[NT][2]) {
+#ifdef I8RT_DEVICE_BUILD
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            if constexpr (U8) {
+                asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                    "{%0, %1, %2, %3};\n"
+                    : "+r"(acc[i][j][0]), "+r"(acc[i][j][1]), "+r"(acc[i][j][2]), "+r"(acc[i][j][3])
+                    : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
+            } else {
+                asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                    "{%0, %1, %2, %3};\n"
+                    : "+r"(acc[i][j][0]), "+r"(acc[i][j][1]), "+r"(acc[i][j][2]), "+r"(acc[i][j][3])
+                    : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
+            }
+        }
+    }
+#else
+    sim::mma_16832<MT, NT>(acc, a, b, U8);
+#endif
+}
+
 I8RT_INLINE void block_sync() { __syncthreads(); }
+
+// Order this thread's earlier global writes before its later ones for every observer on the GPU
+// (release side of the split-K counter; acquire side after reading it).
+I8RT_INLINE void threadfence() { __threadfence(); }
 
 // Count a non-finite input at flat index `i` (atomics; reports are rare).
 I8RT_INLINE void status_report(Status* s, unsigned long long i) {
@@ -185,6 +310,55 @@ I8RT_INLINE void epi_store(const EpiParams& e, void* y, long long idx, int acc, 
         case OUT_F16: static_cast<unsigned short*>(y)[idx] = f32_to_f16_rn(epi_value(e, acc, row, col)); break;
         case OUT_BF16: static_cast<unsigned short*>(y)[idx] = f32_to_bf16_rn(epi_value(e, acc, row, col)); break;
         default: static_cast<signed char*>(y)[idx] = (signed char)epi_to_i8(e, acc, row, col); break;
+    }
+}
+
+// Outputs (row, col) and (row, col + 1), at idx and idx + 1: one store of both when `paired`
+// (the host checked that the row stride is even and the base address aligned to two elements,
+// and col is even, so y + idx is aligned for the pair), else two. The same bits as two
+// `epi_store` calls.
+I8RT_INLINE void epi_store2(const EpiParams& e, void* y, long long idx, int acc0, int acc1, int row, int col,
+                            bool paired) {
+    if (!paired) {
+        epi_store(e, y, idx, acc0, row, col);
+        epi_store(e, y, idx + 1, acc1, row, col + 1);
+        return;
+    }
+    switch (e.out_kind) {
+        case OUT_I32: {
+            unsigned long long* d = reinterpret_cast<unsigned long long*>(static_cast<int*>(y) + idx);
+            I8RT_CHECK_ALIGNED(d, 8);
+            *d = (unsigned long long)(unsigned)acc0 | ((unsigned long long)(unsigned)acc1 << 32);
+            break;
+        }
+        case OUT_F32: {
+            unsigned long long* d = reinterpret_cast<unsigned long long*>(static_cast<float*>(y) + idx);
+            I8RT_CHECK_ALIGNED(d, 8);
+            *d = (unsigned long long)__float_as_uint(epi_value(e, acc0, row, col)) |
+                 ((unsigned long long)__float_as_uint(epi_value(e, acc1, row, col + 1)) << 32);
+            break;
+        }
+        case OUT_F16: {
+            unsigned* d = reinterpret_cast<unsigned*>(static_cast<unsigned short*>(y) + idx);
+            I8RT_CHECK_ALIGNED(d, 4);
+            *d = (unsigned)f32_to_f16_rn(epi_value(e, acc0, row, col)) |
+                 ((unsigned)f32_to_f16_rn(epi_value(e, acc1, row, col + 1)) << 16);
+            break;
+        }
+        case OUT_BF16: {
+            unsigned* d = reinterpret_cast<unsigned*>(static_cast<unsigned short*>(y) + idx);
+            I8RT_CHECK_ALIGNED(d, 4);
+            *d = (unsigned)f32_to_bf16_rn(epi_value(e, acc0, row, col)) |
+                 ((unsigned)f32_to_bf16_rn(epi_value(e, acc1, row, col + 1)) << 16);
+            break;
+        }
+        default: {
+            unsigned short* d = reinterpret_cast<unsigned short*>(static_cast<signed char*>(y) + idx);
+            I8RT_CHECK_ALIGNED(d, 2);
+            *d = (unsigned short)((unsigned)(unsigned char)epi_to_i8(e, acc0, row, col) |
+                                  ((unsigned)(unsigned char)epi_to_i8(e, acc1, row, col + 1) << 8));
+            break;
+        }
     }
 }
 

@@ -59,6 +59,17 @@ struct GemmParams {
     EpiParams epi;
 };
 
+// A tensor-core GEMM (kernels/gemm_mma.cu): the GEMM itself plus what split-K needs.
+#define MMA_PAIRED_STORES 1  // flags: y's row stride is even and its base aligned to two elements
+
+struct MmaParams {
+    GemmParams g;
+    int* partials;           // gridDim.z > 1: [tiles][splits][BM · BN] i32 partial sums (scratch)
+    unsigned* counters;      // gridDim.z > 1: [tiles], zero at launch; each tile's last block re-zeroes its own
+    int kt_per_split;        // 64-byte k tiles per grid z (the whole K when gridDim.z == 1)
+    int flags;               // MMA_PAIRED_STORES
+};
+
 // Elementwise quantize: q[i] = clamp(rhe(op(x[i], c)) + zp[c], qmin, qmax) with the channel
 // c = (i / inner) % groups (per tensor: groups = 1; per row of [rows, cols]: inner = cols;
 // per channel on the last axis: inner = 1, groups = cols).

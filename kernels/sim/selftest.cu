@@ -19,3 +19,109 @@ I8RT_ENTRY(sim_selftest_shfl, ShflTestParams, 64) {
     p.out[tid * 4 + 2] = __shfl_down_sync(full, v, (unsigned)p.delta, p.width);
     p.out[tid * 4 + 3] = __shfl_xor_sync(full, v, p.delta, p.width);
 }
+
+// ldmatrix: the dynamic shared memory is filled from `init` (`bytes` bytes), each lane supplies
+// the row offset `rows[lane]`, and `num` (1, 2 or 4) selects .x1 / .x2 / .x4; the registers go
+// to out[lane * 4 + m]. Two instructions are issued in one batch (the second with the row
+// offsets rotated by one lane) to exercise batching: out2 receives the second's registers.
+struct LdsmTestParams {
+    const unsigned char* init;
+    const unsigned* rows;  // [32]
+    unsigned* out;         // [32][4]
+    unsigned* out2;        // [32][4]
+    int bytes;
+    int num;
+};
+
+template <int X>
+static void ldsm_selftest(const LdsmTestParams& p) {
+    const unsigned lane = threadIdx.x;
+    unsigned r[2][X];
+    const unsigned rows[2] = {p.rows[lane], p.rows[(lane + 1) % 32]};
+    ldsm<X, 2>(r, rows);
+    for (int m = 0; m < X; ++m) {
+        p.out[lane * 4 + m] = r[0][m];
+        p.out2[lane * 4 + m] = r[1][m];
+    }
+}
+
+I8RT_ENTRY(sim_selftest_ldmatrix, LdsmTestParams, 32) {
+    unsigned char* s = dyn_smem();
+    for (int i = (int)threadIdx.x; i < p.bytes; i += 32) s[i] = p.init[i];
+    __syncthreads();
+    if (p.num == 1) ldsm_selftest<1>(p);
+    if (p.num == 2) ldsm_selftest<2>(p);
+    if (p.num == 4) ldsm_selftest<4>(p);
+}
+
+// mma.sync.m16n8k32: lane L's fragment registers come from the host in the layout the host
+// computed from the PTX ISA (a[L][4], b[L][2], c[L][4]); d[L][4] receives D. `tiles` = 1 runs one
+// instruction, 6 runs a batch of 2 × 3 (A fragments i, B fragments j: a[L][i], b[L][j], c / d
+// [L][i][j]), which must equal six separate instructions.
+struct MmaTestParams {
+    const unsigned* a;  // [32][2][4]
+    const unsigned* b;  // [32][3][2]
+    const int* c;       // [32][2][3][4]
+    int* d;             // [32][2][3][4]
+    int u8;
+    int tiles;
+};
+
+template <int MT, int NT, bool U8>
+static void mma_selftest(const MmaTestParams& p) {
+    const unsigned lane = threadIdx.x;
+    unsigned a[MT][4], b[NT][2];
+    int acc[MT][NT][4];
+    for (int i = 0; i < MT; ++i)
+        for (int r = 0; r < 4; ++r) a[i][r] = p.a[(lane * 2 + i) * 4 + r];
+    for (int j = 0; j < NT; ++j)
+        for (int r = 0; r < 2; ++r) b[j][r] = p.b[(lane * 3 + j) * 2 + r];
+    for (int i = 0; i < MT; ++i)
+        for (int j = 0; j < NT; ++j)
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = p.c[((lane * 2 + i) * 3 + j) * 4 + e];
+    mma_16832<MT, NT, U8>(acc, a, b);
+    for (int i = 0; i < MT; ++i)
+        for (int j = 0; j < NT; ++j)
+            for (int e = 0; e < 4; ++e) p.d[((lane * 2 + i) * 3 + j) * 4 + e] = acc[i][j][e];
+}
+
+I8RT_ENTRY(sim_selftest_mma, MmaTestParams, 32) {
+    if (p.tiles == 1) {
+        if (p.u8) mma_selftest<1, 1, true>(p);
+        else mma_selftest<1, 1, false>(p);
+    } else {
+        if (p.u8) mma_selftest<2, 3, true>(p);
+        else mma_selftest<2, 3, false>(p);
+    }
+}
+
+// cp.async: three commit groups, each copying 16 bytes per lane from src into its own slot of
+// shared memory ([group][lane][16]); group 0 with src_bytes[lane] (0..16, the rest zero-filled).
+// After wait_group 2, 1 and 0 each lane copies its three slots to out[step][group][lane][16], so
+// the host sees which groups had landed when (the simulation's late mode lands them exactly at
+// the wait that completes them; untouched shared memory reads 0xCD).
+struct CpAsyncTestParams {
+    const unsigned char* src;  // [3][32][16]
+    const int* src_bytes;      // [32]
+    unsigned char* out;        // [3][3][32][16]
+};
+
+I8RT_ENTRY(sim_selftest_cp_async, CpAsyncTestParams, 32) {
+    const unsigned lane = threadIdx.x;
+    for (int grp = 0; grp < 3; ++grp) {
+        cp_async_16((unsigned)((grp * 32 + lane) * 16), p.src + (grp * 32 + lane) * 16, grp == 0 ? p.src_bytes[lane] : 16);
+        cp_async_commit();
+    }
+    const unsigned char* s = dyn_smem();
+    auto snapshot = [&](int step) {
+        for (int grp = 0; grp < 3; ++grp)
+            for (int b = 0; b < 16; ++b)
+                p.out[((step * 3 + grp) * 32 + lane) * 16 + b] = s[(grp * 32 + lane) * 16 + b];
+    };
+    cp_async_wait<2>();
+    snapshot(0);
+    cp_async_wait<1>();
+    snapshot(1);
+    cp_async_wait<0>();
+    snapshot(2);
+}

@@ -10,13 +10,30 @@
 //   barrier of its own kind, and a phase in which some threads sit in `__syncthreads()` while
 //   others have returned aborts with "divergent barrier" (undefined behaviour on the GPU);
 // - `__shared__` variables are function statics: blocks run one at a time (every thread of the
-//   block finishes before the next block starts) and launches are serialized, so each block sees
-//   its own shared memory, as on the GPU; its initial contents are unspecified there, too;
-// - warp-level operations run on a per-warp barrier and a per-warp scratch buffer: a lane
-//   publishes its operand, the warp synchronizes, each lane reads the lane that the PTX ISA
-//   definition of the instruction names, the warp synchronizes again. `shfl.sync` follows the
-//   ISA pseudo-code (modes up/down/bfly/idx, the c operand's clamp and segment mask); later
-//   fragment operations (ldmatrix, mma.sync) use `sim::warp_scratch()` + `sim::warp_sync()`;
+//   block finishes before the next block starts), in a shuffled order (the GPU promises no
+//   order), and launches are serialized, so each block sees its own shared memory, as on the
+//   GPU; its initial contents are unspecified there, too;
+// - warp-level operations run on a per-warp barrier and a per-warp scratch buffer
+//   (`WarpOp`): a lane publishes its operands, the warp synchronizes once, each lane reads the
+//   lanes that the PTX ISA definition of the instruction names. Consecutive operations use
+//   alternate halves of the scratch, so one barrier per operation suffices (a lane can only
+//   start writing the half of operation i + 2 after every lane has read operation i: they all
+//   reached operation i + 1's barrier first). `shfl.sync` follows the ISA pseudo-code (modes
+//   up/down/bfly/idx, the c operand's clamp and segment mask); `ldmatrix` and
+//   `mma.sync.m16n8k32` follow the fragment layouts of the PTX ISA ("Warp-level matrix load
+//   instruction: ldmatrix", "Matrix Fragments for mma.m16n8k32"), computed from the ISA's
+//   formulas in one place (`frag::`) — a batch of such instructions shares one exchange, which
+//   changes the cost of the simulation, not what each instruction computes;
+// - `cp.async` (+ commit / wait_group) keeps per-thread groups of pending copies and performs
+//   them at the latest moment the ISA allows (the `wait_group` that completes their group), or,
+//   in the launch's `early` mode, at issue: a kernel that reads a stage before waiting for it
+//   fails in the first mode, one that overwrites a stage still being read fails (or is reported
+//   by ThreadSanitizer) in either; the zero fill of `src-size < 16` is exact;
+// - dynamic shared memory (`extern __shared__`) is one buffer per launch, filled with 0xCD so a
+//   read of bytes never written shows; `ldmatrix` and `cp.async` check that their shared
+//   addresses lie inside it and are 16-byte aligned, and `ldmatrix` counts the extra shared-memory
+//   wavefronts its row addresses cost (bank conflicts: rows of one 8 × 8 matrix that fall in the
+//   same 16-byte bank group), reported per launch;
 // - 16-byte vector loads check their alignment (a misaligned vector load faults on the GPU);
 // - a launch whose barriers make no progress for 30 s aborts (deadlock), so a broken kernel
 //   fails a test instead of hanging CI.
@@ -29,6 +46,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -107,21 +125,42 @@ class Barrier {
     std::atomic<int> kind_{-1};
 };
 
-// Bytes of per-warp scratch: 32 lanes × 64 bytes (enough for an mma.sync fragment per lane).
-constexpr unsigned WARP_SCRATCH_BYTES = 32 * 64;
+// Bytes one lane may publish in one warp-level operation (a batch of mma.sync operands: 4 A
+// fragments of 16 bytes + 8 B fragments of 8 bytes = 128; 32 ldmatrix row addresses = 256).
+constexpr unsigned WARP_SLOT_BYTES = 256;
 
 struct Warp {
     Warp(unsigned lanes) : bar(lanes, "a warp"), lanes(lanes) {}
     Barrier bar;
     unsigned lanes;
-    alignas(16) unsigned char scratch[WARP_SCRATCH_BYTES];
+    unsigned parity[32] = {};  // per lane (written only by its lane): the half its next operation uses
+    alignas(16) unsigned char scratch[2][32][WARP_SLOT_BYTES];
+};
+
+// What a launch counts (read by the host after it; see `int8rt_sim_launch_ex`).
+struct Stats {
+    std::atomic<unsigned long long> ldmatrix{0};          // ldmatrix instructions (per warp)
+    std::atomic<unsigned long long> ldmatrix_extra_wavefronts{0};  // bank-conflict wavefronts
+    std::atomic<unsigned long long> mma{0};               // mma.sync instructions (per warp)
+    std::atomic<unsigned long long> cp_async{0};          // cp.async instructions (per thread)
 };
 
 struct Launch {
-    Launch(dim3 g, dim3 b, unsigned nthreads) : grid(g), block(b), bar(nthreads, "a thread block") {}
+    Launch(dim3 g, dim3 b, unsigned nthreads, size_t dyn_bytes, bool cp_async_early)
+        : grid(g), block(b), bar(nthreads, "a thread block"), dyn(dyn_bytes + 16, 0xCD),
+          dyn_bytes(dyn_bytes), cp_async_early(cp_async_early) {}
     dim3 grid, block;
     Barrier bar;
     std::vector<std::unique_ptr<Warp>> warps;
+    std::vector<unsigned long long> order;  // linear block indices in the order they run
+    std::vector<unsigned char> dyn;  // dynamic shared memory (+ slack for 16-byte alignment)
+    size_t dyn_bytes;
+    bool cp_async_early;
+    Stats stats;
+    unsigned char* dyn_base() {
+        uintptr_t a = reinterpret_cast<uintptr_t>(dyn.data());
+        return dyn.data() + ((16 - a % 16) % 16);
+    }
 };
 
 inline thread_local uint3 t_threadIdx;
@@ -137,8 +176,23 @@ inline thread_local Warp* t_warp = nullptr;
 // Synchronize the lanes of the calling thread's warp (`__syncwarp()` with a full mask).
 inline void warp_sync() { t_warp->bar.arrive_and_wait(BAR_WARP); }
 
-// The calling warp's scratch buffer (WARP_SCRATCH_BYTES, 16-byte aligned).
-inline unsigned char* warp_scratch() { return t_warp->scratch; }
+// One warp-level operation's exchange: `mine()` is this lane's slot (WARP_SLOT_BYTES, 16-byte
+// aligned) in this operation's half of the scratch; `exchange()` synchronizes the warp once;
+// `lane(j)` is lane j's slot afterwards. Every lane of a warp executes the same sequence of
+// warp-level operations (they are `.aligned`), so the per-lane parities agree.
+class WarpOp {
+  public:
+    WarpOp() : half_(t_warp->parity[t_lane]) { t_warp->parity[t_lane] ^= 1u; }
+    unsigned char* mine() { return t_warp->scratch[half_][t_lane]; }
+    void exchange() { warp_sync(); }
+    const unsigned char* lane(unsigned j) {
+        if (j >= t_warp->lanes) fail("a warp-level operation reads an inactive lane");
+        return t_warp->scratch[half_][j];
+    }
+
+  private:
+    unsigned half_;
+};
 
 inline unsigned lane_id() { return t_lane; }
 
@@ -166,12 +220,12 @@ inline unsigned shfl_sync(ShflMode mode, unsigned membermask, unsigned a, unsign
         case SHFL_IDX: j = min_lane | (bval & ~segmask); pval = (j <= max_lane); break;
     }
     if (!pval) j = lane;
-    unsigned* s = reinterpret_cast<unsigned*>(warp_scratch());
-    s[lane] = a;
-    warp_sync();
+    WarpOp op;
+    std::memcpy(op.mine(), &a, 4);
+    op.exchange();
     if ((unsigned)j >= t_warp->lanes) fail("shfl.sync reads an inactive lane");
-    unsigned d = s[j];
-    warp_sync();
+    unsigned d;
+    std::memcpy(&d, op.lane((unsigned)j), 4);
     return d;
 }
 
@@ -223,6 +277,234 @@ inline int4 load_v4(const void* p) {
     int4 v;
     std::memcpy(&v, p, 16);
     return v;
+}
+
+// --- dynamic shared memory, fences -------------------------------------------------------------
+
+// The launch's dynamic shared memory (`extern __shared__`), 16-byte aligned.
+inline unsigned char* dyn_smem() { return t_launch->dyn_base(); }
+
+// Fail unless [p, p + bytes) lies inside the dynamic shared memory and p is `align`-aligned.
+inline void check_smem(const void* p, size_t bytes, size_t align, const char* what) {
+    const unsigned char* b = t_launch->dyn_base();
+    const unsigned char* q = static_cast<const unsigned char*>(p);
+    if (q < b || q + bytes > b + t_launch->dyn_bytes)
+        fail(std::string(what) + ": shared address outside the " + std::to_string(t_launch->dyn_bytes) +
+             "-byte dynamic shared memory (offset " + std::to_string((long long)(q - b)) + ")");
+    if (reinterpret_cast<uintptr_t>(q) % align != 0)
+        fail(std::string(what) + ": shared address not " + std::to_string(align) + "-byte aligned");
+}
+
+// --- fragment layouts (PTX ISA) ----------------------------------------------------------------
+
+namespace frag {
+
+struct RC {
+    int row, col;
+};
+
+// "Matrix Fragments for mma.m16n8k32", .s8 / .u8 multiplicands, .s32 accumulators. groupID =
+// %laneid >> 2, threadID_in_group = %laneid % 4; element i of a lane's fragment is byte i % 4
+// (low to high) of register i / 4. These three functions are the ISA's formulas, verbatim.
+inline RC a_16832(int lane, int i) {  // A: 16 × 32, .row; a0 .. a15 in four .b32 registers
+    const int groupID = lane >> 2, threadID_in_group = lane % 4;
+    const int row = ((0 <= i && i < 4) || (8 <= i && i < 12)) ? groupID : groupID + 8;
+    const int col = i < 8 ? (threadID_in_group * 4) + (i & 0x3) : (threadID_in_group * 4) + (i & 0x3) + 16;
+    return {row, col};
+}
+inline RC b_16832(int lane, int i) {  // B: 32 × 8, .col; b0 .. b7 in two .b32 registers
+    const int groupID = lane >> 2, threadID_in_group = lane % 4;
+    const int row = i < 4 ? (threadID_in_group * 4) + (i & 0x3) : (threadID_in_group * 4) + (i & 0x3) + 16;
+    return {row, groupID};
+}
+inline RC c_16832(int lane, int i) {  // C / D: 16 × 8; c0 .. c3 in four .s32 registers
+    const int groupID = lane >> 2, threadID_in_group = lane % 4;
+    return {i < 2 ? groupID : groupID + 8, (threadID_in_group * 2) + (i & 0x1)};
+}
+
+// Which lane and element hold A[row][col] and B[row][col]: the formulas above inverted once, with
+// a check that they place every element exactly once.
+struct Where {
+    unsigned char lane, elem;
+};
+struct Inverse {
+    Where a[16][32];
+    Where b[32][8];
+};
+inline const Inverse& inverse() {
+    static const Inverse inv = [] {
+        Inverse v{};
+        bool seen_a[16][32] = {}, seen_b[32][8] = {};
+        for (int lane = 0; lane < 32; ++lane) {
+            for (int i = 0; i < 16; ++i) {
+                RC p = a_16832(lane, i);
+                if (seen_a[p.row][p.col]) fail("mma A fragment layout places an element twice");
+                seen_a[p.row][p.col] = true;
+                v.a[p.row][p.col] = Where{(unsigned char)lane, (unsigned char)i};
+            }
+            for (int i = 0; i < 8; ++i) {
+                RC p = b_16832(lane, i);
+                if (seen_b[p.row][p.col]) fail("mma B fragment layout places an element twice");
+                seen_b[p.row][p.col] = true;
+                v.b[p.row][p.col] = Where{(unsigned char)lane, (unsigned char)i};
+            }
+        }
+        return v;
+    }();
+    return inv;
+}
+
+// "Warp-level matrix load instruction: ldmatrix", .m8n8 with 16-bit elements: the address of row
+// r of matrix m (m = 0 .. num - 1) comes from thread 8 m + r; "a group of four threads loads an
+// entire row": thread L receives in register m the two elements 2 (L % 4), 2 (L % 4) + 1 of row
+// L / 4 of matrix m, i.e. bytes 4 (L % 4) .. 4 (L % 4) + 3 of that 16-byte row.
+inline int ldsm_address_lane(int m, int r) { return 8 * m + r; }
+inline int ldsm_row_of(int lane) { return lane / 4; }
+inline int ldsm_byte_of(int lane) { return 4 * (lane % 4); }
+
+}  // namespace frag
+
+// Byte `b` of a 32-bit register, zero- or sign-extended.
+inline int reg_byte(unsigned reg, int b, bool is_signed) {
+    unsigned v = (reg >> (8 * b)) & 0xffu;
+    return is_signed ? (int)(signed char)(unsigned char)v : (int)v;
+}
+
+// `N` instructions `ldmatrix.sync.aligned.m8n8.x<X>.shared.b16 r[n], [rows[n]]` (rows[n] is this
+// lane's row address for instruction n; only lanes 0 .. 8 X - 1 supply addresses).
+template <int X, int N>
+inline void ldmatrix(unsigned (*r)[X], const void* const* rows) {
+    static_assert(X == 1 || X == 2 || X == 4, "ldmatrix .num is .x1, .x2 or .x4");
+    static_assert(N * sizeof(void*) <= WARP_SLOT_BYTES, "too many ldmatrix in one batch");
+    WarpOp op;
+    std::memcpy(op.mine(), rows, N * sizeof(void*));
+    op.exchange();
+    const int lane = (int)t_lane;
+    for (int n = 0; n < N; ++n) {
+        for (int m = 0; m < X; ++m) {
+            const unsigned char* row;
+            std::memcpy(&row, op.lane((unsigned)frag::ldsm_address_lane(m, frag::ldsm_row_of(lane))) + n * sizeof(void*),
+                        sizeof(void*));
+            check_smem(row, 16, 16, "ldmatrix");
+            std::memcpy(&r[n][m], row + frag::ldsm_byte_of(lane), 4);
+        }
+    }
+    if (lane == 0) {
+        // Shared memory serves 32 banks of 4 bytes per wavefront; a 16-byte row occupies the four
+        // banks of its bank group (address / 16) % 8. Rows of one matrix in the same group at
+        // different addresses cost one extra wavefront each (equal addresses are a broadcast).
+        unsigned long long extra = 0;
+        for (int n = 0; n < N; ++n) {
+            for (int m = 0; m < X; ++m) {
+                uintptr_t a[8];
+                for (int rr = 0; rr < 8; ++rr)
+                    std::memcpy(&a[rr], op.lane((unsigned)frag::ldsm_address_lane(m, rr)) + n * sizeof(void*),
+                                sizeof(void*));
+                int worst = 1;
+                for (int grp = 0; grp < 8; ++grp) {
+                    int distinct = 0;
+                    for (int i = 0; i < 8; ++i) {
+                        if ((a[i] / 16) % 8 != (uintptr_t)grp) continue;
+                        bool dup = false;
+                        for (int j = 0; j < i; ++j) dup = dup || a[j] / 16 == a[i] / 16;
+                        distinct += dup ? 0 : 1;
+                    }
+                    worst = distinct > worst ? distinct : worst;
+                }
+                extra += (unsigned long long)(worst - 1);
+            }
+        }
+        t_launch->stats.ldmatrix.fetch_add(N, std::memory_order_relaxed);
+        t_launch->stats.ldmatrix_extra_wavefronts.fetch_add(extra, std::memory_order_relaxed);
+    }
+}
+
+// MT × NT instructions `mma.sync.aligned.m16n8k32.row.col.s32.<u8|s8>.s8.s32 acc[i][j], a[i], b[j],
+// acc[i][j]` (no .satfinite: the s32 sums wrap). Each lane's D elements are computed from the A
+// and B elements the ISA layouts place in the other lanes' registers.
+template <int MT, int NT>
+inline void mma_16832(int (*acc)[NT][4], const unsigned (*a)[4], const unsigned (*b)[2], bool a_unsigned) {
+    static_assert(MT * 16 + NT * 8 <= (int)WARP_SLOT_BYTES, "too many mma operands in one batch");
+    WarpOp op;
+    std::memcpy(op.mine(), a, MT * 16);
+    std::memcpy(op.mine() + MT * 16, b, NT * 8);
+    op.exchange();
+    const frag::Inverse& inv = frag::inverse();
+    auto reg = [&](unsigned lane, int offset) {
+        unsigned v;
+        std::memcpy(&v, op.lane(lane) + offset, 4);
+        return v;
+    };
+    const int lane = (int)t_lane;
+    for (int i = 0; i < MT; ++i) {
+        for (int j = 0; j < NT; ++j) {
+            for (int e = 0; e < 4; ++e) {
+                const frag::RC c = frag::c_16832(lane, e);
+                unsigned sum = (unsigned)acc[i][j][e];
+                for (int k = 0; k < 32; ++k) {
+                    const frag::Where wa = inv.a[c.row][k], wb = inv.b[k][c.col];
+                    const int av = reg_byte(reg(wa.lane, i * 16 + (wa.elem / 4) * 4), wa.elem % 4, !a_unsigned);
+                    const int bv = reg_byte(reg(wb.lane, MT * 16 + j * 8 + (wb.elem / 4) * 4), wb.elem % 4, true);
+                    sum += (unsigned)(av * bv);
+                }
+                acc[i][j][e] = (int)sum;
+            }
+        }
+    }
+    if (lane == 0) t_launch->stats.mma.fetch_add((unsigned long long)MT * NT, std::memory_order_relaxed);
+}
+
+// --- cp.async ------------------------------------------------------------------------------------
+
+struct PendingCopy {
+    unsigned char* dst;
+    const unsigned char* src;
+    int src_bytes;
+};
+struct CpAsyncState {
+    std::vector<PendingCopy> open;                 // issued since the last commit_group
+    std::deque<std::vector<PendingCopy>> groups;   // committed, oldest first
+};
+inline thread_local CpAsyncState t_cp;
+
+inline void perform(const PendingCopy& c) {
+    if (c.src_bytes > 0) std::memcpy(c.dst, c.src, (size_t)c.src_bytes);
+    std::memset(c.dst + c.src_bytes, 0, (size_t)(16 - c.src_bytes));
+}
+
+// `cp.async.cg.shared.global [dst], [src], 16, src_bytes`: the first src_bytes bytes from src,
+// zeros for the rest. Both addresses must be 16-byte aligned (the cp-size).
+inline void cp_async_16(void* dst, const void* src, int src_bytes) {
+    if (src_bytes < 0 || src_bytes > 16) fail("cp.async: src-size outside [0, 16]");
+    check_smem(dst, 16, 16, "cp.async");
+    if (src_bytes > 0 && reinterpret_cast<uintptr_t>(src) % 16 != 0) fail("cp.async: global address not 16-byte aligned");
+    t_launch->stats.cp_async.fetch_add(1, std::memory_order_relaxed);
+    PendingCopy c{static_cast<unsigned char*>(dst), static_cast<const unsigned char*>(src), src_bytes};
+    if (t_launch->cp_async_early) {
+        perform(c);
+    } else {
+        t_cp.open.push_back(c);
+    }
+}
+
+// `cp.async.commit_group` (an empty group is allowed and trivially complete).
+inline void cp_async_commit() {
+    t_cp.groups.push_back(std::move(t_cp.open));
+    t_cp.open.clear();
+}
+
+// `cp.async.wait_group n`: every group but the n most recent is complete.
+inline void cp_async_wait(int n) {
+    while (t_cp.groups.size() > (size_t)n) {
+        for (const PendingCopy& c : t_cp.groups.front()) perform(c);
+        t_cp.groups.pop_front();
+    }
+}
+
+// At the end of a block: what is still in flight lands (in its own block's shared memory).
+inline void cp_async_drain() {
+    cp_async_commit();
+    cp_async_wait(0);
 }
 
 // --- kernels and launches --------------------------------------------------------------------
@@ -303,6 +585,20 @@ inline float __uint_as_float(unsigned u) {
 template <class T>
 inline T __ldg(const T* p) {
     return *p;
+}
+// A load cached in L2 only (`ld.global.cg`): on the host, a plain load.
+template <class T>
+inline T __ldcg(const T* p) {
+    return *p;
+}
+// Every memory operation of this thread before the fence is seen before any after it. Under
+// ThreadSanitizer (which does not model fences) it is left out: the kernels' cross-block
+// protocols then have to be ordered by their barriers and atomic read-modify-writes alone, which
+// the sanitizer does check.
+inline void __threadfence() {
+#ifndef __SANITIZE_THREAD__
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+#endif
 }
 
 inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {

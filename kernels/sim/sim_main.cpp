@@ -20,15 +20,15 @@ void run_thread(const sim::Entry* e, sim::Launch* l, unsigned tid, const void* p
     sim::t_threadIdx = uint3{tid % b.x, (tid / b.x) % b.y, tid / (b.x * b.y)};
     sim::t_lane = tid % 32;
     sim::t_warp = l->warps[tid / 32].get();
-    for (unsigned z = 0; z < g.z; ++z)
-        for (unsigned y = 0; y < g.y; ++y)
-            for (unsigned x = 0; x < g.x; ++x) {
-                sim::t_blockIdx = uint3{x, y, z};
-                e->thunk(params);
-                // Every thread of this block finishes before any starts the next block, so the
-                // function-static __shared__ arrays belong to one block at a time.
-                l->bar.arrive_and_wait(sim::BAR_BLOCK_EXIT);
-            }
+    for (unsigned long long b : l->order) {
+        const unsigned x = (unsigned)(b % g.x), y = (unsigned)(b / g.x % g.y), z = (unsigned)(b / g.x / g.y);
+        sim::t_blockIdx = uint3{x, y, z};
+        e->thunk(params);
+        sim::cp_async_drain();
+        // Every thread of this block finishes before any starts the next block, so the
+        // function-static __shared__ arrays belong to one block at a time.
+        l->bar.arrive_and_wait(sim::BAR_BLOCK_EXIT);
+    }
 }
 
 int error(char* err, size_t len, const std::string& msg) {
@@ -48,10 +48,14 @@ const char* int8rt_sim_kernel_name(size_t i) {
     return i < sim::registry().size() ? sim::registry()[i].name : nullptr;
 }
 
-// Launch `name` on grid × block with one parameter block of `params_size` bytes; runs to
-// completion. Returns 0, or 1 with a message in `err`.
-int int8rt_sim_launch(const char* name, const unsigned* grid, const unsigned* block, const void* params,
-                      size_t params_size, char* err, size_t err_len) {
+// Launch `name` on grid × block with one parameter block of `params_size` bytes and
+// `dyn_smem` bytes of dynamic shared memory; runs to completion. `flags` bit 0: cp.async copies
+// land at issue instead of at the wait that completes them. `stats` (or null) receives 4 counts:
+// ldmatrix instructions, extra shared-memory wavefronts they cost (bank conflicts), mma.sync
+// instructions, cp.async instructions. Returns 0, or 1 with a message in `err`.
+int int8rt_sim_launch_ex(const char* name, const unsigned* grid, const unsigned* block, unsigned dyn_smem,
+                         unsigned flags, const void* params, size_t params_size, unsigned long long* stats,
+                         char* err, size_t err_len) {
     const sim::Entry* e = nullptr;
     for (const auto& r : sim::registry())
         if (std::strcmp(r.name, name) == 0) e = &r;
@@ -64,9 +68,28 @@ int int8rt_sim_launch(const char* name, const unsigned* grid, const unsigned* bl
     if (n == 0 || n > e->max_threads)
         return error(err, err_len, std::string(name) + ": block of " + std::to_string(n) +
                                        " threads (launch bounds " + std::to_string(e->max_threads) + ")");
+    if (dyn_smem > 227u * 1024u)
+        return error(err, err_len, std::string(name) + ": " + std::to_string(dyn_smem) +
+                                       " bytes of dynamic shared memory exceed any GPU's 227 KiB");
+    if (stats)
+        for (int i = 0; i < 4; ++i) stats[i] = 0;
     if ((unsigned long long)g.x * g.y * g.z == 0) return 0;
     std::lock_guard<std::mutex> guard(launch_lock());
-    sim::Launch l(g, b, (unsigned)n);
+    sim::Launch l(g, b, (unsigned)n, dyn_smem, (flags & 1u) != 0);
+    // Blocks run one at a time in a shuffled order (the GPU promises none): a kernel whose
+    // result depends on which block runs last — a split-K reduction that assumes the last split
+    // finishes last — fails. The order is a fixed function of the launch count: reproducible.
+    {
+        static unsigned long long launches = 0;
+        const unsigned long long total = (unsigned long long)g.x * g.y * g.z;
+        l.order.resize(total);
+        for (unsigned long long i = 0; i < total; ++i) l.order[i] = i;
+        unsigned long long s = 0x9e3779b97f4a7c15ull * ++launches;
+        for (unsigned long long i = total; i > 1; --i) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            std::swap(l.order[i - 1], l.order[(s >> 33) % i]);
+        }
+    }
     for (unsigned w = 0; w * 32 < n; ++w)
         l.warps.push_back(std::make_unique<sim::Warp>((unsigned)std::min<unsigned long long>(32, n - w * 32)));
     bool done = false;
@@ -97,6 +120,18 @@ int int8rt_sim_launch(const char* name, const unsigned* grid, const unsigned* bl
     }
     done_cv.notify_all();
     watchdog.join();
+    if (stats) {
+        stats[0] = l.stats.ldmatrix.load();
+        stats[1] = l.stats.ldmatrix_extra_wavefronts.load();
+        stats[2] = l.stats.mma.load();
+        stats[3] = l.stats.cp_async.load();
+    }
     return 0;
+}
+
+// `int8rt_sim_launch_ex` without dynamic shared memory, flags or statistics.
+int int8rt_sim_launch(const char* name, const unsigned* grid, const unsigned* block, const void* params,
+                      size_t params_size, char* err, size_t err_len) {
+    return int8rt_sim_launch_ex(name, grid, block, 0, 0, params, params_size, nullptr, err, err_len);
 }
 }

@@ -1,8 +1,10 @@
 // kernels/sim/tsan_driver.cpp — a stand-alone program that runs the block-cooperative kernels in
 // the simulation, built with -fsanitize=thread by the `kernels_are_race_free_under_tsan` test
 // (src/cuda/sim_tests.rs): every CUDA thread is a host thread, so a missing __syncthreads() or
-// a shared-memory race shows up as a ThreadSanitizer report. It also checks the GEMM against a
-// naive loop, so a run that did nothing cannot pass.
+// a shared-memory race shows up as a ThreadSanitizer report — for the tensor-core GEMM also a
+// stage overwritten by cp.async while another warp still reads it, a staging row read before
+// its warp wrote it, or split-K partial sums read before their block counted them. It also
+// checks the GEMMs against a naive loop, so a run that did nothing cannot pass.
 #include <cstdio>
 #include <vector>
 
@@ -10,6 +12,9 @@
 
 extern "C" int int8rt_sim_launch(const char* name, const unsigned* grid, const unsigned* block, const void* params,
                                  size_t params_size, char* err, size_t err_len);
+extern "C" int int8rt_sim_launch_ex(const char* name, const unsigned* grid, const unsigned* block, unsigned dyn_smem,
+                                    unsigned flags, const void* params, size_t params_size, unsigned long long* stats,
+                                    char* err, size_t err_len);
 
 template <class P>
 static bool launch(const char* name, unsigned gx, unsigned gy, const P& p) {
@@ -55,6 +60,52 @@ int main() {
                 return 1;
             }
         }
+    // The tensor-core GEMM: the 128 × 128 tile (4 warps) over 2 × 2 blocks and 2 k tiles, then
+    // the 16 × 128 tile with K split 3 ways (partial sums, counters, the finishing block), each
+    // with cp.async landing late (at the wait) and early (at issue).
+    std::vector<unsigned> counters(8, 0u);
+    std::vector<int> partials(8 * 3 * 16 * 128, 0);
+    struct Run {
+        const char* name;
+        unsigned threads, smem, gx, gy, gz;
+        int rows, kt_per_split;
+    };
+    const Run runs[] = {{"gemm_mma_128x128_s8", 128, 4 * 256 * 64, 2, 2, 1, m, 2},
+                        {"gemm_mma_16x128_s8", 128, 4 * 144 * 64, 2, 2, 3, 20, 1}};
+    // Three repetitions: ThreadSanitizer sees a race only when the interleaving leaves both
+    // accesses in its shadow memory (a removed barrier was reported in about 2 runs of 3).
+    for (int rep = 0; rep < 3; ++rep)
+    for (const Run& r : runs) {
+        for (unsigned flags : {0u, 1u}) {
+            MmaParams q{};
+            q.g = p;
+            q.g.m = r.rows;
+            q.partials = partials.data();
+            q.counters = counters.data();
+            q.kt_per_split = r.kt_per_split;
+            std::fill(y.begin(), y.end(), 0x7f7f7f7f);
+            unsigned grid[3] = {r.gx, r.gy, r.gz}, block[3] = {r.threads, 1, 1};
+            char err[512] = {0};
+            if (int8rt_sim_launch_ex(r.name, grid, block, r.smem, flags, &q, sizeof q, nullptr, err, sizeof err) != 0) {
+                std::fprintf(stderr, "%s: %s\n", r.name, err);
+                return 1;
+            }
+            for (int i = 0; i < r.rows; ++i)
+                for (int j = 0; j < n; ++j) {
+                    int acc = 0;
+                    for (int t = 0; t < k; ++t) acc += x[i * ld + t] * w[j * ld + t];
+                    if (y[i * n + j] != acc) {
+                        std::fprintf(stderr, "%s mismatch at %d,%d: %d vs %d\n", r.name, i, j, y[i * n + j], acc);
+                        return 1;
+                    }
+                }
+            for (unsigned c : counters)
+                if (c != 0) {
+                    std::fprintf(stderr, "%s left a split-K counter at %u\n", r.name, c);
+                    return 1;
+                }
+        }
+    }
     // The skinny kernel (warp shuffles), m = 5.
     p.m = 5;
     if (!launch("gemv_dp4a_s8", (n + 7) / 8, 1, p)) return 1;

@@ -103,9 +103,11 @@ struct Inner {
     ordinal: usize,
     name: String,
     cc: (i32, i32),
+    sms: u32,
     source: KernelSource,
     modules: Mutex<HashMap<Module, (Arc<CudaModule>, KernelImage)>>,
-    functions: Mutex<HashMap<KernelId, CudaFunction>>,
+    /// Each loaded function, with the dynamic shared memory it has been allowed (bytes).
+    functions: Mutex<HashMap<KernelId, (CudaFunction, u32)>>,
 }
 
 /// One CUDA device: its primary context, name, compute capability, and the kernel modules
@@ -147,6 +149,10 @@ impl CudaDevice {
             .compute_capability()
             .map_err(|e| drv("cuDeviceGetAttribute", e))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown".into());
+        let sms = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(|e| drv("cuDeviceGetAttribute", e))?
+            .max(1) as u32;
         if cc.0 * 10 + cc.1 < 61 {
             return Err(Error::CudaUnavailable(format!(
                 "{name} has compute capability {}.{}; the dp4a kernels need 6.1 or newer",
@@ -159,6 +165,7 @@ impl CudaDevice {
                 ordinal,
                 name,
                 cc,
+                sms,
                 source,
                 modules: Mutex::new(HashMap::new()),
                 functions: Mutex::new(HashMap::new()),
@@ -177,6 +184,10 @@ impl CudaDevice {
     /// `(major, minor)` compute capability.
     pub fn compute_capability(&self) -> (i32, i32) {
         self.inner.cc
+    }
+    /// Streaming multiprocessors.
+    pub fn sm_count(&self) -> u32 {
+        self.inner.sms
     }
     /// The primary context (to allocate buffers for [`crate::cuda::CudaQuantLinear::forward_device`]).
     pub fn context(&self) -> &Arc<CudaContext> {
@@ -212,6 +223,16 @@ impl CudaDevice {
     fn load(&self, m: Module) -> Result<(Arc<CudaModule>, KernelImage)> {
         let (maj, min) = self.inner.cc;
         let cc = (maj * 10 + min) as u32;
+        if cc < m.min_arch() {
+            return Err(Error::Cuda {
+                context: format!(
+                    "loading kernels/{} on {} (sm_{cc})",
+                    m.file(),
+                    self.inner.name
+                ),
+                detail: format!("its kernels need sm_{} or newer", m.min_arch()),
+            });
+        }
         let mut tried = Vec::new();
         let src = self.inner.source;
         let load = |bytes: Vec<u8>| {
@@ -239,11 +260,11 @@ impl CudaDevice {
             }
         }
         if matches!(src, KernelSource::Auto | KernelSource::Ptx) {
-            match m.ptx().filter(|_| cc >= registry::PTX_ARCH) {
+            match m.ptx().filter(|_| cc >= m.ptx_arch()) {
                 Some(p) => match load(p.to_vec()) {
                     Ok(md) => return Ok((md, KernelImage::Ptx)),
                     // The driver refuses PTX newer than itself (CUDA_ERROR_UNSUPPORTED_PTX_VERSION).
-                    Err(e) => tried.push(format!("PTX compute_{}: {e}", registry::PTX_ARCH)),
+                    Err(e) => tried.push(format!("PTX compute_{}: {e}", m.ptx_arch())),
                 },
                 None => tried.push(format!(
                     "PTX: none built for sm_{cc} ({})",
@@ -271,25 +292,47 @@ impl CudaDevice {
         })
     }
 
-    fn function(&self, k: KernelId) -> Result<CudaFunction> {
-        if let Some(f) = self
+    /// Kernel `k`, allowed at least `smem` bytes of dynamic shared memory (the opt-in above the
+    /// default 48 KiB is set once per function).
+    fn function(&self, k: KernelId, smem: u32) -> Result<CudaFunction> {
+        const DEFAULT_SMEM: u32 = 48 << 10;
+        let cached = self
             .inner
             .functions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&k)
-        {
-            return Ok(f.clone());
-        }
-        let (md, _) = self.module(k.module())?;
-        let f = md
-            .load_function(k.name())
-            .map_err(|e| drv(format!("cuModuleGetFunction({})", k.name()), e))?;
+            .cloned();
+        let (f, allowed) = match cached {
+            Some(v) => v,
+            None => {
+                let (md, _) = self.module(k.module())?;
+                let f = md
+                    .load_function(k.name())
+                    .map_err(|e| drv(format!("cuModuleGetFunction({})", k.name()), e))?;
+                (f, DEFAULT_SMEM)
+            }
+        };
+        let allowed = if smem > allowed {
+            f.set_attribute(
+                sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                smem as i32,
+            )
+            .map_err(|e| {
+                drv(
+                    format!("allowing {} {smem} bytes of shared memory", k.name()),
+                    e,
+                )
+            })?;
+            smem
+        } else {
+            allowed
+        };
         self.inner
             .functions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(k, f.clone());
+            .insert(k, (f.clone(), allowed));
         Ok(f)
     }
 
@@ -358,6 +401,21 @@ impl Exec for CudaExec {
             .alloc_zeros::<T>(len)
             .map_err(|e| drv("cuMemAlloc", e))
     }
+    fn alloc_scratch<T: Elem>(&self, len: usize) -> Result<CudaSlice<T>> {
+        // SAFETY: `T: Elem` is plain data (`bytemuck::Pod`): every bit pattern is a valid `T`, so
+        // memory with unspecified contents is a valid buffer; kernels write it before reading.
+        unsafe { self.stream.alloc::<T>(len) }.map_err(|e| drv("cuMemAlloc", e))
+    }
+    fn arch(&self) -> u32 {
+        let (major, minor) = self.dev.inner.cc;
+        (major * 10 + minor) as u32
+    }
+    fn sm_count(&self) -> u32 {
+        self.dev.inner.sms
+    }
+    fn stream_key(&self) -> usize {
+        Arc::as_ptr(&self.stream) as usize
+    }
     fn upload<T: Elem>(&self, src: &[T]) -> Result<CudaSlice<T>> {
         self.stream
             .clone_htod(src)
@@ -390,11 +448,11 @@ impl Exec for CudaExec {
                 detail: format!("takes {}, given {}", k.params(), P::NAME),
             });
         }
-        let f = self.dev.function(k)?;
+        let f = self.dev.function(k, g.smem)?;
         let cfg = LaunchConfig {
             grid_dim: (g.grid[0], g.grid[1], g.grid[2]),
             block_dim: (g.block[0], g.block[1], g.block[2]),
-            shared_mem_bytes: 0,
+            shared_mem_bytes: g.smem,
         };
         // SAFETY: the caller (cuda::ops) guarantees that every address in `p` is a live buffer
         // of this stream's context, held by a guard until after this call, and large enough for

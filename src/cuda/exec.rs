@@ -27,11 +27,13 @@ pub(crate) trait Elem: bytemuck::Pod + Send + Sync {}
 #[cfg(not(feature = "cuda"))]
 impl<T: bytemuck::Pod + Send + Sync> Elem for T {}
 
-/// A launch geometry: blocks per grid and threads per block.
+/// A launch geometry: blocks per grid, threads per block and bytes of dynamic shared memory per
+/// block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Grid {
     pub grid: [u32; 3],
     pub block: [u32; 3],
+    pub smem: u32,
 }
 
 /// An executor: owns the ordering of its operations (a stream), allocates, copies, launches.
@@ -45,6 +47,10 @@ pub(crate) trait Exec {
 
     /// `len` zeroed elements.
     fn alloc<T: Elem>(&self, len: usize) -> Result<Self::Buf<T>>;
+    /// `len` elements with unspecified contents (scratch a kernel writes before it reads it;
+    /// `T` is plain data, so any bytes are a valid value). The simulation fills them with
+    /// poison, so a kernel that reads scratch it did not write fails its test.
+    fn alloc_scratch<T: Elem>(&self, len: usize) -> Result<Self::Buf<T>>;
     /// A new buffer holding `src`.
     fn upload<T: Elem>(&self, src: &[T]) -> Result<Self::Buf<T>>;
     /// Copy the start of `src` into `dst` and wait for it (`dst.len() ≤ len(src)`).
@@ -55,6 +61,14 @@ pub(crate) trait Exec {
     fn addr<'a, T: Elem>(&'a self, b: &'a Self::Buf<T>) -> (u64, Self::Guard<'a>);
     /// The device address of a buffer the next launch writes.
     fn addr_mut<'a, T: Elem>(&'a self, b: &'a mut Self::Buf<T>) -> (u64, Self::Guard<'a>);
+    /// The device's compute capability, `major · 10 + minor` (the simulation's is chosen by the
+    /// test).
+    fn arch(&self) -> u32;
+    /// The device's streaming multiprocessors.
+    fn sm_count(&self) -> u32;
+    /// Identifies the executor's stream: work with equal keys runs in order, so scratch cached
+    /// under a key may be reused by the next call with that key.
+    fn stream_key(&self) -> usize;
     /// Enqueue kernel `k` with parameter block `p`.
     ///
     /// # Safety

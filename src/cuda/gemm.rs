@@ -2,7 +2,8 @@
 //! uploaded once with its row sums, scales and bias, its accumulator bound proven on upload) and
 //! [`CudaWeights::gemm`] on device activations, with the DESIGN.md §1 epilogue fused. The layer
 //! API (`CudaQuantLinear`) is built on the same host wrapper; this one serves callers that
-//! quantize activations themselves, and the GPU benchmarks.
+//! quantize activations themselves, and the GPU benchmarks. The kernel family (tensor cores or
+//! dp4a, [`GemmKernel`]) is chosen per `CudaWeights` and reported per call.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use cudarc::driver::{CudaSlice, CudaStream};
 use super::driver::{CudaDevice, CudaExec};
 use super::exec::Exec;
 use super::linear::CudaOut;
-use super::ops::{self, DevAct, DevBias, DevOut, GemmDev};
+use super::ops::{self, DevAct, DevBias, DevOut, GemmDev, GemmKernel, ScratchCache};
 use crate::error::{Error, Result};
 use crate::gemm::{check_accumulator_bound, Bias, Path};
 
@@ -51,6 +52,8 @@ pub struct CudaWeights {
     bias_f32: Option<CudaSlice<f32>>,
     wmax: i64,
     bias_bound: i64,
+    kernel: GemmKernel,
+    scratch: ScratchCache<CudaExec>,
 }
 
 impl CudaWeights {
@@ -119,6 +122,8 @@ impl CudaWeights {
             },
             wmax: w.iter().map(|&v| (v as i64).abs()).max().unwrap_or(0),
             bias_bound,
+            kernel: GemmKernel::Auto,
+            scratch: ScratchCache::new(),
         };
         stream.synchronize().map_err(|e| Error::Cuda {
             context: "uploading weights".into(),
@@ -136,7 +141,21 @@ impl CudaWeights {
         self.k
     }
 
-    /// `out[m, n] = epilogue(x[m, k] · Wᵀ)` enqueued on `stream` (no synchronization). Refuses
+    /// The GEMM kernel family [`CudaWeights::gemm`] runs (default [`GemmKernel::Auto`]: the
+    /// tensor cores on sm_80 and newer for 16-byte-aligned activation rows, dp4a otherwise).
+    /// `Err(PathUnavailable)` for the tensor cores on a GPU older than sm_80.
+    pub fn set_kernel(&mut self, kernel: GemmKernel) -> Result<()> {
+        check_kernel(&self.dev, kernel)?;
+        self.kernel = kernel;
+        Ok(())
+    }
+    /// The kernel family in use.
+    pub fn kernel(&self) -> GemmKernel {
+        self.kernel
+    }
+
+    /// `out[m, n] = epilogue(x[m, k] · Wᵀ)` enqueued on `stream` (no synchronization); returns
+    /// the path that ran ([`Path::CudaMma`] or [`Path::CudaDp4a`]). Refuses
     /// shapes whose worst-case accumulator could overflow i32 (`k · max|x − zp| · max|w| +
     /// max|bias|`, with `max|x − zp|` = 128 for `s8` and 255 for `u8`, whose zero points must lie
     /// in `[0, 255]`). Scales and zero points are read on the device and not validated here.
@@ -184,6 +203,7 @@ impl CudaWeights {
                 _ => DevBias::None,
             },
             status: None,
+            kernel: self.kernel,
         };
         let mut o = match out {
             CudaOut::I32(b) => DevOut::I32(b),
@@ -192,8 +212,23 @@ impl CudaWeights {
             CudaOut::Bf16(b) => DevOut::Bf16(b),
             CudaOut::I8(b, q) => DevOut::I8(b, q),
         };
-        ops::gemm::<CudaExec>(&e, &g, &mut o)
+        ops::gemm::<CudaExec>(&e, &g, &mut o, &self.scratch)
     }
+}
+
+/// `Err(PathUnavailable)` when `kernel` forces the tensor cores on a GPU older than sm_80.
+pub(crate) fn check_kernel(dev: &CudaDevice, kernel: GemmKernel) -> Result<()> {
+    let (major, minor) = dev.compute_capability();
+    if matches!(kernel, GemmKernel::Mma(_)) && major < 8 {
+        return Err(Error::PathUnavailable {
+            path: Path::CudaMma,
+            reason: format!(
+                "{} is sm_{major}{minor}; the tensor-core kernels need sm_80 or newer",
+                dev.name()
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn bias_len(b: &Bias<'_>) -> usize {

@@ -9,7 +9,8 @@ use cudarc::driver::{CudaSlice, CudaStream};
 use half::{bf16, f16};
 
 use super::driver::{CudaDevice, CudaExec};
-use super::ops::{self, Axis, DevLinear, DevOut, DevQIn, DevQRef};
+use super::gemm::check_kernel;
+use super::ops::{self, Axis, DevLinear, DevOut, DevQIn, DevQRef, GemmKernel};
 use crate::error::{Error, Result};
 use crate::gemm::{OutBuf, OutQuant, Path};
 use crate::nn::QuantLinear;
@@ -74,6 +75,25 @@ impl CudaQuantLinear {
     /// Output features (`N`).
     pub fn out_features(&self) -> usize {
         self.layer.n
+    }
+
+    /// The GEMM kernel family the forward runs (default [`GemmKernel::Auto`]: the tensor cores
+    /// on sm_80 and newer — the layer's rows are padded to 16 bytes — and dp4a on older GPUs);
+    /// every forward reports the [`Path`] that ran. `Err(PathUnavailable)` for the tensor cores
+    /// on a GPU older than sm_80.
+    pub fn set_kernel(&mut self, kernel: GemmKernel) -> Result<()> {
+        check_kernel(&self.dev, kernel)?;
+        self.layer.kernel = kernel;
+        Ok(())
+    }
+    /// [`CudaQuantLinear::set_kernel`], by value.
+    pub fn with_kernel(mut self, kernel: GemmKernel) -> Result<Self> {
+        self.set_kernel(kernel)?;
+        Ok(self)
+    }
+    /// The kernel family in use.
+    pub fn kernel(&self) -> GemmKernel {
+        self.layer.kernel
     }
 
     /// `out = x · Wᵀ + b` from host memory to host memory on the device's default stream.

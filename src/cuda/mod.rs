@@ -25,6 +25,8 @@ pub mod registry;
 #[cfg(test)]
 pub(crate) mod sim;
 #[cfg(test)]
+mod sim_mma_tests;
+#[cfg(test)]
 mod sim_tests;
 #[cfg(not(feature = "cuda"))]
 mod stub;
@@ -38,7 +40,7 @@ pub use driver::{driver_library_present, probe, CudaDevice, KernelImage, KernelS
 pub use gemm::{CudaActScales, CudaActivations, CudaWeights};
 #[cfg(feature = "cuda")]
 pub use linear::{CudaOut, CudaQuantLinear, CudaQuantized};
-pub use ops::Axis;
+pub use ops::{Axis, GemmKernel, MmaConfig, MmaTile};
 pub use params::Status;
 #[cfg(not(feature = "cuda"))]
 pub use stub::{driver_library_present, probe, CudaDevice};

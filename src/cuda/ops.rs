@@ -5,6 +5,9 @@
 //!
 //! Vocabulary: `ldq` / `lda` / `ldb` are row strides in elements; [`padded_k`] is the stride the
 //! crate gives its own int8 rows (a multiple of 16 so the kernels can read 16 bytes at a time).
+//! For the tensor-core GEMM: `BM × BN` is a thread block's output tile ([`MmaTile`]), `BK` = 64
+//! the k bytes of one pipeline stage, a "k tile" 64 bytes of K, split-K the division of one
+//! output tile's K range among `splits` blocks.
 
 use half::{bf16, f16};
 
@@ -142,11 +145,309 @@ pub(crate) struct GemmDev<'a, E: Exec> {
     pub bias: DevBias<'a, E>,
     /// When its count is non-zero the kernel writes nothing.
     pub status: Option<&'a E::Buf<Status>>,
+    /// Which kernel family runs.
+    pub kernel: GemmKernel,
 }
 
-/// The kernel and grid for an `m × n` GEMM: the skinny kernel for `m ≤ SKINNY_MAX_M`, else the
-/// tiled one; 16-byte loads when both strides allow them.
-pub(crate) fn gemm_plan(
+/// Which GEMM kernel family a device GEMM runs: the CUDA side of the crate's path override
+/// (DESIGN.md §2, chosen per layer or per call, never by a global), reported back as the
+/// [`Path`] the call returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GemmKernel {
+    /// The tensor cores ([`Path::CudaMma`]) on sm_80 and newer when both operands' rows are
+    /// 16-byte aligned (row strides and base addresses multiples of 16, as the crate's own
+    /// buffers are), with the tile and split-K factor of the dispatch table; `dp4a`
+    /// ([`Path::CudaDp4a`]) otherwise.
+    #[default]
+    Auto,
+    /// Always the `dp4a` kernels.
+    Dp4a,
+    /// Always the tensor cores: with the dispatch table's choice, or with the given tile and
+    /// split (for tuning the table). `Err(PathUnavailable)` before sm_80 or for unaligned rows.
+    Mma(Option<MmaConfig>),
+}
+
+/// A tensor-core block tile: rows of X (`M`) × rows of W (`N`) per thread block, one kernel
+/// pair (s8 / u8 activations) in `kernels/gemm_mma.cu` each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MmaTile {
+    /// 16 × 128, 4 warps: decode shapes (`M ≤ 16`).
+    M16N128,
+    /// 64 × 128, 4 warps.
+    M64N128,
+    /// 128 × 128, 4 warps.
+    M128N128,
+    /// 128 × 256, 8 warps.
+    M128N256,
+    /// 256 × 128, 8 warps.
+    M256N128,
+}
+
+impl MmaTile {
+    /// Every tile.
+    pub const ALL: [MmaTile; 5] = [
+        MmaTile::M16N128,
+        MmaTile::M64N128,
+        MmaTile::M128N128,
+        MmaTile::M128N256,
+        MmaTile::M256N128,
+    ];
+    /// Rows of X (and Y) per block (`BM` in the kernel).
+    pub const fn bm(self) -> usize {
+        match self {
+            MmaTile::M16N128 => 16,
+            MmaTile::M64N128 => 64,
+            MmaTile::M128N128 | MmaTile::M128N256 => 128,
+            MmaTile::M256N128 => 256,
+        }
+    }
+    /// Rows of W (columns of Y) per block (`BN`).
+    pub const fn bn(self) -> usize {
+        match self {
+            MmaTile::M128N256 => 256,
+            _ => 128,
+        }
+    }
+    /// Threads per block (`THREADS`).
+    pub const fn threads(self) -> usize {
+        match self {
+            MmaTile::M128N256 | MmaTile::M256N128 => 256,
+            _ => 128,
+        }
+    }
+    /// Pipeline stages (`STAGES`).
+    pub const fn stages(self) -> usize {
+        match self {
+            MmaTile::M128N256 | MmaTile::M256N128 => 3,
+            _ => 4,
+        }
+    }
+    /// Dynamic shared memory per block: `STAGES · (BM + BN) · 64` bytes.
+    pub const fn smem_bytes(self) -> usize {
+        self.stages() * (self.bm() + self.bn()) * MMA_BK
+    }
+    /// The kernel for s8 (`false`) or u8 (`true`) activations.
+    pub(crate) const fn kernel(self, u8_act: bool) -> KernelId {
+        use KernelId::*;
+        match (self, u8_act) {
+            (MmaTile::M16N128, false) => GemmMma16x128S8,
+            (MmaTile::M16N128, true) => GemmMma16x128U8,
+            (MmaTile::M64N128, false) => GemmMma64x128S8,
+            (MmaTile::M64N128, true) => GemmMma64x128U8,
+            (MmaTile::M128N128, false) => GemmMma128x128S8,
+            (MmaTile::M128N128, true) => GemmMma128x128U8,
+            (MmaTile::M128N256, false) => GemmMma128x256S8,
+            (MmaTile::M128N256, true) => GemmMma128x256U8,
+            (MmaTile::M256N128, false) => GemmMma256x128S8,
+            (MmaTile::M256N128, true) => GemmMma256x128U8,
+        }
+    }
+}
+
+/// A tensor-core launch: the block tile and the split-K factor (blocks sharing one output
+/// tile's K range; 1: none). Any split gives the same bits (the partial sums are exact i32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmaConfig {
+    pub tile: MmaTile,
+    pub splits: u32,
+}
+
+/// K bytes per pipeline stage of the tensor-core kernels (`mma::BK`).
+pub(crate) const MMA_BK: usize = 64;
+/// Split-K: the last block of a tile reads the other splits' partial sums alone, so their size
+/// (rows with data × BN × 4 bytes per split) is capped at this.
+const SPLIT_READ_MAX: usize = 64 << 10;
+/// Split-K: at most this many splits, each of at least two 64-byte k tiles.
+const MAX_SPLITS: usize = 16;
+
+/// Shared memory per multiprocessor available to blocks, by compute capability (sm_80 / sm_87:
+/// 164 KiB, sm_90 / sm_100: 228 KiB, the others (sm_86, sm_89, sm_120): 100 KiB).
+fn smem_per_sm(arch: u32) -> usize {
+    match arch {
+        80 | 87 => 164 << 10,
+        90 | 100 | 103 => 228 << 10,
+        _ => 100 << 10,
+    }
+}
+
+/// Registers per thread of a tile's kernel as ptxas reported them at build time (the sm_90
+/// CUBIN for sm_90 and newer, sm_80 otherwise), or 255 when NVRTC did not run at build time.
+fn kernel_registers(tile: MmaTile, arch: u32) -> usize {
+    let want = if arch >= 90 { "sm_90" } else { "sm_80" };
+    let name = tile.kernel(false).name();
+    super::registry::resources()
+        .iter()
+        .find(|r| r.kernel == name && r.arch == want)
+        .map_or(255, |r| r.registers.max(1) as usize)
+}
+
+/// Blocks of `tile` one multiprocessor holds at once: limited by shared memory (1 KiB reserved
+/// per block), threads (2048 per SM; 1536 on sm_86 / sm_89 / sm_120) and registers (64 Ki per
+/// SM, allocated in units of 256 per warp).
+pub(crate) fn resident_blocks(tile: MmaTile, arch: u32) -> usize {
+    let by_smem = smem_per_sm(arch) / (tile.smem_bytes() + 1024);
+    let max_threads = if matches!(arch, 80 | 87 | 90 | 100 | 103) {
+        2048
+    } else {
+        1536
+    };
+    let by_threads = max_threads / tile.threads();
+    let regs_per_warp = (kernel_registers(tile, arch) * 32).div_ceil(256) * 256;
+    let by_regs = 65536 / (regs_per_warp * tile.threads() / 32);
+    by_smem.min(by_threads).min(by_regs).clamp(1, 32)
+}
+
+/// The dispatch table of the tensor-core GEMM: the block tile for `M`, then a split-K factor
+/// when the output tiles cannot fill the GPU. Arithmetic, not yet tuned on a GPU (see
+/// bench/RESULTS-gpu-static.md; `GemmKernel::Mma(Some(..))` and the GPU bench's sweep exist to
+/// tune it):
+/// - `M ≤ 16` (decode): 16 × 128 — the weights stream once, M is padded to 16 rows at most;
+/// - `M ≤ 128`, or 128 × 128 tiles too few to give each multiprocessor one: 64 × 128;
+/// - `M ≤ 256`, or 128 × 128 tiles fewer than two per multiprocessor: 128 × 128;
+/// - larger: the 8-warp 128 × 256 (or 256 × 128 when M > N), whose 64 × 64 warp tiles read
+///   the fewest shared-memory bytes per multiply;
+/// - split-K when the tiles fill less than half the resident-block slots (SMs × blocks per SM):
+///   enough splits to fill them, at most 16, at least two k tiles each, and at most 64 KiB of
+///   partial sums for the finishing block to read.
+pub(crate) fn mma_dispatch(m: usize, n: usize, k: usize, arch: u32, sms: u32) -> MmaConfig {
+    let tiles = |t: MmaTile| m.div_ceil(t.bm()) * n.div_ceil(t.bn());
+    let tile = if m <= 16 {
+        MmaTile::M16N128
+    } else if m <= 128 || tiles(MmaTile::M128N128) < sms as usize {
+        MmaTile::M64N128
+    } else if m <= 256 || tiles(MmaTile::M128N128) < 2 * sms as usize {
+        MmaTile::M128N128
+    } else if n >= m {
+        MmaTile::M128N256
+    } else {
+        MmaTile::M256N128
+    };
+    let ktiles = k.div_ceil(MMA_BK);
+    let slots = sms as usize * resident_blocks(tile, arch);
+    let t = tiles(tile).max(1);
+    let splits = if 2 * t > slots || ktiles < 4 {
+        1
+    } else {
+        let rows = tile.bm().min(m.next_multiple_of(8));
+        let by_traffic = 1 + SPLIT_READ_MAX / (rows * tile.bn() * 4);
+        slots
+            .div_ceil(t)
+            .min(by_traffic)
+            .min(ktiles / 2)
+            .clamp(1, MAX_SPLITS)
+    };
+    MmaConfig {
+        tile,
+        splits: splits as u32,
+    }
+}
+
+/// A tensor-core launch made concrete: grid, k tiles per split, and the split count that
+/// actually results (no empty split).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MmaLaunch {
+    pub tile: MmaTile,
+    pub splits: usize,
+    pub kt_per_split: usize,
+    pub grid: Grid,
+}
+
+impl MmaLaunch {
+    pub(crate) fn new(cfg: MmaConfig, m: usize, n: usize, k: usize) -> Result<MmaLaunch> {
+        if cfg.splits == 0 {
+            return Err(Error::param("split-K factor", "must be at least 1"));
+        }
+        let t = cfg.tile;
+        let ktiles = k.div_ceil(MMA_BK);
+        let want = (cfg.splits as usize).clamp(1, ktiles.max(1));
+        let kt_per_split = ktiles.div_ceil(want).max(1);
+        let splits = ktiles.div_ceil(kt_per_split).max(1);
+        let gy = m.div_ceil(t.bm());
+        if gy > 65535 {
+            return Err(Error::Dimension {
+                what: "m",
+                detail: format!("{m} rows exceed the grid's 65535 row blocks of {}", t.bm()),
+            });
+        }
+        let gx = u32::try_from(n.div_ceil(t.bn())).map_err(|_| Error::Dimension {
+            what: "n",
+            detail: format!("{n} columns exceed the grid"),
+        })?;
+        Ok(MmaLaunch {
+            tile: t,
+            splits,
+            kt_per_split,
+            grid: Grid {
+                grid: [gx, gy as u32, splits as u32],
+                block: [t.threads() as u32, 1, 1],
+                smem: t.smem_bytes() as u32,
+            },
+        })
+    }
+    /// Output tiles (blocks per split).
+    pub(crate) fn tiles(&self) -> usize {
+        self.grid.grid[0] as usize * self.grid.grid[1] as usize
+    }
+    /// i32 partial sums the split-K scratch holds (`[tiles][splits][BM · BN]`).
+    pub(crate) fn partials_len(&self) -> usize {
+        self.tiles() * self.splits * self.tile.bm() * self.tile.bn()
+    }
+}
+
+/// The scratch of split-K launches: partial sums and per-tile counters (zero between launches:
+/// each tile's finishing block re-zeroes its counter).
+pub(crate) struct SplitScratch<E: Exec> {
+    partials: E::Buf<i32>,
+    counters: E::Buf<u32>,
+}
+
+/// Split-K scratch kept per stream (by [`Exec::stream_key`]): calls on one stream run in order,
+/// so one scratch serves them all; calls on other streams get their own. A call takes its
+/// stream's scratch out while it enqueues, so two threads enqueuing on one stream never share.
+pub(crate) struct ScratchCache<E: Exec> {
+    slots: std::sync::Mutex<Vec<(usize, SplitScratch<E>)>>,
+}
+
+impl<E: Exec> ScratchCache<E> {
+    pub(crate) fn new() -> Self {
+        ScratchCache {
+            slots: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+    fn take(&self, e: &E, partials: usize, counters: usize) -> Result<SplitScratch<E>> {
+        let key = e.stream_key();
+        let found = {
+            let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            s.iter()
+                .position(|(k, _)| *k == key)
+                .map(|i| s.swap_remove(i).1)
+        };
+        match found {
+            Some(sc) if E::len(&sc.partials) >= partials && E::len(&sc.counters) >= counters => {
+                Ok(sc)
+            }
+            // Too small (dropped: a stream-ordered free after the work that used it) or none.
+            _ => Ok(SplitScratch {
+                partials: e.alloc_scratch::<i32>(partials.max(1))?,
+                counters: e.alloc::<u32>(counters.max(1))?,
+            }),
+        }
+    }
+    fn put(&self, e: &E, sc: SplitScratch<E>) {
+        const KEEP: usize = 8;
+        let key = e.stream_key();
+        let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        s.retain(|(k, _)| *k != key);
+        if s.len() >= KEEP {
+            s.remove(0);
+        }
+        s.push((key, sc));
+    }
+}
+
+/// The kernel and grid of the `dp4a` GEMM for an `m × n` product: the skinny kernel for
+/// `m ≤ SKINNY_MAX_M`, else the tiled one; 16-byte loads when both strides allow them.
+pub(crate) fn dp4a_plan(
     m: usize,
     n: usize,
     u8_act: bool,
@@ -170,6 +471,7 @@ pub(crate) fn gemm_plan(
             Grid {
                 grid: [gx, 1, 1],
                 block,
+                smem: 0,
             },
         ));
     }
@@ -195,13 +497,58 @@ pub(crate) fn gemm_plan(
         Grid {
             grid: [gx, gy as u32, 1],
             block,
+            smem: 0,
         },
     ))
 }
 
-/// Run a device GEMM. Checks every length the kernel indexes, then launches. The accumulator
-/// bound (DESIGN.md §1) is the caller's: layers prove it when they are built.
-pub(crate) fn gemm<E: Exec>(e: &E, g: &GemmDev<'_, E>, out: &mut DevOut<'_, E>) -> Result<Path> {
+/// The path a GEMM takes: `Some(config)` for the tensor cores, `None` for dp4a (DESIGN.md §2:
+/// chosen from the GPU's compute capability, overridable, reported).
+fn choose_kernel(
+    kernel: GemmKernel,
+    arch: u32,
+    aligned: bool,
+    (m, n, k): (usize, usize, usize),
+    sms: u32,
+) -> Result<Option<MmaConfig>> {
+    const MMA_ARCH: u32 = 80;
+    match kernel {
+        GemmKernel::Dp4a => Ok(None),
+        GemmKernel::Auto => {
+            Ok((arch >= MMA_ARCH && aligned).then(|| mma_dispatch(m, n, k, arch, sms)))
+        }
+        GemmKernel::Mma(cfg) => {
+            if arch < MMA_ARCH {
+                return Err(Error::PathUnavailable {
+                    path: Path::CudaMma,
+                    reason: format!(
+                        "the tensor-core kernels need sm_80 or newer; this GPU is sm_{arch}"
+                    ),
+                });
+            }
+            if !aligned {
+                return Err(Error::PathUnavailable {
+                    path: Path::CudaMma,
+                    reason: "the tensor-core kernels need 16-byte-aligned rows (lda, ldb and both base addresses multiples of 16)".into(),
+                });
+            }
+            Ok(Some(
+                cfg.unwrap_or_else(|| mma_dispatch(m, n, k, arch, sms)),
+            ))
+        }
+    }
+}
+
+/// Run a device GEMM. Checks every length the kernel indexes, chooses the kernel (`g.kernel`,
+/// the GPU's architecture, the operands' alignment), then launches; split-K scratch comes from
+/// `scratch`. Returns the path that ran. The accumulator bound (DESIGN.md §1) is the caller's:
+/// layers prove it when they are built.
+pub(crate) fn gemm<E: Exec>(
+    e: &E,
+    g: &GemmDev<'_, E>,
+    out: &mut DevOut<'_, E>,
+    scratch: &ScratchCache<E>,
+) -> Result<Path> {
     let (m, n, k) = (g.m, g.n, g.k);
     check_out_kind(out.kind(), matches!(g.bias, DevBias::F32(_)))?;
     let (mi, ni, ki) = (to_i32("m", m)?, to_i32("n", n)?, to_i32("k", k)?);
@@ -236,23 +583,28 @@ pub(crate) fn gemm<E: Exec>(e: &E, g: &GemmDev<'_, E>, out: &mut DevOut<'_, E>) 
     if out.len() < yl {
         return Err(Error::shape("output [m, n]", yl, out.len()));
     }
-    if m == 0 || n == 0 {
-        return Ok(Path::CudaDp4a);
-    }
 
     let (x, _gx) = match g.x {
         DevAct::S8(b) => e.addr(b),
         DevAct::U8(b) => e.addr(b),
     };
     let (w, _gw) = e.addr(g.w);
-    // 16-byte loads need 16-byte strides and base addresses (allocations are 256-byte aligned,
-    // but the check costs nothing and covers any buffer).
+    // 16-byte loads (and cp.async) need 16-byte strides and base addresses (allocations are
+    // 256-byte aligned, but the check costs nothing and covers any buffer).
     let u8_act = matches!(g.x, DevAct::U8(_));
     let aligned = g.lda.is_multiple_of(ROW_ALIGN)
         && g.ldb.is_multiple_of(ROW_ALIGN)
         && x.is_multiple_of(ROW_ALIGN as u64)
         && w.is_multiple_of(ROW_ALIGN as u64);
-    let (kid, grid) = gemm_plan(m, n, u8_act, aligned)?;
+    let mma = choose_kernel(g.kernel, e.arch(), aligned, (m, n, k), e.sm_count())?;
+    let path = if mma.is_some() {
+        Path::CudaMma
+    } else {
+        Path::CudaDp4a
+    };
+    if m == 0 || n == 0 {
+        return Ok(path);
+    }
     let (wsum, _gs) = e.addr(g.wsum);
     let (w_scale, _gws) = e.addr(g.w_scale);
     let (act_scale, _gas) = e.addr(g.act_scale);
@@ -282,12 +634,12 @@ pub(crate) fn gemm<E: Exec>(e: &E, g: &GemmDev<'_, E>, out: &mut DevOut<'_, E>) 
         None => (0, None),
     };
     let kind = out.kind();
-    let (out_kind, oq) = match kind {
-        OutKind::I32 => (OUT_I32, OutQuant::symmetric(1.0)),
-        OutKind::F32 => (OUT_F32, OutQuant::symmetric(1.0)),
-        OutKind::F16 => (OUT_F16, OutQuant::symmetric(1.0)),
-        OutKind::Bf16 => (OUT_BF16, OutQuant::symmetric(1.0)),
-        OutKind::I8(q) => (OUT_I8, q),
+    let (out_kind, oq, elem_bytes) = match kind {
+        OutKind::I32 => (OUT_I32, OutQuant::symmetric(1.0), 4),
+        OutKind::F32 => (OUT_F32, OutQuant::symmetric(1.0), 4),
+        OutKind::F16 => (OUT_F16, OutQuant::symmetric(1.0), 2),
+        OutKind::Bf16 => (OUT_BF16, OutQuant::symmetric(1.0), 2),
+        OutKind::I8(q) => (OUT_I8, q, 1),
     };
     let (y, _gy) = match out {
         DevOut::I32(b) => e.addr_mut(*b),
@@ -323,14 +675,62 @@ pub(crate) fn gemm<E: Exec>(e: &E, g: &GemmDev<'_, E>, out: &mut DevOut<'_, E>) 
             out_qmax: oq.qmax,
         },
     };
-    // SAFETY: every address comes from a buffer of `e` whose guard lives to the end of this
-    // function; the lengths checked above cover every index the kernel forms: x rows
-    // i < m at i·lda + [0, k), w rows j < n at j·ldb + [0, k) (16-byte reads only below
-    // k rounded down to 16, and only when strides and base addresses are multiples of 16, as
-    // checked for `aligned`), wsum / w_scale / bias [0, n), act_scale / act_zp [0, m) per row or [0] per
-    // tensor, y [0, m·n), status [0]. `GemmParams` is the block of every GEMM kernel.
-    unsafe { e.launch(kid, grid, &p)? };
-    Ok(Path::CudaDp4a)
+    let Some(cfg) = mma else {
+        let (kid, grid) = dp4a_plan(m, n, u8_act, aligned)?;
+        // SAFETY: every address comes from a buffer of `e` whose guard lives to the end of this
+        // function; the lengths checked above cover every index the kernel forms: x rows
+        // i < m at i·lda + [0, k), w rows j < n at j·ldb + [0, k) (16-byte reads only below
+        // k rounded down to 16, and only when strides and base addresses are multiples of 16, as
+        // checked for `aligned`), wsum / w_scale / bias [0, n), act_scale / act_zp [0, m) per row
+        // or [0] per tensor, y [0, m·n), status [0]. `GemmParams` is the block of every dp4a
+        // GEMM kernel.
+        unsafe { e.launch(kid, grid, &p)? };
+        return Ok(path);
+    };
+
+    let l = MmaLaunch::new(cfg, m, n, k)?;
+    let flags = if n % 2 == 0 && y.is_multiple_of(2 * elem_bytes) {
+        MMA_PAIRED_STORES
+    } else {
+        0
+    };
+    let mut sc = if l.splits > 1 {
+        Some(scratch.take(e, l.partials_len(), l.tiles())?)
+    } else {
+        None
+    };
+    {
+        let (partials, counters, _gp, _gc) = match sc.as_mut() {
+            Some(s) => {
+                let (pa, gp) = e.addr_mut(&mut s.partials);
+                let (ca, gc) = e.addr_mut(&mut s.counters);
+                (pa, ca, Some(gp), Some(gc))
+            }
+            None => (0, 0, None, None),
+        };
+        let q = MmaParams {
+            g: p,
+            partials,
+            counters,
+            kt_per_split: l.kt_per_split as i32,
+            flags,
+        };
+        // SAFETY: as for the dp4a launch above, with these differences: x and w are read by
+        // cp.async in 16-byte pieces at 16-byte-aligned offsets below k of rows < m (< n) only
+        // (the rest zero-filled), which `aligned` (checked, or the path refused) guarantees lie
+        // inside the buffers; y is written in pairs only when `flags` says its row stride is
+        // even and its base aligned to two elements; with splits > 1, partials hold
+        // tiles · splits · BM · BN i32 and counters `tiles` zeroed u32 (the cache allocates them
+        // zeroed, each launch's finishing blocks re-zero them), both at least the sizes asked
+        // of `scratch.take`. The grid is [⌈n/BN⌉, ⌈m/BM⌉, splits] with the tile's block size and
+        // dynamic shared memory, which the kernel checks. `MmaParams` is the block of every
+        // tensor-core kernel.
+        unsafe { e.launch(l.tile.kernel(u8_act), l.grid, &q)? };
+    }
+    if let Some(s) = sc {
+        scratch.put(e, s);
+    }
+    Ok(path)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -429,6 +829,7 @@ pub(crate) fn quantize_activations<E: Exec>(
     let grid = Grid {
         grid: [mi as u32, 1, 1],
         block: [THREADS, 1, 1],
+        smem: 0,
     };
     let mut base = ActQuantParams {
         ldq: ldq as i64,
@@ -754,6 +1155,7 @@ fn elementwise_grid(len: usize) -> Grid {
     Grid {
         grid: [blocks, 1, 1],
         block: [THREADS, 1, 1],
+        smem: 0,
     }
 }
 
@@ -776,6 +1178,10 @@ pub(crate) struct DevLinear<E: Exec> {
     pub bias_i32: Option<E::Buf<i32>>,
     pub mode: ActMode,
     pub static_scale: Option<StaticScale<E>>,
+    /// Which GEMM kernel family the forward runs.
+    pub kernel: GemmKernel,
+    /// Split-K scratch, per stream.
+    pub scratch: ScratchCache<E>,
 }
 
 impl<E: Exec> DevLinear<E> {
@@ -827,6 +1233,8 @@ impl<E: Exec> DevLinear<E> {
             bias_i32,
             mode,
             static_scale,
+            kernel: GemmKernel::Auto,
+            scratch: ScratchCache::new(),
         })
     }
 
@@ -872,8 +1280,9 @@ impl<E: Exec> DevLinear<E> {
             act_zp: zp_buf,
             bias,
             status: Some(&status),
+            kernel: self.kernel,
         };
-        let path = gemm(e, &g, out)?;
+        let path = gemm(e, &g, out, &self.scratch)?;
         check_status(e, &status, &input)?;
         Ok(path)
     }

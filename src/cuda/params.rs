@@ -76,6 +76,20 @@ pub(crate) struct GemmParams {
     pub epi: EpiParams,
 }
 
+/// `MMA_PAIRED_STORES` (a flag of [`MmaParams`]).
+pub(crate) const MMA_PAIRED_STORES: i32 = 1;
+
+/// `struct MmaParams`.
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct MmaParams {
+    pub g: GemmParams,
+    pub partials: u64,
+    pub counters: u64,
+    pub kt_per_split: i32,
+    pub flags: i32,
+}
+
 /// `struct QuantizeParams`.
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 #[repr(C)]
@@ -152,6 +166,7 @@ mod device_repr {
     use super::*;
     use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
     unsafe impl DeviceRepr for GemmParams {}
+    unsafe impl DeviceRepr for MmaParams {}
     unsafe impl DeviceRepr for QuantizeParams {}
     unsafe impl DeviceRepr for DequantizeParams {}
     unsafe impl DeviceRepr for ActQuantParams {}
@@ -161,6 +176,9 @@ mod device_repr {
 
 impl KernelParams for GemmParams {
     const NAME: &'static str = "GemmParams";
+}
+impl KernelParams for MmaParams {
+    const NAME: &'static str = "MmaParams";
 }
 impl KernelParams for QuantizeParams {
     const NAME: &'static str = "QuantizeParams";

@@ -23,8 +23,11 @@ type LaunchFn = unsafe extern "C" fn(
     *const c_char,
     *const u32,
     *const u32,
+    u32,
+    u32,
     *const u8,
     usize,
+    *mut u64,
     *mut c_char,
     usize,
 ) -> i32;
@@ -124,7 +127,7 @@ fn build_and_load() -> std::result::Result<SimLib, String> {
         let lib =
             libloading::Library::new(&so).map_err(|e| format!("loading {}: {e}", so.display()))?;
         let launch = *lib
-            .get::<LaunchFn>(b"int8rt_sim_launch")
+            .get::<LaunchFn>(b"int8rt_sim_launch_ex")
             .map_err(|e| e.to_string())?;
         let count = *lib
             .get::<CountFn>(b"int8rt_sim_kernel_count")
@@ -147,9 +150,36 @@ pub(crate) fn lib() -> &'static SimLib {
     LIB.get_or_init(|| build_and_load().unwrap_or_else(|e| panic!("{e}")))
 }
 
+/// What simulated launches counted (`int8rt_sim_launch_ex`'s statistics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SimStats {
+    /// `ldmatrix` instructions (per warp).
+    pub ldmatrix: u64,
+    /// Extra shared-memory wavefronts those cost: bank conflicts.
+    pub ldmatrix_extra_wavefronts: u64,
+    /// `mma.sync` instructions (per warp).
+    pub mma: u64,
+    /// `cp.async` instructions (per thread).
+    pub cp_async: u64,
+}
+
+impl SimStats {
+    fn add(&mut self, o: SimStats) {
+        self.ldmatrix += o.ldmatrix;
+        self.ldmatrix_extra_wavefronts += o.ldmatrix_extra_wavefronts;
+        self.mma += o.mma;
+        self.cp_async += o.cp_async;
+    }
+}
+
+/// `flags` of a simulated launch: `cp.async` copies land when issued (instead of at the wait
+/// that completes them).
+pub(crate) const CP_ASYNC_EARLY: u32 = 1;
+
 impl SimLib {
-    /// Launch a kernel by name with raw parameter bytes (the simulation's self-test kernels,
-    /// which are not in the registry).
+    /// Launch a kernel by name with raw parameter bytes (also the simulation's self-test
+    /// kernels, which are not in the registry), `smem` bytes of dynamic shared memory and
+    /// `flags`; returns what the launch counted.
     ///
     /// # Safety
     /// `params` is the kernel's parameter block and every address in it is valid for the kernel.
@@ -158,24 +188,33 @@ impl SimLib {
         name: &str,
         grid: [u32; 3],
         block: [u32; 3],
+        smem: u32,
+        flags: u32,
         params: &[u8],
-    ) -> Result<()> {
+    ) -> Result<SimStats> {
         let cname = CString::new(name).map_err(|_| Error::param("kernel name", "contains NUL"))?;
         let mut err = [0 as c_char; 512];
-        // SAFETY: as in `SimExec::launch`; the caller vouches for the parameter block.
+        let mut st = [0u64; 4];
+        // SAFETY: `cname` is NUL-terminated, grid and block point at 3 u32 each, `st` holds the
+        // 4 counts the library writes, `err` has the length passed; the library checks the
+        // parameter block's length against the kernel's sizeof, and the caller vouches for its
+        // addresses.
         let r = unsafe {
             (self.launch)(
                 cname.as_ptr(),
                 grid.as_ptr(),
                 block.as_ptr(),
+                smem,
+                flags,
                 params.as_ptr(),
                 params.len(),
+                st.as_mut_ptr(),
                 err.as_mut_ptr(),
                 err.len(),
             )
         };
         if r != 0 {
-            // SAFETY: the library wrote a NUL-terminated message into `err`.
+            // SAFETY: the library wrote a NUL-terminated message into `err` (snprintf).
             let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }
                 .to_string_lossy()
                 .into_owned();
@@ -184,7 +223,12 @@ impl SimLib {
                 detail: msg,
             });
         }
-        Ok(())
+        Ok(SimStats {
+            ldmatrix: st[0],
+            ldmatrix_extra_wavefronts: st[1],
+            mma: st[2],
+            cp_async: st[3],
+        })
     }
 
     /// Names of the kernels the library registered.
@@ -243,8 +287,40 @@ impl<T: Elem> SimBuf<T> {
     }
 }
 
-/// The simulation executor (stateless: launches run to completion).
-pub(crate) struct SimExec;
+/// The simulation executor: launches run to completion. It plays a GPU of compute capability
+/// `arch` with `sms` multiprocessors (what the GEMM dispatch reads), lands `cp.async` copies late
+/// (at the wait that completes them) unless `cp_async_early`, and sums the launches' statistics.
+pub(crate) struct SimExec {
+    pub arch: u32,
+    pub sms: u32,
+    pub cp_async_early: bool,
+    stats: std::cell::Cell<SimStats>,
+}
+
+impl SimExec {
+    /// An H100 SXM: sm_90, 132 multiprocessors.
+    pub(crate) const fn new() -> Self {
+        SimExec::with_arch(90, 132)
+    }
+    /// A GPU of compute capability `arch` (major · 10 + minor) with `sms` multiprocessors.
+    pub(crate) const fn with_arch(arch: u32, sms: u32) -> Self {
+        SimExec {
+            arch,
+            sms,
+            cp_async_early: false,
+            stats: std::cell::Cell::new(SimStats {
+                ldmatrix: 0,
+                ldmatrix_extra_wavefronts: 0,
+                mma: 0,
+                cp_async: 0,
+            }),
+        }
+    }
+    /// The statistics summed since the last call (then reset).
+    pub(crate) fn take_stats(&self) -> SimStats {
+        self.stats.take()
+    }
+}
 
 impl Exec for SimExec {
     type Buf<T: Elem> = SimBuf<T>;
@@ -253,10 +329,25 @@ impl Exec for SimExec {
     fn alloc<T: Elem>(&self, len: usize) -> Result<SimBuf<T>> {
         Ok(SimBuf::new(len))
     }
+    fn alloc_scratch<T: Elem>(&self, len: usize) -> Result<SimBuf<T>> {
+        let mut b = SimBuf::<T>::new(len);
+        let (o, n) = (b.off, b.bytes());
+        b.mem[o..o + n].fill(0x5A);
+        Ok(b)
+    }
     fn upload<T: Elem>(&self, src: &[T]) -> Result<SimBuf<T>> {
         let mut b = SimBuf::new(src.len());
         b.data_mut().copy_from_slice(src);
         Ok(b)
+    }
+    fn arch(&self) -> u32 {
+        self.arch
+    }
+    fn sm_count(&self) -> u32 {
+        self.sms
+    }
+    fn stream_key(&self) -> usize {
+        0
     }
     fn read<T: Elem>(&self, src: &SimBuf<T>, dst: &mut [T]) -> Result<()> {
         if dst.len() > src.len {
@@ -288,33 +379,25 @@ impl Exec for SimExec {
                 detail: format!("takes {}, given {}", k.params(), P::NAME),
             });
         }
-        let lib = lib();
-        let name = CString::new(k.name()).expect("kernel names have no NUL");
-        let mut err = [0 as c_char; 512];
-        let bytes = bytemuck::bytes_of(p);
-        // SAFETY: `name` is NUL-terminated, grid and block point at 3 u32 each, `bytes` is the
-        // parameter block (its length passed alongside and checked by the library against the
-        // kernel's sizeof), `err` has the length passed; the caller guarantees every address in
-        // the block is a live buffer large enough for the kernel.
-        let r = (lib.launch)(
-            name.as_ptr(),
-            g.grid.as_ptr(),
-            g.block.as_ptr(),
-            bytes.as_ptr(),
-            bytes.len(),
-            err.as_mut_ptr(),
-            err.len(),
-        );
-        if r != 0 {
-            // SAFETY: the library wrote a NUL-terminated message into `err` (snprintf).
-            let msg = std::ffi::CStr::from_ptr(err.as_ptr())
-                .to_string_lossy()
-                .into_owned();
-            return Err(Error::Cuda {
-                context: format!("simulated launch of {}", k.name()),
-                detail: msg,
-            });
-        }
+        let flags = if self.cp_async_early {
+            CP_ASYNC_EARLY
+        } else {
+            0
+        };
+        // SAFETY: the library checks the parameter block's length against the kernel's sizeof
+        // (and `P` is the block `k` takes, checked above); the caller guarantees every address
+        // in it is a live buffer large enough for every index the kernel forms.
+        let st = lib().launch_raw(
+            k.name(),
+            g.grid,
+            g.block,
+            g.smem,
+            flags,
+            bytemuck::bytes_of(p),
+        )?;
+        let mut total = self.stats.get();
+        total.add(st);
+        self.stats.set(total);
         Ok(())
     }
 }

@@ -5,7 +5,10 @@
 use half::{bf16, f16};
 
 use super::exec::Exec;
-use super::ops::{self, Axis, DevAct, DevBias, DevLinear, DevOut, DevQIn, DevQRef, GemmDev};
+use super::ops::{
+    self, Axis, DevAct, DevBias, DevLinear, DevOut, DevQIn, DevQRef, GemmDev, GemmKernel,
+    ScratchCache,
+};
 use super::params::Status;
 use super::registry::KernelId;
 use super::sim::{self, SimExec};
@@ -17,25 +20,25 @@ use crate::quant::{Convention, Granularity, QuantParams, Scheme, TorchDtype};
 use crate::reference;
 
 /// SplitMix64 (the integration tests' generator).
-struct Rng(u64);
+pub(super) struct Rng(u64);
 impl Rng {
-    fn new(seed: u64) -> Self {
+    pub(super) fn new(seed: u64) -> Self {
         Rng(seed ^ 0x9e37_79b9_7f4a_7c15)
     }
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-    fn int(&mut self, lo: i32, hi: i32) -> i32 {
+    pub(super) fn int(&mut self, lo: i32, hi: i32) -> i32 {
         lo + (self.next() % ((hi - lo + 1) as u64)) as i32
     }
-    fn unit(&mut self) -> f32 {
+    pub(super) fn unit(&mut self) -> f32 {
         (self.next() >> 40) as f32 / (1u64 << 24) as f32
     }
-    fn f32s(&mut self, n: usize, sd: f32) -> Vec<f32> {
+    pub(super) fn f32s(&mut self, n: usize, sd: f32) -> Vec<f32> {
         (0..n)
             .map(|_| (self.unit() + self.unit() + self.unit() - 1.5) * sd * 2.0)
             .collect()
@@ -151,7 +154,7 @@ fn first_diff(a: &[u32], b: &[u32]) -> Option<(usize, u32, u32)> {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum ActCase {
+pub(super) enum ActCase {
     S8Tensor,
     U8Tensor,
     S8Rows,
@@ -159,15 +162,19 @@ enum ActCase {
 }
 
 #[derive(Clone, Copy, Debug)]
-enum BiasCase {
+pub(super) enum BiasCase {
     None,
     I32,
     F32,
 }
 
-/// One GEMM through `ops::gemm` in the simulation vs `reference::gemm`, for every output kind.
+/// One GEMM through `ops::gemm` in the simulation vs `reference::gemm`, for every output kind,
+/// on the kernel family `kernel` of executor `e`; the call must report path `want`.
 #[allow(clippy::too_many_arguments)]
-fn check_gemm(
+pub(super) fn check_gemm_on(
+    e: &SimExec,
+    kernel: GemmKernel,
+    want_path: Path,
     rng: &mut Rng,
     m: usize,
     n: usize,
@@ -177,7 +184,7 @@ fn check_gemm(
     aligned: bool,
     extreme: bool,
 ) {
-    let e = SimExec;
+    let scratch = ScratchCache::new();
     let u8_act = matches!(act, ActCase::U8Tensor | ActCase::U8Rows);
     let (xs8, xu8): (Vec<i8>, Vec<u8>) = if extreme {
         (
@@ -338,18 +345,47 @@ fn check_gemm(
                 BiasCase::F32 => DevBias::F32(&bfd),
             },
             status: None,
+            kernel,
         };
-        let path = with_dev_out(&e, &mut got, |o| ops::gemm(&e, &g, o)).unwrap();
-        assert_eq!(path, Path::CudaDp4a);
+        let path = with_dev_out(e, &mut got, |o| ops::gemm(e, &g, o, &scratch)).unwrap();
+        assert_eq!(path, want_path, "{kernel:?} m={m} n={n} k={k}");
         if let Some((i, a, b)) = first_diff(&got.bits(), &want.bits()) {
             panic!(
-                "GEMM m={m} n={n} k={k} {act:?} {bias:?} aligned={aligned} extreme={extreme} {kind:?}: \
+                "GEMM {kernel:?} m={m} n={n} k={k} {act:?} {bias:?} aligned={aligned} extreme={extreme} {kind:?}: \
                  first mismatch at row {} col {}: simulated {a:#x}, reference {b:#x}",
                 i / n.max(1),
                 i % n.max(1)
             );
         }
     }
+}
+
+/// [`check_gemm_on`] with the dp4a kernels.
+#[allow(clippy::too_many_arguments)]
+fn check_gemm(
+    rng: &mut Rng,
+    m: usize,
+    n: usize,
+    k: usize,
+    act: ActCase,
+    bias: BiasCase,
+    aligned: bool,
+    extreme: bool,
+) {
+    let e = SimExec::new();
+    check_gemm_on(
+        &e,
+        GemmKernel::Dp4a,
+        Path::CudaDp4a,
+        rng,
+        m,
+        n,
+        k,
+        act,
+        bias,
+        aligned,
+        extreme,
+    );
 }
 
 #[test]
@@ -472,7 +508,10 @@ fn act_modes() -> Vec<ActivationQuant> {
     ]
 }
 
-/// `DevLinear<SimExec>::forward_host` vs `QuantLinear::forward` on the reference path, bit for bit.
+/// `DevLinear<SimExec>::forward_host` vs `QuantLinear::forward` on the reference path, bit for
+/// bit, on both kernel families: the default (the tensor cores on the simulated sm_90) and the
+/// forced dp4a path, each reporting its path.
+#[allow(clippy::too_many_arguments)]
 fn check_layer(
     rng: &mut Rng,
     m: usize,
@@ -481,6 +520,28 @@ fn check_layer(
     act: ActivationQuant,
     with_bias: bool,
     per_tensor_w: bool,
+) {
+    let seed = rng.next();
+    for (kernel, want) in [
+        (GemmKernel::Auto, Path::CudaMma),
+        (GemmKernel::Dp4a, Path::CudaDp4a),
+    ] {
+        let mut r = Rng::new(seed);
+        check_layer_on(&mut r, m, k, n, act, with_bias, per_tensor_w, kernel, want);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_layer_on(
+    rng: &mut Rng,
+    m: usize,
+    k: usize,
+    n: usize,
+    act: ActivationQuant,
+    with_bias: bool,
+    per_tensor_w: bool,
+    kernel: GemmKernel,
+    want_path: Path,
 ) {
     let w = rng.f32s(n * k, 0.5);
     let bias = rng.f32s(n, 1.0);
@@ -492,8 +553,9 @@ fn check_layer(
         cfg.weights.granularity = Granularity::PerTensor;
     }
     let layer = QuantLinear::from_f32("fc", &w, n, k, with_bias.then_some(&bias[..]), cfg).unwrap();
-    let e = SimExec;
-    let dev = DevLinear::new(&e, &layer).unwrap();
+    let e = SimExec::new();
+    let mut dev = DevLinear::new(&e, &layer).unwrap();
+    dev.kernel = kernel;
     // Inputs: mostly normal, with outliers beyond a static range, a zero row and a constant row.
     let mut x = rng.f32s(m * k, 1.0);
     for (i, v) in x.iter_mut().enumerate() {
@@ -513,10 +575,10 @@ fn check_layer(
         let gpu = dev.forward_host(&e, &x, m, &mut got.as_buf());
         match (cpu, gpu) {
             (Ok(_), Ok(p)) => {
-                assert_eq!(p, Path::CudaDp4a);
+                assert_eq!(p, want_path, "{kernel:?}");
                 if let Some((i, a, b)) = first_diff(&got.bits(), &want.bits()) {
                     panic!(
-                        "layer m={m} k={k} n={n} {act:?} bias={with_bias} {kind:?}: first mismatch at row {} col {}: \
+                        "layer {kernel:?} m={m} k={k} n={n} {act:?} bias={with_bias} {kind:?}: first mismatch at row {} col {}: \
                          simulated {a:#x}, CPU {b:#x}",
                         i / n,
                         i % n
@@ -559,7 +621,7 @@ fn device_layer_reports_non_finite_input_like_the_cpu() {
             },
         )
         .unwrap();
-        let e = SimExec;
+        let e = SimExec::new();
         let dev = DevLinear::new(&e, &layer).unwrap();
         let mut x = rng.f32s(m * k, 1.0);
         x[7] = f32::NAN;
@@ -613,7 +675,7 @@ fn device_layer_edge_shapes() {
 #[test]
 fn quantize_and_dequantize_kernels_match_reference() {
     let mut rng = Rng::new(7);
-    let e = SimExec;
+    let e = SimExec::new();
     let (rows, cols) = (5, 37);
     let mut x = rng.f32s(rows * cols, 2.0);
     x[3] = f32::INFINITY;
@@ -765,7 +827,7 @@ fn dynamic_activation_quantization_matches_cpu_scales_and_integers() {
     // Many rows with distinct ranges (a scale computed as amax · (1/127) instead of amax / 127
     // differs for ~4% of them) and, in some rows, inputs where x · (1/s) and x / s round apart.
     let mut rng = Rng::new(8);
-    let e = SimExec;
+    let e = SimExec::new();
     let (m, k) = (160, 12);
     let mut x = vec![0f32; m * k];
     for r in 0..m {
@@ -915,6 +977,8 @@ fn simulated_warp_shuffles_follow_cuda_semantics() {
                     "sim_selftest_shfl",
                     [1, 1, 1],
                     [64, 1, 1],
+                    0,
+                    0,
                     bytemuck::bytes_of(&p),
                 )
             }

@@ -1,0 +1,308 @@
+// kernels/gemm_mma.cu — the int8 GEMM on the tensor cores (sm_80 and newer) with the DESIGN.md §1
+// epilogue fused: Y[m, n] = epilogue(X[m, k] · W[n, k]ᵀ), X s8 or u8, W s8, both K-contiguous
+// with 16-byte-aligned rows (the host checks; other strides run on gemm_dp4a.cu).
+// I8RT_MIN_ARCH 80
+//
+// One kernel template, several block tiles (the host's dispatch table in src/cuda/ops.rs picks one
+// per M, N, K and architecture):
+//   gemm_mma_16x128   BM 16,  BN 128, 4 warps (1 × 4), warp tile 16 × 32, 4 stages, 36 KiB  (M ≤ 16)
+//   gemm_mma_64x128   BM 64,  BN 128, 4 warps (2 × 2), warp tile 32 × 64, 4 stages, 48 KiB
+//   gemm_mma_128x128  BM 128, BN 128, 4 warps (2 × 2), warp tile 64 × 64, 4 stages, 64 KiB
+//   gemm_mma_128x256  BM 128, BN 256, 8 warps (2 × 4), warp tile 64 × 64, 3 stages, 72 KiB
+//   gemm_mma_256x128  BM 256, BN 128, 8 warps (4 × 2), warp tile 64 × 64, 3 stages, 72 KiB
+// each for s8 and u8 activations (`mma.sync.m16n8k32.row.col.s32.{s8,u8}.s8.s32`).
+//
+// Per block (thread → warp → block):
+// - k advances in stages of BK = 64 bytes. `cp.async` copies 16-byte chunks of the X rows
+//   (A, BM × 64 B) and W rows (B, BN × 64 B) of STAGES − 1 stages ahead into shared memory,
+//   zero-filling past K and past the M / N edges, one commit group per stage;
+// - shared tiles are swizzled: chunk c (16 bytes) of tile row r lives at chunk c ^ ((r >> 1) & 3)
+//   of that row, so the 8 rows one `ldmatrix` matrix reads fall in 8 distinct bank groups (and the
+//   8 chunks a quarter-warp of `cp.async` writes do too): no bank conflicts (the simulation
+//   counts them and the tests require zero);
+// - per 32 bytes of k, each warp loads its A fragments (one `ldmatrix.x4` per 16 rows) and B
+//   fragments (one `ldmatrix.x4` per 16 columns) and issues MT × NT `mma.sync.m16n8k32` into i32
+//   accumulators held in registers;
+// - split-K (gridDim.z > 1, for the small-M shapes that have few tiles): block z covers k tiles
+//   [z · kt_per_split, …); it stores its accumulators to `partials` (rows ≥ M skipped), the last
+//   block of the tile to arrive (a per-tile counter) adds the other splits' partials to its own
+//   and runs the epilogue. Integer sums are exact, so the result has the same bits for every
+//   split count; the counter is reset by that block, ready for the next launch on the stream;
+// - epilogue: 16 rows of a warp's accumulators at a time go through shared memory (staging
+//   rows padded against bank conflicts) so that each lane then handles adjacent column pairs of
+//   whole rows: the integer corrections (zero point · wsum, i32 bias), the float stage and the
+//   output conversion, and one 2-element store per pair when the host says the output's rows and
+//   base are aligned for it; a warp's stores cover contiguous row segments.
+#include "common.cuh"
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#error "gemm_mma.cu needs sm_80 or newer (cp.async, mma.sync.m16n8k32)"
+#endif
+
+namespace mma {
+
+constexpr int BK = 64;           // k bytes per stage
+constexpr int CHUNKS = BK / 16;  // 16-byte chunks per tile row and stage
+
+// Two i32 as one 64-bit word (the first in the low half, as in memory).
+I8RT_INLINE unsigned long long pack2(int lo, int hi) {
+    return (unsigned long long)(unsigned)lo | ((unsigned long long)(unsigned)hi << 32);
+}
+
+// Byte offset of chunk `chunk` of row `row` in a [rows][BK] operand tile (the swizzle above).
+I8RT_INLINE unsigned swz(int row, int chunk) {
+    return (unsigned)(row * BK + ((chunk ^ ((row >> 1) & 3)) << 4));
+}
+
+// A block tile configuration. MT × NT mma tiles (16 × 8 each) per warp.
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int STAGES_>
+struct Config {
+    static constexpr int BM = BM_, BN = BN_, WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, STAGES = STAGES_;
+    static constexpr int THREADS = 32 * WARPS_M * WARPS_N;
+    static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
+    static constexpr int MT = WM / 16, NT = WN / 8;
+    static constexpr int A_BYTES = BM * BK, STAGE_BYTES = (BM + BN) * BK;
+    static constexpr int SMEM = STAGES * STAGE_BYTES;
+    static constexpr int LOADS = (BM + BN) * CHUNKS;  // 16-byte copies per stage
+    static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tiles are whole 16 × 16 pieces");
+    static_assert(STAGES >= 2, "a pipeline needs two stages");
+};
+
+// The epilogue's per-warp staging rows (16 rows of WN words, pitch WN + 8) and the split-K flag,
+// both in the pipeline's shared memory once the main loop is done.
+template <class C>
+constexpr int STAGING_PITCH = C::WN + 8;
+template <class C>
+constexpr int STAGING_WORDS = 16 * STAGING_PITCH<C>;
+template <class C>
+constexpr int FLAG_OFFSET = C::WARPS_M * C::WARPS_N * STAGING_WORDS<C> * 4;
+
+using C16x128 = Config<16, 128, 1, 4, 4>;
+using C64x128 = Config<64, 128, 2, 2, 4>;
+using C128x128 = Config<128, 128, 2, 2, 4>;
+using C128x256 = Config<128, 256, 2, 4, 3>;
+using C256x128 = Config<256, 128, 4, 2, 3>;
+
+static_assert(FLAG_OFFSET<C16x128> + 4 <= C16x128::SMEM && FLAG_OFFSET<C64x128> + 4 <= C64x128::SMEM &&
+                  FLAG_OFFSET<C128x128> + 4 <= C128x128::SMEM && FLAG_OFFSET<C128x256> + 4 <= C128x256::SMEM &&
+                  FLAG_OFFSET<C256x128> + 4 <= C256x128::SMEM,
+              "the epilogue's staging and the split-K flag fit in the pipeline's shared memory");
+
+// Stage `stage` of the pipeline ← k tile `kt` of the block's X rows [bm, bm + BM) and W rows
+// [bn, bn + BN). Chunks past K or past the matrix edge are zero-filled (src-size < 16).
+template <class C>
+I8RT_INLINE void load_stage(const GemmParams& p, int bm, int bn, int stage, int kt) {
+    const unsigned char* xa = static_cast<const unsigned char*>(p.x);
+    const unsigned char* wb = reinterpret_cast<const unsigned char*>(p.w);
+    const long long k0 = (long long)kt * BK;
+    const unsigned base = (unsigned)(stage * C::STAGE_BYTES);
+#pragma unroll
+    for (int i = 0; i < (C::LOADS + C::THREADS - 1) / C::THREADS; ++i) {
+        const int c = (int)threadIdx.x + i * C::THREADS;
+        if (C::LOADS % C::THREADS != 0 && c >= C::LOADS) break;
+        const int row = c / CHUNKS, chunk = c % CHUNKS;
+        const bool is_a = row < C::BM;
+        const int r = is_a ? row : row - C::BM;
+        const int grow = (is_a ? bm : bn) + r;
+        const long long kc = k0 + chunk * 16;
+        const unsigned char* src = is_a ? xa : wb;
+        int bytes = 0;
+        if (grow < (is_a ? p.m : p.n) && kc < p.k) {
+            src += (long long)grow * (is_a ? p.lda : p.ldb) + kc;
+            bytes = p.k - kc >= 16 ? 16 : (int)(p.k - kc);
+        }
+        cp_async_16(base + (is_a ? 0u : (unsigned)C::A_BYTES) + swz(r, chunk), src, bytes);
+    }
+}
+
+// Stop on a launch geometry other than the one this configuration was compiled for (a host bug):
+// the block size and the dynamic shared memory the host reserved.
+template <class C>
+I8RT_INLINE void check_launch() {
+#ifdef I8RT_DEVICE_BUILD
+    unsigned dyn;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn));
+    if (blockDim.x != (unsigned)C::THREADS || dyn < (unsigned)C::SMEM) __trap();
+#else
+    if (blockDim.x != (unsigned)C::THREADS || sim::t_launch->dyn_bytes < (size_t)C::SMEM)
+        sim::fail("gemm_mma: launched with a block size or shared memory other than its configuration's");
+#endif
+}
+
+template <class C, bool U8>
+I8RT_INLINE void body(const MmaParams& q) {
+    check_launch<C>();
+    const GemmParams& p = q.g;
+    if (p.status && p.status->count != 0) return;  // the input had NaN/inf: the host reports it
+    const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp / C::WARPS_N, wn = warp % C::WARPS_N;
+    const int bm = (int)blockIdx.y * C::BM, bn = (int)blockIdx.x * C::BN;
+    const int ktiles = (p.k + BK - 1) / BK;
+    const int kt0 = (int)blockIdx.z * q.kt_per_split;
+    const int kt1 = kt0 + q.kt_per_split < ktiles ? kt0 + q.kt_per_split : ktiles;
+    const int nkt = kt1 > kt0 ? kt1 - kt0 : 0;
+
+    int acc[C::MT][C::NT][4];
+#pragma unroll
+    for (int i = 0; i < C::MT; ++i)
+#pragma unroll
+        for (int j = 0; j < C::NT; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[i][j][e] = 0;
+
+    // Prologue: STAGES − 1 stages in flight (one commit group each, empty past the end).
+#pragma unroll
+    for (int s = 0; s < C::STAGES - 1; ++s) {
+        if (s < nkt) load_stage<C>(p, bm, bn, s, kt0 + s);
+        cp_async_commit();
+    }
+    // Fragment row addresses within a stage: A rows of this lane's ldmatrix matrix (lanes 0–15
+    // rows 0–15 at the low 16 bytes of the 32-byte k step, lanes 16–31 the high 16 bytes); B rows
+    // for a pair of n8 tiles (lanes 0–7: columns 0–7 low, 8–15: columns 0–7 high, 16–23:
+    // columns 8–15 low, 24–31: columns 8–15 high).
+    const int a_row = wm * C::WM + (lane & 15), a_half = lane >> 4;
+    const int b_row = wn * C::WN + (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
+
+    for (int i = 0; i < nkt; ++i) {
+        // Stage i has landed for this thread; after the barrier, for every thread — and every
+        // thread has finished computing on stage i − 1, which the prefetch below overwrites.
+        cp_async_wait<C::STAGES - 2>();
+        block_sync();
+        if (i + C::STAGES - 1 < nkt) load_stage<C>(p, bm, bn, (i + C::STAGES - 1) % C::STAGES, kt0 + i + C::STAGES - 1);
+        cp_async_commit();
+
+        const unsigned a_base = (unsigned)((i % C::STAGES) * C::STAGE_BYTES);
+        const unsigned b_base = a_base + (unsigned)C::A_BYTES;
+#pragma unroll
+        for (int kk = 0; kk < BK / 32; ++kk) {
+            unsigned arow[C::MT], brow[C::NT / 2];
+#pragma unroll
+            for (int mt = 0; mt < C::MT; ++mt) arow[mt] = a_base + swz(a_row + mt * 16, kk * 2 + a_half);
+#pragma unroll
+            for (int np = 0; np < C::NT / 2; ++np) brow[np] = b_base + swz(b_row + np * 16, kk * 2 + b_half);
+            unsigned af[C::MT][4], bq[C::NT / 2][4], bf[C::NT][2];
+            ldsm<4, C::MT>(af, arow);
+            ldsm<4, C::NT / 2>(bq, brow);
+#pragma unroll
+            for (int np = 0; np < C::NT / 2; ++np) {
+                bf[2 * np][0] = bq[np][0];
+                bf[2 * np][1] = bq[np][1];
+                bf[2 * np + 1][0] = bq[np][2];
+                bf[2 * np + 1][1] = bq[np][3];
+            }
+            mma_16832<C::MT, C::NT, U8>(acc, af, bf);
+        }
+    }
+    cp_async_wait<0>();  // (only empty groups remain)
+
+    const int g = lane >> 2, t = lane & 3;
+    const int row0 = bm + wm * C::WM + g;  // + mt · 16 (+ 8): the rows of this thread's accumulators
+
+    // From here on the pipeline's shared memory is reused (the epilogue's staging area and the
+    // split-K flag): every warp must have finished its last ldmatrix.
+    block_sync();
+    if (gridDim.z > 1) {
+        // Split-K: publish this block's partial sums, count the tile, and let the last block of
+        // the tile finish it. Layout: [tile][split][mt · NT + nt][thread] of int4, so each store
+        // and load instruction of a warp covers 512 contiguous bytes.
+        const int splits = (int)gridDim.z;
+        const int tile = (int)(blockIdx.y * gridDim.x + blockIdx.x);
+        const long long per_block = (long long)C::MT * C::NT * C::THREADS;  // int4 per block
+        int4* part = reinterpret_cast<int4*>(q.partials) + ((long long)tile * splits + blockIdx.z) * per_block;
+#pragma unroll
+        for (int mt = 0; mt < C::MT; ++mt) {
+            if (row0 + mt * 16 >= p.m) continue;  // rows past M hold zeros nobody reads
+#pragma unroll
+            for (int nt = 0; nt < C::NT; ++nt) {
+                int4 v;
+                v.x = acc[mt][nt][0];
+                v.y = acc[mt][nt][1];
+                v.z = acc[mt][nt][2];
+                v.w = acc[mt][nt][3];
+                part[(mt * C::NT + nt) * C::THREADS + tid] = v;
+            }
+        }
+        threadfence();  // release: the partials before the counter
+        block_sync();
+        int* last = reinterpret_cast<int*>(dyn_smem() + FLAG_OFFSET<C>);
+        if (tid == 0) {
+            const unsigned arrived = atomicAdd(&q.counters[tile], 1u);
+            *last = arrived == (unsigned)(splits - 1);
+            if (*last) q.counters[tile] = 0u;  // every split has counted: ready for the next launch
+        }
+        block_sync();
+        if (!*last) return;
+        threadfence();  // acquire: the other blocks' partials after their counts
+        for (int s = 0; s < splits; ++s) {
+            if (s == (int)blockIdx.z) continue;
+            const int4* other = reinterpret_cast<const int4*>(q.partials) + ((long long)tile * splits + s) * per_block;
+#pragma unroll
+            for (int mt = 0; mt < C::MT; ++mt) {
+                if (row0 + mt * 16 >= p.m) continue;
+#pragma unroll
+                for (int nt = 0; nt < C::NT; ++nt) {
+                    const int4 v = ldcg_v4(other + (mt * C::NT + nt) * C::THREADS + tid);
+                    // Wrapping adds: each partial and every running sum is a sum over a subset of
+                    // k, bounded like the whole (the host proved the bound), so no step overflows.
+                    acc[mt][nt][0] = (int)((unsigned)acc[mt][nt][0] + (unsigned)v.x);
+                    acc[mt][nt][1] = (int)((unsigned)acc[mt][nt][1] + (unsigned)v.y);
+                    acc[mt][nt][2] = (int)((unsigned)acc[mt][nt][2] + (unsigned)v.z);
+                    acc[mt][nt][3] = (int)((unsigned)acc[mt][nt][3] + (unsigned)v.w);
+                }
+            }
+        }
+    }
+
+    // Epilogue (DESIGN.md §1 steps 1–3), 16 rows of the warp tile at a time: the accumulators
+    // go to the warp's staging rows in shared memory (c0, c1 at (g, 8 nt + 2 t), c2, c3 at
+    // (g + 8, …); a row pitch of WN + 8 words makes each half-warp's 8-byte stores hit 32
+    // distinct banks), then each lane takes adjacent column pairs of whole rows, so a warp's
+    // global stores cover contiguous row segments, two elements per store when `paired`.
+    const bool paired = (q.flags & MMA_PAIRED_STORES) != 0;
+    int* stage = reinterpret_cast<int*>(dyn_smem()) + warp * STAGING_WORDS<C>;
+#pragma unroll
+    for (int mt = 0; mt < C::MT; ++mt) {
+        if (bm + wm * C::WM + mt * 16 >= p.m) break;  // (warp-uniform)
+        __syncwarp();  // the previous slice has been read
+#pragma unroll
+        for (int nt = 0; nt < C::NT; ++nt) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                // 8-byte stores (offsets even, so aligned): a half-warp's 16 cover 32 banks.
+                *reinterpret_cast<unsigned long long*>(stage + (g + 8 * h) * STAGING_PITCH<C> + nt * 8 + 2 * t) =
+                    pack2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
+            }
+        }
+        __syncwarp();
+        constexpr int PAIRS = C::WN / 2;  // column pairs per staged row
+#pragma unroll 1
+        for (int i = lane; i < 16 * PAIRS; i += 32) {
+            const int r = i / PAIRS, c = (i % PAIRS) * 2;
+            const int row = bm + wm * C::WM + mt * 16 + r;
+            const int col = bn + wn * C::WN + c;
+            if (row >= p.m || col >= p.n) continue;
+            const unsigned long long v = *reinterpret_cast<const unsigned long long*>(stage + r * STAGING_PITCH<C> + c);
+            const long long idx = (long long)row * p.ldy + col;
+            const int v0 = corrected_acc(p, (int)(unsigned)v, row, col);
+            if (col + 1 < p.n) {
+                epi_store2(p.epi, p.y, idx, v0, corrected_acc(p, (int)(unsigned)(v >> 32), row, col + 1), row, col,
+                           paired);
+            } else {
+                epi_store(p.epi, p.y, idx, v0, row, col);
+            }
+        }
+    }
+}
+
+}  // namespace mma
+
+I8RT_ENTRY(gemm_mma_16x128_s8, MmaParams, mma::C16x128::THREADS) { mma::body<mma::C16x128, false>(p); }
+I8RT_ENTRY(gemm_mma_16x128_u8, MmaParams, mma::C16x128::THREADS) { mma::body<mma::C16x128, true>(p); }
+I8RT_ENTRY(gemm_mma_64x128_s8, MmaParams, mma::C64x128::THREADS) { mma::body<mma::C64x128, false>(p); }
+I8RT_ENTRY(gemm_mma_64x128_u8, MmaParams, mma::C64x128::THREADS) { mma::body<mma::C64x128, true>(p); }
+I8RT_ENTRY(gemm_mma_128x128_s8, MmaParams, mma::C128x128::THREADS) { mma::body<mma::C128x128, false>(p); }
+I8RT_ENTRY(gemm_mma_128x128_u8, MmaParams, mma::C128x128::THREADS) { mma::body<mma::C128x128, true>(p); }
+I8RT_ENTRY(gemm_mma_128x256_s8, MmaParams, mma::C128x256::THREADS) { mma::body<mma::C128x256, false>(p); }
+I8RT_ENTRY(gemm_mma_128x256_u8, MmaParams, mma::C128x256::THREADS) { mma::body<mma::C128x256, true>(p); }
+I8RT_ENTRY(gemm_mma_256x128_s8, MmaParams, mma::C256x128::THREADS) { mma::body<mma::C256x128, false>(p); }
+I8RT_ENTRY(gemm_mma_256x128_u8, MmaParams, mma::C256x128::THREADS) { mma::body<mma::C256x128, true>(p); }

@@ -1,0 +1,841 @@
+//! cuda/sim_mma_tests.rs — the tensor-core path in the host simulation (test builds): first the
+//! simulation's own `ldmatrix`, `mma.sync.m16n8k32` and `cp.async` against the PTX ISA's
+//! documented layouts and semantics (transcribed again here, independently of `sim.h`, on small
+//! operands whose elements are all distinct), then every block tile of `kernels/gemm_mma.cu`
+//! through `cuda::ops` against `reference.rs`, bit for bit: shapes around every tile edge, every
+//! activation case and output kind, split-K at several factors, both `cp.async` timings, zero
+//! bank conflicts; and the path choice (architecture, alignment, forcing) and the dispatch table.
+
+use super::exec::Exec;
+use super::ops::{self, DevAct, DevBias, DevOut, GemmDev, GemmKernel, MmaConfig, MmaTile};
+use super::ops::{mma_dispatch, MmaLaunch, ScratchCache};
+use super::sim::{self, SimExec, SimStats, CP_ASYNC_EARLY};
+use super::sim_tests::{check_gemm_on, ActCase, BiasCase, Rng};
+use crate::gemm::Path;
+
+// ---------------------------------------------------------------------------------------------
+// The PTX ISA layouts, transcribed from "Matrix Fragments for mma.m16n8k32" (.s8 / .u8) and
+// "Warp-level matrix load instruction: ldmatrix".
+// ---------------------------------------------------------------------------------------------
+
+/// (row, col) of element `i` (byte i % 4 of register i / 4) of `lane`'s A fragment (16 × 32).
+fn a_pos(lane: usize, i: usize) -> (usize, usize) {
+    let (g, t) = (lane >> 2, lane % 4);
+    let row = if i < 4 || (8..12).contains(&i) {
+        g
+    } else {
+        g + 8
+    };
+    let col = t * 4 + (i & 3) + if i >= 8 { 16 } else { 0 };
+    (row, col)
+}
+
+/// (row, col) of element `i` of `lane`'s B fragment (32 × 8).
+fn b_pos(lane: usize, i: usize) -> (usize, usize) {
+    let (g, t) = (lane >> 2, lane % 4);
+    (t * 4 + (i & 3) + if i >= 4 { 16 } else { 0 }, g)
+}
+
+/// (row, col) of element `i` of `lane`'s C / D fragment (16 × 8).
+fn c_pos(lane: usize, i: usize) -> (usize, usize) {
+    let (g, t) = (lane >> 2, lane % 4);
+    (g + if i >= 2 { 8 } else { 0 }, t * 2 + (i & 1))
+}
+
+/// A's registers for every lane: `a[lane][r]`, byte b = element 4r + b.
+fn pack_a(a: &[[u8; 32]; 16]) -> Vec<[u32; 4]> {
+    (0..32)
+        .map(|lane| {
+            let mut r = [0u32; 4];
+            for i in 0..16 {
+                let (row, col) = a_pos(lane, i);
+                r[i / 4] |= (a[row][col] as u32) << (8 * (i % 4));
+            }
+            r
+        })
+        .collect()
+}
+
+fn pack_b(b: &[[i8; 8]; 32]) -> Vec<[u32; 2]> {
+    (0..32)
+        .map(|lane| {
+            let mut r = [0u32; 2];
+            for i in 0..8 {
+                let (row, col) = b_pos(lane, i);
+                r[i / 4] |= (b[row][col] as u8 as u32) << (8 * (i % 4));
+            }
+            r
+        })
+        .collect()
+}
+
+fn pack_c(c: &[[i32; 8]; 16]) -> Vec<[i32; 4]> {
+    (0..32)
+        .map(|lane| std::array::from_fn(|i| c[c_pos(lane, i).0][c_pos(lane, i).1]))
+        .collect()
+}
+
+fn unpack_d(d: &[[i32; 4]]) -> [[i32; 8]; 16] {
+    let mut out = [[0i32; 8]; 16];
+    for (lane, regs) in d.iter().enumerate() {
+        for (i, &v) in regs.iter().enumerate() {
+            let (row, col) = c_pos(lane, i);
+            out[row][col] = v;
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct MmaTestParams {
+    a: u64,
+    b: u64,
+    c: u64,
+    d: u64,
+    u8: i32,
+    tiles: i32,
+}
+
+/// `[lane][i][j]` D of the simulated `mma_16832<MT, NT>` for per-lane A (`a[lane][i]`), B
+/// (`b[lane][j]`) and C (`c[lane][i][j]`) registers: MT × NT = 1 × 1 (`tiles` 1) or 2 × 3.
+fn run_mma(
+    a: &[[[u32; 4]; 2]; 32],
+    b: &[[[u32; 2]; 3]; 32],
+    c: &[[[[i32; 4]; 3]; 2]; 32],
+    u8: bool,
+    tiles: i32,
+) -> Box<[[[[i32; 4]; 3]; 2]; 32]> {
+    let mut d = Box::new([[[[0i32; 4]; 3]; 2]; 32]);
+    let p = MmaTestParams {
+        a: a.as_ptr() as u64,
+        b: b.as_ptr() as u64,
+        c: c.as_ptr() as u64,
+        d: d.as_mut_ptr() as u64,
+        u8: i32::from(u8),
+        tiles,
+    };
+    // SAFETY: a, b, c, d hold 32 lanes × 2 × 4, × 3 × 2, × 2 × 3 × 4 values, as the kernel reads
+    // and writes them, and outlive the (synchronous) launch.
+    let st = unsafe {
+        sim::lib().launch_raw(
+            "sim_selftest_mma",
+            [1, 1, 1],
+            [32, 1, 1],
+            0,
+            0,
+            bytemuck::bytes_of(&p),
+        )
+    }
+    .unwrap();
+    assert_eq!(st.mma, if tiles == 1 { 1 } else { 6 });
+    d
+}
+
+/// One simulated m16n8k32 on full matrices (laid out per the ISA above), D returned as a matrix.
+fn mma_once(a: &[[u8; 32]; 16], b: &[[i8; 8]; 32], c: &[[i32; 8]; 16], u8: bool) -> [[i32; 8]; 16] {
+    let (pa, pb, pc) = (pack_a(a), pack_b(b), pack_c(c));
+    let mut ra = [[[0u32; 4]; 2]; 32];
+    let mut rb = [[[0u32; 2]; 3]; 32];
+    let mut rc = [[[[0i32; 4]; 3]; 2]; 32];
+    for lane in 0..32 {
+        ra[lane][0] = pa[lane];
+        rb[lane][0] = pb[lane];
+        rc[lane][0][0] = pc[lane];
+    }
+    let d = run_mma(&ra, &rb, &rc, u8, 1);
+    let d0: Vec<[i32; 4]> = (0..32).map(|l| d[l][0][0]).collect();
+    unpack_d(&d0)
+}
+
+/// D = A · B + C with i32 wrap-around, A read as u8 or s8.
+fn mma_reference(
+    a: &[[u8; 32]; 16],
+    b: &[[i8; 8]; 32],
+    c: &[[i32; 8]; 16],
+    u8: bool,
+) -> [[i32; 8]; 16] {
+    let mut d = *c;
+    for (i, row) in d.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            for k in 0..32 {
+                let av = if u8 {
+                    a[i][k] as i32
+                } else {
+                    a[i][k] as i8 as i32
+                };
+                *v = v.wrapping_add(av * b[k][j] as i32);
+            }
+        }
+    }
+    d
+}
+
+#[test]
+fn simulated_mma_places_every_a_element_where_the_isa_says() {
+    // B selects column 4j + s of A into column j of D (B[k][j] = [k == 4j + s]), so the four
+    // runs s = 0..3 show every A element at its documented place. A's values are distinct
+    // modulo 251 (run 1) and modulo 241 (run 2): an element placed elsewhere shows in both.
+    for modulus in [251usize, 241] {
+        let mut a = [[0u8; 32]; 16];
+        for (i, row) in a.iter_mut().enumerate() {
+            for (k, v) in row.iter_mut().enumerate() {
+                *v = ((i * 32 + k) % modulus) as u8;
+            }
+        }
+        for s in 0..4 {
+            let mut b = [[0i8; 8]; 32];
+            for j in 0..8 {
+                b[4 * j + s][j] = 1;
+            }
+            for u8 in [false, true] {
+                let d = mma_once(&a, &b, &[[0; 8]; 16], u8);
+                for i in 0..16 {
+                    for j in 0..8 {
+                        let want = if u8 {
+                            a[i][4 * j + s] as i32
+                        } else {
+                            a[i][4 * j + s] as i8 as i32
+                        };
+                        assert_eq!(d[i][j], want, "A[{i}][{}] (u8 {u8})", 4 * j + s);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simulated_mma_places_every_b_c_d_element_where_the_isa_says() {
+    // B's 256 elements are all distinct i8 values; A = [k == i + 16 s] brings row i + 16 s of B
+    // into row i of D. Then A = 0 shows D = C element by element (C all distinct).
+    let mut b = [[0i8; 8]; 32];
+    for (k, row) in b.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = ((k * 8 + j) as i32 - 128) as i8;
+        }
+    }
+    for s in 0..2 {
+        let mut a = [[0u8; 32]; 16];
+        for (i, row) in a.iter_mut().enumerate() {
+            row[i + 16 * s] = 1;
+        }
+        let d = mma_once(&a, &b, &[[0; 8]; 16], false);
+        for i in 0..16 {
+            for j in 0..8 {
+                assert_eq!(d[i][j], b[i + 16 * s][j] as i32, "B[{}][{j}]", i + 16 * s);
+            }
+        }
+    }
+    let mut c = [[0i32; 8]; 16];
+    for (i, row) in c.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = (i * 8 + j) as i32 * 1_000_003 - 7;
+        }
+    }
+    assert_eq!(mma_once(&[[0; 32]; 16], &b, &c, false), c);
+}
+
+#[test]
+fn simulated_mma_sums_wrap_and_batches_equal_single_instructions() {
+    let mut rng = Rng::new(31);
+    let mut byte = || rng.int(0, 255) as u8;
+    let a: [[u8; 32]; 16] = std::array::from_fn(|_| std::array::from_fn(|_| byte()));
+    let b: [[i8; 8]; 32] = std::array::from_fn(|_| std::array::from_fn(|_| byte() as i8));
+    // C near the i32 limits: the s32 sums wrap (no .satfinite).
+    let c: [[i32; 8]; 16] = std::array::from_fn(|i| {
+        std::array::from_fn(|j| {
+            if (i + j) % 2 == 0 {
+                i32::MAX - 5
+            } else {
+                i32::MIN + 3
+            }
+        })
+    });
+    for u8 in [false, true] {
+        assert_eq!(
+            mma_once(&a, &b, &c, u8),
+            mma_reference(&a, &b, &c, u8),
+            "u8 {u8}"
+        );
+    }
+    // A batch of 2 × 3 instructions sharing A fragments (rows) and B fragments (columns).
+    let mut rng = Rng::new(32);
+    let mut byte = || rng.int(0, 255) as u8;
+    let aa: [[[u8; 32]; 16]; 2] =
+        std::array::from_fn(|_| std::array::from_fn(|_| std::array::from_fn(|_| byte())));
+    let bb: [[[i8; 8]; 32]; 3] =
+        std::array::from_fn(|_| std::array::from_fn(|_| std::array::from_fn(|_| byte() as i8)));
+    let cc: [[[[i32; 8]; 16]; 3]; 2] = std::array::from_fn(|i| {
+        std::array::from_fn(|j| {
+            std::array::from_fn(|r| {
+                std::array::from_fn(|col| (i * 1000 + j * 100 + r * 8 + col) as i32)
+            })
+        })
+    });
+    let mut ra = [[[0u32; 4]; 2]; 32];
+    let mut rb = [[[0u32; 2]; 3]; 32];
+    let mut rc = [[[[0i32; 4]; 3]; 2]; 32];
+    for i in 0..2 {
+        for (lane, r) in pack_a(&aa[i]).into_iter().enumerate() {
+            ra[lane][i] = r;
+        }
+    }
+    for j in 0..3 {
+        for (lane, r) in pack_b(&bb[j]).into_iter().enumerate() {
+            rb[lane][j] = r;
+        }
+    }
+    for i in 0..2 {
+        for j in 0..3 {
+            for (lane, r) in pack_c(&cc[i][j]).into_iter().enumerate() {
+                rc[lane][i][j] = r;
+            }
+        }
+    }
+    for u8 in [false, true] {
+        let d = run_mma(&ra, &rb, &rc, u8, 6);
+        for i in 0..2 {
+            for j in 0..3 {
+                let dij: Vec<[i32; 4]> = (0..32).map(|l| d[l][i][j]).collect();
+                assert_eq!(
+                    unpack_d(&dij),
+                    mma_reference(&aa[i], &bb[j], &cc[i][j], u8),
+                    "batch element ({i}, {j}), u8 {u8}"
+                );
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct LdsmTestParams {
+    init: u64,
+    rows: u64,
+    out: u64,
+    out2: u64,
+    bytes: i32,
+    num: i32,
+}
+
+#[test]
+fn simulated_ldmatrix_follows_the_isa_and_counts_bank_conflicts() {
+    // 1 KiB of shared memory whose 16-bit elements are all distinct. Two row layouts: rows in
+    // distinct bank groups within each matrix (no conflict), and each matrix's 8 rows in one bank
+    // group (8 wavefronts instead of 1). The second instruction of the batch takes the row
+    // addresses rotated by one lane.
+    let smem: Vec<u8> = (0..512u32)
+        .flat_map(|i| (((i * 37) % 512) as u16 + 1000).to_le_bytes())
+        .collect();
+    let layouts: [(&str, Vec<u32>); 2] = [
+        (
+            "spread",
+            (0..32u32).map(|i| ((i * 5 + 3) % 32) * 16).collect(),
+        ),
+        (
+            "one bank group per matrix",
+            (0..32u32).map(|i| (i % 8) * 128 + (i / 8) * 16).collect(),
+        ),
+    ];
+    for (name, rows) in &layouts {
+        for num in [1usize, 2, 4] {
+            let mut out = [0u32; 128];
+            let mut out2 = [0u32; 128];
+            let p = LdsmTestParams {
+                init: smem.as_ptr() as u64,
+                rows: rows.as_ptr() as u64,
+                out: out.as_mut_ptr() as u64,
+                out2: out2.as_mut_ptr() as u64,
+                bytes: smem.len() as i32,
+                num: num as i32,
+            };
+            // SAFETY: init holds `bytes` bytes, rows 32 offsets inside them (16-byte aligned),
+            // out / out2 32 × 4 words; all outlive the synchronous launch.
+            let st = unsafe {
+                sim::lib().launch_raw(
+                    "sim_selftest_ldmatrix",
+                    [1, 1, 1],
+                    [32, 1, 1],
+                    smem.len() as u32,
+                    0,
+                    bytemuck::bytes_of(&p),
+                )
+            }
+            .unwrap();
+            let word = |off: usize| u32::from_le_bytes(smem[off..off + 4].try_into().unwrap());
+            for (inst, got, rot) in [(1, &out, 0usize), (2, &out2, 1)] {
+                for lane in 0..32 {
+                    for m in 0..num {
+                        // Matrix m's row lane / 4 is addressed by thread 8 m + lane / 4; this
+                        // lane receives its bytes 4 (lane % 4) .. + 3.
+                        let src_thread = 8 * m + lane / 4;
+                        let row = rows[(src_thread + rot) % 32] as usize;
+                        assert_eq!(
+                            got[lane * 4 + m],
+                            word(row + 4 * (lane % 4)),
+                            "{name} .x{num} instruction {inst} lane {lane} matrix {m}"
+                        );
+                    }
+                }
+            }
+            let extra = if name.starts_with("spread") {
+                0
+            } else {
+                num as u64 * (7 + 6)
+            };
+            assert_eq!(
+                (st.ldmatrix, st.ldmatrix_extra_wavefronts),
+                (2, extra),
+                "{name} .x{num}"
+            );
+        }
+    }
+}
+
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C)]
+struct CpAsyncTestParams {
+    src: u64,
+    src_bytes: u64,
+    out: u64,
+}
+
+#[test]
+fn simulated_cp_async_zero_fills_and_completes_groups_in_order() {
+    // Three commit groups per lane; group 0 copies lane % 17 bytes (0..16) and zero-fills the
+    // rest. `wait_group N` completes all but the N most recent groups: in the late mode exactly
+    // those have landed (untouched shared memory reads 0xCD), in the early mode all of them.
+    let src: Vec<u8> = (0..3 * 32 * 16u32)
+        .map(|i| ((i * 7 + 1) % 251) as u8)
+        .collect();
+    let src_bytes: Vec<i32> = (0..32).map(|l| l % 17).collect();
+    for flags in [0, CP_ASYNC_EARLY] {
+        let mut out = vec![0u8; 3 * 3 * 32 * 16];
+        let p = CpAsyncTestParams {
+            src: src.as_ptr() as u64,
+            src_bytes: src_bytes.as_ptr() as u64,
+            out: out.as_mut_ptr() as u64,
+        };
+        // SAFETY: src holds 3 × 32 × 16 bytes (16-byte aligned rows: a Vec<u8> of this size is
+        // allocated 16-byte aligned by the system allocator, and the simulation checks), src_bytes
+        // 32 counts, out 3 × 3 × 32 × 16 bytes; all outlive the launch.
+        let st = unsafe {
+            sim::lib().launch_raw(
+                "sim_selftest_cp_async",
+                [1, 1, 1],
+                [32, 1, 1],
+                3 * 32 * 16,
+                flags,
+                bytemuck::bytes_of(&p),
+            )
+        }
+        .unwrap();
+        assert_eq!(st.cp_async, 3 * 32);
+        for step in 0..3 {
+            for grp in 0..3 {
+                let landed = flags == CP_ASYNC_EARLY || grp <= step;
+                for lane in 0..32 {
+                    for b in 0..16 {
+                        let got = out[((step * 3 + grp) * 32 + lane) * 16 + b];
+                        let want = if !landed {
+                            0xCD
+                        } else if grp == 0 && b as i32 >= src_bytes[lane] {
+                            0
+                        } else {
+                            src[(grp * 32 + lane) * 16 + b]
+                        };
+                        assert_eq!(
+                            got,
+                            want,
+                            "flags {flags} after wait_group {} group {grp} lane {lane} byte {b}",
+                            2 - step
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tensor-core GEMM vs the reference.
+// ---------------------------------------------------------------------------------------------
+
+const ACTS: [ActCase; 4] = [
+    ActCase::S8Tensor,
+    ActCase::U8Tensor,
+    ActCase::S8Rows,
+    ActCase::U8Rows,
+];
+const BIASES: [BiasCase; 3] = [BiasCase::None, BiasCase::I32, BiasCase::F32];
+
+fn forced(tile: MmaTile, splits: u32) -> GemmKernel {
+    GemmKernel::Mma(Some(MmaConfig { tile, splits }))
+}
+
+/// The statistics of the tensor-core launches since the last call: some ldmatrix, mma and
+/// cp.async ran, and no ldmatrix had a bank conflict.
+fn assert_tensor_core_stats(e: &SimExec, what: &str) -> SimStats {
+    let st = e.take_stats();
+    assert!(
+        st.mma > 0 && st.ldmatrix > 0 && st.cp_async > 0,
+        "{what}: {st:?}"
+    );
+    assert_eq!(
+        st.ldmatrix_extra_wavefronts, 0,
+        "{what}: ldmatrix bank conflicts ({st:?})"
+    );
+    st
+}
+
+#[test]
+fn mma_every_tile_matches_reference_around_its_edges() {
+    let mut rng = Rng::new(41);
+    let e = SimExec::new();
+    for (ti, &tile) in MmaTile::ALL.iter().enumerate() {
+        let (bm, bn) = (tile.bm(), tile.bn());
+        // Exact tiles, ± 1 in every dimension (K around the 64-byte stage and the 32-byte mma
+        // step, N odd: unpaired stores), several tiles with ragged edges, a single element,
+        // K = 0 (bias only) and a K that fills more stages than the pipeline holds.
+        for (si, &(m, n, k)) in [
+            (bm, bn, 64),
+            (bm + 1, bn - 1, 65),
+            (bm - 1, bn + 1, 63),
+            (2 * bm + 3, bn + 6, 31),
+            (1, 1, 1),
+            (3, 5, 0),
+            (bm / 2 + 5, 2 * bn - 2, 64 * 6 + 16),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let act = ACTS[(ti + si) % 4];
+            let bias = BIASES[(ti + 2 * si) % 3];
+            check_gemm_on(
+                &e,
+                forced(tile, 1),
+                Path::CudaMma,
+                &mut rng,
+                m,
+                n,
+                k,
+                act,
+                bias,
+                true,
+                false,
+            );
+        }
+        assert_tensor_core_stats(&e, &format!("{tile:?}"));
+    }
+}
+
+#[test]
+fn mma_split_k_gives_the_same_bits_for_every_split() {
+    // Each split count must reproduce the reference exactly (and so each other): partial sums
+    // are exact i32, added by the tile's last block. K = 700 is 11 k tiles: splits of 2, 3, 5
+    // and 16 (clamped to 11) leave a short last split; M = 20 has rows past M in the 16-row and
+    // 64-row tiles, whose partials are skipped.
+    let mut rng = Rng::new(42);
+    let e = SimExec::new();
+    for (ti, tile) in [MmaTile::M16N128, MmaTile::M64N128, MmaTile::M128N128]
+        .into_iter()
+        .enumerate()
+    {
+        for (si, splits) in [1u32, 2, 3, 5, 16].into_iter().enumerate() {
+            let m = if tile == MmaTile::M16N128 { 13 } else { 20 };
+            check_gemm_on(
+                &e,
+                forced(tile, splits),
+                Path::CudaMma,
+                &mut rng,
+                m,
+                130,
+                700,
+                ACTS[(ti + si) % 4],
+                BIASES[si % 3],
+                true,
+                false,
+            );
+        }
+    }
+    assert_tensor_core_stats(&e, "split-K");
+}
+
+#[test]
+fn mma_dispatch_choice_runs_and_matches_reference() {
+    // The default choice (dispatch table) on the simulated H100 for decode-like shapes, where
+    // it splits K, and a tiled one; the plan is printed for the record.
+    let mut rng = Rng::new(43);
+    let e = SimExec::new();
+    for (i, &(m, n, k)) in [
+        (1, 200, 2000),
+        (5, 130, 1500),
+        (40, 140, 600),
+        (150, 260, 200),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let cfg = mma_dispatch(m, n, k, e.arch, e.sms);
+        eprintln!("dispatch m={m} n={n} k={k} on sm_90 × 132: {cfg:?}");
+        if m <= 5 {
+            assert!(cfg.splits > 1, "{cfg:?}");
+        }
+        check_gemm_on(
+            &e,
+            GemmKernel::Auto,
+            Path::CudaMma,
+            &mut rng,
+            m,
+            n,
+            k,
+            ACTS[i % 4],
+            BIASES[(i + 1) % 3],
+            true,
+            false,
+        );
+    }
+    assert_tensor_core_stats(&e, "dispatch");
+}
+
+#[test]
+fn mma_extreme_operands_are_exact() {
+    // All-extreme operands and K = 1200: any saturating step shows (|Σ| ≈ 4 · 10^7).
+    let mut rng = Rng::new(44);
+    let e = SimExec::new();
+    for act in [ActCase::S8Tensor, ActCase::U8Tensor, ActCase::U8Rows] {
+        for splits in [1, 3] {
+            check_gemm_on(
+                &e,
+                forced(MmaTile::M16N128, splits),
+                Path::CudaMma,
+                &mut rng,
+                18,
+                24,
+                1200,
+                act,
+                BiasCase::I32,
+                true,
+                true,
+            );
+        }
+    }
+    assert_tensor_core_stats(&e, "extreme");
+}
+
+#[test]
+fn mma_is_exact_when_cp_async_lands_at_issue() {
+    // The other legal timing of cp.async (copies complete as soon as issued): a kernel that
+    // overwrote a stage still being read would fail here.
+    let mut rng = Rng::new(45);
+    let mut e = SimExec::new();
+    e.cp_async_early = true;
+    for (i, &(tile, m, n, k)) in [
+        (MmaTile::M64N128, 70, 129, 64 * 5 + 3),
+        (MmaTile::M128N256, 129, 257, 64 * 4),
+        (MmaTile::M16N128, 9, 200, 64 * 9 + 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        check_gemm_on(
+            &e,
+            forced(tile, if i == 2 { 3 } else { 1 }),
+            Path::CudaMma,
+            &mut rng,
+            m,
+            n,
+            k,
+            ACTS[i % 4],
+            BIASES[i % 3],
+            true,
+            false,
+        );
+    }
+    assert_tensor_core_stats(&e, "cp.async early");
+}
+
+#[test]
+fn path_choice_follows_architecture_alignment_and_forcing() {
+    let mut rng = Rng::new(46);
+    // Auto: tensor cores on sm_80 / sm_90, dp4a on sm_75 and for unaligned rows.
+    for (arch, aligned, want) in [
+        (80, true, Path::CudaMma),
+        (90, true, Path::CudaMma),
+        (75, true, Path::CudaDp4a),
+        (90, false, Path::CudaDp4a),
+    ] {
+        let e = SimExec::with_arch(arch, 108);
+        check_gemm_on(
+            &e,
+            GemmKernel::Auto,
+            want,
+            &mut rng,
+            17,
+            9,
+            40,
+            ActCase::U8Rows,
+            BiasCase::F32,
+            aligned,
+            false,
+        );
+    }
+    // Forced dp4a on sm_90.
+    check_gemm_on(
+        &SimExec::new(),
+        GemmKernel::Dp4a,
+        Path::CudaDp4a,
+        &mut rng,
+        17,
+        9,
+        40,
+        ActCase::S8Tensor,
+        BiasCase::None,
+        true,
+        false,
+    );
+    // Forced tensor cores where they cannot run: an error naming the path, before any launch.
+    let forced_err = |arch: u32, lda: usize| {
+        let e = SimExec::with_arch(arch, 108);
+        let (m, n, k) = (4, 3, 16);
+        let x = e.upload(&vec![1i8; m * lda]).unwrap();
+        let w = e.upload(&vec![1i8; n * 16]).unwrap();
+        let ones = e.upload(&[1.0f32; 4]).unwrap();
+        let wsum = e.upload(&[16i32; 3]).unwrap();
+        let mut y = e.alloc::<i32>(m * n).unwrap();
+        let g = GemmDev {
+            m,
+            n,
+            k,
+            x: DevAct::S8(&x),
+            lda,
+            w: &w,
+            ldb: 16,
+            wsum: &wsum,
+            w_scale: &ones,
+            act_scale: &ones,
+            per_row: false,
+            act_zp: None,
+            bias: DevBias::None,
+            status: None,
+            kernel: GemmKernel::Mma(None),
+        };
+        let r = ops::gemm(&e, &g, &mut DevOut::I32(&mut y), &ScratchCache::new());
+        assert_eq!(e.take_stats(), SimStats::default(), "nothing may run");
+        r
+    };
+    for (arch, lda) in [(75, 16), (90, 17)] {
+        let err = forced_err(arch, lda).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                crate::Error::PathUnavailable {
+                    path: Path::CudaMma,
+                    ..
+                }
+            ),
+            "sm_{arch} lda {lda}: {err:?}"
+        );
+    }
+    // A zero split factor is refused.
+    let e = SimExec::new();
+    let (m, n, k) = (2, 2, 16);
+    let x = e.upload(&vec![1i8; m * 16]).unwrap();
+    let w = e.upload(&vec![1i8; n * 16]).unwrap();
+    let ones = e.upload(&[1.0f32; 2]).unwrap();
+    let wsum = e.upload(&[16i32; 2]).unwrap();
+    let mut y = e.alloc::<i32>(m * n).unwrap();
+    let g = GemmDev {
+        m,
+        n,
+        k,
+        x: DevAct::S8(&x),
+        lda: 16,
+        w: &w,
+        ldb: 16,
+        wsum: &wsum,
+        w_scale: &ones,
+        act_scale: &ones,
+        per_row: false,
+        act_zp: None,
+        bias: DevBias::None,
+        status: None,
+        kernel: forced(MmaTile::M16N128, 0),
+    };
+    assert!(ops::gemm(&e, &g, &mut DevOut::I32(&mut y), &ScratchCache::new()).is_err());
+}
+
+#[test]
+fn dispatch_table_covers_the_design_shapes_sensibly() {
+    // The table on an H100 (sm_90, 132 SMs) and an A100 (sm_80, 108 SMs) for DESIGN.md §6's
+    // shapes plus 8192³ (printed for bench/RESULTS-gpu-static.md), and invariants everywhere:
+    // a split never exceeds 16, leaves no empty split, keeps the finishing block's read of
+    // partial sums within 64 KiB, and only happens when the tiles cannot fill the GPU.
+    let shapes = [
+        (1, 4096, 4096),
+        (8, 4096, 4096),
+        (32, 4096, 4096),
+        (128, 4096, 4096),
+        (512, 1024, 1024),
+        (1024, 4096, 1024),
+        (2048, 2048, 2048),
+        (8192, 8192, 8192),
+    ];
+    for (arch, sms) in [(90, 132), (80, 108)] {
+        for &(m, k, n) in &shapes {
+            let cfg = mma_dispatch(m, n, k, arch, sms);
+            let l = MmaLaunch::new(cfg, m, n, k).unwrap();
+            eprintln!(
+                "sm_{arch} M={m} K={k} N={n}: {:?}, {} split(s) of {} k tiles, {} blocks ({} resident per SM)",
+                cfg.tile,
+                l.splits,
+                l.kt_per_split,
+                l.tiles() * l.splits,
+                ops::resident_blocks(cfg.tile, arch)
+            );
+        }
+        for m in [
+            1usize, 2, 7, 8, 9, 16, 17, 33, 64, 65, 128, 129, 256, 257, 1000, 5000,
+        ] {
+            for n in [1usize, 64, 300, 4096, 11008] {
+                for k in [1usize, 63, 64, 200, 4096, 16384] {
+                    let cfg = mma_dispatch(m, n, k, arch, sms);
+                    let l = MmaLaunch::new(cfg, m, n, k).unwrap();
+                    let ktiles = k.div_ceil(64);
+                    assert!((1..=16).contains(&l.splits), "{m} {n} {k}: {l:?}");
+                    assert!(
+                        (l.splits - 1) * l.kt_per_split < ktiles.max(1),
+                        "empty split: {l:?}"
+                    );
+                    let rows = cfg.tile.bm().min(m.next_multiple_of(8));
+                    assert!(
+                        (l.splits - 1) * rows * cfg.tile.bn() * 4 <= 64 << 10,
+                        "{l:?}"
+                    );
+                    if l.splits > 1 {
+                        let slots = sms as usize * ops::resident_blocks(cfg.tile, arch);
+                        assert!(2 * l.tiles() <= slots, "split with enough tiles: {l:?}");
+                    }
+                    let t128 = m.div_ceil(128) * n.div_ceil(128);
+                    let want = match m {
+                        0..=16 => Some(MmaTile::M16N128),
+                        17..=128 => Some(MmaTile::M64N128),
+                        _ if t128 < sms as usize => Some(MmaTile::M64N128),
+                        129..=256 => Some(MmaTile::M128N128),
+                        _ => None,
+                    };
+                    if let Some(t) = want {
+                        assert_eq!(cfg.tile, t, "M = {m}");
+                    }
+                }
+            }
+        }
+    }
+    // The big square problem takes the 8-warp tile without a split; decode splits K.
+    let big = mma_dispatch(8192, 8192, 8192, 90, 132);
+    assert_eq!((big.tile, big.splits), (MmaTile::M128N256, 1));
+    let gemv = mma_dispatch(1, 4096, 4096, 90, 132);
+    assert_eq!(gemv.tile, MmaTile::M16N128);
+    assert!(gemv.splits >= 8, "{gemv:?}");
+}
