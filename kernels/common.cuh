@@ -7,7 +7,8 @@
 //
 // Helper layer (thread → warp → block, CUTLASS order):
 //   thread:  dp4a_s8 / dp4a_u8, f32_to_f16_rn / f32_to_bf16_rn, round_shift_clamp, ldg_v4,
-//            ldcg_v4, cp_async_16 / cp_async_commit / cp_async_wait<N> (sm_80), dyn_smem
+//            ldcg_u64, cp_async_16 / cp_async_16_or_zero / cp_async_commit / cp_async_wait<N>
+//            (sm_80), dyn_smem
 //   warp:    lane_id, shfl_xor_u32 / shfl_xor_f32, ldsm<X, N> (N `ldmatrix .x<X>`),
 //            mma_16832<MT, NT, U8> (MT × NT `mma.sync.m16n8k32`) — in the simulation each a
 //            fragment exchange through the per-warp scratch (sim::WarpOp) following the PTX ISA
@@ -131,9 +132,9 @@ I8RT_INLINE int ld_bytes4(const unsigned char* p, long long i, long long end) {
     return (int)v;
 }
 
-// One 16-byte global load cached in L2 only (`ld.global.cg`): data another block wrote during
+// One 8-byte global load cached in L2 only (`ld.global.cg`): data another block wrote during
 // this kernel (split-K partial sums), which this SM's L1 must not serve stale.
-I8RT_INLINE int4 ldcg_v4(const int4* p) { return __ldcg(p); }
+I8RT_INLINE unsigned long long ldcg_u64(const unsigned long long* p) { return __ldcg(p); }
 
 // Shared memory is addressed by byte offsets into the launch's dynamic shared memory
 // (`extern __shared__`, sized by the host at launch): the device converts them to shared-window
@@ -160,6 +161,19 @@ I8RT_INLINE void cp_async_16(unsigned off, const void* src, int src_bytes) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(off)), "l"(src), "r"(src_bytes));
 #else
     sim::cp_async_16(sim::dyn_smem() + off, src, src_bytes);
+#endif
+}
+
+// `cp.async.cg.shared.global [smem + off], [src], 16, ignore-src`: 16 bytes, or 16 zeros when
+// `zero` (src is then not read). Cheaper to issue than a variable src-size.
+I8RT_INLINE void cp_async_16_or_zero(unsigned off, const void* src, bool zero) {
+#ifdef I8RT_DEVICE_BUILD
+    asm volatile(
+        "{\n .reg .pred p;\n setp.ne.b32 p, %2, 0;\n cp.async.cg.shared.global [%0], [%1], 16, p;\n}\n" ::"r"(
+            smem_addr(off)),
+        "l"(src), "r"((int)zero));
+#else
+    sim::cp_async_16(sim::dyn_smem() + off, src, zero ? 0 : 16);
 #endif
 }
 

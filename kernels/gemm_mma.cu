@@ -15,7 +15,8 @@
 // Per block (thread → warp → block):
 // - k advances in stages of BK = 64 bytes. `cp.async` copies 16-byte chunks of the X rows
 //   (A, BM × 64 B) and W rows (B, BN × 64 B) of STAGES − 1 stages ahead into shared memory,
-//   zero-filling past K and past the M / N edges, one commit group per stage;
+//   zero-filling past K and past the M / N edges, one commit group per stage; the one k tile that
+//   can reach past K is loaded first, so the steady-state loads need no K check;
 // - shared tiles are swizzled: chunk c (16 bytes) of tile row r lives at chunk c ^ ((r >> 1) & 3)
 //   of that row, so the 8 rows one `ldmatrix` matrix reads fall in 8 distinct bank groups (and the
 //   8 chunks a quarter-warp of `cp.async` writes do too): no bank conflicts (the simulation
@@ -88,31 +89,73 @@ static_assert(FLAG_OFFSET<C16x128> + 4 <= C16x128::SMEM && FLAG_OFFSET<C64x128> 
                   FLAG_OFFSET<C256x128> + 4 <= C256x128::SMEM,
               "the epilogue's staging and the split-K flag fit in the pipeline's shared memory");
 
-// Stage `stage` of the pipeline ← k tile `kt` of the block's X rows [bm, bm + BM) and W rows
-// [bn, bn + BN). Chunks past K or past the matrix edge are zero-filled (src-size < 16).
-template <class C>
-I8RT_INLINE void load_stage(const GemmParams& p, int bm, int bn, int stage, int kt) {
-    const unsigned char* xa = static_cast<const unsigned char*>(p.x);
-    const unsigned char* wb = reinterpret_cast<const unsigned char*>(p.w);
+// One operand's share of the pipeline's copies for this thread. A stage holds ROWS rows of 64
+// bytes as CHUNKS 16-byte chunks; thread t copies chunk t % CHUNKS of rows t / CHUNKS + j · RPP
+// (RPP = THREADS / CHUNKS rows per pass). Everything that does not depend on k is computed once:
+// the global address of the thread's first row (clamped into the matrix: rows past the edge copy
+// nothing, src-size 0, but keep a valid address), the byte stride between its rows, which rows
+// exist, and the shared offset (the swizzle term (r >> 1) & 3 is the same for all of the thread's
+// rows, RPP being a multiple of 8).
+template <class C, int ROWS>
+struct OperandLoader {
+    static constexpr int RPP = C::THREADS / CHUNKS;
+    static constexpr int ITERS = (ROWS + RPP - 1) / RPP;
+    const unsigned char* src;  // row r0 (clamped), byte chunk · 16
+    long long step;            // bytes from one of this thread's rows to the next (RPP · ld)
+    unsigned valid;            // bit j: row r0 + j · RPP lies inside the matrix
+    unsigned smem;             // shared offset of row r0's chunk within an operand tile
+    int chunk, r0;
+
+    I8RT_INLINE void init(const unsigned char* base, long long ld, int rows, int first_row) {
+        static_assert(RPP % 8 == 0 && ITERS <= 32, "loader geometry");
+        const int tid = (int)threadIdx.x;
+        chunk = tid % CHUNKS;
+        r0 = tid / CHUNKS;
+        valid = 0;
+#pragma unroll
+        for (int j = 0; j < ITERS; ++j)
+            if (r0 + j * RPP < ROWS && first_row + r0 + j * RPP < rows) valid |= 1u << j;
+        const int gr = first_row + r0 < rows ? first_row + r0 : rows - 1;
+        src = base + (long long)gr * ld + chunk * 16;
+        step = (long long)RPP * ld;
+        smem = swz(r0, chunk);
+    }
+
+    // Copies of k tile `k0` (bytes k0 .. k0 + 64) into the operand tile at shared offset `tile`.
+    // `full`: the whole tile lies below K (only rows are checked); otherwise the chunks that
+    // cross or pass K copy what is left of them and zero-fill the rest.
+    template <bool FULL>
+    I8RT_INLINE void load(unsigned tile, long long k0, int k) const {
+        const unsigned char* g = src + k0;
+        if (FULL || k0 + BK <= k) {
+#pragma unroll
+            for (int j = 0; j < ITERS; ++j) {
+                if (ROWS % RPP != 0 && r0 + j * RPP >= ROWS) break;  // threads past a short tile
+                const bool row_ok = (valid >> j) & 1u;
+                cp_async_16_or_zero(tile + smem + (unsigned)(j * RPP * BK), row_ok ? g + j * step : src, !row_ok);
+            }
+        } else {
+            const int left = k - (int)k0 - chunk * 16;  // bytes of this chunk below K
+            const int bytes = left >= 16 ? 16 : (left > 0 ? left : 0);
+#pragma unroll
+            for (int j = 0; j < ITERS; ++j) {
+                if (ROWS % RPP != 0 && r0 + j * RPP >= ROWS) break;
+                const bool row_ok = (valid >> j) & 1u;
+                cp_async_16(tile + smem + (unsigned)(j * RPP * BK), row_ok ? g + j * step : src, row_ok ? bytes : 0);
+            }
+        }
+    }
+};
+
+// Stage `stage` of the pipeline ← k tile `kt` (both operands). FULL: the caller knows the tile
+// lies below K.
+template <class C, bool FULL>
+I8RT_INLINE void load_stage(const OperandLoader<C, C::BM>& la, const OperandLoader<C, C::BN>& lb, int k, int stage,
+                            int kt) {
     const long long k0 = (long long)kt * BK;
     const unsigned base = (unsigned)(stage * C::STAGE_BYTES);
-#pragma unroll
-    for (int i = 0; i < (C::LOADS + C::THREADS - 1) / C::THREADS; ++i) {
-        const int c = (int)threadIdx.x + i * C::THREADS;
-        if (C::LOADS % C::THREADS != 0 && c >= C::LOADS) break;
-        const int row = c / CHUNKS, chunk = c % CHUNKS;
-        const bool is_a = row < C::BM;
-        const int r = is_a ? row : row - C::BM;
-        const int grow = (is_a ? bm : bn) + r;
-        const long long kc = k0 + chunk * 16;
-        const unsigned char* src = is_a ? xa : wb;
-        int bytes = 0;
-        if (grow < (is_a ? p.m : p.n) && kc < p.k) {
-            src += (long long)grow * (is_a ? p.lda : p.ldb) + kc;
-            bytes = p.k - kc >= 16 ? 16 : (int)(p.k - kc);
-        }
-        cp_async_16(base + (is_a ? 0u : (unsigned)C::A_BYTES) + swz(r, chunk), src, bytes);
-    }
+    la.template load<FULL>(base, k0, k);
+    lb.template load<FULL>(base + (unsigned)C::A_BYTES, k0, k);
 }
 
 // Stop on a launch geometry other than the one this configuration was compiled for (a host bug):
@@ -150,10 +193,19 @@ I8RT_INLINE void body(const MmaParams& q) {
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0;
 
+    OperandLoader<C, C::BM> la;
+    OperandLoader<C, C::BN> lb;
+    la.init(static_cast<const unsigned char*>(p.x), p.lda, p.m, bm);
+    lb.init(reinterpret_cast<const unsigned char*>(p.w), p.ldb, p.n, bn);
+
+    // The k tiles in the order they are loaded: the block's last one first — the only one that
+    // may reach past K (integer sums do not care about order), so every load after the first
+    // takes the fast path — then the others from the first: kt(0) = kt1 − 1, kt(i) = kt0 + i − 1.
     // Prologue: STAGES − 1 stages in flight (one commit group each, empty past the end).
 #pragma unroll
     for (int s = 0; s < C::STAGES - 1; ++s) {
-        if (s < nkt) load_stage<C>(p, bm, bn, s, kt0 + s);
+        if (s == 0 && nkt > 0) load_stage<C, false>(la, lb, p.k, 0, kt1 - 1);
+        if (s > 0 && s < nkt) load_stage<C, true>(la, lb, p.k, s, kt0 + s - 1);
         cp_async_commit();
     }
     // Fragment row addresses within a stage: A rows of this lane's ldmatrix matrix (lanes 0–15
@@ -163,15 +215,18 @@ I8RT_INLINE void body(const MmaParams& q) {
     const int a_row = wm * C::WM + (lane & 15), a_half = lane >> 4;
     const int b_row = wn * C::WN + (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
 
+    int read_stage = 0, write_stage = C::STAGES - 1;
     for (int i = 0; i < nkt; ++i) {
         // Stage i has landed for this thread; after the barrier, for every thread — and every
         // thread has finished computing on stage i − 1, which the prefetch below overwrites.
         cp_async_wait<C::STAGES - 2>();
         block_sync();
-        if (i + C::STAGES - 1 < nkt) load_stage<C>(p, bm, bn, (i + C::STAGES - 1) % C::STAGES, kt0 + i + C::STAGES - 1);
+        if (i + C::STAGES - 1 < nkt) load_stage<C, true>(la, lb, p.k, write_stage, kt0 + i + C::STAGES - 2);
         cp_async_commit();
+        write_stage = write_stage + 1 == C::STAGES ? 0 : write_stage + 1;
 
-        const unsigned a_base = (unsigned)((i % C::STAGES) * C::STAGE_BYTES);
+        const unsigned a_base = (unsigned)(read_stage * C::STAGE_BYTES);
+        read_stage = read_stage + 1 == C::STAGES ? 0 : read_stage + 1;
         const unsigned b_base = a_base + (unsigned)C::A_BYTES;
 #pragma unroll
         for (int kk = 0; kk < BK / 32; ++kk) {
@@ -203,23 +258,23 @@ I8RT_INLINE void body(const MmaParams& q) {
     block_sync();
     if (gridDim.z > 1) {
         // Split-K: publish this block's partial sums, count the tile, and let the last block of
-        // the tile finish it. Layout: [tile][split][mt · NT + nt][thread] of int4, so each store
-        // and load instruction of a warp covers 512 contiguous bytes.
+        // the tile finish it. Layout: [tile][split][(mt · NT + nt) · 2 + h][thread] of 8-byte
+        // pairs (c0, c1 of row g when h = 0, c2, c3 of row g + 8 when h = 1), so a warp's store or
+        // load covers 256 contiguous bytes; pairs of rows past M are neither written nor read.
         const int splits = (int)gridDim.z;
         const int tile = (int)(blockIdx.y * gridDim.x + blockIdx.x);
-        const long long per_block = (long long)C::MT * C::NT * C::THREADS;  // int4 per block
-        int4* part = reinterpret_cast<int4*>(q.partials) + ((long long)tile * splits + blockIdx.z) * per_block;
+        constexpr long long PER_BLOCK = (long long)C::MT * C::NT * 2 * C::THREADS;  // pairs per block
+        unsigned long long* part =
+            reinterpret_cast<unsigned long long*>(q.partials) + ((long long)tile * splits + blockIdx.z) * PER_BLOCK;
 #pragma unroll
         for (int mt = 0; mt < C::MT; ++mt) {
-            if (row0 + mt * 16 >= p.m) continue;  // rows past M hold zeros nobody reads
 #pragma unroll
-            for (int nt = 0; nt < C::NT; ++nt) {
-                int4 v;
-                v.x = acc[mt][nt][0];
-                v.y = acc[mt][nt][1];
-                v.z = acc[mt][nt][2];
-                v.w = acc[mt][nt][3];
-                part[(mt * C::NT + nt) * C::THREADS + tid] = v;
+            for (int h = 0; h < 2; ++h) {
+                if (row0 + mt * 16 + 8 * h >= p.m) continue;
+#pragma unroll
+                for (int nt = 0; nt < C::NT; ++nt)
+                    part[((mt * C::NT + nt) * 2 + h) * C::THREADS + tid] =
+                        pack2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
             }
         }
         threadfence();  // release: the partials before the counter
@@ -235,19 +290,21 @@ I8RT_INLINE void body(const MmaParams& q) {
         threadfence();  // acquire: the other blocks' partials after their counts
         for (int s = 0; s < splits; ++s) {
             if (s == (int)blockIdx.z) continue;
-            const int4* other = reinterpret_cast<const int4*>(q.partials) + ((long long)tile * splits + s) * per_block;
+            const unsigned long long* other =
+                reinterpret_cast<const unsigned long long*>(q.partials) + ((long long)tile * splits + s) * PER_BLOCK;
 #pragma unroll
             for (int mt = 0; mt < C::MT; ++mt) {
-                if (row0 + mt * 16 >= p.m) continue;
 #pragma unroll
-                for (int nt = 0; nt < C::NT; ++nt) {
-                    const int4 v = ldcg_v4(other + (mt * C::NT + nt) * C::THREADS + tid);
-                    // Wrapping adds: each partial and every running sum is a sum over a subset of
-                    // k, bounded like the whole (the host proved the bound), so no step overflows.
-                    acc[mt][nt][0] = (int)((unsigned)acc[mt][nt][0] + (unsigned)v.x);
-                    acc[mt][nt][1] = (int)((unsigned)acc[mt][nt][1] + (unsigned)v.y);
-                    acc[mt][nt][2] = (int)((unsigned)acc[mt][nt][2] + (unsigned)v.z);
-                    acc[mt][nt][3] = (int)((unsigned)acc[mt][nt][3] + (unsigned)v.w);
+                for (int h = 0; h < 2; ++h) {
+                    if (row0 + mt * 16 + 8 * h >= p.m) continue;
+#pragma unroll
+                    for (int nt = 0; nt < C::NT; ++nt) {
+                        const unsigned long long v = ldcg_u64(other + ((mt * C::NT + nt) * 2 + h) * C::THREADS + tid);
+                        // Wrapping adds: each partial and every running sum is a sum over a subset
+                        // of k, bounded like the whole (the host proved the bound): no step overflows.
+                        acc[mt][nt][2 * h] = (int)((unsigned)acc[mt][nt][2 * h] + (unsigned)v);
+                        acc[mt][nt][2 * h + 1] = (int)((unsigned)acc[mt][nt][2 * h + 1] + (unsigned)(v >> 32));
+                    }
                 }
             }
         }

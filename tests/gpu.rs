@@ -1,8 +1,9 @@
 //! tests/gpu.rs — the CUDA backend on a real GPU, bit for bit against `reference.rs` and the CPU
-//! layer: the raw GEMM (`CudaWeights`) over a shape table, `CudaQuantLinear` for every
-//! activation mode and output type on host and device buffers and a caller's stream, every
-//! kernel-image path (CUBIN, PTX, run-time NVRTC), the quantize kernels, non-finite inputs, and a
-//! layer shared by threads. Without a GPU every test returns early, unless
+//! layer: the raw GEMM (`CudaWeights`) over a shape table on both kernel families (dp4a and, on
+//! sm_80+, the tensor cores: every block tile, split-K factors, the dispatch table's choice),
+//! `CudaQuantLinear` for every activation mode and output type on host and device buffers and a
+//! caller's stream (reporting the path that ran), every kernel-image path (CUBIN, PTX, run-time
+//! NVRTC), the quantize kernels, non-finite inputs, and a layer shared by threads. Without a GPU every test returns early, unless
 //! `INT8RT_REQUIRE_CUDA=1`, which turns "no GPU" into a failure.
 
 #![cfg(feature = "cuda")]
@@ -16,7 +17,7 @@ use half::{bf16, f16};
 use int8rt::cuda::cudarc::driver::CudaSlice;
 use int8rt::cuda::{
     Axis, CudaActScales, CudaActivations, CudaDevice, CudaOut, CudaQuantized, CudaWeights,
-    KernelImage, KernelSource,
+    GemmKernel, KernelImage, KernelSource, MmaConfig, MmaTile,
 };
 use int8rt::gemm::{
     ActScales, Activations, Bias, Context, GemmArgs, OutBuf, OutKind, OutQuant, Path,
@@ -132,9 +133,34 @@ fn assert_same(got: &HostOut, want: &HostOut, n: usize, what: &str) {
     }
 }
 
+/// Whether this GPU runs the tensor-core kernels (sm_80 and newer).
+fn has_mma(dev: &CudaDevice) -> bool {
+    dev.compute_capability().0 >= 8
+}
+
+/// The path a GEMM on `kernel` must report on `dev` (16-byte-aligned rows).
+fn want_path(dev: &CudaDevice, kernel: GemmKernel) -> Path {
+    match kernel {
+        GemmKernel::Dp4a => Path::CudaDp4a,
+        GemmKernel::Mma(_) => Path::CudaMma,
+        GemmKernel::Auto if has_mma(dev) => Path::CudaMma,
+        GemmKernel::Auto => Path::CudaDp4a,
+    }
+}
+
+/// Rows of `k` bytes at stride `ld` (zero padding).
+fn padded<T: Copy + Default>(v: &[T], rows: usize, k: usize, ld: usize) -> Vec<T> {
+    let mut out = vec![T::default(); (rows * ld).max(1)];
+    for r in 0..rows {
+        out[r * ld..r * ld + k].copy_from_slice(&v[r * k..(r + 1) * k]);
+    }
+    out
+}
+
 /// The raw GEMM vs `reference::gemm` for one shape, s8 and u8, per tensor and per row, every
-/// output kind.
-fn check_gemm(dev: &CudaDevice, rng: &mut Rng, m: usize, n: usize, k: usize) {
+/// output kind, on the kernel family `kernel` (activation rows packed at stride k for dp4a, so
+/// its unaligned kernels run too; padded to 16 bytes otherwise, as the tensor cores need).
+fn check_gemm(dev: &CudaDevice, rng: &mut Rng, m: usize, n: usize, k: usize, kernel: GemmKernel) {
     let s = dev.default_stream();
     let w = rng.i8s(n * k, -127, 127);
     let w_scales: Vec<f32> = (0..n).map(|_| 0.001 + rng.unit() * 0.02).collect();
@@ -143,9 +169,15 @@ fn check_gemm(dev: &CudaDevice, rng: &mut Rng, m: usize, n: usize, k: usize) {
     let xu8 = rng.u8s(m * k, 0, 255);
     let row_scales: Vec<f32> = (0..m).map(|_| 0.002 + rng.unit() * 0.05).collect();
     let row_zps: Vec<i32> = (0..m).map(|_| rng.int(0, 255)).collect();
-    let cw = CudaWeights::new(dev, &w, n, k, &w_scales, Bias::I32(&bias_i)).unwrap();
-    let xs8_d = s.clone_htod(&xs8).unwrap();
-    let xu8_d = s.clone_htod(&xu8).unwrap();
+    let mut cw = CudaWeights::new(dev, &w, n, k, &w_scales, Bias::I32(&bias_i)).unwrap();
+    cw.set_kernel(kernel).unwrap();
+    let lda = if kernel == GemmKernel::Dp4a {
+        k
+    } else {
+        k.next_multiple_of(16)
+    };
+    let xs8_d = s.clone_htod(&padded(&xs8, m, k, lda)).unwrap();
+    let xu8_d = s.clone_htod(&padded(&xu8, m, k, lda)).unwrap();
     let rs_d = s.clone_htod(&row_scales).unwrap();
     let rz_d = s.clone_htod(&row_zps).unwrap();
     let ts_d = s.clone_htod(&[0.0123f32]).unwrap();
@@ -195,38 +227,36 @@ fn check_gemm(dev: &CudaDevice, rng: &mut Rng, m: usize, n: usize, k: usize) {
             let mut want = HostOut::new(kind, m * n);
             reference::gemm(&args, &mut want.as_buf()).unwrap();
             let mut got = HostOut::new(kind, m * n);
-            got.on_device(dev, |o| {
-                let x = match case {
-                    0 | 2 => CudaActivations::S8 { x: &xs8_d, lda: k },
-                    _ => CudaActivations::U8 { x: &xu8_d, lda: k },
-                };
-                let a = match case {
-                    0 => CudaActScales::PerTensor {
-                        scale: &ts_d,
-                        zero_point: None,
-                    },
-                    1 => CudaActScales::PerTensor {
-                        scale: &ts_d,
-                        zero_point: Some(&tz_d),
-                    },
-                    2 => CudaActScales::PerRow {
-                        scales: &rs_d,
-                        zero_points: None,
-                    },
-                    _ => CudaActScales::PerRow {
-                        scales: &rs_d,
-                        zero_points: Some(&rz_d),
-                    },
-                };
-                cw.gemm(&s, m, x, a, o)
-            })
-            .unwrap();
-            assert_same(
-                &got,
-                &want,
-                n,
-                &format!("gemm m={m} n={n} k={k} case {case} {kind:?}"),
-            );
+            let path = got
+                .on_device(dev, |o| {
+                    let x = match case {
+                        0 | 2 => CudaActivations::S8 { x: &xs8_d, lda },
+                        _ => CudaActivations::U8 { x: &xu8_d, lda },
+                    };
+                    let a = match case {
+                        0 => CudaActScales::PerTensor {
+                            scale: &ts_d,
+                            zero_point: None,
+                        },
+                        1 => CudaActScales::PerTensor {
+                            scale: &ts_d,
+                            zero_point: Some(&tz_d),
+                        },
+                        2 => CudaActScales::PerRow {
+                            scales: &rs_d,
+                            zero_points: None,
+                        },
+                        _ => CudaActScales::PerRow {
+                            scales: &rs_d,
+                            zero_points: Some(&rz_d),
+                        },
+                    };
+                    cw.gemm(&s, m, x, a, o)
+                })
+                .unwrap();
+            let what = format!("gemm {kernel:?} m={m} n={n} k={k} case {case} {kind:?}");
+            assert_eq!(path, want_path(dev, kernel), "{what}");
+            assert_same(&got, &want, n, &what);
         }
     }
 }
@@ -235,22 +265,64 @@ fn check_gemm(dev: &CudaDevice, rng: &mut Rng, m: usize, n: usize, k: usize) {
 fn gemm_matches_reference_over_shapes() {
     let Some(dev) = gpu() else { return };
     let mut rng = Rng::new(11);
-    // Every size 1..=17 in one dimension with the others odd, tile edges ± 1, GEMV and deep shapes.
-    for d in 1..=17 {
-        check_gemm(&dev, &mut rng, d, 13, 29);
-        check_gemm(&dev, &mut rng, 9, d, 31);
-        check_gemm(&dev, &mut rng, 10, 7, d);
+    // Both families: dp4a forced, and the default (the tensor cores with the dispatch table's
+    // tile and split on sm_80+). Every size 1..=17 in one dimension with the others odd, tile
+    // edges ± 1, GEMV and deep shapes.
+    for kernel in [GemmKernel::Dp4a, GemmKernel::Auto] {
+        for d in 1..=17 {
+            check_gemm(&dev, &mut rng, d, 13, 29, kernel);
+            check_gemm(&dev, &mut rng, 9, d, 31, kernel);
+            check_gemm(&dev, &mut rng, 10, 7, d, kernel);
+        }
+        for &(m, n, k) in &[
+            (1, 4096, 4096),
+            (8, 257, 1000),
+            (32, 1000, 4096),
+            (127, 129, 95),
+            (128, 128, 128),
+            (129, 255, 257),
+            (300, 70, 4099),
+            (1, 3, 66000),
+        ] {
+            check_gemm(&dev, &mut rng, m, n, k, kernel);
+        }
     }
-    for &(m, n, k) in &[
-        (1, 4096, 4096),
-        (8, 257, 1000),
-        (127, 129, 95),
-        (128, 128, 128),
-        (129, 255, 257),
-        (300, 70, 4099),
-        (1, 3, 66000),
-    ] {
-        check_gemm(&dev, &mut rng, m, n, k);
+}
+
+#[test]
+fn mma_every_tile_and_split_matches_reference() {
+    let Some(dev) = gpu() else { return };
+    if !has_mma(&dev) {
+        // Forcing them is an error naming the path, not a failed launch.
+        let mut cw = CudaWeights::new(&dev, &[1; 16], 1, 16, &[1.0], Bias::None).unwrap();
+        let e = cw.set_kernel(GemmKernel::Mma(None)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                int8rt::Error::PathUnavailable {
+                    path: Path::CudaMma,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        eprintln!("{dev:?} predates sm_80: no tensor-core kernels to test");
+        return;
+    }
+    let mut rng = Rng::new(17);
+    for tile in MmaTile::ALL {
+        let (bm, bn) = (tile.bm(), tile.bn());
+        for splits in [1, 3] {
+            let kernel = GemmKernel::Mma(Some(MmaConfig { tile, splits }));
+            for &(m, n, k) in &[
+                (bm, bn, 64),
+                (bm + 1, bn - 1, 65),
+                (bm - 1, bn + 1, 1000),
+                (2 * bm + 3, 3 * bn + 5, 700),
+            ] {
+                check_gemm(&dev, &mut rng, m, n, k, kernel);
+            }
+        }
     }
 }
 
@@ -300,6 +372,12 @@ fn layer_matches_cpu_layer_host_and_device_buffers() {
     let stream = dev.new_stream().unwrap();
     for (i, act) in act_modes().into_iter().enumerate() {
         for &(m, k, n) in &[(1, 4096, 64), (5, 333, 17), (77, 1024, 200)] {
+            // The default kernel family, and dp4a forced every other time.
+            let kernel = if (i + m) % 2 == 0 {
+                GemmKernel::Auto
+            } else {
+                GemmKernel::Dp4a
+            };
             let w = rng.f32s(n * k, 0.5);
             let bias = rng.f32s(n, 1.0);
             let cfg = LinearConfig {
@@ -309,7 +387,7 @@ fn layer_matches_cpu_layer_host_and_device_buffers() {
             let layer =
                 QuantLinear::from_f32("fc", &w, n, k, (i % 2 == 0).then_some(&bias[..]), cfg)
                     .unwrap();
-            let gl = layer.to_cuda(&dev).unwrap();
+            let gl = layer.to_cuda(&dev).unwrap().with_kernel(kernel).unwrap();
             let x = rng.f32s(m * k, 1.0);
             let xd: CudaSlice<f32> = stream.clone_htod(&x).unwrap();
             for kind in out_kinds() {
@@ -321,7 +399,8 @@ fn layer_matches_cpu_layer_host_and_device_buffers() {
                 let devr = got_d.on_device(&dev, |o| gl.forward_device(&stream, &xd, m, o));
                 match (cpu, host, devr) {
                     (Ok(_), Ok(p1), Ok(p2)) => {
-                        assert_eq!((p1, p2), (Path::CudaDp4a, Path::CudaDp4a));
+                        let path = want_path(&dev, kernel);
+                        assert_eq!((p1, p2), (path, path), "{kernel:?}");
                         let what = format!("layer {act:?} m={m} k={k} n={n} {kind:?}");
                         assert_same(&got, &want, n, &what);
                         assert_same(&got_d, &want, n, &format!("{what} (device buffers)"));
@@ -364,9 +443,13 @@ fn every_kernel_image_path_gives_the_same_bits() {
         let mut y = vec![f32::NAN; m * n];
         match gl.forward(&x, m, &mut OutBuf::F32(&mut y)) {
             Ok(_) => {
-                let img = d
-                    .module_image(int8rt::cuda::registry::Module::GemmDp4a)
-                    .unwrap();
+                // The GEMM module that ran (the tensor cores on sm_80+).
+                let module = if has_mma(&d) {
+                    int8rt::cuda::registry::Module::GemmMma
+                } else {
+                    int8rt::cuda::registry::Module::GemmDp4a
+                };
+                let img = d.module_image(module).unwrap();
                 ran.push(img);
                 assert_eq!(
                     y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),

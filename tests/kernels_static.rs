@@ -1,8 +1,11 @@
 //! tests/kernels_static.rs — what can be checked of the GPU kernels without a GPU, from the
 //! images build.rs compiled with NVRTC: every kernel was compiled for every CUBIN architecture,
-//! none spills registers or uses a stack frame (local memory), and the SASS of every dp4a kernel
-//! contains `IDP.4A` (of every tensor-core kernel, `kernels/gemm_mma*.cu`, `IMMA`) (through `cuobjdump -sass`, found at `$INT8RT_CUOBJDUMP`). CI sets
-//! `INT8RT_REQUIRE_NVRTC=1` (and the cuobjdump path), turning "not compiled here" into a failure.
+//! none spills registers or uses a stack frame (local memory), and the SASS (through
+//! `cuobjdump -sass`, found at `$INT8RT_CUOBJDUMP`) of every dp4a kernel contains `IDP.4A`, of
+//! every tensor-core kernel (`kernels/gemm_mma*.cu`) `IMMA` fed by `LDSM` (ldmatrix) from
+//! shared memory filled by `LDGSTS` (cp.async); the instruction mix of each tensor-core kernel is
+//! printed (bench/RESULTS-gpu-static.md). CI sets `INT8RT_REQUIRE_NVRTC=1` (and the cuobjdump
+//! path), turning "not compiled here" into a failure.
 
 #![cfg(feature = "cuda")]
 
@@ -103,6 +106,40 @@ fn sass_functions(text: &str) -> HashMap<String, String> {
     out
 }
 
+/// Opcodes (the mnemonic before the first `.`) of a SASS function body with their counts, most
+/// frequent first.
+fn opcode_mix(body: &str) -> Vec<(String, usize)> {
+    let mut m: HashMap<String, usize> = HashMap::new();
+    for line in body.lines() {
+        // `/*0040*/   @!P0 IMMA.16832.S8.S8 R4, R8.ROW, R12.COL, R4 ;`
+        let Some(rest) = line.trim().strip_prefix("/*") else {
+            continue;
+        };
+        let Some((addr, code)) = rest.split_once("*/") else {
+            continue;
+        };
+        if !addr.chars().all(|c| c.is_ascii_hexdigit()) {
+            continue;
+        }
+        let mut words = code.split_whitespace();
+        let mut op = words.next().unwrap_or("");
+        if op.starts_with('@') {
+            op = words.next().unwrap_or("");
+        }
+        let op = op.split('.').next().unwrap_or("").trim_end_matches(';');
+        if !op.is_empty()
+            && op
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        {
+            *m.entry(op.to_string()).or_default() += 1;
+        }
+    }
+    let mut v: Vec<(String, usize)> = m.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
+}
+
 #[test]
 fn dp4a_kernels_compile_to_idp4a() {
     let cuobjdump = match std::env::var("INT8RT_CUOBJDUMP") {
@@ -150,9 +187,26 @@ fn dp4a_kernels_compile_to_idp4a() {
                     checked += 1;
                 }
                 if k.uses_mma() {
-                    let imma = body.matches("IMMA").count();
-                    assert!(imma > 0, "{} on sm_{arch}: no IMMA in its SASS", k.name());
-                    eprintln!("{} sm_{arch}: {imma} IMMA", k.name());
+                    let mix = opcode_mix(body);
+                    let count = |op: &str| mix.iter().find(|(o, _)| o == op).map_or(0, |p| p.1);
+                    for op in ["IMMA", "LDSM", "LDGSTS"] {
+                        assert!(
+                            count(op) > 0,
+                            "{} on sm_{arch}: no {op} in its SASS",
+                            k.name()
+                        );
+                    }
+                    let total: usize = mix.iter().map(|p| p.1).sum();
+                    let top: Vec<String> = mix
+                        .iter()
+                        .take(12)
+                        .map(|(o, c)| format!("{o} {c}"))
+                        .collect();
+                    eprintln!(
+                        "{} sm_{arch}: {total} instructions; {}",
+                        k.name(),
+                        top.join(", ")
+                    );
                     checked += 1;
                 }
             }

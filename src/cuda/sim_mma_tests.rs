@@ -839,3 +839,64 @@ fn dispatch_table_covers_the_design_shapes_sensibly() {
     assert_eq!(gemv.tile, MmaTile::M16N128);
     assert!(gemv.splits >= 8, "{gemv:?}");
 }
+
+#[test]
+fn mma_split_k_with_flagged_input_writes_nothing_and_leaves_the_counters_clear() {
+    // A status that reports non-finite input makes every block return before it counts, so the
+    // output keeps its sentinel and the per-tile counters stay zero: the next launch with the
+    // same scratch (and a clear status) is exact.
+    use super::params::Status;
+    let e = SimExec::new();
+    let scratch = ScratchCache::new();
+    let (m, n, k) = (3, 40, 64 * 6);
+    let mut rng = Rng::new(47);
+    let xv: Vec<i8> = (0..m * k).map(|_| rng.int(-128, 127) as i8).collect();
+    let wv: Vec<i8> = (0..n * k).map(|_| rng.int(-127, 127) as i8).collect();
+    let x = e.upload(&xv).unwrap();
+    let w = e.upload(&wv).unwrap();
+    let ones = e.upload(&vec![1.0f32; n]).unwrap();
+    let wsum = e
+        .upload(&crate::reference::weight_row_sums(&wv, n, k))
+        .unwrap();
+    let bad = e.upload(&[Status { count: 1, first: 0 }]).unwrap();
+    let good = e.upload(&[Status::CLEAR]).unwrap();
+    let want: Vec<i32> = (0..m * n)
+        .map(|i| {
+            let (r, c) = (i / n, i % n);
+            (0..k)
+                .map(|t| xv[r * k + t] as i32 * wv[c * k + t] as i32)
+                .sum()
+        })
+        .collect();
+    for (status, expect_written) in [(&bad, false), (&good, true), (&bad, false), (&good, true)] {
+        let mut y = e.upload(&vec![-7i32; m * n]).unwrap();
+        let g = GemmDev {
+            m,
+            n,
+            k,
+            x: DevAct::S8(&x),
+            lda: k,
+            w: &w,
+            ldb: k,
+            wsum: &wsum,
+            w_scale: &ones,
+            act_scale: &ones,
+            per_row: false,
+            act_zp: None,
+            bias: DevBias::None,
+            status: Some(status),
+            kernel: forced(MmaTile::M16N128, 4),
+        };
+        assert_eq!(
+            ops::gemm(&e, &g, &mut DevOut::I32(&mut y), &scratch).unwrap(),
+            Path::CudaMma
+        );
+        let mut got = vec![0i32; m * n];
+        e.read(&y, &mut got).unwrap();
+        if expect_written {
+            assert_eq!(got, want);
+        } else {
+            assert!(got.iter().all(|&v| v == -7), "written despite the status");
+        }
+    }
+}
