@@ -212,8 +212,16 @@ I8RT_INLINE void body(const MmaParams& q) {
     // rows 0–15 at the low 16 bytes of the 32-byte k step, lanes 16–31 the high 16 bytes); B rows
     // for a pair of n8 tiles (lanes 0–7: columns 0–7 low, 8–15: columns 0–7 high, 16–23:
     // columns 8–15 low, 24–31: columns 8–15 high).
+    // The swizzle term (row >> 1) & 3 is the same for every 16-row step, so each lane's offsets
+    // within a stage are a per-k-step constant plus multiples of 16 rows (computed here once).
     const int a_row = wm * C::WM + (lane & 15), a_half = lane >> 4;
     const int b_row = wn * C::WN + (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
+    unsigned a_off[BK / 32], b_off[BK / 32];
+#pragma unroll
+    for (int kk = 0; kk < BK / 32; ++kk) {
+        a_off[kk] = swz(a_row, kk * 2 + a_half);
+        b_off[kk] = (unsigned)C::A_BYTES + swz(b_row, kk * 2 + b_half);
+    }
 
     int read_stage = 0, write_stage = C::STAGES - 1;
     for (int i = 0; i < nkt; ++i) {
@@ -225,16 +233,15 @@ I8RT_INLINE void body(const MmaParams& q) {
         cp_async_commit();
         write_stage = write_stage + 1 == C::STAGES ? 0 : write_stage + 1;
 
-        const unsigned a_base = (unsigned)(read_stage * C::STAGE_BYTES);
+        const unsigned stage = (unsigned)(read_stage * C::STAGE_BYTES);
         read_stage = read_stage + 1 == C::STAGES ? 0 : read_stage + 1;
-        const unsigned b_base = a_base + (unsigned)C::A_BYTES;
 #pragma unroll
         for (int kk = 0; kk < BK / 32; ++kk) {
             unsigned arow[C::MT], brow[C::NT / 2];
 #pragma unroll
-            for (int mt = 0; mt < C::MT; ++mt) arow[mt] = a_base + swz(a_row + mt * 16, kk * 2 + a_half);
+            for (int mt = 0; mt < C::MT; ++mt) arow[mt] = stage + a_off[kk] + (unsigned)(mt * 16 * BK);
 #pragma unroll
-            for (int np = 0; np < C::NT / 2; ++np) brow[np] = b_base + swz(b_row + np * 16, kk * 2 + b_half);
+            for (int np = 0; np < C::NT / 2; ++np) brow[np] = stage + b_off[kk] + (unsigned)(np * 16 * BK);
             unsigned af[C::MT][4], bq[C::NT / 2][4], bf[C::NT][2];
             ldsm<4, C::MT>(af, arow);
             ldsm<4, C::NT / 2>(bq, brow);
