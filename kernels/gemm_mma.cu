@@ -64,7 +64,6 @@ struct Config {
     static constexpr int MT = WM / 16, NT = WN / 8;
     static constexpr int A_BYTES = BM * BK, STAGE_BYTES = (BM + BN) * BK;
     static constexpr int SMEM = STAGES * STAGE_BYTES;
-    static constexpr int LOADS = (BM + BN) * CHUNKS;  // 16-byte copies per stage
     static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tiles are whole 16 × 16 pieces");
     static_assert(STAGES >= 2, "a pipeline needs two stages");
 };
@@ -121,9 +120,9 @@ struct OperandLoader {
         smem = swz(r0, chunk);
     }
 
-    // Copies of k tile `k0` (bytes k0 .. k0 + 64) into the operand tile at shared offset `tile`.
-    // `full`: the whole tile lies below K (only rows are checked); otherwise the chunks that
-    // cross or pass K copy what is left of them and zero-fill the rest.
+    // Copies of the k tile at byte k0 (k0 .. k0 + 64) into the operand tile at shared offset
+    // `tile`. When the tile lies below K (FULL: the caller knows it) only rows are checked;
+    // otherwise the chunks that cross or pass K copy what is left of them and zero-fill the rest.
     template <bool FULL>
     I8RT_INLINE void load(unsigned tile, long long k0, int k) const {
         const unsigned char* g = src + k0;

@@ -6,6 +6,8 @@
 # PyTorch peers (cuBLAS f16, cuBLASLt int8) in the same call; prints a short table last.
 #
 #   gpu-bundle/run.sh            # or: scripts/gpu-run.sh [bundle folder]
+#   INT8RT_BENCH_SWEEP=1 gpu-bundle/run.sh   # the bench also times every tensor-core tile × split-K
+#                                            # factor (the data to tune cuda::ops::mma_dispatch; ~8 min more)
 set -uo pipefail
 dir="${1:-$(cd "$(dirname "$0")" && pwd)}"
 [ -d "$dir/bin" ] || dir="$dir/gpu-bundle"
