@@ -273,9 +273,13 @@ fn smem_per_sm(arch: u32) -> usize {
 /// Registers per thread of a tile's kernel as ptxas reported them at build time (the sm_90
 /// CUBIN for sm_90 and newer, sm_80 otherwise), or 255 when NVRTC did not run at build time.
 fn kernel_registers(tile: MmaTile, arch: u32) -> usize {
+    // Parsed once: the dispatch runs on every GEMM call.
+    static REPORT: std::sync::OnceLock<Vec<super::registry::KernelResources>> =
+        std::sync::OnceLock::new();
     let want = if arch >= 90 { "sm_90" } else { "sm_80" };
     let name = tile.kernel(false).name();
-    super::registry::resources()
+    REPORT
+        .get_or_init(super::registry::resources)
         .iter()
         .find(|r| r.kernel == name && r.arch == want)
         .map_or(255, |r| r.registers.max(1) as usize)
