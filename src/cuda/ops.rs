@@ -26,7 +26,7 @@ const SKINNY_COLS: usize = 8;
 const TILE_M: usize = 128;
 const TILE_N: usize = 128;
 /// Threads per block of the elementwise and per-row kernels.
-const THREADS: u32 = 256;
+pub(crate) const THREADS: u32 = 256;
 
 /// The row stride the crate uses for `k` int8 values.
 pub(crate) fn padded_k(k: usize) -> usize {
@@ -510,14 +510,23 @@ pub(crate) fn quantize_activations<E: Exec>(
     })
 }
 
-/// Twin of `f32_to_ordered` in kernels/quant.cu: an unsigned word with the order of the float.
-fn f32_to_ordered(f: f32) -> u32 {
+/// Twin of `f32_to_ordered` in kernels/common.cuh: an unsigned word with the order of the float.
+pub(crate) fn f32_to_ordered(f: f32) -> u32 {
     let b = f.to_bits();
     if b & 0x8000_0000 != 0 {
         !b
     } else {
         b | 0x8000_0000
     }
+}
+
+/// Twin of `ordered_to_f32` in kernels/common.cuh: the inverse of [`f32_to_ordered`].
+pub(crate) fn ordered_to_f32(o: u32) -> f32 {
+    f32::from_bits(if o & 0x8000_0000 != 0 {
+        o & 0x7fff_ffff
+    } else {
+        !o
+    })
 }
 
 /// `Err(NonFinite)` naming `tensor` when the status buffer recorded non-finite values (waits for
