@@ -12,6 +12,8 @@
 #![cfg_attr(not(feature = "cuda"), allow(dead_code))]
 
 pub(crate) mod calib;
+#[cfg(test)]
+mod calib_sim_tests;
 #[cfg(feature = "cuda")]
 mod driver;
 pub(crate) mod exec;
