@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-pub(crate) use epilogue::{CpuEpilogue, OutPtr};
+pub(crate) use epilogue::{Block, CpuEpilogue, OutPtr};
 
 use super::{ActScales, Activations, Bias, Context, OutBuf, PackedWeights, Path};
 use crate::error::{Error, Result};
@@ -536,7 +536,17 @@ pub(crate) fn run(
                 kernel.tile(&a, i0, rows, p, &mut acc);
                 // SAFETY: task t alone owns rows [bi*mb, (bi+1)*mb) × panels [bj*nb, (bj+1)*nb),
                 // and the rectangle lies inside the [m, n] output (rows ≤ m - i0, cols ≤ n - j0).
-                unsafe { ce.write_block(&outp, &acc, nr, i0, rows, j0, cols) };
+                unsafe {
+                    let block = Block {
+                        acc: &acc,
+                        ld: nr,
+                        i0,
+                        rows,
+                        j0,
+                        cols,
+                    };
+                    ce.write_block(&outp, &block)
+                };
                 i0 += rows;
             }
         }
