@@ -40,6 +40,7 @@
 pub mod error;
 pub mod gemm;
 pub mod nn;
+pub mod qat;
 pub mod quant;
 pub mod reference;
 
