@@ -47,3 +47,8 @@ pub mod reference;
 pub use error::{Error, Result};
 pub use gemm::{Context, Path};
 pub use nn::QuantLinear;
+
+/// The README's example, compiled and run as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -118,7 +118,7 @@ pub fn quantize(x: f32, p: &QuantParams) -> i32 {
 #[inline]
 pub fn dequantize(q: i32, p: &QuantParams) -> f32 {
     match p.rule() {
-        Rule::UnitScale { unit } if unit == 0.0 => q as f32,
+        Rule::UnitScale { unit: 0.0 } => q as f32,
         Rule::UnitScale { unit } => q as f32 / unit,
         _ => (q - p.zero_point()) as f32 * p.scale(),
     }
@@ -165,8 +165,20 @@ pub struct Epilogue {
 impl Epilogue {
     /// Build the epilogue constants for `n` output columns. Inputs must have been validated
     /// ([`GemmArgs::validate`]).
-    pub fn new(n: usize, act: &ActScales<'_>, w_scales: &[f32], bias: &Bias<'_>, out: OutKind) -> Self {
-        let sw = |j: usize| if w_scales.len() == 1 { w_scales[0] } else { w_scales[j] };
+    pub fn new(
+        n: usize,
+        act: &ActScales<'_>,
+        w_scales: &[f32],
+        bias: &Bias<'_>,
+        out: OutKind,
+    ) -> Self {
+        let sw = |j: usize| {
+            if w_scales.len() == 1 {
+                w_scales[0]
+            } else {
+                w_scales[j]
+            }
+        };
         let (col_scale, row_scale) = match act {
             ActScales::PerTensor { scale, .. } => ((0..n).map(|j| scale * sw(j)).collect(), None),
             ActScales::PerRow { scales, .. } => ((0..n).map(sw).collect(), Some(scales.to_vec())),
@@ -176,11 +188,13 @@ impl Epilogue {
             _ => None,
         };
         let requant = match (out, act, bias) {
-            (OutKind::I8(q), ActScales::PerTensor { scale, .. }, Bias::None | Bias::I32(_)) => Some(
-                (0..n)
-                    .map(|j| ((*scale as f64 * sw(j) as f64) / q.scale as f64) as f32)
-                    .collect(),
-            ),
+            (OutKind::I8(q), ActScales::PerTensor { scale, .. }, Bias::None | Bias::I32(_)) => {
+                Some(
+                    (0..n)
+                        .map(|j| ((*scale as f64 * sw(j) as f64) / q.scale as f64) as f32)
+                        .collect(),
+                )
+            }
             _ => None,
         };
         Epilogue {

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use half::{bf16, f16};
 
 use crate::error::{Error, Result};
-use crate::reference::{self, Epilogue};
+use crate::reference;
 
 // ---------------------------------------------------------------------------------------------
 // Arguments.
@@ -189,11 +189,17 @@ impl GemmArgs<'_> {
 
     /// [`GemmArgs::validate`] with a precomputed `max |w|` (packed weights keep it).
     pub fn validate_with_wmax(&self, out: &OutBuf<'_>, wmax: i32) -> Result<()> {
+        self.validate_parts(out, wmax, self.x.len())
+    }
+
+    /// Validation with the activation length given separately (the f32 forward validates before
+    /// the integers exist; `self.x` then only carries their type).
+    pub(crate) fn validate_parts(&self, out: &OutBuf<'_>, wmax: i32, x_len: usize) -> Result<()> {
         use crate::error::checked_len;
         let (m, n, k) = (self.m, self.n, self.k);
         let xl = checked_len("X = [m, k]", m, k)?;
-        if self.x.len() != xl {
-            return Err(Error::shape("activations [m, k]", xl, self.x.len()));
+        if x_len != xl {
+            return Err(Error::shape("activations [m, k]", xl, x_len));
         }
         let wl = checked_len("W = [n, k]", n, k)?;
         if self.w.len() != wl {
@@ -204,7 +210,11 @@ impl GemmArgs<'_> {
             return Err(Error::shape("output [m, n]", yl, out.len()));
         }
         if self.w_scales.len() != 1 && self.w_scales.len() != n {
-            return Err(Error::shape("weight scales (1 or n)", n, self.w_scales.len()));
+            return Err(Error::shape(
+                "weight scales (1 or n)",
+                n,
+                self.w_scales.len(),
+            ));
         }
         check_scales("weight scale", self.w_scales)?;
         let (zp_lo, zp_hi) = match self.x {
@@ -283,7 +293,12 @@ impl GemmArgs<'_> {
 }
 
 /// Err([`Error::AccumulatorOverflow`]) unless `k·x_bound·w_bound + bias_bound < 2^31`.
-pub fn check_accumulator_bound(k: usize, x_bound: i64, w_bound: i64, bias_bound: i64) -> Result<()> {
+pub fn check_accumulator_bound(
+    k: usize,
+    x_bound: i64,
+    w_bound: i64,
+    bias_bound: i64,
+) -> Result<()> {
     let worst = (k as i128) * (x_bound as i128) * (w_bound as i128) + bias_bound as i128;
     if worst > i32::MAX as i128 {
         return Err(Error::AccumulatorOverflow {
@@ -299,7 +314,10 @@ pub fn check_accumulator_bound(k: usize, x_bound: i64, w_bound: i64, bias_bound:
 
 fn check_scales(what: &'static str, s: &[f32]) -> Result<()> {
     match s.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
-        Some(v) => Err(Error::param(what, format!("must be finite and > 0, got {v}"))),
+        Some(v) => Err(Error::param(
+            what,
+            format!("must be finite and > 0, got {v}"),
+        )),
         None => Ok(()),
     }
 }
@@ -539,12 +557,143 @@ impl PackedWeights {
             }
             p => {
                 cpu::availability(p)?;
-                let epi = Epilogue::new(self.n, &act, w_scales, &bias, out.kind());
-                cpu::run(ctx, p, self, &args, &epi, out)?;
+                let src = cpu::ASource::Ints(x);
+                cpu::run(ctx, p, self, m, &src, Some(act), w_scales, &bias, out, "activations")?;
             }
         }
         ctx.record(path);
         Ok(path)
+    }
+
+    /// The layer's forward GEMM: f32 activations `[m, k]` quantized on the fly as `quant` says
+    /// , straight into the kernel's layout, then the same
+    /// GEMM and epilogue as [`PackedWeights::gemm`] on the integers. `act` gives the activation
+    /// scales, or is `None` for [`cpu::FloatQuant::DynamicRows`], whose per-row scales are
+    /// computed in the quantizing pass. NaN or ±inf in `x` under dynamic quantization (NaN under
+    /// fixed parameters) is an error naming `tensor`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn gemm_quantizing(
+        &self,
+        ctx: &Context,
+        m: usize,
+        x: &[f32],
+        quant: cpu::FloatQuant,
+        act: Option<ActScales<'_>>,
+        w_scales: &[f32],
+        bias: Bias<'_>,
+        out: &mut OutBuf<'_>,
+        tensor: &str,
+    ) -> Result<Path> {
+        let src = cpu::ASource::Floats { x, quant };
+        // Validate with the activations' integer type (their values do not exist yet) and, for
+        // dynamic per-row scales, unit stand-ins (the real ones are finite and > 0 by construction).
+        let ones = vec![1.0f32; if act.is_none() { m } else { 0 }];
+        let args = GemmArgs {
+            m,
+            n: self.n,
+            k: self.k,
+            x: if src.signed() {
+                Activations::S8(&[])
+            } else {
+                Activations::U8(&[])
+            },
+            act: act.unwrap_or(ActScales::PerRow {
+                scales: &ones,
+                zero_points: None,
+            }),
+            w: &self.raw,
+            w_scales,
+            bias,
+        };
+        args.validate_parts(out, self.wmax, x.len())?;
+        let path = match ctx.path {
+            Some(p) => p,
+            None => cpu::choose(m, self.n, self.k),
+        };
+        match path {
+            Path::Reference => {
+                self.gemm_quantizing_reference(ctx, m, x, quant, act, w_scales, bias, out, tensor)
+            }
+            Path::CudaDp4a | Path::CudaMma => Err(Error::PathUnavailable {
+                path,
+                reason: "CUDA paths run through a CUDA device, not a CPU context".into(),
+            }),
+            p => {
+                cpu::availability(p)?;
+                cpu::run(ctx, p, self, m, &src, act, w_scales, &bias, out, tensor)?;
+                ctx.record(p);
+                Ok(p)
+            }
+        }
+    }
+
+    /// [`PackedWeights::gemm_quantizing`] spelled out on the reference path: quantize every row
+    /// with the scalar definition, then [`reference::gemm`].
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_quantizing_reference(
+        &self,
+        ctx: &Context,
+        m: usize,
+        x: &[f32],
+        quant: cpu::FloatQuant,
+        act: Option<ActScales<'_>>,
+        w_scales: &[f32],
+        bias: Bias<'_>,
+        out: &mut OutBuf<'_>,
+        tensor: &str,
+    ) -> Result<Path> {
+        let k = self.k;
+        let mut params = Vec::with_capacity(m);
+        for i in 0..m {
+            let row = &x[i * k..(i + 1) * k];
+            params.push(match quant {
+                cpu::FloatQuant::Tensor(p) => p,
+                cpu::FloatQuant::DynamicRows(scheme) => {
+                    crate::quant::dynamic_row_params(scheme, row)
+                        .ok_or_else(|| crate::quant::nonfinite_error(tensor, x))?
+                }
+            });
+        }
+        let signed = cpu::ASource::Floats { x, quant }.signed();
+        let ints: Vec<i32> = (0..m * k)
+            .map(|e| {
+                let v = x[e];
+                if v.is_nan() {
+                    Err(crate::quant::nonfinite_error(tensor, x))
+                } else {
+                    Ok(reference::quantize(v, &params[e / k]))
+                }
+            })
+            .collect::<Result<_>>()?;
+        let scales: Vec<f32> = params.iter().map(|p| p.scale()).collect();
+        let zps: Vec<i32> = params.iter().map(|p| p.zero_point()).collect();
+        let act = act.unwrap_or(ActScales::PerRow {
+            scales: &scales,
+            zero_points: (!signed).then_some(&zps[..]),
+        });
+        if signed {
+            let q: Vec<i8> = ints.iter().map(|&v| v as i8).collect();
+            self.gemm(
+                &ctx.with_path(Path::Reference),
+                m,
+                Activations::S8(&q),
+                act,
+                w_scales,
+                bias,
+                out,
+            )
+        } else {
+            let q: Vec<u8> = ints.iter().map(|&v| v as u8).collect();
+            self.gemm(
+                &ctx.with_path(Path::Reference),
+                m,
+                Activations::U8(&q),
+                act,
+                w_scales,
+                bias,
+                out,
+            )
+        }
     }
 
     pub(crate) fn cpu_packs(&self) -> &cpu::CpuPacks {

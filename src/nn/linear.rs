@@ -4,7 +4,8 @@
 //! through the fused epilogue. Every input is validated here, before any loop runs.
 
 use crate::error::{Error, Result};
-use crate::gemm::{check_accumulator_bound, ActScales, Activations, Bias, Context, OutBuf, PackedWeights, Path};
+use crate::gemm::cpu::FloatQuant;
+use crate::gemm::{check_accumulator_bound, ActScales, Bias, Context, OutBuf, PackedWeights, Path};
 use crate::quant::{self, Granularity, QuantParams, QuantizedWeights, Scheme, WeightQuantConfig};
 
 /// How a layer quantizes its input.
@@ -47,12 +48,6 @@ pub struct QuantLinear {
     act: ActivationQuant,
     /// The i32 bias for static activation scales.
     bias_q: Option<Vec<i32>>,
-}
-
-/// Scratch for one forward: quantized input and its per-row parameters.
-enum QuantizedInput {
-    S8(Vec<i8>),
-    U8(Vec<u8>),
 }
 
 impl QuantLinear {
@@ -107,7 +102,9 @@ impl QuantLinear {
     pub fn set_activation_quant(&mut self, act: ActivationQuant) -> Result<()> {
         let x_bound: i64 = match act {
             ActivationQuant::Dynamic {
-                scheme, granularity, ..
+                scheme,
+                granularity,
+                ..
             } => {
                 if granularity == Granularity::PerChannel {
                     return Err(Error::Unsupported(
@@ -143,10 +140,15 @@ impl QuantLinear {
             }
             _ => None,
         };
-        let bias_bound = bias_q
-            .as_ref()
-            .map_or(0, |b| b.iter().map(|&v| (v as i64).abs()).max().unwrap_or(0));
-        check_accumulator_bound(self.in_features(), x_bound, self.packed.wmax() as i64, bias_bound)?;
+        let bias_bound = bias_q.as_ref().map_or(0, |b| {
+            b.iter().map(|&v| (v as i64).abs()).max().unwrap_or(0)
+        });
+        check_accumulator_bound(
+            self.in_features(),
+            x_bound,
+            self.packed.wmax() as i64,
+            bias_bound,
+        )?;
         self.act = act;
         self.bias_q = bias_q;
         Ok(())
@@ -186,8 +188,15 @@ impl QuantLinear {
     }
 
     /// `out = x · Wᵀ + b` for `x: [m, in_features]`, `out: [m, out_features]` of the buffer's type.
-    /// Returns the path that ran.
-    pub fn forward(&self, ctx: &Context, x: &[f32], m: usize, out: &mut OutBuf<'_>) -> Result<Path> {
+    /// Returns the path that ran. Dynamic quantization refuses NaN and ±inf (naming
+    /// `<layer>.input`); a static scale saturates ±inf like ONNX `QuantizeLinear` and refuses NaN.
+    pub fn forward(
+        &self,
+        ctx: &Context,
+        x: &[f32],
+        m: usize,
+        out: &mut OutBuf<'_>,
+    ) -> Result<Path> {
         let k = self.in_features();
         let xl = crate::error::checked_len("input [m, in_features]", m, k)?;
         if x.len() != xl {
@@ -195,24 +204,21 @@ impl QuantLinear {
         }
         let input = format!("{}.input", self.name);
         let w_scales = &self.weights.scales;
-        let bias_f32 = match (&self.act, &self.bias) {
-            (ActivationQuant::Dynamic { .. }, Some(b)) => Bias::F32(b),
-            _ => Bias::None,
+        let bias = match (&self.bias_q, &self.bias) {
+            (Some(b), _) => Bias::I32(b),
+            (None, Some(b)) => Bias::F32(b),
+            (None, None) => Bias::None,
         };
-        let bias = match &self.bias_q {
-            Some(b) => Bias::I32(b),
-            None => bias_f32,
+        let per_tensor = |p: QuantParams| ActScales::PerTensor {
+            scale: p.scale(),
+            zero_point: p.zero_point(),
+        };
+        let run = |quant: FloatQuant, act: Option<ActScales<'_>>, out: &mut OutBuf<'_>| {
+            self.packed
+                .gemm_quantizing(ctx, m, x, quant, act, w_scales, bias, out, &input)
         };
         match self.act {
-            ActivationQuant::Static(p) => {
-                quant::check_finite(&input, x)?;
-                let q = quantize_with(&p, x)?;
-                let act = ActScales::PerTensor {
-                    scale: p.scale(),
-                    zero_point: p.zero_point(),
-                };
-                self.run(ctx, m, &q, act, w_scales, bias, out)
-            }
+            ActivationQuant::Static(p) => run(FloatQuant::Tensor(p), Some(per_tensor(p)), out),
             ActivationQuant::Dynamic {
                 scheme,
                 granularity: Granularity::PerTensor,
@@ -224,46 +230,10 @@ impl QuantLinear {
                         QuantParams::asymmetric(lo, hi)?
                     }
                 };
-                let q = quantize_with(&p, x)?;
-                let act = ActScales::PerTensor {
-                    scale: p.scale(),
-                    zero_point: p.zero_point(),
-                };
-                self.run(ctx, m, &q, act, w_scales, bias, out)
+                run(FloatQuant::Tensor(p), Some(per_tensor(p)), out)
             }
             ActivationQuant::Dynamic { scheme, .. } => {
-                let mut scales = vec![0.0f32; m];
-                let (q, zps) = match scheme {
-                    Scheme::Symmetric => {
-                        let mut amaxes = vec![0.0f32; m];
-                        quant::amax_rows(&input, x, m, k, &mut amaxes)?;
-                        let mut q = vec![0i8; xl];
-                        for i in 0..m {
-                            let p = QuantParams::symmetric(amaxes[i])?;
-                            scales[i] = p.scale();
-                            p.quantize_to_i8(&x[i * k..(i + 1) * k], &mut q[i * k..(i + 1) * k])?;
-                        }
-                        (QuantizedInput::S8(q), None)
-                    }
-                    Scheme::Asymmetric => {
-                        let (mut lo, mut hi) = (vec![0.0f32; m], vec![0.0f32; m]);
-                        quant::minmax_rows(&input, x, m, k, &mut lo, &mut hi)?;
-                        let mut q = vec![0u8; xl];
-                        let mut zps = vec![0i32; m];
-                        for i in 0..m {
-                            let p = QuantParams::asymmetric(lo[i], hi[i])?;
-                            scales[i] = p.scale();
-                            zps[i] = p.zero_point();
-                            p.quantize_to_u8(&x[i * k..(i + 1) * k], &mut q[i * k..(i + 1) * k])?;
-                        }
-                        (QuantizedInput::U8(q), Some(zps))
-                    }
-                };
-                let act = ActScales::PerRow {
-                    scales: &scales,
-                    zero_points: zps.as_deref(),
-                };
-                self.run(ctx, m, &q, act, w_scales, bias, out)
+                run(FloatQuant::DynamicRows(scheme), None, out)
             }
         }
     }
@@ -274,37 +244,5 @@ impl QuantLinear {
         let mut y = vec![0.0f32; len];
         self.forward(ctx, x, m, &mut OutBuf::F32(&mut y))?;
         Ok(y)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn run(
-        &self,
-        ctx: &Context,
-        m: usize,
-        q: &QuantizedInput,
-        act: ActScales<'_>,
-        w_scales: &[f32],
-        bias: Bias<'_>,
-        out: &mut OutBuf<'_>,
-    ) -> Result<Path> {
-        let x = match q {
-            QuantizedInput::S8(v) => Activations::S8(v),
-            QuantizedInput::U8(v) => Activations::U8(v),
-        };
-        self.packed.gemm(ctx, m, x, act, w_scales, bias, out)
-    }
-}
-
-/// Quantize `x` with `p` into the integer type its range needs: symmetric (zero point 0) ranges
-/// within i8 give `s8`, anything else `u8` (the range was checked by `set_activation_quant`).
-fn quantize_with(p: &QuantParams, x: &[f32]) -> Result<QuantizedInput> {
-    if p.zero_point() == 0 && p.qmin() >= -128 && p.qmax() <= 127 {
-        let mut q = vec![0i8; x.len()];
-        p.quantize_to_i8(x, &mut q)?;
-        Ok(QuantizedInput::S8(q))
-    } else {
-        let mut q = vec![0u8; x.len()];
-        p.quantize_to_u8(x, &mut q)?;
-        Ok(QuantizedInput::U8(q))
     }
 }

@@ -17,6 +17,7 @@ mod tensor;
 pub use tensor::{
     amax, amax_rows, minmax, minmax_rows, quantize_weights, QuantizedWeights, WeightQuantConfig,
 };
+pub(crate) use tensor::{dynamic_row_params, nonfinite_error};
 
 use crate::error::{Error, Result};
 use crate::reference;
@@ -68,7 +69,11 @@ pub enum Convention {
     /// torch.ao observers (`MinMaxObserver._calculate_qparams`): f32 arithmetic with the
     /// `eps = 1.1920929e-07` floor; `qint8` is `[-128, 127]`, `quint8` `[0, 255]`; symmetric
     /// divides by `(qmax - qmin) / 2 = 127.5`.
-    TorchAo { dtype: TorchDtype, symmetric: bool, reduce_range: bool },
+    TorchAo {
+        dtype: TorchDtype,
+        symmetric: bool,
+        reduce_range: bool,
+    },
     /// compressed-tensors / llm-compressor int8: `scale = absmax / 127.5` over `[-128, 127]`,
     /// true division.
     CompressedTensors,
@@ -104,7 +109,13 @@ impl QuantParams {
     }
 
     /// Validated explicit parameters with an explicit rule.
-    pub fn with_rule(scale: f32, zero_point: i32, qmin: i32, qmax: i32, rule: Rule) -> Result<Self> {
+    pub fn with_rule(
+        scale: f32,
+        zero_point: i32,
+        qmin: i32,
+        qmax: i32,
+        rule: Rule,
+    ) -> Result<Self> {
         if !(scale.is_finite() && scale > 0.0) {
             return Err(Error::param(
                 "scale",
@@ -127,7 +138,12 @@ impl QuantParams {
             Rule::Divide => {}
             Rule::MultiplyInverse { inv } if inv.is_finite() && inv > 0.0 => {}
             Rule::UnitScale { unit } if unit.is_finite() && unit >= 0.0 => {}
-            _ => return Err(Error::param("rule", format!("{rule:?} has an invalid factor"))),
+            _ => {
+                return Err(Error::param(
+                    "rule",
+                    format!("{rule:?} has an invalid factor"),
+                ))
+            }
         }
         Ok(QuantParams {
             scale,
@@ -160,6 +176,12 @@ impl QuantParams {
         check_range_value("hi", hi)?;
         if lo > hi {
             return Err(Error::param("lo/hi", format!("lo {lo} > hi {hi}")));
+        }
+        if !(hi.max(0.0) - lo.min(0.0)).is_finite() {
+            return Err(Error::param(
+                "lo/hi",
+                format!("the range [{lo}, {hi}] is wider than f32 can represent"),
+            ));
         }
         let (scale, zero_point) = reference::asymmetric_params(lo, hi);
         Ok(QuantParams {
@@ -219,8 +241,14 @@ impl QuantParams {
                     (TorchDtype::QUInt8, false) => (0, 255),
                     (TorchDtype::QUInt8, true) => (0, 127),
                 };
-                let (scale, zero_point) =
-                    reference::torch_ao_qparams(lo, hi, qmin, qmax, symmetric, dtype == TorchDtype::QUInt8);
+                let (scale, zero_point) = reference::torch_ao_qparams(
+                    lo,
+                    hi,
+                    qmin,
+                    qmax,
+                    symmetric,
+                    dtype == TorchDtype::QUInt8,
+                );
                 Ok(QuantParams {
                     scale,
                     zero_point,
@@ -236,6 +264,17 @@ impl QuantParams {
                 qmax: 127,
                 rule: Rule::Divide,
             }),
+        }
+    }
+
+    /// Scale 1, zero point 0, `[-127, 127]`: a placeholder for buffers about to be filled.
+    pub(crate) fn unit() -> Self {
+        QuantParams {
+            scale: 1.0,
+            zero_point: 0,
+            qmin: -127,
+            qmax: 127,
+            rule: Rule::Divide,
         }
     }
 
@@ -285,27 +324,29 @@ impl QuantParams {
     /// Quantize a slice into `i8` (the range must fit `i8`). ±inf saturate to the range ends;
     /// NaN has no integer and is an error.
     pub fn quantize_to_i8(&self, xs: &[f32], out: &mut [i8]) -> Result<()> {
-        check_no_nan("input", xs)?;
         if self.qmin < -128 || self.qmax > 127 {
             return Err(Error::param("qmin/qmax", "range does not fit i8"));
         }
         if xs.len() != out.len() {
             return Err(Error::shape("quantize_to_i8 output", xs.len(), out.len()));
         }
-        kernels::quantize_into(xs, self, out);
+        if kernels::quantize_into(xs, kernels::QuantOp::new(self, 0), out) {
+            return Err(nan_error("input", xs));
+        }
         Ok(())
     }
 
     /// Quantize a slice into `u8` (the range must fit `u8`). ±inf saturate; NaN is an error.
     pub fn quantize_to_u8(&self, xs: &[f32], out: &mut [u8]) -> Result<()> {
-        check_no_nan("input", xs)?;
         if self.qmin < 0 || self.qmax > 255 {
             return Err(Error::param("qmin/qmax", "range does not fit u8"));
         }
         if xs.len() != out.len() {
             return Err(Error::shape("quantize_to_u8 output", xs.len(), out.len()));
         }
-        kernels::quantize_into(xs, self, out);
+        if kernels::quantize_into(xs, kernels::QuantOp::new(self, 0), out) {
+            return Err(nan_error("input", xs));
+        }
         Ok(())
     }
 
@@ -326,17 +367,28 @@ impl QuantParams {
 /// (per-tensor weights) or one per bias element.
 pub fn quantize_bias(bias: &[f32], s_x: f32, w_scales: &[f32]) -> Result<Vec<i32>> {
     if !(s_x.is_finite() && s_x > 0.0) {
-        return Err(Error::param("s_x", format!("must be finite and > 0, got {s_x}")));
+        return Err(Error::param(
+            "s_x",
+            format!("must be finite and > 0, got {s_x}"),
+        ));
     }
     if w_scales.len() != 1 && w_scales.len() != bias.len() {
-        return Err(Error::shape("weight scales for bias", bias.len(), w_scales.len()));
+        return Err(Error::shape(
+            "weight scales for bias",
+            bias.len(),
+            w_scales.len(),
+        ));
     }
     check_finite("bias", bias)?;
     Ok(bias
         .iter()
         .enumerate()
         .map(|(n, &b)| {
-            let s_w = if w_scales.len() == 1 { w_scales[0] } else { w_scales[n] };
+            let s_w = if w_scales.len() == 1 {
+                w_scales[0]
+            } else {
+                w_scales[n]
+            };
             reference::quantize_bias(b, s_x, s_w)
         })
         .collect())
@@ -350,17 +402,13 @@ fn check_range_value(name: &'static str, v: f32) -> Result<()> {
     }
 }
 
-fn check_no_nan(tensor: &str, xs: &[f32]) -> Result<()> {
-    if !xs.iter().any(|x| x.is_nan()) {
-        return Ok(());
-    }
-    let count = xs.iter().filter(|x| x.is_nan()).count();
-    let first_index = xs.iter().position(|x| x.is_nan()).unwrap_or(0);
-    Err(Error::NonFinite {
+/// The error for NaN found while quantizing `xs`.
+pub(crate) fn nan_error(tensor: &str, xs: &[f32]) -> Error {
+    Error::NonFinite {
         tensor: tensor.to_string(),
-        count,
-        first_index,
-    })
+        count: xs.iter().filter(|x| x.is_nan()).count(),
+        first_index: xs.iter().position(|x| x.is_nan()).unwrap_or(0),
+    }
 }
 
 /// Err([`Error::NonFinite`]) naming `tensor` when `xs` holds NaN or ±inf.

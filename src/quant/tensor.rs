@@ -26,7 +26,8 @@ fn max_abs_bits(xs: &[f32]) -> u32 {
     m
 }
 
-fn nonfinite_error(tensor: &str, xs: &[f32], offset: usize) -> Error {
+/// The error for non-finite values in `xs`: how many, and the first.
+pub(crate) fn nonfinite_error(tensor: &str, xs: &[f32]) -> Error {
     let mut count = 0;
     let mut first = usize::MAX;
     for (i, x) in xs.iter().enumerate() {
@@ -38,7 +39,7 @@ fn nonfinite_error(tensor: &str, xs: &[f32], offset: usize) -> Error {
     Error::NonFinite {
         tensor: tensor.to_string(),
         count,
-        first_index: offset + first,
+        first_index: first,
     }
 }
 
@@ -46,13 +47,19 @@ fn nonfinite_error(tensor: &str, xs: &[f32], offset: usize) -> Error {
 pub fn amax(tensor: &str, xs: &[f32]) -> Result<f32> {
     let bits = max_abs_bits(xs);
     if bits >= NONFINITE_ABS_BITS {
-        return Err(nonfinite_error(tensor, xs, 0));
+        return Err(nonfinite_error(tensor, xs));
     }
     Ok(f32::from_bits(bits))
 }
 
 /// `max |x|` of each row of a `[rows, cols]` matrix.
-pub fn amax_rows(tensor: &str, xs: &[f32], rows: usize, cols: usize, out: &mut [f32]) -> Result<()> {
+pub fn amax_rows(
+    tensor: &str,
+    xs: &[f32],
+    rows: usize,
+    cols: usize,
+    out: &mut [f32],
+) -> Result<()> {
     check_matrix(tensor, xs, rows, cols)?;
     if out.len() != rows {
         return Err(Error::shape("amax_rows output", rows, out.len()));
@@ -64,7 +71,7 @@ pub fn amax_rows(tensor: &str, xs: &[f32], rows: usize, cols: usize, out: &mut [
     for (row, o) in xs.chunks_exact(cols).zip(out.iter_mut()) {
         let bits = max_abs_bits(row);
         if bits >= NONFINITE_ABS_BITS {
-            return Err(nonfinite_error(tensor, xs, 0));
+            return Err(nonfinite_error(tensor, xs));
         }
         *o = f32::from_bits(bits);
     }
@@ -74,7 +81,7 @@ pub fn amax_rows(tensor: &str, xs: &[f32], rows: usize, cols: usize, out: &mut [
 /// `(min, max)` of the data; Err naming `tensor` on NaN or ±inf. `(0, 0)` for an empty slice.
 pub fn minmax(tensor: &str, xs: &[f32]) -> Result<(f32, f32)> {
     if max_abs_bits(xs) >= NONFINITE_ABS_BITS {
-        return Err(nonfinite_error(tensor, xs, 0));
+        return Err(nonfinite_error(tensor, xs));
     }
     Ok(minmax_finite(xs))
 }
@@ -90,10 +97,14 @@ pub fn minmax_rows(
 ) -> Result<()> {
     check_matrix(tensor, xs, rows, cols)?;
     if lo.len() != rows || hi.len() != rows {
-        return Err(Error::shape("minmax_rows output", rows, lo.len().min(hi.len())));
+        return Err(Error::shape(
+            "minmax_rows output",
+            rows,
+            lo.len().min(hi.len()),
+        ));
     }
     if max_abs_bits(xs) >= NONFINITE_ABS_BITS {
-        return Err(nonfinite_error(tensor, xs, 0));
+        return Err(nonfinite_error(tensor, xs));
     }
     for r in 0..rows {
         let (a, b) = minmax_finite(&xs[r * cols..(r + 1) * cols]);
@@ -101,6 +112,22 @@ pub fn minmax_rows(
         hi[r] = b;
     }
     Ok(())
+}
+
+/// The crate's dynamic parameters for one row (symmetric from `max |x|`, asymmetric from the
+/// row's min and max); `None` if the row holds NaN or ±inf or its range overflows f32.
+pub(crate) fn dynamic_row_params(scheme: super::Scheme, row: &[f32]) -> Option<QuantParams> {
+    let bits = max_abs_bits(row);
+    if bits >= NONFINITE_ABS_BITS {
+        return None;
+    }
+    match scheme {
+        super::Scheme::Symmetric => QuantParams::symmetric(f32::from_bits(bits)).ok(),
+        super::Scheme::Asymmetric => {
+            let (lo, hi) = minmax_finite(row);
+            QuantParams::asymmetric(lo, hi).ok()
+        }
+    }
 }
 
 /// Min and max of finite data (no NaN handling needed), in 8 independent lanes.
@@ -183,7 +210,11 @@ impl QuantizedWeights {
             return Err(Error::shape("quantized weights", expected, data.len()));
         }
         if scales.len() != 1 && scales.len() != rows {
-            return Err(Error::shape("weight scales (1 or rows)", rows, scales.len()));
+            return Err(Error::shape(
+                "weight scales (1 or rows)",
+                rows,
+                scales.len(),
+            ));
         }
         if let Some(s) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
             return Err(Error::param(
@@ -251,30 +282,32 @@ pub fn quantize_weights(
         }
     };
     let mut data = vec![0i8; w.len()];
-    let scales = match cfg.granularity {
-        Granularity::PerTensor => {
-            let p = params_for(amax(tensor, w)?)?;
-            p.quantize_to_i8(w, &mut data)?;
-            vec![p.scale()]
-        }
-        Granularity::PerChannel => {
-            let mut amaxes = vec![0.0; rows];
-            amax_rows(tensor, w, rows, cols, &mut amaxes)?;
-            let mut scales = Vec::with_capacity(rows);
-            for (r, &a) in amaxes.iter().enumerate() {
-                let p = params_for(a)?;
-                p.quantize_to_i8(&w[r * cols..(r + 1) * cols], &mut data[r * cols..(r + 1) * cols])?;
-                scales.push(p.scale());
+    let scales =
+        match cfg.granularity {
+            Granularity::PerTensor => {
+                let p = params_for(amax(tensor, w)?)?;
+                p.quantize_to_i8(w, &mut data)?;
+                vec![p.scale()]
             }
-            scales
-        }
-        Granularity::PerRow => {
-            return Err(Error::Unsupported(
+            Granularity::PerChannel => {
+                let mut amaxes = vec![0.0; rows];
+                amax_rows(tensor, w, rows, cols, &mut amaxes)?;
+                let mut scales = Vec::with_capacity(rows);
+                for (r, &a) in amaxes.iter().enumerate() {
+                    let p = params_for(a)?;
+                    p.quantize_to_i8(
+                        &w[r * cols..(r + 1) * cols],
+                        &mut data[r * cols..(r + 1) * cols],
+                    )?;
+                    scales.push(p.scale());
+                }
+                scales
+            }
+            Granularity::PerRow => return Err(Error::Unsupported(
                 "weights are quantized per tensor or per output channel (PerChannel), not PerRow"
                     .into(),
-            ))
-        }
-    };
+            )),
+        };
     Ok(QuantizedWeights {
         data,
         scales,

@@ -76,6 +76,10 @@ impl CpuEpilogue<'_> {
     ) {
         #[cfg(target_arch = "x86_64")]
         {
+            if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
+            {
+                return self.write_block_avx512(out, acc, ld, i0, rows, j0, cols);
+            }
             if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
                 return self.write_block_avx2(out, acc, ld, i0, rows, j0, cols);
             }
@@ -98,6 +102,205 @@ impl CpuEpilogue<'_> {
         // FMA is enabled only so this body may share code generation with the kernels; Rust never
         // contracts a*b+c into an FMA without an explicit call, so the f32 order is preserved.
         self.write_block_body(out, acc, ld, i0, rows, j0, cols, f16_f16c)
+    }
+
+    /// The epilogue with explicit AVX-512 intrinsics, 16 columns per step (masked tails), the same
+    /// operations in the same order as [`Epilogue::value`] / [`Epilogue::to_i8`]. The output
+    /// kind is matched once, outside the loops.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn write_block_avx512(
+        &self,
+        out: &OutPtr,
+        acc: &[i32],
+        ld: usize,
+        i0: usize,
+        rows: usize,
+        j0: usize,
+        cols: usize,
+    ) {
+        use std::arch::x86_64::*;
+        let e = self.epi;
+        debug_assert!(
+            acc.len() >= (rows.max(1) - 1) * ld + cols && j0 + cols <= self.col_off.len()
+        );
+        let cs = e.col_scale.as_ptr().add(j0);
+        let bias = e.bias_f32.as_ref().map(|b| b.as_ptr().add(j0));
+        let has_rs = e.row_scale.is_some();
+        // f32(t) · cs (· rs) (+ bias): Epilogue::value on 16 lanes.
+        let value = |t: __m512i, c: usize, mask: __mmask16, rs: __m512| {
+            let mut v = _mm512_mul_ps(
+                _mm512_cvtepi32_ps(t),
+                _mm512_maskz_loadu_ps(mask, cs.add(c)),
+            );
+            if has_rs {
+                v = _mm512_mul_ps(v, rs);
+            }
+            if let Some(b) = bias {
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, b.add(c)));
+            }
+            v
+        };
+        match e.out {
+            OutKind::I32 => self.rows_avx512(
+                out,
+                acc,
+                ld,
+                i0,
+                rows,
+                j0,
+                cols,
+                4,
+                |dst, _c, mask, t, _rs| _mm512_mask_storeu_epi32(dst as *mut i32, mask, t),
+            ),
+            OutKind::F32 => self.rows_avx512(
+                out,
+                acc,
+                ld,
+                i0,
+                rows,
+                j0,
+                cols,
+                4,
+                |dst, c, mask, t, rs| {
+                    _mm512_mask_storeu_ps(dst as *mut f32, mask, value(t, c, mask, rs))
+                },
+            ),
+            OutKind::F16 => self.rows_avx512(
+                out,
+                acc,
+                ld,
+                i0,
+                rows,
+                j0,
+                cols,
+                2,
+                |dst, c, mask, t, rs| {
+                    let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(value(t, c, mask, rs));
+                    _mm256_mask_storeu_epi16(dst as *mut i16, mask, h)
+                },
+            ),
+            OutKind::Bf16 => self.rows_avx512(
+                out,
+                acc,
+                ld,
+                i0,
+                rows,
+                j0,
+                cols,
+                2,
+                |dst, c, mask, t, rs| {
+                    let h = _mm512_cvtepi32_epi16(bf16_rne_512(value(t, c, mask, rs)));
+                    _mm256_mask_storeu_epi16(dst as *mut i16, mask, h)
+                },
+            ),
+            OutKind::I8(q) => {
+                // rhe, then clamp to [qmin − zp, qmax − zp] in f32 (an integer range, so equal to
+                // clamping after adding zp; max/min drop NaN), then add zp.
+                let lo = _mm512_set1_ps((q.qmin - q.zero_point) as f32);
+                let hi = _mm512_set1_ps((q.qmax - q.zero_point) as f32);
+                let zp = _mm512_set1_epi32(q.zero_point);
+                let sy = _mm512_set1_ps(q.scale);
+                let finish = |y: __m512| {
+                    let y = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                        y,
+                    );
+                    let y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
+                    _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(y), zp))
+                };
+                match &e.requant {
+                    Some(rq) => {
+                        let rq = rq.as_ptr().add(j0);
+                        self.rows_avx512(
+                            out,
+                            acc,
+                            ld,
+                            i0,
+                            rows,
+                            j0,
+                            cols,
+                            1,
+                            |dst, c, mask, t, _rs| {
+                                let y = _mm512_mul_ps(
+                                    _mm512_cvtepi32_ps(t),
+                                    _mm512_maskz_loadu_ps(mask, rq.add(c)),
+                                );
+                                _mm_mask_storeu_epi8(dst as *mut i8, mask, finish(y))
+                            },
+                        )
+                    }
+                    None => self.rows_avx512(
+                        out,
+                        acc,
+                        ld,
+                        i0,
+                        rows,
+                        j0,
+                        cols,
+                        1,
+                        |dst, c, mask, t, rs| {
+                            let y = _mm512_div_ps(value(t, c, mask, rs), sy);
+                            _mm_mask_storeu_epi8(dst as *mut i8, mask, finish(y))
+                        },
+                    ),
+                }
+            }
+        }
+    }
+
+    /// The row/column loops of the AVX-512 epilogue: the integer corrections, then `store` with
+    /// the destination of lane 0, the column offset within the block, the lane mask, the
+    /// corrected accumulators and the row's activation scale.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rows_avx512(
+        &self,
+        out: &OutPtr,
+        acc: &[i32],
+        ld: usize,
+        i0: usize,
+        rows: usize,
+        j0: usize,
+        cols: usize,
+        esize: usize,
+        store: impl Fn(
+            *mut u8,
+            usize,
+            std::arch::x86_64::__mmask16,
+            std::arch::x86_64::__m512i,
+            std::arch::x86_64::__m512,
+        ),
+    ) {
+        use std::arch::x86_64::*;
+        let off = self.col_off.as_ptr().add(j0);
+        let wsum = self.wsum.as_ptr().add(j0);
+        for r in 0..rows {
+            let i = i0 + r;
+            let zp = self.row_zp.map_or(0, |z| z[i]);
+            let rs = _mm512_set1_ps(self.epi.row_scale.as_ref().map_or(1.0, |s| s[i]));
+            let src = acc.as_ptr().add(r * ld);
+            let dst = out.ptr.add((i * out.ld + j0) * esize);
+            let mut c = 0;
+            while c < cols {
+                let mask: __mmask16 = if cols - c >= 16 {
+                    0xffff
+                } else {
+                    (1u16 << (cols - c)) - 1
+                };
+                let mut t = _mm512_add_epi32(
+                    _mm512_maskz_loadu_epi32(mask, src.add(c)),
+                    _mm512_maskz_loadu_epi32(mask, off.add(c)),
+                );
+                if zp != 0 {
+                    let ws = _mm512_maskz_loadu_epi32(mask, wsum.add(c));
+                    t = _mm512_sub_epi32(t, _mm512_mullo_epi32(_mm512_set1_epi32(zp), ws));
+                }
+                store(dst.add(c * esize), c, mask, t, rs);
+                c += 16;
+            }
+        }
     }
 
     #[inline(always)]
@@ -141,11 +344,18 @@ impl CpuEpilogue<'_> {
                         if let Some(rq) = &e.requant {
                             let rq = &rq[j0 + c0..j0 + c0 + w];
                             for c in 0..w {
-                                y[c] = round_clamp(t[c] as f32 * rq[c], q.zero_point, q.qmin, q.qmax);
+                                y[c] =
+                                    round_clamp(t[c] as f32 * rq[c], q.zero_point, q.qmin, q.qmax);
                             }
                         } else {
                             let v = &mut val[..w];
-                            values(t, v, &cs[c0..c0 + w], e.row_scale.as_ref().map(|s| s[i]), bias.map(|b| &b[c0..c0 + w]));
+                            values(
+                                t,
+                                v,
+                                &cs[c0..c0 + w],
+                                e.row_scale.as_ref().map(|s| s[i]),
+                                bias.map(|b| &b[c0..c0 + w]),
+                            );
                             for c in 0..w {
                                 y[c] = round_clamp(v[c] / q.scale, q.zero_point, q.qmin, q.qmax);
                             }
@@ -153,16 +363,26 @@ impl CpuEpilogue<'_> {
                     }
                     kind => {
                         let v = &mut val[..w];
-                        values(t, v, &cs[c0..c0 + w], e.row_scale.as_ref().map(|s| s[i]), bias.map(|b| &b[c0..c0 + w]));
+                        values(
+                            t,
+                            v,
+                            &cs[c0..c0 + w],
+                            e.row_scale.as_ref().map(|s| s[i]),
+                            bias.map(|b| &b[c0..c0 + w]),
+                        );
                         match kind {
                             OutKind::F32 => out.row::<f32>(i, j0 + c0, w).copy_from_slice(v),
                             OutKind::F16 => {
-                                for (y, &x) in out.row::<f16>(i, j0 + c0, w).iter_mut().zip(v.iter()) {
+                                for (y, &x) in
+                                    out.row::<f16>(i, j0 + c0, w).iter_mut().zip(v.iter())
+                                {
                                     *y = to_f16(x);
                                 }
                             }
                             _ => {
-                                for (y, &x) in out.row::<bf16>(i, j0 + c0, w).iter_mut().zip(v.iter()) {
+                                for (y, &x) in
+                                    out.row::<bf16>(i, j0 + c0, w).iter_mut().zip(v.iter())
+                                {
                                     *y = bf16_rne(x);
                                 }
                             }
@@ -193,13 +413,34 @@ fn values(acc: &[i32], v: &mut [f32], cs: &[f32], rs: Option<f32>, bias: Option<
     }
 }
 
-/// `clamp(rhe(t) + zp, qmin, qmax)` as i8, for finite or infinite `t` (the scales are finite, so
-/// `t` is never NaN). Clamping `t` to ±2^30 first keeps the integer conversion in range without
-/// changing the result, since `|zp| ≤ 128` and the final range is within i8.
+/// `clamp(rhe(t) + zp, qmin, qmax)` as i8, computed as `clamp(rhe(t), qmin − zp, qmax − zp) + zp`
+/// (equal for the integer-valued `rhe(t)`; ±inf clamp to the ends). `t` is never NaN: it is a
+/// product of finite scales and an integer, plus a finite bias.
 #[inline(always)]
 fn round_clamp(t: f32, zp: i32, qmin: i32, qmax: i32) -> i8 {
-    let t = t.clamp(-1_073_741_824.0, 1_073_741_824.0);
-    (t.round_ties_even() as i32 + zp).clamp(qmin, qmax) as i8
+    let t = t
+        .round_ties_even()
+        .max((qmin - zp) as f32)
+        .min((qmax - zp) as f32);
+    // SAFETY: after the clamp, t is a finite integer within [qmin − zp, qmax − zp] ⊂ i32.
+    (unsafe { t.to_int_unchecked::<i32>() } + zp) as i8
+}
+
+/// [`bf16_rne`] on 16 lanes: the bf16 bit patterns in the low halves of i32 lanes.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn bf16_rne_512(v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let b = _mm512_castps_si512(v);
+    let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(1));
+    let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(
+        b,
+        _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)),
+    ));
+    let quiet = _mm512_or_si512(_mm512_srli_epi32::<16>(b), _mm512_set1_epi32(0x40));
+    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+    _mm512_mask_blend_epi32(nan, rounded, quiet)
 }
 
 /// f32 → bf16, round to nearest even (NaN stays NaN): the same bits as `half::bf16::from_f32`.

@@ -27,8 +27,10 @@ use rayon::prelude::*;
 
 pub(crate) use epilogue::{CpuEpilogue, OutPtr};
 
-use super::{Activations, Bias, Context, GemmArgs, OutBuf, PackedWeights, Path};
+use super::{ActScales, Activations, Bias, Context, OutBuf, PackedWeights, Path};
 use crate::error::{Error, Result};
+use crate::quant::QuantParams;
+use crate::quant::Scheme;
 use crate::reference::Epilogue;
 
 /// One 64-byte line: the unit of [`AlignedBuf`], so every buffer a kernel reads is aligned to a
@@ -56,6 +58,10 @@ impl AlignedBuf {
             lines: vec![Line([0; 64]); bytes.div_ceil(64)],
         }
     }
+    /// Capacity in bytes.
+    pub(crate) fn len_bytes(&self) -> usize {
+        self.lines.len() * 64
+    }
     /// The buffer as `T`s (alignment is guaranteed by [`Line`], so the cast cannot fail).
     pub(crate) fn as_slice<T: bytemuck::Pod>(&self) -> &[T] {
         bytemuck::cast_slice(&self.lines)
@@ -66,34 +72,200 @@ impl AlignedBuf {
     }
 }
 
-/// Activations prepared for one kernel: row-major, rows padded with zeros to a multiple of `mr`,
-/// row stride `lda` elements (≥ k, zero padded to the kernel's k step). The element type is the
-/// kernel's (`i16` for scalar and AVX2, `u8` for VNNI and AMX).
+/// The element type a kernel reads its activations in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AElem {
+    /// `i16` holding the integer as is (scalar and AVX2 kernels).
+    I16,
+    /// `u8`: `u8` activations as is, `s8` ones shifted by +128 (VNNI and AMX kernels).
+    U8,
+}
+
+/// Activations prepared for one kernel: row-major, rows padded to a multiple of `mr`, row stride
+/// `lda` elements (≥ k, rounded up to the kernel's k step; padding columns multiply zero weight
+/// padding and padding rows are never written out, so their content is irrelevant).
 pub(crate) struct PreparedA {
     pub buf: AlignedBuf,
     pub lda: usize,
 }
 
-impl PreparedA {
-    /// `rows × lda` zeroed elements of `T`.
-    pub(crate) fn zeroed<T: bytemuck::Pod>(rows: usize, lda: usize) -> Self {
-        PreparedA {
-            buf: AlignedBuf::zeroed(rows * lda * std::mem::size_of::<T>()),
-            lda,
+/// Where the activations come from.
+pub(crate) enum ASource<'a> {
+    /// Already quantized.
+    Ints(Activations<'a>),
+    /// f32 `[m, k]` quantized on the fly (the layer's forward: quantization writes straight into
+    /// the kernel's layout).
+    Floats { x: &'a [f32], quant: FloatQuant },
+}
+
+/// How f32 activations are quantized.
+#[derive(Clone, Copy)]
+pub(crate) enum FloatQuant {
+    /// One parameter set for the whole matrix.
+    Tensor(QuantParams),
+    /// Per-row parameters computed from each row (dynamic per-token quantization), in the same
+    /// pass that quantizes the row while it is in L1.
+    DynamicRows(Scheme),
+}
+
+/// Whether parameters quantize to `s8` (zero point 0, range within i8) rather than `u8`.
+pub(crate) fn is_s8(p: &QuantParams) -> bool {
+    p.zero_point() == 0 && p.qmin() >= -128 && p.qmax() <= 127
+}
+
+impl ASource<'_> {
+    /// Whether the integers are `s8` (so a `u8` kernel shifts them by 128).
+    pub(crate) fn signed(&self) -> bool {
+        match self {
+            ASource::Ints(Activations::S8(_)) => true,
+            ASource::Ints(Activations::U8(_)) => false,
+            ASource::Floats {
+                quant: FloatQuant::Tensor(p),
+                ..
+            } => is_s8(p),
+            ASource::Floats {
+                quant: FloatQuant::DynamicRows(s),
+                ..
+            } => *s == Scheme::Symmetric,
         }
     }
+}
 
-    /// Fill row `i` from `x` (length k) through `f`.
-    pub(crate) fn fill_rows<T: bytemuck::Pod>(&mut self, x: &Activations<'_>, m: usize, k: usize, f8: impl Fn(i8) -> T, fu8: impl Fn(u8) -> T) {
-        let lda = self.lda;
-        let dst: &mut [T] = self.buf.as_mut_slice();
-        for i in 0..m {
-            let d = &mut dst[i * lda..i * lda + k];
-            match x {
-                Activations::S8(x) => d.iter_mut().zip(&x[i * k..(i + 1) * k]).for_each(|(o, &v)| *o = f8(v)),
-                Activations::U8(x) => d.iter_mut().zip(&x[i * k..(i + 1) * k]).for_each(|(o, &v)| *o = fu8(v)),
+/// Rows per AMX A tile.
+pub(crate) const TILE_ROWS: usize = 16;
+
+thread_local! {
+    /// One quantized row before it is scattered into the tiled AMX layout.
+    static TILE_ROW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The calling thread's activation buffer, reused across calls (no allocation or page faults
+    /// on the hot path once warm).
+    static A_SCRATCH: std::cell::RefCell<AlignedBuf> = std::cell::RefCell::new(AlignedBuf::default());
+}
+
+/// Quantize or copy the activations into the `elem` layout, `rows_pad × lda`, reusing `buf`.
+/// `Err(buf)` when float input holds NaN.
+#[allow(clippy::too_many_arguments)]
+fn prepare_a(
+    ctx: &Context,
+    src: &ASource<'_>,
+    elem: AElem,
+    m: usize,
+    k: usize,
+    rows_pad: usize,
+    lda: usize,
+    tiled: bool,
+    params: &mut [QuantParams],
+    mut buf: AlignedBuf,
+) -> Result<PreparedA, AlignedBuf> {
+    use crate::quant::kernels::{quantize_into, QuantOp};
+    let esize = match elem {
+        AElem::I16 => 2,
+        AElem::U8 => 1,
+    };
+    if buf.len_bytes() < rows_pad * lda * esize {
+        buf = AlignedBuf::zeroed(rows_pad * lda * esize);
+    }
+    let shift = if elem == AElem::U8 && src.signed() {
+        128
+    } else {
+        0
+    };
+    let bad = std::sync::atomic::AtomicBool::new(false);
+    let flag = || bad.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Quantize (or copy) row i into dst; `slot` receives the row's parameters (float sources).
+    let fill_row = |i: usize, dst: &mut [u8], slot: &mut QuantParams| {
+        let row = i * k..(i + 1) * k;
+        let (x, quant) = match src {
+            ASource::Ints(ints) => {
+                match (ints, elem) {
+                    (Activations::S8(x), AElem::I16) => {
+                        let d: &mut [i16] = bytemuck::cast_slice_mut(dst);
+                        d.iter_mut().zip(&x[row]).for_each(|(o, &v)| *o = v as i16)
+                    }
+                    (Activations::U8(x), AElem::I16) => {
+                        let d: &mut [i16] = bytemuck::cast_slice_mut(dst);
+                        d.iter_mut().zip(&x[row]).for_each(|(o, &v)| *o = v as i16)
+                    }
+                    // s8 + 128 as u8 is the sign bit flipped.
+                    (Activations::S8(x), AElem::U8) => dst
+                        .iter_mut()
+                        .zip(&x[row])
+                        .for_each(|(o, &v)| *o = (v as u8) ^ 0x80),
+                    (Activations::U8(x), AElem::U8) => dst.copy_from_slice(&x[row]),
+                }
+                return;
             }
+            ASource::Floats { x, quant } => (&x[row], quant),
+        };
+        *slot = match quant {
+            FloatQuant::Tensor(p) => *p,
+            FloatQuant::DynamicRows(scheme) => match crate::quant::dynamic_row_params(*scheme, x) {
+                Some(p) => p,
+                None => return flag(),
+            },
+        };
+        let nan = match elem {
+            AElem::I16 => quantize_into(
+                x,
+                QuantOp::new(slot, 0),
+                bytemuck::cast_slice_mut::<u8, i16>(dst),
+            ),
+            AElem::U8 => quantize_into(x, QuantOp::new(slot, shift), dst),
+        };
+        if nan {
+            flag();
         }
+    };
+    if lda == 0 {
+        // k = 0: nothing to quantize (and no NaN can hide in an empty input).
+        return Ok(PreparedA { buf, lda });
+    }
+    {
+        let bytes: &mut [u8] = buf.as_mut_slice();
+        let row_bytes = lda * esize;
+        // A group is a contiguous run of output bytes: one row (row-major layouts) or 16 rows
+        // (the AMX layout, where each 16-row × 64-byte A tile is contiguous).
+        let group = if tiled { TILE_ROWS } else { 1 };
+        let groups = m.div_ceil(group);
+        let group_bytes = group * row_bytes;
+        let fill_group = |g: usize, dst: &mut [u8], slots: &mut [QuantParams]| {
+            if !tiled {
+                fill_row(g, &mut dst[..k * esize], &mut slots[0]);
+                return;
+            }
+            TILE_ROW.with(|t| {
+                let mut t = t.borrow_mut();
+                t.resize(lda, 0);
+                for (r, slot) in slots.iter_mut().enumerate() {
+                    fill_row(g * group + r, &mut t[..k], slot);
+                    for (c, chunk) in t.chunks_exact(64).enumerate() {
+                        let at = c * TILE_ROWS * 64 + r * 64;
+                        dst[at..at + 64].copy_from_slice(chunk);
+                    }
+                }
+            })
+        };
+        let chunks = bytes[..groups * group_bytes]
+            .chunks_exact_mut(group_bytes)
+            .zip(params[..m].chunks_mut(group));
+        if m * k >= 1 << 16 && groups > 1 && ctx.threads() > 1 {
+            let chunks: Vec<_> = chunks.collect();
+            ctx.install(|| {
+                chunks
+                    .into_par_iter()
+                    .enumerate()
+                    .for_each(|(g, (d, p))| fill_group(g, d, p))
+            });
+        } else {
+            chunks
+                .enumerate()
+                .for_each(|(g, (d, p))| fill_group(g, d, p));
+        }
+    }
+    if bad.into_inner() {
+        Err(buf)
+    } else {
+        Ok(PreparedA { buf, lda })
     }
 }
 
@@ -103,12 +275,20 @@ pub(crate) trait Kernel: Sync {
     fn mr(&self) -> usize;
     /// Columns of one tile (= columns per packed panel).
     fn nr(&self) -> usize;
-    /// Whether `x` is fed with a +128 shift (s8 activations into a u8 × s8 instruction).
-    fn shift(&self, x: &Activations<'_>) -> i32;
-    /// Copy the activations into this kernel's layout.
-    fn prepare_a(&self, x: &Activations<'_>, m: usize, k: usize) -> PreparedA;
+    /// The activation element type.
+    fn a_elem(&self) -> AElem;
+    /// The activation row stride for depth `k` (k rounded up to the kernel's k step).
+    fn lda(&self, k: usize) -> usize;
+    /// Whether A is stored as contiguous 16-row × 64-byte tiles (AMX) rather than row-major.
+    fn a_tiled(&self) -> bool {
+        false
+    }
+    /// Called on the worker thread before a task's first tile (AMX loads its tile configuration).
+    fn begin_task(&self) {}
+    /// Called on the worker thread after a task's last tile (AMX releases the tile state).
+    fn end_task(&self) {}
     /// Raw accumulators `Σ_k a·b` for rows `i0 .. i0 + rows` (`rows ≤ mr`) and panel `panel`,
-    /// into `acc[r * nr + c]`.
+    /// into `acc[r * nr + c]`. Runs between `begin_task` and `end_task` on the same thread.
     fn tile(&self, a: &PreparedA, i0: usize, rows: usize, panel: usize, acc: &mut [i32]);
 }
 
@@ -193,9 +373,20 @@ pub(crate) fn choose(m: usize, _n: usize, _k: usize) -> Path {
 }
 
 /// Row × panel blocking for `threads` workers: `(mb, nb)`.
-fn blocking(m: usize, n_panels: usize, k: usize, mr: usize, nr: usize, threads: usize) -> (usize, usize) {
+fn blocking(
+    m: usize,
+    n_panels: usize,
+    k: usize,
+    mr: usize,
+    nr: usize,
+    threads: usize,
+) -> (usize, usize) {
     let mb_max = 256usize.div_ceil(mr) * mr;
-    let mb = if m <= 2 * mb_max { m.div_ceil(mr) * mr } else { mb_max };
+    let mb = if m <= 2 * mb_max {
+        m.div_ceil(mr) * mr
+    } else {
+        mb_max
+    };
     let m_blocks = m.div_ceil(mb.max(1));
     // A B block of about 256 KiB stays in L2 while every row tile of the task streams past it.
     let mut nb = ((256 << 10) / (nr * k.max(64))).clamp(1, n_panels.max(1));
@@ -207,16 +398,23 @@ fn blocking(m: usize, n_panels: usize, k: usize, mr: usize, nr: usize, threads: 
     (mb.max(mr), nb)
 }
 
-/// Run the GEMM on a CPU path. Arguments were validated by the caller.
+/// Run the GEMM on a CPU path. Arguments were validated by the caller. `act` is `None` when the
+/// source computes per-row scales itself ([`FloatQuant::DynamicRows`]). Non-finite float input
+/// is reported as [`Error::NonFinite`] naming `tensor`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     ctx: &Context,
     path: Path,
     w: &PackedWeights,
-    args: &GemmArgs<'_>,
-    epi: &Epilogue,
+    m: usize,
+    src: &ASource<'_>,
+    act: Option<ActScales<'_>>,
+    w_scales: &[f32],
+    bias: &Bias<'_>,
     out: &mut OutBuf<'_>,
+    tensor: &str,
 ) -> Result<()> {
-    let (m, n, k) = (args.m, args.n, args.k);
+    let (n, k) = (w.n(), w.k());
     if m == 0 || n == 0 {
         return Ok(());
     }
@@ -245,20 +443,60 @@ pub(crate) fn run(
         }
     };
     let (mr, nr) = (kernel.mr(), kernel.nr());
-    let a = kernel.prepare_a(&args.x, m, k);
-    let shift = kernel.shift(&args.x);
-    let zp_t = match args.act {
-        super::ActScales::PerTensor { zero_point, .. } => zero_point,
-        super::ActScales::PerRow { .. } => 0,
+    let elem = kernel.a_elem();
+    let shift = if elem == AElem::U8 && src.signed() {
+        128
+    } else {
+        0
     };
-    let row_zp = match args.act {
-        super::ActScales::PerRow { zero_points, .. } => zero_points,
+    let scratch = A_SCRATCH.with(|c| std::mem::take(&mut *c.borrow_mut()));
+    let mut params = vec![crate::quant::QuantParams::unit(); m];
+    let a = match prepare_a(
+        ctx,
+        src,
+        elem,
+        m,
+        k,
+        m.div_ceil(mr) * mr,
+        kernel.lda(k),
+        kernel.a_tiled(),
+        &mut params,
+        scratch,
+    ) {
+        Ok(a) => a,
+        Err(buf) => {
+            A_SCRATCH.with(|c| *c.borrow_mut() = buf);
+            return Err(match src {
+                ASource::Floats { x, .. } => crate::quant::nonfinite_error(tensor, x),
+                ASource::Ints(_) => Error::Unsupported("integer input cannot be non-finite".into()),
+            });
+        }
+    };
+    // Per-row scales computed while quantizing (dynamic per-token mode).
+    let (row_scales, row_zps): (Vec<f32>, Option<Vec<i32>>) = match act {
+        Some(_) => (Vec::new(), None),
+        None => (
+            params.iter().map(|p| p.scale()).collect(),
+            (!src.signed()).then(|| params.iter().map(|p| p.zero_point()).collect()),
+        ),
+    };
+    let act = act.unwrap_or(ActScales::PerRow {
+        scales: &row_scales,
+        zero_points: row_zps.as_deref(),
+    });
+    let epi = Epilogue::new(n, &act, w_scales, bias, out.kind());
+    let zp_t = match act {
+        ActScales::PerTensor { zero_point, .. } => zero_point,
+        ActScales::PerRow { .. } => 0,
+    };
+    let row_zp = match act {
+        ActScales::PerRow { zero_points, .. } => zero_points,
         _ => None,
     };
     let wsum = w.wsum();
     let col_off: Vec<i32> = (0..n)
         .map(|j| {
-            let b = match args.bias {
+            let b = match bias {
                 Bias::I32(b) => b[j],
                 _ => 0,
             };
@@ -266,7 +504,7 @@ pub(crate) fn run(
         })
         .collect();
     let ce = CpuEpilogue {
-        epi,
+        epi: &epi,
         col_off,
         row_zp,
         wsum,
@@ -279,6 +517,7 @@ pub(crate) fn run(
     let task = |t: usize| {
         let (bi, bj) = (t % m_blocks, t / m_blocks);
         let mut acc = vec![0i32; mr * nr];
+        kernel.begin_task();
         // LOOP 2: panels of this task.
         for p in bj * nb..((bj + 1) * nb).min(panels) {
             let j0 = p * nr;
@@ -295,6 +534,7 @@ pub(crate) fn run(
                 i0 += rows;
             }
         }
+        kernel.end_task();
     };
     // LOOP 3: tasks.
     if tasks == 1 || ctx.threads() <= 1 {
@@ -302,5 +542,6 @@ pub(crate) fn run(
     } else {
         ctx.install(|| (0..tasks).into_par_iter().for_each(task));
     }
+    A_SCRATCH.with(|c| *c.borrow_mut() = a.buf);
     Ok(())
 }

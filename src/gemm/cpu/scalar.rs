@@ -2,8 +2,7 @@
 //! `[n, k]` weights, activations widened to i16. It is the fallback on machines without the SIMD
 //! paths and the simplest fast path to read against `reference.rs`.
 
-use super::{Kernel, PreparedA};
-use crate::gemm::Activations;
+use super::{AElem, Kernel, PreparedA};
 
 /// Rows per tile.
 const MR: usize = 4;
@@ -29,13 +28,11 @@ impl Kernel for ScalarKernel<'_> {
     fn nr(&self) -> usize {
         NR
     }
-    fn shift(&self, _x: &Activations<'_>) -> i32 {
-        0
+    fn a_elem(&self) -> AElem {
+        AElem::I16
     }
-    fn prepare_a(&self, x: &Activations<'_>, m: usize, k: usize) -> PreparedA {
-        let mut a = PreparedA::zeroed::<i16>(m.div_ceil(MR) * MR, k);
-        a.fill_rows(x, m, k, |v| v as i16, |v| v as i16);
-        a
+    fn lda(&self, k: usize) -> usize {
+        k
     }
     fn tile(&self, a: &PreparedA, i0: usize, rows: usize, panel: usize, acc: &mut [i32]) {
         let k = self.k;

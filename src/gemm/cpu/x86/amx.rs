@@ -4,22 +4,25 @@
 //! intrinsics, so the instructions are written with `asm!`; the OS must first grant the process
 //! the tile-data state (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), which [`enable`] requests.
 //!
-//! Layouts: A is u8 `[m, lda]`, `lda = 64·⌈k/64⌉`, rows padded to 32; a weight panel is `NR = 32`
-//! columns as, per 64-deep k chunk, two B tiles of 16 rows (k/4) × 64 bytes (16 columns × 4 k):
-//! 2 KiB per chunk, contiguous. The tile is 32 rows × 32 columns: C in tmm0–3, A in tmm4–5, B in
-//! tmm6–7.
+//! Layouts: A is u8 in contiguous tiles — for each 16-row block, for each 64-deep k chunk, 16 rows
+//! × 64 bytes (1 KiB) — rows padded to 32, `lda = 64·⌈k/64⌉`; a weight panel is `NR = 32` columns
+//! as, per k chunk, two B tiles of 16 rows (k/4) × 64 bytes (16 columns × 4 k): 2 KiB per chunk,
+//! contiguous. Every tile load is one aligned, contiguous KiB (an unaligned tile load measured
+//! 6× slower here). The tile is 32 rows × 32 columns: C in tmm0–3, A in tmm4–5, B in tmm6–7.
+//! The tile configuration is loaded once per task (`ldtilecfg` drains the AMX pipeline; per tile
+//! it cost a quarter of the kernel's time).
 
 use std::arch::asm;
 
-use crate::gemm::cpu::{AlignedBuf, Kernel, PreparedA};
-use crate::gemm::Activations;
+use crate::gemm::cpu::{AElem, AlignedBuf, Kernel, PreparedA};
 
 const MR: usize = 32;
 const NR: usize = 32;
 /// Bytes of k per chunk (one A tile row).
 const KC: usize = 64;
-/// Bytes per B tile.
+/// Bytes per A or B tile.
 const BTILE: usize = 16 * 64;
+const ATILE: usize = BTILE;
 
 /// Ask Linux for the AMX tile-data state and check that the CPU has AMX-TILE and AMX-INT8.
 pub(super) fn enable() -> Result<(), String> {
@@ -129,36 +132,46 @@ impl Kernel for AmxKernel {
     fn nr(&self) -> usize {
         NR
     }
-    fn shift(&self, x: &Activations<'_>) -> i32 {
-        match x {
-            Activations::S8(_) => 128,
-            Activations::U8(_) => 0,
-        }
+    fn a_elem(&self) -> AElem {
+        AElem::U8
     }
-    fn prepare_a(&self, x: &Activations<'_>, m: usize, k: usize) -> PreparedA {
-        let mut a = PreparedA::zeroed::<u8>(m.div_ceil(MR) * MR, self.chunks * KC);
-        a.fill_rows(x, m, k, |v| (v as i16 + 128) as u8, |v| v);
-        a
+    fn lda(&self, k: usize) -> usize {
+        let _ = k;
+        self.chunks * KC
+    }
+    fn a_tiled(&self) -> bool {
+        true
+    }
+    fn begin_task(&self) {
+        // SAFETY: ldtilecfg reads the 64-byte CONFIG; AMX was enabled (`enable`) before this
+        // kernel could be built. The configuration is thread state that only this kernel uses.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly)) };
+    }
+    fn end_task(&self) {
+        // SAFETY: releases this thread's tile state; no tile is live between tasks.
+        unsafe { asm!("tilerelease", options(nostack, nomem)) };
     }
     fn tile(&self, a: &PreparedA, i0: usize, rows: usize, panel: usize, acc: &mut [i32]) {
         let av: &[u8] = a.buf.as_slice();
         let bv: &[i8] = self.b.as_slice();
         let panel_len = self.chunks * 2 * BTILE;
-        assert!(rows >= 1 && rows <= MR && a.lda == self.chunks * KC);
-        assert!((i0 + MR) * a.lda <= av.len());
+        assert!((1..=MR).contains(&rows) && a.lda == self.chunks * KC);
+        assert!(i0.is_multiple_of(MR) && (i0 + MR) * a.lda <= av.len());
         assert!((panel + 1) * panel_len <= bv.len() && acc.len() >= MR * NR);
+        // Row block i0 / 16 starts at i0 · lda bytes in the tiled layout too (16 rows × lda).
         let (ap, bp, cp) = (
             av[i0 * a.lda..].as_ptr(),
             bv[panel * panel_len..].as_ptr(),
             acc.as_mut_ptr(),
         );
-        // SAFETY: every tile load reads 16 rows × 64 bytes at stride lda (A: rows i0..i0+32 of a
-        // buffer padded to a multiple of 32 rows, lda = chunks·64) or at stride 64 (B: inside the
-        // panel); the stores write 32 × 32 i32 into `acc`. All asserted above. The kernel is only
-        // built after `enable` confirmed AMX and obtained the OS permission.
+        // SAFETY: every tile load reads one contiguous KiB at stride 64: A tiles of row blocks
+        // i0/16 and i0/16 + 1 (inside the buffer padded to a multiple of 32 rows), B tiles inside
+        // the panel; the stores write 32 × 32 i32 into `acc`. All asserted above. The kernel is only
+        // built after `enable` confirmed AMX and obtained the OS permission, and `begin_task` has
+        // loaded the tile configuration on this thread.
         unsafe {
             if rows <= 16 {
-                tile_16(ap, a.lda, bp, self.chunks, cp)
+                tile_16(ap, bp, self.chunks, cp)
             } else {
                 tile_32(ap, a.lda, bp, self.chunks, cp)
             }
@@ -167,18 +180,16 @@ impl Kernel for AmxKernel {
 }
 
 /// Rows 0..16 of the tile (C in tmm0, tmm1).
-unsafe fn tile_16(a: *const u8, lda: usize, b: *const i8, chunks: usize, c: *mut i32) {
-    asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
+unsafe fn tile_16(a: *const u8, b: *const i8, chunks: usize, c: *mut i32) {
     asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
     for q in 0..chunks {
         asm!(
-            "tileloadd tmm4, [{a} + {lda}*1]",
+            "tileloadd tmm4, [{a} + {s}*1]",
             "tileloadd tmm6, [{b} + {s}*1]",
             "tileloadd tmm7, [{b1} + {s}*1]",
             "tdpbusd tmm0, tmm4, tmm6",
             "tdpbusd tmm1, tmm4, tmm7",
-            a = in(reg) a.add(q * KC),
-            lda = in(reg) lda,
+            a = in(reg) a.add(q * ATILE),
             b = in(reg) b.add(q * 2 * BTILE),
             b1 = in(reg) b.add(q * 2 * BTILE + BTILE),
             s = in(reg) 64usize,
@@ -198,7 +209,6 @@ unsafe fn tile_16(a: *const u8, lda: usize, b: *const i8, chunks: usize, c: *mut
 
 /// All 32 rows of the tile (C in tmm0–3).
 unsafe fn tile_32(a: *const u8, lda: usize, b: *const i8, chunks: usize, c: *mut i32) {
-    asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
     asm!(
         "tilezero tmm0",
         "tilezero tmm1",
@@ -208,17 +218,16 @@ unsafe fn tile_32(a: *const u8, lda: usize, b: *const i8, chunks: usize, c: *mut
     );
     for q in 0..chunks {
         asm!(
-            "tileloadd tmm4, [{a} + {lda}*1]",
+            "tileloadd tmm4, [{a} + {s}*1]",
             "tileloadd tmm6, [{b} + {s}*1]",
             "tileloadd tmm7, [{b1} + {s}*1]",
             "tdpbusd tmm0, tmm4, tmm6",
             "tdpbusd tmm1, tmm4, tmm7",
-            "tileloadd tmm5, [{a2} + {lda}*1]",
+            "tileloadd tmm5, [{a2} + {s}*1]",
             "tdpbusd tmm2, tmm5, tmm6",
             "tdpbusd tmm3, tmm5, tmm7",
-            a = in(reg) a.add(q * KC),
-            a2 = in(reg) a.add(16 * lda + q * KC),
-            lda = in(reg) lda,
+            a = in(reg) a.add(q * ATILE),
+            a2 = in(reg) a.add(16 * lda + q * ATILE),
             b = in(reg) b.add(q * 2 * BTILE),
             b1 = in(reg) b.add(q * 2 * BTILE + BTILE),
             s = in(reg) 64usize,

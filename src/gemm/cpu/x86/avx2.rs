@@ -12,8 +12,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::gemm::cpu::{AlignedBuf, Kernel, PreparedA};
-use crate::gemm::Activations;
+use crate::gemm::cpu::{AElem, AlignedBuf, Kernel, PreparedA};
 
 const MR: usize = 4;
 const NR: usize = 16;
@@ -47,20 +46,19 @@ impl Kernel for Avx2Kernel {
     fn nr(&self) -> usize {
         NR
     }
-    fn shift(&self, _x: &Activations<'_>) -> i32 {
-        0
+    fn a_elem(&self) -> AElem {
+        AElem::I16
     }
-    fn prepare_a(&self, x: &Activations<'_>, m: usize, k: usize) -> PreparedA {
-        let mut a = PreparedA::zeroed::<i16>(m.div_ceil(MR) * MR, self.kpairs * 2);
-        a.fill_rows(x, m, k, |v| v as i16, |v| v as i16);
-        a
+    fn lda(&self, k: usize) -> usize {
+        let _ = k;
+        self.kpairs * 2
     }
     fn tile(&self, a: &PreparedA, i0: usize, rows: usize, panel: usize, acc: &mut [i32]) {
         let av: &[i16] = a.buf.as_slice();
         let bv: &[i8] = self.b.as_slice();
         let panel_len = self.kpairs * NR * 2;
         // Bounds for the unsafe loop below: MR rows of A (padded), one whole panel of B, one tile.
-        assert!(rows >= 1 && rows <= MR && a.lda == self.kpairs * 2);
+        assert!((1..=MR).contains(&rows) && a.lda == self.kpairs * 2);
         assert!((i0 + MR) * a.lda <= av.len());
         assert!((panel + 1) * panel_len <= bv.len() && acc.len() >= MR * NR);
         let (ap, bp, cp) = (
@@ -84,7 +82,13 @@ impl Kernel for Avx2Kernel {
 
 /// `R` rows × 16 columns over `kpairs` k pairs.
 #[target_feature(enable = "avx2")]
-unsafe fn tile_rows<const R: usize>(a: *const i16, lda: usize, b: *const i8, kpairs: usize, acc: *mut i32) {
+unsafe fn tile_rows<const R: usize>(
+    a: *const i16,
+    lda: usize,
+    b: *const i8,
+    kpairs: usize,
+    acc: *mut i32,
+) {
     let mut c = [[_mm256_setzero_si256(); 2]; R];
     for kp in 0..kpairs {
         let bq = b.add(kp * NR * 2);

@@ -10,8 +10,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::gemm::cpu::{AlignedBuf, Kernel, PreparedA};
-use crate::gemm::Activations;
+use crate::gemm::cpu::{AElem, AlignedBuf, Kernel, PreparedA};
 
 const MR: usize = 8;
 const NR: usize = 32;
@@ -45,22 +44,18 @@ impl Kernel for VnniKernel {
     fn nr(&self) -> usize {
         NR
     }
-    fn shift(&self, x: &Activations<'_>) -> i32 {
-        match x {
-            Activations::S8(_) => 128,
-            Activations::U8(_) => 0,
-        }
+    fn a_elem(&self) -> AElem {
+        AElem::U8
     }
-    fn prepare_a(&self, x: &Activations<'_>, m: usize, k: usize) -> PreparedA {
-        let mut a = PreparedA::zeroed::<u8>(m.div_ceil(MR) * MR, self.k4 * 4);
-        a.fill_rows(x, m, k, |v| (v as i16 + 128) as u8, |v| v);
-        a
+    fn lda(&self, k: usize) -> usize {
+        let _ = k;
+        self.k4 * 4
     }
     fn tile(&self, a: &PreparedA, i0: usize, rows: usize, panel: usize, acc: &mut [i32]) {
         let av: &[u8] = a.buf.as_slice();
         let bv: &[i8] = self.b.as_slice();
         let panel_len = self.k4 * NR * 4;
-        assert!(rows >= 1 && rows <= MR && a.lda == self.k4 * 4);
+        assert!((1..=MR).contains(&rows) && a.lda == self.k4 * 4);
         assert!((i0 + MR) * a.lda <= av.len());
         assert!((panel + 1) * panel_len <= bv.len() && acc.len() >= MR * NR);
         let (ap, bp, cp) = (
@@ -92,7 +87,13 @@ unsafe fn bcast(a: *const u8) -> __m512i {
 
 /// `R` rows × 32 columns over `k4` steps of four.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile_rows<const R: usize>(a: *const u8, lda: usize, b: *const i8, k4: usize, acc: *mut i32) {
+unsafe fn tile_rows<const R: usize>(
+    a: *const u8,
+    lda: usize,
+    b: *const i8,
+    k4: usize,
+    acc: *mut i32,
+) {
     let mut c = [[_mm512_setzero_si512(); 2]; R];
     for q in 0..k4 {
         let bq = b.add(q * NR * 4);
@@ -113,7 +114,13 @@ unsafe fn tile_rows<const R: usize>(a: *const u8, lda: usize, b: *const i8, k4: 
 /// One or two rows: two independent accumulator sets (even and odd k steps) so four or eight
 /// `vpdpbusd` chains are in flight; summed at the end (exact integer adds).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile_rows_2k<const R: usize>(a: *const u8, lda: usize, b: *const i8, k4: usize, acc: *mut i32) {
+unsafe fn tile_rows_2k<const R: usize>(
+    a: *const u8,
+    lda: usize,
+    b: *const i8,
+    k4: usize,
+    acc: *mut i32,
+) {
     let mut c = [[_mm512_setzero_si512(); 4]; R];
     let mut q = 0;
     while q + 2 <= k4 {
@@ -145,6 +152,9 @@ unsafe fn tile_rows_2k<const R: usize>(a: *const u8, lda: usize, b: *const i8, k
     }
     for (r, cr) in c.iter().enumerate() {
         _mm512_storeu_si512(acc.add(r * NR) as *mut _, _mm512_add_epi32(cr[0], cr[2]));
-        _mm512_storeu_si512(acc.add(r * NR + 16) as *mut _, _mm512_add_epi32(cr[1], cr[3]));
+        _mm512_storeu_si512(
+            acc.add(r * NR + 16) as *mut _,
+            _mm512_add_epi32(cr[1], cr[3]),
+        );
     }
 }

@@ -13,7 +13,13 @@ use crate::gemm::Path;
 
 /// Which x86 paths this CPU (and OS) can run.
 pub(super) fn detect() -> Vec<(Path, Result<(), String>)> {
-    let have = |f: bool, what: &str| if f { Ok(()) } else { Err(format!("CPU lacks {what}")) };
+    let have = |f: bool, what: &str| {
+        if f {
+            Ok(())
+        } else {
+            Err(format!("CPU lacks {what}"))
+        }
+    };
     let avx2 = have(std::is_x86_feature_detected!("avx2"), "AVX2");
     let vnni = have(
         std::is_x86_feature_detected!("avx512f")
@@ -25,7 +31,11 @@ pub(super) fn detect() -> Vec<(Path, Result<(), String>)> {
         Ok(()) => amx::enable(),
         Err(e) => Err(format!("{e} (the AMX path's edges use AVX-512)")),
     };
-    vec![(Path::Avx2, avx2), (Path::Avx512Vnni, vnni), (Path::Amx, amx)]
+    vec![
+        (Path::Avx2, avx2),
+        (Path::Avx512Vnni, vnni),
+        (Path::Amx, amx),
+    ]
 }
 
 /// Packed weights of the x86 paths, built on first use.
@@ -49,7 +59,10 @@ impl X86Packs {
     pub(crate) fn kernel(&self, path: Path, raw: &[i8], n: usize, k: usize) -> Option<&dyn Kernel> {
         match path {
             Path::Avx2 => Some(self.avx2.get_or_init(|| avx2::Avx2Kernel::pack(raw, n, k))),
-            Path::Avx512Vnni => Some(self.vnni.get_or_init(|| avx512::VnniKernel::pack(raw, n, k))),
+            Path::Avx512Vnni => Some(
+                self.vnni
+                    .get_or_init(|| avx512::VnniKernel::pack(raw, n, k)),
+            ),
             Path::Amx => Some(self.amx.get_or_init(|| amx::AmxKernel::pack(raw, n, k))),
             _ => None,
         }
