@@ -131,3 +131,40 @@ fn qat_at_4_bits_beats_post_training_4_bits_on_digits() {
     assert!(f32_acc > 0.9, "the f32 model did not train: {f32_acc}");
     assert!(qat > ptq, "QAT {qat} did not beat post-training {ptq}");
 }
+
+#[test]
+fn training_does_not_depend_on_the_thread_count() {
+    // The products are large enough to run in parallel (m·n·k ≥ 2^16); every output element is
+    // summed in a fixed order, so one thread and four give the same bits.
+    let mut rng = common::Rng::new(17);
+    let (m, k, classes) = (128, 64, 10);
+    let x: Vec<f32> = (0..m * k).map(|_| rng.normal(1.0)).collect();
+    let labels: Vec<u8> = (0..m).map(|i| (i * 7 % classes) as u8).collect();
+    let train = |threads: usize| -> Vec<u32> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut mlp = Mlp::new(&[k, 48, classes], 9).unwrap();
+            let ranges = mlp.input_ranges(&x, m).unwrap();
+            let mut opt = Adam::new(1e-3);
+            let mut shuffle = Rng::new(4);
+            mlp.train_epoch(&x, &labels, 64, &mut opt, &mut shuffle)
+                .unwrap();
+            mlp.enable_fake_quant(
+                FakeQuantConfig::weights(4),
+                FakeQuantConfig::activations(4, false),
+                &ranges,
+            )
+            .unwrap();
+            mlp.train_epoch(&x, &labels, 64, &mut opt, &mut shuffle)
+                .unwrap();
+            mlp.params_mut()
+                .iter()
+                .flat_map(|p| p.value.iter().map(|v| v.to_bits()))
+                .collect()
+        })
+    };
+    assert_eq!(train(1), train(4));
+}
