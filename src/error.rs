@@ -82,6 +82,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A calibration observer cannot give a range: it saw no data, two observers that cannot be
+    /// merged, or a method that does not apply to what it saw.
+    #[error("calibration of `{tensor}`: {detail}")]
+    Calibration { tensor: String, detail: String },
+
     /// A file exists but its content does not fit what was expected (header, dtype, shape, config).
     #[error("format error in `{file}`: {detail}")]
     Format { file: String, detail: String },

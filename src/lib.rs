@@ -37,9 +37,11 @@
 //! - `cuda` (default): the GPU backend through cudarc with dynamic loading; the crate builds and
 //!   runs without CUDA installed and falls back to the CPU.
 
+pub mod calib;
 pub mod error;
 pub mod gemm;
 pub mod nn;
+pub mod npy;
 pub mod qat;
 pub mod quant;
 pub mod reference;
