@@ -90,6 +90,15 @@ pub enum Error {
     /// A file exists but its content does not fit what was expected (header, dtype, shape, config).
     #[error("format error in `{file}`: {detail}")]
     Format { file: String, detail: String },
+
+    /// One tensor of a checkpoint is missing, or its dtype, shape or values do not fit the layer
+    /// it belongs to (a quantization scale of the wrong shape, a zero or NaN scale, ...).
+    #[error("tensor `{tensor}` in `{file}`: {detail}")]
+    Tensor {
+        file: String,
+        tensor: String,
+        detail: String,
+    },
 }
 
 impl Error {

@@ -38,14 +38,18 @@
 //!   runs without CUDA installed and falls back to the CPU.
 
 pub mod calib;
+pub mod cuda;
+pub mod device;
 pub mod error;
 pub mod gemm;
+pub mod io;
 pub mod nn;
 pub mod npy;
 pub mod qat;
 pub mod quant;
 pub mod reference;
 
+pub use device::Device;
 pub use error::{Error, Result};
 pub use gemm::{Context, Path};
 pub use nn::QuantLinear;

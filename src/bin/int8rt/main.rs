@@ -1,8 +1,12 @@
 //! bin/int8rt — the `int8rt` command line: a dispatcher over one subcommand per file
-//! (`calibrate.rs`, …). It sits on top of the library: it reads files, calls the safe API, and
-//! prints results; every number it prints comes from the library.
+//! (`calibrate.rs`, `quantize.rs`, `inspect.rs`, `device.rs`). It sits on top of the library: it reads files,
+//! calls the safe API, and prints results; every number it prints comes from the library.
 
 mod calibrate;
+mod device;
+mod inspect;
+mod progress;
+mod quantize;
 
 use clap::{Parser, Subcommand};
 
@@ -18,12 +22,31 @@ struct Cli {
 enum Command {
     /// Calibrate the range of a float32 `.npy` tensor with every method and print the results.
     Calibrate(calibrate::Args),
+    /// Convert every Linear weight of a safetensors checkpoint to int8 (compressed-tensors layout).
+    Quantize(quantize::Args),
+    /// Print the tensors of a checkpoint and the quantization it carries.
+    Inspect(inspect::Args),
+    /// Show the device a run would use (`--device auto|cpu|cuda|cuda:N`) and why.
+    Device(device::Args),
+}
+
+/// Write a command's report to stdout; a closed pipe (`| head`) ends the output quietly.
+pub fn emit(s: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    match o.write_all(s.as_bytes()).and_then(|_| o.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Calibrate(args) => calibrate::run(args),
+        Command::Quantize(args) => quantize::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Device(args) => device::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

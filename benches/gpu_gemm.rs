@@ -1,0 +1,392 @@
+//! benches/gpu_gemm.rs — the GPU GEMM benchmark of DESIGN.md §6, in one run on one GPU: the
+//! crate's dp4a GEMM (`CudaWeights::gemm`, i32 out and f32 out with the fused epilogue) against
+//! cuBLASLt int8 (int32 out, through cudarc's cublaslt bindings) and cuBLAS f16, at the design
+//! shapes plus 8192³. Criterion measures wall time around launches with the stream synchronized
+//! before the clock stops; operand sets rotate past the L2 cache (64 MiB) so GEMV shapes stream
+//! their weights from memory. Throughput is `2·M·N·K` elements (read Gelem/s as GOP/s). A table
+//! with the fraction of the card's dp4a peak and of its memory bandwidth is printed last.
+//!
+//!   cargo bench --features gpu-bench --bench gpu_gemm
+//!   cargo bench --features gpu-bench --bench gpu_gemm -- 'gpu/1x4096x4096'
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use half::f16;
+use int8rt::cuda::cudarc::cublas::{sys as blas_sys, CudaBlas, Gemm, GemmConfig};
+use int8rt::cuda::cudarc::cublaslt::{result as lt, sys as lt_sys};
+use int8rt::cuda::cudarc::driver::{
+    sys as drv_sys, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
+};
+use int8rt::cuda::{CudaActScales, CudaActivations, CudaDevice, CudaOut, CudaWeights};
+use int8rt::gemm::Bias;
+
+/// `(M, K, N)`.
+const SHAPES: [(usize, usize, usize); 8] = [
+    (1, 4096, 4096),
+    (8, 4096, 4096),
+    (32, 4096, 4096),
+    (128, 4096, 4096),
+    (512, 1024, 1024),
+    (1024, 4096, 1024),
+    (2048, 2048, 2048),
+    (8192, 8192, 8192),
+];
+const ROTATE_BYTES: usize = 64 << 20;
+
+/// Median seconds per call, per (path, shape), gathered from criterion's timed runs.
+type Samples = Arc<Mutex<Vec<(String, (usize, usize, usize), Vec<f64>)>>>;
+
+fn data_i8(len: usize, seed: u64) -> Vec<i8> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) % 255) as i8
+        })
+        .collect()
+}
+
+/// Time `iters` calls of `f(i)` and a stream synchronize; record the per-call time.
+fn timed(
+    stream: &Arc<CudaStream>,
+    iters: u64,
+    rec: &mut Vec<f64>,
+    mut f: impl FnMut(usize),
+) -> Duration {
+    stream.synchronize().unwrap();
+    let t = Instant::now();
+    for i in 0..iters {
+        f(i as usize);
+    }
+    stream.synchronize().unwrap();
+    let d = t.elapsed();
+    rec.push(d.as_secs_f64() / iters as f64);
+    d
+}
+
+/// cuBLASLt int8 × int8 → int32, Y[M, N] = X[M, K] · W[N, K]ᵀ (column-major TN: A = W, B = X).
+struct LtInt8 {
+    handle: lt_sys::cublasLtHandle_t,
+    desc: lt_sys::cublasLtMatmulDesc_t,
+    a: lt_sys::cublasLtMatrixLayout_t,
+    b: lt_sys::cublasLtMatrixLayout_t,
+    c: lt_sys::cublasLtMatrixLayout_t,
+    algo: lt_sys::cublasLtMatmulAlgo_t,
+    workspace: CudaSlice<u8>,
+}
+
+impl LtInt8 {
+    fn new(stream: &Arc<CudaStream>, m: usize, k: usize, n: usize) -> Result<Self, String> {
+        let e = |x: lt::CublasError| format!("{x:?}");
+        let handle = lt::create_handle().map_err(e)?;
+        let desc = lt::create_matmul_desc(
+            lt_sys::cublasComputeType_t::CUBLAS_COMPUTE_32I,
+            lt_sys::cudaDataType_t::CUDA_R_32I,
+        )
+        .map_err(e)?;
+        let t: i32 = 1;
+        // SAFETY: `desc` was just created; the attribute is a 4-byte cublasOperation_t (T = 1).
+        unsafe {
+            lt::set_matmul_desc_attribute(
+                desc,
+                lt_sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA,
+                &t as *const i32 as *const _,
+                4,
+            )
+            .map_err(e)?;
+        }
+        let a = lt::create_matrix_layout(
+            lt_sys::cudaDataType_t::CUDA_R_8I,
+            k as u64,
+            n as u64,
+            k as i64,
+        )
+        .map_err(e)?;
+        let b = lt::create_matrix_layout(
+            lt_sys::cudaDataType_t::CUDA_R_8I,
+            k as u64,
+            m as u64,
+            k as i64,
+        )
+        .map_err(e)?;
+        let c = lt::create_matrix_layout(
+            lt_sys::cudaDataType_t::CUDA_R_32I,
+            n as u64,
+            m as u64,
+            n as i64,
+        )
+        .map_err(e)?;
+        let ws_size: usize = 32 << 20;
+        let pref = lt::create_matmul_pref().map_err(e)?;
+        // SAFETY: `pref` was just created; the attribute is a u64 byte count.
+        let heur = unsafe {
+            lt::set_matmul_pref_attribute(
+                pref,
+                lt_sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                &(ws_size as u64) as *const u64 as *const _,
+                8,
+            )
+            .map_err(e)?;
+            lt::get_matmul_algo_heuristic(handle, desc, a, b, c, c, pref).map_err(e)?
+        };
+        Ok(LtInt8 {
+            handle,
+            desc,
+            a,
+            b,
+            c,
+            algo: heur.algo,
+            workspace: stream
+                .alloc_zeros::<u8>(ws_size)
+                .map_err(|x| format!("{x:?}"))?,
+        })
+    }
+
+    fn run(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        x: &CudaSlice<i8>,
+        w: &CudaSlice<i8>,
+        y: &mut CudaSlice<i32>,
+    ) {
+        let (alpha, beta) = (1i32, 0i32);
+        let (xp, _gx) = x.device_ptr(stream);
+        let (wp, _gw) = w.device_ptr(stream);
+        let (yp, _gy) = y.device_ptr_mut(stream);
+        let (ws, _gws) = self.workspace.device_ptr_mut(stream);
+        // SAFETY: the layouts describe exactly these buffers (W: k × n, X: k × m, Y: n × m,
+        // column-major), all allocated on `stream`'s context and alive until the guards drop after
+        // the call; alpha/beta are i32 as the CUDA_R_32I scale type requires.
+        unsafe {
+            lt::matmul(
+                self.handle,
+                self.desc,
+                &alpha as *const i32 as *const _,
+                &beta as *const i32 as *const _,
+                wp as *const _,
+                self.a,
+                xp as *const _,
+                self.b,
+                yp as *const _,
+                self.c,
+                yp as *mut _,
+                self.c,
+                &self.algo,
+                ws as *mut _,
+                32 << 20,
+                stream.cu_stream() as *mut _,
+            )
+            .unwrap();
+        }
+    }
+}
+
+fn bench_shape(
+    c: &mut Criterion,
+    dev: &CudaDevice,
+    (m, k, n): (usize, usize, usize),
+    samples: &Samples,
+) {
+    let stream = dev.new_stream().unwrap();
+    let mut g = c.benchmark_group(format!("gpu/{m}x{k}x{n}"));
+    g.throughput(Throughput::Elements(2 * (m * n * k) as u64));
+    g.warm_up_time(Duration::from_millis(300));
+    g.measurement_time(Duration::from_secs(2));
+    g.sample_size(10);
+    let nsets = ROTATE_BYTES.div_ceil(m * k + n * k).clamp(1, 8);
+    let record = |name: &str, v: Vec<f64>| {
+        samples
+            .lock()
+            .unwrap()
+            .push((name.to_string(), (m, k, n), v))
+    };
+
+    // int8rt dp4a: s8 activations with a per-tensor scale.
+    let lda = k.div_ceil(16) * 16;
+    let ws: Vec<CudaWeights> = (0..nsets)
+        .map(|s| {
+            CudaWeights::new(
+                dev,
+                &data_i8(n * k, 1 + s as u64)
+                    .iter()
+                    .map(|&v| v.max(-127))
+                    .collect::<Vec<_>>(),
+                n,
+                k,
+                &[0.01],
+                Bias::None,
+            )
+            .unwrap()
+        })
+        .collect();
+    let xs: Vec<CudaSlice<i8>> = (0..nsets)
+        .map(|s| {
+            stream
+                .clone_htod(&data_i8(m * lda, 100 + s as u64))
+                .unwrap()
+        })
+        .collect();
+    let scale = stream.clone_htod(&[0.02f32]).unwrap();
+    let mut y32: CudaSlice<i32> = stream.alloc_zeros(m * n).unwrap();
+    let mut yf: CudaSlice<f32> = stream.alloc_zeros(m * n).unwrap();
+    for (name, f32_out) in [("int8rt_dp4a_i32", false), ("int8rt_dp4a_f32", true)] {
+        let mut rec = Vec::new();
+        g.bench_function(BenchmarkId::new(name, ""), |b| {
+            b.iter_custom(|iters| {
+                timed(&stream, iters, &mut rec, |i| {
+                    let s = i % nsets;
+                    let x = CudaActivations::S8 { x: &xs[s], lda };
+                    let a = CudaActScales::PerTensor {
+                        scale: &scale,
+                        zero_point: None,
+                    };
+                    let out = if f32_out {
+                        CudaOut::F32(&mut yf)
+                    } else {
+                        CudaOut::I32(&mut y32)
+                    };
+                    ws[s].gemm(&stream, m, x, a, out).unwrap();
+                })
+            })
+        });
+        record(name, rec);
+    }
+    drop(ws);
+
+    // cuBLASLt int8 → int32.
+    let wr: Vec<CudaSlice<i8>> = (0..nsets)
+        .map(|s| stream.clone_htod(&data_i8(n * k, 1 + s as u64)).unwrap())
+        .collect();
+    let xr: Vec<CudaSlice<i8>> = (0..nsets)
+        .map(|s| stream.clone_htod(&data_i8(m * k, 100 + s as u64)).unwrap())
+        .collect();
+    match LtInt8::new(&stream, m, k, n) {
+        Ok(mut lt8) => {
+            let mut rec = Vec::new();
+            g.bench_function(BenchmarkId::new("cublaslt_int8", ""), |b| {
+                b.iter_custom(|iters| {
+                    timed(&stream, iters, &mut rec, |i| {
+                        lt8.run(&stream, &xr[i % nsets], &wr[i % nsets], &mut y32)
+                    })
+                })
+            });
+            record("cublaslt_int8", rec);
+        }
+        Err(e) => eprintln!("cuBLASLt int8 unavailable for {m}x{k}x{n}: {e}"),
+    }
+    drop((wr, xr, y32, yf));
+
+    // cuBLAS f16.
+    let nsets16 = (ROTATE_BYTES / 2).div_ceil(m * k + n * k).clamp(1, 8);
+    let to16 = |v: Vec<i8>| {
+        v.into_iter()
+            .map(|x| f16::from_f32(x as f32 / 64.0))
+            .collect::<Vec<_>>()
+    };
+    let wh: Vec<CudaSlice<f16>> = (0..nsets16)
+        .map(|s| {
+            stream
+                .clone_htod(&to16(data_i8(n * k, 1 + s as u64)))
+                .unwrap()
+        })
+        .collect();
+    let xh: Vec<CudaSlice<f16>> = (0..nsets16)
+        .map(|s| {
+            stream
+                .clone_htod(&to16(data_i8(m * k, 100 + s as u64)))
+                .unwrap()
+        })
+        .collect();
+    let mut yh: CudaSlice<f16> = stream.alloc_zeros(m * n).unwrap();
+    let blas = CudaBlas::new(stream.clone()).unwrap();
+    let cfg = GemmConfig {
+        transa: blas_sys::cublasOperation_t::CUBLAS_OP_T,
+        transb: blas_sys::cublasOperation_t::CUBLAS_OP_N,
+        m: n as i32,
+        n: m as i32,
+        k: k as i32,
+        alpha: f16::ONE,
+        lda: k as i32,
+        ldb: k as i32,
+        beta: f16::ZERO,
+        ldc: n as i32,
+    };
+    let mut rec = Vec::new();
+    g.bench_function(BenchmarkId::new("cublas_f16", ""), |b| {
+        b.iter_custom(|iters| {
+            timed(&stream, iters, &mut rec, |i| {
+                // SAFETY: column-major TN: A = W (k × n, ld k), B = X (k × m, ld k), C = Y (n × m,
+                // ld n); every buffer holds exactly that many elements.
+                unsafe { blas.gemm(cfg, &wh[i % nsets16], &xh[i % nsets16], &mut yh) }.unwrap();
+            })
+        })
+    });
+    record("cublas_f16", rec);
+    g.finish();
+}
+
+fn main() {
+    let dev = match CudaDevice::new(0) {
+        Ok(d) => d,
+        Err(e) => {
+            if std::env::var("INT8RT_REQUIRE_CUDA").as_deref() == Ok("1") {
+                eprintln!("INT8RT_REQUIRE_CUDA=1 but no usable GPU: {e}");
+                std::process::exit(1);
+            }
+            eprintln!("no GPU, GPU benchmark skipped: {e}");
+            return;
+        }
+    };
+    let attr = |a| dev.context().attribute(a).unwrap_or(0) as f64;
+    let sms = attr(drv_sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
+    let clock_khz = attr(drv_sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_CLOCK_RATE);
+    let mem_khz = attr(drv_sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE);
+    let bus_bits = attr(drv_sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_GLOBAL_MEMORY_BUS_WIDTH);
+    // dp4a peak: 64 dp4a per SM per clock (the integer pipe at half the FP32 rate on sm_80/sm_90)
+    // × 8 operations (4 multiplies, 4 adds) at the boost clock the driver reports.
+    let dp4a_peak = sms * clock_khz * 1e3 * 64.0 * 8.0;
+    let bw_peak = 2.0 * mem_khz * 1e3 * bus_bits / 8.0;
+    let samples: Samples = Arc::new(Mutex::new(Vec::new()));
+    let mut c = Criterion::default().configure_from_args();
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    for &s in &SHAPES {
+        let id = format!("gpu/{}x{}x{}", s.0, s.1, s.2);
+        if filter.as_deref().is_some_and(|f| !id.contains(f)) {
+            continue;
+        }
+        bench_shape(&mut c, &dev, s, &samples);
+    }
+    c.final_summary();
+
+    let (maj, min) = dev.compute_capability();
+    println!(
+        "\n| path | M,K,N | median ms | TOP/s | % dp4a peak | weight GB/s | % mem BW |  ({}, sm_{maj}{min}, {sms} SMs, {:.0} MHz; dp4a peak {:.1} TOP/s, nominal memory {:.0} GB/s)",
+        dev.name(),
+        clock_khz / 1e3,
+        dp4a_peak / 1e12,
+        bw_peak / 1e9
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, (m, k, n), v) in samples.lock().unwrap().iter() {
+        let mut v = v.clone();
+        if v.is_empty() {
+            continue;
+        }
+        v.sort_by(f64::total_cmp);
+        let t = v[v.len() / 2];
+        let ops = 2.0 * (m * n * k) as f64 / t;
+        let wbytes = (n * k) as f64 * if name.contains("f16") { 2.0 } else { 1.0 };
+        println!(
+            "| {name} | {m},{k},{n} | {:.4} | {:.1} | {:.0}% | {:.0} | {:.0}% |",
+            t * 1e3,
+            ops / 1e12,
+            100.0 * ops / dp4a_peak,
+            wbytes / t / 1e9,
+            100.0 * wbytes / t / bw_peak
+        );
+    }
+}

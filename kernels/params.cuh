@@ -1,0 +1,134 @@
+// kernels/params.cuh — the parameter blocks of every kernel entry point. Each entry takes exactly
+// one of these structs by value. The Rust twin of each struct is in `src/cuda/params.rs`
+// (`#[repr(C)]`, same field order); the host simulation checks `sizeof` at every launch.
+//
+// Layout rules that keep the two sides identical without a C ABI negotiation: pointers first
+// (64-bit on both sides), then 64-bit integers, then 32-bit fields, and a total size that is a
+// multiple of 8 (explicit `pad` fields where needed).
+#pragma once
+
+// Non-finite input report, shared by the activation quantizers and read by the GEMM: `count`
+// non-finite values were seen, the first (lowest flat index) at `first`. `first` starts at
+// ~0ull; the host reads both after the stream is synchronized.
+struct Status {
+    unsigned long long count;
+    unsigned long long first;
+};
+
+// The float stage of the GEMM: twin of `reference::Epilogue` (src/reference.rs) plus the
+// output quantization of `OutKind::I8`. The activation scale lives on the device (written by the
+// dynamic quantizer, or uploaded once for a static scale), so the per-column constants the
+// reference precomputes on the host are formed here from the same f32/f64 operations:
+//   per tensor: m[n] = s_x · s_w[n] (f32 product), r[n] = f32(f64(s_x) · f64(s_w[n]) / f64(s_y));
+//   per row:    (f32(acc) · s_w[n]) · s_x[m].
+struct EpiParams {
+    const float* w_scale;    // [n]: s_w[n] (a per-tensor weight scale is expanded to n)
+    const float* act_scale;  // [1] (per tensor) or [m] (per row): s_x
+    const float* bias_f32;   // [n] or null: float bias added after scaling
+    int per_row;             // 1: act_scale is per row
+    int out_kind;            // OUT_I32, OUT_F32, OUT_F16, OUT_BF16, OUT_I8
+    float out_scale;         // s_y (i8 output)
+    int out_zp;              // zp_y
+    int out_qmin;
+    int out_qmax;
+};
+
+#define OUT_I32 0
+#define OUT_F32 1
+#define OUT_F16 2
+#define OUT_BF16 3
+#define OUT_I8 4
+
+// One GEMM: Y[m, n] = epilogue(X[m, k] · W[n, k]ᵀ). X is s8 or u8 (the entry point says which),
+// W is s8. Strides are in elements (= bytes for X and W).
+struct GemmParams {
+    const void* x;          // [m, lda]
+    const signed char* w;   // [n, ldb]
+    void* y;                // [m, ldy], element type by epi.out_kind
+    const int* bias_i32;    // [n] or null: the i32 bias, added to the accumulator
+    const int* act_zp;      // or null: activation zero point of row i at act_zp[i * zp_stride]
+    const int* wsum;        // [n]: Σ_k w[n, k] (read only with act_zp)
+    const Status* status;   // or null: when status->count != 0 the kernel writes nothing
+    long long lda;
+    long long ldb;
+    long long ldy;
+    int m;
+    int n;
+    int k;
+    int zp_stride;          // 0: one zero point for the tensor, 1: one per row
+    EpiParams epi;
+};
+
+// Elementwise quantize: q[i] = clamp(rhe(op(x[i], c)) + zp[c], qmin, qmax) with the channel
+// c = (i / inner) % groups (per tensor: groups = 1; per row of [rows, cols]: inner = cols;
+// per channel on the last axis: inner = 1, groups = cols).
+#define RULE_DIVIDE 0    // op = x / scale[c]            (the crate's rule, __fdiv_rn)
+#define RULE_MULTIPLY 1  // op = x * factor[c]           (torch.ao inverse, pytorch-quantization unit)
+
+struct QuantizeParams {
+    const float* x;
+    void* q;                 // s8 or u8 by the entry point
+    const float* scale;      // [groups]
+    const float* factor;     // [groups] (RULE_MULTIPLY)
+    const int* zp;           // [groups]
+    Status* status;          // or null: NaN (and ±inf unless allow_inf) are counted here
+    long long len;
+    long long inner;
+    int groups;
+    int rule;
+    int qmin;
+    int qmax;
+    int allow_inf;           // 1: ±inf saturate (QuantParams::quantize_to_*), 0: counted as errors
+    int pad;
+};
+
+// Elementwise dequantize: y[i] = (q[i] - zp[c]) * scale[c] (DEQ_AFFINE); with DEQ_UNIT (the
+// pytorch-quantization rule) y = q / factor[c], or q itself when factor[c] == 0.
+#define DEQ_AFFINE 0
+#define DEQ_UNIT 1
+
+struct DequantizeParams {
+    const void* q;           // s8 or u8 by the entry point
+    float* y;
+    const float* scale;
+    const float* factor;
+    const int* zp;
+    long long len;
+    long long inner;
+    int groups;
+    int rule;
+};
+
+// Activation quantization of x[m, k] (row-major, stride k) into q[m, ldq] (columns k..ldq
+// zero-filled), fused with the range reduction. One block per row. Modes:
+//   ACT_ROWS:   dynamic per row: reduce row i, compute its scale (and zero point), quantize it;
+//   ACT_RANGE:  dynamic per tensor, pass 1: reduce row i, fold it into range[0] (min) and
+//               range[1] (max) with atomics on order-preserving words (the host initialises them
+//               to +inf and −inf);
+//   ACT_TENSOR: dynamic per tensor, pass 2: read range[], quantize row i; row 0 writes scales[0]
+//               (and zps[0]);
+//   ACT_STATIC: a fixed scales[0] (zps[0] or 0), `rule` / `factor`, `qmin` / `qmax`.
+// Dynamic modes use the crate's schemes: symmetric s8 [-127, 127] (scale amax / 127), asymmetric
+// u8 [0, 255]. Every non-finite input is counted in `status` (always an error).
+#define ACT_ROWS 0
+#define ACT_RANGE 1
+#define ACT_TENSOR 2
+#define ACT_STATIC 3
+
+struct ActQuantParams {
+    const float* x;
+    void* q;                 // s8 or u8 by the entry point
+    float* scales;           // [m] (ACT_ROWS) or [1]
+    int* zps;                // [m] or [1], or null (symmetric)
+    unsigned* range;         // [2] (ACT_RANGE, ACT_TENSOR): ordered min, ordered max
+    Status* status;
+    long long ldq;
+    int m;
+    int k;
+    int mode;
+    int rule;                // ACT_STATIC: RULE_DIVIDE or RULE_MULTIPLY
+    float factor;            // ACT_STATIC, RULE_MULTIPLY
+    int qmin;                // ACT_STATIC
+    int qmax;                // ACT_STATIC
+    int pad;
+};

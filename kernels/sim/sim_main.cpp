@@ -1,0 +1,102 @@
+// kernels/sim/sim_main.cpp — the C entry points of the kernel simulation library: list the
+// registered kernels and launch one. Linked with every kernels/*.cu compiled as C++ (see
+// sim.h); loaded by src/cuda/sim.rs.
+#include "../common.cuh"
+
+#include <condition_variable>
+
+namespace {
+
+std::mutex& launch_lock() {
+    static std::mutex m;
+    return m;
+}
+
+void run_thread(const sim::Entry* e, sim::Launch* l, unsigned tid, const void* params) {
+    const dim3 b = l->block, g = l->grid;
+    sim::t_launch = l;
+    sim::t_blockDim = b;
+    sim::t_gridDim = g;
+    sim::t_threadIdx = uint3{tid % b.x, (tid / b.x) % b.y, tid / (b.x * b.y)};
+    sim::t_lane = tid % 32;
+    sim::t_warp = l->warps[tid / 32].get();
+    for (unsigned z = 0; z < g.z; ++z)
+        for (unsigned y = 0; y < g.y; ++y)
+            for (unsigned x = 0; x < g.x; ++x) {
+                sim::t_blockIdx = uint3{x, y, z};
+                e->thunk(params);
+                // Every thread of this block finishes before any starts the next block, so the
+                // function-static __shared__ arrays belong to one block at a time.
+                l->bar.arrive_and_wait(sim::BAR_BLOCK_EXIT);
+            }
+}
+
+int error(char* err, size_t len, const std::string& msg) {
+    if (len > 0) {
+        std::snprintf(err, len, "%s", msg.c_str());
+    }
+    return 1;
+}
+
+}  // namespace
+
+extern "C" {
+
+size_t int8rt_sim_kernel_count() { return sim::registry().size(); }
+
+const char* int8rt_sim_kernel_name(size_t i) {
+    return i < sim::registry().size() ? sim::registry()[i].name : nullptr;
+}
+
+// Launch `name` on grid × block with one parameter block of `params_size` bytes; runs to
+// completion. Returns 0, or 1 with a message in `err`.
+int int8rt_sim_launch(const char* name, const unsigned* grid, const unsigned* block, const void* params,
+                      size_t params_size, char* err, size_t err_len) {
+    const sim::Entry* e = nullptr;
+    for (const auto& r : sim::registry())
+        if (std::strcmp(r.name, name) == 0) e = &r;
+    if (!e) return error(err, err_len, std::string("no kernel named ") + name);
+    if (e->params_size != params_size)
+        return error(err, err_len, std::string(name) + ": parameter block is " + std::to_string(params_size) +
+                                       " bytes on the host, " + std::to_string(e->params_size) + " in the kernel");
+    dim3 g{grid[0], grid[1], grid[2]}, b{block[0], block[1], block[2]};
+    unsigned long long n = (unsigned long long)b.x * b.y * b.z;
+    if (n == 0 || n > e->max_threads)
+        return error(err, err_len, std::string(name) + ": block of " + std::to_string(n) +
+                                       " threads (launch bounds " + std::to_string(e->max_threads) + ")");
+    if ((unsigned long long)g.x * g.y * g.z == 0) return 0;
+    std::lock_guard<std::mutex> guard(launch_lock());
+    sim::Launch l(g, b, (unsigned)n);
+    for (unsigned w = 0; w * 32 < n; ++w)
+        l.warps.push_back(std::make_unique<sim::Warp>((unsigned)std::min<unsigned long long>(32, n - w * 32)));
+    bool done = false;
+    std::mutex done_m;
+    std::condition_variable done_cv;
+    std::thread watchdog([&] {
+        unsigned long long last = sim::progress().load();
+        auto since = std::chrono::steady_clock::now();
+        std::unique_lock<std::mutex> lk(done_m);
+        while (!done) {
+            done_cv.wait_for(lk, std::chrono::milliseconds(100));
+            const unsigned long long now = sim::progress().load();
+            if (now != last) {
+                last = now;
+                since = std::chrono::steady_clock::now();
+            } else if (std::chrono::steady_clock::now() - since > std::chrono::seconds(30)) {
+                sim::fail(std::string(name) + ": no barrier completed for 30 s (deadlock)");
+            }
+        }
+    });
+    std::vector<std::thread> threads;
+    threads.reserve(n);
+    for (unsigned t = 0; t < n; ++t) threads.emplace_back(run_thread, e, &l, t, params);
+    for (auto& t : threads) t.join();
+    {
+        std::lock_guard<std::mutex> lk(done_m);
+        done = true;
+    }
+    done_cv.notify_all();
+    watchdog.join();
+    return 0;
+}
+}

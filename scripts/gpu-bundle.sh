@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# scripts/gpu-bundle.sh — build, on this machine (no GPU needed), everything the GPU verification
+# runs, into the git-ignored gpu-bundle/: the GPU test binaries (tests/gpu.rs,
+# tests/kernels_static.rs), the GPU bench (benches/gpu_gemm.rs), the PyTorch peers script
+# (shared/bench/gpu-peers.py) and run.sh (scripts/gpu-run.sh). The kernels are compiled with NVRTC
+# here and embedded as CUBIN (sm_80, sm_90) + PTX (compute_61), so the GPU machine needs only its
+# driver. Binaries are stripped; the bundle must stay under 64 MiB.
+#
+#   scripts/gpu-bundle.sh && <copy gpu-bundle/ to the GPU machine> && gpu-bundle/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/ci-cuda-env.sh
+out=gpu-bundle
+rm -rf "$out"
+mkdir -p "$out/bin"
+
+peers=""
+for p in "${INT8RT_SHARED:-}/bench/gpu-peers.py" ../shared/bench/gpu-peers.py /work/shared/bench/gpu-peers.py; do
+    if [ -f "$p" ]; then peers="$p"; break; fi
+done
+[ -n "$peers" ] || { echo "gpu-peers.py not found (set INT8RT_SHARED to the shared/ folder)" >&2; exit 1; }
+
+# Print "name path" for each executable artifact named in $@ from cargo's JSON messages.
+executables() {
+    python3 -c '
+import json, sys
+want = set(sys.argv[1:])
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in want:
+        print(m["target"]["name"], m["executable"])
+' "$@"
+}
+
+{
+    cargo test --release --features gpu-bench --no-run --message-format=json --test gpu --test kernels_static \
+        | executables gpu kernels_static
+    cargo bench --features gpu-bench --bench gpu_gemm --no-run --message-format=json | executables gpu_gemm
+} > "$out/.artifacts"
+while read -r name path; do
+    cp "$path" "$out/bin/$name"
+    strip "$out/bin/$name"
+done < "$out/.artifacts"
+rm "$out/.artifacts"
+for b in gpu kernels_static gpu_gemm; do
+    [ -x "$out/bin/$b" ] || { echo "missing binary $b" >&2; exit 1; }
+done
+cp "$peers" "$out/gpu-peers.py"
+cp scripts/gpu-run.sh "$out/run.sh"
+chmod +x "$out/run.sh"
+git rev-parse HEAD > "$out/COMMIT" 2>/dev/null || true
+size=$(du -sb "$out" | cut -f1)
+echo "gpu-bundle: $((size / 1024 / 1024)) MiB"
+ls -la "$out" "$out/bin"
+if [ "$size" -gt $((64 * 1024 * 1024)) ]; then
+    echo "gpu-bundle is over 64 MiB" >&2
+    exit 1
+fi

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# scripts/gpu-run.sh (copied into the bundle as run.sh) — run the GPU verification built by
+# scripts/gpu-bundle.sh on a machine with an NVIDIA GPU, its driver, the CUDA toolkit and PyTorch
+# (no Rust toolchain): the GPU tests with INT8RT_REQUIRE_CUDA=1 (no GPU is a failure, not a
+# skip), the static kernel checks (cuobjdump from the toolkit), the criterion GPU bench, and the
+# PyTorch peers (cuBLAS f16, cuBLASLt int8) in the same call; prints a short table last.
+#
+#   gpu-bundle/run.sh            # or: scripts/gpu-run.sh [bundle folder]
+set -uo pipefail
+dir="${1:-$(cd "$(dirname "$0")" && pwd)}"
+[ -d "$dir/bin" ] || dir="$dir/gpu-bundle"
+[ -d "$dir/bin" ] || { echo "no bundle at $dir (run scripts/gpu-bundle.sh first)" >&2; exit 2; }
+export INT8RT_REQUIRE_CUDA=1
+if command -v cuobjdump > /dev/null; then export INT8RT_CUOBJDUMP="$(command -v cuobjdump)"; fi
+logs="$(mktemp -d)"
+cd "$logs"
+gpu="$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
+echo "GPU: ${gpu:-unknown}; bundle commit $(cat "$dir/COMMIT" 2>/dev/null || echo unknown)"
+
+steps=()
+step() {
+    local name="$1"
+    shift
+    echo "== $name: $*"
+    local t0=$SECONDS
+    if "$@" > "$logs/$name.log" 2>&1; then r=pass; else r=FAIL; fi
+    tail -n 40 "$logs/$name.log"
+    steps+=("$name|$r|$((SECONDS - t0)) s|$(grep -h '^test result' "$logs/$name.log" | sed 's/test result: //; s/; finished.*//' | tr '\n' ' ')")
+}
+step gpu-tests "$dir/bin/gpu" --test-threads=1
+step kernel-checks "$dir/bin/kernels_static" --nocapture
+step bench "$dir/bin/gpu_gemm" --bench
+step peers python3 "$dir/gpu-peers.py"
+
+echo
+echo "== summary (${gpu:-unknown GPU})"
+echo "| step | result | time | tests |"
+echo "|---|---|---|---|"
+for s in "${steps[@]}"; do
+    IFS='|' read -r n r t d <<< "$s"
+    echo "| $n | $r | $t | $d |"
+done
+echo
+grep -h '^| ' "$logs/bench.log" 2>/dev/null
+echo
+grep -h '^| ' "$logs/peers.log" 2>/dev/null
+for s in "${steps[@]}"; do
+    case "$s" in *"|FAIL|"*) exit 1 ;; esac
+done
+exit 0

@@ -1,0 +1,436 @@
+//! cuda/driver.rs — the CUDA driver side (feature `cuda`): probing for a driver without ever
+//! panicking, [`CudaDevice`] (a context, its module cache, compute capability), loading each
+//! kernel module from the best image this build has (CUBIN for the device's architecture, else
+//! PTX for the driver to JIT, else NVRTC at run time for the exact architecture, cached), and
+//! [`CudaExec`], the [`Exec`] on a CUDA stream. `CudaExec::launch` is the only kernel launch site.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use cudarc::driver::{
+    result as cu, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr,
+    DevicePtrMut, DriverError, LaunchConfig, PushKernelArg, SyncOnDrop,
+};
+use cudarc::nvrtc::Ptx;
+
+use super::exec::{Elem, Exec, Grid};
+use super::nvrtc_compile::{self, Target};
+use super::params::KernelParams;
+use super::registry::{self, KernelId, Module};
+use crate::error::{Error, Result};
+
+fn drv(context: impl Into<String>, e: DriverError) -> Error {
+    // The code's name only: formatting through cuGetErrorString would call into the driver.
+    Error::Cuda {
+        context: context.into(),
+        detail: format!("{:?}", e.0),
+    }
+}
+
+/// Run a driver call that may panic inside cudarc (a missing library or symbol) as a `Result`.
+fn guarded<T>(
+    what: &str,
+    f: impl FnOnce() -> std::result::Result<T, DriverError>,
+) -> std::result::Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what} failed: {:?}", e.0)),
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".into());
+            Err(format!("{what} failed inside the CUDA bindings: {msg}"))
+        }
+    }
+}
+
+/// Whether `libcuda` can be loaded (cached; a `dlopen` of each candidate name).
+pub fn driver_library_present() -> bool {
+    static PRESENT: OnceLock<bool> = OnceLock::new();
+    // SAFETY: `is_culib_present` only dlopens candidate names and drops the handles.
+    *PRESENT.get_or_init(|| unsafe { sys::is_culib_present() })
+}
+
+/// The number of CUDA devices, or why there are none usable. Never panics: libcuda's presence is
+/// probed before cudarc touches it, and the first driver calls run under `catch_unwind`.
+pub fn probe() -> std::result::Result<usize, String> {
+    static PROBE: OnceLock<std::result::Result<usize, String>> = OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            if !driver_library_present() {
+                return Err("no NVIDIA driver: libcuda.so could not be loaded".into());
+            }
+            guarded("cuInit", cu::init)?;
+            let n = guarded("cuDeviceGetCount", cu::device::get_count)?;
+            if n <= 0 {
+                return Err("the NVIDIA driver is present but reports no CUDA device".into());
+            }
+            Ok(n as usize)
+        })
+        .clone()
+}
+
+/// Where a module's code came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelImage {
+    /// A CUBIN compiled at build time for this architecture family.
+    Cubin,
+    /// PTX (`compute_61`) compiled at build time, JIT-compiled by the driver.
+    Ptx,
+    /// The source compiled by NVRTC at run time for this exact architecture.
+    Nvrtc,
+}
+
+/// Which images a device may load, in order of preference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum KernelSource {
+    /// CUBIN, else PTX, else NVRTC at run time.
+    #[default]
+    Auto,
+    /// Only the build-time CUBIN.
+    Cubin,
+    /// Only the build-time PTX.
+    Ptx,
+    /// Only NVRTC at run time.
+    Nvrtc,
+}
+
+struct Inner {
+    ctx: Arc<CudaContext>,
+    ordinal: usize,
+    name: String,
+    cc: (i32, i32),
+    source: KernelSource,
+    modules: Mutex<HashMap<Module, (Arc<CudaModule>, KernelImage)>>,
+    functions: Mutex<HashMap<KernelId, CudaFunction>>,
+}
+
+/// One CUDA device: its primary context, name, compute capability, and the kernel modules
+/// loaded into it (on first use). Cheap to clone (shared).
+#[derive(Clone)]
+pub struct CudaDevice {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for CudaDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CudaDevice({}: {}, sm_{}{})",
+            self.inner.ordinal, self.inner.name, self.inner.cc.0, self.inner.cc.1
+        )
+    }
+}
+
+impl CudaDevice {
+    /// Open device `ordinal`: `Err(CudaUnavailable)` with the reason when there is no driver,
+    /// no such device, or the device is older than sm_61 (dp4a).
+    pub fn new(ordinal: usize) -> Result<Self> {
+        Self::with_source(ordinal, KernelSource::Auto)
+    }
+
+    /// [`CudaDevice::new`] restricted to one kind of kernel image (tests use this to exercise
+    /// each loading path).
+    pub fn with_source(ordinal: usize, source: KernelSource) -> Result<Self> {
+        let count = probe().map_err(Error::CudaUnavailable)?;
+        if ordinal >= count {
+            return Err(Error::CudaUnavailable(format!(
+                "CUDA device {ordinal} requested, {count} present"
+            )));
+        }
+        let ctx = guarded("creating the CUDA context", || CudaContext::new(ordinal))
+            .map_err(Error::CudaUnavailable)?;
+        let cc = ctx
+            .compute_capability()
+            .map_err(|e| drv("cuDeviceGetAttribute", e))?;
+        let name = ctx.name().unwrap_or_else(|_| "unknown".into());
+        if cc.0 * 10 + cc.1 < 61 {
+            return Err(Error::CudaUnavailable(format!(
+                "{name} has compute capability {}.{}; the dp4a kernels need 6.1 or newer",
+                cc.0, cc.1
+            )));
+        }
+        Ok(CudaDevice {
+            inner: Arc::new(Inner {
+                ctx,
+                ordinal,
+                name,
+                cc,
+                source,
+                modules: Mutex::new(HashMap::new()),
+                functions: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The device ordinal.
+    pub fn ordinal(&self) -> usize {
+        self.inner.ordinal
+    }
+    /// The device name (`NVIDIA H100 80GB HBM3`, ...).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+    /// `(major, minor)` compute capability.
+    pub fn compute_capability(&self) -> (i32, i32) {
+        self.inner.cc
+    }
+    /// The primary context (to allocate buffers for [`crate::cuda::CudaQuantLinear::forward_device`]).
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.inner.ctx
+    }
+    /// A new stream on this device.
+    pub fn new_stream(&self) -> Result<Arc<CudaStream>> {
+        self.inner
+            .ctx
+            .new_stream()
+            .map_err(|e| drv("cuStreamCreate", e))
+    }
+    /// The context's default stream.
+    pub fn default_stream(&self) -> Arc<CudaStream> {
+        self.inner.ctx.default_stream()
+    }
+
+    /// Load `m` (if not yet loaded) and say which image it came from.
+    pub fn module_image(&self, m: Module) -> Result<KernelImage> {
+        self.module(m).map(|(_, img)| img)
+    }
+
+    fn module(&self, m: Module) -> Result<(Arc<CudaModule>, KernelImage)> {
+        let mut cache = self.inner.modules.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = cache.get(&m) {
+            return Ok(v.clone());
+        }
+        let v = self.load(m)?;
+        cache.insert(m, v.clone());
+        Ok(v)
+    }
+
+    fn load(&self, m: Module) -> Result<(Arc<CudaModule>, KernelImage)> {
+        let (maj, min) = self.inner.cc;
+        let cc = (maj * 10 + min) as u32;
+        let mut tried = Vec::new();
+        let src = self.inner.source;
+        let load = |bytes: Vec<u8>| {
+            self.inner
+                .ctx
+                .load_module(Ptx::from_binary(bytes))
+                .map_err(|e| format!("{:?}", e.0))
+        };
+        if matches!(src, KernelSource::Auto | KernelSource::Cubin) {
+            // A CUBIN runs on its own major architecture at the same or a later minor revision.
+            let cubin = registry::CUBIN_ARCHS
+                .iter()
+                .rev()
+                .find(|&&a| a / 10 == cc / 10 && a <= cc)
+                .and_then(|&a| m.cubin(a));
+            match cubin {
+                Some(b) => match load(b.to_vec()) {
+                    Ok(md) => return Ok((md, KernelImage::Cubin)),
+                    Err(e) => tried.push(format!("CUBIN: {e}")),
+                },
+                None => tried.push(format!(
+                    "CUBIN: none built for sm_{cc} ({})",
+                    registry::BUILD_NOTE
+                )),
+            }
+        }
+        if matches!(src, KernelSource::Auto | KernelSource::Ptx) {
+            match m.ptx().filter(|_| cc >= registry::PTX_ARCH) {
+                Some(p) => match load(p.to_vec()) {
+                    Ok(md) => return Ok((md, KernelImage::Ptx)),
+                    // The driver refuses PTX newer than itself (CUDA_ERROR_UNSUPPORTED_PTX_VERSION).
+                    Err(e) => tried.push(format!("PTX compute_{}: {e}", registry::PTX_ARCH)),
+                },
+                None => tried.push(format!(
+                    "PTX: none built for sm_{cc} ({})",
+                    registry::BUILD_NOTE
+                )),
+            }
+        }
+        if matches!(src, KernelSource::Auto | KernelSource::Nvrtc) {
+            match runtime_cubin(m, cc) {
+                Ok(b) => match load(b) {
+                    Ok(md) => return Ok((md, KernelImage::Nvrtc)),
+                    Err(e) => tried.push(format!("NVRTC sm_{cc}: loading failed: {e}")),
+                },
+                Err(e @ Error::Nvrtc { .. }) => return Err(e),
+                Err(e) => tried.push(format!("NVRTC: {e}")),
+            }
+        }
+        Err(Error::Cuda {
+            context: format!(
+                "loading kernels/{} on {} (sm_{cc})",
+                m.file(),
+                self.inner.name
+            ),
+            detail: tried.join("; "),
+        })
+    }
+
+    fn function(&self, k: KernelId) -> Result<CudaFunction> {
+        if let Some(f) = self
+            .inner
+            .functions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&k)
+        {
+            return Ok(f.clone());
+        }
+        let (md, _) = self.module(k.module())?;
+        let f = md
+            .load_function(k.name())
+            .map_err(|e| drv(format!("cuModuleGetFunction({})", k.name()), e))?;
+        self.inner
+            .functions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(k, f.clone());
+        Ok(f)
+    }
+
+    /// An executor on `stream` (which must belong to this device's context).
+    pub(crate) fn exec(&self, stream: &Arc<CudaStream>) -> Result<CudaExec> {
+        if !Arc::ptr_eq(stream.context(), &self.inner.ctx) {
+            return Err(Error::Cuda {
+                context: "stream".into(),
+                detail: format!(
+                    "the stream belongs to another context than device {}",
+                    self.inner.ordinal
+                ),
+            });
+        }
+        Ok(CudaExec {
+            dev: self.clone(),
+            stream: stream.clone(),
+        })
+    }
+}
+
+/// NVRTC at run time: a CUBIN for exactly `sm_<cc>`, compiled once per process per module and
+/// architecture.
+fn runtime_cubin(m: Module, cc: u32) -> Result<Vec<u8>> {
+    type Cache = Mutex<HashMap<(Module, u32), Vec<u8>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    static NVRTC: OnceLock<bool> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(b) = cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&(m, cc))
+    {
+        return Ok(b.clone());
+    }
+    if !*NVRTC.get_or_init(nvrtc_compile::nvrtc_present) {
+        return Err(Error::CudaUnavailable(
+            "libnvrtc could not be loaded for the run-time kernel compile (install the CUDA toolkit's NVRTC or nvidia-cuda-nvrtc-cu12 and add it to LD_LIBRARY_PATH)".into(),
+        ));
+    }
+    let c = nvrtc_compile::compile(m.file(), m.source(), registry::HEADERS, Target::Cubin(cc))
+        .map_err(|f| Error::Nvrtc {
+            kernel: m.file().to_string(),
+            options: f.options,
+            log: f.log,
+        })?;
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert((m, cc), c.image.clone());
+    Ok(c.image)
+}
+
+/// The [`Exec`] of a CUDA stream.
+pub(crate) struct CudaExec {
+    dev: CudaDevice,
+    stream: Arc<CudaStream>,
+}
+
+impl Exec for CudaExec {
+    type Buf<T: Elem> = CudaSlice<T>;
+    type Guard<'a> = SyncOnDrop<'a>;
+
+    fn alloc<T: Elem>(&self, len: usize) -> Result<CudaSlice<T>> {
+        self.stream
+            .alloc_zeros::<T>(len)
+            .map_err(|e| drv("cuMemAlloc", e))
+    }
+    fn upload<T: Elem>(&self, src: &[T]) -> Result<CudaSlice<T>> {
+        self.stream
+            .clone_htod(src)
+            .map_err(|e| drv("cuMemcpyHtoD", e))
+    }
+    fn read<T: Elem>(&self, src: &CudaSlice<T>, dst: &mut [T]) -> Result<()> {
+        if dst.len() > src.len() {
+            return Err(Error::shape("device read", src.len(), dst.len()));
+        }
+        self.stream
+            .memcpy_dtoh(&src.slice(..dst.len()), dst)
+            .map_err(|e| drv("cuMemcpyDtoH", e))?;
+        self.stream
+            .synchronize()
+            .map_err(|e| drv("cuStreamSynchronize", e))
+    }
+    fn len<T: Elem>(b: &CudaSlice<T>) -> usize {
+        b.len()
+    }
+    fn addr<'a, T: Elem>(&'a self, b: &'a CudaSlice<T>) -> (u64, SyncOnDrop<'a>) {
+        b.device_ptr(&self.stream)
+    }
+    fn addr_mut<'a, T: Elem>(&'a self, b: &'a mut CudaSlice<T>) -> (u64, SyncOnDrop<'a>) {
+        b.device_ptr_mut(&self.stream)
+    }
+    unsafe fn launch<P: KernelParams>(&self, k: KernelId, g: Grid, p: &P) -> Result<()> {
+        if k.params() != P::NAME {
+            return Err(Error::Cuda {
+                context: format!("launch of {}", k.name()),
+                detail: format!("takes {}, given {}", k.params(), P::NAME),
+            });
+        }
+        let f = self.dev.function(k)?;
+        let cfg = LaunchConfig {
+            grid_dim: (g.grid[0], g.grid[1], g.grid[2]),
+            block_dim: (g.block[0], g.block[1], g.block[2]),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: the caller (cuda::ops) guarantees that every address in `p` is a live buffer
+        // of this stream's context, held by a guard until after this call, and large enough for
+        // every index the kernel forms; `p` is the kernel's parameter block (checked above by
+        // name against the registry), passed by value.
+        unsafe { self.stream.launch_builder(&f).arg(p).launch(cfg) }
+            .map(|_| ())
+            .map_err(|e| drv(format!("launching {}", k.name()), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtime_nvrtc_compiles_every_module_from_the_embedded_sources() {
+        // The run-time fallback (no CUBIN or PTX for this GPU): the embedded sources and headers
+        // compile for an architecture the build did not target, and the result is a CUBIN.
+        if !nvrtc_compile::nvrtc_present() {
+            assert!(
+                std::env::var("INT8RT_REQUIRE_NVRTC").as_deref() != Ok("1"),
+                "INT8RT_REQUIRE_NVRTC=1 but libnvrtc cannot be loaded"
+            );
+            eprintln!("libnvrtc not found; run-time compile test skipped");
+            return;
+        }
+        for &m in Module::ALL {
+            let cubin = runtime_cubin(m, 86).unwrap_or_else(|e| panic!("{}: {e}", m.file()));
+            assert!(
+                cubin.starts_with(b"\x7fELF"),
+                "{}: not an ELF CUBIN",
+                m.file()
+            );
+            // Cached: the second request returns the same image.
+            assert_eq!(runtime_cubin(m, 86).unwrap(), cubin);
+        }
+    }
+}

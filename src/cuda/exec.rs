@@ -1,0 +1,66 @@
+//! cuda/exec.rs — where kernels run, abstracted: device buffers, copies and launches. Two
+//! implementations: the CUDA driver on one stream (`cuda::driver::CudaExec`) and, in test
+//! builds, the host simulation of the kernels (`cuda::sim::SimExec`). The host wrappers in
+//! `cuda::ops` are written once against this trait, so the simulation tests exercise the same
+//! launch geometry, parameter blocks and epilogue constants that run on a GPU.
+
+use super::params::KernelParams;
+use super::registry::KernelId;
+use crate::error::Result;
+
+/// Element types of device buffers.
+#[cfg(feature = "cuda")]
+pub(crate) trait Elem:
+    bytemuck::Pod + cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits + Send + Sync
+{
+}
+#[cfg(feature = "cuda")]
+impl<
+        T: bytemuck::Pod + cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits + Send + Sync,
+    > Elem for T
+{
+}
+
+/// Element types of device buffers.
+#[cfg(not(feature = "cuda"))]
+pub(crate) trait Elem: bytemuck::Pod + Send + Sync {}
+#[cfg(not(feature = "cuda"))]
+impl<T: bytemuck::Pod + Send + Sync> Elem for T {}
+
+/// A launch geometry: blocks per grid and threads per block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Grid {
+    pub grid: [u32; 3],
+    pub block: [u32; 3],
+}
+
+/// An executor: owns the ordering of its operations (a stream), allocates, copies, launches.
+pub(crate) trait Exec {
+    /// A device buffer of `T`.
+    type Buf<T: Elem>;
+    /// Keeps a buffer's use recorded until the launch that reads or writes it is enqueued.
+    type Guard<'a>
+    where
+        Self: 'a;
+
+    /// `len` zeroed elements.
+    fn alloc<T: Elem>(&self, len: usize) -> Result<Self::Buf<T>>;
+    /// A new buffer holding `src`.
+    fn upload<T: Elem>(&self, src: &[T]) -> Result<Self::Buf<T>>;
+    /// Copy the start of `src` into `dst` and wait for it (`dst.len() ≤ len(src)`).
+    fn read<T: Elem>(&self, src: &Self::Buf<T>, dst: &mut [T]) -> Result<()>;
+    /// Elements in a buffer.
+    fn len<T: Elem>(b: &Self::Buf<T>) -> usize;
+    /// The device address of a buffer the next launch reads.
+    fn addr<'a, T: Elem>(&'a self, b: &'a Self::Buf<T>) -> (u64, Self::Guard<'a>);
+    /// The device address of a buffer the next launch writes.
+    fn addr_mut<'a, T: Elem>(&'a self, b: &'a mut Self::Buf<T>) -> (u64, Self::Guard<'a>);
+    /// Enqueue kernel `k` with parameter block `p`.
+    ///
+    /// # Safety
+    /// Every address in `p` comes from [`Exec::addr`] / [`Exec::addr_mut`] of a live buffer of
+    /// this executor whose guard is still held, and every index the kernel can form from `p`'s
+    /// sizes and strides lies inside the buffer it addresses (the wrappers in `cuda::ops` check
+    /// this before launching). `P` is the block `k` takes.
+    unsafe fn launch<P: KernelParams>(&self, k: KernelId, g: Grid, p: &P) -> Result<()>;
+}

@@ -1,0 +1,205 @@
+//! cuda/gemm.rs — the raw int8 GEMM on a GPU: [`CudaWeights`] (an `s8` weight matrix `[n, k]`
+//! uploaded once with its row sums, scales and bias, its accumulator bound proven on upload) and
+//! [`CudaWeights::gemm`] on device activations, with the DESIGN.md §1 epilogue fused. The layer
+//! API (`CudaQuantLinear`) is built on the same host wrapper; this one serves callers that
+//! quantize activations themselves, and the GPU benchmarks.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaSlice, CudaStream};
+
+use super::driver::{CudaDevice, CudaExec};
+use super::exec::Exec;
+use super::linear::CudaOut;
+use super::ops::{self, DevAct, DevBias, DevOut, GemmDev};
+use crate::error::{Error, Result};
+use crate::gemm::{check_accumulator_bound, Bias, Path};
+
+/// Device activations `[m, k]` with row stride `lda ≥ k` (16-byte multiples enable the fast
+/// loads).
+pub enum CudaActivations<'a> {
+    /// Symmetric `s8`.
+    S8 { x: &'a CudaSlice<i8>, lda: usize },
+    /// `u8` with zero points in `[0, 255]` (given in [`CudaActScales`]).
+    U8 { x: &'a CudaSlice<u8>, lda: usize },
+}
+
+/// Device activation scales (and zero points for `u8`).
+pub enum CudaActScales<'a> {
+    /// `scale[0]`, `zero_point[0]`.
+    PerTensor {
+        scale: &'a CudaSlice<f32>,
+        zero_point: Option<&'a CudaSlice<i32>>,
+    },
+    /// `scales[i]`, `zero_points[i]` for row `i`.
+    PerRow {
+        scales: &'a CudaSlice<f32>,
+        zero_points: Option<&'a CudaSlice<i32>>,
+    },
+}
+
+/// An `s8` weight matrix `[n, k]` resident on a GPU, with everything the GEMM epilogue needs.
+pub struct CudaWeights {
+    dev: CudaDevice,
+    n: usize,
+    k: usize,
+    ldb: usize,
+    w: CudaSlice<i8>,
+    wsum: CudaSlice<i32>,
+    w_scale: CudaSlice<f32>,
+    bias_i32: Option<CudaSlice<i32>>,
+    bias_f32: Option<CudaSlice<f32>>,
+    wmax: i64,
+    bias_bound: i64,
+}
+
+impl CudaWeights {
+    /// Upload `w: [n, k]` with one weight scale (per tensor) or `n` (per output channel) and a
+    /// bias (`I32` for static activation scales, `F32` for dynamic ones).
+    pub fn new(
+        dev: &CudaDevice,
+        w: &[i8],
+        n: usize,
+        k: usize,
+        w_scales: &[f32],
+        bias: Bias<'_>,
+    ) -> Result<Self> {
+        let expected = crate::error::checked_len("W = [n, k]", n, k)?;
+        if w.len() != expected {
+            return Err(Error::shape("weights [n, k]", expected, w.len()));
+        }
+        if w_scales.len() != 1 && w_scales.len() != n {
+            return Err(Error::shape("weight scales (1 or n)", n, w_scales.len()));
+        }
+        if let Some(s) = w_scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(Error::param(
+                "weight scale",
+                format!("must be finite and > 0, got {s}"),
+            ));
+        }
+        let bias_bound = match bias {
+            Bias::None => 0,
+            Bias::I32(_) | Bias::F32(_) if bias_len(&bias) != n => {
+                return Err(Error::shape("bias", n, bias_len(&bias)))
+            }
+            Bias::I32(b) => b.iter().map(|&v| (v as i64).abs()).max().unwrap_or(0),
+            Bias::F32(b) => {
+                crate::quant::check_finite("bias", b)?;
+                0
+            }
+        };
+        let ldb = ops::padded_k(k);
+        let mut wp = vec![0i8; (n * ldb).max(1)];
+        for j in 0..n {
+            wp[j * ldb..j * ldb + k].copy_from_slice(&w[j * k..(j + 1) * k]);
+        }
+        let mut wsum = crate::reference::weight_row_sums(w, n, k);
+        wsum.resize(n.max(1), 0);
+        let mut ws: Vec<f32> = (0..n)
+            .map(|j| w_scales[if w_scales.len() == 1 { 0 } else { j }])
+            .collect();
+        ws.resize(n.max(1), 1.0);
+        let stream = dev.default_stream();
+        let e = dev.exec(&stream)?;
+        let cw = CudaWeights {
+            dev: dev.clone(),
+            n,
+            k,
+            ldb,
+            w: e.upload(&wp)?,
+            wsum: e.upload(&wsum)?,
+            w_scale: e.upload(&ws)?,
+            bias_i32: match bias {
+                Bias::I32(b) => Some(e.upload(b)?),
+                _ => None,
+            },
+            bias_f32: match bias {
+                Bias::F32(b) => Some(e.upload(b)?),
+                _ => None,
+            },
+            wmax: w.iter().map(|&v| (v as i64).abs()).max().unwrap_or(0),
+            bias_bound,
+        };
+        stream.synchronize().map_err(|e| Error::Cuda {
+            context: "uploading weights".into(),
+            detail: format!("{:?}", e.0),
+        })?;
+        Ok(cw)
+    }
+
+    /// Output features `n`.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Input features `k`.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// `out[m, n] = epilogue(x[m, k] · Wᵀ)` enqueued on `stream` (no synchronization). Refuses
+    /// shapes whose worst-case accumulator could overflow i32 (`k · max|x − zp| · max|w| +
+    /// max|bias|`, with `max|x − zp|` = 128 for `s8` and 255 for `u8`, whose zero points must lie
+    /// in `[0, 255]`). Scales and zero points are read on the device and not validated here.
+    pub fn gemm(
+        &self,
+        stream: &Arc<CudaStream>,
+        m: usize,
+        x: CudaActivations<'_>,
+        act: CudaActScales<'_>,
+        out: CudaOut<'_>,
+    ) -> Result<Path> {
+        let x_bound = match x {
+            CudaActivations::S8 { .. } => 128,
+            CudaActivations::U8 { .. } => 255,
+        };
+        check_accumulator_bound(self.k, x_bound, self.wmax, self.bias_bound)?;
+        let e = self.dev.exec(stream)?;
+        let (xa, lda) = match x {
+            CudaActivations::S8 { x, lda } => (DevAct::S8(x), lda),
+            CudaActivations::U8 { x, lda } => (DevAct::U8(x), lda),
+        };
+        let (act_scale, act_zp, per_row) = match act {
+            CudaActScales::PerTensor { scale, zero_point } => (scale, zero_point, false),
+            CudaActScales::PerRow {
+                scales,
+                zero_points,
+            } => (scales, zero_points, true),
+        };
+        let g = GemmDev {
+            m,
+            n: self.n,
+            k: self.k,
+            x: xa,
+            lda,
+            w: &self.w,
+            ldb: self.ldb,
+            wsum: &self.wsum,
+            w_scale: &self.w_scale,
+            act_scale,
+            per_row,
+            act_zp,
+            bias: match (&self.bias_i32, &self.bias_f32) {
+                (Some(b), _) => DevBias::I32(b),
+                (None, Some(b)) => DevBias::F32(b),
+                _ => DevBias::None,
+            },
+            status: None,
+        };
+        let mut o = match out {
+            CudaOut::I32(b) => DevOut::I32(b),
+            CudaOut::F32(b) => DevOut::F32(b),
+            CudaOut::F16(b) => DevOut::F16(b),
+            CudaOut::Bf16(b) => DevOut::Bf16(b),
+            CudaOut::I8(b, q) => DevOut::I8(b, q),
+        };
+        ops::gemm::<CudaExec>(&e, &g, &mut o)
+    }
+}
+
+fn bias_len(b: &Bias<'_>) -> usize {
+    match b {
+        Bias::None => 0,
+        Bias::I32(v) => v.len(),
+        Bias::F32(v) => v.len(),
+    }
+}

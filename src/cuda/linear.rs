@@ -1,0 +1,172 @@
+//! cuda/linear.rs — [`CudaQuantLinear`]: a [`QuantLinear`] resident on a GPU (weights uploaded
+//! once and kept), whose forward takes host slices or device buffers and runs on the caller's
+//! stream, giving the bits of the CPU layer for every scheme and output type. Also the GPU
+//! quantize / dequantize operations on [`CudaDevice`].
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaSlice, CudaStream};
+use half::{bf16, f16};
+
+use super::driver::{CudaDevice, CudaExec};
+use super::ops::{self, Axis, DevLinear, DevOut, DevQIn, DevQRef};
+use crate::error::{Error, Result};
+use crate::gemm::{OutBuf, OutQuant, Path};
+use crate::nn::QuantLinear;
+use crate::quant::QuantParams;
+
+/// A device output buffer `[m, out_features]` for [`CudaQuantLinear::forward_device`].
+pub enum CudaOut<'a> {
+    /// Raw corrected i32 accumulators.
+    I32(&'a mut CudaSlice<i32>),
+    F32(&'a mut CudaSlice<f32>),
+    F16(&'a mut CudaSlice<f16>),
+    Bf16(&'a mut CudaSlice<bf16>),
+    /// i8 with a static output scale.
+    I8(&'a mut CudaSlice<i8>, OutQuant),
+}
+
+/// A [`QuantLinear`] on a GPU. `Send + Sync`: a forward allocates its own scratch, so threads may
+/// share one layer (each on its own stream).
+pub struct CudaQuantLinear {
+    dev: CudaDevice,
+    layer: DevLinear<CudaExec>,
+}
+
+impl std::fmt::Debug for CudaQuantLinear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CudaQuantLinear({}: [{}, {}] on {:?})",
+            self.layer.name, self.layer.n, self.layer.k, self.dev
+        )
+    }
+}
+
+impl QuantLinear {
+    /// Upload this layer to `dev`: the int8 weights (rows padded to 16 bytes), their sums and
+    /// scales, the bias, and the activation quantization as it is now (a later
+    /// `set_activation_quant` needs a new upload).
+    pub fn to_cuda(&self, dev: &CudaDevice) -> Result<CudaQuantLinear> {
+        let stream = dev.default_stream();
+        let e = dev.exec(&stream)?;
+        let layer = DevLinear::new(&e, self)?;
+        stream.synchronize().map_err(|e| Error::Cuda {
+            context: "uploading a layer".into(),
+            detail: format!("{:?}", e.0),
+        })?;
+        Ok(CudaQuantLinear {
+            dev: dev.clone(),
+            layer,
+        })
+    }
+}
+
+impl CudaQuantLinear {
+    /// The device the weights live on.
+    pub fn device(&self) -> &CudaDevice {
+        &self.dev
+    }
+    /// Input features (`K`).
+    pub fn in_features(&self) -> usize {
+        self.layer.k
+    }
+    /// Output features (`N`).
+    pub fn out_features(&self) -> usize {
+        self.layer.n
+    }
+
+    /// `out = x · Wᵀ + b` from host memory to host memory on the device's default stream.
+    pub fn forward(&self, x: &[f32], m: usize, out: &mut OutBuf<'_>) -> Result<Path> {
+        self.forward_on(&self.dev.default_stream(), x, m, out)
+    }
+
+    /// [`CudaQuantLinear::forward`] on `stream` (returns when the result is in `out`).
+    pub fn forward_on(
+        &self,
+        stream: &Arc<CudaStream>,
+        x: &[f32],
+        m: usize,
+        out: &mut OutBuf<'_>,
+    ) -> Result<Path> {
+        let e = self.dev.exec(stream)?;
+        self.layer.forward_host(&e, x, m, out)
+    }
+
+    /// `out = x · Wᵀ + b` with `x: [m, in_features]` and `out: [m, out_features]` in device
+    /// memory, enqueued on `stream`. It waits for `stream` at the end to read the 16-byte
+    /// non-finite report: NaN or ±inf in `x` is `Err(NonFinite)` naming `<layer>.input`, as on
+    /// the CPU, and `out` is then left unwritten.
+    pub fn forward_device(
+        &self,
+        stream: &Arc<CudaStream>,
+        x: &CudaSlice<f32>,
+        m: usize,
+        out: CudaOut<'_>,
+    ) -> Result<Path> {
+        let e = self.dev.exec(stream)?;
+        let mut o = match out {
+            CudaOut::I32(b) => DevOut::I32(b),
+            CudaOut::F32(b) => DevOut::F32(b),
+            CudaOut::F16(b) => DevOut::F16(b),
+            CudaOut::Bf16(b) => DevOut::Bf16(b),
+            CudaOut::I8(b, q) => DevOut::I8(b, q),
+        };
+        let xl = crate::error::checked_len("input [m, in_features]", m, self.layer.k)?;
+        if x.len() < xl {
+            return Err(Error::shape("input [m, in_features]", xl, x.len()));
+        }
+        self.layer.forward(&e, x, m, &mut o)
+    }
+}
+
+/// Quantized device tensors for [`CudaDevice::quantize`] / [`CudaDevice::dequantize`].
+pub enum CudaQuantized<'a> {
+    S8(&'a mut CudaSlice<i8>),
+    U8(&'a mut CudaSlice<u8>),
+}
+
+impl CudaDevice {
+    /// Quantize `x: [rows, cols]` on `stream` with one parameter set per `axis` group (one for
+    /// [`Axis::Tensor`], `rows` for [`Axis::Row`], `cols` for [`Axis::Column`]); the bits of
+    /// `QuantParams::quantize_to_i8` / `quantize_to_u8`. NaN is `Err(NonFinite)` naming `tensor`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn quantize(
+        &self,
+        stream: &Arc<CudaStream>,
+        tensor: &str,
+        x: &CudaSlice<f32>,
+        rows: usize,
+        cols: usize,
+        axis: Axis,
+        params: &[QuantParams],
+        q: CudaQuantized<'_>,
+    ) -> Result<()> {
+        let e = self.exec(stream)?;
+        let q = match q {
+            CudaQuantized::S8(b) => DevQRef::S8(b),
+            CudaQuantized::U8(b) => DevQRef::U8(b),
+        };
+        ops::quantize(&e, tensor, x, rows, cols, axis, params, q)
+    }
+
+    /// Dequantize `q: [rows, cols]` into `y` on `stream` (the bits of `QuantParams::dequantize`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dequantize(
+        &self,
+        stream: &Arc<CudaStream>,
+        q: CudaQuantized<'_>,
+        rows: usize,
+        cols: usize,
+        axis: Axis,
+        params: &[QuantParams],
+        y: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        let e = self.exec(stream)?;
+        let q = match q {
+            CudaQuantized::S8(b) => DevQIn::S8(&*b),
+            CudaQuantized::U8(b) => DevQIn::U8(&*b),
+        };
+        ops::dequantize(&e, q, rows, cols, axis, params, y)
+    }
+}

@@ -1,0 +1,44 @@
+//! cuda — the GPU backend: the kernel registry, the launch abstraction and the host wrappers of
+//! the kernels, device discovery, the module cache, and [`CudaQuantLinear`] (a `QuantLinear`
+//! resident on a GPU).
+//!
+//! Layers, top to bottom: `linear` (the public device layer) → `ops` (argument checks, launch
+//! geometry, parameter blocks; the last safe layer) → `exec` (an executor: the CUDA driver on a
+//! stream in `driver`, or in test builds the host simulation in `sim`) → `kernels/*.cu`.
+//! The pure-Rust layers compile without the `cuda` feature so the simulation tests run in every
+//! build; without it, [`CudaDevice`] exists but cannot be constructed.
+
+#![cfg_attr(not(feature = "cuda"), allow(dead_code))]
+
+#[cfg(feature = "cuda")]
+mod driver;
+pub(crate) mod exec;
+#[cfg(feature = "cuda")]
+mod gemm;
+#[cfg(feature = "cuda")]
+mod linear;
+#[cfg(feature = "cuda")]
+pub(crate) mod nvrtc_compile;
+pub(crate) mod ops;
+pub(crate) mod params;
+pub mod registry;
+#[cfg(test)]
+pub(crate) mod sim;
+#[cfg(test)]
+mod sim_tests;
+#[cfg(not(feature = "cuda"))]
+mod stub;
+
+/// The cudarc version this crate is built against, for buffers and streams passed to it.
+#[cfg(feature = "cuda")]
+pub use cudarc;
+#[cfg(feature = "cuda")]
+pub use driver::{driver_library_present, probe, CudaDevice, KernelImage, KernelSource};
+#[cfg(feature = "cuda")]
+pub use gemm::{CudaActScales, CudaActivations, CudaWeights};
+#[cfg(feature = "cuda")]
+pub use linear::{CudaOut, CudaQuantLinear, CudaQuantized};
+pub use ops::Axis;
+pub use params::Status;
+#[cfg(not(feature = "cuda"))]
+pub use stub::{driver_library_present, probe, CudaDevice};

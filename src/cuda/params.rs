@@ -1,0 +1,173 @@
+//! cuda/params.rs — the Rust twins of `kernels/params.cuh`: one `#[repr(C)]` struct per kernel
+//! parameter block, field for field (pointers as `u64` device addresses). The host simulation
+//! compares `size_of` with the kernel's `sizeof` at every launch; the GPU tests and the
+//! simulation tests check the values end to end.
+
+use bytemuck::{Pod, Zeroable};
+
+/// `OUT_*` in params.cuh.
+pub(crate) const OUT_I32: i32 = 0;
+pub(crate) const OUT_F32: i32 = 1;
+pub(crate) const OUT_F16: i32 = 2;
+pub(crate) const OUT_BF16: i32 = 3;
+pub(crate) const OUT_I8: i32 = 4;
+
+/// `RULE_*` (quantize) and `DEQ_*` (dequantize).
+pub(crate) const RULE_DIVIDE: i32 = 0;
+pub(crate) const RULE_MULTIPLY: i32 = 1;
+pub(crate) const DEQ_AFFINE: i32 = 0;
+pub(crate) const DEQ_UNIT: i32 = 1;
+
+/// `ACT_*`.
+pub(crate) const ACT_ROWS: i32 = 0;
+pub(crate) const ACT_RANGE: i32 = 1;
+pub(crate) const ACT_TENSOR: i32 = 2;
+pub(crate) const ACT_STATIC: i32 = 3;
+
+/// `struct Status`: non-finite input count and first flat index (`u64::MAX` when none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]
+#[repr(C)]
+pub struct Status {
+    pub count: u64,
+    pub first: u64,
+}
+
+impl Status {
+    /// The state before a kernel runs.
+    pub const CLEAR: Status = Status {
+        count: 0,
+        first: u64::MAX,
+    };
+}
+
+/// `struct EpiParams`.
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct EpiParams {
+    pub w_scale: u64,
+    pub act_scale: u64,
+    pub bias_f32: u64,
+    pub per_row: i32,
+    pub out_kind: i32,
+    pub out_scale: f32,
+    pub out_zp: i32,
+    pub out_qmin: i32,
+    pub out_qmax: i32,
+}
+
+/// `struct GemmParams`.
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct GemmParams {
+    pub x: u64,
+    pub w: u64,
+    pub y: u64,
+    pub bias_i32: u64,
+    pub act_zp: u64,
+    pub wsum: u64,
+    pub status: u64,
+    pub lda: i64,
+    pub ldb: i64,
+    pub ldy: i64,
+    pub m: i32,
+    pub n: i32,
+    pub k: i32,
+    pub zp_stride: i32,
+    pub epi: EpiParams,
+}
+
+/// `struct QuantizeParams`.
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct QuantizeParams {
+    pub x: u64,
+    pub q: u64,
+    pub scale: u64,
+    pub factor: u64,
+    pub zp: u64,
+    pub status: u64,
+    pub len: i64,
+    pub inner: i64,
+    pub groups: i32,
+    pub rule: i32,
+    pub qmin: i32,
+    pub qmax: i32,
+    pub allow_inf: i32,
+    pub pad: i32,
+}
+
+/// `struct DequantizeParams`.
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct DequantizeParams {
+    pub q: u64,
+    pub y: u64,
+    pub scale: u64,
+    pub factor: u64,
+    pub zp: u64,
+    pub len: i64,
+    pub inner: i64,
+    pub groups: i32,
+    pub rule: i32,
+}
+
+/// `struct ActQuantParams`.
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct ActQuantParams {
+    pub x: u64,
+    pub q: u64,
+    pub scales: u64,
+    pub zps: u64,
+    pub range: u64,
+    pub status: u64,
+    pub ldq: i64,
+    pub m: i32,
+    pub k: i32,
+    pub mode: i32,
+    pub rule: i32,
+    pub factor: f32,
+    pub qmin: i32,
+    pub qmax: i32,
+    pub pad: i32,
+}
+
+/// A parameter block a kernel takes by value; `NAME` is the C struct's name, which the registry
+/// records per kernel ([`super::registry::KernelId::params`]), so a launch with the wrong block
+/// is caught before it reaches a kernel.
+#[cfg(feature = "cuda")]
+pub(crate) trait KernelParams: Pod + cudarc::driver::DeviceRepr {
+    const NAME: &'static str;
+}
+/// A parameter block a kernel takes by value (see above).
+#[cfg(not(feature = "cuda"))]
+pub(crate) trait KernelParams: Pod {
+    const NAME: &'static str;
+}
+
+// SAFETY: each struct is `#[repr(C)]` plain data (integers, floats, u64 device addresses) laid
+// out exactly as its twin in kernels/params.cuh, which the kernel reads by value.
+#[cfg(feature = "cuda")]
+mod device_repr {
+    use super::*;
+    use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
+    unsafe impl DeviceRepr for GemmParams {}
+    unsafe impl DeviceRepr for QuantizeParams {}
+    unsafe impl DeviceRepr for DequantizeParams {}
+    unsafe impl DeviceRepr for ActQuantParams {}
+    unsafe impl DeviceRepr for Status {}
+    unsafe impl ValidAsZeroBits for Status {}
+}
+
+impl KernelParams for GemmParams {
+    const NAME: &'static str = "GemmParams";
+}
+impl KernelParams for QuantizeParams {
+    const NAME: &'static str = "QuantizeParams";
+}
+impl KernelParams for DequantizeParams {
+    const NAME: &'static str = "DequantizeParams";
+}
+impl KernelParams for ActQuantParams {
+    const NAME: &'static str = "ActQuantParams";
+}

@@ -1,0 +1,320 @@
+//! cuda/sim.rs — (test builds only) the host-simulation executor: compiles `kernels/*.cu` with
+//! the host C++ compiler against `kernels/sim/sim.h` into a shared library (once per process,
+//! cached on disk by a hash of the sources), loads it, and implements [`Exec`] with host memory,
+//! so the host wrappers in `cuda::ops` run unchanged against the simulated kernels.
+//!
+//! Buffers are 256-byte aligned (as `cuMemAlloc` gives) and surrounded by 256 bytes of poison
+//! on each side; [`Exec::read`] fails if a kernel wrote into them.
+
+use std::ffi::{c_char, CString};
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use super::exec::{Elem, Exec, Grid};
+use super::params::KernelParams;
+use super::registry::{KernelId, Module};
+use crate::error::{Error, Result};
+
+const SLACK: usize = 256;
+const POISON: u8 = 0xA5;
+
+type LaunchFn = unsafe extern "C" fn(
+    *const c_char,
+    *const u32,
+    *const u32,
+    *const u8,
+    usize,
+    *mut c_char,
+    usize,
+) -> i32;
+type CountFn = unsafe extern "C" fn() -> usize;
+type NameFn = unsafe extern "C" fn(usize) -> *const c_char;
+
+pub(crate) struct SimLib {
+    _lib: libloading::Library,
+    launch: LaunchFn,
+    count: CountFn,
+    name: NameFn,
+}
+
+fn kernels_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels")
+}
+
+/// The compile command for the simulation library (also used by the ThreadSanitizer test).
+pub(crate) fn compile_command(out: &Path, extra: &[&str]) -> std::process::Command {
+    let dir = kernels_dir();
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
+    let mut c = std::process::Command::new(cxx);
+    c.args([
+        "-std=c++20",
+        "-O2",
+        "-g0",
+        "-pthread",
+        "-fPIC",
+        "-shared",
+        "-ffp-contract=off",
+        "-fno-strict-aliasing",
+    ])
+    .args(["-Wall", "-Wno-unknown-pragmas", "-Werror"])
+    .args(extra)
+    .arg("-I")
+    .arg(&dir)
+    .arg("-x")
+    .arg("c++");
+    for m in Module::ALL {
+        c.arg(dir.join(m.file()));
+    }
+    c.arg(dir.join("sim/selftest.cu"));
+    c.args(["-x", "none"])
+        .arg(dir.join("sim/sim_main.cpp"))
+        .arg("-o")
+        .arg(out);
+    c
+}
+
+/// A hash of every kernel source and header (FNV-1a), so an edited kernel is recompiled.
+fn sources_hash() -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut files: Vec<PathBuf> = Module::ALL
+        .iter()
+        .map(|m| kernels_dir().join(m.file()))
+        .collect();
+    files.extend(
+        [
+            "common.cuh",
+            "params.cuh",
+            "sim/sim.h",
+            "sim/sim_main.cpp",
+            "sim/selftest.cu",
+        ]
+        .map(|f| kernels_dir().join(f)),
+    );
+    for f in files {
+        for b in std::fs::read(&f).unwrap_or_default() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn build_and_load() -> std::result::Result<SimLib, String> {
+    let dir = Path::new(env!("OUT_DIR")).join("sim");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let so = dir.join(format!("libint8rt_sim_{:016x}.so", sources_hash()));
+    if !so.exists() {
+        let tmp = dir.join(format!("tmp_{}.so", std::process::id()));
+        let out = compile_command(&tmp, &[])
+            .output()
+            .map_err(|e| format!("running the C++ compiler: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "compiling the kernel simulation failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        std::fs::rename(&tmp, &so).map_err(|e| format!("{}: {e}", so.display()))?;
+    }
+    // SAFETY: the library was built from this crate's kernel sources and sim_main.cpp, whose
+    // three exported functions have exactly the signatures declared above; it runs no code at
+    // load time beyond registering kernels.
+    unsafe {
+        let lib =
+            libloading::Library::new(&so).map_err(|e| format!("loading {}: {e}", so.display()))?;
+        let launch = *lib
+            .get::<LaunchFn>(b"int8rt_sim_launch")
+            .map_err(|e| e.to_string())?;
+        let count = *lib
+            .get::<CountFn>(b"int8rt_sim_kernel_count")
+            .map_err(|e| e.to_string())?;
+        let name = *lib
+            .get::<NameFn>(b"int8rt_sim_kernel_name")
+            .map_err(|e| e.to_string())?;
+        Ok(SimLib {
+            _lib: lib,
+            launch,
+            count,
+            name,
+        })
+    }
+}
+
+/// The simulation library, built on first use.
+pub(crate) fn lib() -> &'static SimLib {
+    static LIB: OnceLock<SimLib> = OnceLock::new();
+    LIB.get_or_init(|| build_and_load().unwrap_or_else(|e| panic!("{e}")))
+}
+
+impl SimLib {
+    /// Launch a kernel by name with raw parameter bytes (the simulation's self-test kernels,
+    /// which are not in the registry).
+    ///
+    /// # Safety
+    /// `params` is the kernel's parameter block and every address in it is valid for the kernel.
+    pub(crate) unsafe fn launch_raw(
+        &self,
+        name: &str,
+        grid: [u32; 3],
+        block: [u32; 3],
+        params: &[u8],
+    ) -> Result<()> {
+        let cname = CString::new(name).map_err(|_| Error::param("kernel name", "contains NUL"))?;
+        let mut err = [0 as c_char; 512];
+        // SAFETY: as in `SimExec::launch`; the caller vouches for the parameter block.
+        let r = unsafe {
+            (self.launch)(
+                cname.as_ptr(),
+                grid.as_ptr(),
+                block.as_ptr(),
+                params.as_ptr(),
+                params.len(),
+                err.as_mut_ptr(),
+                err.len(),
+            )
+        };
+        if r != 0 {
+            // SAFETY: the library wrote a NUL-terminated message into `err`.
+            let msg = unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }
+                .to_string_lossy()
+                .into_owned();
+            return Err(Error::Cuda {
+                context: format!("simulated launch of {name}"),
+                detail: msg,
+            });
+        }
+        Ok(())
+    }
+
+    /// Names of the kernels the library registered.
+    pub(crate) fn kernel_names(&self) -> Vec<String> {
+        // SAFETY: the functions come from the loaded library; indices below `count()` return
+        // NUL-terminated static strings.
+        unsafe {
+            (0..(self.count)())
+                .map(|i| {
+                    std::ffi::CStr::from_ptr((self.name)(i))
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect()
+        }
+    }
+}
+
+/// A host buffer standing in for device memory.
+pub(crate) struct SimBuf<T> {
+    mem: Vec<u8>,
+    off: usize,
+    len: usize,
+    _t: PhantomData<T>,
+}
+
+impl<T: Elem> SimBuf<T> {
+    fn new(len: usize) -> Self {
+        let bytes = len * std::mem::size_of::<T>();
+        let mut mem = vec![POISON; bytes + 3 * SLACK];
+        let base = mem.as_mut_ptr() as usize;
+        let off = (base + SLACK).next_multiple_of(SLACK) - base;
+        mem[off..off + bytes].fill(0);
+        SimBuf {
+            mem,
+            off,
+            len,
+            _t: PhantomData,
+        }
+    }
+    fn bytes(&self) -> usize {
+        self.len * std::mem::size_of::<T>()
+    }
+    fn data(&self) -> &[T] {
+        bytemuck::cast_slice(&self.mem[self.off..self.off + self.bytes()])
+    }
+    fn data_mut(&mut self) -> &mut [T] {
+        let (o, b) = (self.off, self.bytes());
+        bytemuck::cast_slice_mut(&mut self.mem[o..o + b])
+    }
+    fn poison_intact(&self) -> bool {
+        self.mem[..self.off].iter().all(|&b| b == POISON)
+            && self.mem[self.off + self.bytes()..]
+                .iter()
+                .all(|&b| b == POISON)
+    }
+}
+
+/// The simulation executor (stateless: launches run to completion).
+pub(crate) struct SimExec;
+
+impl Exec for SimExec {
+    type Buf<T: Elem> = SimBuf<T>;
+    type Guard<'a> = ();
+
+    fn alloc<T: Elem>(&self, len: usize) -> Result<SimBuf<T>> {
+        Ok(SimBuf::new(len))
+    }
+    fn upload<T: Elem>(&self, src: &[T]) -> Result<SimBuf<T>> {
+        let mut b = SimBuf::new(src.len());
+        b.data_mut().copy_from_slice(src);
+        Ok(b)
+    }
+    fn read<T: Elem>(&self, src: &SimBuf<T>, dst: &mut [T]) -> Result<()> {
+        if dst.len() > src.len {
+            return Err(Error::shape("device read", src.len, dst.len()));
+        }
+        if !src.poison_intact() {
+            return Err(Error::Cuda {
+                context: "kernel simulation".into(),
+                detail: "a kernel wrote outside its buffer (poison around the allocation changed)"
+                    .into(),
+            });
+        }
+        dst.copy_from_slice(&src.data()[..dst.len()]);
+        Ok(())
+    }
+    fn len<T: Elem>(b: &SimBuf<T>) -> usize {
+        b.len
+    }
+    fn addr<'a, T: Elem>(&'a self, b: &'a SimBuf<T>) -> (u64, ()) {
+        (b.data().as_ptr() as u64, ())
+    }
+    fn addr_mut<'a, T: Elem>(&'a self, b: &'a mut SimBuf<T>) -> (u64, ()) {
+        (b.data_mut().as_mut_ptr() as u64, ())
+    }
+    unsafe fn launch<P: KernelParams>(&self, k: KernelId, g: Grid, p: &P) -> Result<()> {
+        if k.params() != P::NAME {
+            return Err(Error::Cuda {
+                context: format!("launch of {}", k.name()),
+                detail: format!("takes {}, given {}", k.params(), P::NAME),
+            });
+        }
+        let lib = lib();
+        let name = CString::new(k.name()).expect("kernel names have no NUL");
+        let mut err = [0 as c_char; 512];
+        let bytes = bytemuck::bytes_of(p);
+        // SAFETY: `name` is NUL-terminated, grid and block point at 3 u32 each, `bytes` is the
+        // parameter block (its length passed alongside and checked by the library against the
+        // kernel's sizeof), `err` has the length passed; the caller guarantees every address in
+        // the block is a live buffer large enough for the kernel.
+        let r = (lib.launch)(
+            name.as_ptr(),
+            g.grid.as_ptr(),
+            g.block.as_ptr(),
+            bytes.as_ptr(),
+            bytes.len(),
+            err.as_mut_ptr(),
+            err.len(),
+        );
+        if r != 0 {
+            // SAFETY: the library wrote a NUL-terminated message into `err` (snprintf).
+            let msg = std::ffi::CStr::from_ptr(err.as_ptr())
+                .to_string_lossy()
+                .into_owned();
+            return Err(Error::Cuda {
+                context: format!("simulated launch of {}", k.name()),
+                detail: msg,
+            });
+        }
+        Ok(())
+    }
+}

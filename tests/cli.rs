@@ -1,0 +1,393 @@
+//! tests/cli.rs — the `int8rt` command line end to end: `quantize` a small f16 checkpoint in each
+//! scheme and check what it wrote through the strict loader (scales in the weight's dtype, the
+//! ignore list honoured, other tensors copied byte for byte, the model config kept); `inspect`;
+//! and the refusals a user meets.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use half::f16;
+use int8rt::calib::{AmaxMethod, ObserverConfig, TensorObserver};
+use int8rt::io::compressed::quantize_for_checkpoint;
+use int8rt::io::safetensors::{self, Dtype, TensorBuf};
+use int8rt::io::{CompressedCheckpoint, InputQuant, SafeTensors};
+use int8rt::quant::{Convention, Granularity, QuantParams, WeightQuantConfig};
+
+mod common;
+use common::Rng;
+
+struct Dir(PathBuf);
+impl Dir {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("int8rt-cli-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Dir(p)
+    }
+}
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn int8rt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_int8rt"))
+        .args(args)
+        .output()
+        .expect("the int8rt binary runs")
+}
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+/// A small f16 model: two Linears, an embedding table, a norm; and its config.json.
+fn write_model(dir: &Path) -> BTreeMap<String, Vec<f32>> {
+    let mut rng = Rng::new(3);
+    let mut floats = BTreeMap::new();
+    floats.insert("blk.0.fc1.weight".to_string(), rng.f32s(8 * 16, 0.05));
+    floats.insert("blk.0.fc1.bias".to_string(), rng.f32s(8, 0.1));
+    floats.insert("blk.0.fc2.weight".to_string(), rng.f32s(16 * 8, 0.05));
+    floats.insert("emb.weight".to_string(), rng.f32s(10 * 16, 1.0));
+    floats.insert("norm.weight".to_string(), vec![1.0; 16]);
+    let shapes: BTreeMap<&str, Vec<usize>> = [
+        ("blk.0.fc1.weight", vec![8, 16]),
+        ("blk.0.fc1.bias", vec![8]),
+        ("blk.0.fc2.weight", vec![16, 8]),
+        ("emb.weight", vec![10, 16]),
+        ("norm.weight", vec![16]),
+    ]
+    .into_iter()
+    .collect();
+    let mut t = BTreeMap::new();
+    for (n, v) in &floats {
+        let v16: Vec<f32> = v.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
+        t.insert(
+            n.clone(),
+            TensorBuf::from_f32(Dtype::F16, shapes[n.as_str()].clone(), &v16).unwrap(),
+        );
+    }
+    safetensors::write(dir.join("model.safetensors"), &t, &BTreeMap::new()).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"model_type": "tiny", "hidden_size": 16}"#,
+    )
+    .unwrap();
+    floats
+        .into_iter()
+        .map(|(n, v)| (n, v.iter().map(|&x| f16::from_f32(x).to_f32()).collect()))
+        .collect()
+}
+
+#[test]
+fn quantize_writes_a_checkpoint_the_strict_loader_accepts() {
+    let d = Dir::new("q");
+    let floats = write_model(&d.0);
+    let input = d.0.join("model.safetensors");
+    for (full_range, out_name) in [(false, "narrow"), (true, "full")] {
+        let out = d.0.join(out_name);
+        let mut args = vec![
+            "quantize",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--ignore",
+            // A `.weight` suffix names the same module.
+            if full_range { "emb.weight" } else { "emb" },
+        ];
+        if full_range {
+            args.push("--full-range");
+        }
+        let o = int8rt(&args);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let stdout = text(&o.stdout);
+        assert!(
+            stdout.contains("blk.0.fc1") && stdout.contains("8×16"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("read back and validated"), "{stdout}");
+
+        let ck = CompressedCheckpoint::open_dir(&out).unwrap();
+        assert_eq!(ck.validate().unwrap(), ["blk.0.fc1", "blk.0.fc2"]);
+        assert_eq!(
+            ck.config_json()["model_type"],
+            "tiny",
+            "the model config is kept"
+        );
+        assert_eq!(
+            ck.config().ignore.as_deref(),
+            Some(&["emb".to_string()][..])
+        );
+        let cfg = WeightQuantConfig {
+            granularity: Granularity::PerChannel,
+            convention: if full_range {
+                Convention::CompressedTensors
+            } else {
+                Convention::Int8rt
+            },
+        };
+        let l = ck.linear("blk.0.fc1").unwrap();
+        let want =
+            quantize_for_checkpoint("w", &floats["blk.0.fc1.weight"], 8, 16, Dtype::F16, cfg)
+                .unwrap();
+        assert_eq!(l.weights, want);
+        assert_eq!(l.scale_dtype, Dtype::F16, "scales in the weight's dtype");
+        // The stored scale is amax / 127 (or / 127.5) rounded to f16.
+        let row0 = &floats["blk.0.fc1.weight"][..16];
+        let amax = row0.iter().fold(0f32, |a, &x| a.max(x.abs()));
+        let div = if full_range { 127.5 } else { 127.0 };
+        assert_eq!(l.weights.scales[0], f16::from_f32(amax / div).to_f32());
+        assert_eq!(l.bias.as_deref(), Some(&floats["blk.0.fc1.bias"][..]));
+        assert!(matches!(l.input, InputQuant::Dynamic { .. }));
+        // Untouched tensors are copied byte for byte.
+        let src = SafeTensors::open(&input).unwrap();
+        for n in ["emb.weight", "norm.weight", "blk.0.fc1.bias"] {
+            assert_eq!(
+                ck.tensors().tensor(n).unwrap().bytes(),
+                src.tensor(n).unwrap().bytes(),
+                "{n}"
+            );
+        }
+        // inspect reads it back.
+        let o = int8rt(&["inspect", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let s = text(&o.stdout);
+        assert!(
+            s.contains("2 quantized Linear layers, all validated"),
+            "{s}"
+        );
+        assert!(s.contains("inputs dynamic per token"), "{s}");
+    }
+}
+
+#[test]
+fn static_and_weight_only_schemes() {
+    let d = Dir::new("s");
+    let _ = write_model(&d.0);
+    let input = d.0.join("model.safetensors");
+    let out = d.0.join("static");
+    // Without calibration data: a clear refusal.
+    let o = int8rt(&[
+        "quantize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--scheme",
+        "w8a8-static",
+        "--ignore",
+        "emb",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("--calib-data"),
+        "{}",
+        text(&o.stderr)
+    );
+
+    // Calibration inputs: one [rows, in] tensor per Linear.
+    let mut rng = Rng::new(5);
+    let x1 = rng.f32s(6 * 16, 1.0);
+    let x2 = rng.f32s(4 * 8, 2.0);
+    let mut c = BTreeMap::new();
+    c.insert(
+        "blk.0.fc1".to_string(),
+        TensorBuf::from_f32(Dtype::F32, vec![6, 16], &x1).unwrap(),
+    );
+    c.insert(
+        "blk.0.fc2".to_string(),
+        TensorBuf::from_f32(Dtype::F32, vec![4, 8], &x2).unwrap(),
+    );
+    let calib = d.0.join("calib.safetensors");
+    safetensors::write(&calib, &c, &BTreeMap::new()).unwrap();
+    let o = int8rt(&[
+        "quantize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--scheme",
+        "w8a8-static",
+        "--calib-data",
+        calib.to_str().unwrap(),
+        "--method",
+        "max",
+        "--ignore",
+        "emb",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("input scale"));
+    let ck = CompressedCheckpoint::open_dir(&out).unwrap();
+    let l = ck.linear("blk.0.fc1").unwrap();
+    let amax = x1.iter().fold(0f32, |a, &x| a.max(x.abs()));
+    let s = f16::from_f32(amax / 127.0).to_f32();
+    assert_eq!(
+        l.input,
+        InputQuant::Static(QuantParams::new(s, 0, -128, 127).unwrap())
+    );
+    l.to_quant_linear().unwrap();
+
+    // The histogram methods: the stored input scale is the calibration module's amax / 127.
+    for (flag, method) in [
+        ("percentile:99.9", AmaxMethod::Percentile(99.9)),
+        ("mse", AmaxMethod::Mse),
+        ("entropy", AmaxMethod::Entropy),
+    ] {
+        let o = int8rt(&[
+            "quantize",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--scheme",
+            "w8a8-static",
+            "--calib-data",
+            calib.to_str().unwrap(),
+            "--method",
+            flag,
+            "--ignore",
+            "emb",
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let cfg = ObserverConfig {
+            signed_histogram: false,
+            moving_average: None,
+            ..ObserverConfig::default()
+        };
+        let mut obs = TensorObserver::new("x", cfg).unwrap();
+        obs.observe(&x1, &[6, 16]).unwrap();
+        let want = f16::from_f32(obs.amax(method, false).unwrap() / 127.0).to_f32();
+        let ck = CompressedCheckpoint::open_dir(&out).unwrap();
+        match ck.linear("blk.0.fc1").unwrap().input {
+            InputQuant::Static(p) => assert_eq!(p.scale(), want, "{flag}"),
+            other => panic!("{other:?}"),
+        }
+        let group = &ck.config().config_groups["group_0"];
+        let observer = &group.input_activations.as_ref().unwrap().extra["observer"];
+        assert_eq!(observer, flag, "the method is recorded as the observer");
+    }
+
+    // Calibration data that lacks a layer, or has the wrong width.
+    let mut bad = c.clone();
+    bad.remove("blk.0.fc2");
+    safetensors::write(&calib, &bad, &BTreeMap::new()).unwrap();
+    let o = int8rt(&[
+        "quantize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--scheme",
+        "w8a8-static",
+        "--calib-data",
+        calib.to_str().unwrap(),
+        "--method",
+        "max",
+        "--ignore",
+        "emb",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("blk.0.fc2"), "{}", text(&o.stderr));
+
+    // Weight-only.
+    let wo = d.0.join("wo");
+    let o = int8rt(&[
+        "quantize",
+        input.to_str().unwrap(),
+        "-o",
+        wo.to_str().unwrap(),
+        "--scheme",
+        "w8-only",
+        "--ignore",
+        "re:emb.*",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let ck = CompressedCheckpoint::open_dir(&wo).unwrap();
+    assert_eq!(ck.linear("blk.0.fc2").unwrap().input, InputQuant::None);
+    assert!(ck.config().config_groups["group_0"]
+        .input_activations
+        .is_none());
+}
+
+#[test]
+fn refusals_the_user_meets() {
+    let d = Dir::new("r");
+    let _ = write_model(&d.0);
+    let input = d.0.join("model.safetensors");
+    let out = d.0.join("q");
+    let o = int8rt(&[
+        "quantize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    // The embedding table is quantized when not ignored, with a warning that says so.
+    assert!(
+        text(&o.stderr).contains("looks like an embedding"),
+        "{}",
+        text(&o.stderr)
+    );
+    // Quantizing an int8 checkpoint again.
+    let again = d.0.join("again");
+    let o = int8rt(&[
+        "quantize",
+        out.join("model.safetensors").to_str().unwrap(),
+        "-o",
+        again.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("already int8"),
+        "{}",
+        text(&o.stderr)
+    );
+    // A bad --method.
+    let o = int8rt(&[
+        "quantize",
+        input.to_str().unwrap(),
+        "-o",
+        again.to_str().unwrap(),
+        "--method",
+        "percentile:101",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o.stderr).contains("(0, 100]"), "{}", text(&o.stderr));
+    // A truncated file: inspect names it and fails.
+    let bytes = std::fs::read(&input).unwrap();
+    let cut = d.0.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let o = int8rt(&["inspect", cut.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = text(&o.stderr);
+    assert!(
+        e.contains("cut.safetensors") && e.contains("data section"),
+        "{e}"
+    );
+    // A scale tampered into the wrong shape: inspect refuses, naming the tensor.
+    let ck = SafeTensors::open(out.join("model.safetensors")).unwrap();
+    let mut t = BTreeMap::new();
+    for n in ck.names() {
+        let v = ck.tensor(n).unwrap();
+        let shape = if n == "blk.0.fc1.weight_scale" {
+            vec![8]
+        } else {
+            v.shape().to_vec()
+        };
+        t.insert(
+            n.to_string(),
+            TensorBuf {
+                dtype: v.dtype(),
+                shape,
+                data: v.bytes().to_vec(),
+            },
+        );
+    }
+    drop(ck);
+    safetensors::write(out.join("model.safetensors"), &t, &BTreeMap::new()).unwrap();
+    let o = int8rt(&["inspect", out.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("blk.0.fc1.weight_scale"),
+        "{}",
+        text(&o.stderr)
+    );
+}

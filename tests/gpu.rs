@@ -1,0 +1,518 @@
+//! tests/gpu.rs — the CUDA backend on a real GPU, bit for bit against `reference.rs` and the CPU
+//! layer: the raw GEMM (`CudaWeights`) over a shape table, `CudaQuantLinear` for every
+//! activation mode and output type on host and device buffers and a caller's stream, every
+//! kernel-image path (CUBIN, PTX, run-time NVRTC), the quantize kernels, non-finite inputs, and a
+//! layer shared by threads. Without a GPU every test returns early, unless
+//! `INT8RT_REQUIRE_CUDA=1`, which turns "no GPU" into a failure.
+
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::Rng;
+use half::{bf16, f16};
+use int8rt::cuda::cudarc::driver::CudaSlice;
+use int8rt::cuda::{
+    Axis, CudaActScales, CudaActivations, CudaDevice, CudaOut, CudaQuantized, CudaWeights,
+    KernelImage, KernelSource,
+};
+use int8rt::gemm::{
+    ActScales, Activations, Bias, Context, GemmArgs, OutBuf, OutKind, OutQuant, Path,
+};
+use int8rt::nn::{ActivationQuant, LinearConfig, QuantLinear};
+use int8rt::quant::{Convention, Granularity, QuantParams, Scheme, TorchDtype};
+use int8rt::reference;
+
+/// Device 0, or `None` (skip) — a failure under `INT8RT_REQUIRE_CUDA=1`.
+fn gpu() -> Option<CudaDevice> {
+    match CudaDevice::new(0) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            if std::env::var("INT8RT_REQUIRE_CUDA").as_deref() == Ok("1") {
+                panic!("INT8RT_REQUIRE_CUDA=1 but no usable GPU: {e}");
+            }
+            eprintln!("no GPU, GPU test skipped: {e}");
+            None
+        }
+    }
+}
+
+fn out_kinds() -> Vec<OutKind> {
+    vec![
+        OutKind::I32,
+        OutKind::F32,
+        OutKind::F16,
+        OutKind::Bf16,
+        OutKind::I8(OutQuant::symmetric(0.37)),
+        OutKind::I8(OutQuant {
+            scale: 0.05,
+            zero_point: -3,
+            qmin: -128,
+            qmax: 127,
+        }),
+    ]
+}
+
+/// A host output of one kind filled with a sentinel, compared by bits.
+enum HostOut {
+    I32(Vec<i32>),
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    Bf16(Vec<bf16>),
+    I8(Vec<i8>, OutQuant),
+}
+
+impl HostOut {
+    fn new(kind: OutKind, len: usize) -> Self {
+        match kind {
+            OutKind::I32 => HostOut::I32(vec![i32::MIN + 7; len]),
+            OutKind::F32 => HostOut::F32(vec![f32::NAN; len]),
+            OutKind::F16 => HostOut::F16(vec![f16::NAN; len]),
+            OutKind::Bf16 => HostOut::Bf16(vec![bf16::NAN; len]),
+            OutKind::I8(q) => HostOut::I8(vec![-101; len], q),
+        }
+    }
+    fn as_buf(&mut self) -> OutBuf<'_> {
+        match self {
+            HostOut::I32(v) => OutBuf::I32(v),
+            HostOut::F32(v) => OutBuf::F32(v),
+            HostOut::F16(v) => OutBuf::F16(v),
+            HostOut::Bf16(v) => OutBuf::Bf16(v),
+            HostOut::I8(v, q) => OutBuf::I8(v, *q),
+        }
+    }
+    fn bits(&self) -> Vec<u32> {
+        match self {
+            HostOut::I32(v) => v.iter().map(|&x| x as u32).collect(),
+            HostOut::F32(v) => v.iter().map(|x| x.to_bits()).collect(),
+            HostOut::F16(v) => v.iter().map(|x| x.to_bits() as u32).collect(),
+            HostOut::Bf16(v) => v.iter().map(|x| x.to_bits() as u32).collect(),
+            HostOut::I8(v, _) => v.iter().map(|&x| x as u8 as u32).collect(),
+        }
+    }
+    /// Run `f` on a device copy of this buffer, then copy the result back.
+    fn on_device(
+        &mut self,
+        dev: &CudaDevice,
+        f: impl FnOnce(CudaOut<'_>) -> int8rt::Result<Path>,
+    ) -> int8rt::Result<Path> {
+        let s = dev.default_stream();
+        macro_rules! go {
+            ($v:expr, $wrap:expr) => {{
+                let mut d = s.clone_htod($v.as_slice()).unwrap();
+                let p = f($wrap(&mut d))?;
+                s.memcpy_dtoh(&d, $v.as_mut_slice()).unwrap();
+                s.synchronize().unwrap();
+                Ok(p)
+            }};
+        }
+        match self {
+            HostOut::I32(v) => go!(v, CudaOut::I32),
+            HostOut::F32(v) => go!(v, CudaOut::F32),
+            HostOut::F16(v) => go!(v, CudaOut::F16),
+            HostOut::Bf16(v) => go!(v, CudaOut::Bf16),
+            HostOut::I8(v, q) => {
+                let q = *q;
+                go!(v, |d| CudaOut::I8(d, q))
+            }
+        }
+    }
+}
+
+fn assert_same(got: &HostOut, want: &HostOut, n: usize, what: &str) {
+    let (g, w) = (got.bits(), want.bits());
+    if let Some((i, (a, b))) = g.iter().zip(&w).enumerate().find(|(_, (a, b))| a != b) {
+        panic!(
+            "{what}: first mismatch at row {} col {}: GPU {a:#x}, reference {b:#x}",
+            i / n.max(1),
+            i % n.max(1)
+        );
+    }
+}
+
+/// The raw GEMM vs `reference::gemm` for one shape, s8 and u8, per tensor and per row, every
+/// output kind.
+fn check_gemm(dev: &CudaDevice, rng: &mut Rng, m: usize, n: usize, k: usize) {
+    let s = dev.default_stream();
+    let w = rng.i8s(n * k, -127, 127);
+    let w_scales: Vec<f32> = (0..n).map(|_| 0.001 + rng.unit() * 0.02).collect();
+    let bias_i: Vec<i32> = (0..n).map(|_| rng.int(-100_000, 100_000)).collect();
+    let xs8 = rng.i8s(m * k, -128, 127);
+    let xu8 = rng.u8s(m * k, 0, 255);
+    let row_scales: Vec<f32> = (0..m).map(|_| 0.002 + rng.unit() * 0.05).collect();
+    let row_zps: Vec<i32> = (0..m).map(|_| rng.int(0, 255)).collect();
+    let cw = CudaWeights::new(dev, &w, n, k, &w_scales, Bias::I32(&bias_i)).unwrap();
+    let xs8_d = s.clone_htod(&xs8).unwrap();
+    let xu8_d = s.clone_htod(&xu8).unwrap();
+    let rs_d = s.clone_htod(&row_scales).unwrap();
+    let rz_d = s.clone_htod(&row_zps).unwrap();
+    let ts_d = s.clone_htod(&[0.0123f32]).unwrap();
+    let tz_d = s.clone_htod(&[77i32]).unwrap();
+    for case in 0..4 {
+        let (x_ref, act_ref) = match case {
+            0 => (
+                Activations::S8(&xs8),
+                ActScales::PerTensor {
+                    scale: 0.0123,
+                    zero_point: 0,
+                },
+            ),
+            1 => (
+                Activations::U8(&xu8),
+                ActScales::PerTensor {
+                    scale: 0.0123,
+                    zero_point: 77,
+                },
+            ),
+            2 => (
+                Activations::S8(&xs8),
+                ActScales::PerRow {
+                    scales: &row_scales,
+                    zero_points: None,
+                },
+            ),
+            _ => (
+                Activations::U8(&xu8),
+                ActScales::PerRow {
+                    scales: &row_scales,
+                    zero_points: Some(&row_zps),
+                },
+            ),
+        };
+        let args = GemmArgs {
+            m,
+            n,
+            k,
+            x: x_ref,
+            act: act_ref,
+            w: &w,
+            w_scales: &w_scales,
+            bias: Bias::I32(&bias_i),
+        };
+        for kind in out_kinds() {
+            let mut want = HostOut::new(kind, m * n);
+            reference::gemm(&args, &mut want.as_buf()).unwrap();
+            let mut got = HostOut::new(kind, m * n);
+            got.on_device(dev, |o| {
+                let x = match case {
+                    0 | 2 => CudaActivations::S8 { x: &xs8_d, lda: k },
+                    _ => CudaActivations::U8 { x: &xu8_d, lda: k },
+                };
+                let a = match case {
+                    0 => CudaActScales::PerTensor {
+                        scale: &ts_d,
+                        zero_point: None,
+                    },
+                    1 => CudaActScales::PerTensor {
+                        scale: &ts_d,
+                        zero_point: Some(&tz_d),
+                    },
+                    2 => CudaActScales::PerRow {
+                        scales: &rs_d,
+                        zero_points: None,
+                    },
+                    _ => CudaActScales::PerRow {
+                        scales: &rs_d,
+                        zero_points: Some(&rz_d),
+                    },
+                };
+                cw.gemm(&s, m, x, a, o)
+            })
+            .unwrap();
+            assert_same(
+                &got,
+                &want,
+                n,
+                &format!("gemm m={m} n={n} k={k} case {case} {kind:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn gemm_matches_reference_over_shapes() {
+    let Some(dev) = gpu() else { return };
+    let mut rng = Rng::new(11);
+    // Every size 1..=17 in one dimension with the others odd, tile edges ± 1, GEMV and deep shapes.
+    for d in 1..=17 {
+        check_gemm(&dev, &mut rng, d, 13, 29);
+        check_gemm(&dev, &mut rng, 9, d, 31);
+        check_gemm(&dev, &mut rng, 10, 7, d);
+    }
+    for &(m, n, k) in &[
+        (1, 4096, 4096),
+        (8, 257, 1000),
+        (127, 129, 95),
+        (128, 128, 128),
+        (129, 255, 257),
+        (300, 70, 4099),
+        (1, 3, 66000),
+    ] {
+        check_gemm(&dev, &mut rng, m, n, k);
+    }
+}
+
+fn act_modes() -> Vec<ActivationQuant> {
+    let stat = |c: Convention, lo: f32, hi: f32| {
+        ActivationQuant::Static(QuantParams::from_range(c, lo, hi).unwrap())
+    };
+    let mut v = Vec::new();
+    for scheme in [Scheme::Symmetric, Scheme::Asymmetric] {
+        for granularity in [Granularity::PerRow, Granularity::PerTensor] {
+            v.push(ActivationQuant::Dynamic {
+                scheme,
+                granularity,
+            });
+        }
+    }
+    v.push(stat(Convention::Int8rt, -2.5, 2.5));
+    v.push(ActivationQuant::Static(
+        QuantParams::asymmetric(-1.0, 3.0).unwrap(),
+    ));
+    v.push(stat(Convention::CompressedTensors, -2.0, 2.0));
+    v.push(stat(
+        Convention::TorchAo {
+            dtype: TorchDtype::QUInt8,
+            symmetric: false,
+            reduce_range: false,
+        },
+        -1.5,
+        2.5,
+    ));
+    v.push(stat(
+        Convention::PytorchQuantization {
+            narrow_range: true,
+            unsigned: false,
+        },
+        -3.0,
+        3.0,
+    ));
+    v
+}
+
+#[test]
+fn layer_matches_cpu_layer_host_and_device_buffers() {
+    let Some(dev) = gpu() else { return };
+    let mut rng = Rng::new(12);
+    let ctx = Context::new().with_path(Path::Reference);
+    let stream = dev.new_stream().unwrap();
+    for (i, act) in act_modes().into_iter().enumerate() {
+        for &(m, k, n) in &[(1, 4096, 64), (5, 333, 17), (77, 1024, 200)] {
+            let w = rng.f32s(n * k, 0.5);
+            let bias = rng.f32s(n, 1.0);
+            let cfg = LinearConfig {
+                activations: act,
+                ..Default::default()
+            };
+            let layer =
+                QuantLinear::from_f32("fc", &w, n, k, (i % 2 == 0).then_some(&bias[..]), cfg)
+                    .unwrap();
+            let gl = layer.to_cuda(&dev).unwrap();
+            let x = rng.f32s(m * k, 1.0);
+            let xd: CudaSlice<f32> = stream.clone_htod(&x).unwrap();
+            for kind in out_kinds() {
+                let mut want = HostOut::new(kind, m * n);
+                let cpu = layer.forward(&ctx, &x, m, &mut want.as_buf());
+                let mut got = HostOut::new(kind, m * n);
+                let host = gl.forward_on(&stream, &x, m, &mut got.as_buf());
+                let mut got_d = HostOut::new(kind, m * n);
+                let devr = got_d.on_device(&dev, |o| gl.forward_device(&stream, &xd, m, o));
+                match (cpu, host, devr) {
+                    (Ok(_), Ok(p1), Ok(p2)) => {
+                        assert_eq!((p1, p2), (Path::CudaDp4a, Path::CudaDp4a));
+                        let what = format!("layer {act:?} m={m} k={k} n={n} {kind:?}");
+                        assert_same(&got, &want, n, &what);
+                        assert_same(&got_d, &want, n, &format!("{what} (device buffers)"));
+                    }
+                    (Err(a), Err(b), Err(c)) => {
+                        assert_eq!(a.to_string(), b.to_string());
+                        assert_eq!(a.to_string(), c.to_string());
+                    }
+                    (a, b, c) => panic!("CPU and GPU disagree on success: {a:?} / {b:?} / {c:?}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_kernel_image_path_gives_the_same_bits() {
+    let Some(dev) = gpu() else { return };
+    let mut rng = Rng::new(13);
+    let (m, k, n) = (33, 100, 21);
+    let w = rng.f32s(n * k, 0.5);
+    let layer = QuantLinear::from_f32("fc", &w, n, k, None, LinearConfig::default()).unwrap();
+    let x = rng.f32s(m * k, 1.0);
+    let mut want = vec![0f32; m * n];
+    layer
+        .forward(
+            &Context::new().with_path(Path::Reference),
+            &x,
+            m,
+            &mut OutBuf::F32(&mut want),
+        )
+        .unwrap();
+    let mut ran = Vec::new();
+    for src in [KernelSource::Cubin, KernelSource::Ptx, KernelSource::Nvrtc] {
+        let d = CudaDevice::with_source(0, src).unwrap();
+        let gl = match layer.to_cuda(&d) {
+            Ok(l) => l,
+            Err(e) => panic!("{src:?}: {e}"),
+        };
+        let mut y = vec![f32::NAN; m * n];
+        match gl.forward(&x, m, &mut OutBuf::F32(&mut y)) {
+            Ok(_) => {
+                let img = d
+                    .module_image(int8rt::cuda::registry::Module::GemmDp4a)
+                    .unwrap();
+                ran.push(img);
+                assert_eq!(
+                    y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{src:?}"
+                );
+            }
+            // A build without NVRTC has no CUBIN/PTX; a machine without libnvrtc cannot compile.
+            Err(e) => eprintln!("kernel source {src:?} unavailable here: {e}"),
+        }
+    }
+    eprintln!("kernel images exercised: {ran:?}");
+    assert!(!ran.is_empty(), "no kernel image could be loaded");
+    if int8rt::cuda::registry::BUILT_WITH_NVRTC {
+        assert!(
+            ran.contains(&KernelImage::Cubin) || dev.compute_capability().0 >= 10,
+            "the build-time CUBIN did not load"
+        );
+    }
+}
+
+#[test]
+fn non_finite_input_is_an_error_and_leaves_output_unwritten() {
+    let Some(dev) = gpu() else { return };
+    let mut rng = Rng::new(14);
+    let (m, k, n) = (4, 64, 8);
+    for act in act_modes() {
+        let w = rng.f32s(n * k, 0.5);
+        let layer = QuantLinear::from_f32(
+            "proj",
+            &w,
+            n,
+            k,
+            None,
+            LinearConfig {
+                activations: act,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let gl = layer.to_cuda(&dev).unwrap();
+        let mut x = rng.f32s(m * k, 1.0);
+        x[70] = f32::NAN;
+        x[200] = f32::INFINITY;
+        let mut y = vec![7.5f32; m * n];
+        let e = gl.forward(&x, m, &mut OutBuf::F32(&mut y)).unwrap_err();
+        let mut yc = vec![0f32; m * n];
+        let c = layer
+            .forward(&Context::new(), &x, m, &mut OutBuf::F32(&mut yc))
+            .unwrap_err();
+        assert_eq!(e.to_string(), c.to_string());
+        assert!(y.iter().all(|&v| v == 7.5));
+    }
+}
+
+#[test]
+fn quantize_kernels_match_reference() {
+    let Some(dev) = gpu() else { return };
+    let s = dev.default_stream();
+    let mut rng = Rng::new(15);
+    let (rows, cols) = (37, 1001);
+    let x = rng.f32s(rows * cols, 2.0);
+    let xd = s.clone_htod(&x).unwrap();
+    for axis in [Axis::Tensor, Axis::Row, Axis::Column] {
+        let groups = match axis {
+            Axis::Tensor => 1,
+            Axis::Row => rows,
+            Axis::Column => cols,
+        };
+        let params: Vec<QuantParams> = (0..groups)
+            .map(|g| QuantParams::symmetric(1.0 + g as f32 * 0.01).unwrap())
+            .collect();
+        let mut q: CudaSlice<i8> = s.alloc_zeros(rows * cols).unwrap();
+        dev.quantize(
+            &s,
+            "x",
+            &xd,
+            rows,
+            cols,
+            axis,
+            &params,
+            CudaQuantized::S8(&mut q),
+        )
+        .unwrap();
+        let qh = s.clone_dtoh(&q).unwrap();
+        let mut y: CudaSlice<f32> = s.alloc_zeros(rows * cols).unwrap();
+        dev.dequantize(
+            &s,
+            CudaQuantized::S8(&mut q),
+            rows,
+            cols,
+            axis,
+            &params,
+            &mut y,
+        )
+        .unwrap();
+        let yh = s.clone_dtoh(&y).unwrap();
+        for i in 0..rows * cols {
+            let c = match axis {
+                Axis::Tensor => 0,
+                Axis::Row => i / cols,
+                Axis::Column => i % cols,
+            };
+            assert_eq!(
+                qh[i] as i32,
+                reference::quantize(x[i], &params[c]),
+                "{axis:?} {i}"
+            );
+            assert_eq!(
+                yh[i].to_bits(),
+                reference::dequantize(qh[i] as i32, &params[c]).to_bits()
+            );
+        }
+    }
+}
+
+#[test]
+fn one_layer_shared_by_threads_on_their_own_streams() {
+    let Some(dev) = gpu() else { return };
+    let mut rng = Rng::new(16);
+    let (m, k, n) = (16, 512, 96);
+    let w = rng.f32s(n * k, 0.5);
+    let layer = QuantLinear::from_f32("fc", &w, n, k, None, LinearConfig::default()).unwrap();
+    let gl = Arc::new(layer.to_cuda(&dev).unwrap());
+    let x = rng.f32s(m * k, 1.0);
+    let mut want = vec![0f32; m * n];
+    layer
+        .forward(
+            &Context::new().with_path(Path::Reference),
+            &x,
+            m,
+            &mut OutBuf::F32(&mut want),
+        )
+        .unwrap();
+    std::thread::scope(|sc| {
+        for _ in 0..4 {
+            let (gl, dev, x, want) = (gl.clone(), dev.clone(), &x, &want);
+            sc.spawn(move || {
+                let stream = dev.new_stream().unwrap();
+                for _ in 0..10 {
+                    let mut y = vec![0f32; m * n];
+                    gl.forward_on(&stream, x, m, &mut OutBuf::F32(&mut y))
+                        .unwrap();
+                    assert_eq!(&y, want);
+                }
+            });
+        }
+    });
+}

@@ -1,0 +1,106 @@
+//! tests/io_fuzz_smoke.rs — the `load_checkpoint` fuzz target's body (fuzz/harness) on its seeds
+//! and on deterministic mutations of them (bit flips, truncations, spliced bytes, edited header
+//! lengths), so every `cargo test` exercises the malformed-input paths that `cargo fuzz` explores
+//! at length. A panic here is a loader bug.
+
+#[path = "../fuzz/harness/load_checkpoint.rs"]
+mod harness;
+
+mod common;
+use common::Rng;
+
+fn seeds() -> Vec<Vec<u8>> {
+    let dir = "fuzz/seeds/load_checkpoint";
+    let mut v: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    v.sort();
+    assert!(v.len() >= 4, "seeds in {dir}");
+    v
+}
+
+#[test]
+fn seeds_load() {
+    for s in seeds() {
+        harness::check(&s);
+    }
+}
+
+#[test]
+fn mutated_seeds_never_panic() {
+    let seeds = seeds();
+    let mut rng = Rng::new(0x5eed);
+    for i in 0..6000 {
+        let mut d = seeds[i % seeds.len()].clone();
+        let len = d.len();
+        match rng.int(0, 6) {
+            // Flip a few bits anywhere.
+            0 => {
+                for _ in 0..rng.int(1, 8) {
+                    let p = rng.int(0, len as i32 - 1) as usize;
+                    d[p] ^= 1 << rng.int(0, 7);
+                }
+            }
+            // Truncate.
+            1 => d.truncate(rng.int(0, len as i32) as usize),
+            // Overwrite a digit inside the JSON parts (shapes, offsets, lengths, bits).
+            2 => {
+                let digits: Vec<usize> = (0..len).filter(|&p| d[p].is_ascii_digit()).collect();
+                if !digits.is_empty() {
+                    let p = digits[rng.int(0, digits.len() as i32 - 1) as usize];
+                    d[p] = b"0123456789-.e"[rng.int(0, 12) as usize];
+                }
+            }
+            // Insert or delete a byte.
+            3 => {
+                let p = rng.int(0, len as i32 - 1) as usize;
+                if rng.int(0, 1) == 0 {
+                    d.insert(p, rng.int(0, 255) as u8);
+                } else {
+                    d.remove(p);
+                }
+            }
+            // Edit the config length or the safetensors header length.
+            4 => {
+                let p = if rng.int(0, 1) == 0 {
+                    0
+                } else {
+                    2 + u16::from_le_bytes([d[0], d[1]]) as usize
+                };
+                if p + 8 <= len {
+                    let delta = rng.int(-16, 16) as i64;
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&d[p..p + 8]);
+                    let v = (u64::from_le_bytes(b) as i64).wrapping_add(delta) as u64;
+                    d[p..p + 8].copy_from_slice(&v.to_le_bytes());
+                }
+            }
+            // Swap a JSON token for another that the loader gives meaning to.
+            5 => {
+                let swaps = [
+                    ("\"I8\"", "\"F32\""),
+                    ("\"F16\"", "\"I8\""),
+                    ("channel", "tensor"),
+                    ("token", "tensor"),
+                    ("true", "false"),
+                    ("false", "true"),
+                    ("[24,1]", "[24]"),
+                    ("\"Linear\"", "\"re:(\""),
+                    ("int-quantized", "pack-quantized"),
+                    ("8", "4"),
+                ];
+                let (a, b) = swaps[rng.int(0, swaps.len() as i32 - 1) as usize];
+                // Replace the first occurrence, byte for byte.
+                if let Some(p) = d.windows(a.len()).position(|w| w == a.as_bytes()) {
+                    d.splice(p..p + a.len(), b.bytes());
+                }
+            }
+            // Random bytes.
+            _ => {
+                d = (0..rng.int(0, 64)).map(|_| rng.int(0, 255) as u8).collect();
+            }
+        }
+        harness::check(&d);
+    }
+}

@@ -1,0 +1,162 @@
+//! tests/kernels_static.rs — what can be checked of the GPU kernels without a GPU, from the
+//! images build.rs compiled with NVRTC: every kernel was compiled for every CUBIN architecture,
+//! none spills registers or uses a stack frame (local memory), and the SASS of every dp4a kernel
+//! contains `IDP.4A` (of every tensor-core kernel, `kernels/gemm_mma*.cu`, `IMMA`) (through `cuobjdump -sass`, found at `$INT8RT_CUOBJDUMP`). CI sets
+//! `INT8RT_REQUIRE_NVRTC=1` (and the cuobjdump path), turning "not compiled here" into a failure.
+
+#![cfg(feature = "cuda")]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use int8rt::cuda::registry::{self, KernelId, Module};
+
+fn required() -> bool {
+    std::env::var("INT8RT_REQUIRE_NVRTC").as_deref() == Ok("1")
+}
+
+#[test]
+fn every_kernel_compiled_without_spills_or_stack() {
+    if !registry::BUILT_WITH_NVRTC {
+        assert!(
+            !required(),
+            "INT8RT_REQUIRE_NVRTC=1 but the kernels were not compiled at build time: {}",
+            registry::BUILD_NOTE
+        );
+        eprintln!(
+            "kernels not compiled at build time ({}); static checks skipped",
+            registry::BUILD_NOTE
+        );
+        return;
+    }
+    let res = registry::resources();
+    eprintln!(
+        "{:<8} {:<26} {:>5} {:>7} {:>6} {:>7}",
+        "arch", "kernel", "regs", "smem", "stack", "spills"
+    );
+    for r in &res {
+        eprintln!(
+            "{:<8} {:<26} {:>5} {:>7} {:>6} {:>3}/{:<3}",
+            r.arch,
+            r.kernel,
+            r.registers,
+            r.smem_bytes,
+            r.stack_bytes,
+            r.spill_stores,
+            r.spill_loads
+        );
+    }
+    for &arch in registry::CUBIN_ARCHS {
+        for k in KernelId::ALL {
+            let r = res
+                .iter()
+                .find(|r| r.kernel == k.name() && r.arch == format!("sm_{arch}"))
+                .unwrap_or_else(|| panic!("no ptxas report for {} on sm_{arch}", k.name()));
+            assert_eq!(
+                (r.spill_stores, r.spill_loads),
+                (0, 0),
+                "{} spills on sm_{arch}",
+                k.name()
+            );
+            assert_eq!(
+                r.stack_bytes,
+                0,
+                "{} uses a {}-byte stack frame on sm_{arch}",
+                k.name(),
+                r.stack_bytes
+            );
+            assert!(
+                r.registers > 0 && r.registers <= 255,
+                "{}: {} registers",
+                k.name(),
+                r.registers
+            );
+        }
+    }
+    for m in Module::ALL {
+        assert!(
+            m.ptx().is_some_and(|p| p.starts_with(b"//")),
+            "{}: no PTX",
+            m.file()
+        );
+    }
+}
+
+/// `Function : name` sections of `cuobjdump -sass` output.
+fn sass_functions(text: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut cur: Option<(String, String)> = None;
+    for line in text.lines() {
+        if let Some(name) = line.trim().strip_prefix("Function : ") {
+            if let Some((n, body)) = cur.take() {
+                out.insert(n, body);
+            }
+            cur = Some((name.trim().to_string(), String::new()));
+        } else if let Some((_, body)) = cur.as_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    if let Some((n, body)) = cur {
+        out.insert(n, body);
+    }
+    out
+}
+
+#[test]
+fn dp4a_kernels_compile_to_idp4a() {
+    let cuobjdump = match std::env::var("INT8RT_CUOBJDUMP") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => {
+            assert!(
+                !required(),
+                "INT8RT_REQUIRE_NVRTC=1 needs INT8RT_CUOBJDUMP (scripts/ci-cuda-env.sh sets it)"
+            );
+            eprintln!("INT8RT_CUOBJDUMP not set; SASS checks skipped");
+            return;
+        }
+    };
+    if !registry::BUILT_WITH_NVRTC {
+        panic!("no CUBINs to inspect: {}", registry::BUILD_NOTE);
+    }
+    // A temporary folder of this machine (the test also runs from the GPU bundle elsewhere).
+    let dir = std::env::temp_dir().join(format!("int8rt-sass-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut checked = 0;
+    for m in Module::ALL {
+        for &arch in registry::CUBIN_ARCHS {
+            let cubin = m.cubin(arch).expect("a CUBIN for every architecture");
+            let path = dir.join(format!("{}.sm_{arch}.cubin", m.file()));
+            std::fs::write(&path, cubin).unwrap();
+            let out = std::process::Command::new(&cuobjdump)
+                .arg("-sass")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "cuobjdump failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let funcs = sass_functions(&String::from_utf8_lossy(&out.stdout));
+            for k in KernelId::ALL.iter().filter(|k| k.module() == *m) {
+                let body = funcs
+                    .get(k.name())
+                    .unwrap_or_else(|| panic!("{} missing from the sm_{arch} SASS", k.name()));
+                let n = body.matches("IDP.4A").count();
+                if k.uses_dp4a() {
+                    assert!(n > 0, "{} on sm_{arch}: no IDP.4A in its SASS", k.name());
+                    eprintln!("{} sm_{arch}: {n} IDP.4A", k.name());
+                    checked += 1;
+                }
+                if k.uses_mma() {
+                    let imma = body.matches("IMMA").count();
+                    assert!(imma > 0, "{} on sm_{arch}: no IMMA in its SASS", k.name());
+                    eprintln!("{} sm_{arch}: {imma} IMMA", k.name());
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 0);
+}
