@@ -29,6 +29,7 @@ use int8rt::nn::{ActivationQuant, CalibrationRun, LinearConfig, QuantLinear};
 use int8rt::qat::train::{accuracy, relu, Adam, Rng};
 use int8rt::qat::{FakeQuantConfig, Mlp, QuantMlp};
 use int8rt::quant::{Granularity, Scheme};
+use int8rt::Device;
 
 /// How one data set is trained.
 struct Plan {
@@ -64,13 +65,17 @@ struct Latency {
     f32_time: Duration,
     int8_time: Duration,
     path: Path,
+    /// The int8 engine on the GPU, host memory in and out (copies included), and its path.
+    gpu: Option<(Duration, Path)>,
 }
 
 fn main() -> Result<()> {
     let start = Instant::now();
     let ctx = Context::new();
     println!("int8rt end-to-end: f32 training → calibration → post-training int8 / 4-bit / 3-bit → QAT → int8 engine\n");
-    println!("device: {}", describe_device(&ctx));
+    let device = Device::auto();
+    println!("device: {device} (Device::auto)");
+    println!("cpu: {}", describe_cpu(&ctx));
 
     let mut sets: Vec<(Dataset, Dataset, Plan)> = Vec::new();
     let digits = data::load_digits().context("loading data/digits.csv.gz")?;
@@ -127,7 +132,7 @@ fn main() -> Result<()> {
 
     let (mut rows, mut lat) = (Vec::new(), Vec::new());
     for (train, test, plan) in &sets {
-        run(&ctx, train, test, plan, &mut rows, &mut lat)?;
+        run(&ctx, &device, train, test, plan, &mut rows, &mut lat)?;
     }
 
     print_tables(&rows, &lat);
@@ -135,9 +140,8 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The CPU model and the CPU paths this machine can run; the CUDA backend is not part of this
-/// build of the crate yet.
-fn describe_device(ctx: &Context) -> String {
+/// The CPU model and the int8 CPU paths this machine can run.
+fn describe_cpu(ctx: &Context) -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -149,14 +153,16 @@ fn describe_device(ctx: &Context) -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let paths = int8rt::gemm::cpu::available_paths();
     format!(
-        "CPU ({model}, {} threads); int8 CPU paths available: {paths:?}; GPU: none used (the CUDA backend is not in this build)",
+        "{model}, {} threads; int8 CPU paths available: {paths:?}",
         ctx.threads()
     )
 }
 
 /// Train, quantize, evaluate and time one data set.
+#[allow(clippy::too_many_arguments)]
 fn run(
     ctx: &Context,
+    device: &Device,
     train: &Dataset,
     test: &Dataset,
     plan: &Plan,
@@ -278,6 +284,16 @@ fn run(
         }
     }
     let int8 = int8.context("no int8 engine was built")?;
+    // On a GPU: the same layers resident on the device give the CPU engine's logits bit for bit.
+    let gpu_int8 = GpuMlp::new(device, &int8)?;
+    if let Some(g) = &gpu_int8 {
+        let (cpu, _) = int8.forward(ctx, xt, mt)?;
+        let (gl, path) = g.forward(xt, mt)?;
+        ensure!(bits_equal(&cpu, &gl), "GPU and CPU int8 engines differ");
+        println!(
+            "[{name}] int8 engine on the GPU ({path:?}): logits == the CPU engine's, bit for bit"
+        );
+    }
     // Dynamic per-row int8 needs no calibration.
     let dynamic = int8_engine(&mlp, |_| ActivationQuant::Dynamic {
         scheme: Scheme::Symmetric,
@@ -356,6 +372,26 @@ fn run(
             logits.len() - same,
             logits.len()
         );
+        if let Some(g) = GpuMlp::new(device, &engine)? {
+            let (gl, gpath) = g.forward(xt, mt)?;
+            ensure!(
+                bits_equal(&gl, &deploy),
+                "the GPU engine differs from the deployable forward"
+            );
+            let fq_in = q.layers()[0]
+                .input_quantizer()
+                .context("no input quantizer")?;
+            let (cpu_fq, gpu_fq) = fake_quant_cpu_gpu(device, fq_in, xt)?;
+            ensure!(
+                bits_equal(&cpu_fq, &gpu_fq),
+                "the fake-quant kernel differs from the CPU"
+            );
+            println!(
+                "[{name}] QAT {bits}-bit on the GPU ({gpath:?}): logits == deployable forward bit for bit; \
+                 fake-quant kernel == CPU on all {} inputs of fc1",
+                xt.len()
+            );
+        }
         let fq_float = accuracy(&q.forward(xt, mt)?, &test.labels, classes);
         let scales: Vec<String> = q
             .layers()
@@ -410,12 +446,24 @@ fn run(
             path = int8.forward(ctx, x, batch)?.1;
             Ok(())
         })?;
+        let gpu = match &gpu_int8 {
+            Some(g) => {
+                let mut gpath = Path::Reference;
+                let t = median_time(|| {
+                    gpath = g.forward(x, batch)?.1;
+                    Ok(())
+                })?;
+                Some((t, gpath))
+            }
+            None => None,
+        };
         lat.push(Latency {
             data: name,
             batch,
             f32_time,
             int8_time,
             path,
+            gpu,
         });
     }
     Ok(())
@@ -487,17 +535,22 @@ fn print_tables(rows: &[Row], lat: &[Latency]) {
     );
     println!("\nLatency of one forward (median; f32 = the same MLP on the `gemm` crate's f32 GEMM, bias and ReLU after;");
     println!("int8 = post-training int8 QuantLinear layers with static input scales):\n");
-    println!("| data set      | batch | f32        | int8 engine | int8 path  | f32 / int8 |");
-    println!("|---------------|-------|------------|-------------|------------|------------|");
+    println!("| data set      | batch | f32        | int8 engine | int8 path  | f32 / int8 | int8 GPU (copies incl.)  |");
+    println!("|---------------|-------|------------|-------------|------------|------------|--------------------------|");
     for l in lat {
+        let gpu = match l.gpu {
+            Some((t, p)) => format!("{} ({p:?})", human(t)),
+            None => "— (no GPU)".to_string(),
+        };
         println!(
-            "| {:<13} | {:>5} | {:>10} | {:>11} | {:<10} | {:>9.2}× |",
+            "| {:<13} | {:>5} | {:>10} | {:>11} | {:<10} | {:>9.2}× | {:<24} |",
             l.data,
             l.batch,
             human(l.f32_time),
             human(l.int8_time),
             format!("{:?}", l.path),
-            l.f32_time.as_secs_f64() / l.int8_time.as_secs_f64()
+            l.f32_time.as_secs_f64() / l.int8_time.as_secs_f64(),
+            gpu
         );
     }
 }
@@ -563,4 +616,74 @@ fn f32_forward_gemm(mlp: &Mlp, x: &[f32], m: usize, threads: usize) -> Vec<f32> 
         h = y;
     }
     h
+}
+
+fn bits_equal(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// The int8 engine's layers resident on the GPU (the `cuda` feature and a GPU), ReLU between
+/// them on the host.
+#[cfg(feature = "cuda")]
+struct GpuMlp(Vec<int8rt::cuda::CudaQuantLinear>);
+
+#[cfg(feature = "cuda")]
+impl GpuMlp {
+    /// `None` on the CPU.
+    fn new(device: &Device, engine: &QuantMlp) -> Result<Option<Self>> {
+        let Device::Cuda(dev) = device else {
+            return Ok(None);
+        };
+        let layers = engine
+            .layers
+            .iter()
+            .map(|l| l.to_cuda(dev))
+            .collect::<int8rt::Result<Vec<_>>>()?;
+        Ok(Some(GpuMlp(layers)))
+    }
+
+    fn forward(&self, x: &[f32], m: usize) -> Result<(Vec<f32>, Path)> {
+        let mut h = x.to_vec();
+        let mut path = Path::Reference;
+        let last = self.0.len() - 1;
+        for (i, l) in self.0.iter().enumerate() {
+            let mut y = vec![0f32; m * l.out_features()];
+            path = l.forward(&h, m, &mut int8rt::gemm::OutBuf::F32(&mut y))?;
+            if i < last {
+                relu(&mut y);
+            }
+            h = y;
+        }
+        Ok((h, path))
+    }
+}
+
+/// Without the `cuda` feature there is never a GPU engine.
+#[cfg(not(feature = "cuda"))]
+struct GpuMlp;
+
+#[cfg(not(feature = "cuda"))]
+impl GpuMlp {
+    fn new(_device: &Device, _engine: &QuantMlp) -> Result<Option<Self>> {
+        Ok(None)
+    }
+    fn forward(&self, _x: &[f32], _m: usize) -> Result<(Vec<f32>, Path)> {
+        anyhow::bail!("this build has no CUDA backend")
+    }
+}
+
+/// A fake quantizer's forward on the CPU and, on a GPU, with `kernels/fake_quant.cu`.
+fn fake_quant_cpu_gpu(
+    device: &Device,
+    fq: &int8rt::qat::FakeQuantizer,
+    x: &[f32],
+) -> Result<(Vec<f32>, Vec<f32>)> {
+    let mut cpu = vec![0f32; x.len()];
+    fq.forward("x", x, &mut cpu)?;
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(dev) = device {
+        return Ok((cpu, fq.forward_cuda_host(dev, "x", x)?));
+    }
+    let _ = device;
+    anyhow::bail!("no GPU")
 }
