@@ -552,7 +552,7 @@ impl PackedWeights {
             Path::CudaDp4a | Path::CudaMma => {
                 return Err(Error::PathUnavailable {
                     path,
-                    reason: "CUDA paths run through a CUDA device (nn::QuantLinear on Device::Cuda), not a CPU context".into(),
+                    reason: "CUDA paths run on a device: upload the layer with QuantLinear::to_cuda (or the weights with cuda::CudaWeights), not through a CPU Context".into(),
                 })
             }
             p => {
@@ -616,7 +616,7 @@ impl PackedWeights {
             }
             Path::CudaDp4a | Path::CudaMma => Err(Error::PathUnavailable {
                 path,
-                reason: "CUDA paths run through a CUDA device, not a CPU context".into(),
+                reason: "CUDA paths run on a device: upload the layer with QuantLinear::to_cuda (or the weights with cuda::CudaWeights), not through a CPU Context".into(),
             }),
             p => {
                 cpu::availability(p)?;
