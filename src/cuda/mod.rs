@@ -13,6 +13,7 @@
 #[cfg(feature = "cuda")]
 mod driver;
 pub(crate) mod exec;
+pub(crate) mod fake_quant;
 #[cfg(feature = "cuda")]
 mod gemm;
 #[cfg(feature = "cuda")]
