@@ -552,8 +552,10 @@ pub(crate) fn run(
         }
         kernel.end_task();
     };
-    // LOOP 3: tasks.
-    if tasks == 1 || ctx.threads() <= 1 {
+    // LOOP 3: tasks. Waking the pool costs several microseconds, more than a small GEMM takes
+    // on one core (2^21 MACs is about 2 µs at VNNI speed), so those run on the calling thread.
+    let small = (m as u128) * (n as u128) * (k.max(1) as u128) < 1 << 21;
+    if tasks == 1 || ctx.threads() <= 1 || small {
         (0..tasks).for_each(task);
     } else {
         ctx.install(|| (0..tasks).into_par_iter().for_each(task));
