@@ -171,3 +171,25 @@ struct HistParams {
     int skip_zeros;              // 1: values equal to 0 are not counted (`skip_zeros`)
     int pad;
 };
+
+// Fake quantization (kernels/fake_quant.cu, quantization-aware training): x[len] viewed as
+// [outer, groups, inner], channel c = (i / inner) % groups (per tensor: groups = 1). The forward
+// entry writes y = (clamp(rhe(x / scale[c]) + zp[c], qmin, qmax) − zp[c]) · scale[c]; the
+// gradient entry writes the local partials dx, dscale, dzp of `reference::fake_quantize_grad`.
+// Non-finite inputs are counted in `status` (an error for the host wrapper).
+struct FakeQuantParams {
+    const float* x;
+    float* y;                // forward: [len]
+    float* dx;               // gradient: [len] ∂y/∂x (clipped STE)
+    float* dscale;           // gradient: [len] ∂y/∂scale (LSQ)
+    float* dzp;              // gradient: [len] ∂y/∂zp (LSQ+)
+    const float* scale;      // [groups]
+    const int* zp;           // [groups]
+    Status* status;
+    long long len;
+    long long inner;
+    int groups;
+    int qmin;
+    int qmax;
+    int pad;
+};

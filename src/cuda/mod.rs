@@ -17,6 +17,7 @@ mod calib_sim_tests;
 #[cfg(feature = "cuda")]
 mod driver;
 pub(crate) mod exec;
+pub(crate) mod fake_quant;
 #[cfg(feature = "cuda")]
 mod gemm;
 #[cfg(feature = "cuda")]

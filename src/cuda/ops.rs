@@ -96,27 +96,7 @@ fn check_out_kind(kind: OutKind, f32_bias: bool) -> Result<()> {
         OutKind::I32 if f32_bias => Err(Error::Unsupported(
             "a float bias cannot be added to raw i32 output".into(),
         )),
-        OutKind::I8(q) => {
-            if !(q.scale.is_finite() && q.scale > 0.0) {
-                return Err(Error::param(
-                    "output scale",
-                    format!("must be finite and > 0, got {}", q.scale),
-                ));
-            }
-            if q.qmin < -128 || q.qmax > 127 || q.qmin > q.qmax {
-                return Err(Error::param(
-                    "output qmin/qmax",
-                    format!("[{}, {}] is not within i8", q.qmin, q.qmax),
-                ));
-            }
-            if q.zero_point < -128 || q.zero_point > 127 {
-                return Err(Error::param(
-                    "output zero point",
-                    format!("{} outside [-128, 127]", q.zero_point),
-                ));
-            }
-            Ok(())
-        }
+        OutKind::I8(q) => q.validate(),
         _ => Ok(()),
     }
 }

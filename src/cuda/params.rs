@@ -216,3 +216,32 @@ impl KernelParams for CalibReduceParams {
 impl KernelParams for HistParams {
     const NAME: &'static str = "HistParams";
 }
+
+/// `struct FakeQuantParams` (kernels/fake_quant.cu, quantization-aware training).
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct FakeQuantParams {
+    pub x: u64,
+    pub y: u64,
+    pub dx: u64,
+    pub dscale: u64,
+    pub dzp: u64,
+    pub scale: u64,
+    pub zp: u64,
+    pub status: u64,
+    pub len: i64,
+    pub inner: i64,
+    pub groups: i32,
+    pub qmin: i32,
+    pub qmax: i32,
+    pub pad: i32,
+}
+
+// SAFETY: `#[repr(C)]` plain data (u64 device addresses, integers) laid out exactly as its twin
+// in kernels/params.cuh (pointers, then 64-bit, then 32-bit fields; 96 bytes), read by value.
+#[cfg(feature = "cuda")]
+unsafe impl cudarc::driver::DeviceRepr for FakeQuantParams {}
+
+impl KernelParams for FakeQuantParams {
+    const NAME: &'static str = "FakeQuantParams";
+}
