@@ -122,7 +122,8 @@ fn main() -> Result<()> {
         let ran = ctx.last_path();
         if json {
             println!(
-                "{{\"peer\":\"int8rt\",\"threads\":{threads},\"M\":{m},\"K\":{k},\"N\":{n},\"median_ms\":{:.6},\"min_ms\":{:.6},\"gops_median\":{:.3},\"gops_best\":{:.3},\"path\":\"{:?}\",\"act\":\"{}\"}}",
+                "{{\"peer\":\"{}\",\"threads\":{threads},\"M\":{m},\"K\":{k},\"N\":{n},\"median_ms\":{:.6},\"min_ms\":{:.6},\"gops_median\":{:.3},\"gops_best\":{:.3},\"path\":\"{:?}\",\"act\":\"{}\"}}",
+                if per_tensor { "int8rt_per_tensor" } else { "int8rt" },
                 med * 1e3,
                 best * 1e3,
                 ops / med / 1e9,

@@ -7,8 +7,9 @@
 //
 // Helper layer (thread → warp → block, CUTLASS order):
 //   thread:  dp4a_s8 / dp4a_u8, f32_to_f16_rn / f32_to_bf16_rn, round_shift_clamp, ldg_v4,
-//            ldcg_u64, cp_async_16 / cp_async_16_or_zero / cp_async_commit / cp_async_wait<N>
-//            (sm_80), dyn_smem
+//            is_nan_bits / is_nonfinite_bits, f32_to_ordered / ordered_to_f32, ldcg_u64,
+//            cp_async_16 / cp_async_16_or_zero / cp_async_commit / cp_async_wait<N> (sm_80),
+//            dyn_smem
 //   warp:    lane_id, shfl_xor_u32 / shfl_xor_f32, ldsm<X, N> (N `ldmatrix .x<X>`),
 //            mma_16832<MT, NT, U8> (MT × NT `mma.sync.m16n8k32`) — in the simulation each a
 //            fragment exchange through the per-warp scratch (sim::WarpOp) following the PTX ISA
@@ -111,6 +112,21 @@ I8RT_INLINE int round_shift_clamp(float v, int zp, int qmin, int qmax) {
     if (r != r) r = 0.0f;
     r = fminf(fmaxf(r, (float)(qmin - zp)), (float)(qmax - zp));
     return __float2int_rn(r) + zp;
+}
+
+// NaN, and NaN or ±inf, from the bits of an f32.
+I8RT_INLINE bool is_nan_bits(unsigned b) { return (b & 0x7fffffffu) > 0x7f800000u; }
+I8RT_INLINE bool is_nonfinite_bits(unsigned b) { return (b & 0x7fffffffu) >= 0x7f800000u; }
+
+// A float as an unsigned integer with the same order (finite values and ±inf; never NaN), so a
+// range reduces across blocks with integer atomics (atomicMin / atomicMax on the words). −0
+// orders just below +0. Host twins: `f32_to_ordered` / `ordered_to_f32` in src/cuda/ops.rs.
+I8RT_INLINE unsigned f32_to_ordered(float f) {
+    const unsigned b = __float_as_uint(f);
+    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+I8RT_INLINE float ordered_to_f32(unsigned o) {
+    return __uint_as_float((o & 0x80000000u) ? (o & 0x7fffffffu) : ~o);
 }
 
 // One 16-byte global load (the address must be 16-byte aligned; the simulation checks).

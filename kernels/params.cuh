@@ -143,3 +143,64 @@ struct ActQuantParams {
     int qmax;                // ACT_STATIC
     int pad;
 };
+
+// Calibration statistics of one batch (kernels/calib.cu), read by the observers in src/calib/
+// through src/cuda/calib.rs. The batch is x[0 .. outer · cols), viewed as [outer, cols] with
+// cols = channels · inner (the C-order tensor split at the calibrated axis); per tensor,
+// outer = 1, cols = len, channels = 1. Only finite values enter a range; non-finite ones are
+// counted in `status` (count and lowest flat index) and never binned.
+struct CalibReduceParams {
+    const float* x;
+    unsigned* range;             // [2 · channels]: ordered min of channel c at 2c, ordered max at
+                                 // 2c + 1 (f32_to_ordered; the host initialises +inf and −inf)
+    unsigned long long* zeros;   // [1] or null (per tensor): finite values equal to 0 (either sign)
+    Status* status;
+    long long outer;
+    long long cols;
+    long long inner;
+    int channels;
+    int pad;
+};
+
+// Histogram bin rules; each is the twin of a host rule in src/calib/ (see calib.cu).
+#define HIST_SCALED 0  // |x|: trunc((|x| · nf) / right) in f32 (f64 when |x| · nf overflows)
+#define HIST_WIDTH 1   // |x|: trunc(|x| / width)
+#define HIST_SIGNED 2  // x: floor(x / width) − first, on a grid anchored at 0
+
+// Count the bin of every finite value of x[0 .. len) into counts[0 .. bins) (added to what is
+// there). Positions past either end are clamped to the first / last bin, as the host rules do.
+struct HistParams {
+    const float* x;
+    unsigned long long* counts;  // [bins]
+    long long len;
+    unsigned long long bins;
+    long long first;             // HIST_SIGNED: the grid index of counts[0]
+    int rule;
+    float nf;                    // HIST_SCALED: bins as f32 (the host's `n as f32`)
+    float right;                 // HIST_SCALED: the right edge edges[-1] (> 0)
+    float width;                 // HIST_WIDTH, HIST_SIGNED: the bin width (> 0 for HIST_SIGNED)
+    int skip_zeros;              // 1: values equal to 0 are not counted (`skip_zeros`)
+    int pad;
+};
+
+// Fake quantization (kernels/fake_quant.cu, quantization-aware training): x[len] viewed as
+// [outer, groups, inner], channel c = (i / inner) % groups (per tensor: groups = 1). The forward
+// entry writes y = (clamp(rhe(x / scale[c]) + zp[c], qmin, qmax) − zp[c]) · scale[c]; the
+// gradient entry writes the local partials dx, dscale, dzp of `reference::fake_quantize_grad`.
+// Non-finite inputs are counted in `status` (an error for the host wrapper).
+struct FakeQuantParams {
+    const float* x;
+    float* y;                // forward: [len]
+    float* dx;               // gradient: [len] ∂y/∂x (clipped STE)
+    float* dscale;           // gradient: [len] ∂y/∂scale (LSQ)
+    float* dzp;              // gradient: [len] ∂y/∂zp (LSQ+)
+    const float* scale;      // [groups]
+    const int* zp;           // [groups]
+    Status* status;
+    long long len;
+    long long inner;
+    int groups;
+    int qmin;
+    int qmax;
+    int pad;
+};

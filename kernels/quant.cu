@@ -9,9 +9,6 @@
 // Thread level.
 // ---------------------------------------------------------------------------------------------
 
-I8RT_INLINE bool is_nan_bits(unsigned b) { return (b & 0x7fffffffu) > 0x7f800000u; }
-I8RT_INLINE bool is_nonfinite_bits(unsigned b) { return (b & 0x7fffffffu) >= 0x7f800000u; }
-
 // The channel of flat index i in a tensor viewed as [outer, groups, inner].
 I8RT_INLINE int channel_of(long long i, long long inner, int groups) {
     return groups == 1 ? 0 : (int)((i / inner) % groups);
@@ -83,16 +80,8 @@ I8RT_ENTRY(dequantize_u8_f32, DequantizeParams, 256) { dequantize_body<true>(p);
 
 #define ACT_THREADS 256
 
-// A float as an unsigned integer with the same order (finite values and ±inf; never NaN here), so
-// the per-tensor range reduces across blocks with integer atomics. −0 orders below +0; either gives
-// the same scale and zero point.
-I8RT_INLINE unsigned f32_to_ordered(float f) {
-    const unsigned b = __float_as_uint(f);
-    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-I8RT_INLINE float ordered_to_f32(unsigned o) {
-    return __uint_as_float((o & 0x80000000u) ? (o & 0x7fffffffu) : ~o);
-}
+// f32_to_ordered / ordered_to_f32 (common.cuh) carry the per-tensor range across blocks; −0
+// orders below +0, and either gives the same scale and zero point.
 
 // Block-wide (min, max) of (a, b) per thread: fminf over a, fmaxf over b. Result in every thread.
 I8RT_INLINE void block_minmax(float& a, float& b, float* red_a, float* red_b) {

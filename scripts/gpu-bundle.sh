@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # scripts/gpu-bundle.sh — build, on this machine (no GPU needed), everything the GPU verification
-# runs, into the git-ignored gpu-bundle/: the GPU test binaries (tests/gpu.rs,
-# tests/kernels_static.rs), the GPU bench (benches/gpu_gemm.rs), the PyTorch peers script
-# (shared/bench/gpu-peers.py) and run.sh (scripts/gpu-run.sh). The kernels are compiled with NVRTC
-# here and embedded as CUBIN (sm_80, sm_90) + PTX (compute_61), so the GPU machine needs only its
-# driver. Binaries are stripped; the bundle must stay under 64 MiB.
+# runs, into the git-ignored gpu-bundle/: the GPU test binaries (tests/gpu.rs, tests/gpu_calib.rs,
+# tests/kernels_static.rs), the GPU benches (benches/gpu_gemm.rs, benches/gpu_calib_collect.rs),
+# the PyTorch peers script (shared/bench/gpu-peers.py) and run.sh (scripts/gpu-run.sh). The
+# kernels are compiled with NVRTC here and embedded as CUBIN (sm_80, sm_90) + PTX (compute_61), so
+# the GPU machine needs only its driver. Binaries are stripped; the bundle must stay under 64 MiB.
 #
 #   scripts/gpu-bundle.sh && <copy gpu-bundle/ to the GPU machine> && gpu-bundle/run.sh
 set -euo pipefail
@@ -36,16 +36,17 @@ for line in sys.stdin:
 }
 
 {
-    cargo test --release --features gpu-bench --no-run --message-format=json --test gpu --test kernels_static \
-        | executables gpu kernels_static
-    cargo bench --features gpu-bench --bench gpu_gemm --no-run --message-format=json | executables gpu_gemm
+    cargo test --release --features gpu-bench --no-run --message-format=json --test gpu --test gpu_calib \
+        --test kernels_static | executables gpu gpu_calib kernels_static
+    cargo bench --features gpu-bench --bench gpu_gemm --bench gpu_calib_collect --no-run --message-format=json \
+        | executables gpu_gemm gpu_calib_collect
 } > "$out/.artifacts"
 while read -r name path; do
     cp "$path" "$out/bin/$name"
     strip "$out/bin/$name"
 done < "$out/.artifacts"
 rm "$out/.artifacts"
-for b in gpu kernels_static gpu_gemm; do
+for b in gpu gpu_calib kernels_static gpu_gemm gpu_calib_collect; do
     [ -x "$out/bin/$b" ] || { echo "missing binary $b" >&2; exit 1; }
 done
 cp "$peers" "$out/gpu-peers.py"

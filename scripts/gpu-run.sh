@@ -2,7 +2,7 @@
 # scripts/gpu-run.sh (copied into the bundle as run.sh) — run the GPU verification built by
 # scripts/gpu-bundle.sh on a machine with an NVIDIA GPU, its driver, the CUDA toolkit and PyTorch
 # (no Rust toolchain): the GPU tests with INT8RT_REQUIRE_CUDA=1 (no GPU is a failure, not a
-# skip), the static kernel checks (cuobjdump from the toolkit), the criterion GPU bench, and the
+# skip), the static kernel checks (cuobjdump from the toolkit), the criterion GPU benches, and the
 # PyTorch peers (cuBLAS f16, cuBLASLt int8) in the same call; prints a short table last.
 #
 #   gpu-bundle/run.sh            # or: scripts/gpu-run.sh [bundle folder]
@@ -30,8 +30,10 @@ step() {
     steps+=("$name|$r|$((SECONDS - t0)) s|$(grep -h '^test result' "$logs/$name.log" | sed 's/test result: //; s/; finished.*//' | tr '\n' ' ')")
 }
 step gpu-tests "$dir/bin/gpu" --test-threads=1
+step gpu-calib-tests "$dir/bin/gpu_calib" --test-threads=1
 step kernel-checks "$dir/bin/kernels_static" --nocapture
 step bench "$dir/bin/gpu_gemm" --bench
+step calib-bench "$dir/bin/gpu_calib_collect" --bench
 step peers python3 "$dir/gpu-peers.py"
 
 echo

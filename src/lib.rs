@@ -45,6 +45,7 @@ pub mod gemm;
 pub mod io;
 pub mod nn;
 pub mod npy;
+pub mod qat;
 pub mod quant;
 pub mod reference;
 

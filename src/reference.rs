@@ -280,3 +280,148 @@ pub fn gemm(args: &GemmArgs<'_>, out: &mut OutBuf<'_>) -> Result<()> {
     }
     Ok(())
 }
+
+// =============================================================================================
+// BEGIN fake quantization (quantization-aware training, `src/qat/`, issue 5).
+//
+// This section is appended by the QAT work and owned by it; the rest of the file is unchanged.
+// It is the scalar definition that the CPU loops in `qat::fake_quant`, the CUDA kernel
+// `kernels/fake_quant.cu` and its host simulation are tested against bit for bit, and that the
+// conversion of a fake-quantized layer to `nn::QuantLinear` is tested against.
+//
+// Forward: `y = dequant(quant(x))` with the crate's rule (a true division, ties to even, clamp
+// after adding the zero point), for any integer range of 2..=8 bits.
+// Backward: the clipped straight-through estimator for `x` and the LSQ / LSQ+ partials for the
+// scale and the zero point (Esser et al. 2019, "Learned Step Size Quantization"; Bhalgat et al.
+// 2020, "LSQ+"), i.e. the exact derivative of the forward's computation graph with the rounding
+// step `rhe(u)` given derivative 1 and every other step (division, clamp, subtraction,
+// multiplication) differentiated exactly. "Inside" means the clamp did not act: the unclamped
+// code `rhe(x / scale) + zp` lies in `[qmin, qmax]` — the same integer the forward computes, so
+// the gradient passes exactly where the forward is `(rhe(x / scale)) · scale`.
+// =============================================================================================
+
+/// The fewest bits a fake-quantized code may have.
+pub const FAKE_QUANT_MIN_BITS: u32 = 2;
+/// The most bits a fake-quantized code may have (codes are held in `i8` / `u8` containers).
+pub const FAKE_QUANT_MAX_BITS: u32 = 8;
+
+/// The integer range of a `bits`-bit code. Symmetric: the narrow signed range
+/// `[-(2^(bits-1) - 1), 2^(bits-1) - 1]` (`[-127, 127]` at 8 bits, `[-7, 7]` at 4, `[-1, 1]` at
+/// 2), zero point 0. Asymmetric: the unsigned `[0, 2^bits - 1]`. `None` outside
+/// `FAKE_QUANT_MIN_BITS..=FAKE_QUANT_MAX_BITS`.
+pub fn fake_quant_range(bits: u32, symmetric: bool) -> Option<(i32, i32)> {
+    if !(FAKE_QUANT_MIN_BITS..=FAKE_QUANT_MAX_BITS).contains(&bits) {
+        return None;
+    }
+    Some(if symmetric {
+        let qmax = (1i32 << (bits - 1)) - 1;
+        (-qmax, qmax)
+    } else {
+        (0, (1i32 << bits) - 1)
+    })
+}
+
+/// Symmetric scale for `|x| ≤ amax` over `[-qmax, qmax]`: `amax / qmax`, and 1 when that is 0
+/// (as [`symmetric_scale`], which is this function at `qmax = 127`).
+#[inline]
+pub fn symmetric_scale_for(amax: f32, qmax: i32) -> f32 {
+    let s = amax / qmax as f32;
+    if s > 0.0 {
+        s
+    } else {
+        1.0
+    }
+}
+
+/// Asymmetric `(scale, zero_point)` for `[lo, hi]` over `[0, qmax]`: the range is widened to
+/// contain 0, `scale = (hi - lo) / qmax` (1 when 0), `zp = clamp(rhe(-lo / scale), 0, qmax)`
+/// (as [`asymmetric_params`], which is this function at `qmax = 255`).
+#[inline]
+pub fn asymmetric_params_for(lo: f32, hi: f32, qmax: i32) -> (f32, i32) {
+    let lo = lo.min(0.0);
+    let hi = hi.max(0.0);
+    let s = (hi - lo) / qmax as f32;
+    let scale = if s > 0.0 && s.is_finite() { s } else { 1.0 };
+    let zp = round_shift_clamp(-lo / scale, 0, 0, qmax);
+    (scale, zp)
+}
+
+/// The fake-quantization code of one value: `clamp(rhe(x / scale) + zp, qmin, qmax)` (the
+/// crate's quantize rule, [`quantize`] with [`Rule::Divide`]).
+#[inline]
+pub fn fake_quant_code(x: f32, scale: f32, zp: i32, qmin: i32, qmax: i32) -> i32 {
+    round_shift_clamp(x / scale, zp, qmin, qmax)
+}
+
+/// Fake quantization of one value: `(code − zp) as f32 · scale`, one f32 multiplication of an
+/// exactly representable integer (the crate's dequantize rule).
+#[inline]
+pub fn fake_quantize(x: f32, scale: f32, zp: i32, qmin: i32, qmax: i32) -> f32 {
+    (fake_quant_code(x, scale, zp, qmin, qmax) - zp) as f32 * scale
+}
+
+/// The local partial derivatives of [`fake_quantize`] at one point (multiply by the upstream
+/// gradient to back-propagate).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FakeQuantGrad {
+    /// `∂y/∂x`: 1 inside the representable range, 0 where the clamp acted (clipped STE).
+    pub dx: f32,
+    /// `∂y/∂scale` (LSQ): `rhe(u) − u` inside (`u = x / scale`), `qmin − zp` below, `qmax − zp`
+    /// above.
+    pub dscale: f32,
+    /// `∂y/∂zp` (LSQ+): 0 inside, `−scale` where the clamp acted.
+    pub dzero_point: f32,
+}
+
+/// The partials of [`fake_quantize`] at `x`: with `u = x / scale` (the forward's IEEE quotient)
+/// and the unclamped code `r = rhe(u) + zp` (exact integer arithmetic):
+/// - inside, `qmin ≤ r ≤ qmax`: `dx = 1`, `dscale = rhe(u) − u` (an exact f32 subtraction: the
+///   operands are within a factor 2 of each other or `rhe(u)` is 0), `dzero_point = 0`;
+/// - below, `r < qmin`: `dx = 0`, `dscale = (qmin − zp) as f32`, `dzero_point = −scale`;
+/// - above, `r > qmax`: `dx = 0`, `dscale = (qmax − zp) as f32`, `dzero_point = −scale`.
+#[inline]
+pub fn fake_quantize_grad(x: f32, scale: f32, zp: i32, qmin: i32, qmax: i32) -> FakeQuantGrad {
+    let u = x / scale;
+    let ru = u.round_ties_even();
+    let r = round_to_i64(u).saturating_add(zp as i64);
+    if r < qmin as i64 {
+        FakeQuantGrad {
+            dx: 0.0,
+            dscale: (qmin - zp) as f32,
+            dzero_point: -scale,
+        }
+    } else if r > qmax as i64 {
+        FakeQuantGrad {
+            dx: 0.0,
+            dscale: (qmax - zp) as f32,
+            dzero_point: -scale,
+        }
+    } else {
+        FakeQuantGrad {
+            dx: 1.0,
+            dscale: ru - u,
+            dzero_point: 0.0,
+        }
+    }
+}
+
+/// LSQ's gradient scale for a step size shared by `count` values over a range whose largest
+/// positive code is `qmax`: `g = 1 / sqrt(count · qmax)` (computed in f64, rounded to f32; 1 when
+/// `count` or `qmax` is 0). The scale's gradient is `g · Σ dy · dscale`.
+pub fn lsq_grad_scale(count: usize, qmax: i32) -> f32 {
+    let d = count as f64 * qmax.max(0) as f64;
+    if d > 0.0 {
+        (1.0 / d.sqrt()) as f32
+    } else {
+        1.0
+    }
+}
+
+/// The bias as a fake-quantized layer sees it: the i32 bias the integer engine adds
+/// ([`quantize_bias`] with scale `s_x · s_w`) times that f32 scale.
+#[inline]
+pub fn fake_quantize_bias(b: f32, s_x: f32, s_w: f32) -> f32 {
+    quantize_bias(b, s_x, s_w) as f32 * (s_x * s_w)
+}
+
+// END fake quantization.

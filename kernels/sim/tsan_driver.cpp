@@ -4,7 +4,9 @@
 // a shared-memory race shows up as a ThreadSanitizer report — for the tensor-core GEMM also a
 // stage overwritten by cp.async while another warp still reads it, a staging row read before
 // its warp wrote it, or split-K partial sums read before their block counted them. It also
-// checks the GEMMs against a naive loop, so a run that did nothing cannot pass.
+// checks the GEMMs and the calibration statistics against naive loops, so a run that did nothing
+// cannot pass.
+#include <algorithm>
 #include <cstdio>
 #include <vector>
 
@@ -131,6 +133,75 @@ int main() {
     if (!launch("act_quant_s8", m, 1, a)) return 1;
     a.mode = ACT_TENSOR;
     if (!launch("act_quant_s8", m, 1, a)) return 1;
+    // Calibration statistics (kernels/calib.cu): the block reduction through shared memory, the
+    // per-channel warp reductions, and the histogram's shared-memory and global counting paths,
+    // each checked against a plain loop.
+    const long long len = 5000;
+    std::vector<float> cx(len);
+    for (long long i = 0; i < len; ++i) cx[i] = (float)((i * 7919) % 2001 - 1000) * 0.001f;
+    cx[1234] = __uint_as_float(0x7fc00000u);  // NaN
+    std::vector<unsigned long long> scratch = {0x007fffffff800000ull, 0ull, 0ull, ~0ull};
+    CalibReduceParams r{};
+    r.x = cx.data();
+    r.range = reinterpret_cast<unsigned*>(&scratch[0]);
+    r.zeros = &scratch[1];
+    r.status = reinterpret_cast<Status*>(&scratch[2]);
+    r.outer = 1;
+    r.cols = r.inner = len;
+    r.channels = 1;
+    if (!launch("calib_reduce", 2, 1, r)) return 1;
+    const float lo = ordered_to_f32(r.range[0]), hi = ordered_to_f32(r.range[1]);
+    if (lo != -1.0f || hi != 1.0f || scratch[1] != 2 || scratch[2] != 1 || scratch[3] != 1234) {
+        std::fprintf(stderr, "calib_reduce: [%g, %g], %llu zeros, %llu non-finite at %llu\n", lo, hi, scratch[1],
+                     scratch[2], scratch[3]);
+        return 1;
+    }
+    // Per channel: [50, 20, 5] → channels of 5 columns (warps span several channels).
+    std::vector<unsigned long long> ch(20 + 2, 0x007fffffff800000ull);
+    ch[20] = 0ull;
+    ch[21] = ~0ull;
+    r.range = reinterpret_cast<unsigned*>(ch.data());
+    r.zeros = nullptr;
+    r.status = reinterpret_cast<Status*>(&ch[20]);
+    r.outer = 50;
+    r.cols = 100;
+    r.inner = 5;
+    r.channels = 20;
+    if (!launch("calib_reduce_channels", 1, 3, r)) return 1;
+    for (int c = 0; c < 20; ++c) {
+        float l = 1e30f, h = -1e30f;
+        for (int o = 0; o < 50; ++o)
+            for (int j = 0; j < 5; ++j) {
+                const float v = cx[o * 100 + c * 5 + j];
+                if (v == v) l = std::min(l, v), h = std::max(h, v);
+            }
+        if (ordered_to_f32(r.range[2 * c]) != l || ordered_to_f32(r.range[2 * c + 1]) != h) {
+            std::fprintf(stderr, "calib_reduce_channels: channel %d\n", c);
+            return 1;
+        }
+    }
+    // Histograms of |x| over [0, 1]: 2048 bins (shared memory) and 9000 bins (global atomics).
+    for (unsigned long long bins : {2048ull, 9000ull}) {
+        std::vector<unsigned long long> counts(bins, 0), want(bins, 0);
+        HistParams h{};
+        h.x = cx.data();
+        h.counts = counts.data();
+        h.len = len;
+        h.bins = bins;
+        h.rule = HIST_SCALED;
+        h.nf = (float)bins;
+        h.right = 1.0f;
+        if (!launch("calib_histogram", 3, 1, h)) return 1;
+        for (long long i = 0; i < len; ++i) {
+            if (cx[i] != cx[i]) continue;
+            const unsigned long long b = (unsigned long long)((std::fabs(cx[i]) * (float)bins) / 1.0f);
+            ++want[std::min(b, bins - 1)];
+        }
+        if (counts != want) {
+            std::fprintf(stderr, "calib_histogram: %llu bins differ\n", bins);
+            return 1;
+        }
+    }
     std::printf("tsan driver ok\n");
     return 0;
 }

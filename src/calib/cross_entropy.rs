@@ -9,6 +9,7 @@
 //! f32. The softmaxes and the sum are f64 (the reference's numpy port, which picks the same
 //! candidate as torch's f32 on logits; on probabilities the loss is flat and the argmin is noise).
 
+use super::source::BatchSource;
 use super::{no_data, split_axis, NonFinite};
 use crate::error::{Error, Result};
 
@@ -211,6 +212,20 @@ impl CrossEntropyObserver {
         }
         self.rows += (rows.len() / k.max(1)) as u64;
         Ok(())
+    }
+
+    /// Observe a batch that lives elsewhere (GPU memory): the softmax of every row along
+    /// `class_axis` needs the values themselves, so the batch is copied to the host and observed
+    /// there (the only statistic that copies a batch).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
+    pub(crate) fn observe_source<S: BatchSource>(
+        &mut self,
+        src: &mut S,
+        class_axis: usize,
+    ) -> Result<()> {
+        let shape = src.shape().to_vec();
+        let xs = src.download()?;
+        self.observe(&xs, &shape, class_axis)
     }
 
     /// The winning candidate (1-based grid index).

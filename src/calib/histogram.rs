@@ -20,6 +20,7 @@
 //! bin (the reference drops it).
 
 use super::kernels::{self, BinRule};
+use super::source::{add_counts, BatchSource, BatchStats, BinSpec};
 use super::{no_data, scan_batch, NonFinite};
 use crate::error::{Error, Result};
 
@@ -310,18 +311,34 @@ impl Histogram {
             return Ok(());
         };
         let data = &batch.data[..];
-        self.min = self.min.min(lo);
-        self.max = self.max.max(hi);
         let zeros = if self.cfg.skip_zeros {
             data.iter().filter(|&&x| x == 0.0).count() as u64
         } else {
             0
         };
-        self.zeros_skipped += zeros;
-        let n_values = data.len() as u64 - zeros;
-        if n_values == 0 {
-            return Ok(());
+        if let Some(xmax) = self.begin_batch(lo, hi, data.len() as u64, zeros) {
+            self.bin_values(data, xmax);
+            if zeros > 0 {
+                // The kernel binned the zeros into bin 0; take them out again.
+                self.counts[0] -= zeros;
+            }
         }
+        Ok(())
+    }
+
+    /// The book-keeping of a batch of `finite` finite values spanning `[lo, hi]`, `zeros` of
+    /// them skipped zeros: extremes, counters, the grid (first batch, re-seed or growth), and the
+    /// all-zero case. Returns the batch's `max |x|` when its values still have to be binned on
+    /// the grid as it is now (shared by [`Histogram::observe`] and the device path).
+    fn begin_batch(&mut self, lo: f32, hi: f32, finite: u64, zeros: u64) -> Option<f32> {
+        self.min = self.min.min(lo);
+        self.max = self.max.max(hi);
+        self.zeros_skipped += zeros;
+        let n_values = finite - zeros;
+        if n_values == 0 {
+            return None;
+        }
+        self.total += n_values;
         let xmax = lo.abs().max(hi.abs());
         self.prepare_grid(xmax);
         if self.right() == 0.0 {
@@ -329,15 +346,59 @@ impl Histogram {
             // which puts every 0 in the middle bin; the reference's edges are all 0.
             let mid = self.counts.len() / 2;
             self.counts[mid] += n_values;
-        } else {
-            self.bin_values(data, xmax);
-            if zeros > 0 {
-                // The kernel binned the zeros into bin 0; take them out again.
-                self.counts[0] -= zeros;
-            }
+            return None;
         }
-        self.total += n_values;
+        Some(xmax)
+    }
+
+    /// Observe a batch that lives elsewhere (GPU memory): one reduction for its range, the grid
+    /// decided here from it, the bins counted where the data are. Leaves the histogram as
+    /// [`Histogram::observe`] of the same values would, and untouched when the batch is refused.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
+    pub(crate) fn observe_source<S: BatchSource>(&mut self, src: &mut S) -> Result<()> {
+        let st = src.stats()?;
+        let dropped = st.policy(&self.name, self.cfg.nonfinite)?;
+        let mut next = self.clone();
+        next.observe_stats(src, &st, dropped)?;
+        *self = next;
         Ok(())
+    }
+
+    /// [`Histogram::observe_source`] after the non-finite policy (`dropped` values dropped).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
+    pub(crate) fn observe_stats<S: BatchSource>(
+        &mut self,
+        src: &mut S,
+        st: &BatchStats,
+        dropped: u64,
+    ) -> Result<()> {
+        self.nonfinite_skipped += dropped;
+        self.batches += 1;
+        let Some((lo, hi)) = st.range else {
+            return Ok(());
+        };
+        let zeros = if self.cfg.skip_zeros { st.zeros } else { 0 };
+        if self.begin_batch(lo, hi, st.finite(), zeros).is_some() {
+            let add = src.count_bins(self.bin_spec(), self.cfg.skip_zeros)?;
+            add_counts(&mut self.counts, &add)?;
+        }
+        Ok(())
+    }
+
+    /// The current grid and bin rule, for a [`BatchSource`] to count into (`right > 0`).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
+    fn bin_spec(&self) -> BinSpec {
+        let bins = self.counts.len();
+        match self.cfg.binning {
+            Binning::PytorchQuantization => BinSpec::Scaled {
+                bins,
+                right: self.right(),
+            },
+            Binning::FixedWidth => BinSpec::Width {
+                bins,
+                width: self.width(),
+            },
+        }
     }
 
     /// The right edge of the histogram (`edges[-1]`).

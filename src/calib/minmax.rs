@@ -3,6 +3,7 @@
 //! `PerChannelMinMaxObserver`), per tensor or per channel along any axis, and torch.ao's
 //! `MovingAverageMinMaxObserver`. Their ranges feed [`crate::quant::QuantParams`] directly.
 
+use super::source::{nonfinite_policy, BatchSource, BatchStats};
 use super::{
     finite_values, max_abs_bits, min_max, no_data, split_axis, NonFinite, NONFINITE_ABS_BITS,
 };
@@ -144,6 +145,55 @@ impl MaxObserver {
         }
         self.batches += 1;
         Ok(())
+    }
+
+    /// Observe a batch that lives elsewhere (GPU memory), per tensor or per channel as this
+    /// observer was built; leaves it as [`MaxObserver::observe_shaped`] of the same values would.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
+    pub(crate) fn observe_source<S: BatchSource>(&mut self, src: &mut S) -> Result<()> {
+        let shape = src.shape().to_vec();
+        let len = super::check_len(&self.name, &shape)?;
+        let policy = self.nonfinite;
+        match &mut self.channels {
+            None => {
+                let st = src.stats()?;
+                let dropped = st.policy(&self.name, policy)?;
+                self.observe_stats(&st, dropped);
+                return Ok(());
+            }
+            Some(chan) => {
+                let (outer, c, inner) = channel_count(&self.name, chan, &shape, len)?;
+                let cs = src.channel_stats(outer, c, inner)?;
+                nonfinite_policy(&self.name, policy, cs.nonfinite, cs.first_nonfinite)?;
+                if self.amax.len() != c {
+                    self.amax = vec![0.0; c];
+                }
+                for (a, &(lo, hi)) in self.amax.iter_mut().zip(&cs.ranges) {
+                    let m = if lo <= hi {
+                        lo.abs().max(hi.abs())
+                    } else {
+                        0.0
+                    };
+                    *a = a.max(m);
+                }
+                self.nonfinite_skipped += cs.nonfinite;
+                self.seen |= len > 0;
+            }
+        }
+        self.batches += 1;
+        Ok(())
+    }
+
+    /// A per-tensor batch known by its statistics, after the non-finite policy.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
+    fn observe_stats(&mut self, st: &BatchStats, dropped: u64) {
+        self.nonfinite_skipped += dropped;
+        if let Some((lo, hi)) = st.range {
+            // max |x| of the finite values: the larger magnitude of the two extremes.
+            self.amax[0] = self.amax[0].max(lo.abs().max(hi.abs()));
+            self.seen = true;
+        }
+        self.batches += 1;
     }
 
     /// The per-tensor `max |x|` (for a per-channel observer: the max over channels).
@@ -306,6 +356,51 @@ impl MinMaxObserver {
         Ok(())
     }
 
+    /// Observe a batch that lives elsewhere (GPU memory), per tensor or per channel as this
+    /// observer was built; leaves it as [`MinMaxObserver::observe_shaped`] of the same values
+    /// would.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
+    pub(crate) fn observe_source<S: BatchSource>(&mut self, src: &mut S) -> Result<()> {
+        let shape = src.shape().to_vec();
+        let len = super::check_len(&self.name, &shape)?;
+        let policy = self.nonfinite;
+        match &mut self.channels {
+            None => {
+                let st = src.stats()?;
+                let dropped = st.policy(&self.name, policy)?;
+                self.observe_stats(&st, dropped);
+                return Ok(());
+            }
+            Some(chan) => {
+                let (outer, c, inner) = channel_count(&self.name, chan, &shape, len)?;
+                let cs = src.channel_stats(outer, c, inner)?;
+                nonfinite_policy(&self.name, policy, cs.nonfinite, cs.first_nonfinite)?;
+                if self.lo.len() != c {
+                    self.lo = vec![f32::INFINITY; c];
+                    self.hi = vec![f32::NEG_INFINITY; c];
+                }
+                for (k, &(l, h)) in cs.ranges.iter().enumerate() {
+                    self.lo[k] = self.lo[k].min(l);
+                    self.hi[k] = self.hi[k].max(h);
+                }
+                self.nonfinite_skipped += cs.nonfinite;
+            }
+        }
+        self.batches += 1;
+        Ok(())
+    }
+
+    /// A per-tensor batch known by its statistics, after the non-finite policy.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
+    pub(crate) fn observe_stats(&mut self, st: &BatchStats, dropped: u64) {
+        self.nonfinite_skipped += dropped;
+        if let Some((l, h)) = st.range {
+            self.lo[0] = self.lo[0].min(l);
+            self.hi[0] = self.hi[0].max(h);
+        }
+        self.batches += 1;
+    }
+
     /// The per-tensor `(min, max)` (over all channels for a per-channel observer).
     pub fn range(&self) -> Result<(f32, f32)> {
         let lo = self.lo.iter().copied().fold(f32::INFINITY, f32::min);
@@ -431,6 +526,32 @@ impl MovingAverageMinMaxObserver {
             return Ok(());
         }
         let (l, h) = min_max(&data);
+        self.update(l, h);
+        Ok(())
+    }
+
+    /// Observe a batch that lives elsewhere (GPU memory); leaves the observer as
+    /// [`MovingAverageMinMaxObserver::observe`] of the same values would.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
+    pub(crate) fn observe_source<S: BatchSource>(&mut self, src: &mut S) -> Result<()> {
+        let st = src.stats()?;
+        let dropped = st.policy(&self.name, self.nonfinite)?;
+        self.observe_stats(&st, dropped);
+        Ok(())
+    }
+
+    /// A batch known by its statistics, after the non-finite policy.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
+    pub(crate) fn observe_stats(&mut self, st: &BatchStats, dropped: u64) {
+        self.nonfinite_skipped += dropped;
+        self.batches += 1;
+        if let Some((l, h)) = st.range {
+            self.update(l, h);
+        }
+    }
+
+    /// Move the averages towards a batch's `(min, max)`.
+    fn update(&mut self, l: f32, h: f32) {
         let c = self.c;
         self.state = Some(match self.state {
             None => EmaState {
@@ -446,7 +567,6 @@ impl MovingAverageMinMaxObserver {
                 ..s
             },
         });
-        Ok(())
     }
 
     /// The averaged `(min, max)`.

@@ -13,6 +13,10 @@
 //! - [`SignedHistogram`]: a histogram of `x` on a grid anchored at 0, for asymmetric ranges.
 //! - [`CrossEntropyObserver`]: Qualcomm's cross-entropy range search for logits that feed a softmax.
 //! - [`TensorObserver`]: everything above for one named tensor, and [`Method`] to pick a range.
+//! - Batches in GPU memory: every observer above also has an `observe_cuda` (feature `cuda`,
+//!   taking a [`crate::cuda::CudaBatch`]) that reduces and bins on the device
+//!   (`kernels/calib.cu`) and leaves the observer in the state `observe` of the same values
+//!   would, bit for bit; only the batch's range and the bin counts come to the host.
 //!
 //! All observers are `Send`, hold memory independent of the number of batches, and `merge` with
 //! an observer that saw other data. NaN and ±inf are an [`Error::NonFinite`] naming the tensor,
@@ -27,6 +31,7 @@ mod methods;
 mod minmax;
 mod observer;
 mod signed;
+pub(crate) mod source;
 
 pub use cross_entropy::{CrossEntropyConfig, CrossEntropyObserver};
 pub use histogram::{
@@ -179,15 +184,20 @@ pub(crate) fn split_axis(
     Ok((outer, shape[axis], inner))
 }
 
-/// Check that `shape`'s element count is `len`.
-pub(crate) fn check_shape(tensor: &str, shape: &[usize], len: usize) -> Result<()> {
-    let count = shape
+/// The element count of `shape`, or an error when it overflows `usize`.
+pub(crate) fn check_len(tensor: &str, shape: &[usize]) -> Result<usize> {
+    shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| Error::Dimension {
             what: "tensor shape",
             detail: format!("`{tensor}`: {shape:?} overflows usize"),
-        })?;
+        })
+}
+
+/// Check that `shape`'s element count is `len`.
+pub(crate) fn check_shape(tensor: &str, shape: &[usize], len: usize) -> Result<()> {
+    let count = check_len(tensor, shape)?;
     if count != len {
         return Err(Error::Dimension {
             what: "tensor shape",

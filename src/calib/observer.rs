@@ -3,6 +3,7 @@
 //! the moving average, and optionally the cross-entropy losses), and [`Method`], the choice that
 //! turns them into [`QuantParams`]. [`crate::nn::calibration`] holds one per observed tensor.
 
+use super::source::BatchSource;
 use super::{
     entropy_amax, finite_values, mse_amax, percentile_amax, CrossEntropyConfig,
     CrossEntropyObserver, EntropyOptions, Histogram, HistogramConfig, MinMaxObserver,
@@ -106,7 +107,7 @@ impl Default for ObserverConfig {
 }
 
 /// Every statistic for one tensor.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TensorObserver {
     name: String,
     cfg: ObserverConfig,
@@ -182,6 +183,38 @@ impl TensorObserver {
         if let Some(e) = &mut self.ema {
             e.observe(&data)?;
         }
+        Ok(())
+    }
+
+    /// Observe a batch that lives elsewhere (GPU memory): one reduction serves the min/max, the
+    /// moving average and both histograms' grids, then each histogram is counted where the data
+    /// are. The cross-entropy statistic, when enabled, needs every softmax row: only then is the
+    /// batch copied to the host. Leaves the observer as [`TensorObserver::observe`] of the same
+    /// values would, and untouched when the batch is refused.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
+    pub(crate) fn observe_source<S: BatchSource>(&mut self, src: &mut S) -> Result<()> {
+        let st = src.stats()?;
+        let dropped = st.policy(&self.name, self.cfg.nonfinite)?;
+        let shape = src.shape().to_vec();
+        let mut next = self.clone();
+        if let Some(ce) = &mut next.ce {
+            if !shape.is_empty() {
+                let xs = src.download()?;
+                ce.observe(&xs, &shape, shape.len() - 1)?;
+            }
+        }
+        next.nonfinite_skipped += dropped;
+        // The statistics below see the finite values only, as on the host.
+        let finite = st.finite_only();
+        next.minmax.observe_stats(&finite, 0);
+        next.hist.observe_stats(src, &finite, 0)?;
+        if let Some(s) = &mut next.signed {
+            s.observe_stats(src, &finite, 0)?;
+        }
+        if let Some(e) = &mut next.ema {
+            e.observe_stats(&finite, 0);
+        }
+        *self = next;
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 
 use super::histogram::pow2_steps;
 use super::kernels::{self, BinRule};
+use super::source::{add_counts, BatchSource, BatchStats, BinSpec};
 use super::{finite_values, min_max, no_data, NonFinite};
 use crate::error::{Error, Result};
 use crate::quant::QuantParams;
@@ -129,17 +130,9 @@ impl SignedHistogram {
             return Ok(());
         }
         let (lo, hi) = min_max(&data);
-        self.min = self.min.min(lo);
-        self.max = self.max.max(hi);
-        self.total += data.len() as u64;
-        if self.width == 0.0 {
-            if lo == 0.0 && hi == 0.0 {
-                self.zeros_pending += data.len() as u64;
-                return Ok(());
-            }
-            self.init_grid(lo.min(0.0), hi.max(0.0));
+        if !self.begin_batch(lo, hi, data.len() as u64) {
+            return Ok(());
         }
-        self.cover(lo, hi);
         let n = self.counts.len() as i64;
         const EXACT: i64 = 1 << 24;
         if self.k0.abs() < EXACT && n < EXACT {
@@ -153,6 +146,62 @@ impl SignedHistogram {
                 let j = (self.grid_index(x) - self.k0).clamp(0, n - 1);
                 self.counts[j as usize] += 1;
             }
+        }
+        Ok(())
+    }
+
+    /// The book-keeping of a batch of `n` finite values spanning `[lo, hi]`: extremes, total,
+    /// the grid (first non-zero batch, growth). Returns whether the values are to be binned on
+    /// the grid as it is now (shared by [`SignedHistogram::observe`] and the device path).
+    fn begin_batch(&mut self, lo: f32, hi: f32, n: u64) -> bool {
+        self.min = self.min.min(lo);
+        self.max = self.max.max(hi);
+        self.total += n;
+        if self.width == 0.0 {
+            if lo == 0.0 && hi == 0.0 {
+                self.zeros_pending += n;
+                return false;
+            }
+            self.init_grid(lo.min(0.0), hi.max(0.0));
+        }
+        self.cover(lo, hi);
+        true
+    }
+
+    /// Observe a batch that lives elsewhere (GPU memory); see [`super::Histogram`]'s twin.
+    /// Leaves the histogram as [`SignedHistogram::observe`] of the same values would, and
+    /// untouched when the batch is refused.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
+    pub(crate) fn observe_source<S: BatchSource>(&mut self, src: &mut S) -> Result<()> {
+        let st = src.stats()?;
+        let dropped = st.policy(&self.name, self.nonfinite)?;
+        let mut next = self.clone();
+        next.observe_stats(src, &st, dropped)?;
+        *self = next;
+        Ok(())
+    }
+
+    /// [`SignedHistogram::observe_source`] after the non-finite policy.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
+    pub(crate) fn observe_stats<S: BatchSource>(
+        &mut self,
+        src: &mut S,
+        st: &BatchStats,
+        dropped: u64,
+    ) -> Result<()> {
+        self.nonfinite_skipped += dropped;
+        self.batches += 1;
+        let Some((lo, hi)) = st.range else {
+            return Ok(());
+        };
+        if self.begin_batch(lo, hi, st.finite()) {
+            let spec = BinSpec::Signed {
+                bins: self.counts.len(),
+                width: self.width,
+                first: self.k0,
+            };
+            let add = src.count_bins(spec, false)?;
+            add_counts(&mut self.counts, &add)?;
         }
         Ok(())
     }

@@ -1,18 +1,23 @@
 //! cuda — the GPU backend: the kernel registry, the launch abstraction and the host wrappers of
-//! the kernels, device discovery, the module cache, and [`CudaQuantLinear`] (a `QuantLinear`
-//! resident on a GPU).
+//! the kernels, device discovery, the module cache, [`CudaQuantLinear`] (a `QuantLinear`
+//! resident on a GPU), and [`CudaBatch`] (calibration over activations in GPU memory).
 //!
-//! Layers, top to bottom: `linear` (the public device layer) → `ops` (argument checks, launch
-//! geometry, parameter blocks; the last safe layer) → `exec` (an executor: the CUDA driver on a
-//! stream in `driver`, or in test builds the host simulation in `sim`) → `kernels/*.cu`.
+//! Layers, top to bottom: `linear` and `calib`'s `CudaBatch` (the public device layer) → `ops`
+//! and `calib`'s wrappers (argument checks, launch geometry, parameter blocks; the last safe
+//! layer) → `exec` (an executor: the CUDA driver on a stream in `driver`, or in test builds the
+//! host simulation in `sim`) → `kernels/*.cu`.
 //! The pure-Rust layers compile without the `cuda` feature so the simulation tests run in every
 //! build; without it, [`CudaDevice`] exists but cannot be constructed.
 
 #![cfg_attr(not(feature = "cuda"), allow(dead_code))]
 
+pub(crate) mod calib;
+#[cfg(test)]
+mod calib_sim_tests;
 #[cfg(feature = "cuda")]
 mod driver;
 pub(crate) mod exec;
+pub(crate) mod fake_quant;
 #[cfg(feature = "cuda")]
 mod gemm;
 #[cfg(feature = "cuda")]
@@ -31,6 +36,8 @@ mod sim_tests;
 #[cfg(not(feature = "cuda"))]
 mod stub;
 
+#[cfg(feature = "cuda")]
+pub use calib::CudaBatch;
 /// The cudarc version this crate is built against, for buffers and streams passed to it.
 #[cfg(feature = "cuda")]
 pub use cudarc;

@@ -29,7 +29,7 @@ const SKINNY_COLS: usize = 8;
 const TILE_M: usize = 128;
 const TILE_N: usize = 128;
 /// Threads per block of the elementwise and per-row kernels.
-const THREADS: u32 = 256;
+pub(crate) const THREADS: u32 = 256;
 
 /// The row stride the crate uses for `k` int8 values.
 pub(crate) fn padded_k(k: usize) -> usize {
@@ -99,27 +99,7 @@ fn check_out_kind(kind: OutKind, f32_bias: bool) -> Result<()> {
         OutKind::I32 if f32_bias => Err(Error::Unsupported(
             "a float bias cannot be added to raw i32 output".into(),
         )),
-        OutKind::I8(q) => {
-            if !(q.scale.is_finite() && q.scale > 0.0) {
-                return Err(Error::param(
-                    "output scale",
-                    format!("must be finite and > 0, got {}", q.scale),
-                ));
-            }
-            if q.qmin < -128 || q.qmax > 127 || q.qmin > q.qmax {
-                return Err(Error::param(
-                    "output qmin/qmax",
-                    format!("[{}, {}] is not within i8", q.qmin, q.qmax),
-                ));
-            }
-            if q.zero_point < -128 || q.zero_point > 127 {
-                return Err(Error::param(
-                    "output zero point",
-                    format!("{} outside [-128, 127]", q.zero_point),
-                ));
-            }
-            Ok(())
-        }
+        OutKind::I8(q) => q.validate(),
         _ => Ok(()),
     }
 }
@@ -915,14 +895,23 @@ pub(crate) fn quantize_activations<E: Exec>(
     })
 }
 
-/// Twin of `f32_to_ordered` in kernels/quant.cu: an unsigned word with the order of the float.
-fn f32_to_ordered(f: f32) -> u32 {
+/// Twin of `f32_to_ordered` in kernels/common.cuh: an unsigned word with the order of the float.
+pub(crate) fn f32_to_ordered(f: f32) -> u32 {
     let b = f.to_bits();
     if b & 0x8000_0000 != 0 {
         !b
     } else {
         b | 0x8000_0000
     }
+}
+
+/// Twin of `ordered_to_f32` in kernels/common.cuh: the inverse of [`f32_to_ordered`].
+pub(crate) fn ordered_to_f32(o: u32) -> f32 {
+    f32::from_bits(if o & 0x8000_0000 != 0 {
+        o & 0x7fff_ffff
+    } else {
+        !o
+    })
 }
 
 /// `Err(NonFinite)` naming `tensor` when the status buffer recorded non-finite values (waits for

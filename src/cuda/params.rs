@@ -146,6 +146,43 @@ pub(crate) struct ActQuantParams {
     pub pad: i32,
 }
 
+/// `HIST_*`.
+pub(crate) const HIST_SCALED: i32 = 0;
+pub(crate) const HIST_WIDTH: i32 = 1;
+pub(crate) const HIST_SIGNED: i32 = 2;
+
+/// `struct CalibReduceParams`.
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct CalibReduceParams {
+    pub x: u64,
+    pub range: u64,
+    pub zeros: u64,
+    pub status: u64,
+    pub outer: i64,
+    pub cols: i64,
+    pub inner: i64,
+    pub channels: i32,
+    pub pad: i32,
+}
+
+/// `struct HistParams`.
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct HistParams {
+    pub x: u64,
+    pub counts: u64,
+    pub len: i64,
+    pub bins: u64,
+    pub first: i64,
+    pub rule: i32,
+    pub nf: f32,
+    pub right: f32,
+    pub width: f32,
+    pub skip_zeros: i32,
+    pub pad: i32,
+}
+
 /// A parameter block a kernel takes by value; `NAME` is the C struct's name, which the registry
 /// records per kernel ([`super::registry::KernelId::params`]), so a launch with the wrong block
 /// is caught before it reaches a kernel.
@@ -170,6 +207,8 @@ mod device_repr {
     unsafe impl DeviceRepr for QuantizeParams {}
     unsafe impl DeviceRepr for DequantizeParams {}
     unsafe impl DeviceRepr for ActQuantParams {}
+    unsafe impl DeviceRepr for CalibReduceParams {}
+    unsafe impl DeviceRepr for HistParams {}
     unsafe impl DeviceRepr for Status {}
     unsafe impl ValidAsZeroBits for Status {}
 }
@@ -188,4 +227,39 @@ impl KernelParams for DequantizeParams {
 }
 impl KernelParams for ActQuantParams {
     const NAME: &'static str = "ActQuantParams";
+}
+impl KernelParams for CalibReduceParams {
+    const NAME: &'static str = "CalibReduceParams";
+}
+impl KernelParams for HistParams {
+    const NAME: &'static str = "HistParams";
+}
+
+/// `struct FakeQuantParams` (kernels/fake_quant.cu, quantization-aware training).
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct FakeQuantParams {
+    pub x: u64,
+    pub y: u64,
+    pub dx: u64,
+    pub dscale: u64,
+    pub dzp: u64,
+    pub scale: u64,
+    pub zp: u64,
+    pub status: u64,
+    pub len: i64,
+    pub inner: i64,
+    pub groups: i32,
+    pub qmin: i32,
+    pub qmax: i32,
+    pub pad: i32,
+}
+
+// SAFETY: `#[repr(C)]` plain data (u64 device addresses, integers) laid out exactly as its twin
+// in kernels/params.cuh (pointers, then 64-bit, then 32-bit fields; 96 bytes), read by value.
+#[cfg(feature = "cuda")]
+unsafe impl cudarc::driver::DeviceRepr for FakeQuantParams {}
+
+impl KernelParams for FakeQuantParams {
+    const NAME: &'static str = "FakeQuantParams";
 }

@@ -100,6 +100,24 @@ pub struct OutQuant {
 }
 
 impl OutQuant {
+    /// Err unless the scale is finite and > 0 and the range and zero point lie within i8.
+    pub fn validate(&self) -> Result<()> {
+        check_scales("output scale", &[self.scale])?;
+        if self.qmin < -128 || self.qmax > 127 || self.qmin > self.qmax {
+            return Err(Error::param(
+                "output qmin/qmax",
+                format!("[{}, {}] is not within i8", self.qmin, self.qmax),
+            ));
+        }
+        if self.zero_point < -128 || self.zero_point > 127 {
+            return Err(Error::param(
+                "output zero point",
+                format!("{} outside [-128, 127]", self.zero_point),
+            ));
+        }
+        Ok(())
+    }
+
     /// Symmetric narrow-range i8 output `[-127, 127]` with scale `scale`.
     pub fn symmetric(scale: f32) -> Self {
         OutQuant {
@@ -274,19 +292,7 @@ impl GemmArgs<'_> {
             }
         };
         if let OutKind::I8(q) = out.kind() {
-            check_scales("output scale", &[q.scale])?;
-            if q.qmin < -128 || q.qmax > 127 || q.qmin > q.qmax {
-                return Err(Error::param(
-                    "output qmin/qmax",
-                    format!("[{}, {}] is not within i8", q.qmin, q.qmax),
-                ));
-            }
-            if q.zero_point < -128 || q.zero_point > 127 {
-                return Err(Error::param(
-                    "output zero point",
-                    format!("{} outside [-128, 127]", q.zero_point),
-                ));
-            }
+            q.validate()?;
         }
         check_accumulator_bound(k, self.x.bound(), wmax as i64, bias_bound)
     }
@@ -552,7 +558,7 @@ impl PackedWeights {
             Path::CudaDp4a | Path::CudaMma => {
                 return Err(Error::PathUnavailable {
                     path,
-                    reason: "CUDA paths run through a CUDA device (nn::QuantLinear on Device::Cuda), not a CPU context".into(),
+                    reason: "CUDA paths run on a device: upload the layer with QuantLinear::to_cuda (or the weights with cuda::CudaWeights), not through a CPU Context".into(),
                 })
             }
             p => {
@@ -616,7 +622,7 @@ impl PackedWeights {
             }
             Path::CudaDp4a | Path::CudaMma => Err(Error::PathUnavailable {
                 path,
-                reason: "CUDA paths run through a CUDA device, not a CPU context".into(),
+                reason: "CUDA paths run on a device: upload the layer with QuantLinear::to_cuda (or the weights with cuda::CudaWeights), not through a CPU Context".into(),
             }),
             p => {
                 cpu::availability(p)?;

@@ -77,14 +77,27 @@ impl CalibrationRun {
     /// Feed one batch of the tensor `name`, shape `shape` (C order; the last axis is the softmax
     /// axis for the cross-entropy statistic).
     pub fn observe(&mut self, name: &str, x: &[f32], shape: &[usize]) -> Result<()> {
-        let obs = self
-            .observers
+        self.observer_mut(name)?.observe(x, shape)
+    }
+
+    /// [`CalibrationRun::observe`] of a batch that lives elsewhere (GPU memory; the public door
+    /// is `observe_cuda`, feature `cuda`).
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
+    pub(crate) fn observe_source<S: crate::calib::source::BatchSource>(
+        &mut self,
+        name: &str,
+        src: &mut S,
+    ) -> Result<()> {
+        self.observer_mut(name)?.observe_source(src)
+    }
+
+    fn observer_mut(&mut self, name: &str) -> Result<&mut TensorObserver> {
+        self.observers
             .get_mut(name)
             .ok_or_else(|| Error::Calibration {
                 tensor: name.to_string(),
                 detail: "no observer is attached to this tensor (call attach first)".into(),
-            })?;
-        obs.observe(x, shape)
+            })
     }
 
     /// Observe `layer`'s input `x: [m, in_features]`, then run the layer as it is configured now

@@ -42,6 +42,8 @@ pub struct LinearConfig {
 #[derive(Debug)]
 pub struct QuantLinear {
     name: String,
+    /// `<name>.input`, the tensor name errors about the input carry (built once, not per call).
+    input_name: String,
     weights: QuantizedWeights,
     packed: PackedWeights,
     bias: Option<Vec<f32>>,
@@ -87,6 +89,7 @@ impl QuantLinear {
         let packed = PackedWeights::new(weights.data.clone(), weights.rows, weights.cols)?;
         let mut layer = QuantLinear {
             name: name.to_string(),
+            input_name: format!("{name}.input"),
             weights,
             packed,
             bias: bias.map(<[f32]>::to_vec),
@@ -202,7 +205,7 @@ impl QuantLinear {
         if x.len() != xl {
             return Err(Error::shape("input [m, in_features]", xl, x.len()));
         }
-        let input = format!("{}.input", self.name);
+        let input = self.input_name.as_str();
         let w_scales = &self.weights.scales;
         let bias = match (&self.bias_q, &self.bias) {
             (Some(b), _) => Bias::I32(b),
@@ -215,7 +218,7 @@ impl QuantLinear {
         };
         let run = |quant: FloatQuant, act: Option<ActScales<'_>>, out: &mut OutBuf<'_>| {
             self.packed
-                .gemm_quantizing(ctx, m, x, quant, act, w_scales, bias, out, &input)
+                .gemm_quantizing(ctx, m, x, quant, act, w_scales, bias, out, input)
         };
         match self.act {
             ActivationQuant::Static(p) => run(FloatQuant::Tensor(p), Some(per_tensor(p)), out),
@@ -224,9 +227,9 @@ impl QuantLinear {
                 granularity: Granularity::PerTensor,
             } => {
                 let p = match scheme {
-                    Scheme::Symmetric => QuantParams::symmetric(quant::amax(&input, x)?)?,
+                    Scheme::Symmetric => QuantParams::symmetric(quant::amax(input, x)?)?,
                     Scheme::Asymmetric => {
-                        let (lo, hi) = quant::minmax(&input, x)?;
+                        let (lo, hi) = quant::minmax(input, x)?;
                         QuantParams::asymmetric(lo, hi)?
                     }
                 };

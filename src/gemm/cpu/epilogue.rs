@@ -48,6 +48,18 @@ impl OutPtr {
     }
 }
 
+/// One block of raw accumulators from a microkernel: `rows × cols` values at row stride `ld`,
+/// destined for output rows `i0..` and columns `j0..`.
+#[derive(Clone, Copy)]
+pub(crate) struct Block<'a> {
+    pub acc: &'a [i32],
+    pub ld: usize,
+    pub i0: usize,
+    pub rows: usize,
+    pub j0: usize,
+    pub cols: usize,
+}
+
 /// The per-call integer constants of the CPU epilogue.
 pub(crate) struct CpuEpilogue<'a> {
     pub epi: &'a Epilogue,
@@ -64,44 +76,26 @@ impl CpuEpilogue<'_> {
     ///
     /// # Safety
     /// The rectangle is inside the output and owned by the calling task alone.
-    pub(crate) unsafe fn write_block(
-        &self,
-        out: &OutPtr,
-        acc: &[i32],
-        ld: usize,
-        i0: usize,
-        rows: usize,
-        j0: usize,
-        cols: usize,
-    ) {
+    pub(crate) unsafe fn write_block(&self, out: &OutPtr, block: &Block<'_>) {
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
             {
-                return self.write_block_avx512(out, acc, ld, i0, rows, j0, cols);
+                return self.write_block_avx512(out, block);
             }
             if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
-                return self.write_block_avx2(out, acc, ld, i0, rows, j0, cols);
+                return self.write_block_avx2(out, block);
             }
         }
-        self.write_block_body(out, acc, ld, i0, rows, j0, cols, f16::from_f32)
+        self.write_block_body(out, block, f16::from_f32)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,f16c,fma")]
-    unsafe fn write_block_avx2(
-        &self,
-        out: &OutPtr,
-        acc: &[i32],
-        ld: usize,
-        i0: usize,
-        rows: usize,
-        j0: usize,
-        cols: usize,
-    ) {
+    unsafe fn write_block_avx2(&self, out: &OutPtr, block: &Block<'_>) {
         // FMA is enabled only so this body may share code generation with the kernels; Rust never
         // contracts a*b+c into an FMA without an explicit call, so the f32 order is preserved.
-        self.write_block_body(out, acc, ld, i0, rows, j0, cols, f16_f16c)
+        self.write_block_body(out, block, f16_f16c)
     }
 
     /// The epilogue with explicit AVX-512 intrinsics, 16 columns per step (masked tails), the same
@@ -110,16 +104,15 @@ impl CpuEpilogue<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn write_block_avx512(
-        &self,
-        out: &OutPtr,
-        acc: &[i32],
-        ld: usize,
-        i0: usize,
-        rows: usize,
-        j0: usize,
-        cols: usize,
-    ) {
+    unsafe fn write_block_avx512(&self, out: &OutPtr, block: &Block<'_>) {
+        let Block {
+            acc,
+            ld,
+            rows,
+            j0,
+            cols,
+            ..
+        } = *block;
         use std::arch::x86_64::*;
         let e = self.epi;
         debug_assert!(
@@ -143,58 +136,20 @@ impl CpuEpilogue<'_> {
             v
         };
         match e.out {
-            OutKind::I32 => self.rows_avx512(
-                out,
-                acc,
-                ld,
-                i0,
-                rows,
-                j0,
-                cols,
-                4,
-                |dst, _c, mask, t, _rs| _mm512_mask_storeu_epi32(dst as *mut i32, mask, t),
-            ),
-            OutKind::F32 => self.rows_avx512(
-                out,
-                acc,
-                ld,
-                i0,
-                rows,
-                j0,
-                cols,
-                4,
-                |dst, c, mask, t, rs| {
-                    _mm512_mask_storeu_ps(dst as *mut f32, mask, value(t, c, mask, rs))
-                },
-            ),
-            OutKind::F16 => self.rows_avx512(
-                out,
-                acc,
-                ld,
-                i0,
-                rows,
-                j0,
-                cols,
-                2,
-                |dst, c, mask, t, rs| {
-                    let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(value(t, c, mask, rs));
-                    _mm256_mask_storeu_epi16(dst as *mut i16, mask, h)
-                },
-            ),
-            OutKind::Bf16 => self.rows_avx512(
-                out,
-                acc,
-                ld,
-                i0,
-                rows,
-                j0,
-                cols,
-                2,
-                |dst, c, mask, t, rs| {
-                    let h = _mm512_cvtepi32_epi16(bf16_rne_512(value(t, c, mask, rs)));
-                    _mm256_mask_storeu_epi16(dst as *mut i16, mask, h)
-                },
-            ),
+            OutKind::I32 => self.rows_avx512(out, block, 4, |dst, _c, mask, t, _rs| {
+                _mm512_mask_storeu_epi32(dst as *mut i32, mask, t)
+            }),
+            OutKind::F32 => self.rows_avx512(out, block, 4, |dst, c, mask, t, rs| {
+                _mm512_mask_storeu_ps(dst as *mut f32, mask, value(t, c, mask, rs))
+            }),
+            OutKind::F16 => self.rows_avx512(out, block, 2, |dst, c, mask, t, rs| {
+                let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(value(t, c, mask, rs));
+                _mm256_mask_storeu_epi16(dst as *mut i16, mask, h)
+            }),
+            OutKind::Bf16 => self.rows_avx512(out, block, 2, |dst, c, mask, t, rs| {
+                let h = _mm512_cvtepi32_epi16(bf16_rne_512(value(t, c, mask, rs)));
+                _mm256_mask_storeu_epi16(dst as *mut i16, mask, h)
+            }),
             OutKind::I8(q) => {
                 // rhe, then clamp to [qmin − zp, qmax − zp] in f32 (an integer range, so equal to
                 // clamping after adding zp; max/min drop NaN), then add zp.
@@ -212,38 +167,18 @@ impl CpuEpilogue<'_> {
                 match &e.requant {
                     Some(rq) => {
                         let rq = rq.as_ptr().add(j0);
-                        self.rows_avx512(
-                            out,
-                            acc,
-                            ld,
-                            i0,
-                            rows,
-                            j0,
-                            cols,
-                            1,
-                            |dst, c, mask, t, _rs| {
-                                let y = _mm512_mul_ps(
-                                    _mm512_cvtepi32_ps(t),
-                                    _mm512_maskz_loadu_ps(mask, rq.add(c)),
-                                );
-                                _mm_mask_storeu_epi8(dst as *mut i8, mask, finish(y))
-                            },
-                        )
-                    }
-                    None => self.rows_avx512(
-                        out,
-                        acc,
-                        ld,
-                        i0,
-                        rows,
-                        j0,
-                        cols,
-                        1,
-                        |dst, c, mask, t, rs| {
-                            let y = _mm512_div_ps(value(t, c, mask, rs), sy);
+                        self.rows_avx512(out, block, 1, |dst, c, mask, t, _rs| {
+                            let y = _mm512_mul_ps(
+                                _mm512_cvtepi32_ps(t),
+                                _mm512_maskz_loadu_ps(mask, rq.add(c)),
+                            );
                             _mm_mask_storeu_epi8(dst as *mut i8, mask, finish(y))
-                        },
-                    ),
+                        })
+                    }
+                    None => self.rows_avx512(out, block, 1, |dst, c, mask, t, rs| {
+                        let y = _mm512_div_ps(value(t, c, mask, rs), sy);
+                        _mm_mask_storeu_epi8(dst as *mut i8, mask, finish(y))
+                    }),
                 }
             }
         }
@@ -258,12 +193,7 @@ impl CpuEpilogue<'_> {
     unsafe fn rows_avx512(
         &self,
         out: &OutPtr,
-        acc: &[i32],
-        ld: usize,
-        i0: usize,
-        rows: usize,
-        j0: usize,
-        cols: usize,
+        block: &Block<'_>,
         esize: usize,
         store: impl Fn(
             *mut u8,
@@ -273,6 +203,14 @@ impl CpuEpilogue<'_> {
             std::arch::x86_64::__m512,
         ),
     ) {
+        let Block {
+            acc,
+            ld,
+            i0,
+            rows,
+            j0,
+            cols,
+        } = *block;
         use std::arch::x86_64::*;
         let off = self.col_off.as_ptr().add(j0);
         let wsum = self.wsum.as_ptr().add(j0);
@@ -308,14 +246,17 @@ impl CpuEpilogue<'_> {
     unsafe fn write_block_body(
         &self,
         out: &OutPtr,
-        acc: &[i32],
-        ld: usize,
-        i0: usize,
-        rows: usize,
-        j0: usize,
-        cols: usize,
+        block: &Block<'_>,
         to_f16: impl Fn(f32) -> f16,
     ) {
+        let Block {
+            acc,
+            ld,
+            i0,
+            rows,
+            j0,
+            cols,
+        } = *block;
         let e = self.epi;
         let off = &self.col_off[j0..j0 + cols];
         let wsum = &self.wsum[j0..j0 + cols];

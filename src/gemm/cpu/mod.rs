@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-pub(crate) use epilogue::{CpuEpilogue, OutPtr};
+pub(crate) use epilogue::{Block, CpuEpilogue, OutPtr};
 
 use super::{ActScales, Activations, Bias, Context, OutBuf, PackedWeights, Path};
 use crate::error::{Error, Result};
@@ -536,14 +536,26 @@ pub(crate) fn run(
                 kernel.tile(&a, i0, rows, p, &mut acc);
                 // SAFETY: task t alone owns rows [bi*mb, (bi+1)*mb) × panels [bj*nb, (bj+1)*nb),
                 // and the rectangle lies inside the [m, n] output (rows ≤ m - i0, cols ≤ n - j0).
-                unsafe { ce.write_block(&outp, &acc, nr, i0, rows, j0, cols) };
+                unsafe {
+                    let block = Block {
+                        acc: &acc,
+                        ld: nr,
+                        i0,
+                        rows,
+                        j0,
+                        cols,
+                    };
+                    ce.write_block(&outp, &block)
+                };
                 i0 += rows;
             }
         }
         kernel.end_task();
     };
-    // LOOP 3: tasks.
-    if tasks == 1 || ctx.threads() <= 1 {
+    // LOOP 3: tasks. Waking the pool costs several microseconds, more than a small GEMM takes
+    // on one core (2^21 MACs is about 2 µs at VNNI speed), so those run on the calling thread.
+    let small = (m as u128) * (n as u128) * (k.max(1) as u128) < 1 << 21;
+    if tasks == 1 || ctx.threads() <= 1 || small {
         (0..tasks).for_each(task);
     } else {
         ctx.install(|| (0..tasks).into_par_iter().for_each(task));
