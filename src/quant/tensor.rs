@@ -10,8 +10,37 @@ const NONFINITE_ABS_BITS: u32 = 0x7f80_0000;
 
 /// Max of the `|x|` bit patterns: an integer reduction the compiler vectorizes. Finite values
 /// order like their magnitudes; the result is ≥ [`NONFINITE_ABS_BITS`] iff a NaN or ±inf is present.
-#[inline]
+/// Baseline x86-64 has no unsigned 32-bit max instruction, so x86 runs the same body compiled with
+/// AVX-512 or AVX2 (`vpmaxud`); this scan reads every activation once per forward.
 fn max_abs_bits(xs: &[f32]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: AVX-512F was detected on this CPU just above.
+            return unsafe { max_abs_bits_avx512(xs) };
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 was detected on this CPU just above.
+            return unsafe { max_abs_bits_avx2(xs) };
+        }
+    }
+    max_abs_bits_body(xs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_abs_bits_avx512(xs: &[f32]) -> u32 {
+    max_abs_bits_body(xs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max_abs_bits_avx2(xs: &[f32]) -> u32 {
+    max_abs_bits_body(xs)
+}
+
+#[inline(always)]
+fn max_abs_bits_body(xs: &[f32]) -> u32 {
     let mut acc = [0u32; 16];
     let mut chunks = xs.chunks_exact(16);
     for c in &mut chunks {
