@@ -290,6 +290,20 @@ pub(crate) trait Kernel: Sync {
     /// Raw accumulators `Σ_k a·b` for rows `i0 .. i0 + rows` (`rows ≤ mr`) and panel `panel`,
     /// into `acc[r * nr + c]`. Runs between `begin_task` and `end_task` on the same thread.
     fn tile(&self, a: &PreparedA, i0: usize, rows: usize, panel: usize, acc: &mut [i32]);
+    /// Whether the kernel can split a tile into `start_tile` (issue the computation, results
+    /// held in its own registers) and `finish_tile` (store them), so the driver can run the
+    /// previous tile's epilogue on the vector units while this tile computes (AMX).
+    fn pipelined(&self) -> bool {
+        false
+    }
+    /// The first half of [`Kernel::tile`] for pipelined kernels.
+    fn start_tile(&self, a: &PreparedA, i0: usize, rows: usize, panel: usize) {
+        let _ = (a, i0, rows, panel);
+    }
+    /// The second half of [`Kernel::tile`] for pipelined kernels: store the started tile.
+    fn finish_tile(&self, rows: usize, acc: &mut [i32]) {
+        let _ = (rows, acc);
+    }
 }
 
 /// Per-path packed weights, built on first use.
@@ -520,9 +534,26 @@ pub(crate) fn run(
     let (mb, nb) = blocking(m, panels, k, mr, nr, ctx.threads());
     let m_blocks = m.div_ceil(mb);
     let tasks = m_blocks * panels.div_ceil(nb);
+    // SAFETY (for every call): task t alone owns rows [bi*mb, (bi+1)*mb) × panels
+    // [bj*nb, (bj+1)*nb), and each block lies inside the [m, n] output (rows ≤ m − i0,
+    // cols ≤ n − j0).
+    let write = |acc: &[i32], (i0, rows, j0, cols): (usize, usize, usize, usize)| unsafe {
+        let block = Block {
+            acc,
+            ld: nr,
+            i0,
+            rows,
+            j0,
+            cols,
+        };
+        ce.write_block(&outp, &block)
+    };
     let task = |t: usize| {
         let (bi, bj) = (t % m_blocks, t / m_blocks);
         let mut acc = vec![0i32; mr * nr];
+        // Pipelined kernels: the previous tile's epilogue runs while this tile computes.
+        let mut acc_prev = vec![0i32; mr * nr];
+        let mut prev = None;
         kernel.begin_task();
         // LOOP 2: panels of this task.
         for p in bj * nb..((bj + 1) * nb).min(panels) {
@@ -533,22 +564,23 @@ pub(crate) fn run(
             let i_end = ((bi + 1) * mb).min(m);
             while i0 < i_end {
                 let rows = mr.min(i_end - i0);
-                kernel.tile(&a, i0, rows, p, &mut acc);
-                // SAFETY: task t alone owns rows [bi*mb, (bi+1)*mb) × panels [bj*nb, (bj+1)*nb),
-                // and the rectangle lies inside the [m, n] output (rows ≤ m - i0, cols ≤ n - j0).
-                unsafe {
-                    let block = Block {
-                        acc: &acc,
-                        ld: nr,
-                        i0,
-                        rows,
-                        j0,
-                        cols,
-                    };
-                    ce.write_block(&outp, &block)
-                };
+                if kernel.pipelined() {
+                    kernel.start_tile(&a, i0, rows, p);
+                    if let Some(b) = prev.take() {
+                        write(&acc_prev, b);
+                    }
+                    kernel.finish_tile(rows, &mut acc);
+                    std::mem::swap(&mut acc, &mut acc_prev);
+                    prev = Some((i0, rows, j0, cols));
+                } else {
+                    kernel.tile(&a, i0, rows, p, &mut acc);
+                    write(&acc, (i0, rows, j0, cols));
+                }
                 i0 += rows;
             }
+        }
+        if let Some(b) = prev {
+            write(&acc_prev, b);
         }
         kernel.end_task();
     };

@@ -152,35 +152,44 @@ impl Kernel for AmxKernel {
         unsafe { asm!("tilerelease", options(nostack, nomem)) };
     }
     fn tile(&self, a: &PreparedA, i0: usize, rows: usize, panel: usize, acc: &mut [i32]) {
+        self.start_tile(a, i0, rows, panel);
+        self.finish_tile(rows, acc);
+    }
+    fn pipelined(&self) -> bool {
+        true
+    }
+    fn start_tile(&self, a: &PreparedA, i0: usize, rows: usize, panel: usize) {
         let av: &[u8] = a.buf.as_slice();
         let bv: &[i8] = self.b.as_slice();
         let panel_len = self.chunks * 2 * BTILE;
         assert!((1..=MR).contains(&rows) && a.lda == self.chunks * KC);
         assert!(i0.is_multiple_of(MR) && (i0 + MR) * a.lda <= av.len());
-        assert!((panel + 1) * panel_len <= bv.len() && acc.len() >= MR * NR);
-        // Row block i0 / 16 starts at i0 · lda bytes in the tiled layout too (16 rows × lda).
-        let (ap, bp, cp) = (
-            av[i0 * a.lda..].as_ptr(),
-            bv[panel * panel_len..].as_ptr(),
-            acc.as_mut_ptr(),
-        );
+        assert!((panel + 1) * panel_len <= bv.len());
+        // Row block i0 / 16 starts at i0 · lda bytes in the tiled layout (16 rows × lda).
+        let (ap, bp) = (av[i0 * a.lda..].as_ptr(), bv[panel * panel_len..].as_ptr());
         // SAFETY: every tile load reads one contiguous KiB at stride 64: A tiles of row blocks
         // i0/16 and i0/16 + 1 (inside the buffer padded to a multiple of 32 rows), B tiles inside
-        // the panel; the stores write 32 × 32 i32 into `acc`. All asserted above. The kernel is only
-        // built after `enable` confirmed AMX and obtained the OS permission, and `begin_task` has
-        // loaded the tile configuration on this thread.
+        // the panel. All asserted above. The kernel is only built after `enable` confirmed AMX and
+        // obtained the OS permission, and `begin_task` has loaded the tile configuration on this
+        // thread.
         unsafe {
             if rows <= 16 {
-                tile_16(ap, bp, self.chunks, cp)
+                compute_16(ap, bp, self.chunks)
             } else {
-                tile_32(ap, a.lda, bp, self.chunks, cp)
+                compute_32(ap, a.lda, bp, self.chunks)
             }
         }
     }
+    fn finish_tile(&self, rows: usize, acc: &mut [i32]) {
+        assert!(acc.len() >= MR * NR);
+        // SAFETY: stores 16 (rows ≤ 16) or 32 rows × 32 i32 at row stride NR·4 bytes into `acc`,
+        // which holds MR × NR; the tiles hold the accumulators `start_tile` computed.
+        unsafe { store(acc.as_mut_ptr(), rows > 16) }
+    }
 }
 
-/// Rows 0..16 of the tile (C in tmm0, tmm1).
-unsafe fn tile_16(a: *const u8, b: *const i8, chunks: usize, c: *mut i32) {
+/// Rows 0..16 of the tile: C in tmm0, tmm1.
+unsafe fn compute_16(a: *const u8, b: *const i8, chunks: usize) {
     asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
     for q in 0..chunks {
         asm!(
@@ -196,19 +205,10 @@ unsafe fn tile_16(a: *const u8, b: *const i8, chunks: usize, c: *mut i32) {
             options(nostack, readonly),
         );
     }
-    let ldc = NR * 4;
-    asm!(
-        "tilestored [{c0} + {ldc}*1], tmm0",
-        "tilestored [{c1} + {ldc}*1], tmm1",
-        c0 = in(reg) c,
-        c1 = in(reg) c.add(16),
-        ldc = in(reg) ldc,
-        options(nostack),
-    );
 }
 
-/// All 32 rows of the tile (C in tmm0–3).
-unsafe fn tile_32(a: *const u8, lda: usize, b: *const i8, chunks: usize, c: *mut i32) {
+/// All 32 rows of the tile: C in tmm0–3.
+unsafe fn compute_32(a: *const u8, lda: usize, b: *const i8, chunks: usize) {
     asm!(
         "tilezero tmm0",
         "tilezero tmm1",
@@ -234,17 +234,27 @@ unsafe fn tile_32(a: *const u8, lda: usize, b: *const i8, chunks: usize, c: *mut
             options(nostack, readonly),
         );
     }
+}
+
+/// Store tmm0, tmm1 (and tmm2, tmm3 when `all_32`) as a 32-column i32 tile at `c`.
+unsafe fn store(c: *mut i32, all_32: bool) {
     let ldc = NR * 4;
     asm!(
         "tilestored [{c0} + {ldc}*1], tmm0",
         "tilestored [{c1} + {ldc}*1], tmm1",
-        "tilestored [{c2} + {ldc}*1], tmm2",
-        "tilestored [{c3} + {ldc}*1], tmm3",
         c0 = in(reg) c,
         c1 = in(reg) c.add(16),
-        c2 = in(reg) c.add(16 * NR),
-        c3 = in(reg) c.add(16 * NR + 16),
         ldc = in(reg) ldc,
         options(nostack),
     );
+    if all_32 {
+        asm!(
+            "tilestored [{c2} + {ldc}*1], tmm2",
+            "tilestored [{c3} + {ldc}*1], tmm3",
+            c2 = in(reg) c.add(16 * NR),
+            c3 = in(reg) c.add(16 * NR + 16),
+            ldc = in(reg) ldc,
+            options(nostack),
+        );
+    }
 }
