@@ -434,6 +434,34 @@ pub(crate) fn run(
     out: &mut OutBuf<'_>,
     tensor: &str,
 ) -> Result<()> {
+    // A multi-threaded GEMM runs entirely inside the pool: the preparation happens on a worker,
+    // so the workers are awake (spinning) when the tile loop fans out, instead of being woken
+    // from sleep after a serial preparation on the calling thread.
+    if ctx.threads() > 1 && !is_small(m, w.n(), w.k()) {
+        return ctx.install(|| run_inner(ctx, path, w, m, src, act, w_scales, bias, out, tensor));
+    }
+    run_inner(ctx, path, w, m, src, act, w_scales, bias, out, tensor)
+}
+
+/// Waking the pool costs several microseconds, more than a small GEMM takes on one core
+/// (2^21 MACs is about 2 µs at VNNI speed): those run on the calling thread.
+fn is_small(m: usize, n: usize, k: usize) -> bool {
+    (m as u128) * (n as u128) * (k.max(1) as u128) < 1 << 21
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_inner(
+    ctx: &Context,
+    path: Path,
+    w: &PackedWeights,
+    m: usize,
+    src: &ASource<'_>,
+    act: Option<ActScales<'_>>,
+    w_scales: &[f32],
+    bias: &Bias<'_>,
+    out: &mut OutBuf<'_>,
+    tensor: &str,
+) -> Result<()> {
     let (n, k) = (w.n(), w.k());
     if m == 0 || n == 0 {
         return Ok(());
@@ -584,10 +612,8 @@ pub(crate) fn run(
         }
         kernel.end_task();
     };
-    // LOOP 3: tasks. Waking the pool costs several microseconds, more than a small GEMM takes
-    // on one core (2^21 MACs is about 2 µs at VNNI speed), so those run on the calling thread.
-    let small = (m as u128) * (n as u128) * (k.max(1) as u128) < 1 << 21;
-    if tasks == 1 || ctx.threads() <= 1 || small {
+    // LOOP 3: tasks (small GEMMs on the calling thread, see `is_small`).
+    if tasks == 1 || ctx.threads() <= 1 || is_small(m, n, k) {
         (0..tasks).for_each(task);
     } else {
         ctx.install(|| (0..tasks).into_par_iter().for_each(task));
