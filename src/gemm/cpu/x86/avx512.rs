@@ -97,6 +97,9 @@ unsafe fn tile_rows<const R: usize>(
     let mut c = [[_mm512_setzero_si512(); 2]; R];
     for q in 0..k4 {
         let bq = b.add(q * NR * 4);
+        // The panel streams from memory at decode shapes: ask for it 1 KiB ahead.
+        _mm_prefetch::<_MM_HINT_T0>(bq.wrapping_add(1024));
+        _mm_prefetch::<_MM_HINT_T0>(bq.wrapping_add(1088));
         let b0 = _mm512_loadu_si512(bq as *const _);
         let b1 = _mm512_loadu_si512(bq.add(64) as *const _);
         for (r, cr) in c.iter_mut().enumerate() {
