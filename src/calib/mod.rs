@@ -60,26 +60,9 @@ pub enum NonFinite {
     Skip,
 }
 
-/// `|x|` bit patterns at or above this are ±inf or NaN.
-pub(crate) const NONFINITE_ABS_BITS: u32 = 0x7f80_0000;
-
-/// Max of the `|x|` bit patterns (finite values order like their magnitudes). 16 independent lanes
-/// so the compiler vectorizes it.
-#[inline]
-pub(crate) fn max_abs_bits(xs: &[f32]) -> u32 {
-    let mut acc = [0u32; 16];
-    let mut chunks = xs.chunks_exact(16);
-    for c in &mut chunks {
-        for (a, &x) in acc.iter_mut().zip(c) {
-            *a = (*a).max(x.to_bits() & 0x7fff_ffff);
-        }
-    }
-    let mut m = acc.iter().copied().max().unwrap_or(0);
-    for &x in chunks.remainder() {
-        m = m.max(x.to_bits() & 0x7fff_ffff);
-    }
-    m
-}
+/// `|x|` bit patterns at or above this are ±inf or NaN; the SIMD scan is shared with dynamic
+/// activation quantization.
+pub(crate) use crate::quant::{max_abs_bits, NONFINITE_ABS_BITS};
 
 /// `max |x|` of finite data (0 for an empty slice).
 #[inline]

@@ -17,7 +17,7 @@ mod tensor;
 pub use tensor::{
     amax, amax_rows, minmax, minmax_rows, quantize_weights, QuantizedWeights, WeightQuantConfig,
 };
-pub(crate) use tensor::{dynamic_row_params, nonfinite_error};
+pub(crate) use tensor::{dynamic_row_params, max_abs_bits, nonfinite_error, NONFINITE_ABS_BITS};
 
 use crate::error::{Error, Result};
 use crate::reference;
