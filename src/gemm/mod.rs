@@ -319,6 +319,13 @@ pub fn check_accumulator_bound(
 }
 
 fn check_scales(what: &'static str, s: &[f32]) -> Result<()> {
+    // A branch-free pass first (it vectorizes; this runs on every call over the layer's n scales),
+    // the search for the culprit only when something is wrong.
+    if s.iter()
+        .fold(true, |ok, v| ok & (v.is_finite() & (*v > 0.0)))
+    {
+        return Ok(());
+    }
     match s.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
         Some(v) => Err(Error::param(
             what,

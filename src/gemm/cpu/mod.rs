@@ -140,6 +140,8 @@ thread_local! {
     /// The calling thread's activation buffer, reused across calls (no allocation or page faults
     /// on the hot path once warm).
     static A_SCRATCH: std::cell::RefCell<AlignedBuf> = std::cell::RefCell::new(AlignedBuf::default());
+    /// The worker's two accumulator tiles (current and previous, for pipelined kernels).
+    static ACC: std::cell::RefCell<Vec<i32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Quantize or copy the activations into the `elem` layout, `rows_pad × lda`, reusing `buf`.
@@ -577,40 +579,47 @@ fn run_inner(
         ce.write_block(&outp, &block)
     };
     let task = |t: usize| {
-        let (bi, bj) = (t % m_blocks, t / m_blocks);
-        let mut acc = vec![0i32; mr * nr];
-        // Pipelined kernels: the previous tile's epilogue runs while this tile computes.
-        let mut acc_prev = vec![0i32; mr * nr];
-        let mut prev = None;
-        kernel.begin_task();
-        // LOOP 2: panels of this task.
-        for p in bj * nb..((bj + 1) * nb).min(panels) {
-            let j0 = p * nr;
-            let cols = nr.min(n - j0);
-            // LOOP 1: row tiles of this task.
-            let mut i0 = bi * mb;
-            let i_end = ((bi + 1) * mb).min(m);
-            while i0 < i_end {
-                let rows = mr.min(i_end - i0);
-                if kernel.pipelined() {
-                    kernel.start_tile(&a, i0, rows, p);
-                    if let Some(b) = prev.take() {
-                        write(&acc_prev, b);
-                    }
-                    kernel.finish_tile(rows, &mut acc);
-                    std::mem::swap(&mut acc, &mut acc_prev);
-                    prev = Some((i0, rows, j0, cols));
-                } else {
-                    kernel.tile(&a, i0, rows, p, &mut acc);
-                    write(&acc, (i0, rows, j0, cols));
-                }
-                i0 += rows;
+        ACC.with(|cell| {
+            let (bi, bj) = (t % m_blocks, t / m_blocks);
+            // Two tile buffers from the worker's scratch (no allocation per call or per task); every
+            // element a write reads was stored by the kernel for that tile first.
+            let mut bufs = cell.borrow_mut();
+            if bufs.len() < 2 * mr * nr {
+                bufs.resize(2 * mr * nr, 0);
             }
-        }
-        if let Some(b) = prev {
-            write(&acc_prev, b);
-        }
-        kernel.end_task();
+            // Pipelined kernels: the previous tile's epilogue runs while this tile computes.
+            let (mut acc, mut acc_prev) = bufs[..2 * mr * nr].split_at_mut(mr * nr);
+            let mut prev = None;
+            kernel.begin_task();
+            // LOOP 2: panels of this task.
+            for p in bj * nb..((bj + 1) * nb).min(panels) {
+                let j0 = p * nr;
+                let cols = nr.min(n - j0);
+                // LOOP 1: row tiles of this task.
+                let mut i0 = bi * mb;
+                let i_end = ((bi + 1) * mb).min(m);
+                while i0 < i_end {
+                    let rows = mr.min(i_end - i0);
+                    if kernel.pipelined() {
+                        kernel.start_tile(&a, i0, rows, p);
+                        if let Some(b) = prev.take() {
+                            write(acc_prev, b);
+                        }
+                        kernel.finish_tile(rows, acc);
+                        std::mem::swap(&mut acc, &mut acc_prev);
+                        prev = Some((i0, rows, j0, cols));
+                    } else {
+                        kernel.tile(&a, i0, rows, p, acc);
+                        write(acc, (i0, rows, j0, cols));
+                    }
+                    i0 += rows;
+                }
+            }
+            if let Some(b) = prev {
+                write(acc_prev, b);
+            }
+            kernel.end_task();
+        })
     };
     // LOOP 3: tasks (small GEMMs on the calling thread, see `is_small`).
     if tasks == 1 || ctx.threads() <= 1 || is_small(m, n, k) {
