@@ -36,6 +36,10 @@ fn main() {
     let dev = match CudaDevice::new(0) {
         Ok(d) => d,
         Err(e) => {
+            if std::env::var("INT8RT_REQUIRE_CUDA").as_deref() == Ok("1") {
+                eprintln!("gpu_calib_collect: INT8RT_REQUIRE_CUDA=1 but no usable GPU: {e}");
+                std::process::exit(1);
+            }
             eprintln!("gpu_calib_collect: no GPU ({e}); nothing measured");
             return;
         }

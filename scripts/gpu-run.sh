@@ -6,12 +6,21 @@
 # PyTorch peers (cuBLAS f16, cuBLASLt int8) in the same call; prints a short table last.
 #
 #   gpu-bundle/run.sh            # or: scripts/gpu-run.sh [bundle folder]
+#   device tool: run(command="bash gpu-bundle/run.sh", carry=["gpu-bundle"])  # logs land in $OUT
 #   INT8RT_BENCH_SWEEP=1 gpu-bundle/run.sh   # the bench also times every tensor-core tile × split-K
 #                                            # factor (the data to tune cuda::ops::mma_dispatch; ~8 min more)
 set -uo pipefail
 dir="${1:-$(cd "$(dirname "$0")" && pwd)}"
-[ -d "$dir/bin" ] || dir="$dir/gpu-bundle"
-[ -d "$dir/bin" ] || { echo "no bundle at $dir (run scripts/gpu-bundle.sh first)" >&2; exit 2; }
+has_bins() { [ -d "$1/bin" ] || [ -f "$1/bin.tar.xz" ]; }
+has_bins "$dir" || dir="$dir/gpu-bundle"
+has_bins "$dir" || { echo "no bundle at $dir (run scripts/gpu-bundle.sh first)" >&2; exit 2; }
+bins="$dir/bin"
+if [ ! -d "$bins" ]; then
+    # The bundle ships its binaries compressed; unpack them beside the logs.
+    bins="$(mktemp -d)/bin"
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+        "$dir/bin.tar.xz" "$(dirname "$bins")" || { echo "cannot unpack $dir/bin.tar.xz" >&2; exit 2; }
+fi
 export INT8RT_REQUIRE_CUDA=1
 if command -v cuobjdump > /dev/null; then export INT8RT_CUOBJDUMP="$(command -v cuobjdump)"; fi
 logs="$(mktemp -d)"
@@ -29,11 +38,12 @@ step() {
     tail -n 40 "$logs/$name.log"
     steps+=("$name|$r|$((SECONDS - t0)) s|$(grep -h '^test result' "$logs/$name.log" | sed 's/test result: //; s/; finished.*//' | tr '\n' ' ')")
 }
-step gpu-tests "$dir/bin/gpu" --test-threads=1
-step gpu-calib-tests "$dir/bin/gpu_calib" --test-threads=1
-step kernel-checks "$dir/bin/kernels_static" --nocapture
-step bench "$dir/bin/gpu_gemm" --bench
-step calib-bench "$dir/bin/gpu_calib_collect" --bench
+step gpu-tests "$bins/gpu" --test-threads=1
+step gpu-calib-tests "$bins/gpu_calib" --test-threads=1
+step qat-gpu-tests "$bins/qat_gpu" --test-threads=1
+step kernel-checks "$bins/kernels_static" --nocapture
+step bench "$bins/gpu_gemm" --bench
+step calib-bench "$bins/gpu_calib_collect" --bench
 step peers python3 "$dir/gpu-peers.py"
 
 echo
@@ -48,6 +58,10 @@ echo
 grep -h '^| ' "$logs/bench.log" 2>/dev/null
 echo
 grep -h '^| ' "$logs/peers.log" 2>/dev/null
+# Under the device tool, $OUT comes back to the development machine: keep every step's full log.
+if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
+    cp "$logs"/*.log "$OUT"/ && echo "logs copied to \$OUT"
+fi
 for s in "${steps[@]}"; do
     case "$s" in *"|FAIL|"*) exit 1 ;; esac
 done
