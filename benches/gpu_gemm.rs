@@ -8,6 +8,12 @@
 //! printed last: TOP/s, GB/s of weights streamed (the figure that matters for M ≤ 64), the
 //! fraction of cuBLASLt int8 and the speed-up over cuBLAS f16, and the targets.
 //!
+//! Before the GEMMs, the instruction peaks (`kernels/peak.cu` through `int8rt::cuda::CudaPeak`):
+//! `mma.sync.m16n8k32` s8 and `dp4a` in register-only loops on 8 blocks of 256 threads per SM,
+//! one markdown line each (TOP/s, operations per clock per SM at the clock the driver reports,
+//! and for dp4a the fraction of the nominal peak below): the ceilings the GEMM rows compare to.
+//! A filter argument containing `peak` runs only those.
+//!
 //! `INT8RT_BENCH_SWEEP=1` also times every tensor-core tile at split-K factors 1, 2, 4, 8 and 16
 //! (i32 out; rows `mma_<tile>_s<splits>`): the data for tuning the dispatch table
 //! (`cuda::ops::mma_dispatch`).
@@ -26,8 +32,8 @@ use int8rt::cuda::cudarc::driver::{
     sys as drv_sys, CudaSlice, CudaStream, DevicePtr, DevicePtrMut,
 };
 use int8rt::cuda::{
-    CudaActScales, CudaActivations, CudaDevice, CudaOut, CudaWeights, GemmKernel, MmaConfig,
-    MmaTile,
+    CudaActScales, CudaActivations, CudaDevice, CudaOut, CudaPeak, CudaWeights, GemmKernel,
+    MmaConfig, MmaTile, PeakKernel,
 };
 use int8rt::gemm::Bias;
 
@@ -192,6 +198,70 @@ impl LtInt8 {
             .unwrap();
         }
     }
+}
+
+/// The instruction peaks: each peak kernel on 8 blocks of 256 threads per SM (2 waves of 4 for
+/// the mma kernel's registers, 1 for dp4a), its iteration count scaled until one launch takes
+/// ~100 ms, then the median of 5 launches timed from stream synchronize to stream synchronize.
+/// One markdown line per instruction, with the SM count and clock the per-clock figure uses.
+fn peaks(dev: &CudaDevice, sms: f64, clock_khz: f64, dp4a_peak: f64) {
+    let (maj, min) = dev.compute_capability();
+    if maj < 8 {
+        println!("\n(instruction peaks skipped: sm_{maj}{min} has no mma.sync.m16n8k32)");
+        return;
+    }
+    let stream = dev.new_stream().unwrap();
+    let blocks = (sms as u32).max(1) * 8;
+    let mut pk = CudaPeak::new(dev, &stream, blocks).unwrap();
+    let secs = |pk: &mut CudaPeak, k: PeakKernel, iters: u32| {
+        stream.synchronize().unwrap();
+        let t = Instant::now();
+        pk.launch(k, iters).unwrap();
+        stream.synchronize().unwrap();
+        t.elapsed().as_secs_f64()
+    };
+    println!(
+        "\n| instruction peak | launch | median ms | TOP/s | ops/clk/SM | % of nominal |  ({}, sm_{maj}{min}, {sms} SMs at the reported {:.0} MHz; 2 ops per multiply-accumulate, m16n8k32 = 4096 per warp instruction, dp4a = 4 per thread instruction)",
+        dev.name(),
+        clock_khz / 1e3
+    );
+    println!("|---|---|---|---|---|---|");
+    for k in PeakKernel::ALL {
+        secs(&mut pk, k, 16); // module load, clocks up
+        let mut iters = 256u32;
+        loop {
+            let t = secs(&mut pk, k, iters);
+            if t >= 0.02 || iters >= 1 << 26 {
+                iters = (iters as f64 * 0.1 / t.max(1e-6)).clamp(1.0, (1u32 << 30) as f64) as u32;
+                break;
+            }
+            iters *= 4;
+        }
+        let mut ts: Vec<f64> = (0..5).map(|_| secs(&mut pk, k, iters)).collect();
+        ts.sort_by(f64::total_cmp);
+        let t = ts[ts.len() / 2];
+        let ops = k.ops(blocks, PeakKernel::THREADS, iters) / t;
+        // Datasheet dense int8 tensor rates for comparison: 4096 ops/clk/SM on A100 (sm_80),
+        // 8192 on H100 (sm_90, reached with wgmma; mma.sync is expected to fall short).
+        let nominal = match k {
+            PeakKernel::Dp4a => format!(
+                "{:.0}% of {:.1} TOP/s",
+                100.0 * ops / dp4a_peak,
+                dp4a_peak / 1e12
+            ),
+            PeakKernel::Mma => "–".to_string(),
+        };
+        println!(
+            "| {} | {blocks}×{} threads × {iters} it | {:.2} | {:.1} | {:.0} | {nominal} |",
+            k.instruction(),
+            PeakKernel::THREADS,
+            t * 1e3,
+            ops / 1e12,
+            ops / (sms * clock_khz * 1e3),
+        );
+    }
+    // The checksums (they keep the loops alive; reading them also surfaces a failed launch).
+    pk.outputs().unwrap();
 }
 
 fn bench_shape(
@@ -395,6 +465,9 @@ fn main() {
     let samples: Samples = Arc::new(Mutex::new(Vec::new()));
     let mut c = Criterion::default().configure_from_args();
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if filter.as_deref().is_none_or(|f| f.contains("peak")) {
+        peaks(&dev, sms, clock_khz, dp4a_peak);
+    }
     for &s in &SHAPES {
         let id = format!("gpu/{}x{}x{}", s.0, s.1, s.2);
         if filter.as_deref().is_some_and(|f| !id.contains(f)) {

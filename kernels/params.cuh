@@ -204,3 +204,23 @@ struct FakeQuantParams {
     int qmax;
     int pad;
 };
+
+// Instruction-peak microbenchmarks (kernels/peak.cu): every thread seeds its register operands
+// from seed[0 .. PEAK_SEED_WORDS), runs `iters` iterations of a loop of independent
+// `mma.sync.m16n8k32` (per warp) or `dp4a` (per thread) instructions on them, and writes the
+// wrapping sum of its accumulators to out[blockIdx.x · blockDim.x + threadIdx.x]. Blocks of at
+// most PEAK_THREADS threads, a multiple of 32.
+#define PEAK_THREADS 256
+#define PEAK_SEED_WORDS 64
+#define PEAK_MMA_MT 2         // mma tiles per warp: PEAK_MMA_MT × PEAK_MMA_NT accumulator sets
+#define PEAK_MMA_NT 4
+#define PEAK_MMA_UNROLL 4     // mma.sync per iteration per warp: MT · NT · UNROLL = 32
+#define PEAK_DP4A_ACC 16      // independent dp4a accumulators per thread
+#define PEAK_DP4A_UNROLL 8    // dp4a per iteration per thread: ACC · UNROLL = 128
+
+struct PeakParams {
+    const int* seed;         // [PEAK_SEED_WORDS]
+    int* out;                // [gridDim.x · blockDim.x]
+    int iters;
+    int pad;
+};

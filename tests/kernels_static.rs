@@ -4,7 +4,9 @@
 //! `cuobjdump -sass`, found at `$INT8RT_CUOBJDUMP`) of every dp4a kernel contains `IDP.4A`, of
 //! every tensor-core kernel (`kernels/gemm_mma*.cu`) `IMMA` fed by `LDSM` (ldmatrix) from
 //! shared memory filled by `LDGSTS` (cp.async); the instruction mix of each tensor-core kernel is
-//! printed (bench/RESULTS-gpu-static.md). CI sets `INT8RT_REQUIRE_NVRTC=1` (and the cuobjdump
+//! printed (bench/RESULTS-gpu-static.md); the instruction-peak kernels (`kernels/peak.cu`) hold
+//! exactly one loop's worth of their instruction (`IMMA` / `IDP.4A`: none folded away, none
+//! added, so the bench's operation count is what runs). CI sets `INT8RT_REQUIRE_NVRTC=1` (and the cuobjdump
 //! path), turning "not compiled here" into a failure.
 
 #![cfg(feature = "cuda")]
@@ -13,6 +15,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use int8rt::cuda::registry::{self, KernelId, Module};
+use int8rt::cuda::PeakKernel;
 
 fn required() -> bool {
     std::env::var("INT8RT_REQUIRE_NVRTC").as_deref() == Ok("1")
@@ -213,4 +216,74 @@ fn dp4a_kernels_compile_to_idp4a() {
         }
     }
     assert!(checked > 0);
+}
+
+#[test]
+fn peak_kernels_loop_over_exactly_the_measured_instruction() {
+    let Ok(cuobjdump) = std::env::var("INT8RT_CUOBJDUMP") else {
+        assert!(
+            !required(),
+            "INT8RT_REQUIRE_NVRTC=1 needs INT8RT_CUOBJDUMP (scripts/ci-cuda-env.sh sets it)"
+        );
+        eprintln!("INT8RT_CUOBJDUMP not set; SASS checks skipped");
+        return;
+    };
+    if !registry::BUILT_WITH_NVRTC {
+        panic!("no CUBINs to inspect: {}", registry::BUILD_NOTE);
+    }
+    let dir = std::env::temp_dir().join(format!("int8rt-sass-peak-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for &arch in registry::CUBIN_ARCHS {
+        let path = dir.join(format!("peak.sm_{arch}.cubin"));
+        std::fs::write(&path, Module::Peak.cubin(arch).expect("a CUBIN")).unwrap();
+        let out = std::process::Command::new(&cuobjdump)
+            .arg("-sass")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cuobjdump failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let funcs = sass_functions(&String::from_utf8_lossy(&out.stdout));
+        for k in PeakKernel::ALL {
+            let id = k.kernel();
+            assert_eq!(id.module(), Module::Peak);
+            let body = funcs
+                .get(id.name())
+                .unwrap_or_else(|| panic!("{} missing from the sm_{arch} SASS", id.name()));
+            let mix = opcode_mix(body);
+            let count = |op: &str| mix.iter().find(|(o, _)| o == op).map_or(0, |p| p.1);
+            let (op, other) = match k {
+                PeakKernel::Mma => ("IMMA", "IDP"),
+                PeakKernel::Dp4a => ("IDP", "IMMA"),
+            };
+            assert_eq!(
+                count(op) as u64,
+                k.per_iteration(),
+                "{} on sm_{arch}: {op} count is not one loop iteration's",
+                id.name()
+            );
+            assert_eq!(count(other), 0, "{} on sm_{arch}: {other}", id.name());
+            let want = if op == "IMMA" {
+                "IMMA.16832.S8.S8"
+            } else {
+                "IDP.4A.S8.S8"
+            };
+            assert_eq!(body.matches(want).count() as u64, k.per_iteration());
+            // Memory traffic only outside the loop: the seed loads and one store per thread.
+            assert!(
+                count("LDS") + count("LDSM") + count("LDGSTS") + count("LDL") + count("STL") == 0,
+                "{} on sm_{arch}: shared or local memory traffic",
+                id.name()
+            );
+            let top: Vec<String> = mix
+                .iter()
+                .take(8)
+                .map(|(o, c)| format!("{o} {c}"))
+                .collect();
+            eprintln!("{} sm_{arch}: {}", id.name(), top.join(", "));
+        }
+    }
 }

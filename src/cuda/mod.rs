@@ -26,11 +26,14 @@ mod linear;
 pub(crate) mod nvrtc_compile;
 pub(crate) mod ops;
 pub(crate) mod params;
+mod peak;
 pub mod registry;
 #[cfg(test)]
 pub(crate) mod sim;
 #[cfg(test)]
 mod sim_mma_tests;
+#[cfg(test)]
+mod sim_peak_tests;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(not(feature = "cuda"))]
@@ -49,5 +52,8 @@ pub use gemm::{CudaActScales, CudaActivations, CudaWeights};
 pub use linear::{CudaOut, CudaQuantLinear, CudaQuantized};
 pub use ops::{Axis, GemmKernel, MmaConfig, MmaTile};
 pub use params::Status;
+#[cfg(feature = "cuda")]
+pub use peak::CudaPeak;
+pub use peak::PeakKernel;
 #[cfg(not(feature = "cuda"))]
 pub use stub::{driver_library_present, probe, CudaDevice};

@@ -183,6 +183,25 @@ pub(crate) struct HistParams {
     pub pad: i32,
 }
 
+/// `PEAK_*` (kernels/peak.cu, the instruction-peak microbenchmarks).
+pub(crate) const PEAK_THREADS: u32 = 256;
+pub(crate) const PEAK_SEED_WORDS: usize = 64;
+pub(crate) const PEAK_MMA_MT: usize = 2;
+pub(crate) const PEAK_MMA_NT: usize = 4;
+pub(crate) const PEAK_MMA_UNROLL: u32 = 4;
+pub(crate) const PEAK_DP4A_ACC: usize = 16;
+pub(crate) const PEAK_DP4A_UNROLL: u32 = 8;
+
+/// `struct PeakParams`.
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct PeakParams {
+    pub seed: u64,
+    pub out: u64,
+    pub iters: i32,
+    pub pad: i32,
+}
+
 /// A parameter block a kernel takes by value; `NAME` is the C struct's name, which the registry
 /// records per kernel ([`super::registry::KernelId::params`]), so a launch with the wrong block
 /// is caught before it reaches a kernel.
@@ -209,6 +228,7 @@ mod device_repr {
     unsafe impl DeviceRepr for ActQuantParams {}
     unsafe impl DeviceRepr for CalibReduceParams {}
     unsafe impl DeviceRepr for HistParams {}
+    unsafe impl DeviceRepr for PeakParams {}
     unsafe impl DeviceRepr for Status {}
     unsafe impl ValidAsZeroBits for Status {}
 }
@@ -233,6 +253,9 @@ impl KernelParams for CalibReduceParams {
 }
 impl KernelParams for HistParams {
     const NAME: &'static str = "HistParams";
+}
+impl KernelParams for PeakParams {
+    const NAME: &'static str = "PeakParams";
 }
 
 /// `struct FakeQuantParams` (kernels/fake_quant.cu, quantization-aware training).

@@ -19,7 +19,7 @@ use crate::gemm::Path;
 // ---------------------------------------------------------------------------------------------
 
 /// (row, col) of element `i` (byte i % 4 of register i / 4) of `lane`'s A fragment (16 × 32).
-fn a_pos(lane: usize, i: usize) -> (usize, usize) {
+pub(super) fn a_pos(lane: usize, i: usize) -> (usize, usize) {
     let (g, t) = (lane >> 2, lane % 4);
     let row = if i < 4 || (8..12).contains(&i) {
         g
@@ -31,13 +31,13 @@ fn a_pos(lane: usize, i: usize) -> (usize, usize) {
 }
 
 /// (row, col) of element `i` of `lane`'s B fragment (32 × 8).
-fn b_pos(lane: usize, i: usize) -> (usize, usize) {
+pub(super) fn b_pos(lane: usize, i: usize) -> (usize, usize) {
     let (g, t) = (lane >> 2, lane % 4);
     (t * 4 + (i & 3) + if i >= 4 { 16 } else { 0 }, g)
 }
 
 /// (row, col) of element `i` of `lane`'s C / D fragment (16 × 8).
-fn c_pos(lane: usize, i: usize) -> (usize, usize) {
+pub(super) fn c_pos(lane: usize, i: usize) -> (usize, usize) {
     let (g, t) = (lane >> 2, lane % 4);
     (g + if i >= 2 { 8 } else { 0 }, t * 2 + (i & 1))
 }
