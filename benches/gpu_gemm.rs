@@ -273,8 +273,10 @@ fn bench_shape(
     let stream = dev.new_stream().unwrap();
     let mut g = c.benchmark_group(format!("gpu/{m}x{k}x{n}"));
     g.throughput(Throughput::Elements(2 * (m * n * k) as u64));
-    g.warm_up_time(Duration::from_millis(300));
-    g.measurement_time(Duration::from_secs(2));
+    // The sweep times ~25 configurations per shape: shorter windows keep it inside one device call.
+    let sweep = std::env::var("INT8RT_BENCH_SWEEP").as_deref() == Ok("1");
+    g.warm_up_time(Duration::from_millis(if sweep { 100 } else { 300 }));
+    g.measurement_time(Duration::from_millis(if sweep { 500 } else { 2000 }));
     g.sample_size(10);
     let nsets = ROTATE_BYTES.div_ceil(m * k + n * k).clamp(1, 8);
     let record = |name: &str, v: Vec<f64>| {
@@ -468,7 +470,12 @@ fn main() {
     if filter.as_deref().is_none_or(|f| f.contains("peak")) {
         peaks(&dev, sms, clock_khz, dp4a_peak);
     }
-    for &s in &SHAPES {
+    // The sweep adds the decode and mid-size M values the dispatch thresholds fall between.
+    let mut shapes = SHAPES.to_vec();
+    if std::env::var("INT8RT_BENCH_SWEEP").as_deref() == Ok("1") {
+        shapes.extend([2, 4, 16, 64, 256].map(|m| (m, 4096, 4096)));
+    }
+    for &s in &shapes {
         let id = format!("gpu/{}x{}x{}", s.0, s.1, s.2);
         if filter.as_deref().is_some_and(|f| !id.contains(f)) {
             continue;

@@ -237,11 +237,14 @@ pub(crate) const MMA_BK: usize = 64;
 /// Split-K: the last block of a tile reads the other splits' partial sums alone, so their size
 /// (rows with data × BN × 4 bytes per split) is capped at this.
 const SPLIT_READ_MAX: usize = 64 << 10;
-/// Split-K: at most this many splits, each of at least two 64-byte k tiles.
-const MAX_SPLITS: usize = 16;
+/// Split-K: at most this many splits (16 measured slower than 8 at every design shape on an
+/// H200), each of at least two 64-byte k tiles.
+const MAX_SPLITS: usize = 8;
 
 /// Shared memory per multiprocessor available to blocks, by compute capability (sm_80 / sm_87:
-/// 164 KiB, sm_90 / sm_100: 228 KiB, the others (sm_86, sm_89, sm_120): 100 KiB).
+/// 164 KiB, sm_90 / sm_100: 228 KiB, the others (sm_86, sm_89, sm_120): 100 KiB). Occupancy
+/// arithmetic for the static report (the measured dispatch no longer needs it).
+#[cfg(test)]
 fn smem_per_sm(arch: u32) -> usize {
     match arch {
         80 | 87 => 164 << 10,
@@ -252,6 +255,7 @@ fn smem_per_sm(arch: u32) -> usize {
 
 /// Registers per thread of a tile's kernel as ptxas reported them at build time (the sm_90
 /// CUBIN for sm_90 and newer, sm_80 otherwise), or 255 when NVRTC did not run at build time.
+#[cfg(test)]
 fn kernel_registers(tile: MmaTile, arch: u32) -> usize {
     // Parsed once: the dispatch runs on every GEMM call.
     static REPORT: std::sync::OnceLock<Vec<super::registry::KernelResources>> =
@@ -268,6 +272,7 @@ fn kernel_registers(tile: MmaTile, arch: u32) -> usize {
 /// Blocks of `tile` one multiprocessor holds at once: limited by shared memory (1 KiB reserved
 /// per block), threads (2048 per SM; 1536 on sm_86 / sm_89 / sm_120) and registers (64 Ki per
 /// SM, allocated in units of 256 per warp).
+#[cfg(test)]
 pub(crate) fn resident_blocks(tile: MmaTile, arch: u32) -> usize {
     let by_smem = smem_per_sm(arch) / (tile.smem_bytes() + 1024);
     let max_threads = if matches!(arch, 80 | 87 | 90 | 100 | 103) {
@@ -281,44 +286,46 @@ pub(crate) fn resident_blocks(tile: MmaTile, arch: u32) -> usize {
     by_smem.min(by_threads).min(by_regs).clamp(1, 32)
 }
 
-/// The dispatch table of the tensor-core GEMM: the block tile for `M`, then a split-K factor
-/// when the output tiles cannot fill the GPU. Arithmetic, not yet tuned on a GPU (see
-/// bench/RESULTS-gpu-static.md; `GemmKernel::Mma(Some(..))` and the GPU bench's sweep exist to
-/// tune it):
-/// - `M ≤ 16` (decode): 16 × 128 — the weights stream once, M is padded to 16 rows at most;
-/// - `M ≤ 128`, or 128 × 128 tiles too few to give each multiprocessor one: 64 × 128;
-/// - `M ≤ 256`, or 128 × 128 tiles fewer than two per multiprocessor: 128 × 128;
-/// - larger: the 8-warp 128 × 256 (or 256 × 128 when M > N), whose 64 × 64 warp tiles read
-///   the fewest shared-memory bytes per multiply;
-/// - split-K when the tiles fill less than half the resident-block slots (SMs × blocks per SM):
-///   enough splits to fill them, at most 16, at least two k tiles each, and at most 64 KiB of
-///   partial sums for the finishing block to read.
+/// The dispatch table of the tensor-core GEMM: a block tile, then a split-K factor. Tuned on an
+/// H200 (sm_90, 132 SMs) from the GPU bench's sweep of every tile × split-K factor on the design
+/// shapes and M = 1 … 256 (bench/RESULTS.md, 2026-11-25); sm_80 follows the same rules, unmeasured:
+/// - `M ≤ 128`: 16 × 128 — up to 128 rows the weights' re-reads from L2 cost less than the idle
+///   multiprocessors a larger tile leaves (16-row tiles won by 1.2–1.5× at M = 2 … 64);
+/// - 128 × 128 tiles enough for eight per multiprocessor: 128 × 128 (8192³: 1.63 ms, against
+///   1.84 for 128 × 256, whose larger warp tiles do not pay off with `mma.sync` here);
+/// - 64 × 128 tiles enough for two per multiprocessor, or K deep enough (≥ 2048) for split-K to
+///   fill the GPU: 64 × 128;
+/// - otherwise (few tiles, shallow K): 16 × 128 (512 × 1024 × 1024: 11.0 µs against 18.5);
+/// - split-K when the tiles give fewer than two blocks per multiprocessor and K has at least 32
+///   k tiles: the power of two at or below the factor that reaches two per multiprocessor, at
+///   most 8, at least two k tiles each, and at most 64 KiB of partial sums for the finishing
+///   block to read.
+///
+/// M = 1 does not come here: [`choose_kernel`] sends it to the dp4a GEMV (10.2 µs at 1×4096²
+/// against 13.2 for the best tensor-core configuration).
 pub(crate) fn mma_dispatch(m: usize, n: usize, k: usize, arch: u32, sms: u32) -> MmaConfig {
+    let _ = arch;
     let tiles = |t: MmaTile| m.div_ceil(t.bm()) * n.div_ceil(t.bn());
-    let tile = if m <= 16 {
-        MmaTile::M16N128
-    } else if m <= 128 || tiles(MmaTile::M128N128) < sms as usize {
-        MmaTile::M64N128
-    } else if m <= 256 || tiles(MmaTile::M128N128) < 2 * sms as usize {
-        MmaTile::M128N128
-    } else if n >= m {
-        MmaTile::M128N256
-    } else {
-        MmaTile::M256N128
-    };
+    let sms = sms.max(1) as usize;
     let ktiles = k.div_ceil(MMA_BK);
-    let slots = sms as usize * resident_blocks(tile, arch);
+    let tile = if m <= 128 {
+        MmaTile::M16N128
+    } else if tiles(MmaTile::M128N128) >= 8 * sms {
+        MmaTile::M128N128
+    } else if tiles(MmaTile::M64N128) >= 2 * sms || ktiles >= 32 {
+        MmaTile::M64N128
+    } else {
+        MmaTile::M16N128
+    };
     let t = tiles(tile).max(1);
-    let splits = if 2 * t > slots || ktiles < 4 {
+    let splits = if t >= 2 * sms || ktiles < 32 {
         1
     } else {
+        let want = (2 * sms).div_ceil(t);
+        let pow2 = 1usize << (usize::BITS - 1 - want.leading_zeros());
         let rows = tile.bm().min(m.next_multiple_of(8));
         let by_traffic = 1 + SPLIT_READ_MAX / (rows * tile.bn() * 4);
-        slots
-            .div_ceil(t)
-            .min(by_traffic)
-            .min(ktiles / 2)
-            .clamp(1, MAX_SPLITS)
+        pow2.min(by_traffic).min(ktiles / 2).clamp(1, MAX_SPLITS)
     };
     MmaConfig {
         tile,
@@ -498,8 +505,9 @@ fn choose_kernel(
     const MMA_ARCH: u32 = 80;
     match kernel {
         GemmKernel::Dp4a => Ok(None),
+        // One row: the dp4a GEMV streams the weights faster than any tensor-core tile (H200).
         GemmKernel::Auto => {
-            Ok((arch >= MMA_ARCH && aligned).then(|| mma_dispatch(m, n, k, arch, sms)))
+            Ok((arch >= MMA_ARCH && aligned && m > 1).then(|| mma_dispatch(m, n, k, arch, sms)))
         }
         GemmKernel::Mma(cfg) => {
             if arch < MMA_ARCH {
