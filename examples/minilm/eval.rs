@@ -29,6 +29,20 @@ impl Linears for QuantLinears {
     }
 }
 
+/// int8 Linears on a GPU: `CudaQuantLinear` from host slices to host slices (copies included).
+pub struct CudaLinears {
+    pub layers: Vec<int8rt::cuda::CudaQuantLinear>,
+}
+
+impl Linears for CudaLinears {
+    fn apply(&self, idx: usize, x: &[f32], rows: usize, _: &LinearCtx<'_>) -> Result<Vec<f32>> {
+        let l = &self.layers[idx];
+        let mut y = vec![0f32; rows * l.out_features()];
+        l.forward(x, rows, &mut int8rt::gemm::OutBuf::F32(&mut y))?;
+        Ok(y)
+    }
+}
+
 /// Runs the f32 model and hands every Linear's input rows that are real tokens (padding rows
 /// excluded) to `observe(layer index, rows, row-major data)`.
 pub struct Recorder<'a, F: Fn(usize, usize, &[f32]) -> Result<()> + Sync> {

@@ -4,14 +4,17 @@
 //! ```text
 //! scripts/fetch-real-data.sh
 //! cargo run --release --example minilm -- [--pairs 1000] [--calib 128] [--batch 32]
-//!     [--threads N] [--reps 3] [--checkpoint DIR] [--ranges]
+//!     [--threads N] [--reps 3] [--checkpoint DIR] [--ranges] [--device auto|cpu|cuda[:N]]
 //! ```
 //!
 //! Reports, for every variant, the mean and minimum cosine similarity of its embeddings to the
 //! f32 ones (over `2 · pairs` sentences: a gloss and an example per WordNet synset), example →
 //! gloss retrieval recall@1, and the median latency of a batch. `--checkpoint DIR` adds a row for
 //! a compressed-tensors checkpoint written by `int8rt quantize` (its stored scales, its scheme);
-//! `--ranges` prints the input range each calibration method picks for each layer.
+//! `--ranges` prints the input range each calibration method picks for each layer. On a machine
+//! with a GPU (`--device auto`, the default, finds one), a GPU row runs the per-token W8A8 layers
+//! through `CudaQuantLinear` (host slices in and out, copies included), and its embeddings are
+//! checked bit for bit against the CPU's.
 
 mod eval;
 mod model;
@@ -36,6 +39,7 @@ struct Args {
     checkpoint: Option<String>,
     ranges: bool,
     reps: usize,
+    device: String,
 }
 
 fn parse_args() -> Result<Args> {
@@ -49,6 +53,7 @@ fn parse_args() -> Result<Args> {
         checkpoint: None,
         ranges: false,
         reps: 3,
+        device: "auto".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -63,6 +68,7 @@ fn parse_args() -> Result<Args> {
             "--checkpoint" => a.checkpoint = Some(v()?),
             "--ranges" => a.ranges = true,
             "--reps" => a.reps = v()?.parse()?,
+            "--device" => a.device = v()?,
             "-h" | "--help" => {
                 println!("see the header of examples/minilm/main.rs");
                 std::process::exit(0);
@@ -86,6 +92,8 @@ fn main() -> Result<()> {
     let batches = Batches::new(&tok, &sentences, args.batch);
     let calib_batches = Batches::new(&tok, &calib_sentences, args.batch);
     let ctx = Context::new().with_threads(args.threads);
+    let device = int8rt::Device::from_spec(&args.device)?;
+    println!("device: {device}");
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -171,6 +179,19 @@ fn main() -> Result<()> {
             }),
         ));
     }
+    // On a GPU: the per-token layers again, uploaded once, run through `CudaQuantLinear`.
+    let mut gpu_row = None;
+    if let int8rt::Device::Cuda(dev) = &device {
+        let layers = eval::quant_layers(&model, |_| eval::dynamic(Granularity::PerRow))?
+            .iter()
+            .map(|l| Ok(l.to_cuda(dev)?))
+            .collect::<Result<Vec<_>>>()?;
+        gpu_row = Some(variants.len());
+        variants.push((
+            format!("W8A8 dynamic per-token, GPU ({})", dev.name()),
+            Box::new(eval::CudaLinears { layers }),
+        ));
+    }
     let run = eval::calibrate(&model, &calib_batches, args.threads)?;
     if args.ranges {
         eval::print_ranges(&model, &run)?;
@@ -217,6 +238,28 @@ fn main() -> Result<()> {
     for (name, lin) in &variants {
         rows.push(eval::evaluate(name, &model, lin.as_ref(), &batches, Some(&reference))?.0);
         eprintln!("{name}: accuracy done");
+    }
+    // The GPU's embeddings must be the CPU per-token layers' bits.
+    if let Some(g) = gpu_row {
+        let cpu = (variants.iter())
+            .position(|(n, _)| n == "W8A8 dynamic per-token")
+            .context("the CPU per-token row")?;
+        let (cpu_emb, _) = eval::encode_all(&model, lins[cpu], &batches)?;
+        let (gpu_emb, _) = eval::encode_all(&model, lins[g], &batches)?;
+        let (cpu_v, gpu_v) = (cpu_emb.concat(), gpu_emb.concat());
+        let same = cpu_v.len() == gpu_v.len()
+            && cpu_v
+                .iter()
+                .zip(&gpu_v)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+        if !same {
+            bail!("GPU per-token embeddings differ from the CPU's");
+        }
+        println!(
+            "GPU per-token embeddings == CPU per-token embeddings, bit for bit ({} sentences, {} values)",
+            gpu_emb.len(),
+            gpu_v.len()
+        );
     }
     // Latency: the variants interleaved batch by batch, so load from other processes falls on
     // all of them alike; the speed-up is the median of per-batch ratios.
