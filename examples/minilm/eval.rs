@@ -30,10 +30,12 @@ impl Linears for QuantLinears {
 }
 
 /// int8 Linears on a GPU: `CudaQuantLinear` from host slices to host slices (copies included).
+#[cfg(feature = "cuda")]
 pub struct CudaLinears {
     pub layers: Vec<int8rt::cuda::CudaQuantLinear>,
 }
 
+#[cfg(feature = "cuda")]
 impl Linears for CudaLinears {
     fn apply(&self, idx: usize, x: &[f32], rows: usize, _: &LinearCtx<'_>) -> Result<Vec<f32>> {
         let l = &self.layers[idx];

@@ -180,7 +180,9 @@ fn main() -> Result<()> {
         ));
     }
     // On a GPU: the per-token layers again, uploaded once, run through `CudaQuantLinear`.
-    let mut gpu_row = None;
+    #[allow(unused_mut)] // assigned only with the `cuda` feature
+    let mut gpu_row: Option<usize> = None;
+    #[cfg(feature = "cuda")]
     if let int8rt::Device::Cuda(dev) = &device {
         let layers = eval::quant_layers(&model, |_| eval::dynamic(Granularity::PerRow))?
             .iter()
