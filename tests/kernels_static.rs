@@ -12,7 +12,7 @@
 #![cfg(feature = "cuda")]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use int8rt::cuda::registry::{self, KernelId, Module};
 use int8rt::cuda::PeakKernel;
@@ -143,42 +143,56 @@ fn opcode_mix(body: &str) -> Vec<(String, usize)> {
     v
 }
 
-#[test]
-fn dp4a_kernels_compile_to_idp4a() {
-    let cuobjdump = match std::env::var("INT8RT_CUOBJDUMP") {
-        Ok(p) => PathBuf::from(p),
-        Err(_) => {
-            assert!(
-                !required(),
-                "INT8RT_REQUIRE_NVRTC=1 needs INT8RT_CUOBJDUMP (scripts/ci-cuda-env.sh sets it)"
-            );
-            eprintln!("INT8RT_CUOBJDUMP not set; SASS checks skipped");
-            return;
-        }
+/// The `cuobjdump` CI installed (`INT8RT_CUOBJDUMP`), or `None` (skip) — a failure under
+/// `INT8RT_REQUIRE_NVRTC=1`. Panics when the build embedded no CUBINs to inspect.
+fn cuobjdump() -> Option<PathBuf> {
+    let Ok(p) = std::env::var("INT8RT_CUOBJDUMP") else {
+        assert!(
+            !required(),
+            "INT8RT_REQUIRE_NVRTC=1 needs INT8RT_CUOBJDUMP (scripts/ci-cuda-env.sh sets it)"
+        );
+        eprintln!("INT8RT_CUOBJDUMP not set; SASS checks skipped");
+        return None;
     };
     if !registry::BUILT_WITH_NVRTC {
         panic!("no CUBINs to inspect: {}", registry::BUILD_NOTE);
     }
-    // A temporary folder of this machine (the test also runs from the GPU bundle elsewhere).
+    Some(PathBuf::from(p))
+}
+
+/// The SASS of `module`'s CUBIN for `arch`, per function, written to and disassembled in a
+/// temporary folder of this machine (the tests also run from the GPU bundle elsewhere).
+fn module_sass(cuobjdump: &Path, module: Module, arch: u32) -> HashMap<String, String> {
     let dir = std::env::temp_dir().join(format!("int8rt-sass-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}.sm_{arch}.cubin", module.file()));
+    std::fs::write(
+        &path,
+        module.cubin(arch).expect("a CUBIN for every architecture"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(cuobjdump)
+        .arg("-sass")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cuobjdump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sass_functions(&String::from_utf8_lossy(&out.stdout))
+}
+
+#[test]
+fn dp4a_kernels_compile_to_idp4a() {
+    let Some(cuobjdump) = cuobjdump() else {
+        return;
+    };
     let mut checked = 0;
     for m in Module::ALL {
         for &arch in registry::CUBIN_ARCHS {
-            let cubin = m.cubin(arch).expect("a CUBIN for every architecture");
-            let path = dir.join(format!("{}.sm_{arch}.cubin", m.file()));
-            std::fs::write(&path, cubin).unwrap();
-            let out = std::process::Command::new(&cuobjdump)
-                .arg("-sass")
-                .arg(&path)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "cuobjdump failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let funcs = sass_functions(&String::from_utf8_lossy(&out.stdout));
+            let funcs = module_sass(&cuobjdump, *m, arch);
             for k in KernelId::ALL.iter().filter(|k| k.module() == *m) {
                 let body = funcs
                     .get(k.name())
@@ -220,33 +234,11 @@ fn dp4a_kernels_compile_to_idp4a() {
 
 #[test]
 fn peak_kernels_loop_over_exactly_the_measured_instruction() {
-    let Ok(cuobjdump) = std::env::var("INT8RT_CUOBJDUMP") else {
-        assert!(
-            !required(),
-            "INT8RT_REQUIRE_NVRTC=1 needs INT8RT_CUOBJDUMP (scripts/ci-cuda-env.sh sets it)"
-        );
-        eprintln!("INT8RT_CUOBJDUMP not set; SASS checks skipped");
+    let Some(cuobjdump) = cuobjdump() else {
         return;
     };
-    if !registry::BUILT_WITH_NVRTC {
-        panic!("no CUBINs to inspect: {}", registry::BUILD_NOTE);
-    }
-    let dir = std::env::temp_dir().join(format!("int8rt-sass-peak-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     for &arch in registry::CUBIN_ARCHS {
-        let path = dir.join(format!("peak.sm_{arch}.cubin"));
-        std::fs::write(&path, Module::Peak.cubin(arch).expect("a CUBIN")).unwrap();
-        let out = std::process::Command::new(&cuobjdump)
-            .arg("-sass")
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cuobjdump failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let funcs = sass_functions(&String::from_utf8_lossy(&out.stdout));
+        let funcs = module_sass(&cuobjdump, Module::Peak, arch);
         for k in PeakKernel::ALL {
             let id = k.kernel();
             assert_eq!(id.module(), Module::Peak);
