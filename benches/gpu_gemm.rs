@@ -323,7 +323,7 @@ fn bench_shape(
     }
     runs.push(("int8rt_dp4a_i32".into(), GemmKernel::Dp4a, false));
     runs.push(("int8rt_dp4a_f32".into(), GemmKernel::Dp4a, true));
-    if mma && std::env::var("INT8RT_BENCH_SWEEP").as_deref() == Ok("1") {
+    if mma && sweep {
         for tile in MmaTile::ALL {
             for splits in [1u32, 2, 4, 8, 16] {
                 if splits as usize > k.div_ceil(64) {

@@ -236,18 +236,22 @@ fn main() -> Result<()> {
     // Accuracy: every variant against the f32 embeddings.
     let lins: Vec<&dyn Linears> = variants.iter().map(|(_, l)| l.as_ref()).collect();
     let (reference, _) = eval::encode_all(&model, lins[0], &batches)?;
+    // The GPU's embeddings must be the CPU per-token layers' bits: keep those two rows' outputs.
+    let cpu_row = (variants.iter()).position(|(n, _)| n == "W8A8 dynamic per-token");
+    let mut kept: Vec<(usize, Vec<Vec<f32>>)> = Vec::new();
     let mut rows: Vec<Row> = Vec::new();
-    for (name, lin) in &variants {
-        rows.push(eval::evaluate(name, &model, lin.as_ref(), &batches, Some(&reference))?.0);
+    for (i, (name, lin)) in variants.iter().enumerate() {
+        let (row, emb) = eval::evaluate(name, &model, lin.as_ref(), &batches, Some(&reference))?;
+        rows.push(row);
+        if gpu_row.is_some() && (Some(i) == gpu_row || Some(i) == cpu_row) {
+            kept.push((i, emb));
+        }
         eprintln!("{name}: accuracy done");
     }
-    // The GPU's embeddings must be the CPU per-token layers' bits.
-    if let Some(g) = gpu_row {
-        let cpu = (variants.iter())
-            .position(|(n, _)| n == "W8A8 dynamic per-token")
-            .context("the CPU per-token row")?;
-        let (cpu_emb, _) = eval::encode_all(&model, lins[cpu], &batches)?;
-        let (gpu_emb, _) = eval::encode_all(&model, lins[g], &batches)?;
+    if gpu_row.is_some() {
+        let [(_, cpu_emb), (_, gpu_emb)] = &kept[..] else {
+            bail!("the CPU per-token row is missing");
+        };
         let (cpu_v, gpu_v) = (cpu_emb.concat(), gpu_emb.concat());
         let same = cpu_v.len() == gpu_v.len()
             && cpu_v

@@ -12,7 +12,7 @@
 //! needs every softmax row.
 
 use super::exec::{Exec, Grid};
-use super::ops::{f32_to_ordered, ordered_to_f32, THREADS};
+use super::ops::{f32_to_ordered, ordered_to_f32, to_i32, THREADS};
 use super::params::{CalibReduceParams, HistParams, Status, HIST_SCALED, HIST_SIGNED, HIST_WIDTH};
 use super::registry::KernelId;
 use crate::calib::source::{BatchSource, BatchStats, BinSpec, ChannelStats};
@@ -146,10 +146,7 @@ pub(crate) fn reduce_channels<E: Exec>(
             first_nonfinite: 0,
         });
     }
-    let ch = i32::try_from(channels).map_err(|_| Error::Dimension {
-        what: "calibration channels",
-        detail: format!("{channels} channels do not fit the kernel's 32-bit count"),
-    })?;
+    let ch = to_i32("calibration channels", channels)?;
     let _ = to_i64("calibration batch", len)?;
     let gx = u32::try_from(cols.div_ceil(THREADS as usize))
         .ok()

@@ -10,8 +10,8 @@
 //! parameter set per row when per channel); the kernels' channel formula is `(i / inner) % groups`
 //! with `groups = channels`.
 
-use super::exec::{Elem, Exec, Grid};
-use super::ops::check_status;
+use super::exec::{Exec, Grid};
+use super::ops::{check_status, need, to_i32};
 use super::params::{FakeQuantParams, Status};
 use super::registry::KernelId;
 use crate::error::{Error, Result};
@@ -54,13 +54,6 @@ fn launch_params(fq: &FakeQuantizer, len: usize) -> Result<(Vec<f32>, Vec<i32>, 
     Ok((scales, zps, groups, inner))
 }
 
-fn need<E: Exec, T: Elem>(what: &'static str, b: &E::Buf<T>, len: usize) -> Result<()> {
-    if E::len(b) < len {
-        return Err(Error::shape(what, len, E::len(b)));
-    }
-    Ok(())
-}
-
 /// `y[..len] = fake_quantize(x[..len])` with `fq`'s parameters (the bits of
 /// [`FakeQuantizer::forward`]). NaN or ±inf in `x` is `Err(NonFinite)` naming `tensor` (after
 /// the kernel ran: `y` is then unspecified). Waits for the executor.
@@ -95,10 +88,7 @@ pub(crate) fn fake_quantize<E: Exec>(
             status: st,
             len: len as i64,
             inner: inner as i64,
-            groups: i32::try_from(groups).map_err(|_| Error::Dimension {
-                what: "fake-quant channels",
-                detail: format!("{groups} does not fit the kernel's 32-bit count"),
-            })?,
+            groups: to_i32("fake-quant channels", groups)?,
             qmin: fq.qmin(),
             qmax: fq.qmax(),
             ..Default::default()
@@ -154,10 +144,7 @@ pub(crate) fn fake_quantize_grad<E: Exec>(
             status: st,
             len: len as i64,
             inner: inner as i64,
-            groups: i32::try_from(groups).map_err(|_| Error::Dimension {
-                what: "fake-quant channels",
-                detail: format!("{groups} does not fit the kernel's 32-bit count"),
-            })?,
+            groups: to_i32("fake-quant channels", groups)?,
             qmin: fq.qmin(),
             qmax: fq.qmax(),
             ..Default::default()

@@ -36,14 +36,16 @@ pub(crate) fn padded_k(k: usize) -> usize {
     k.div_ceil(ROW_ALIGN) * ROW_ALIGN
 }
 
-fn to_i32(what: &'static str, v: usize) -> Result<i32> {
+/// `v` as the kernels' 32-bit size, or `Err(Dimension)` naming `what`.
+pub(crate) fn to_i32(what: &'static str, v: usize) -> Result<i32> {
     i32::try_from(v).map_err(|_| Error::Dimension {
         what,
         detail: format!("{v} does not fit the kernels' 32-bit sizes"),
     })
 }
 
-fn need<E: Exec, T: Elem>(what: &'static str, b: &E::Buf<T>, len: usize) -> Result<()> {
+/// `Err(Shape)` naming `what` unless `b` holds at least `len` elements.
+pub(crate) fn need<E: Exec, T: Elem>(what: &'static str, b: &E::Buf<T>, len: usize) -> Result<()> {
     if E::len(b) < len {
         return Err(Error::shape(what, len, E::len(b)));
     }
