@@ -11,7 +11,7 @@
 //            cp_async_16 / cp_async_16_or_zero / cp_async_commit / cp_async_wait<N> (sm_80),
 //            dyn_smem
 //   warp:    lane_id, shfl_xor_u32 / shfl_xor_f32, ldsm<X, N> (N `ldmatrix .x<X>`),
-//            mma_16832<MT, NT, U8> (MT × NT `mma.sync.m16n8k32`) — in the simulation each a
+//            mma_16832<MT, NT, U8, B_U8> (MT × NT `mma.sync.m16n8k32`) — in the simulation each a
 //            fragment exchange through the per-warp scratch (sim::WarpOp) following the PTX ISA
 //            layouts
 //   block:   block_sync, threadfence
@@ -256,11 +256,14 @@ I8RT_INLINE void ldsm(unsigned (&r)[N][X], const unsigned (&rows)[N]) {
 #endif
 }
 
-// MT × NT instructions `mma.sync.aligned.m16n8k32.row.col.s32.<u8|s8>.s8.s32 acc[i][j], a[i],
-// b[j], acc[i][j]`: acc[i][j] (16 × 8, s32, wrapping) += A_i (16 × 32, u8 when U8 else s8) ·
-// B_j (32 × 8, s8), fragments in the PTX ISA layouts ("Matrix Fragments for mma.m16n8k32").
-template <int MT, int NT, bool U8>
+// MT × NT instructions `mma.sync.aligned.m16n8k32.row.col.s32.<atype>.<btype>.s32 acc[i][j],
+// a[i], b[j], acc[i][j]`: acc[i][j] (16 × 8, s32, wrapping) += A_i (16 × 32, u8 when U8 else s8)
+// · B_j (32 × 8, u8 when B_U8 else s8), fragments in the PTX ISA layouts ("Matrix Fragments for
+// mma.m16n8k32"). The tiled GEMM puts the activations in A (U8), the weight-streaming GEMV in B
+// (B_U8); no kernel multiplies two unsigned operands.
+template <int MT, int NT, bool U8, bool B_U8 = false>
 I8RT_INLINE void mma_16832(int (&acc)[MT][NT][4], const unsigned (&a)[MT][4], const unsigned (&b)[NT][2]) {
+    static_assert(!(U8 && B_U8), "u8 × u8 is not a GEMM of this crate");
 #ifdef I8RT_DEVICE_BUILD
 #pragma unroll
     for (int i = 0; i < MT; ++i) {
@@ -268,6 +271,11 @@ I8RT_INLINE void mma_16832(int (&acc)[MT][NT][4], const unsigned (&a)[MT][4], co
         for (int j = 0; j < NT; ++j) {
             if constexpr (U8) {
                 asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                    "{%0, %1, %2, %3};\n"
+                    : "+r"(acc[i][j][0]), "+r"(acc[i][j][1]), "+r"(acc[i][j][2]), "+r"(acc[i][j][3])
+                    : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
+            } else if constexpr (B_U8) {
+                asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.u8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
                     "{%0, %1, %2, %3};\n"
                     : "+r"(acc[i][j][0]), "+r"(acc[i][j][1]), "+r"(acc[i][j][2]), "+r"(acc[i][j][3])
                     : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]), "r"(b[j][0]), "r"(b[j][1]));
@@ -280,7 +288,7 @@ I8RT_INLINE void mma_16832(int (&acc)[MT][NT][4], const unsigned (&a)[MT][4], co
         }
     }
 #else
-    sim::mma_16832<MT, NT>(acc, a, b, U8);
+    sim::mma_16832<MT, NT>(acc, a, b, U8, B_U8);
 #endif
 }
 

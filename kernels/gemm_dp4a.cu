@@ -150,7 +150,6 @@ I8RT_INLINE void dot16(int (&acc)[SKINNY_MAX_M], const GemmParams& p, const unsi
 
 template <bool U8, bool VEC>
 I8RT_INLINE void body(const GemmParams& p) {
-    if (p.status && p.status->count != 0) return;
     const int warp = (int)(threadIdx.x >> 5), lane = lane_id();
     const int col = (int)blockIdx.x * COLS + warp;
     if (col >= p.n) return;  // whole warps leave together; no block barrier follows
@@ -186,7 +185,8 @@ I8RT_INLINE void body(const GemmParams& p) {
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) acc[i] += (int)shfl_xor_u32((unsigned)acc[i], o);
     }
-    if (lane == 0) {
+    // The status is read only now, so its load does not delay the weight stream's first loads.
+    if (lane == 0 && !(p.status && p.status->count != 0)) {
 #pragma unroll
         for (int i = 0; i < SKINNY_MAX_M; ++i) {
             if (i < p.m) {

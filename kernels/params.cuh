@@ -114,17 +114,20 @@ struct DequantizeParams {
 // zero-filled), fused with the range reduction. One block per row. Modes:
 //   ACT_ROWS:   dynamic per row: reduce row i, compute its scale (and zero point), quantize it;
 //   ACT_RANGE:  dynamic per tensor, pass 1: reduce row i, fold it into range[0] (min) and
-//               range[1] (max) with atomics on order-preserving words (the host initialises them
+//               range[1] (max) with atomics on order-preserving words (ACT_INIT initialises them
 //               to +inf and −inf);
 //   ACT_TENSOR: dynamic per tensor, pass 2: read range[], quantize row i; row 0 writes scales[0]
 //               (and zps[0]);
-//   ACT_STATIC: a fixed scales[0] (zps[0] or 0), `rule` / `factor`, `qmin` / `qmax`.
+//   ACT_STATIC: a fixed scales[0] (zps[0] or 0), `rule` / `factor`, `qmin` / `qmax`;
+//   ACT_INIT:   launched first with one block: status ← clear (count 0, first all ones) and, when
+//               `range` is set, range ← (+inf, −inf), so a forward uploads nothing per call.
 // Dynamic modes use the crate's schemes: symmetric s8 [-127, 127] (scale amax / 127), asymmetric
 // u8 [0, 255]. Every non-finite input is counted in `status` (always an error).
 #define ACT_ROWS 0
 #define ACT_RANGE 1
 #define ACT_TENSOR 2
 #define ACT_STATIC 3
+#define ACT_INIT 4
 
 struct ActQuantParams {
     const float* x;

@@ -154,6 +154,17 @@ I8RT_INLINE void act_quant_body(const ActQuantParams& p) {
     __shared__ float red_a[ACT_THREADS / 32];
     __shared__ float red_b[ACT_THREADS / 32];
     const int row = (int)blockIdx.x;
+    if (p.mode == ACT_INIT) {
+        if (row == 0 && threadIdx.x == 0) {
+            p.status->count = 0ull;
+            p.status->first = ~0ull;
+            if (p.range) {
+                p.range[0] = f32_to_ordered(__uint_as_float(0x7f800000u));
+                p.range[1] = f32_to_ordered(__uint_as_float(0xff800000u));
+            }
+        }
+        return;
+    }
     if (p.mode == ACT_STATIC) {
         const bool mul = p.rule == RULE_MULTIPLY;
         quantize_row<U8>(p, row, mul, mul ? p.factor : p.scales[0], p.zps ? p.zps[0] : 0, p.qmin, p.qmax, true);

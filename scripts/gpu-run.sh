@@ -2,13 +2,16 @@
 # scripts/gpu-run.sh (copied into the bundle as run.sh) — run the GPU verification built by
 # scripts/gpu-bundle.sh on a machine with an NVIDIA GPU, its driver, the CUDA toolkit and PyTorch
 # (no Rust toolchain): the GPU tests with INT8RT_REQUIRE_CUDA=1 (no GPU is a failure, not a
-# skip), the static kernel checks (cuobjdump from the toolkit), the criterion GPU benches, and the
-# PyTorch peers (cuBLAS f16, cuBLASLt int8) in the same call; prints a short table last.
+# skip), the static kernel checks (cuobjdump from the toolkit), the criterion GPU benches, the
+# PyTorch peers (cuBLAS f16, cuBLASLt int8) in the same call, and the per-call latency of a GPU
+# layer (examples/gpu_latency.rs); prints a short table last.
 #
 #   gpu-bundle/run.sh            # or: scripts/gpu-run.sh [bundle folder]
 #   device tool: run(command="bash gpu-bundle/run.sh", carry=["gpu-bundle"])  # logs land in $OUT
 #   INT8RT_BENCH_SWEEP=1 gpu-bundle/run.sh   # the bench also times every tensor-core tile × split-K
 #                                            # factor (the data to tune cuda::ops::mma_dispatch; ~8 min more)
+#   INT8RT_BENCH_SWEEP=deep ...               # only the deep-pipeline tiles against their twins (~2 min)
+#   INT8RT_SKIP_CALIB_BENCH=1 ...             # without the calibration-collection bench
 set -uo pipefail
 dir="${1:-$(cd "$(dirname "$0")" && pwd)}"
 has_bins() { [ -d "$1/bin" ] || [ -f "$1/bin.tar.xz" ]; }
@@ -40,13 +43,22 @@ step() {
     tail -n 40 "$logs/$name.log"
     steps+=("$name|$r|$((SECONDS - t0)) s|$(grep -h '^test result' "$logs/$name.log" | sed 's/test result: //; s/; finished.*//' | tr '\n' ' ')")
 }
+# Correctness first, then the timings (a run cut off at the device's time limit keeps the most
+# important logs), then the rest.
 step gpu-tests "$bins/gpu" --test-threads=1
-step gpu-calib-tests "$bins/gpu_calib" --test-threads=1
-step qat-gpu-tests "$bins/qat_gpu" --test-threads=1
 step kernel-checks "$bins/kernels_static" --nocapture
 step bench "$bins/gpu_gemm" --bench
-step calib-bench "$bins/gpu_calib_collect" --bench
-step peers python3 "$dir/gpu-peers.py"
+# The peers at the bench's shapes (benches/gpu_gemm.rs: SHAPES, EXTRA_SHAPES, and M = 256 in a sweep).
+shapes="1,4096,4096 8,4096,4096 32,4096,4096 128,4096,4096 512,1024,1024 1024,4096,1024 2048,2048,2048"
+shapes="$shapes 8192,8192,8192 2,4096,4096 4,4096,4096 16,4096,4096 64,4096,4096 1,8192,8192 8,8192,8192"
+[ -n "${INT8RT_BENCH_SWEEP:-}" ] && shapes="$shapes 256,4096,4096"
+# shellcheck disable=SC2086
+step peers python3 "$dir/gpu-peers.py" --shapes $shapes
+[ -x "$bins/gpu_latency" ] && step latency "$bins/gpu_latency"
+step gpu-calib-tests "$bins/gpu_calib" --test-threads=1
+step qat-gpu-tests "$bins/qat_gpu" --test-threads=1
+# INT8RT_SKIP_CALIB_BENCH=1 leaves out the calibration-collection bench (its kernels unchanged).
+[ -z "${INT8RT_SKIP_CALIB_BENCH:-}" ] && step calib-bench "$bins/gpu_calib_collect" --bench
 
 echo
 echo "== summary (${gpu:-unknown GPU})"

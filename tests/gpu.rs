@@ -143,7 +143,7 @@ fn has_mma(dev: &CudaDevice) -> bool {
 fn want_path(dev: &CudaDevice, kernel: GemmKernel, m: usize) -> Path {
     match kernel {
         GemmKernel::Dp4a => Path::CudaDp4a,
-        GemmKernel::Mma(_) => Path::CudaMma,
+        GemmKernel::Mma(_) | GemmKernel::MmaGemv => Path::CudaMma,
         GemmKernel::Auto if has_mma(dev) && m > 1 => Path::CudaMma,
         GemmKernel::Auto => Path::CudaDp4a,
     }
@@ -266,10 +266,15 @@ fn check_gemm(dev: &CudaDevice, rng: &mut Rng, m: usize, n: usize, k: usize, ker
 fn gemm_matches_reference_over_shapes() {
     let Some(dev) = gpu() else { return };
     let mut rng = Rng::new(11);
-    // Both families: dp4a forced, and the default (the tensor cores with the dispatch table's
-    // tile and split on sm_80+). Every size 1..=17 in one dimension with the others odd, tile
-    // edges ± 1, GEMV and deep shapes.
-    for kernel in [GemmKernel::Dp4a, GemmKernel::Auto] {
+    // Every family: dp4a forced, the default (on sm_80+ the weight-streaming tensor-core GEMV
+    // for few rows, the dispatch table's tile and split above), and the tensor-core GEMV forced
+    // (any M: 8-, 16- and 32-row block rows, several of them past 32). Every size 1..=17 in one
+    // dimension with the others odd, tile edges ± 1, GEMV and deep shapes.
+    let mut kernels = vec![GemmKernel::Dp4a, GemmKernel::Auto];
+    if has_mma(&dev) {
+        kernels.push(GemmKernel::MmaGemv);
+    }
+    for kernel in kernels {
         for d in 1..=17 {
             check_gemm(&dev, &mut rng, d, 13, 29, kernel);
             check_gemm(&dev, &mut rng, 9, d, 31, kernel);

@@ -419,11 +419,12 @@ inline void ldmatrix(unsigned (*r)[X], const void* const* rows) {
     }
 }
 
-// MT × NT instructions `mma.sync.aligned.m16n8k32.row.col.s32.<u8|s8>.s8.s32 acc[i][j], a[i], b[j],
-// acc[i][j]` (no .satfinite: the s32 sums wrap). Each lane's D elements are computed from the A
-// and B elements the ISA layouts place in the other lanes' registers.
+// MT × NT instructions `mma.sync.aligned.m16n8k32.row.col.s32.<atype>.<btype>.s32 acc[i][j], a[i],
+// b[j], acc[i][j]` (types u8 or s8 each; no .satfinite: the s32 sums wrap). Each lane's D elements
+// are computed from the A and B elements the ISA layouts place in the other lanes' registers.
 template <int MT, int NT>
-inline void mma_16832(int (*acc)[NT][4], const unsigned (*a)[4], const unsigned (*b)[2], bool a_unsigned) {
+inline void mma_16832(int (*acc)[NT][4], const unsigned (*a)[4], const unsigned (*b)[2], bool a_unsigned,
+                      bool b_unsigned = false) {
     static_assert(MT * 16 + NT * 8 <= (int)WARP_SLOT_BYTES, "too many mma operands in one batch");
     WarpOp op;
     std::memcpy(op.mine(), a, MT * 16);
@@ -444,7 +445,7 @@ inline void mma_16832(int (*acc)[NT][4], const unsigned (*a)[4], const unsigned 
                 for (int k = 0; k < 32; ++k) {
                     const frag::Where wa = inv.a[c.row][k], wb = inv.b[k][c.col];
                     const int av = reg_byte(reg(wa.lane, i * 16 + (wa.elem / 4) * 4), wa.elem % 4, !a_unsigned);
-                    const int bv = reg_byte(reg(wb.lane, MT * 16 + j * 8 + (wb.elem / 4) * 4), wb.elem % 4, true);
+                    const int bv = reg_byte(reg(wb.lane, MT * 16 + j * 8 + (wb.elem / 4) * 4), wb.elem % 4, !b_unsigned);
                     sum += (unsigned)(av * bv);
                 }
                 acc[i][j][e] = (int)sum;

@@ -30,6 +30,14 @@ const TILE_M: usize = 128;
 const TILE_N: usize = 128;
 /// Threads per block of the elementwise and per-row kernels.
 pub(crate) const THREADS: u32 = 256;
+/// The weight-streaming tensor-core GEMV (`kernels/gemv_mma.cu`): weight rows per block
+/// (`gemv::BN`), threads per block (`gemv::THREADS`), and the most activation rows one block
+/// row covers (`8 · MT` with MT = 4).
+const GEMV_BN: usize = 16;
+const GEMV_THREADS: u32 = 256;
+pub(crate) const GEMV_MAX_BM: usize = 32;
+/// `GemmKernel::Auto` runs the weight-streaming tensor-core GEMV for `2 ≤ M ≤` this.
+pub(crate) const GEMV_AUTO_MAX_M: usize = 32;
 
 /// The row stride the crate uses for `k` int8 values.
 pub(crate) fn padded_k(k: usize) -> usize {
@@ -148,6 +156,28 @@ pub enum GemmKernel {
     /// Always the tensor cores: with the dispatch table's choice, or with the given tile and
     /// split (for tuning the table). `Err(PathUnavailable)` before sm_80 or for unaligned rows.
     Mma(Option<MmaConfig>),
+    /// Always the weight-streaming tensor-core GEMV (`kernels/gemv_mma.cu`, [`Path::CudaMma`]):
+    /// weights straight from memory into `mma` fragments, 8, 16 or 32 activation rows per block
+    /// row (any `M`; built for few). `Err(PathUnavailable)` like [`GemmKernel::Mma`].
+    MmaGemv,
+}
+
+/// What a GEMM launches: the dp4a kernels, a tiled tensor-core configuration, or the
+/// weight-streaming tensor-core GEMV.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Plan {
+    Dp4a,
+    Tiled(MmaConfig),
+    Gemv,
+}
+
+impl Plan {
+    fn path(self) -> Path {
+        match self {
+            Plan::Dp4a => Path::CudaDp4a,
+            Plan::Tiled(_) | Plan::Gemv => Path::CudaMma,
+        }
+    }
 }
 
 /// A tensor-core block tile: rows of X (`M`) × rows of W (`N`) per thread block, one kernel
@@ -164,23 +194,32 @@ pub enum MmaTile {
     M128N256,
     /// 256 × 128, 8 warps.
     M256N128,
+    /// 16 × 128 with 8 pipeline stages (72 KiB): for grids of one or two blocks per SM.
+    M16N128Deep,
+    /// 64 × 128 with 8 stages (96 KiB).
+    M64N128Deep,
+    /// 128 × 128 with 6 stages (96 KiB).
+    M128N128Deep,
 }
 
 impl MmaTile {
     /// Every tile.
-    pub const ALL: [MmaTile; 5] = [
+    pub const ALL: [MmaTile; 8] = [
         MmaTile::M16N128,
         MmaTile::M64N128,
         MmaTile::M128N128,
         MmaTile::M128N256,
         MmaTile::M256N128,
+        MmaTile::M16N128Deep,
+        MmaTile::M64N128Deep,
+        MmaTile::M128N128Deep,
     ];
     /// Rows of X (and Y) per block (`BM` in the kernel).
     pub const fn bm(self) -> usize {
         match self {
-            MmaTile::M16N128 => 16,
-            MmaTile::M64N128 => 64,
-            MmaTile::M128N128 | MmaTile::M128N256 => 128,
+            MmaTile::M16N128 | MmaTile::M16N128Deep => 16,
+            MmaTile::M64N128 | MmaTile::M64N128Deep => 64,
+            MmaTile::M128N128 | MmaTile::M128N256 | MmaTile::M128N128Deep => 128,
             MmaTile::M256N128 => 256,
         }
     }
@@ -202,6 +241,8 @@ impl MmaTile {
     pub const fn stages(self) -> usize {
         match self {
             MmaTile::M128N256 | MmaTile::M256N128 => 3,
+            MmaTile::M16N128Deep | MmaTile::M64N128Deep => 8,
+            MmaTile::M128N128Deep => 6,
             _ => 4,
         }
     }
@@ -223,6 +264,12 @@ impl MmaTile {
             (MmaTile::M128N256, true) => GemmMma128x256U8,
             (MmaTile::M256N128, false) => GemmMma256x128S8,
             (MmaTile::M256N128, true) => GemmMma256x128U8,
+            (MmaTile::M16N128Deep, false) => GemmMma16x128dS8,
+            (MmaTile::M16N128Deep, true) => GemmMma16x128dU8,
+            (MmaTile::M64N128Deep, false) => GemmMma64x128dS8,
+            (MmaTile::M64N128Deep, true) => GemmMma64x128dU8,
+            (MmaTile::M128N128Deep, false) => GemmMma128x128dS8,
+            (MmaTile::M128N128Deep, true) => GemmMma128x128dU8,
         }
     }
 }
@@ -496,42 +543,88 @@ pub(crate) fn dp4a_plan(
     ))
 }
 
-/// The path a GEMM takes: `Some(config)` for the tensor cores, `None` for dp4a (DESIGN.md §2:
-/// chosen from the GPU's compute capability, overridable, reported).
-fn choose_kernel(
+/// What a GEMM launches (DESIGN.md §2: chosen from the GPU's compute capability, overridable,
+/// reported). `Auto` on sm_80+ with aligned rows: the dp4a GEMV for one row, the weight-streaming
+/// tensor-core GEMV up to [`GEMV_AUTO_MAX_M`] rows, the dispatch table's tile above.
+pub(crate) fn choose_kernel(
     kernel: GemmKernel,
     arch: u32,
     aligned: bool,
     (m, n, k): (usize, usize, usize),
     sms: u32,
-) -> Result<Option<MmaConfig>> {
+) -> Result<Plan> {
     const MMA_ARCH: u32 = 80;
-    match kernel {
-        GemmKernel::Dp4a => Ok(None),
-        // One row: the dp4a GEMV streams the weights faster than any tensor-core tile (H200).
-        GemmKernel::Auto => {
-            Ok((arch >= MMA_ARCH && aligned && m > 1).then(|| mma_dispatch(m, n, k, arch, sms)))
+    let tensor_cores = |m: usize| {
+        if m <= GEMV_AUTO_MAX_M {
+            Plan::Gemv
+        } else {
+            Plan::Tiled(mma_dispatch(m, n, k, arch, sms))
         }
+    };
+    let forced_ok = || {
+        if arch < MMA_ARCH {
+            return Err(Error::PathUnavailable {
+                path: Path::CudaMma,
+                reason: format!(
+                    "the tensor-core kernels need sm_80 or newer; this GPU is sm_{arch}"
+                ),
+            });
+        }
+        if !aligned {
+            return Err(Error::PathUnavailable {
+                path: Path::CudaMma,
+                reason: "the tensor-core kernels need 16-byte-aligned rows (lda, ldb and both base addresses multiples of 16)".into(),
+            });
+        }
+        Ok(())
+    };
+    match kernel {
+        GemmKernel::Dp4a => Ok(Plan::Dp4a),
+        // One row: the dp4a GEMV streams the weights faster than any tensor-core tile (H200).
+        GemmKernel::Auto if arch >= MMA_ARCH && aligned && m > 1 => Ok(tensor_cores(m)),
+        GemmKernel::Auto => Ok(Plan::Dp4a),
         GemmKernel::Mma(cfg) => {
-            if arch < MMA_ARCH {
-                return Err(Error::PathUnavailable {
-                    path: Path::CudaMma,
-                    reason: format!(
-                        "the tensor-core kernels need sm_80 or newer; this GPU is sm_{arch}"
-                    ),
-                });
-            }
-            if !aligned {
-                return Err(Error::PathUnavailable {
-                    path: Path::CudaMma,
-                    reason: "the tensor-core kernels need 16-byte-aligned rows (lda, ldb and both base addresses multiples of 16)".into(),
-                });
-            }
-            Ok(Some(
-                cfg.unwrap_or_else(|| mma_dispatch(m, n, k, arch, sms)),
-            ))
+            forced_ok()?;
+            Ok(cfg.map_or_else(|| tensor_cores(m), Plan::Tiled))
+        }
+        GemmKernel::MmaGemv => {
+            forced_ok()?;
+            Ok(Plan::Gemv)
         }
     }
+}
+
+/// The kernel and grid of the weight-streaming tensor-core GEMV: the narrowest block row (8, 16
+/// or 32 activation rows) that covers `m` (or 32, repeated over `⌈m / 32⌉` block rows).
+pub(crate) fn gemv_plan(m: usize, n: usize, u8_act: bool) -> Result<(KernelId, Grid)> {
+    use KernelId::*;
+    let (bm, kid) = match (m, u8_act) {
+        (0..=8, false) => (8, GemvMmaM8S8),
+        (0..=8, true) => (8, GemvMmaM8U8),
+        (9..=16, false) => (16, GemvMmaM16S8),
+        (9..=16, true) => (16, GemvMmaM16U8),
+        (_, false) => (GEMV_MAX_BM, GemvMmaM32S8),
+        (_, true) => (GEMV_MAX_BM, GemvMmaM32U8),
+    };
+    let gy = m.div_ceil(bm);
+    if gy > 65535 {
+        return Err(Error::Dimension {
+            what: "m",
+            detail: format!("{m} rows exceed the grid's 65535 row blocks of {bm}"),
+        });
+    }
+    let gx = u32::try_from(n.div_ceil(GEMV_BN)).map_err(|_| Error::Dimension {
+        what: "n",
+        detail: format!("{n} columns exceed the grid"),
+    })?;
+    Ok((
+        kid,
+        Grid {
+            grid: [gx, gy as u32, 1],
+            block: [GEMV_THREADS, 1, 1],
+            smem: 0,
+        },
+    ))
 }
 
 /// Run a device GEMM. Checks every length the kernel indexes, chooses the kernel (`g.kernel`,
@@ -591,12 +684,8 @@ pub(crate) fn gemm<E: Exec>(
         && g.ldb.is_multiple_of(ROW_ALIGN)
         && x.is_multiple_of(ROW_ALIGN as u64)
         && w.is_multiple_of(ROW_ALIGN as u64);
-    let mma = choose_kernel(g.kernel, e.arch(), aligned, (m, n, k), e.sm_count())?;
-    let path = if mma.is_some() {
-        Path::CudaMma
-    } else {
-        Path::CudaDp4a
-    };
+    let plan = choose_kernel(g.kernel, e.arch(), aligned, (m, n, k), e.sm_count())?;
+    let path = plan.path();
     if m == 0 || n == 0 {
         return Ok(path);
     }
@@ -670,17 +759,30 @@ pub(crate) fn gemm<E: Exec>(
             out_qmax: oq.qmax,
         },
     };
-    let Some(cfg) = mma else {
-        let (kid, grid) = dp4a_plan(m, n, u8_act, aligned)?;
-        // SAFETY: every address comes from a buffer of `e` whose guard lives to the end of this
-        // function; the lengths checked above cover every index the kernel forms: x rows
-        // i < m at i·lda + [0, k), w rows j < n at j·ldb + [0, k) (16-byte reads only below
-        // k rounded down to 16, and only when strides and base addresses are multiples of 16, as
-        // checked for `aligned`), wsum / w_scale / bias [0, n), act_scale / act_zp [0, m) per row
-        // or [0] per tensor, y [0, m·n), status [0]. `GemmParams` is the block of every dp4a
-        // GEMM kernel.
-        unsafe { e.launch(kid, grid, &p)? };
-        return Ok(path);
+    let cfg = match plan {
+        Plan::Tiled(cfg) => cfg,
+        Plan::Gemv => {
+            let (kid, grid) = gemv_plan(m, n, u8_act)?;
+            // SAFETY: as for the dp4a launch below, with 16-byte reads of x rows i < m and w rows
+            // j < n only at 16-byte-aligned offsets whose 16 bytes lie below k (the step that
+            // crosses k is read with byte guards), which `aligned` (the plan requires it)
+            // guarantees lie inside the buffers. The grid is [⌈n/16⌉, ⌈m/BM⌉] blocks of 256
+            // threads with static shared memory only. `GemmParams` is its block.
+            unsafe { e.launch(kid, grid, &p)? };
+            return Ok(path);
+        }
+        Plan::Dp4a => {
+            let (kid, grid) = dp4a_plan(m, n, u8_act, aligned)?;
+            // SAFETY: every address comes from a buffer of `e` whose guard lives to the end of this
+            // function; the lengths checked above cover every index the kernel forms: x rows
+            // i < m at i·lda + [0, k), w rows j < n at j·ldb + [0, k) (16-byte reads only below
+            // k rounded down to 16, and only when strides and base addresses are multiples of 16, as
+            // checked for `aligned`), wsum / w_scale / bias [0, n), act_scale / act_zp [0, m) per row
+            // or [0] per tensor, y [0, m·n), status [0]. `GemmParams` is the block of every dp4a
+            // GEMM kernel.
+            unsafe { e.launch(kid, grid, &p)? };
+            return Ok(path);
+        }
     };
 
     let l = MmaLaunch::new(cfg, m, n, k)?;
@@ -766,8 +868,8 @@ pub(crate) type StaticScale<E> = (<E as Exec>::Buf<f32>, Option<<E as Exec>::Buf
 pub(crate) type StaticScaleRef<'a, E> =
     (&'a <E as Exec>::Buf<f32>, Option<&'a <E as Exec>::Buf<i32>>);
 
-/// Quantize `x[m, k]` (device, f32) into `q[m, padded_k(k)]`. Non-finite inputs are counted in
-/// `status` (the caller reads it).
+/// Quantize `x[m, k]` (device, f32) into `q[m, padded_k(k)]`. `status` is cleared on the device
+/// first (any contents on entry), then counts non-finite inputs (the caller reads it).
 pub(crate) fn quantize_activations<E: Exec>(
     e: &E,
     x: &E::Buf<f32>,
@@ -791,27 +893,46 @@ pub(crate) fn quantize_activations<E: Exec>(
         ),
         ActMode::Static(p) => (!static_is_s8(&p), false, 1),
     };
+    // Written whole by the kernels before anything reads them (q's padding columns included;
+    // static mode reads its own scale, not `scales`): no zero-fill per call.
     let mut q = if u8_out {
-        DevQ::U8(e.alloc::<u8>(ql)?)
+        DevQ::U8(e.alloc_scratch::<u8>(ql)?)
     } else {
-        DevQ::S8(e.alloc::<i8>(ql)?)
+        DevQ::S8(e.alloc_scratch::<i8>(ql)?)
     };
-    let mut scales = e.alloc::<f32>(nscales)?;
+    let mut scales = e.alloc_scratch::<f32>(nscales)?;
     let mut zps = if u8_out && !matches!(mode, ActMode::Static(_)) {
-        Some(e.alloc::<i32>(nscales)?)
+        Some(e.alloc_scratch::<i32>(nscales)?)
     } else {
         None
     };
-    // The per-tensor range as order-preserving words: min starts at +inf, max at −inf.
-    let mut range = e.upload(&[
-        f32_to_ordered(f32::INFINITY),
-        f32_to_ordered(f32::NEG_INFINITY),
-    ])?;
+    // The per-tensor range as order-preserving words; ACT_INIT sets min to +inf and max to −inf
+    // and clears the status on the device, so nothing is uploaded per call (a pageable upload
+    // may wait for the stream).
+    let mut range = e.alloc_scratch::<u32>(2)?;
     let kid = if u8_out {
         KernelId::ActQuantU8
     } else {
         KernelId::ActQuantS8
     };
+    {
+        let (ra, _gr) = e.addr_mut(&mut range);
+        let (st, _gs) = e.addr_mut(status);
+        let p = ActQuantParams {
+            range: ra,
+            status: st,
+            mode: ACT_INIT,
+            ..Default::default()
+        };
+        let one = Grid {
+            grid: [1, 1, 1],
+            block: [THREADS, 1, 1],
+            smem: 0,
+        };
+        // SAFETY: ACT_INIT writes status[0] and range[0..2] only (both checked or allocated
+        // above) from one thread of one block.
+        unsafe { e.launch(kid, one, &p)? };
+    }
     if m == 0 {
         return Ok(DevQuantized {
             q,
@@ -1253,7 +1374,8 @@ impl<E: Exec> DevLinear<E> {
         out: &mut DevOut<'_, E>,
     ) -> Result<Path> {
         let input = format!("{}.input", self.name);
-        let mut status = e.upload(&[Status::CLEAR])?;
+        // Cleared on the device by the activation quantization's first launch.
+        let mut status = e.alloc_scratch::<Status>(1)?;
         let static_scale = self.static_scale.as_ref().map(|(s, z)| (s, z.as_ref()));
         let dq = quantize_activations(e, x, m, self.k, self.mode, static_scale, &mut status)?;
         let (scale_buf, zp_buf) = match &self.static_scale {
@@ -1311,7 +1433,8 @@ impl<E: Exec> DevLinear<E> {
             y: &mut [T],
             wrap: impl FnOnce(&mut E::Buf<T>) -> DevOut<'_, E>,
         ) -> Result<Path> {
-            let mut yd = e.alloc::<T>(y.len().max(1))?;
+            // Written whole by the GEMM before it is read (on error nothing is read).
+            let mut yd = e.alloc_scratch::<T>(y.len().max(1))?;
             let path = l.forward(e, xd, m, &mut wrap(&mut yd))?;
             e.read(&yd, y)?;
             Ok(path)

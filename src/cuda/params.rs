@@ -23,6 +23,7 @@ pub(crate) const ACT_ROWS: i32 = 0;
 pub(crate) const ACT_RANGE: i32 = 1;
 pub(crate) const ACT_TENSOR: i32 = 2;
 pub(crate) const ACT_STATIC: i32 = 3;
+pub(crate) const ACT_INIT: i32 = 4;
 
 /// `struct Status`: non-finite input count and first flat index (`u64::MAX` when none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Pod, Zeroable)]

@@ -54,8 +54,9 @@ impl KernelId {
     }
 
     /// Whether this kernel is a tensor-core GEMM (its SASS must contain `IMMA`): every kernel of
-    /// a `kernels/gemm_mma*.cu` module.
+    /// a `kernels/gemm_mma*.cu` or `kernels/gemv_mma*.cu` module.
     pub fn uses_mma(self) -> bool {
-        self.module().file().starts_with("gemm_mma")
+        let f = self.module().file();
+        f.starts_with("gemm_mma") || f.starts_with("gemv_mma")
     }
 }

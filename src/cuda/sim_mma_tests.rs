@@ -564,8 +564,9 @@ fn mma_split_k_gives_the_same_bits_for_every_split() {
 
 #[test]
 fn mma_dispatch_choice_runs_and_matches_reference() {
-    // The default choice (dispatch table) on the simulated H100 for decode-like shapes, where
-    // it splits K, and a tiled one; the plan is printed for the record.
+    // The default choice on the simulated H100: decode-like shapes (the weight-streaming GEMV
+    // since it exists; the tiled table's split-K plan is still printed and checked) and tiled
+    // ones; the plan is printed for the record.
     let mut rng = Rng::new(43);
     let e = SimExec::new();
     for (i, &(m, n, k)) in [
@@ -696,7 +697,7 @@ fn path_choice_follows_architecture_alignment_and_forcing() {
         false,
     );
     // Forced tensor cores where they cannot run: an error naming the path, before any launch.
-    let forced_err = |arch: u32, lda: usize| {
+    let forced_err = |arch: u32, lda: usize, kernel: GemmKernel| {
         let e = SimExec::with_arch(arch, 108);
         let (m, n, k) = (4, 3, 16);
         let x = e.upload(&vec![1i8; m * lda]).unwrap();
@@ -719,14 +720,19 @@ fn path_choice_follows_architecture_alignment_and_forcing() {
             act_zp: None,
             bias: DevBias::None,
             status: None,
-            kernel: GemmKernel::Mma(None),
+            kernel,
         };
         let r = ops::gemm(&e, &g, &mut DevOut::I32(&mut y), &ScratchCache::new());
         assert_eq!(e.take_stats(), SimStats::default(), "nothing may run");
         r
     };
-    for (arch, lda) in [(75, 16), (90, 17)] {
-        let err = forced_err(arch, lda).unwrap_err();
+    for (arch, lda, kernel) in [
+        (75, 16, GemmKernel::Mma(None)),
+        (90, 17, GemmKernel::Mma(None)),
+        (75, 16, GemmKernel::MmaGemv),
+        (90, 17, GemmKernel::MmaGemv),
+    ] {
+        let err = forced_err(arch, lda, kernel).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -735,7 +741,7 @@ fn path_choice_follows_architecture_alignment_and_forcing() {
                     ..
                 }
             ),
-            "sm_{arch} lda {lda}: {err:?}"
+            "sm_{arch} lda {lda} {kernel:?}: {err:?}"
         );
     }
     // A zero split factor is refused.
@@ -849,9 +855,9 @@ fn dispatch_table_covers_the_design_shapes_sensibly() {
 }
 
 #[test]
-fn mma_split_k_with_flagged_input_writes_nothing_and_leaves_the_counters_clear() {
-    // A status that reports non-finite input makes every block return before it counts, so the
-    // output keeps its sentinel and the per-tile counters stay zero: the next launch with the
+fn mma_split_k_and_gemv_with_flagged_input_write_nothing_and_leave_the_counters_clear() {
+    // A status that reports non-finite input makes every block return before it counts (or, in
+    // the GEMV, before its epilogue), so the output keeps its sentinel and the per-tile counters stay zero: the next launch with the
     // same scratch (and a clear status) is exact.
     use super::params::Status;
     let e = SimExec::new();
@@ -876,7 +882,19 @@ fn mma_split_k_with_flagged_input_writes_nothing_and_leaves_the_counters_clear()
                 .sum()
         })
         .collect();
-    for (status, expect_written) in [(&bad, false), (&good, true), (&bad, false), (&good, true)] {
+    for (i, (status, expect_written)) in
+        [(&bad, false), (&good, true), (&bad, false), (&good, true)]
+            .into_iter()
+            .cycle()
+            .take(8)
+            .enumerate()
+    {
+        // First the split tiled kernel, then the weight-streaming GEMV.
+        let kernel = if i < 4 {
+            forced(MmaTile::M16N128, 4)
+        } else {
+            GemmKernel::MmaGemv
+        };
         let mut y = e.upload(&vec![-7i32; m * n]).unwrap();
         let g = GemmDev {
             m,
@@ -893,7 +911,7 @@ fn mma_split_k_with_flagged_input_writes_nothing_and_leaves_the_counters_clear()
             act_zp: None,
             bias: DevBias::None,
             status: Some(status),
-            kernel: forced(MmaTile::M16N128, 4),
+            kernel,
         };
         assert_eq!(
             ops::gemm(&e, &g, &mut DevOut::I32(&mut y), &scratch).unwrap(),
@@ -907,4 +925,118 @@ fn mma_split_k_with_flagged_input_writes_nothing_and_leaves_the_counters_clear()
             assert!(got.iter().all(|&v| v == -7), "written despite the status");
         }
     }
+}
+
+/// The weight-streaming GEMV ran: mma, and neither ldmatrix nor cp.async (its fragments come
+/// straight from global memory).
+fn assert_gemv_stats(e: &SimExec, what: &str) {
+    let st = e.take_stats();
+    assert!(
+        st.mma > 0 && st.ldmatrix == 0 && st.cp_async == 0,
+        "{what}: {st:?}"
+    );
+}
+
+#[test]
+fn gemv_matches_reference_around_every_edge() {
+    // The three block-row widths (8, 16, 32 activation rows) at, below and above their edges and
+    // over several block rows (M = 33, 70); N around the 16 weight rows of a block; K around the
+    // 64-byte step, the 512 bytes of one round of 8 warps, the tail step and its 16-byte pieces
+    // (1, 15, 17, 63, 65, 8 · 64 + 40), a warp with no whole step (K = 3 · 64: warps 3–7 idle),
+    // several batches per warp (K = 64 · 8 · 5 + 16) and K = 0 (bias only).
+    let mut rng = Rng::new(48);
+    let e = SimExec::new();
+    for (i, &(m, n, k)) in [
+        (1, 16, 64),
+        (1, 17, 1),
+        (2, 15, 15),
+        (3, 33, 17),
+        (7, 16, 63),
+        (8, 31, 65),
+        (9, 16, 512),
+        (16, 20, 8 * 64 + 40),
+        (17, 16, 3 * 64),
+        (31, 5, 64 * 8 * 5 + 16),
+        (32, 16, 100),
+        (33, 18, 130),
+        (70, 17, 48),
+        (5, 9, 0),
+    ]
+    .iter()
+    .enumerate()
+    {
+        check_gemm_on(
+            &e,
+            GemmKernel::MmaGemv,
+            Path::CudaMma,
+            &mut rng,
+            m,
+            n,
+            k,
+            ACTS[i % 4],
+            BIASES[(i / 4 + i) % 3],
+            true,
+            false,
+        );
+    }
+    assert_gemv_stats(&e, "gemv");
+}
+
+#[test]
+fn gemv_extreme_operands_are_exact_and_auto_chooses_it_for_few_rows() {
+    // All-extreme operands over a deep K: any saturating or sign-misread step shows.
+    let mut rng = Rng::new(49);
+    let e = SimExec::new();
+    for act in [ActCase::S8Tensor, ActCase::U8Tensor, ActCase::U8Rows] {
+        check_gemm_on(
+            &e,
+            GemmKernel::MmaGemv,
+            Path::CudaMma,
+            &mut rng,
+            10,
+            20,
+            1200,
+            act,
+            BiasCase::I32,
+            true,
+            true,
+        );
+    }
+    assert_gemv_stats(&e, "gemv extreme");
+    // Auto: 2 ≤ M ≤ GEMV_AUTO_MAX_M rows on sm_80+ run it; one row runs the dp4a GEMV.
+    for (m, gemv) in [(2, true), (ops::GEMV_AUTO_MAX_M, true), (1, false)] {
+        check_gemm_on(
+            &e,
+            GemmKernel::Auto,
+            if gemv { Path::CudaMma } else { Path::CudaDp4a },
+            &mut rng,
+            m,
+            24,
+            200,
+            ActCase::S8Rows,
+            BiasCase::F32,
+            true,
+            false,
+        );
+        let st = e.take_stats();
+        assert_eq!(st.mma > 0 && st.ldmatrix == 0, gemv, "M = {m}: {st:?}");
+    }
+    let next = ops::GEMV_AUTO_MAX_M + 1;
+    check_gemm_on(
+        &e,
+        GemmKernel::Auto,
+        Path::CudaMma,
+        &mut rng,
+        next,
+        24,
+        200,
+        ActCase::U8Tensor,
+        BiasCase::None,
+        true,
+        false,
+    );
+    assert!(
+        e.take_stats().ldmatrix > 0,
+        "M = {next} runs a tiled kernel"
+    );
 }
