@@ -26,8 +26,7 @@
 //!
 //! `INT8RT_BENCH_SWEEP=1` also times every tensor-core tile at split-K factors 1, 2, 4, 8 and 16
 //! (i32 out; rows `mma_<tile>_s<splits>`): the data for tuning the dispatch table
-//! (`cuda::ops::mma_dispatch`); `INT8RT_BENCH_SWEEP=deep` only the deep-pipeline tiles against
-//! their 4-stage twins at 1, 2 and 4 splits, for M ≥ 16.
+//! (`cuda::ops::mma_dispatch`).
 //!
 //!   cargo bench --features gpu-bench --bench gpu_gemm
 //!   cargo bench --features gpu-bench --bench gpu_gemm -- 'gpu/1x4096x4096'
@@ -75,20 +74,9 @@ const EVENT_REPS: usize = 50;
 /// Per (path, shape): seconds per call from criterion's timed runs, and the event-timed median.
 type Samples = Arc<Mutex<Vec<(String, (usize, usize, usize), Vec<f64>, f64)>>>;
 
-/// `INT8RT_BENCH_SWEEP`: `1` times every tile × split-K factor, `deep` the deep-pipeline tiles
-/// against their 4-stage twins.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Sweep {
-    All,
-    Deep,
-}
-
-fn sweep_mode() -> Option<Sweep> {
-    match std::env::var("INT8RT_BENCH_SWEEP").as_deref() {
-        Ok("1") => Some(Sweep::All),
-        Ok("deep") => Some(Sweep::Deep),
-        _ => None,
-    }
+/// `INT8RT_BENCH_SWEEP=1`: time every tile × split-K factor too.
+fn sweep_mode() -> bool {
+    std::env::var("INT8RT_BENCH_SWEEP").as_deref() == Ok("1")
 }
 
 /// The peers' method (gpu-peers.py): after 10 warm-up calls, CUDA events recorded around each of
@@ -333,19 +321,10 @@ fn bench_shape(
     let stream = dev.new_stream().unwrap();
     let mut g = c.benchmark_group(format!("gpu/{m}x{k}x{n}"));
     g.throughput(Throughput::Elements(2 * (m * n * k) as u64));
-    // The sweeps time many configurations per shape: shorter windows keep them inside one device
-    // call.
+    // The sweep times ~25 configurations per shape: shorter windows keep it inside one device call.
     let sweep = sweep_mode();
-    g.warm_up_time(Duration::from_millis(if sweep.is_some() {
-        100
-    } else {
-        300
-    }));
-    g.measurement_time(Duration::from_millis(if sweep.is_some() {
-        500
-    } else {
-        1500
-    }));
+    g.warm_up_time(Duration::from_millis(if sweep { 100 } else { 300 }));
+    g.measurement_time(Duration::from_millis(if sweep { 500 } else { 1500 }));
     g.sample_size(10);
     let nsets = ROTATE_BYTES.div_ceil(m * k + n * k).clamp(1, 8);
     let record = |name: &str, v: Vec<f64>, ev: f64| {
@@ -395,34 +374,21 @@ fn bench_shape(
     if mma && m <= 128 {
         runs.push(("int8rt_gemv_i32".into(), GemmKernel::MmaGemv, false));
     }
-    // Sweep rows `mma_<tile>_s<splits>`: every tile at splits 1..16 (`1`), or the deep-pipeline
-    // tiles against their 4-stage twins at splits 1, 2, 4 (`deep`, M ≥ 16; 8192³ unsplit).
-    let sweep_runs: Vec<(MmaTile, u32)> = match sweep {
-        _ if !mma => Vec::new(),
-        Some(Sweep::All) => MmaTile::ALL
+    // Sweep rows `mma_<tile>_s<splits>`: every tile at splits 1 … 16.
+    let sweep_runs: Vec<(MmaTile, u32)> = if mma && sweep {
+        MmaTile::ALL
             .iter()
             .flat_map(|&t| [1u32, 2, 4, 8, 16].map(|s| (t, s)))
-            .collect(),
-        Some(Sweep::Deep) if m >= 16 => [
-            MmaTile::M16N128,
-            MmaTile::M16N128Deep,
-            MmaTile::M64N128,
-            MmaTile::M64N128Deep,
-            MmaTile::M128N128,
-            MmaTile::M128N128Deep,
-        ]
-        .iter()
-        .flat_map(|&t| [1u32, 2, 4].map(|s| (t, s)))
-        .filter(|&(_, s)| m < 8192 || s == 1)
-        .collect(),
-        _ => Vec::new(),
+            .collect()
+    } else {
+        Vec::new()
     };
     for (tile, splits) in sweep_runs {
         if splits as usize > k.div_ceil(64) {
             continue;
         }
         runs.push((
-            format!("mma_{tile:?}_s{splits}"),
+            format!("mma_{}x{}_s{splits}", tile.bm(), tile.bn()),
             GemmKernel::Mma(Some(MmaConfig { tile, splits })),
             false,
         ));
@@ -561,7 +527,7 @@ fn main() {
     // The sweep adds the decode and mid-size M values the dispatch thresholds fall between.
     let mut shapes = SHAPES.to_vec();
     shapes.extend(EXTRA_SHAPES);
-    if sweep_mode().is_some() {
+    if sweep_mode() {
         shapes.push((256, 4096, 4096));
     }
     for &s in &shapes {

@@ -6,7 +6,7 @@
 // arrays and `__syncthreads()`) runs unchanged in both worlds.
 //
 // Helper layer (thread → warp → block, CUTLASS order):
-//   thread:  dp4a_s8 / dp4a_u8, f32_to_f16_rn / f32_to_bf16_rn, round_shift_clamp, ldg_v4,
+//   thread:  dp4a_s8 / dp4a_u8, f32_to_f16_rn / f32_to_bf16_rn, round_shift_clamp, ldg_v4, ldg_stream_v4,
 //            is_nan_bits / is_nonfinite_bits, f32_to_ordered / ordered_to_f32, ldcg_u64,
 //            cp_async_16 / cp_async_16_or_zero / cp_async_commit / cp_async_wait<N> (sm_80),
 //            dyn_smem
@@ -135,6 +135,21 @@ I8RT_INLINE int4 ldg_v4(const void* p) {
     return __ldg(static_cast<const int4*>(p));
 #else
     return sim::load_v4(p);
+#endif
+}
+
+// ldg_v4 for data read once (a weight stream): `ld.global.nc.L1::no_allocate.L2::256B` on sm_80+
+// — not kept in L1 (which then holds what is reused), and a miss fetches the whole 256-byte L2
+// block around the address, which the neighbouring warps read next. The same value as ldg_v4.
+I8RT_INLINE int4 ldg_stream_v4(const void* p) {
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 800
+    int4 v;
+    asm("ld.global.nc.L1::no_allocate.L2::256B.v4.s32 {%0, %1, %2, %3}, [%4];\n"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+    return v;
+#else
+    return ldg_v4(p);
 #endif
 }
 

@@ -10,9 +10,6 @@
 //   gemm_mma_128x128  BM 128, BN 128, 4 warps (2 × 2), warp tile 64 × 64, 4 stages, 64 KiB
 //   gemm_mma_128x256  BM 128, BN 256, 8 warps (2 × 4), warp tile 64 × 64, 3 stages, 72 KiB
 //   gemm_mma_256x128  BM 256, BN 128, 8 warps (4 × 2), warp tile 64 × 64, 3 stages, 72 KiB
-//   gemm_mma_16x128d  as 16x128, 8 stages, 72 KiB      deep pipelines for grids of one or two
-//   gemm_mma_64x128d  as 64x128, 8 stages, 96 KiB      blocks per SM, where the stages in flight
-//   gemm_mma_128x128d as 128x128, 6 stages, 96 KiB     are what hides the memory latency
 // each for s8 and u8 activations (`mma.sync.m16n8k32.row.col.s32.{s8,u8}.s8.s32`).
 //
 // Per block (thread → warp → block):
@@ -85,14 +82,10 @@ using C64x128 = Config<64, 128, 2, 2, 4>;
 using C128x128 = Config<128, 128, 2, 2, 4>;
 using C128x256 = Config<128, 256, 2, 4, 3>;
 using C256x128 = Config<256, 128, 4, 2, 3>;
-using C16x128d = Config<16, 128, 1, 4, 8>;
-using C64x128d = Config<64, 128, 2, 2, 8>;
-using C128x128d = Config<128, 128, 2, 2, 6>;
 
 static_assert(FLAG_OFFSET<C16x128> + 4 <= C16x128::SMEM && FLAG_OFFSET<C64x128> + 4 <= C64x128::SMEM &&
                   FLAG_OFFSET<C128x128> + 4 <= C128x128::SMEM && FLAG_OFFSET<C128x256> + 4 <= C128x256::SMEM &&
-                  FLAG_OFFSET<C256x128> + 4 <= C256x128::SMEM && FLAG_OFFSET<C16x128d> + 4 <= C16x128d::SMEM &&
-                  FLAG_OFFSET<C64x128d> + 4 <= C64x128d::SMEM && FLAG_OFFSET<C128x128d> + 4 <= C128x128d::SMEM,
+                  FLAG_OFFSET<C256x128> + 4 <= C256x128::SMEM,
               "the epilogue's staging and the split-K flag fit in the pipeline's shared memory");
 
 // One operand's share of the pipeline's copies for this thread. A stage holds ROWS rows of 64
@@ -376,9 +369,3 @@ I8RT_ENTRY(gemm_mma_128x256_s8, MmaParams, mma::C128x256::THREADS) { mma::body<m
 I8RT_ENTRY(gemm_mma_128x256_u8, MmaParams, mma::C128x256::THREADS) { mma::body<mma::C128x256, true>(p); }
 I8RT_ENTRY(gemm_mma_256x128_s8, MmaParams, mma::C256x128::THREADS) { mma::body<mma::C256x128, false>(p); }
 I8RT_ENTRY(gemm_mma_256x128_u8, MmaParams, mma::C256x128::THREADS) { mma::body<mma::C256x128, true>(p); }
-I8RT_ENTRY(gemm_mma_16x128d_s8, MmaParams, mma::C16x128d::THREADS) { mma::body<mma::C16x128d, false>(p); }
-I8RT_ENTRY(gemm_mma_16x128d_u8, MmaParams, mma::C16x128d::THREADS) { mma::body<mma::C16x128d, true>(p); }
-I8RT_ENTRY(gemm_mma_64x128d_s8, MmaParams, mma::C64x128d::THREADS) { mma::body<mma::C64x128d, false>(p); }
-I8RT_ENTRY(gemm_mma_64x128d_u8, MmaParams, mma::C64x128d::THREADS) { mma::body<mma::C64x128d, true>(p); }
-I8RT_ENTRY(gemm_mma_128x128d_s8, MmaParams, mma::C128x128d::THREADS) { mma::body<mma::C128x128d, false>(p); }
-I8RT_ENTRY(gemm_mma_128x128d_u8, MmaParams, mma::C128x128d::THREADS) { mma::body<mma::C128x128d, true>(p); }

@@ -14,7 +14,7 @@
 //   every row per round;
 // - in a step, lane (g, t) (g = lane / 4, t = lane % 4) loads 16 bytes of weight rows g and g + 8
 //   and 16 bytes of activation row g of each n8 tile, all at byte 16 t of the step, straight into
-//   registers. A dot product does not care in which order k is summed, only that both operands use
+//   registers (the weights with a streaming hint: no L1 allocation, 256-byte L2 fetches). A dot product does not care in which order k is summed, only that both operands use
 //   the same order: the first 8 of those bytes are the thread's fragment of one m16n8k32 (A's a0/a2
 //   = row g bytes 0–3 / 4–7, a1/a3 = row g + 8, B's b0/b1 = bytes 0–3 / 4–7), the last 8 the next
 //   one's. Every fragment element lands where the PTX ISA layout wants the same logical k in both
@@ -133,14 +133,14 @@ I8RT_INLINE void body(const GemmParams& p) {
         for (int u = 0; u < U; ++u) {
             const bool live = i0 + u < count;
             const long long o = (long long)(warp + WARPS * (i0 + u)) * STEP;
-            b.w0[u] = live && w0_ok ? ldg_v4(w0p + o) : zero;
-            b.w1[u] = live && w1_ok ? ldg_v4(w1p + o) : zero;
+            b.w0[u] = live && w0_ok ? ldg_stream_v4(w0p + o) : zero;
+            b.w1[u] = live && w1_ok ? ldg_stream_v4(w1p + o) : zero;
 #pragma unroll
             for (int j = 0; j < MT; ++j) b.x[u][j] = live && x_ok[j] ? ldg_v4(xp[j] + o) : zero;
         }
     };
     if (count > 0) {
-        Batch<MT, U> cur, nxt;
+        Batch<MT, U> cur, nxt{};  // (nxt is copied even when the last batch loaded none)
         load(cur, 0);
         for (int i0 = 0; i0 < count; i0 += U) {
             if (i0 + U < count) load(nxt, i0 + U);

@@ -10,8 +10,9 @@
 #   device tool: run(command="bash gpu-bundle/run.sh", carry=["gpu-bundle"])  # logs land in $OUT
 #   INT8RT_BENCH_SWEEP=1 gpu-bundle/run.sh   # the bench also times every tensor-core tile × split-K
 #                                            # factor (the data to tune cuda::ops::mma_dispatch; ~8 min more)
-#   INT8RT_BENCH_SWEEP=deep ...               # only the deep-pipeline tiles against their twins (~2 min)
 #   INT8RT_SKIP_CALIB_BENCH=1 ...             # without the calibration-collection bench
+#   INT8RT_BENCH_FILTER="4096x4096 x8192x8192" ...  # the GEMM bench on those shapes only
+#   INT8RT_SKIP_PEERS=1 ...                   # without the PyTorch peers
 set -uo pipefail
 dir="${1:-$(cd "$(dirname "$0")" && pwd)}"
 has_bins() { [ -d "$1/bin" ] || [ -f "$1/bin.tar.xz" ]; }
@@ -47,13 +48,18 @@ step() {
 # important logs), then the rest.
 step gpu-tests "$bins/gpu" --test-threads=1
 step kernel-checks "$bins/kernels_static" --nocapture
-step bench "$bins/gpu_gemm" --bench
+if [ -n "${INT8RT_BENCH_FILTER:-}" ]; then
+    # Only the shapes whose criterion group name contains one of the filters (e.g. "4096x4096").
+    for f in $INT8RT_BENCH_FILTER; do step "bench-$f" "$bins/gpu_gemm" --bench "$f"; done
+else
+    step bench "$bins/gpu_gemm" --bench
+fi
 # The peers at the bench's shapes (benches/gpu_gemm.rs: SHAPES, EXTRA_SHAPES, and M = 256 in a sweep).
 shapes="1,4096,4096 8,4096,4096 32,4096,4096 128,4096,4096 512,1024,1024 1024,4096,1024 2048,2048,2048"
 shapes="$shapes 8192,8192,8192 2,4096,4096 4,4096,4096 16,4096,4096 64,4096,4096 1,8192,8192 8,8192,8192"
-[ -n "${INT8RT_BENCH_SWEEP:-}" ] && shapes="$shapes 256,4096,4096"
+[ "${INT8RT_BENCH_SWEEP:-}" = 1 ] && shapes="$shapes 256,4096,4096"
 # shellcheck disable=SC2086
-step peers python3 "$dir/gpu-peers.py" --shapes $shapes
+[ -z "${INT8RT_SKIP_PEERS:-}" ] && step peers python3 "$dir/gpu-peers.py" --shapes $shapes
 [ -x "$bins/gpu_latency" ] && step latency "$bins/gpu_latency"
 step gpu-calib-tests "$bins/gpu_calib" --test-threads=1
 step qat-gpu-tests "$bins/qat_gpu" --test-threads=1
@@ -69,7 +75,7 @@ for s in "${steps[@]}"; do
     echo "| $n | $r | $t | $d |"
 done
 echo
-grep -h '^| ' "$logs/bench.log" 2>/dev/null
+grep -h '^| ' "$logs"/bench*.log 2>/dev/null
 echo
 grep -h '^| ' "$logs/peers.log" 2>/dev/null
 for s in "${steps[@]}"; do

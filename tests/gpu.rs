@@ -138,13 +138,13 @@ fn has_mma(dev: &CudaDevice) -> bool {
     dev.compute_capability().0 >= 8
 }
 
-/// The path a GEMM of `m` rows on `kernel` must report on `dev` (16-byte-aligned rows): Auto
-/// takes the tensor cores on sm_80+ except for one row (or none), which the dp4a GEMV serves.
-fn want_path(dev: &CudaDevice, kernel: GemmKernel, m: usize) -> Path {
+/// The path a GEMM on `kernel` must report on `dev` (16-byte-aligned rows): Auto takes the
+/// tensor cores on sm_80+ (the weight-streaming GEMV up to 64 rows, tiles above), dp4a before.
+fn want_path(dev: &CudaDevice, kernel: GemmKernel) -> Path {
     match kernel {
         GemmKernel::Dp4a => Path::CudaDp4a,
         GemmKernel::Mma(_) | GemmKernel::MmaGemv => Path::CudaMma,
-        GemmKernel::Auto if has_mma(dev) && m > 1 => Path::CudaMma,
+        GemmKernel::Auto if has_mma(dev) => Path::CudaMma,
         GemmKernel::Auto => Path::CudaDp4a,
     }
 }
@@ -256,7 +256,7 @@ fn check_gemm(dev: &CudaDevice, rng: &mut Rng, m: usize, n: usize, k: usize, ker
                 })
                 .unwrap();
             let what = format!("gemm {kernel:?} m={m} n={n} k={k} case {case} {kind:?}");
-            assert_eq!(path, want_path(dev, kernel, m), "{what}");
+            assert_eq!(path, want_path(dev, kernel), "{what}");
             assert_same(&got, &want, n, &what);
         }
     }
@@ -405,7 +405,7 @@ fn layer_matches_cpu_layer_host_and_device_buffers() {
                 let devr = got_d.on_device(&dev, |o| gl.forward_device(&stream, &xd, m, o));
                 match (cpu, host, devr) {
                     (Ok(_), Ok(p1), Ok(p2)) => {
-                        let path = want_path(&dev, kernel, m);
+                        let path = want_path(&dev, kernel);
                         assert_eq!((p1, p2), (path, path), "{kernel:?}");
                         let what = format!("layer {act:?} m={m} k={k} n={n} {kind:?}");
                         assert_same(&got, &want, n, &what);

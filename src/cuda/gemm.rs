@@ -142,8 +142,8 @@ impl CudaWeights {
     }
 
     /// The GEMM kernel family [`CudaWeights::gemm`] runs (default [`GemmKernel::Auto`]: the
-    /// tensor cores on sm_80 and newer for 16-byte-aligned activation rows, dp4a otherwise and
-    /// for a single row).
+    /// tensor cores on sm_80 and newer for 16-byte-aligned activation rows — the weight-streaming
+    /// GEMV up to 64 rows, tiles above — and dp4a otherwise).
     /// `Err(PathUnavailable)` for the tensor cores on a GPU older than sm_80.
     pub fn set_kernel(&mut self, kernel: GemmKernel) -> Result<()> {
         check_kernel(&self.dev, kernel)?;

@@ -78,8 +78,8 @@ impl CudaQuantLinear {
     }
 
     /// The GEMM kernel family the forward runs (default [`GemmKernel::Auto`]: the tensor cores
-    /// on sm_80 and newer — the layer's rows are padded to 16 bytes — and dp4a on older GPUs and
-    /// for a single row);
+    /// on sm_80 and newer — the layer's rows are padded to 16 bytes: the weight-streaming GEMV up
+    /// to 64 rows, tiles above — and dp4a on older GPUs);
     /// every forward reports the [`Path`] that ran. `Err(PathUnavailable)` for the tensor cores
     /// on a GPU older than sm_80.
     pub fn set_kernel(&mut self, kernel: GemmKernel) -> Result<()> {

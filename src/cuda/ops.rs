@@ -36,8 +36,10 @@ pub(crate) const THREADS: u32 = 256;
 const GEMV_BN: usize = 16;
 const GEMV_THREADS: u32 = 256;
 pub(crate) const GEMV_MAX_BM: usize = 32;
-/// `GemmKernel::Auto` runs the weight-streaming tensor-core GEMV for `2 ≤ M ≤` this.
-pub(crate) const GEMV_AUTO_MAX_M: usize = 32;
+/// `GemmKernel::Auto` runs the weight-streaming tensor-core GEMV up to this many rows (H200,
+/// 4096²: 8.5 µs against 10.1 for the dp4a GEMV at M = 1, 18.6 against 20.0 for the best tile at
+/// M = 64, 31.0 against 25.5 at M = 128).
+pub(crate) const GEMV_AUTO_MAX_M: usize = 64;
 
 /// The row stride the crate uses for `k` int8 values.
 pub(crate) fn padded_k(k: usize) -> usize {
@@ -146,9 +148,8 @@ pub(crate) struct GemmDev<'a, E: Exec> {
 pub enum GemmKernel {
     /// The tensor cores ([`Path::CudaMma`]) on sm_80 and newer when both operands' rows are
     /// 16-byte aligned (row strides and base addresses multiples of 16, as the crate's own
-    /// buffers are), with the tile and split-K factor of the dispatch table; `dp4a`
-    /// ([`Path::CudaDp4a`]) otherwise, and for a single row, where the dp4a GEMV measured
-    /// faster than every tensor-core configuration (H200).
+    /// buffers are): the weight-streaming GEMV up to 64 rows, above them the tile and split-K
+    /// factor of the dispatch table; `dp4a` ([`Path::CudaDp4a`]) otherwise.
     #[default]
     Auto,
     /// Always the `dp4a` kernels.
@@ -194,32 +195,23 @@ pub enum MmaTile {
     M128N256,
     /// 256 × 128, 8 warps.
     M256N128,
-    /// 16 × 128 with 8 pipeline stages (72 KiB): for grids of one or two blocks per SM.
-    M16N128Deep,
-    /// 64 × 128 with 8 stages (96 KiB).
-    M64N128Deep,
-    /// 128 × 128 with 6 stages (96 KiB).
-    M128N128Deep,
 }
 
 impl MmaTile {
     /// Every tile.
-    pub const ALL: [MmaTile; 8] = [
+    pub const ALL: [MmaTile; 5] = [
         MmaTile::M16N128,
         MmaTile::M64N128,
         MmaTile::M128N128,
         MmaTile::M128N256,
         MmaTile::M256N128,
-        MmaTile::M16N128Deep,
-        MmaTile::M64N128Deep,
-        MmaTile::M128N128Deep,
     ];
     /// Rows of X (and Y) per block (`BM` in the kernel).
     pub const fn bm(self) -> usize {
         match self {
-            MmaTile::M16N128 | MmaTile::M16N128Deep => 16,
-            MmaTile::M64N128 | MmaTile::M64N128Deep => 64,
-            MmaTile::M128N128 | MmaTile::M128N256 | MmaTile::M128N128Deep => 128,
+            MmaTile::M16N128 => 16,
+            MmaTile::M64N128 => 64,
+            MmaTile::M128N128 | MmaTile::M128N256 => 128,
             MmaTile::M256N128 => 256,
         }
     }
@@ -241,8 +233,6 @@ impl MmaTile {
     pub const fn stages(self) -> usize {
         match self {
             MmaTile::M128N256 | MmaTile::M256N128 => 3,
-            MmaTile::M16N128Deep | MmaTile::M64N128Deep => 8,
-            MmaTile::M128N128Deep => 6,
             _ => 4,
         }
     }
@@ -264,12 +254,6 @@ impl MmaTile {
             (MmaTile::M128N256, true) => GemmMma128x256U8,
             (MmaTile::M256N128, false) => GemmMma256x128S8,
             (MmaTile::M256N128, true) => GemmMma256x128U8,
-            (MmaTile::M16N128Deep, false) => GemmMma16x128dS8,
-            (MmaTile::M16N128Deep, true) => GemmMma16x128dU8,
-            (MmaTile::M64N128Deep, false) => GemmMma64x128dS8,
-            (MmaTile::M64N128Deep, true) => GemmMma64x128dU8,
-            (MmaTile::M128N128Deep, false) => GemmMma128x128dS8,
-            (MmaTile::M128N128Deep, true) => GemmMma128x128dU8,
         }
     }
 }
@@ -351,8 +335,8 @@ pub(crate) fn resident_blocks(tile: MmaTile, arch: u32) -> usize {
 ///   most 8, at least two k tiles each, and at most 64 KiB of partial sums for the finishing
 ///   block to read.
 ///
-/// M = 1 does not come here: [`choose_kernel`] sends it to the dp4a GEMV (10.2 µs at 1×4096²
-/// against 13.2 for the best tensor-core configuration).
+/// `GemmKernel::Auto` comes here only above [`GEMV_AUTO_MAX_M`] rows (fewer run the
+/// weight-streaming GEMV); the small-M rules serve forced `Mma(None)` calls too.
 pub(crate) fn mma_dispatch(m: usize, n: usize, k: usize, arch: u32, sms: u32) -> MmaConfig {
     let _ = arch;
     let tiles = |t: MmaTile| m.div_ceil(t.bm()) * n.div_ceil(t.bn());
@@ -544,8 +528,8 @@ pub(crate) fn dp4a_plan(
 }
 
 /// What a GEMM launches (DESIGN.md §2: chosen from the GPU's compute capability, overridable,
-/// reported). `Auto` on sm_80+ with aligned rows: the dp4a GEMV for one row, the weight-streaming
-/// tensor-core GEMV up to [`GEMV_AUTO_MAX_M`] rows, the dispatch table's tile above.
+/// reported). `Auto` on sm_80+ with aligned rows: the weight-streaming tensor-core GEMV up to
+/// [`GEMV_AUTO_MAX_M`] rows, the dispatch table's tile above; dp4a otherwise.
 pub(crate) fn choose_kernel(
     kernel: GemmKernel,
     arch: u32,
@@ -580,8 +564,7 @@ pub(crate) fn choose_kernel(
     };
     match kernel {
         GemmKernel::Dp4a => Ok(Plan::Dp4a),
-        // One row: the dp4a GEMV streams the weights faster than any tensor-core tile (H200).
-        GemmKernel::Auto if arch >= MMA_ARCH && aligned && m > 1 => Ok(tensor_cores(m)),
+        GemmKernel::Auto if arch >= MMA_ARCH && aligned => Ok(tensor_cores(m)),
         GemmKernel::Auto => Ok(Plan::Dp4a),
         GemmKernel::Mma(cfg) => {
             forced_ok()?;

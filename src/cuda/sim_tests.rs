@@ -522,8 +522,9 @@ fn check_layer(
     per_tensor_w: bool,
 ) {
     let seed = rng.next();
-    // Auto: the tensor cores, except one row (or none), which the dp4a GEMV serves.
-    let auto = if m > 1 { Path::CudaMma } else { Path::CudaDp4a };
+    // Auto on the simulated sm_90 with the layer's aligned rows: the tensor cores at every M
+    // (the weight-streaming GEMV up to 64 rows).
+    let auto = Path::CudaMma;
     for (kernel, want) in [(GemmKernel::Auto, auto), (GemmKernel::Dp4a, Path::CudaDp4a)] {
         let mut r = Rng::new(seed);
         check_layer_on(&mut r, m, k, n, act, with_bias, per_tensor_w, kernel, want);
