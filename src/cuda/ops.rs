@@ -387,26 +387,19 @@ impl MmaLaunch {
         let want = (cfg.splits as usize).clamp(1, ktiles.max(1));
         let kt_per_split = ktiles.div_ceil(want).max(1);
         let splits = ktiles.div_ceil(kt_per_split).max(1);
-        let gy = m.div_ceil(t.bm());
-        if gy > 65535 {
-            return Err(Error::Dimension {
-                what: "m",
-                detail: format!("{m} rows exceed the grid's 65535 row blocks of {}", t.bm()),
-            });
-        }
-        let gx = u32::try_from(n.div_ceil(t.bn())).map_err(|_| Error::Dimension {
-            what: "n",
-            detail: format!("{n} columns exceed the grid"),
-        })?;
         Ok(MmaLaunch {
             tile: t,
             splits,
             kt_per_split,
-            grid: Grid {
-                grid: [gx, gy as u32, splits as u32],
-                block: [t.threads() as u32, 1, 1],
-                smem: t.smem_bytes() as u32,
-            },
+            grid: tile_grid(
+                m,
+                t.bm(),
+                n,
+                t.bn(),
+                splits,
+                t.threads() as u32,
+                t.smem_bytes(),
+            )?,
         })
     }
     /// Output tiles (blocks per split).
@@ -417,6 +410,36 @@ impl MmaLaunch {
     pub(crate) fn partials_len(&self) -> usize {
         self.tiles() * self.splits * self.tile.bm() * self.tile.bn()
     }
+}
+
+/// The grid of a GEMM over `[m, n]` in `bm × bn` block tiles (`z` blocks deep): `⌈n / bn⌉ ×
+/// ⌈m / bm⌉ × z`, or `Err(Dimension)` when a side exceeds what a launch can address (65535 row
+/// blocks; u32 column blocks).
+fn tile_grid(
+    m: usize,
+    bm: usize,
+    n: usize,
+    bn: usize,
+    z: usize,
+    threads: u32,
+    smem: usize,
+) -> Result<Grid> {
+    let gy = m.div_ceil(bm);
+    if gy > 65535 {
+        return Err(Error::Dimension {
+            what: "m",
+            detail: format!("{m} rows exceed the grid's 65535 row blocks of {bm}"),
+        });
+    }
+    let gx = u32::try_from(n.div_ceil(bn)).map_err(|_| Error::Dimension {
+        what: "n",
+        detail: format!("{n} columns exceed the grid"),
+    })?;
+    Ok(Grid {
+        grid: [gx, gy as u32, z as u32],
+        block: [threads, 1, 1],
+        smem: smem as u32,
+    })
 }
 
 /// The scratch of split-K launches: partial sums and per-tile counters (zero between launches:
@@ -479,7 +502,6 @@ pub(crate) fn dp4a_plan(
     aligned: bool,
 ) -> Result<(KernelId, Grid)> {
     use KernelId::*;
-    let block = [THREADS, 1, 1];
     if m <= SKINNY_MAX_M {
         let k = match (u8_act, aligned) {
             (false, true) => GemvDp4aS8,
@@ -487,18 +509,8 @@ pub(crate) fn dp4a_plan(
             (false, false) => GemvDp4aS8Unaligned,
             (true, false) => GemvDp4aU8Unaligned,
         };
-        let gx = u32::try_from(n.div_ceil(SKINNY_COLS)).map_err(|_| Error::Dimension {
-            what: "n",
-            detail: format!("{n} columns exceed the grid"),
-        })?;
-        return Ok((
-            k,
-            Grid {
-                grid: [gx, 1, 1],
-                block,
-                smem: 0,
-            },
-        ));
+        // One block row: every block serves all m rows.
+        return Ok((k, tile_grid(1, 1, n, SKINNY_COLS, 1, THREADS, 0)?));
     }
     let k = match (u8_act, aligned) {
         (false, true) => GemmDp4aS8,
@@ -506,25 +518,7 @@ pub(crate) fn dp4a_plan(
         (false, false) => GemmDp4aS8Unaligned,
         (true, false) => GemmDp4aU8Unaligned,
     };
-    let gy = m.div_ceil(TILE_M);
-    if gy > 65535 {
-        return Err(Error::Dimension {
-            what: "m",
-            detail: format!("{m} rows exceed the grid's 65535 row blocks"),
-        });
-    }
-    let gx = u32::try_from(n.div_ceil(TILE_N)).map_err(|_| Error::Dimension {
-        what: "n",
-        detail: format!("{n} columns exceed the grid"),
-    })?;
-    Ok((
-        k,
-        Grid {
-            grid: [gx, gy as u32, 1],
-            block,
-            smem: 0,
-        },
-    ))
+    Ok((k, tile_grid(m, TILE_M, n, TILE_N, 1, THREADS, 0)?))
 }
 
 /// What a GEMM launches (DESIGN.md §2: chosen from the GPU's compute capability, overridable,
@@ -589,25 +583,7 @@ pub(crate) fn gemv_plan(m: usize, n: usize, u8_act: bool) -> Result<(KernelId, G
         (_, false) => (GEMV_MAX_BM, GemvMmaM32S8),
         (_, true) => (GEMV_MAX_BM, GemvMmaM32U8),
     };
-    let gy = m.div_ceil(bm);
-    if gy > 65535 {
-        return Err(Error::Dimension {
-            what: "m",
-            detail: format!("{m} rows exceed the grid's 65535 row blocks of {bm}"),
-        });
-    }
-    let gx = u32::try_from(n.div_ceil(GEMV_BN)).map_err(|_| Error::Dimension {
-        what: "n",
-        detail: format!("{n} columns exceed the grid"),
-    })?;
-    Ok((
-        kid,
-        Grid {
-            grid: [gx, gy as u32, 1],
-            block: [GEMV_THREADS, 1, 1],
-            smem: 0,
-        },
-    ))
+    Ok((kid, tile_grid(m, bm, n, GEMV_BN, 1, GEMV_THREADS, 0)?))
 }
 
 /// Run a device GEMM. Checks every length the kernel indexes, chooses the kernel (`g.kernel`,
