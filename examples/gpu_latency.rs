@@ -1,8 +1,9 @@
 //! examples/gpu_latency.rs — the per-call latency of a `CudaQuantLinear` forward on a GPU: 300
-//! calls each from host slices (`forward`: upload, quantize, GEMM, download) and on device buffers
-//! (`forward_device`), per shape, then the same with cudarc's event tracking off. The figures
-//! quoted in bench/RESULTS.md ("per-call fixed cost") come from this program; the GEMM alone is
-//! timed by benches/gpu_gemm.rs.
+//! calls each from host slices (`forward`: upload, quantize, GEMM, download), on device buffers
+//! (`forward_device`, which waits for its non-finite report) and enqueued with the report read
+//! after all of them (`forward_device_async`), per shape, then the same with cudarc's event
+//! tracking off. The figures quoted in bench/RESULTS.md ("per-call fixed cost") come from this
+//! program; the GEMM alone is timed by benches/gpu_gemm.rs.
 //!
 //!   cargo run --release --example gpu_latency        # needs a GPU; errors out without one
 
@@ -16,8 +17,8 @@ use int8rt::nn::{LinearConfig, QuantLinear};
 fn main() -> Result<()> {
     let dev = CudaDevice::new(0)?;
     println!("{}", dev.name());
-    println!("| shape M×K×N | event tracking | forward, host slices (µs) | forward_device (µs) |");
-    println!("|---|---|---:|---:|");
+    println!("| shape M×K×N | event tracking | forward, host slices (µs) | forward_device (µs) | forward_device_async, waited after all (µs) |");
+    println!("|---|---|---:|---:|---:|");
     for tracking in [true, false] {
         if !tracking {
             // SAFETY: nothing in this program uses a buffer on a stream other than the one it
@@ -55,8 +56,17 @@ fn main() -> Result<()> {
             }
             stream.synchronize().map_err(|e| anyhow!("{e:?}"))?;
             let device = t.elapsed().as_secs_f64() / calls as f64 * 1e6;
+            // Deferred checks: every call enqueued, then every report read.
+            let t = Instant::now();
+            let pending = (0..calls)
+                .map(|_| g.forward_device_async(&stream, &xd, m, CudaOut::F32(&mut yd)))
+                .collect::<int8rt::Result<Vec<_>>>()?;
+            for p in pending {
+                p.wait()?;
+            }
+            let deferred = t.elapsed().as_secs_f64() / calls as f64 * 1e6;
             println!(
-                "| {m}×{k}×{n} | {} | {host:.1} | {device:.1} |",
+                "| {m}×{k}×{n} | {} | {host:.1} | {device:.1} | {deferred:.1} |",
                 if tracking { "on" } else { "off" }
             );
         }

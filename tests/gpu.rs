@@ -512,6 +512,80 @@ fn non_finite_input_is_an_error_and_leaves_output_unwritten() {
 }
 
 #[test]
+fn deferred_forwards_pipeline_a_chain_and_report_at_wait() {
+    // Two layers chained on one stream through `forward_device_async`, waited at the end: the
+    // CPU layers' bits; then a NaN input: the first wait names the first layer, its output is
+    // left unwritten, and the call enqueued behind it on the stream is still exact.
+    let Some(dev) = gpu() else { return };
+    let mut rng = Rng::new(16);
+    let (m, k, h, n) = (3, 96, 40, 24);
+    let l1 = QuantLinear::from_f32(
+        "fc1",
+        &rng.f32s(h * k, 0.5),
+        h,
+        k,
+        None,
+        LinearConfig::default(),
+    )
+    .unwrap();
+    let l2 = QuantLinear::from_f32(
+        "fc2",
+        &rng.f32s(n * h, 0.5),
+        n,
+        h,
+        None,
+        LinearConfig::default(),
+    )
+    .unwrap();
+    let (g1, g2) = (l1.to_cuda(&dev).unwrap(), l2.to_cuda(&dev).unwrap());
+    let s = dev.new_stream().unwrap();
+    let x = rng.f32s(m * k, 1.0);
+    let xd = s.clone_htod(&x).unwrap();
+    let mut hd = s.alloc_zeros::<f32>(m * h).unwrap();
+    let mut yd = s.alloc_zeros::<f32>(m * n).unwrap();
+    let p1 = g1
+        .forward_device_async(&s, &xd, m, CudaOut::F32(&mut hd))
+        .unwrap();
+    let p2 = g2
+        .forward_device_async(&s, &hd, m, CudaOut::F32(&mut yd))
+        .unwrap();
+    assert_eq!(p2.wait().unwrap(), want_path(&dev, GemmKernel::Auto));
+    p1.wait().unwrap();
+    let ctx = Context::new();
+    let mut hc = vec![0f32; m * h];
+    l1.forward(&ctx, &x, m, &mut OutBuf::F32(&mut hc)).unwrap();
+    let mut yc = vec![0f32; m * n];
+    l2.forward(&ctx, &hc, m, &mut OutBuf::F32(&mut yc)).unwrap();
+    let y = s.clone_dtoh(&yd).unwrap();
+    assert_eq!(
+        y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        yc.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+
+    let mut bad = x.clone();
+    bad[100] = f32::NAN;
+    let bd = s.clone_htod(&bad).unwrap();
+    let mut hb = s.clone_htod(&vec![7.5f32; m * h]).unwrap();
+    let mut h2 = s.alloc_zeros::<f32>(m * h).unwrap();
+    let pb = g1
+        .forward_device_async(&s, &bd, m, CudaOut::F32(&mut hb))
+        .unwrap();
+    let pc = g1
+        .forward_device_async(&s, &xd, m, CudaOut::F32(&mut h2))
+        .unwrap();
+    let e = pb.wait().unwrap_err();
+    let c = l1
+        .forward(&ctx, &bad, m, &mut OutBuf::F32(&mut hc))
+        .unwrap_err();
+    assert_eq!(e.to_string(), c.to_string());
+    pc.wait().unwrap();
+    assert!(s.clone_dtoh(&hb).unwrap().iter().all(|&v| v == 7.5));
+    l1.forward(&ctx, &x, m, &mut OutBuf::F32(&mut hc)).unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&s.clone_dtoh(&h2).unwrap()), bits(&hc));
+}
+
+#[test]
 fn quantize_kernels_match_reference() {
     let Some(dev) = gpu() else { return };
     let s = dev.default_stream();

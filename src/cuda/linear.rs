@@ -139,6 +139,71 @@ impl CudaQuantLinear {
         }
         self.layer.forward(&e, x, m, &mut o)
     }
+
+    /// [`CudaQuantLinear::forward_device`] without waiting for `stream`: the work is enqueued
+    /// and the call returns, so consecutive layers (and calls) pipeline on the GPU instead of
+    /// paying a round trip each. The non-finite check is deferred to [`PendingForward::wait`],
+    /// which waits for `stream` up to this forward and returns the path or `Err(NonFinite)`
+    /// naming `<layer>.input` (with `out` left unwritten, as `forward_device` leaves it). A layer
+    /// fed by one whose input was refused computes on whatever its input buffer held, so wait
+    /// on every pending forward of a chain; argument errors are returned at once.
+    pub fn forward_device_async(
+        &self,
+        stream: &Arc<CudaStream>,
+        x: &CudaSlice<f32>,
+        m: usize,
+        out: CudaOut<'_>,
+    ) -> Result<PendingForward<'_>> {
+        let e = self.dev.exec(stream)?;
+        let mut o = match out {
+            CudaOut::I32(b) => DevOut::I32(b),
+            CudaOut::F32(b) => DevOut::F32(b),
+            CudaOut::F16(b) => DevOut::F16(b),
+            CudaOut::Bf16(b) => DevOut::Bf16(b),
+            CudaOut::I8(b, q) => DevOut::I8(b, q),
+        };
+        let xl = crate::error::checked_len("input [m, in_features]", m, self.layer.k)?;
+        if x.len() < xl {
+            return Err(Error::shape("input [m, in_features]", xl, x.len()));
+        }
+        let (path, status) = self.layer.enqueue(&e, x, m, &mut o)?;
+        Ok(PendingForward {
+            layer: self,
+            stream: stream.clone(),
+            status,
+            path,
+        })
+    }
+}
+
+/// A forward enqueued by [`CudaQuantLinear::forward_device_async`] whose non-finite report has
+/// not been read yet. Dropping it without [`PendingForward::wait`] discards that report.
+#[must_use = "wait() reports NaN or infinite input; dropping it discards the report"]
+pub struct PendingForward<'a> {
+    layer: &'a CudaQuantLinear,
+    stream: Arc<CudaStream>,
+    status: CudaSlice<super::Status>,
+    path: Path,
+}
+
+impl std::fmt::Debug for PendingForward<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PendingForward({:?}, {:?})", self.layer, self.path)
+    }
+}
+
+impl PendingForward<'_> {
+    /// The path the forward runs on (known when it was enqueued).
+    pub fn path(&self) -> Path {
+        self.path
+    }
+    /// Wait for the stream up to this forward; the path, or `Err(NonFinite)` naming
+    /// `<layer>.input` when its input held NaN or ±inf (its output then left unwritten).
+    pub fn wait(self) -> Result<Path> {
+        let e = self.layer.dev.exec(&self.stream)?;
+        self.layer.layer.check_input(&e, &self.status)?;
+        Ok(self.path)
+    }
 }
 
 /// Quantized device tensors for [`CudaDevice::quantize`] / [`CudaDevice::dequantize`].

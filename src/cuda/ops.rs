@@ -1332,7 +1332,21 @@ impl<E: Exec> DevLinear<E> {
         m: usize,
         out: &mut DevOut<'_, E>,
     ) -> Result<Path> {
-        let input = format!("{}.input", self.name);
+        let (path, status) = self.enqueue(e, x, m, out)?;
+        self.check_input(e, &status)?;
+        Ok(path)
+    }
+
+    /// [`DevLinear::forward`] without the wait: everything is enqueued, and the returned status
+    /// buffer holds the non-finite report once the executor gets there ([`DevLinear::check_input`]
+    /// reads it). Argument errors are still returned at once.
+    pub fn enqueue(
+        &self,
+        e: &E,
+        x: &E::Buf<f32>,
+        m: usize,
+        out: &mut DevOut<'_, E>,
+    ) -> Result<(Path, E::Buf<Status>)> {
         // Cleared on the device by the activation quantization's first launch.
         let mut status = e.alloc_scratch::<Status>(1)?;
         let static_scale = self.static_scale.as_ref().map(|(s, z)| (s, z.as_ref()));
@@ -1368,8 +1382,13 @@ impl<E: Exec> DevLinear<E> {
             kernel: self.kernel,
         };
         let path = gemm(e, &g, out, &self.scratch)?;
-        check_status(e, &status, &input)?;
-        Ok(path)
+        Ok((path, status))
+    }
+
+    /// `Err(NonFinite)` naming `<layer>.input` when the forward that filled `status` met NaN or
+    /// ±inf (waits for the executor).
+    pub fn check_input(&self, e: &E, status: &E::Buf<Status>) -> Result<()> {
+        check_status(e, status, &format!("{}.input", self.name))
     }
 
     /// [`DevLinear::forward`] on host slices: uploads `x`, downloads into `out`.

@@ -656,6 +656,63 @@ fn device_layer_reports_non_finite_input_like_the_cpu() {
 }
 
 #[test]
+fn deferred_forward_checks_later_with_the_same_bits_and_errors() {
+    // `enqueue` + `check_input` (the deferred forward of `CudaQuantLinear::forward_device_async`)
+    // against `forward`: the same output bits when the input is clean; the same error, and the
+    // output untouched, when it is not — reported only by the later check, after a clean call
+    // was enqueued behind it.
+    let mut rng = Rng::new(15);
+    let (m, k, n) = (3, 40, 24);
+    let w = rng.f32s(n * k, 0.5);
+    let layer = QuantLinear::from_f32("proj", &w, n, k, None, LinearConfig::default()).unwrap();
+    let e = SimExec::new();
+    let dev = DevLinear::new(&e, &layer).unwrap();
+    let clean = rng.f32s(m * k, 1.0);
+    let mut bad = clean.clone();
+    bad[50] = f32::NAN;
+    let (xc, xb) = (e.upload(&clean).unwrap(), e.upload(&bad).unwrap());
+
+    let mut want = e.upload(&vec![0f32; m * n]).unwrap();
+    dev.forward(&e, &xc, m, &mut DevOut::F32(&mut want))
+        .unwrap();
+    let mut y_bad = e.upload(&vec![7.5f32; m * n]).unwrap();
+    let mut y_ok = e.upload(&vec![0f32; m * n]).unwrap();
+    let (_, s_bad) = dev
+        .enqueue(&e, &xb, m, &mut DevOut::F32(&mut y_bad))
+        .unwrap();
+    let (path, s_ok) = dev
+        .enqueue(&e, &xc, m, &mut DevOut::F32(&mut y_ok))
+        .unwrap();
+    assert_eq!(path, Path::CudaMma);
+
+    let err = dev.check_input(&e, &s_bad).unwrap_err();
+    let sync_err = dev
+        .forward(
+            &e,
+            &xb,
+            m,
+            &mut DevOut::F32(&mut e.upload(&vec![0f32; m * n]).unwrap()),
+        )
+        .unwrap_err();
+    assert_eq!(err.to_string(), sync_err.to_string());
+    assert!(
+        matches!(err, crate::Error::NonFinite { ref tensor, count: 1, first_index: 50 } if tensor == "proj.input"),
+        "{err:?}"
+    );
+    dev.check_input(&e, &s_ok).unwrap();
+    let read = |b: &<SimExec as Exec>::Buf<f32>| {
+        let mut v = vec![0f32; m * n];
+        e.read(b, &mut v).unwrap();
+        v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
+    };
+    assert_eq!(read(&y_ok), read(&want));
+    assert!(
+        read(&y_bad).iter().all(|&b| b == 7.5f32.to_bits()),
+        "written despite NaN"
+    );
+}
+
+#[test]
 fn device_layer_edge_shapes() {
     let mut rng = Rng::new(6);
     let dynamic = ActivationQuant::Dynamic {
