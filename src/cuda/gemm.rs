@@ -12,7 +12,7 @@ use cudarc::driver::{CudaSlice, CudaStream};
 use super::driver::{CudaDevice, CudaExec};
 use super::exec::Exec;
 use super::linear::CudaOut;
-use super::ops::{self, DevAct, DevBias, DevOut, GemmDev, GemmKernel, ScratchCache};
+use super::ops::{self, DevAct, DevBias, GemmDev, GemmKernel, ScratchCache};
 use crate::error::{Error, Result};
 use crate::gemm::{check_accumulator_bound, Bias, Path};
 
@@ -206,14 +206,7 @@ impl CudaWeights {
             status: None,
             kernel: self.kernel,
         };
-        let mut o = match out {
-            CudaOut::I32(b) => DevOut::I32(b),
-            CudaOut::F32(b) => DevOut::F32(b),
-            CudaOut::F16(b) => DevOut::F16(b),
-            CudaOut::Bf16(b) => DevOut::Bf16(b),
-            CudaOut::I8(b, q) => DevOut::I8(b, q),
-        };
-        ops::gemm::<CudaExec>(&e, &g, &mut o, &self.scratch)
+        ops::gemm::<CudaExec>(&e, &g, &mut out.into_dev(), &self.scratch)
     }
 }
 

@@ -27,6 +27,19 @@ pub enum CudaOut<'a> {
     I8(&'a mut CudaSlice<i8>, OutQuant),
 }
 
+impl<'a> CudaOut<'a> {
+    /// The executor-generic view the kernel wrappers take.
+    pub(crate) fn into_dev(self) -> DevOut<'a, CudaExec> {
+        match self {
+            CudaOut::I32(b) => DevOut::I32(b),
+            CudaOut::F32(b) => DevOut::F32(b),
+            CudaOut::F16(b) => DevOut::F16(b),
+            CudaOut::Bf16(b) => DevOut::Bf16(b),
+            CudaOut::I8(b, q) => DevOut::I8(b, q),
+        }
+    }
+}
+
 /// A [`QuantLinear`] on a GPU. `Send + Sync`: a forward allocates its own scratch, so threads may
 /// share one layer (each on its own stream).
 pub struct CudaQuantLinear {
@@ -97,6 +110,15 @@ impl CudaQuantLinear {
         self.layer.kernel
     }
 
+    /// `x` holds at least `m` rows of `in_features`.
+    fn check_x(&self, x: &CudaSlice<f32>, m: usize) -> Result<()> {
+        let xl = crate::error::checked_len("input [m, in_features]", m, self.layer.k)?;
+        if x.len() < xl {
+            return Err(Error::shape("input [m, in_features]", xl, x.len()));
+        }
+        Ok(())
+    }
+
     /// `out = x · Wᵀ + b` from host memory to host memory on the device's default stream.
     pub fn forward(&self, x: &[f32], m: usize, out: &mut OutBuf<'_>) -> Result<Path> {
         self.forward_on(&self.dev.default_stream(), x, m, out)
@@ -126,18 +148,8 @@ impl CudaQuantLinear {
         out: CudaOut<'_>,
     ) -> Result<Path> {
         let e = self.dev.exec(stream)?;
-        let mut o = match out {
-            CudaOut::I32(b) => DevOut::I32(b),
-            CudaOut::F32(b) => DevOut::F32(b),
-            CudaOut::F16(b) => DevOut::F16(b),
-            CudaOut::Bf16(b) => DevOut::Bf16(b),
-            CudaOut::I8(b, q) => DevOut::I8(b, q),
-        };
-        let xl = crate::error::checked_len("input [m, in_features]", m, self.layer.k)?;
-        if x.len() < xl {
-            return Err(Error::shape("input [m, in_features]", xl, x.len()));
-        }
-        self.layer.forward(&e, x, m, &mut o)
+        self.check_x(x, m)?;
+        self.layer.forward(&e, x, m, &mut out.into_dev())
     }
 
     /// [`CudaQuantLinear::forward_device`] without waiting for `stream`: the work is enqueued
@@ -155,18 +167,8 @@ impl CudaQuantLinear {
         out: CudaOut<'_>,
     ) -> Result<PendingForward<'_>> {
         let e = self.dev.exec(stream)?;
-        let mut o = match out {
-            CudaOut::I32(b) => DevOut::I32(b),
-            CudaOut::F32(b) => DevOut::F32(b),
-            CudaOut::F16(b) => DevOut::F16(b),
-            CudaOut::Bf16(b) => DevOut::Bf16(b),
-            CudaOut::I8(b, q) => DevOut::I8(b, q),
-        };
-        let xl = crate::error::checked_len("input [m, in_features]", m, self.layer.k)?;
-        if x.len() < xl {
-            return Err(Error::shape("input [m, in_features]", xl, x.len()));
-        }
-        let (path, status) = self.layer.enqueue(&e, x, m, &mut o)?;
+        self.check_x(x, m)?;
+        let (path, status) = self.layer.enqueue(&e, x, m, &mut out.into_dev())?;
         Ok(PendingForward {
             layer: self,
             stream: stream.clone(),
