@@ -54,6 +54,39 @@ fn launch_params(fq: &FakeQuantizer, len: usize) -> Result<(Vec<f32>, Vec<i32>, 
     Ok((scales, zps, groups, inner))
 }
 
+/// What both entries share: `fq`'s per-channel parameters uploaded, a cleared status, the
+/// parameter block with those (and the geometry) filled in for `launch` to complete with its
+/// buffers and launch, then the status read (waits for the executor).
+fn launch_checked<E: Exec>(
+    e: &E,
+    tensor: &str,
+    fq: &FakeQuantizer,
+    (scales, zps, groups, inner): (Vec<f32>, Vec<i32>, usize, usize),
+    len: usize,
+    launch: impl FnOnce(FakeQuantParams) -> Result<()>,
+) -> Result<()> {
+    let sb = e.upload(&scales)?;
+    let zb = e.upload(&zps)?;
+    let mut status = e.upload(&[Status::CLEAR])?;
+    {
+        let (sa, _g0) = e.addr(&sb);
+        let (za, _g1) = e.addr(&zb);
+        let (st, _g2) = e.addr_mut(&mut status);
+        launch(FakeQuantParams {
+            scale: sa,
+            zp: za,
+            status: st,
+            len: len as i64,
+            inner: inner as i64,
+            groups: to_i32("fake-quant channels", groups)?,
+            qmin: fq.qmin(),
+            qmax: fq.qmax(),
+            ..Default::default()
+        })?;
+    }
+    check_status(e, &status, tensor)
+}
+
 /// `y[..len] = fake_quantize(x[..len])` with `fq`'s parameters (the bits of
 /// [`FakeQuantizer::forward`]). NaN or ±inf in `x` is `Err(NonFinite)` naming `tensor` (after
 /// the kernel ran: `y` is then unspecified). Waits for the executor.
@@ -65,40 +98,25 @@ pub(crate) fn fake_quantize<E: Exec>(
     len: usize,
     y: &mut E::Buf<f32>,
 ) -> Result<()> {
-    let (scales, zps, groups, inner) = launch_params(fq, len)?;
+    let lp = launch_params(fq, len)?;
     need::<E, f32>("fake-quant input", x, len)?;
     need::<E, f32>("fake-quant output", y, len)?;
     if len == 0 {
         return Ok(());
     }
-    let sb = e.upload(&scales)?;
-    let zb = e.upload(&zps)?;
-    let mut status = e.upload(&[Status::CLEAR])?;
-    {
+    launch_checked(e, tensor, fq, lp, len, |base| {
         let (xa, _g0) = e.addr(x);
         let (ya, _g1) = e.addr_mut(y);
-        let (sa, _g2) = e.addr(&sb);
-        let (za, _g3) = e.addr(&zb);
-        let (st, _g4) = e.addr_mut(&mut status);
         let p = FakeQuantParams {
             x: xa,
             y: ya,
-            scale: sa,
-            zp: za,
-            status: st,
-            len: len as i64,
-            inner: inner as i64,
-            groups: to_i32("fake-quant channels", groups)?,
-            qmin: fq.qmin(),
-            qmax: fq.qmax(),
-            ..Default::default()
+            ..base
         };
         // SAFETY: x and y hold at least `len` f32 (checked above); the kernel reads scale[c] and
         // zp[c] for c = (i / inner) % groups < groups, and both arrays hold `groups` entries;
         // status holds one entry. The gradient pointers are null and unused by this entry.
-        unsafe { e.launch(KernelId::FakeQuantF32, grid(len), &p)? };
-    }
-    check_status(e, &status, tensor)
+        unsafe { e.launch(KernelId::FakeQuantF32, grid(len), &p) }
+    })
 }
 
 /// The local partials of the forward at `x[..len]` (the bits of
@@ -115,7 +133,7 @@ pub(crate) fn fake_quantize_grad<E: Exec>(
     dscale: &mut E::Buf<f32>,
     dzp: &mut E::Buf<f32>,
 ) -> Result<()> {
-    let (scales, zps, groups, inner) = launch_params(fq, len)?;
+    let lp = launch_params(fq, len)?;
     need::<E, f32>("fake-quant input", x, len)?;
     need::<E, f32>("fake-quant dx", dx, len)?;
     need::<E, f32>("fake-quant dscale", dscale, len)?;
@@ -123,38 +141,23 @@ pub(crate) fn fake_quantize_grad<E: Exec>(
     if len == 0 {
         return Ok(());
     }
-    let sb = e.upload(&scales)?;
-    let zb = e.upload(&zps)?;
-    let mut status = e.upload(&[Status::CLEAR])?;
-    {
+    launch_checked(e, tensor, fq, lp, len, |base| {
         let (xa, _g0) = e.addr(x);
         let (dxa, _g1) = e.addr_mut(dx);
         let (dsa, _g2) = e.addr_mut(dscale);
         let (dza, _g3) = e.addr_mut(dzp);
-        let (sa, _g4) = e.addr(&sb);
-        let (za, _g5) = e.addr(&zb);
-        let (st, _g6) = e.addr_mut(&mut status);
         let p = FakeQuantParams {
             x: xa,
             dx: dxa,
             dscale: dsa,
             dzp: dza,
-            scale: sa,
-            zp: za,
-            status: st,
-            len: len as i64,
-            inner: inner as i64,
-            groups: to_i32("fake-quant channels", groups)?,
-            qmin: fq.qmin(),
-            qmax: fq.qmax(),
-            ..Default::default()
+            ..base
         };
         // SAFETY: x, dx, dscale and dzp hold at least `len` f32 (checked above); scale and zp
         // hold `groups` entries and every channel index is < groups; status holds one entry.
         // `y` is null and unused by this entry.
-        unsafe { e.launch(KernelId::FakeQuantGradF32, grid(len), &p)? };
-    }
-    check_status(e, &status, tensor)
+        unsafe { e.launch(KernelId::FakeQuantGradF32, grid(len), &p) }
+    })
 }
 
 #[cfg(feature = "cuda")]
