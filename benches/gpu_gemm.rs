@@ -74,11 +74,6 @@ const EVENT_REPS: usize = 50;
 /// Per (path, shape): seconds per call from criterion's timed runs, and the event-timed median.
 type Samples = Arc<Mutex<Vec<(String, (usize, usize, usize), Vec<f64>, f64)>>>;
 
-/// `INT8RT_BENCH_SWEEP=1`: time every tile × split-K factor too.
-fn sweep_mode() -> bool {
-    std::env::var("INT8RT_BENCH_SWEEP").as_deref() == Ok("1")
-}
-
 /// The peers' method (gpu-peers.py): after 10 warm-up calls, CUDA events recorded around each of
 /// [`EVENT_REPS`] single calls; the median, in seconds.
 fn event_median(stream: &Arc<CudaStream>, mut f: impl FnMut(usize)) -> f64 {
@@ -317,12 +312,12 @@ fn bench_shape(
     dev: &CudaDevice,
     (m, k, n): (usize, usize, usize),
     samples: &Samples,
+    sweep: bool,
 ) {
     let stream = dev.new_stream().unwrap();
     let mut g = c.benchmark_group(format!("gpu/{m}x{k}x{n}"));
     g.throughput(Throughput::Elements(2 * (m * n * k) as u64));
     // The sweep times ~25 configurations per shape: shorter windows keep it inside one device call.
-    let sweep = sweep_mode();
     g.warm_up_time(Duration::from_millis(if sweep { 100 } else { 300 }));
     g.measurement_time(Duration::from_millis(if sweep { 500 } else { 1500 }));
     g.sample_size(10);
@@ -375,23 +370,19 @@ fn bench_shape(
         runs.push(("int8rt_gemv_i32".into(), GemmKernel::MmaGemv, false));
     }
     // Sweep rows `mma_<tile>_s<splits>`: every tile at splits 1 … 16.
-    let sweep_runs: Vec<(MmaTile, u32)> = if mma && sweep {
-        MmaTile::ALL
-            .iter()
-            .flat_map(|&t| [1u32, 2, 4, 8, 16].map(|s| (t, s)))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    for (tile, splits) in sweep_runs {
-        if splits as usize > k.div_ceil(64) {
-            continue;
+    if mma && sweep {
+        for tile in MmaTile::ALL {
+            for splits in [1u32, 2, 4, 8, 16] {
+                if splits as usize > k.div_ceil(64) {
+                    continue;
+                }
+                runs.push((
+                    format!("mma_{}x{}_s{splits}", tile.bm(), tile.bn()),
+                    GemmKernel::Mma(Some(MmaConfig { tile, splits })),
+                    false,
+                ));
+            }
         }
-        runs.push((
-            format!("mma_{}x{}_s{splits}", tile.bm(), tile.bn()),
-            GemmKernel::Mma(Some(MmaConfig { tile, splits })),
-            false,
-        ));
     }
     for (name, kernel, f32_out) in runs {
         for w in ws.iter_mut() {
@@ -524,10 +515,11 @@ fn main() {
     if filter.as_deref().is_none_or(|f| f.contains("peak")) {
         peaks(&dev, sms, clock_khz, dp4a_peak);
     }
-    // The sweep adds the decode and mid-size M values the dispatch thresholds fall between.
     let mut shapes = SHAPES.to_vec();
     shapes.extend(EXTRA_SHAPES);
-    if sweep_mode() {
+    // `INT8RT_BENCH_SWEEP=1`: every tile × split-K factor too, and M = 256.
+    let sweep = std::env::var("INT8RT_BENCH_SWEEP").as_deref() == Ok("1");
+    if sweep {
         shapes.push((256, 4096, 4096));
     }
     for &s in &shapes {
@@ -535,7 +527,7 @@ fn main() {
         if filter.as_deref().is_some_and(|f| !id.contains(f)) {
             continue;
         }
-        bench_shape(&mut c, &dev, s, &samples);
+        bench_shape(&mut c, &dev, s, &samples, sweep);
     }
     c.final_summary();
 

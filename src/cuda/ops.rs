@@ -35,10 +35,10 @@ pub(crate) const THREADS: u32 = 256;
 /// row covers (`8 · MT` with MT = 4).
 const GEMV_BN: usize = 16;
 const GEMV_THREADS: u32 = 256;
-pub(crate) const GEMV_MAX_BM: usize = 32;
+const GEMV_MAX_BM: usize = 32;
 /// `GemmKernel::Auto` runs the weight-streaming tensor-core GEMV up to this many rows (H200,
-/// 4096²: 8.5 µs against 10.1 for the dp4a GEMV at M = 1, 18.6 against 20.0 for the best tile at
-/// M = 64, 31.0 against 25.5 at M = 128).
+/// 4096², one run, before the streaming hint: 8.5 µs against 10.1 for the dp4a GEMV at M = 1,
+/// 18.6 against 19.4 for the sweep's best tile at M = 64, 31.0 against 25.5 at M = 128).
 pub(crate) const GEMV_AUTO_MAX_M: usize = 64;
 
 /// The row stride the crate uses for `k` int8 values.
@@ -154,8 +154,9 @@ pub enum GemmKernel {
     Auto,
     /// Always the `dp4a` kernels.
     Dp4a,
-    /// Always the tensor cores: with the dispatch table's choice, or with the given tile and
-    /// split (for tuning the table). `Err(PathUnavailable)` before sm_80 or for unaligned rows.
+    /// Always the tensor cores: `Auto`'s tensor-core choice (the GEMV up to 64 rows, the
+    /// dispatch table's tile above), or the given tile and split (for tuning the table).
+    /// `Err(PathUnavailable)` before sm_80 or for unaligned rows.
     Mma(Option<MmaConfig>),
     /// Always the weight-streaming tensor-core GEMV (`kernels/gemv_mma.cu`, [`Path::CudaMma`]):
     /// weights straight from memory into `mma` fragments, 8, 16 or 32 activation rows per block
@@ -166,7 +167,7 @@ pub enum GemmKernel {
 /// What a GEMM launches: the dp4a kernels, a tiled tensor-core configuration, or the
 /// weight-streaming tensor-core GEMV.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Plan {
+enum Plan {
     Dp4a,
     Tiled(MmaConfig),
     Gemv,
@@ -335,8 +336,9 @@ pub(crate) fn resident_blocks(tile: MmaTile, arch: u32) -> usize {
 ///   most 8, at least two k tiles each, and at most 64 KiB of partial sums for the finishing
 ///   block to read.
 ///
-/// `GemmKernel::Auto` comes here only above [`GEMV_AUTO_MAX_M`] rows (fewer run the
-/// weight-streaming GEMV); the small-M rules serve forced `Mma(None)` calls too.
+/// `GemmKernel::Auto` and `Mma(None)` come here only above [`GEMV_AUTO_MAX_M`] rows (fewer run
+/// the weight-streaming GEMV), so of the rules for small M the 16 × 128 tile serves 65 … 128
+/// rows; below that the table is only what a caller who forces it gets.
 pub(crate) fn mma_dispatch(m: usize, n: usize, k: usize, arch: u32, sms: u32) -> MmaConfig {
     let _ = arch;
     let tiles = |t: MmaTile| m.div_ceil(t.bm()) * n.div_ceil(t.bn());
@@ -524,7 +526,7 @@ pub(crate) fn dp4a_plan(
 /// What a GEMM launches (DESIGN.md §2: chosen from the GPU's compute capability, overridable,
 /// reported). `Auto` on sm_80+ with aligned rows: the weight-streaming tensor-core GEMV up to
 /// [`GEMV_AUTO_MAX_M`] rows, the dispatch table's tile above; dp4a otherwise.
-pub(crate) fn choose_kernel(
+fn choose_kernel(
     kernel: GemmKernel,
     arch: u32,
     aligned: bool,
@@ -573,7 +575,7 @@ pub(crate) fn choose_kernel(
 
 /// The kernel and grid of the weight-streaming tensor-core GEMV: the narrowest block row (8, 16
 /// or 32 activation rows) that covers `m` (or 32, repeated over `⌈m / 32⌉` block rows).
-pub(crate) fn gemv_plan(m: usize, n: usize, u8_act: bool) -> Result<(KernelId, Grid)> {
+fn gemv_plan(m: usize, n: usize, u8_act: bool) -> Result<(KernelId, Grid)> {
     use KernelId::*;
     let (bm, kid) = match (m, u8_act) {
         (0..=8, false) => (8, GemvMmaM8S8),
@@ -1007,7 +1009,11 @@ pub(crate) fn ordered_to_f32(o: u32) -> f32 {
 
 /// `Err(NonFinite)` naming `tensor` when the status buffer recorded non-finite values (waits for
 /// the executor).
-pub(crate) fn check_status<E: Exec>(e: &E, status: &E::Buf<Status>, tensor: &str) -> Result<()> {
+pub(crate) fn check_status<E: Exec>(
+    e: &E,
+    status: &E::Buf<Status>,
+    tensor: impl std::fmt::Display,
+) -> Result<()> {
     let mut s = [Status::CLEAR];
     e.read(status, &mut s)?;
     if s[0].count == 0 {
@@ -1388,7 +1394,8 @@ impl<E: Exec> DevLinear<E> {
     /// `Err(NonFinite)` naming `<layer>.input` when the forward that filled `status` met NaN or
     /// ±inf (waits for the executor).
     pub fn check_input(&self, e: &E, status: &E::Buf<Status>) -> Result<()> {
-        check_status(e, status, &format!("{}.input", self.name))
+        // (The name is formatted only for an error: this runs on every forward.)
+        check_status(e, status, format_args!("{}.input", self.name))
     }
 
     /// [`DevLinear::forward`] on host slices: uploads `x`, downloads into `out`.

@@ -564,9 +564,9 @@ fn mma_split_k_gives_the_same_bits_for_every_split() {
 
 #[test]
 fn mma_dispatch_choice_runs_and_matches_reference() {
-    // The default choice on the simulated H100: decode-like shapes (the weight-streaming GEMV
-    // since it exists; the tiled table's split-K plan is still printed and checked) and tiled
-    // ones; the plan is printed for the record.
+    // The dispatch table's plan, forced, on the simulated H100: decode-like shapes, where it
+    // splits K (`Auto` sends up to 64 rows to the GEMV; the table still decides 65 … 128 rows and
+    // calls that force it), and tiled ones; the plan is printed for the record.
     let mut rng = Rng::new(43);
     let e = SimExec::new();
     for (i, &(m, n, k)) in [
@@ -585,7 +585,7 @@ fn mma_dispatch_choice_runs_and_matches_reference() {
         }
         check_gemm_on(
             &e,
-            GemmKernel::Auto,
+            forced(cfg.tile, cfg.splits),
             Path::CudaMma,
             &mut rng,
             m,
