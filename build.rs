@@ -67,11 +67,16 @@ fn camel(s: &str) -> String {
         .collect()
 }
 
-/// `I8RT_ENTRY(name, Params, threads)` lines of a kernel source.
+/// `I8RT_ENTRY(name, Params, threads)` and `I8RT_ENTRY_MIN_BLOCKS(name, Params, threads, blocks)`
+/// lines of a kernel source.
 fn entries(source: &str, file: &Path) -> Vec<Entry> {
     let mut v = Vec::new();
     for line in source.lines() {
-        let Some(rest) = line.trim_start().strip_prefix("I8RT_ENTRY(") else {
+        let line_t = line.trim_start();
+        let Some(rest) = line_t
+            .strip_prefix("I8RT_ENTRY(")
+            .or_else(|| line_t.strip_prefix("I8RT_ENTRY_MIN_BLOCKS("))
+        else {
             continue;
         };
         let args: Vec<&str> = rest.split([',', ')']).map(str::trim).collect();

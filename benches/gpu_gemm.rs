@@ -25,8 +25,10 @@
 //! competes with the dp4a GEMV and the tiles.
 //!
 //! `INT8RT_BENCH_SWEEP=1` also times every tensor-core tile at split-K factors 1, 2, 4, 8 and 16
-//! (i32 out; rows `mma_<tile>_s<splits>`): the data for tuning the dispatch table
-//! (`cuda::ops::mma_dispatch`).
+//! (i32 out; rows `mma_<tile>_s<splits>`, tile as `MmaTile::label`): the data for tuning the
+//! dispatch table (`cuda::ops::mma_dispatch`). `INT8RT_BENCH_SWEEP=stream` times only the
+//! weight-streaming tiles (`MmaTile::Stream*`, not yet in the table), from M = 16 up, with M = 256
+//! added; either sweep ends with the fastest configuration per shape.
 //!
 //!   cargo bench --features gpu-bench --bench gpu_gemm
 //!   cargo bench --features gpu-bench --bench gpu_gemm -- 'gpu/1x4096x4096'
@@ -307,19 +309,51 @@ fn peaks(dev: &CudaDevice, sms: f64, clock_khz: f64, dp4a_peak: f64) {
     pk.outputs().unwrap();
 }
 
+/// Which tensor-core configurations a run also times (`INT8RT_BENCH_SWEEP`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sweep {
+    Off,
+    /// `1`: every tile.
+    All,
+    /// `stream`: the weight-streaming tiles, from M = 16 up.
+    Stream,
+}
+
+impl Sweep {
+    fn from_env() -> Sweep {
+        match std::env::var("INT8RT_BENCH_SWEEP").as_deref() {
+            Ok("1") => Sweep::All,
+            Ok("stream") => Sweep::Stream,
+            _ => Sweep::Off,
+        }
+    }
+    /// The tiles swept at `m` rows.
+    fn tiles(self, m: usize) -> Vec<MmaTile> {
+        match self {
+            Sweep::Off => Vec::new(),
+            Sweep::All => MmaTile::ALL.to_vec(),
+            Sweep::Stream if m >= 16 => {
+                MmaTile::ALL.into_iter().filter(|t| t.is_stream()).collect()
+            }
+            Sweep::Stream => Vec::new(),
+        }
+    }
+}
+
 fn bench_shape(
     c: &mut Criterion,
     dev: &CudaDevice,
     (m, k, n): (usize, usize, usize),
     samples: &Samples,
-    sweep: bool,
+    sweep: Sweep,
 ) {
+    let sweep_on = sweep != Sweep::Off;
     let stream = dev.new_stream().unwrap();
     let mut g = c.benchmark_group(format!("gpu/{m}x{k}x{n}"));
     g.throughput(Throughput::Elements(2 * (m * n * k) as u64));
     // The sweep times ~25 configurations per shape: shorter windows keep it inside one device call.
-    g.warm_up_time(Duration::from_millis(if sweep { 100 } else { 300 }));
-    g.measurement_time(Duration::from_millis(if sweep { 500 } else { 1500 }));
+    g.warm_up_time(Duration::from_millis(if sweep_on { 100 } else { 300 }));
+    g.measurement_time(Duration::from_millis(if sweep_on { 500 } else { 1500 }));
     g.sample_size(10);
     let nsets = ROTATE_BYTES.div_ceil(m * k + n * k).clamp(1, 8);
     let record = |name: &str, v: Vec<f64>, ev: f64| {
@@ -369,15 +403,15 @@ fn bench_shape(
     if mma && m <= 128 {
         runs.push(("int8rt_gemv_i32".into(), GemmKernel::MmaGemv, false));
     }
-    // Sweep rows `mma_<tile>_s<splits>`: every tile at splits 1 … 16.
-    if mma && sweep {
-        for tile in MmaTile::ALL {
+    // Sweep rows `mma_<tile>_s<splits>`: the swept tiles at splits 1 … 16.
+    if mma {
+        for tile in sweep.tiles(m) {
             for splits in [1u32, 2, 4, 8, 16] {
                 if splits as usize > k.div_ceil(64) {
                     continue;
                 }
                 runs.push((
-                    format!("mma_{}x{}_s{splits}", tile.bm(), tile.bn()),
+                    format!("mma_{}_s{splits}", tile.label()),
                     GemmKernel::Mma(Some(MmaConfig { tile, splits })),
                     false,
                 ));
@@ -517,9 +551,9 @@ fn main() {
     }
     let mut shapes = SHAPES.to_vec();
     shapes.extend(EXTRA_SHAPES);
-    // `INT8RT_BENCH_SWEEP=1`: every tile × split-K factor too, and M = 256.
-    let sweep = std::env::var("INT8RT_BENCH_SWEEP").as_deref() == Ok("1");
-    if sweep {
+    // `INT8RT_BENCH_SWEEP`: tiles × split-K factors too, and M = 256.
+    let sweep = Sweep::from_env();
+    if sweep != Sweep::Off {
         shapes.push((256, 4096, 4096));
     }
     for &s in &shapes {
@@ -632,5 +666,47 @@ fn main() {
         } else if (16..=256).contains(&m) {
             ratio("cublas_f16", "≥ 1.5×", 1.5, false);
         }
+    }
+    if sweep == Sweep::Off {
+        return;
+    }
+    // The sweep's fastest configuration per shape, by each timing, against the default path
+    // and cuBLAS f16 (the data for the dispatch table).
+    println!("\n| shape | fastest swept (criterion) | ms | × default | × cuBLAS f16 | fastest swept (events) | ms | × default | × cuBLAS f16 |\n|---|---|---|---|---|---|---|---|---|");
+    let mut shapes_seen: Vec<(usize, usize, usize)> = Vec::new();
+    for (_, s, _, _) in samples.iter() {
+        if !shapes_seen.contains(s) {
+            shapes_seen.push(*s);
+        }
+    }
+    for shape in shapes_seen {
+        let swept = || {
+            samples
+                .iter()
+                .filter(move |(n, s, v, _)| n.starts_with("mma_") && *s == shape && !v.is_empty())
+        };
+        let best_c = swept().min_by(|a, b| median(&a.2).total_cmp(&median(&b.2)));
+        let best_e = swept().min_by(|a, b| a.3.total_cmp(&b.3));
+        let (Some(bc), Some(be)) = (best_c, best_e) else {
+            continue;
+        };
+        let (tc, te) = (median(&bc.2), be.3);
+        let x = |base: Option<f64>, t: f64| {
+            base.map_or("–".to_string(), |b| format!("{:.2}×", b / t))
+        };
+        println!(
+            "| {},{},{} | {} | {:.4} | {} | {} | {} | {:.4} | {} | {} |",
+            shape.0,
+            shape.1,
+            shape.2,
+            bc.0,
+            tc * 1e3,
+            x(time_of("int8rt_mma_i32", shape), tc),
+            x(time_of("cublas_f16", shape), tc),
+            be.0,
+            te * 1e3,
+            x(event_of("int8rt_mma_i32", shape), te),
+            x(event_of("cublas_f16", shape), te),
+        );
     }
 }

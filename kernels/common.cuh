@@ -10,14 +10,16 @@
 //            is_nan_bits / is_nonfinite_bits, f32_to_ordered / ordered_to_f32, ldcg_u64,
 //            cp_async_16 / cp_async_16_or_zero / cp_async_commit / cp_async_wait<N> (sm_80),
 //            dyn_smem
-//   warp:    lane_id, shfl_xor_u32 / shfl_xor_f32, ldsm<X, N> (N `ldmatrix .x<X>`),
+//   warp:    lane_id, shfl_xor_u32 / shfl_xor_f32, ldsm<X, N> (N `ldmatrix .x<X>`), lds_v4,
 //            mma_16832<MT, NT, U8, B_U8> (MT × NT `mma.sync.m16n8k32`) — in the simulation each a
 //            fragment exchange through the per-warp scratch (sim::WarpOp) following the PTX ISA
 //            layouts
-//   block:   block_sync, threadfence
+//   block:   block_sync, threadfence, check_launch_geometry
 //   status:  status_report (non-finite input counting)
 //   entries: I8RT_ENTRY(name, Params, threads) { ... } declares an extern "C" __global__ entry
 //            taking one Params by value; build.rs reads these lines to make the KernelId registry.
+//            I8RT_ENTRY_MIN_BLOCKS(name, Params, threads, min_blocks): the same, and ptxas keeps
+//            the registers low enough for `min_blocks` blocks per multiprocessor.
 #pragma once
 
 #if defined(__CUDACC_RTC__) || defined(__CUDACC__)
@@ -47,7 +49,10 @@
 #ifdef I8RT_DEVICE_BUILD
 #define I8RT_ENTRY(name, Params, threads) \
     extern "C" __global__ void __launch_bounds__(threads) name(const Params p)
+#define I8RT_ENTRY_MIN_BLOCKS(name, Params, threads, min_blocks) \
+    extern "C" __global__ void __launch_bounds__(threads, min_blocks) name(const Params p)
 #else
+#define I8RT_ENTRY_MIN_BLOCKS(name, Params, threads, min_blocks) I8RT_ENTRY(name, Params, threads)
 #define I8RT_ENTRY(name, Params, threads)                                           \
     extern "C" void name(const Params p);                                           \
     static ::sim::Registrar name##_registrar(#name, sizeof(Params), (threads),      \
@@ -271,6 +276,21 @@ I8RT_INLINE void ldsm(unsigned (&r)[N][X], const unsigned (&rows)[N]) {
 #endif
 }
 
+// `ld.shared.v4.b32` of the 16 bytes at byte offset `off` (16-byte aligned) of the dynamic shared
+// memory, executed by every lane of the warp together (the simulation counts the warp's bank
+// conflicts, a quarter-warp per phase, so callers keep it warp-uniform).
+I8RT_INLINE int4 lds_v4(unsigned off) {
+#ifdef I8RT_DEVICE_BUILD
+    int4 v;
+    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "r"(smem_addr(off)));
+    return v;
+#else
+    return sim::lds_v4(sim::dyn_smem() + off);
+#endif
+}
+
 // MT × NT instructions `mma.sync.aligned.m16n8k32.row.col.s32.<atype>.<btype>.s32 acc[i][j],
 // a[i], b[j], acc[i][j]`: acc[i][j] (16 × 8, s32, wrapping) += A_i (16 × 32, u8 when U8 else s8)
 // · B_j (32 × 8, u8 when B_U8 else s8), fragments in the PTX ISA layouts ("Matrix Fragments for
@@ -312,6 +332,20 @@ I8RT_INLINE void block_sync() { __syncthreads(); }
 // Order this thread's earlier global writes before its later ones for every observer on the GPU
 // (release side of the split-K counter; acquire side after reading it).
 I8RT_INLINE void threadfence() { __threadfence(); }
+
+// Stop on a launch geometry other than the one a kernel configuration was compiled for (a host
+// bug): `threads` per block and at least `smem` bytes of dynamic shared memory reserved.
+I8RT_INLINE void check_launch_geometry(int threads, int smem, const char* kernel) {
+#ifdef I8RT_DEVICE_BUILD
+    (void)kernel;
+    unsigned dyn;
+    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn));
+    if (blockDim.x != (unsigned)threads || dyn < (unsigned)smem) __trap();
+#else
+    if (blockDim.x != (unsigned)threads || sim::t_launch->dyn_bytes < (size_t)smem)
+        sim::fail(std::string(kernel) + ": launched with a block size or shared memory other than its configuration's");
+#endif
+}
 
 // Count a non-finite input at flat index `i` (atomics; reports are rare).
 I8RT_INLINE void status_report(Status* s, unsigned long long i) {

@@ -157,23 +157,9 @@ I8RT_INLINE void load_stage(const OperandLoader<C, C::BM>& la, const OperandLoad
     lb.template load<FULL>(base + (unsigned)C::A_BYTES, k0, k);
 }
 
-// Stop on a launch geometry other than the one this configuration was compiled for (a host bug):
-// the block size and the dynamic shared memory the host reserved.
-template <class C>
-I8RT_INLINE void check_launch() {
-#ifdef I8RT_DEVICE_BUILD
-    unsigned dyn;
-    asm("mov.u32 %0, %%dynamic_smem_size;" : "=r"(dyn));
-    if (blockDim.x != (unsigned)C::THREADS || dyn < (unsigned)C::SMEM) __trap();
-#else
-    if (blockDim.x != (unsigned)C::THREADS || sim::t_launch->dyn_bytes < (size_t)C::SMEM)
-        sim::fail("gemm_mma: launched with a block size or shared memory other than its configuration's");
-#endif
-}
-
 template <class C, bool U8>
 I8RT_INLINE void body(const MmaParams& q) {
-    check_launch<C>();
+    check_launch_geometry(C::THREADS, C::SMEM, "gemm_mma");
     const GemmParams& p = q.g;
     if (p.status && p.status->count != 0) return;  // the input had NaN/inf: the host reports it
     const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5;

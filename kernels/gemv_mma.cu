@@ -193,3 +193,278 @@ I8RT_ENTRY(gemv_mma_m16_s8, GemmParams, gemv::THREADS) { gemv::body<2, false>(p)
 I8RT_ENTRY(gemv_mma_m16_u8, GemmParams, gemv::THREADS) { gemv::body<2, true>(p); }
 I8RT_ENTRY(gemv_mma_m32_s8, GemmParams, gemv::THREADS) { gemv::body<4, false>(p); }
 I8RT_ENTRY(gemv_mma_m32_u8, GemmParams, gemv::THREADS) { gemv::body<4, true>(p); }
+
+// ---------------------------------------------------------------------------------------------
+// The staged variant (kernels gemm_stream_*): weights streamed the same way, activations staged
+// in shared memory, for 32 … 256 rows, where the GEMV above would re-read every activation row
+// from L2 once per 16 weight rows. Launched with MmaParams like the tiled kernels (dynamic shared
+// memory, split-K scratch); the host treats each configuration as a tile (MmaTile::Stream*).
+//
+// Per block (Cfg<MT, WN, WK, U>; BM = 8 MT activation rows, BN = 16 WN weight rows, 8 warps):
+// - warp (wn, wk) = (warp % WN, warp / WN) owns weight rows bn + 16 wn … + 15 and, of every
+//   round of WK 64-byte k steps, step wk; a batch is U rounds (STEPS = U · WK steps);
+// - per batch, `cp.async` copies the block's BM activation rows × STEPS steps into shared memory
+//   as [step][row][64 bytes] (chunk c of the batch at byte 16 c: a quarter-warp's copies fill 128
+//   contiguous bytes), double-buffered with the next batch's copies in flight; rows past M, steps
+//   past the block's K range and bytes past K are zero-filled;
+// - each warp streams its weight fragments into registers exactly as the GEMV does (U steps per
+//   batch, double-buffered, streaming hint; the step that crosses K with byte guards), and for
+//   each n8 tile j of activation rows reads lane (g, t)'s 16 bytes, row 8 j + g at byte 16 t of
+//   the step, with one warp-wide 16-byte shared load (a quarter-warp reads rows 2 q, 2 q + 1:
+//   128 contiguous bytes, no bank conflict) — the B fragments of the step's two m16n8k32;
+// - after the loop the warps' accumulators meet in shared memory ([wk][row][BN + 4 words]: the
+//   stores of a warp hit 32 distinct banks) and every thread sums the WK slices in order for
+//   adjacent column pairs of whole rows (coalesced from here on);
+// - split-K (gridDim.z > 1): as in gemm_mma.cu — each block stores its sums as partials
+//   ([tile][split][BM · BN / 2] column pairs, rows past M skipped), the last block of the tile
+//   to count adds the others' in split order and runs the epilogue (exact integer sums: the
+//   same bits for every split), resetting the tile's counter;
+// - the epilogue writes adjacent column pairs (one store each when the host says `paired`).
+namespace staged {
+
+using gemv::STEP;
+
+template <int MT_, int WN_, int WK_, int U_>
+struct Cfg {
+    static constexpr int MT = MT_, WN = WN_, WK = WK_, U = U_;
+    static constexpr int THREADS = 32 * WN * WK;
+    static constexpr int BM = 8 * MT, BN = 16 * WN;
+    static constexpr int STEPS = U * WK;            // 64-byte k steps per batch
+    static constexpr int XBUF = STEPS * BM * STEP;  // bytes of one batch of activations
+    static constexpr int CHUNKS = XBUF / 16 / THREADS;  // cp.async per thread and batch
+    static constexpr int PITCH = BN + 4;            // staging row pitch, words
+    static constexpr int STAGING = WK * BM * PITCH * 4;
+    static constexpr int FLAG = 2 * XBUF > STAGING ? 2 * XBUF : STAGING;  // split-K flag word
+    static constexpr int SMEM = FLAG + 16;
+    static constexpr int PAIR_COLS = BN / 2;                   // column pairs per row
+    static constexpr int PAIRS = BM * PAIR_COLS / THREADS;     // output pairs per thread
+    static_assert(THREADS == 256, "8 warps");
+    static_assert(XBUF % (16 * THREADS) == 0 && (BM * PAIR_COLS) % THREADS == 0, "whole passes");
+};
+
+// Host twins: MmaTile::Stream32x64 / Stream64x64 / Stream128x64 / Stream64x128 in src/cuda/ops.rs.
+using S32x64 = Cfg<4, 4, 2, 2>;
+using S64x64 = Cfg<8, 4, 2, 2>;
+using S128x64 = Cfg<16, 4, 2, 2>;
+using S64x128 = Cfg<8, 8, 1, 2>;
+
+template <int U>
+struct WBatch {
+    int4 w0[U], w1[U];
+};
+
+// step_mma for one n8 tile (its four accumulators).
+template <bool U8>
+I8RT_INLINE void step_mma_tile(int (&acc)[4], const int4& w0, const int4& w1, const int4& x) {
+    int c[1][1][4] = {{{acc[0], acc[1], acc[2], acc[3]}}};
+    const int4 xs[1] = {x};
+    gemv::step_mma<1, U8>(c, w0, w1, xs);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[e] = c[0][0][e];
+}
+
+template <class C, bool U8>
+I8RT_INLINE void body(const MmaParams& q) {
+    check_launch_geometry(C::THREADS, C::SMEM, "gemm_stream");
+    const GemmParams& p = q.g;
+    const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int wn = warp % C::WN, wk = warp / C::WN;
+    const int bn = (int)blockIdx.x * C::BN, bm = (int)blockIdx.y * C::BM;
+
+    // This block's k steps [s0, s1) (the last of the matrix may cross K).
+    const int total = (p.k + STEP - 1) / STEP, full = p.k / STEP;
+    const int s0 = (int)blockIdx.z * q.kt_per_split;
+    const int s1 = s0 + q.kt_per_split < total ? s0 + q.kt_per_split : total;
+    const int batches = s1 > s0 ? (s1 - s0 + C::STEPS - 1) / C::STEPS : 0;
+
+    // Weight rows g and g + 8 of this warp's 16 (when below N), at byte 16 t of a step.
+    const int wr = bn + 16 * wn + g;
+    const bool w0_ok = wr < p.n, w1_ok = wr + 8 < p.n;
+    const unsigned char* wb = reinterpret_cast<const unsigned char*>(p.w);
+    const unsigned char* xb = static_cast<const unsigned char*>(p.x);
+    const unsigned char* w0p = wb + (long long)(w0_ok ? wr : 0) * p.ldb + 16 * t;
+    const unsigned char* w1p = wb + (long long)(w1_ok ? wr + 8 : 0) * p.ldb + 16 * t;
+    const int4 zero = {0, 0, 0, 0};
+
+    // The weights of batch b: this warp's step of each round; steps past the block's range
+    // load zeros (their mma add 0).
+    auto load_w = [&](WBatch<C::U>& wbt, int b) {
+#pragma unroll
+        for (int u = 0; u < C::U; ++u) {
+            const int ks = s0 + b * C::STEPS + u * C::WK + wk;
+            const long long o = (long long)ks * STEP;
+            if (ks < s1 && ks < full) {
+                wbt.w0[u] = w0_ok ? ldg_stream_v4(w0p + o) : zero;
+                wbt.w1[u] = w1_ok ? ldg_stream_v4(w1p + o) : zero;
+            } else if (ks < s1) {  // the step that crosses K
+                const long long end = (long long)p.k - 16 * t;
+                wbt.w0[u] = w0_ok ? gemv::load_guarded(w0p, o, end) : zero;
+                wbt.w1[u] = w1_ok ? gemv::load_guarded(w1p, o, end) : zero;
+            } else {
+                wbt.w0[u] = zero;
+                wbt.w1[u] = zero;
+            }
+        }
+    };
+    // The activations of batch b into the buffer at `buf`: chunk c = tid + THREADS i is piece
+    // c % 4 of row (c / 4) % BM of step c / (4 BM), at byte 16 c.
+    auto load_x = [&](unsigned buf, int b) {
+        const int ks0 = s0 + b * C::STEPS;
+        const bool inside = ks0 + C::STEPS <= s1 && (long long)(ks0 + C::STEPS) * STEP <= p.k;
+#pragma unroll
+        for (int i = 0; i < C::CHUNKS; ++i) {
+            const int c = tid + C::THREADS * i;
+            const int piece = c & 3, r = (c >> 2) % C::BM, s = (c >> 2) / C::BM;
+            const bool row_ok = bm + r < p.m;
+            const long long off = (long long)(ks0 + s) * STEP + 16 * piece;
+            const unsigned char* src = xb + (long long)(row_ok ? bm + r : 0) * p.lda + off;
+            if (inside) {
+                cp_async_16_or_zero(buf + 16u * (unsigned)c, row_ok ? src : xb, !row_ok);
+            } else {
+                const long long left = ks0 + s < s1 ? (long long)p.k - off : 0;
+                const int bytes = row_ok ? (left >= 16 ? 16 : (left > 0 ? (int)left : 0)) : 0;
+                cp_async_16(buf + 16u * (unsigned)c, bytes > 0 ? src : xb, bytes);
+            }
+        }
+    };
+
+    int acc[C::MT][4];
+#pragma unroll
+    for (int j = 0; j < C::MT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[j][e] = 0;
+
+    if (batches > 0) {
+        WBatch<C::U> cur, nxt{};  // (nxt is copied even when the last batch loaded none)
+        load_x(0, 0);
+        cp_async_commit();
+        load_w(cur, 0);
+        for (int b = 0; b < batches; ++b) {
+            // Batch b has landed for every thread, and every warp is done with batch b − 1,
+            // whose buffer the copies below overwrite.
+            cp_async_wait<0>();
+            block_sync();
+            if (b + 1 < batches) {
+                load_x((unsigned)(((b + 1) & 1) * C::XBUF), b + 1);
+                load_w(nxt, b + 1);
+            }
+            cp_async_commit();
+            const unsigned xs = (unsigned)((b & 1) * C::XBUF);
+#pragma unroll
+            for (int u = 0; u < C::U; ++u) {
+                const unsigned row0 = xs + (unsigned)(((u * C::WK + wk) * C::BM + g) * STEP + 16 * t);
+#pragma unroll
+                for (int j = 0; j < C::MT; ++j)
+                    step_mma_tile<U8>(acc[j], cur.w0[u], cur.w1[u], lds_v4(row0 + (unsigned)(j * 8 * STEP)));
+            }
+            cur = nxt;
+        }
+    }
+    cp_async_wait<0>();  // (only empty groups remain)
+    block_sync();        // every warp is done with the buffers the staging below reuses
+    if (p.status && p.status->count != 0) return;  // the input had NaN/inf: the host reports it
+
+    // The warps' accumulators meet in shared memory: element (j, e) of lane (g, t) is row
+    // 8 j + 2 t + e % 2, column 16 wn + g + 8 (e / 2) of the block's tile.
+    int* stg = reinterpret_cast<int*>(dyn_smem());
+#pragma unroll
+    for (int j = 0; j < C::MT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+            stg[(wk * C::BM + 8 * j + 2 * t + (e & 1)) * C::PITCH + 16 * wn + g + 8 * (e >> 1)] = acc[j][e];
+    block_sync();
+
+    // From here each thread owns column pairs: pair i = tid + THREADS i' is row i / PAIR_COLS,
+    // columns 2 (i % PAIR_COLS) and + 1; the WK slices summed in order.
+    unsigned v[C::PAIRS][2];
+#pragma unroll
+    for (int i = 0; i < C::PAIRS; ++i) {
+        const int pi = tid + C::THREADS * i;
+        const int r = pi / C::PAIR_COLS, c = (pi % C::PAIR_COLS) * 2;
+        v[i][0] = v[i][1] = 0;
+#pragma unroll
+        for (int w = 0; w < C::WK; ++w) {
+            const unsigned long long s =
+                *reinterpret_cast<const unsigned long long*>(stg + (w * C::BM + r) * C::PITCH + c);
+            v[i][0] += (unsigned)s;
+            v[i][1] += (unsigned)(s >> 32);
+        }
+    }
+
+    if (gridDim.z > 1) {
+        const int splits = (int)gridDim.z;
+        const int tile = (int)(blockIdx.y * gridDim.x + blockIdx.x);
+        constexpr long long PER_BLOCK = (long long)C::BM * C::PAIR_COLS;  // pairs per block
+        unsigned long long* part =
+            reinterpret_cast<unsigned long long*>(q.partials) + ((long long)tile * splits + blockIdx.z) * PER_BLOCK;
+#pragma unroll
+        for (int i = 0; i < C::PAIRS; ++i) {
+            const int pi = tid + C::THREADS * i;
+            if (bm + pi / C::PAIR_COLS < p.m) part[pi] = (unsigned long long)v[i][0] | ((unsigned long long)v[i][1] << 32);
+        }
+        threadfence();  // release: the partials before the counter
+        block_sync();
+        int* last = reinterpret_cast<int*>(dyn_smem() + C::FLAG);
+        if (tid == 0) {
+            const unsigned arrived = atomicAdd(&q.counters[tile], 1u);
+            *last = arrived == (unsigned)(splits - 1);
+            if (*last) q.counters[tile] = 0u;  // every split has counted: ready for the next launch
+        }
+        block_sync();
+        if (!*last) return;
+        threadfence();  // acquire: the other blocks' partials after their counts
+        for (int s = 0; s < splits; ++s) {
+            if (s == (int)blockIdx.z) continue;
+            const unsigned long long* other =
+                reinterpret_cast<const unsigned long long*>(q.partials) + ((long long)tile * splits + s) * PER_BLOCK;
+#pragma unroll
+            for (int i = 0; i < C::PAIRS; ++i) {
+                const int pi = tid + C::THREADS * i;
+                if (bm + pi / C::PAIR_COLS >= p.m) continue;
+                // Wrapping adds: every partial sum is bounded like the whole (the host proved it).
+                const unsigned long long o = ldcg_u64(other + pi);
+                v[i][0] += (unsigned)o;
+                v[i][1] += (unsigned)(o >> 32);
+            }
+        }
+    }
+
+    // The sums go back to slice 0 (each thread rewrites only the pairs it read), and the
+    // epilogue (DESIGN.md §1 steps 1–3) reads them from there in a loop kept rolled: its
+    // per-output-kind stores would otherwise be copied PAIRS times. A warp's pairs cover
+    // contiguous row segments.
+#pragma unroll
+    for (int i = 0; i < C::PAIRS; ++i) {
+        const int pi = tid + C::THREADS * i;
+        *reinterpret_cast<unsigned long long*>(stg + (pi / C::PAIR_COLS) * C::PITCH + (pi % C::PAIR_COLS) * 2) =
+            (unsigned long long)v[i][0] | ((unsigned long long)v[i][1] << 32);
+    }
+    const bool paired = (q.flags & MMA_PAIRED_STORES) != 0;
+#pragma unroll 1
+    for (int pi = tid; pi < C::BM * C::PAIR_COLS; pi += C::THREADS) {
+        const int r = pi / C::PAIR_COLS, c = (pi % C::PAIR_COLS) * 2;
+        const int row = bm + r, col = bn + c;
+        if (row >= p.m || col >= p.n) continue;
+        const unsigned long long s = *reinterpret_cast<const unsigned long long*>(stg + r * C::PITCH + c);
+        const long long idx = (long long)row * p.ldy + col;
+        const int v0 = corrected_acc(p, (int)(unsigned)s, row, col);
+        if (col + 1 < p.n) {
+            epi_store2(p.epi, p.y, idx, v0, corrected_acc(p, (int)(unsigned)(s >> 32), row, col + 1), row, col,
+                       paired);
+        } else {
+            epi_store(p.epi, p.y, idx, v0, row, col);
+        }
+    }
+}
+
+}  // namespace staged
+
+I8RT_ENTRY_MIN_BLOCKS(gemm_stream_32x64_s8, MmaParams, staged::S32x64::THREADS, 2) { staged::body<staged::S32x64, false>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_stream_32x64_u8, MmaParams, staged::S32x64::THREADS, 2) { staged::body<staged::S32x64, true>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_stream_64x64_s8, MmaParams, staged::S64x64::THREADS, 2) { staged::body<staged::S64x64, false>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_stream_64x64_u8, MmaParams, staged::S64x64::THREADS, 2) { staged::body<staged::S64x64, true>(p); }
+I8RT_ENTRY(gemm_stream_128x64_s8, MmaParams, staged::S128x64::THREADS) { staged::body<staged::S128x64, false>(p); }
+I8RT_ENTRY(gemm_stream_128x64_u8, MmaParams, staged::S128x64::THREADS) { staged::body<staged::S128x64, true>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_stream_64x128_s8, MmaParams, staged::S64x128::THREADS, 2) { staged::body<staged::S64x128, false>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_stream_64x128_u8, MmaParams, staged::S64x128::THREADS, 2) { staged::body<staged::S64x128, true>(p); }

@@ -10,6 +10,7 @@
 #   device tool: run(command="bash gpu-bundle/run.sh", carry=["gpu-bundle"])  # logs land in $OUT
 #   INT8RT_BENCH_SWEEP=1 gpu-bundle/run.sh   # the bench also times every tensor-core tile × split-K
 #                                            # factor (the data to tune cuda::ops::mma_dispatch; ~8 min more)
+#   INT8RT_BENCH_SWEEP=stream ...            # only the weight-streaming tiles × split-K, M ≥ 16
 #   INT8RT_SKIP_CALIB_BENCH=1 ...             # without the calibration-collection bench
 #   INT8RT_BENCH_FILTER="4096x4096 x8192x8192" ...  # the GEMM bench on those shapes only
 #   INT8RT_SKIP_PEERS=1 ...                   # without the PyTorch peers
@@ -57,7 +58,7 @@ fi
 # The peers at the bench's shapes (benches/gpu_gemm.rs: SHAPES, EXTRA_SHAPES, and M = 256 in a sweep).
 shapes="1,4096,4096 8,4096,4096 32,4096,4096 128,4096,4096 512,1024,1024 1024,4096,1024 2048,2048,2048"
 shapes="$shapes 8192,8192,8192 2,4096,4096 4,4096,4096 16,4096,4096 64,4096,4096 1,8192,8192 8,8192,8192"
-[ "${INT8RT_BENCH_SWEEP:-}" = 1 ] && shapes="$shapes 256,4096,4096"
+[ -n "${INT8RT_BENCH_SWEEP:-}" ] && shapes="$shapes 256,4096,4096"
 # shellcheck disable=SC2086
 [ -z "${INT8RT_SKIP_PEERS:-}" ] && step peers python3 "$dir/gpu-peers.py" --shapes $shapes
 [ -x "$bins/gpu_latency" ] && step latency "$bins/gpu_latency"

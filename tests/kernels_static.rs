@@ -4,7 +4,8 @@
 //! `cuobjdump -sass`, found at `$INT8RT_CUOBJDUMP`) of every dp4a kernel contains `IDP.4A`, of
 //! every tiled tensor-core kernel (`kernels/gemm_mma*.cu`) `IMMA` fed by `LDSM` (ldmatrix) from
 //! shared memory filled by `LDGSTS` (cp.async), of every weight-streaming one
-//! (`kernels/gemv_mma*.cu`) `IMMA` fed by `LDG` (global loads); the instruction mix of each tensor-core kernel is
+//! (`kernels/gemv_mma*.cu`) `IMMA` fed by `LDG` (global loads) — its staged variant's also by
+//! `LDS` from shared memory that `LDGSTS` filled; the instruction mix of each tensor-core kernel is
 //! printed (bench/RESULTS-gpu-static.md); the instruction-peak kernels (`kernels/peak.cu`) hold
 //! exactly one loop's worth of their instruction (`IMMA` / `IDP.4A`: none folded away, none
 //! added, so the bench's operation count is what runs). CI sets `INT8RT_REQUIRE_NVRTC=1` (and the cuobjdump
@@ -208,8 +209,12 @@ fn dp4a_kernels_compile_to_idp4a() {
                     let mix = opcode_mix(body);
                     let count = |op: &str| mix.iter().find(|(o, _)| o == op).map_or(0, |p| p.1);
                     // The tiled kernels stage through shared memory (cp.async, ldmatrix); the
-                    // weight-streaming GEMV loads its fragments straight from global memory.
-                    let ops: &[&str] = if k.module().file().starts_with("gemv_mma") {
+                    // weight-streaming GEMV loads its fragments straight from global memory, and
+                    // its staged variant (gemm_stream_*) the weights so and the activations from
+                    // shared memory that cp.async filled (plain 16-byte shared loads).
+                    let ops: &[&str] = if k.name().starts_with("gemm_stream") {
+                        &["IMMA", "LDG", "LDGSTS", "LDS"]
+                    } else if k.module().file().starts_with("gemv_mma") {
                         &["IMMA", "LDG"]
                     } else {
                         &["IMMA", "LDSM", "LDGSTS"]

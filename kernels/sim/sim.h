@@ -140,9 +140,10 @@ struct Warp {
 // What a launch counts (read by the host after it; see `int8rt_sim_launch_ex`).
 struct Stats {
     std::atomic<unsigned long long> ldmatrix{0};          // ldmatrix instructions (per warp)
-    std::atomic<unsigned long long> ldmatrix_extra_wavefronts{0};  // bank-conflict wavefronts
+    std::atomic<unsigned long long> smem_extra_wavefronts{0};  // their bank-conflict wavefronts (and lds_v4's)
     std::atomic<unsigned long long> mma{0};               // mma.sync instructions (per warp)
     std::atomic<unsigned long long> cp_async{0};          // cp.async instructions (per thread)
+    std::atomic<unsigned long long> lds_v4{0};            // warp-wide 16-byte shared loads (per warp)
 };
 
 struct Launch {
@@ -370,6 +371,26 @@ inline int reg_byte(unsigned reg, int b, bool is_signed) {
     return is_signed ? (int)(signed char)(unsigned char)v : (int)v;
 }
 
+// Extra shared-memory wavefronts of one phase of 8 lanes each reading 16 bytes at a[0..8): shared
+// memory serves 32 banks of 4 bytes per wavefront; 16 bytes occupy the four banks of their bank
+// group (address / 16) % 8; reads of one group at different addresses cost one extra wavefront
+// each (equal addresses are a broadcast). An ldmatrix matrix and a quarter-warp of 16-byte
+// loads are such phases.
+inline unsigned long long extra_wavefronts(const uintptr_t (&a)[8]) {
+    int worst = 1;
+    for (int grp = 0; grp < 8; ++grp) {
+        int distinct = 0;
+        for (int i = 0; i < 8; ++i) {
+            if ((a[i] / 16) % 8 != (uintptr_t)grp) continue;
+            bool dup = false;
+            for (int j = 0; j < i; ++j) dup = dup || a[j] / 16 == a[i] / 16;
+            distinct += dup ? 0 : 1;
+        }
+        worst = distinct > worst ? distinct : worst;
+    }
+    return (unsigned long long)(worst - 1);
+}
+
 // `N` instructions `ldmatrix.sync.aligned.m8n8.x<X>.shared.b16 r[n], [rows[n]]` (rows[n] is this
 // lane's row address for instruction n; only lanes 0 .. 8 X - 1 supply addresses).
 template <int X, int N>
@@ -390,9 +411,6 @@ inline void ldmatrix(unsigned (*r)[X], const void* const* rows) {
         }
     }
     if (lane == 0) {
-        // Shared memory serves 32 banks of 4 bytes per wavefront; a 16-byte row occupies the four
-        // banks of its bank group (address / 16) % 8. Rows of one matrix in the same group at
-        // different addresses cost one extra wavefront each (equal addresses are a broadcast).
         unsigned long long extra = 0;
         for (int n = 0; n < N; ++n) {
             for (int m = 0; m < X; ++m) {
@@ -400,23 +418,36 @@ inline void ldmatrix(unsigned (*r)[X], const void* const* rows) {
                 for (int rr = 0; rr < 8; ++rr)
                     std::memcpy(&a[rr], op.lane((unsigned)frag::ldsm_address_lane(m, rr)) + n * sizeof(void*),
                                 sizeof(void*));
-                int worst = 1;
-                for (int grp = 0; grp < 8; ++grp) {
-                    int distinct = 0;
-                    for (int i = 0; i < 8; ++i) {
-                        if ((a[i] / 16) % 8 != (uintptr_t)grp) continue;
-                        bool dup = false;
-                        for (int j = 0; j < i; ++j) dup = dup || a[j] / 16 == a[i] / 16;
-                        distinct += dup ? 0 : 1;
-                    }
-                    worst = distinct > worst ? distinct : worst;
-                }
-                extra += (unsigned long long)(worst - 1);
+                extra += extra_wavefronts(a);
             }
         }
         t_launch->stats.ldmatrix.fetch_add(N, std::memory_order_relaxed);
-        t_launch->stats.ldmatrix_extra_wavefronts.fetch_add(extra, std::memory_order_relaxed);
+        t_launch->stats.smem_extra_wavefronts.fetch_add(extra, std::memory_order_relaxed);
     }
+}
+
+// `ld.shared.v4.b32 d, [p]` executed by every lane of the warp together (the kernels that use it
+// keep it warp-uniform): this lane's 16 bytes at p, and the warp's bank conflicts counted the
+// way the hardware serves a 16-byte access, a quarter-warp (8 lanes, 128 bytes) per phase.
+inline int4 lds_v4(const void* p) {
+    check_smem(p, 16, 16, "ld.shared.v4");
+    WarpOp op;
+    std::memcpy(op.mine(), &p, sizeof(void*));
+    op.exchange();
+    int4 v;
+    std::memcpy(&v, p, 16);
+    if (t_lane == 0) {
+        if (t_warp->lanes != 32) fail("ld.shared.v4 (warp-wide) in a partial warp");
+        unsigned long long extra = 0;
+        for (int q = 0; q < 4; ++q) {
+            uintptr_t a[8];
+            for (int i = 0; i < 8; ++i) std::memcpy(&a[i], op.lane((unsigned)(8 * q + i)), sizeof(void*));
+            extra += extra_wavefronts(a);
+        }
+        t_launch->stats.lds_v4.fetch_add(1, std::memory_order_relaxed);
+        t_launch->stats.smem_extra_wavefronts.fetch_add(extra, std::memory_order_relaxed);
+    }
+    return v;
 }
 
 // MT × NT instructions `mma.sync.aligned.m16n8k32.row.col.s32.<atype>.<btype>.s32 acc[i][j], a[i],

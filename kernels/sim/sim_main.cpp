@@ -50,9 +50,9 @@ const char* int8rt_sim_kernel_name(size_t i) {
 
 // Launch `name` on grid × block with one parameter block of `params_size` bytes and
 // `dyn_smem` bytes of dynamic shared memory; runs to completion. `flags` bit 0: cp.async copies
-// land at issue instead of at the wait that completes them. `stats` (or null) receives 4 counts:
-// ldmatrix instructions, extra shared-memory wavefronts they cost (bank conflicts), mma.sync
-// instructions, cp.async instructions. Returns 0, or 1 with a message in `err`.
+// land at issue instead of at the wait that completes them. `stats` (or null) receives 5 counts:
+// ldmatrix instructions, extra shared-memory wavefronts they and lds_v4 cost (bank conflicts),
+// mma.sync instructions, cp.async instructions, warp-wide 16-byte shared loads (lds_v4). Returns 0, or 1 with a message in `err`.
 int int8rt_sim_launch_ex(const char* name, const unsigned* grid, const unsigned* block, unsigned dyn_smem,
                          unsigned flags, const void* params, size_t params_size, unsigned long long* stats,
                          char* err, size_t err_len) {
@@ -72,7 +72,7 @@ int int8rt_sim_launch_ex(const char* name, const unsigned* grid, const unsigned*
         return error(err, err_len, std::string(name) + ": " + std::to_string(dyn_smem) +
                                        " bytes of dynamic shared memory exceed any GPU's 227 KiB");
     if (stats)
-        for (int i = 0; i < 4; ++i) stats[i] = 0;
+        for (int i = 0; i < 5; ++i) stats[i] = 0;
     if ((unsigned long long)g.x * g.y * g.z == 0) return 0;
     std::lock_guard<std::mutex> guard(launch_lock());
     sim::Launch l(g, b, (unsigned)n, dyn_smem, (flags & 1u) != 0);
@@ -122,9 +122,10 @@ int int8rt_sim_launch_ex(const char* name, const unsigned* grid, const unsigned*
     watchdog.join();
     if (stats) {
         stats[0] = l.stats.ldmatrix.load();
-        stats[1] = l.stats.ldmatrix_extra_wavefronts.load();
+        stats[1] = l.stats.smem_extra_wavefronts.load();
         stats[2] = l.stats.mma.load();
         stats[3] = l.stats.cp_async.load();
+        stats[4] = l.stats.lds_v4.load();
     }
     return 0;
 }

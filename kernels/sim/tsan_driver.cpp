@@ -63,17 +63,20 @@ int main() {
             }
         }
     // The tensor-core GEMM: the 128 × 128 tile (4 warps) over 2 × 2 blocks and 2 k tiles, then
-    // the 16 × 128 tile with K split 3 ways (partial sums, counters, the finishing block), each
-    // with cp.async landing late (at the wait) and early (at issue).
-    std::vector<unsigned> counters(8, 0u);
-    std::vector<int> partials(8 * 3 * 16 * 128, 0);
+    // the 16 × 128 tile with K split 3 ways (partial sums, counters, the finishing block), then
+    // the weight-streaming 64 × 64 tile (activation batches double-buffered, the warps'
+    // accumulators meeting in shared memory) with K split 2 ways, each with cp.async landing
+    // late (at the wait) and early (at issue).
+    std::vector<unsigned> counters(16, 0u);
+    std::vector<int> partials(9 * 2 * 64 * 64, 0);
     struct Run {
         const char* name;
         unsigned threads, smem, gx, gy, gz;
         int rows, kt_per_split;
     };
     const Run runs[] = {{"gemm_mma_128x128_s8", 128, 4 * 256 * 64, 2, 2, 1, m, 2},
-                        {"gemm_mma_16x128_s8", 128, 4 * 144 * 64, 2, 2, 3, 20, 1}};
+                        {"gemm_mma_16x128_s8", 128, 4 * 144 * 64, 2, 2, 3, 20, 1},
+                        {"gemm_stream_64x64_s8", 256, 34832, 3, 3, 2, m, 1}};
     // Three repetitions: ThreadSanitizer sees a race only when the interleaving leaves both
     // accesses in its shadow memory (a removed barrier was reported in about 2 runs of 3).
     for (int rep = 0; rep < 3; ++rep)

@@ -183,7 +183,10 @@ impl Plan {
 }
 
 /// A tensor-core block tile: rows of X (`M`) × rows of W (`N`) per thread block, one kernel
-/// pair (s8 / u8 activations) in `kernels/gemm_mma.cu` each.
+/// pair (s8 / u8 activations) each. The `M…N…` tiles are `kernels/gemm_mma.cu`'s (both operands
+/// staged through shared memory, `ldmatrix` fragments); the `Stream…` tiles are the staged
+/// weight-streaming kernels of `kernels/gemv_mma.cu` (weights straight from memory into `mma`
+/// fragments, activations staged in shared memory), built for 32 … 256 rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MmaTile {
     /// 16 × 128, 4 warps: decode shapes (`M ≤ 16`).
@@ -196,23 +199,36 @@ pub enum MmaTile {
     M128N256,
     /// 256 × 128, 8 warps.
     M256N128,
+    /// Weight-streaming, 32 activation rows × 64 weight rows, 8 warps (4 along N × 2 along K).
+    Stream32x64,
+    /// Weight-streaming, 64 × 64, 8 warps (4 × 2).
+    Stream64x64,
+    /// Weight-streaming, 128 × 64, 8 warps (4 × 2).
+    Stream128x64,
+    /// Weight-streaming, 64 × 128, 8 warps (8 along N).
+    Stream64x128,
 }
 
 impl MmaTile {
     /// Every tile.
-    pub const ALL: [MmaTile; 5] = [
+    pub const ALL: [MmaTile; 9] = [
         MmaTile::M16N128,
         MmaTile::M64N128,
         MmaTile::M128N128,
         MmaTile::M128N256,
         MmaTile::M256N128,
+        MmaTile::Stream32x64,
+        MmaTile::Stream64x64,
+        MmaTile::Stream128x64,
+        MmaTile::Stream64x128,
     ];
     /// Rows of X (and Y) per block (`BM` in the kernel).
     pub const fn bm(self) -> usize {
         match self {
             MmaTile::M16N128 => 16,
-            MmaTile::M64N128 => 64,
-            MmaTile::M128N128 | MmaTile::M128N256 => 128,
+            MmaTile::Stream32x64 => 32,
+            MmaTile::M64N128 | MmaTile::Stream64x64 | MmaTile::Stream64x128 => 64,
+            MmaTile::M128N128 | MmaTile::M128N256 | MmaTile::Stream128x64 => 128,
             MmaTile::M256N128 => 256,
         }
     }
@@ -220,26 +236,66 @@ impl MmaTile {
     pub const fn bn(self) -> usize {
         match self {
             MmaTile::M128N256 => 256,
+            MmaTile::Stream32x64 | MmaTile::Stream64x64 | MmaTile::Stream128x64 => 64,
             _ => 128,
         }
     }
     /// Threads per block (`THREADS`).
     pub const fn threads(self) -> usize {
         match self {
-            MmaTile::M128N256 | MmaTile::M256N128 => 256,
-            _ => 128,
+            MmaTile::M16N128 | MmaTile::M64N128 | MmaTile::M128N128 => 128,
+            _ => 256,
         }
     }
-    /// Pipeline stages (`STAGES`).
+    /// Pipeline stages (`STAGES`; the weight-streaming tiles double-buffer one batch of
+    /// activations in shared memory and one of weights in registers).
     pub const fn stages(self) -> usize {
         match self {
             MmaTile::M128N256 | MmaTile::M256N128 => 3,
-            _ => 4,
+            MmaTile::M16N128 | MmaTile::M64N128 | MmaTile::M128N128 => 4,
+            _ => 2,
         }
     }
-    /// Dynamic shared memory per block: `STAGES · (BM + BN) · 64` bytes.
+    /// A weight-streaming tile's warps along K and k steps of 64 bytes per warp and batch
+    /// (`Cfg<MT, WN, WK, U>`'s `WK` and `U`); `None` for the tiles of `gemm_mma.cu`.
+    const fn stream_wk_u(self) -> Option<(usize, usize)> {
+        match self {
+            MmaTile::Stream32x64 | MmaTile::Stream64x64 | MmaTile::Stream128x64 => Some((2, 2)),
+            MmaTile::Stream64x128 => Some((1, 2)),
+            _ => None,
+        }
+    }
+    /// Dynamic shared memory per block: `STAGES · (BM + BN) · 64` bytes for the tiles of
+    /// `gemm_mma.cu`; for the weight-streaming ones the larger of two activation batches
+    /// (`2 · U · WK · BM · 64`) and the accumulators' staging (`WK · BM · (BN + 4) · 4`), plus
+    /// the split-K flag (`staged::Cfg::SMEM`).
     pub const fn smem_bytes(self) -> usize {
-        self.stages() * (self.bm() + self.bn()) * MMA_BK
+        match self.stream_wk_u() {
+            None => self.stages() * (self.bm() + self.bn()) * MMA_BK,
+            Some((wk, u)) => {
+                let batches = 2 * u * wk * self.bm() * MMA_BK;
+                let staging = wk * self.bm() * (self.bn() + 4) * 4;
+                (if batches > staging { batches } else { staging }) + 16
+            }
+        }
+    }
+    /// Whether this is a weight-streaming tile (`kernels/gemv_mma.cu`'s staged kernels).
+    pub const fn is_stream(self) -> bool {
+        self.stream_wk_u().is_some()
+    }
+    /// A short name: `16x128`, …, `stream64x128` (bench rows, reports).
+    pub const fn label(self) -> &'static str {
+        match self {
+            MmaTile::M16N128 => "16x128",
+            MmaTile::M64N128 => "64x128",
+            MmaTile::M128N128 => "128x128",
+            MmaTile::M128N256 => "128x256",
+            MmaTile::M256N128 => "256x128",
+            MmaTile::Stream32x64 => "stream32x64",
+            MmaTile::Stream64x64 => "stream64x64",
+            MmaTile::Stream128x64 => "stream128x64",
+            MmaTile::Stream64x128 => "stream64x128",
+        }
     }
     /// The kernel for s8 (`false`) or u8 (`true`) activations.
     pub(crate) const fn kernel(self, u8_act: bool) -> KernelId {
@@ -255,6 +311,14 @@ impl MmaTile {
             (MmaTile::M128N256, true) => GemmMma128x256U8,
             (MmaTile::M256N128, false) => GemmMma256x128S8,
             (MmaTile::M256N128, true) => GemmMma256x128U8,
+            (MmaTile::Stream32x64, false) => GemmStream32x64S8,
+            (MmaTile::Stream32x64, true) => GemmStream32x64U8,
+            (MmaTile::Stream64x64, false) => GemmStream64x64S8,
+            (MmaTile::Stream64x64, true) => GemmStream64x64U8,
+            (MmaTile::Stream128x64, false) => GemmStream128x64S8,
+            (MmaTile::Stream128x64, true) => GemmStream128x64U8,
+            (MmaTile::Stream64x128, false) => GemmStream64x128S8,
+            (MmaTile::Stream64x128, true) => GemmStream64x128U8,
         }
     }
 }
@@ -773,9 +837,11 @@ pub(crate) fn gemm<E: Exec>(
             kt_per_split: l.kt_per_split as i32,
             flags,
         };
-        // SAFETY: as for the dp4a launch above, with these differences: x and w are read by
-        // cp.async in 16-byte pieces at 16-byte-aligned offsets below k of rows < m (< n) only
-        // (the rest zero-filled), which `aligned` (checked, or the path refused) guarantees lie
+        // SAFETY: as for the dp4a launch above, with these differences: x (and, for the tiles
+        // of gemm_mma.cu, w) is read by cp.async in 16-byte pieces at 16-byte-aligned offsets
+        // below k of rows < m (< n) only (the rest zero-filled), the weight-streaming tiles read
+        // w rows < n by 16-byte loads below k rounded down to 64 and the step that crosses k by
+        // byte guards, all of which `aligned` (checked, or the path refused) guarantees lie
         // inside the buffers; y is written in pairs only when `flags` says its row stride is
         // even and its base aligned to two elements; with splits > 1, partials hold
         // tiles · splits · BM · BN i32 and counters `tiles` zeroed u32 (the cache allocates them

@@ -155,20 +155,23 @@ pub(crate) fn lib() -> &'static SimLib {
 pub(crate) struct SimStats {
     /// `ldmatrix` instructions (per warp).
     pub ldmatrix: u64,
-    /// Extra shared-memory wavefronts those cost: bank conflicts.
-    pub ldmatrix_extra_wavefronts: u64,
+    /// Extra shared-memory wavefronts those and `lds_v4` cost: bank conflicts.
+    pub smem_extra_wavefronts: u64,
     /// `mma.sync` instructions (per warp).
     pub mma: u64,
     /// `cp.async` instructions (per thread).
     pub cp_async: u64,
+    /// Warp-wide 16-byte shared loads (`lds_v4`, per warp).
+    pub lds_v4: u64,
 }
 
 impl SimStats {
     fn add(&mut self, o: SimStats) {
         self.ldmatrix += o.ldmatrix;
-        self.ldmatrix_extra_wavefronts += o.ldmatrix_extra_wavefronts;
+        self.smem_extra_wavefronts += o.smem_extra_wavefronts;
         self.mma += o.mma;
         self.cp_async += o.cp_async;
+        self.lds_v4 += o.lds_v4;
     }
 }
 
@@ -194,9 +197,9 @@ impl SimLib {
     ) -> Result<SimStats> {
         let cname = CString::new(name).map_err(|_| Error::param("kernel name", "contains NUL"))?;
         let mut err = [0 as c_char; 512];
-        let mut st = [0u64; 4];
+        let mut st = [0u64; 5];
         // SAFETY: `cname` is NUL-terminated, grid and block point at 3 u32 each, `st` holds the
-        // 4 counts the library writes, `err` has the length passed; the library checks the
+        // 5 counts the library writes, `err` has the length passed; the library checks the
         // parameter block's length against the kernel's sizeof, and the caller vouches for its
         // addresses.
         let r = unsafe {
@@ -225,9 +228,10 @@ impl SimLib {
         }
         Ok(SimStats {
             ldmatrix: st[0],
-            ldmatrix_extra_wavefronts: st[1],
+            smem_extra_wavefronts: st[1],
             mma: st[2],
             cp_async: st[3],
+            lds_v4: st[4],
         })
     }
 
@@ -310,9 +314,10 @@ impl SimExec {
             cp_async_early: false,
             stats: std::cell::Cell::new(SimStats {
                 ldmatrix: 0,
-                ldmatrix_extra_wavefronts: 0,
+                smem_extra_wavefronts: 0,
                 mma: 0,
                 cp_async: 0,
+                lds_v4: 0,
             }),
         }
     }

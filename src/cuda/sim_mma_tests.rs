@@ -385,7 +385,7 @@ fn simulated_ldmatrix_follows_the_isa_and_counts_bank_conflicts() {
                 num as u64 * (7 + 6)
             };
             assert_eq!(
-                (st.ldmatrix, st.ldmatrix_extra_wavefronts),
+                (st.ldmatrix, st.smem_extra_wavefronts),
                 (2, extra),
                 "{name} .x{num}"
             );
@@ -483,10 +483,35 @@ fn assert_tensor_core_stats(e: &SimExec, what: &str) -> SimStats {
         "{what}: {st:?}"
     );
     assert_eq!(
-        st.ldmatrix_extra_wavefronts, 0,
+        st.smem_extra_wavefronts, 0,
         "{what}: ldmatrix bank conflicts ({st:?})"
     );
     st
+}
+
+/// The statistics of weight-streaming tile launches since the last call: mma fed by warp-wide
+/// 16-byte shared loads of activations that cp.async staged, no ldmatrix (the weights come
+/// straight from global memory), and no bank conflict.
+fn assert_stream_stats(e: &SimExec, what: &str) -> SimStats {
+    let st = e.take_stats();
+    assert!(
+        st.mma > 0 && st.lds_v4 > 0 && st.cp_async > 0 && st.ldmatrix == 0,
+        "{what}: {st:?}"
+    );
+    assert_eq!(
+        st.smem_extra_wavefronts, 0,
+        "{what}: shared-memory bank conflicts ({st:?})"
+    );
+    st
+}
+
+/// [`assert_tensor_core_stats`] or [`assert_stream_stats`], as `tile` is.
+fn assert_tile_stats(e: &SimExec, tile: MmaTile, what: &str) -> SimStats {
+    if tile.is_stream() {
+        assert_stream_stats(e, what)
+    } else {
+        assert_tensor_core_stats(e, what)
+    }
 }
 
 #[test]
@@ -526,7 +551,7 @@ fn mma_every_tile_matches_reference_around_its_edges() {
                 false,
             );
         }
-        assert_tensor_core_stats(&e, &format!("{tile:?}"));
+        assert_tile_stats(&e, tile, &format!("{tile:?}"));
     }
 }
 
@@ -534,13 +559,20 @@ fn mma_every_tile_matches_reference_around_its_edges() {
 fn mma_split_k_gives_the_same_bits_for_every_split() {
     // Each split count must reproduce the reference exactly (and so each other): partial sums
     // are exact i32, added by the tile's last block. K = 700 is 11 k tiles: splits of 2, 3, 5
-    // and 16 (clamped to 11) leave a short last split; M = 20 has rows past M in the 16-row and
-    // 64-row tiles, whose partials are skipped.
+    // and 16 (clamped to 11) leave a short last split (for the weight-streaming tiles also a
+    // batch only partly inside the split); M = 20 has rows past M in every tile but the 16-row
+    // one, whose partials are skipped.
     let mut rng = Rng::new(42);
     let e = SimExec::new();
-    for (ti, tile) in [MmaTile::M16N128, MmaTile::M64N128, MmaTile::M128N128]
-        .into_iter()
-        .enumerate()
+    for (ti, tile) in [
+        MmaTile::M16N128,
+        MmaTile::M64N128,
+        MmaTile::M128N128,
+        MmaTile::Stream32x64,
+        MmaTile::Stream64x128,
+    ]
+    .into_iter()
+    .enumerate()
     {
         for (si, splits) in [1u32, 2, 3, 5, 16].into_iter().enumerate() {
             let m = if tile == MmaTile::M16N128 { 13 } else { 20 };
@@ -558,8 +590,8 @@ fn mma_split_k_gives_the_same_bits_for_every_split() {
                 false,
             );
         }
+        assert_tile_stats(&e, tile, &format!("split-K {tile:?}"));
     }
-    assert_tensor_core_stats(&e, "split-K");
 }
 
 #[test]
@@ -636,13 +668,15 @@ fn mma_is_exact_when_cp_async_lands_at_issue() {
         (MmaTile::M64N128, 70, 129, 64 * 5 + 3),
         (MmaTile::M128N256, 129, 257, 64 * 4),
         (MmaTile::M16N128, 9, 200, 64 * 9 + 1),
+        (MmaTile::Stream64x64, 70, 129, 64 * 9 + 1),
+        (MmaTile::Stream128x64, 129, 65, 64 * 4),
     ]
     .iter()
     .enumerate()
     {
         check_gemm_on(
             &e,
-            forced(tile, if i == 2 { 3 } else { 1 }),
+            forced(tile, if i % 3 == 2 { 3 } else { 1 }),
             Path::CudaMma,
             &mut rng,
             m,
@@ -653,8 +687,8 @@ fn mma_is_exact_when_cp_async_lands_at_issue() {
             true,
             false,
         );
+        assert_tile_stats(&e, tile, &format!("cp.async early {tile:?}"));
     }
-    assert_tensor_core_stats(&e, "cp.async early");
 }
 
 #[test]
@@ -886,14 +920,14 @@ fn mma_split_k_and_gemv_with_flagged_input_write_nothing_and_leave_the_counters_
         [(&bad, false), (&good, true), (&bad, false), (&good, true)]
             .into_iter()
             .cycle()
-            .take(8)
+            .take(12)
             .enumerate()
     {
-        // First the split tiled kernel, then the weight-streaming GEMV.
-        let kernel = if i < 4 {
-            forced(MmaTile::M16N128, 4)
-        } else {
-            GemmKernel::MmaGemv
+        // The split tiled kernel, the split weight-streaming tile, then the GEMV.
+        let kernel = match i / 4 {
+            0 => forced(MmaTile::M16N128, 4),
+            1 => forced(MmaTile::Stream64x64, 4),
+            _ => GemmKernel::MmaGemv,
         };
         let mut y = e.upload(&vec![-7i32; m * n]).unwrap();
         let g = GemmDev {
