@@ -3,6 +3,9 @@
 // X s8 or u8, W s8, both K-contiguous with 16-byte-aligned rows (the host checks; other strides
 // run on gemm_dp4a.cu). Chosen by the host's dispatch (src/cuda/ops.rs) for small M, where the
 // tiled kernels of gemm_mma.cu stage weights through shared memory that no other row reuses.
+// Two families: the GEMV (gemv_mma_m8 / m16 / m32, activations read from global memory) and,
+// at the end of the file, its staged variant for 32 … 256 rows (gemm_stream_*, activations
+// staged in shared memory; forced only until measured).
 // I8RT_MIN_ARCH 80
 //
 // The product is computed transposed, Yᵀ = W · Xᵀ: W is the mma's A operand (16 weight rows × 32
