@@ -34,7 +34,10 @@
 //   addresses lie inside it and are 16-byte aligned, and `ldmatrix` counts the extra shared-memory
 //   wavefronts its row addresses cost (bank conflicts: rows of one 8 × 8 matrix that fall in the
 //   same 16-byte bank group), reported per launch;
-// - 16-byte vector loads check their alignment (a misaligned vector load faults on the GPU);
+// - 16-byte vector loads check their alignment (a misaligned vector load faults on the GPU),
+//   and, when the host lists its live device buffers at launch (src/cuda/sim.rs does), 16-byte
+//   global loads, cp.async sources and ld.global.cg must each lie inside one of them: a read
+//   past a buffer's end fails even where the bytes read would not change the result;
 // - a launch whose barriers make no progress for 30 s aborts (deadlock), so a broken kernel
 //   fails a test instead of hanging CI.
 #pragma once
@@ -158,6 +161,8 @@ struct Launch {
     size_t dyn_bytes;
     bool cp_async_early;
     Stats stats;
+    const unsigned long long* buffers = nullptr;  // sorted [begin, end) pairs of live device buffers
+    size_t nbuffers = 0;
     unsigned char* dyn_base() {
         uintptr_t a = reinterpret_cast<uintptr_t>(dyn.data());
         return dyn.data() + ((16 - a % 16) % 16);
@@ -273,8 +278,27 @@ inline unsigned short f32_to_f16_rn(float f) {
     return (unsigned short)(sign | q);
 }
 
+// Fail unless [p, p + bytes) lies inside one of the launch's device buffers (when the host
+// listed them; launches without a list, such as the self-tests', are not checked).
+inline void check_global(const void* p, size_t bytes, const char* what) {
+    if (!t_launch || t_launch->nbuffers == 0) return;
+    const unsigned long long a = (unsigned long long)reinterpret_cast<uintptr_t>(p);
+    size_t lo = 0, hi = t_launch->nbuffers;  // the last buffer beginning at or below a
+    while (hi - lo > 1) {
+        const size_t mid = (lo + hi) / 2;
+        if (t_launch->buffers[2 * mid] <= a) lo = mid; else hi = mid;
+    }
+    const unsigned long long b0 = t_launch->buffers[2 * lo], b1 = t_launch->buffers[2 * lo + 1];
+    if (a < b0 || a + bytes > b1) {
+        char msg[160];
+        std::snprintf(msg, sizeof msg, "%s of %zu bytes at %#llx lies outside every device buffer", what, bytes, a);
+        fail(msg);
+    }
+}
+
 inline int4 load_v4(const void* p) {
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) fail("misaligned 16-byte global load");
+    check_global(p, 16, "a 16-byte global load");
     int4 v;
     std::memcpy(&v, p, 16);
     return v;
@@ -510,6 +534,7 @@ inline void cp_async_16(void* dst, const void* src, int src_bytes) {
     if (src_bytes < 0 || src_bytes > 16) fail("cp.async: src-size outside [0, 16]");
     check_smem(dst, 16, 16, "cp.async");
     if (src_bytes > 0 && reinterpret_cast<uintptr_t>(src) % 16 != 0) fail("cp.async: global address not 16-byte aligned");
+    if (src_bytes > 0) check_global(src, (size_t)src_bytes, "a cp.async source");
     t_launch->stats.cp_async.fetch_add(1, std::memory_order_relaxed);
     PendingCopy c{static_cast<unsigned char*>(dst), static_cast<const unsigned char*>(src), src_bytes};
     if (t_launch->cp_async_early) {
@@ -618,9 +643,11 @@ template <class T>
 inline T __ldg(const T* p) {
     return *p;
 }
-// A load cached in L2 only (`ld.global.cg`): on the host, a plain load.
+// A load cached in L2 only (`ld.global.cg`): on the host, a plain load (checked against the
+// launch's device buffers).
 template <class T>
 inline T __ldcg(const T* p) {
+    sim::check_global(p, sizeof(T), "an ld.global.cg");
     return *p;
 }
 // Every memory operation of this thread before the fence is seen before any after it. Under

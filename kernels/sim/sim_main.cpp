@@ -52,10 +52,14 @@ const char* int8rt_sim_kernel_name(size_t i) {
 // `dyn_smem` bytes of dynamic shared memory; runs to completion. `flags` bit 0: cp.async copies
 // land at issue instead of at the wait that completes them. `stats` (or null) receives 5 counts:
 // ldmatrix instructions, extra shared-memory wavefronts they and lds_v4 cost (bank conflicts),
-// mma.sync instructions, cp.async instructions, warp-wide 16-byte shared loads (lds_v4). Returns 0, or 1 with a message in `err`.
-int int8rt_sim_launch_ex(const char* name, const unsigned* grid, const unsigned* block, unsigned dyn_smem,
-                         unsigned flags, const void* params, size_t params_size, unsigned long long* stats,
-                         char* err, size_t err_len) {
+// mma.sync instructions, cp.async instructions, warp-wide 16-byte shared loads (lds_v4).
+// `buffers` (or null) lists the live device buffers as `nbuffers` sorted [begin, end) address
+// pairs: the 16-byte global loads, cp.async sources and ld.global.cg of the launch must each lie
+// inside one of them (a read past a buffer's end is a failure, not a silent read of the host's
+// neighbouring bytes). Returns 0, or 1 with a message in `err`.
+int int8rt_sim_launch_checked(const char* name, const unsigned* grid, const unsigned* block, unsigned dyn_smem,
+                              unsigned flags, const void* params, size_t params_size, unsigned long long* stats,
+                              const unsigned long long* buffers, size_t nbuffers, char* err, size_t err_len) {
     const sim::Entry* e = nullptr;
     for (const auto& r : sim::registry())
         if (std::strcmp(r.name, name) == 0) e = &r;
@@ -76,6 +80,8 @@ int int8rt_sim_launch_ex(const char* name, const unsigned* grid, const unsigned*
     if ((unsigned long long)g.x * g.y * g.z == 0) return 0;
     std::lock_guard<std::mutex> guard(launch_lock());
     sim::Launch l(g, b, (unsigned)n, dyn_smem, (flags & 1u) != 0);
+    l.buffers = buffers;
+    l.nbuffers = nbuffers;
     // Blocks run one at a time in a shuffled order (the GPU promises none): a kernel whose
     // result depends on which block runs last — a split-K reduction that assumes the last split
     // finishes last — fails. The order is a fixed function of the launch count: reproducible.
@@ -128,6 +134,14 @@ int int8rt_sim_launch_ex(const char* name, const unsigned* grid, const unsigned*
         stats[4] = l.stats.lds_v4.load();
     }
     return 0;
+}
+
+// `int8rt_sim_launch_checked` without the table of device buffers (global loads unchecked).
+int int8rt_sim_launch_ex(const char* name, const unsigned* grid, const unsigned* block, unsigned dyn_smem,
+                         unsigned flags, const void* params, size_t params_size, unsigned long long* stats,
+                         char* err, size_t err_len) {
+    return int8rt_sim_launch_checked(name, grid, block, dyn_smem, flags, params, params_size, stats, nullptr, 0, err,
+                                     err_len);
 }
 
 // `int8rt_sim_launch_ex` without dynamic shared memory, flags or statistics.

@@ -28,6 +28,8 @@ type LaunchFn = unsafe extern "C" fn(
     *const u8,
     usize,
     *mut u64,
+    *const u64,
+    usize,
     *mut c_char,
     usize,
 ) -> i32;
@@ -121,13 +123,13 @@ fn build_and_load() -> std::result::Result<SimLib, String> {
         std::fs::rename(&tmp, &so).map_err(|e| format!("{}: {e}", so.display()))?;
     }
     // SAFETY: the library was built from this crate's kernel sources and sim_main.cpp, whose
-    // three exported functions have exactly the signatures declared above; it runs no code at
+    // three exported functions used here have exactly the signatures declared above; it runs no code at
     // load time beyond registering kernels.
     unsafe {
         let lib =
             libloading::Library::new(&so).map_err(|e| format!("loading {}: {e}", so.display()))?;
         let launch = *lib
-            .get::<LaunchFn>(b"int8rt_sim_launch_ex")
+            .get::<LaunchFn>(b"int8rt_sim_launch_checked")
             .map_err(|e| e.to_string())?;
         let count = *lib
             .get::<CountFn>(b"int8rt_sim_kernel_count")
@@ -181,8 +183,9 @@ pub(crate) const CP_ASYNC_EARLY: u32 = 1;
 
 impl SimLib {
     /// Launch a kernel by name with raw parameter bytes (also the simulation's self-test
-    /// kernels, which are not in the registry), `smem` bytes of dynamic shared memory and
-    /// `flags`; returns what the launch counted.
+    /// kernels, which are not in the registry and read plain host memory), `smem` bytes of
+    /// dynamic shared memory and `flags`; returns what the launch counted. Global loads are not
+    /// checked against the live [`SimBuf`]s (see [`SimLib::launch_on_buffers`]).
     ///
     /// # Safety
     /// `params` is the kernel's parameter block and every address in it is valid for the kernel.
@@ -195,11 +198,46 @@ impl SimLib {
         flags: u32,
         params: &[u8],
     ) -> Result<SimStats> {
+        // SAFETY: the caller's guarantee.
+        unsafe { self.launch_inner(name, grid, block, smem, flags, params, &[]) }
+    }
+
+    /// [`SimLib::launch_raw`] for kernels whose every address is a [`SimBuf`]'s: each 16-byte
+    /// global load, `cp.async` source and `ld.global.cg` must lie inside a live buffer.
+    ///
+    /// # Safety
+    /// As [`SimLib::launch_raw`].
+    pub(crate) unsafe fn launch_on_buffers(
+        &self,
+        name: &str,
+        grid: [u32; 3],
+        block: [u32; 3],
+        smem: u32,
+        flags: u32,
+        params: &[u8],
+    ) -> Result<SimStats> {
+        let buffers = live_buffers();
+        // SAFETY: the caller's guarantee.
+        unsafe { self.launch_inner(name, grid, block, smem, flags, params, &buffers) }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn launch_inner(
+        &self,
+        name: &str,
+        grid: [u32; 3],
+        block: [u32; 3],
+        smem: u32,
+        flags: u32,
+        params: &[u8],
+        buffers: &[[u64; 2]],
+    ) -> Result<SimStats> {
         let cname = CString::new(name).map_err(|_| Error::param("kernel name", "contains NUL"))?;
         let mut err = [0 as c_char; 512];
         let mut st = [0u64; 5];
         // SAFETY: `cname` is NUL-terminated, grid and block point at 3 u32 each, `st` holds the
-        // 5 counts the library writes, `err` has the length passed; the library checks the
+        // 5 counts the library writes, `buffers` the pairs whose count is passed (u64 pairs are
+        // the C side's [2 n] array), `err` has the length passed; the library checks the
         // parameter block's length against the kernel's sizeof, and the caller vouches for its
         // addresses.
         let r = unsafe {
@@ -212,6 +250,8 @@ impl SimLib {
                 params.as_ptr(),
                 params.len(),
                 st.as_mut_ptr(),
+                buffers.as_ptr().cast::<u64>(),
+                buffers.len(),
                 err.as_mut_ptr(),
                 err.len(),
             )
@@ -251,12 +291,37 @@ impl SimLib {
     }
 }
 
+/// The data ranges `[begin, end)` of every live [`SimBuf`], by begin: each launch passes them to
+/// the simulation, which fails a 16-byte global load, `cp.async` source or `ld.global.cg`
+/// outside all of them (a read past a buffer's end, which the poison around it cannot show when
+/// the bytes read are multiplied by zero).
+static LIVE: std::sync::Mutex<std::collections::BTreeMap<usize, usize>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// [`LIVE`] as sorted `[begin, end]` pairs.
+fn live_buffers() -> Vec<[u64; 2]> {
+    LIVE.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(&b, &e)| [b as u64, e as u64])
+        .collect()
+}
+
 /// A host buffer standing in for device memory.
 pub(crate) struct SimBuf<T> {
     mem: Vec<u8>,
     off: usize,
     len: usize,
     _t: PhantomData<T>,
+}
+
+impl<T> Drop for SimBuf<T> {
+    fn drop(&mut self) {
+        let begin = self.mem.as_ptr() as usize + self.off;
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&begin);
+    }
 }
 
 impl<T: Elem> SimBuf<T> {
@@ -266,6 +331,10 @@ impl<T: Elem> SimBuf<T> {
         let base = mem.as_mut_ptr() as usize;
         let off = (base + SLACK).next_multiple_of(SLACK) - base;
         mem[off..off + bytes].fill(0);
+        let begin = base + off;
+        LIVE.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(begin, begin + bytes);
         SimBuf {
             mem,
             off,
@@ -392,7 +461,7 @@ impl Exec for SimExec {
         // SAFETY: the library checks the parameter block's length against the kernel's sizeof
         // (and `P` is the block `k` takes, checked above); the caller guarantees every address
         // in it is a live buffer large enough for every index the kernel forms.
-        let st = lib().launch_raw(
+        let st = lib().launch_on_buffers(
             k.name(),
             g.grid,
             g.block,

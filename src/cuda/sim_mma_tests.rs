@@ -1074,3 +1074,69 @@ fn gemv_extreme_operands_are_exact_and_auto_chooses_it_for_few_rows() {
         "M = {next} runs a tiled kernel"
     );
 }
+
+#[test]
+fn simulation_aborts_a_global_read_past_the_end_of_a_buffer() {
+    // What stands behind every 16-byte global load, cp.async source and ld.global.cg of a
+    // simulated launch: each must lie inside a live device buffer. The GEMV launched by hand
+    // (bypassing the host's length checks) with K one 16-byte piece longer than its activation
+    // buffer must abort the simulation — a read the poison around the buffer cannot show when
+    // what it reads is multiplied by zero. The launch runs in a child process (this test binary,
+    // this test alone), since the simulation aborts its process on a kernel fault.
+    use super::exec::Grid;
+    use super::params::{EpiParams, GemmParams, OUT_I32};
+    use super::registry::KernelId;
+    const CHILD: &str = "INT8RT_SIM_OOB_CHILD";
+    const NAME: &str =
+        "cuda::sim_mma_tests::simulation_aborts_a_global_read_past_the_end_of_a_buffer";
+    if std::env::var_os(CHILD).is_some() {
+        let e = SimExec::new();
+        let (n, k) = (16, 64);
+        let x = e.upload(&vec![1i8; k - 16]).unwrap();
+        let w = e.upload(&vec![0i8; n * k]).unwrap();
+        let ones = e.upload(&[1.0f32; 16]).unwrap();
+        let wsum = e.upload(&[0i32; 16]).unwrap();
+        let mut y = e.upload(&[0i32; 16]).unwrap();
+        let p = GemmParams {
+            x: e.addr(&x).0,
+            w: e.addr(&w).0,
+            y: e.addr_mut(&mut y).0,
+            wsum: e.addr(&wsum).0,
+            lda: k as i64,
+            ldb: k as i64,
+            ldy: n as i64,
+            m: 1,
+            n: n as i32,
+            k: k as i32,
+            epi: EpiParams {
+                w_scale: e.addr(&ones).0,
+                act_scale: e.addr(&ones).0,
+                out_kind: OUT_I32,
+                ..EpiParams::default()
+            },
+            ..GemmParams::default()
+        };
+        let grid = Grid {
+            grid: [1, 1, 1],
+            block: [256, 1, 1],
+            smem: 0,
+        };
+        // SAFETY: deliberately violated for x (16 bytes short), the point of the test; the
+        // simulation checks the load before it reads, and the bytes past x's data still lie in
+        // its allocation (the poisoned slack around every simulated buffer).
+        let r = unsafe { e.launch(KernelId::GemvMmaM8S8, grid, &p) };
+        eprintln!("the launch returned: {r:?}");
+        std::process::exit(0);
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--test-threads=1", "--nocapture"])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("lies outside every device buffer"),
+        "{}: {err}",
+        out.status
+    );
+}
