@@ -27,7 +27,7 @@
 //! `INT8RT_BENCH_SWEEP=1` also times every tensor-core tile at split-K factors 1, 2, 4, 8 and 16
 //! (i32 out; rows `mma_<tile>_s<splits>`, tile as `MmaTile::label`): the data for tuning the
 //! dispatch table (`cuda::ops::mma_dispatch`). `INT8RT_BENCH_SWEEP=stream` times only the
-//! weight-streaming tiles (`MmaTile::Stream*`, not yet in the table), from M = 16 up, with M = 256
+//! weight-streaming tiles (`MmaTile::Stream*`, not yet in the table) at M = 16 … 256, with M = 256
 //! added; either sweep ends with the fastest configuration per shape.
 //!
 //!   cargo bench --features gpu-bench --bench gpu_gemm
@@ -315,7 +315,7 @@ enum Sweep {
     Off,
     /// `1`: every tile.
     All,
-    /// `stream`: the weight-streaming tiles, from M = 16 up.
+    /// `stream`: the weight-streaming tiles, at M = 16 … 256.
     Stream,
 }
 
@@ -332,7 +332,7 @@ impl Sweep {
         match self {
             Sweep::Off => Vec::new(),
             Sweep::All => MmaTile::ALL.to_vec(),
-            Sweep::Stream if m >= 16 => {
+            Sweep::Stream if (16..=256).contains(&m) => {
                 MmaTile::ALL.into_iter().filter(|t| t.is_stream()).collect()
             }
             Sweep::Stream => Vec::new(),

@@ -10,7 +10,7 @@
 #   device tool: run(command="bash gpu-bundle/run.sh", carry=["gpu-bundle"])  # logs land in $OUT
 #   INT8RT_BENCH_SWEEP=1 gpu-bundle/run.sh   # the bench also times every tensor-core tile × split-K
 #                                            # factor (the data to tune cuda::ops::mma_dispatch; ~8 min more)
-#   INT8RT_BENCH_SWEEP=stream ...            # only the weight-streaming tiles × split-K, M ≥ 16
+#   INT8RT_BENCH_SWEEP=stream ...            # only the weight-streaming tiles × split-K, M = 16 … 256
 #   INT8RT_SKIP_CALIB_BENCH=1 ...             # without the calibration-collection bench
 #   INT8RT_BENCH_FILTER="4096x4096 x8192x8192" ...  # the GEMM bench on those shapes only
 #   INT8RT_SKIP_PEERS=1 ...                   # without the PyTorch peers
