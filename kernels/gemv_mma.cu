@@ -39,6 +39,7 @@ namespace gemv {
 
 constexpr int WARPS = 8;
 constexpr int THREADS = 32 * WARPS;
+constexpr int NARROW_THREADS = 128;  // the narrow variant's block: 4 warps
 constexpr int BN = 16;   // weight rows (columns of Y) per block
 constexpr int STEP = 64; // k bytes per warp step
 
@@ -94,11 +95,11 @@ I8RT_INLINE void step_mma(int (&acc)[1][MT][4], const int4& w0, const int4& w1, 
     }
 }
 
-template <int MT, bool U8>
+// W warps per block (8, or 4 for the narrow variant), U steps per register batch.
+template <int MT, bool U8, int W = WARPS, int U = Cfg<MT>::U>
 I8RT_INLINE void body(const GemmParams& p) {
     using C = Cfg<MT>;
-    constexpr int U = C::U;
-    __shared__ int red[WARPS][MT * 4][32];
+    __shared__ int red[W][MT * 4][32];
 
     const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -128,14 +129,14 @@ I8RT_INLINE void body(const GemmParams& p) {
 
     // Whole steps below K: warp w owns steps w + 8 i, i < count.
     const int full = p.k / STEP;
-    const int count = warp < full ? (full - warp + WARPS - 1) / WARPS : 0;
+    const int count = warp < full ? (full - warp + W - 1) / W : 0;
     const int4 zero = {0, 0, 0, 0};
     // Batch starting at this warp's i-th step; steps past `count` load zeros (their mma add 0).
     auto load = [&](Batch<MT, U>& b, int i0) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const bool live = i0 + u < count;
-            const long long o = (long long)(warp + WARPS * (i0 + u)) * STEP;
+            const long long o = (long long)(warp + W * (i0 + u)) * STEP;
             b.w0[u] = live && w0_ok ? ldg_stream_v4(w0p + o) : zero;
             b.w1[u] = live && w1_ok ? ldg_stream_v4(w1p + o) : zero;
 #pragma unroll
@@ -153,7 +154,7 @@ I8RT_INLINE void body(const GemmParams& p) {
         }
     }
     // The step that crosses K, if any, by the warp whose turn it is.
-    if (p.k % STEP != 0 && warp == full % WARPS) {
+    if (p.k % STEP != 0 && warp == full % W) {
         const long long o = (long long)full * STEP;
         const long long end = (long long)p.k - 16 * t;  // bytes of this thread's rows below K, from o
         const int4 w0 = w0_ok ? load_guarded(w0p, o, end) : zero;
@@ -174,7 +175,7 @@ I8RT_INLINE void body(const GemmParams& p) {
 
     // Epilogue: element (i, l) of the accumulator layout — tile j = i / 4, register e = i % 4 of
     // lane l — is Y[bm + 8 j + 2 (l % 4) + e % 2, bn + l / 4 + 8 (e / 2)].
-    for (int idx = tid; idx < MT * 4 * 32; idx += THREADS) {
+    for (int idx = tid; idx < MT * 4 * 32; idx += 32 * W) {
         const int i = idx >> 5, l = idx & 31;
         const int j = i >> 2, e = i & 3;
         const int row = bm + 8 * j + 2 * (l & 3) + (e & 1);
@@ -182,7 +183,7 @@ I8RT_INLINE void body(const GemmParams& p) {
         if (row >= p.m || col >= p.n) continue;
         unsigned s = 0;
 #pragma unroll
-        for (int w = 0; w < WARPS; ++w) s += (unsigned)red[w][i][l];
+        for (int w = 0; w < W; ++w) s += (unsigned)red[w][i][l];
         const int v = corrected_acc(p, (int)s, row, col);
         epi_store(p.epi, p.y, (long long)row * p.ldy + col, v, row, col);
     }
@@ -196,6 +197,13 @@ I8RT_ENTRY(gemv_mma_m16_s8, GemmParams, gemv::THREADS) { gemv::body<2, false>(p)
 I8RT_ENTRY(gemv_mma_m16_u8, GemmParams, gemv::THREADS) { gemv::body<2, true>(p); }
 I8RT_ENTRY(gemv_mma_m32_s8, GemmParams, gemv::THREADS) { gemv::body<4, false>(p); }
 I8RT_ENTRY(gemv_mma_m32_u8, GemmParams, gemv::THREADS) { gemv::body<4, true>(p); }
+// The narrow variant for up to 8 rows: 4 warps per block, 3 steps per register batch (forced
+// only until measured). Four blocks fit per multiprocessor (104 registers), 12 KiB of weights in
+// flight each — the same 48 KiB per SM as three 8-warp blocks — but 528 blocks at once on 132 SMs:
+// at 8192 weight rows all 512 blocks are resident in one wave, where the 8-warp blocks (396 at
+// once) leave a second wave of 116 streaming with one block, 16 KiB in flight, per SM.
+I8RT_ENTRY_MIN_BLOCKS(gemv_mma_m8_narrow_s8, GemmParams, gemv::NARROW_THREADS, 4) { gemv::body<1, false, 4, 3>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemv_mma_m8_narrow_u8, GemmParams, gemv::NARROW_THREADS, 4) { gemv::body<1, true, 4, 3>(p); }
 
 // ---------------------------------------------------------------------------------------------
 // The staged variant (kernels gemm_stream_*): weights streamed the same way, activations staged

@@ -95,7 +95,7 @@ fn has_mma(dev: &CudaDevice) -> bool {
 fn want_path(dev: &CudaDevice, kernel: GemmKernel) -> Path {
     match kernel {
         GemmKernel::Dp4a => Path::CudaDp4a,
-        GemmKernel::Mma(_) | GemmKernel::MmaGemv => Path::CudaMma,
+        GemmKernel::Mma(_) | GemmKernel::MmaGemv | GemmKernel::MmaGemvNarrow => Path::CudaMma,
         GemmKernel::Auto if has_mma(dev) => Path::CudaMma,
         GemmKernel::Auto => Path::CudaDp4a,
     }
@@ -220,11 +220,13 @@ fn gemm_matches_reference_over_shapes() {
     let mut rng = Rng::new(11);
     // Every family: dp4a forced, the default (on sm_80+ the weight-streaming tensor-core GEMV
     // for few rows, the dispatch table's tile and split above), and the tensor-core GEMV forced
-    // (any M: 8-, 16- and 32-row block rows, several of them past 32). Every size 1..=17 in one
-    // dimension with the others odd, tile edges ± 1, GEMV and deep shapes.
+    // (any M: 8-, 16- and 32-row block rows, several of them past 32) and its narrow variant.
+    // Every size 1..=17 in one dimension with the others odd, tile edges ± 1, GEMV and deep
+    // shapes.
     let mut kernels = vec![GemmKernel::Dp4a, GemmKernel::Auto];
     if has_mma(&dev) {
         kernels.push(GemmKernel::MmaGemv);
+        kernels.push(GemmKernel::MmaGemvNarrow);
     }
     for kernel in kernels {
         for d in 1..=17 {

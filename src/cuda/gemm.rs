@@ -213,7 +213,11 @@ impl CudaWeights {
 /// `Err(PathUnavailable)` when `kernel` forces the tensor cores on a GPU older than sm_80.
 pub(crate) fn check_kernel(dev: &CudaDevice, kernel: GemmKernel) -> Result<()> {
     let (major, minor) = dev.compute_capability();
-    if matches!(kernel, GemmKernel::Mma(_) | GemmKernel::MmaGemv) && major < 8 {
+    if matches!(
+        kernel,
+        GemmKernel::Mma(_) | GemmKernel::MmaGemv | GemmKernel::MmaGemvNarrow
+    ) && major < 8
+    {
         return Err(Error::PathUnavailable {
             path: Path::CudaMma,
             reason: format!(

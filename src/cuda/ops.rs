@@ -35,6 +35,10 @@ pub(crate) const THREADS: u32 = 256;
 /// row covers (`8 · MT` with MT = 4).
 const GEMV_BN: usize = 16;
 const GEMV_THREADS: u32 = 256;
+/// The narrow variant's threads per block (`gemv::NARROW_THREADS`) and activation rows per block
+/// row (its one width, 8).
+const GEMV_NARROW_THREADS: u32 = 128;
+const GEMV_NARROW_BM: usize = 8;
 const GEMV_MAX_BM: usize = 32;
 /// `GemmKernel::Auto` runs the weight-streaming tensor-core GEMV up to this many rows (H200,
 /// 4096², one run, before the streaming hint: 8.5 µs against 10.1 for the dp4a GEMV at M = 1,
@@ -162,6 +166,10 @@ pub enum GemmKernel {
     /// weights straight from memory into `mma` fragments, 8, 16 or 32 activation rows per block
     /// row (any `M`; built for few). `Err(PathUnavailable)` like [`GemmKernel::Mma`].
     MmaGemv,
+    /// The GEMV's narrow variant (4 warps and 3 register steps per block, 8 activation rows per
+    /// block row; built so that 8192 weight rows stream in one wave of resident blocks): forced
+    /// only, not yet measured on a GPU. `Err(PathUnavailable)` like [`GemmKernel::Mma`].
+    MmaGemvNarrow,
 }
 
 /// What a GEMM launches: the dp4a kernels, a tiled tensor-core configuration, or the
@@ -170,14 +178,14 @@ pub enum GemmKernel {
 enum Plan {
     Dp4a,
     Tiled(MmaConfig),
-    Gemv,
+    Gemv { narrow: bool },
 }
 
 impl Plan {
     fn path(self) -> Path {
         match self {
             Plan::Dp4a => Path::CudaDp4a,
-            Plan::Tiled(_) | Plan::Gemv => Path::CudaMma,
+            Plan::Tiled(_) | Plan::Gemv { .. } => Path::CudaMma,
         }
     }
 }
@@ -600,7 +608,7 @@ fn choose_kernel(
     const MMA_ARCH: u32 = 80;
     let tensor_cores = |m: usize| {
         if m <= GEMV_AUTO_MAX_M {
-            Plan::Gemv
+            Plan::Gemv { narrow: false }
         } else {
             Plan::Tiled(mma_dispatch(m, n, k, arch, sms))
         }
@@ -632,15 +640,29 @@ fn choose_kernel(
         }
         GemmKernel::MmaGemv => {
             forced_ok()?;
-            Ok(Plan::Gemv)
+            Ok(Plan::Gemv { narrow: false })
+        }
+        GemmKernel::MmaGemvNarrow => {
+            forced_ok()?;
+            Ok(Plan::Gemv { narrow: true })
         }
     }
 }
 
 /// The kernel and grid of the weight-streaming tensor-core GEMV: the narrowest block row (8, 16
-/// or 32 activation rows) that covers `m` (or 32, repeated over `⌈m / 32⌉` block rows).
-fn gemv_plan(m: usize, n: usize, u8_act: bool) -> Result<(KernelId, Grid)> {
+/// or 32 activation rows) that covers `m` (or 32, repeated over `⌈m / 32⌉` block rows); the
+/// narrow variant's 8-row block rows, repeated over `⌈m / 8⌉`.
+fn gemv_plan(m: usize, n: usize, u8_act: bool, narrow: bool) -> Result<(KernelId, Grid)> {
     use KernelId::*;
+    if narrow {
+        let kid = if u8_act {
+            GemvMmaM8NarrowU8
+        } else {
+            GemvMmaM8NarrowS8
+        };
+        let grid = tile_grid(m, GEMV_NARROW_BM, n, GEMV_BN, 1, GEMV_NARROW_THREADS, 0)?;
+        return Ok((kid, grid));
+    }
     let (bm, kid) = match (m, u8_act) {
         (0..=8, false) => (8, GemvMmaM8S8),
         (0..=8, true) => (8, GemvMmaM8U8),
@@ -786,13 +808,14 @@ pub(crate) fn gemm<E: Exec>(
     };
     let cfg = match plan {
         Plan::Tiled(cfg) => cfg,
-        Plan::Gemv => {
-            let (kid, grid) = gemv_plan(m, n, u8_act)?;
+        Plan::Gemv { narrow } => {
+            let (kid, grid) = gemv_plan(m, n, u8_act, narrow)?;
             // SAFETY: as for the dp4a launch below, with 16-byte reads of x rows i < m and w rows
             // j < n only at 16-byte-aligned offsets whose 16 bytes lie below k (the step that
             // crosses k is read with byte guards), which `aligned` (the plan requires it)
             // guarantees lie inside the buffers. The grid is [⌈n/16⌉, ⌈m/BM⌉] blocks of 256
-            // threads with static shared memory only. `GemmParams` is its block.
+            // threads (128 for the narrow variant) with static shared memory only. `GemmParams`
+            // is its block.
             unsafe { e.launch(kid, grid, &p)? };
             return Ok(path);
         }

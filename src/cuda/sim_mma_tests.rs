@@ -923,11 +923,13 @@ fn mma_split_k_and_gemv_with_flagged_input_write_nothing_and_leave_the_counters_
             .take(12)
             .enumerate()
     {
-        // The split tiled kernel, the split weight-streaming tile, then the GEMV.
+        // The split tiled kernel, the split weight-streaming tile, then the GEMV and its
+        // narrow variant (a flagged and a clear status each).
         let kernel = match i / 4 {
             0 => forced(MmaTile::M16N128, 4),
             1 => forced(MmaTile::Stream64x64, 4),
-            _ => GemmKernel::MmaGemv,
+            _ if i < 10 => GemmKernel::MmaGemv,
+            _ => GemmKernel::MmaGemvNarrow,
         };
         let mut y = e.upload(&vec![-7i32; m * n]).unwrap();
         let g = GemmDev {
@@ -977,43 +979,47 @@ fn gemv_matches_reference_around_every_edge() {
     // over several block rows (M = 33, 70); N around the 16 weight rows of a block; K around the
     // 64-byte step, the 512 bytes of one round of 8 warps, the tail step and its 16-byte pieces
     // (1, 15, 17, 63, 65, 8 · 64 + 40), a warp with no whole step (K = 3 · 64: warps 3–7 idle),
-    // several batches per warp (K = 64 · 8 · 5 + 16) and K = 0 (bias only).
+    // several batches per warp (K = 64 · 8 · 5 + 16) and K = 0 (bias only). The same shapes run
+    // the narrow variant (4 warps, batches of 3 steps, 8-row block rows: M = 9 … 70 take 2 … 9
+    // of them, and the 40-step K ends on a partial batch).
     let mut rng = Rng::new(48);
     let e = SimExec::new();
-    for (i, &(m, n, k)) in [
-        (1, 16, 64),
-        (1, 17, 1),
-        (2, 15, 15),
-        (3, 33, 17),
-        (7, 16, 63),
-        (8, 31, 65),
-        (9, 16, 512),
-        (16, 20, 8 * 64 + 40),
-        (17, 16, 3 * 64),
-        (31, 5, 64 * 8 * 5 + 16),
-        (32, 16, 100),
-        (33, 18, 130),
-        (70, 17, 48),
-        (5, 9, 0),
-    ]
-    .iter()
-    .enumerate()
-    {
-        check_gemm_on(
-            &e,
-            GemmKernel::MmaGemv,
-            Path::CudaMma,
-            &mut rng,
-            m,
-            n,
-            k,
-            ACTS[i % 4],
-            BIASES[(i / 4 + i) % 3],
-            true,
-            false,
-        );
+    for kernel in [GemmKernel::MmaGemv, GemmKernel::MmaGemvNarrow] {
+        for (i, &(m, n, k)) in [
+            (1, 16, 64),
+            (1, 17, 1),
+            (2, 15, 15),
+            (3, 33, 17),
+            (7, 16, 63),
+            (8, 31, 65),
+            (9, 16, 512),
+            (16, 20, 8 * 64 + 40),
+            (17, 16, 3 * 64),
+            (31, 5, 64 * 8 * 5 + 16),
+            (32, 16, 100),
+            (33, 18, 130),
+            (70, 17, 48),
+            (5, 9, 0),
+        ]
+        .iter()
+        .enumerate()
+        {
+            check_gemm_on(
+                &e,
+                kernel,
+                Path::CudaMma,
+                &mut rng,
+                m,
+                n,
+                k,
+                ACTS[i % 4],
+                BIASES[(i / 4 + i) % 3],
+                true,
+                false,
+            );
+        }
+        assert_gemv_stats(&e, &format!("{kernel:?}"));
     }
-    assert_gemv_stats(&e, "gemv");
 }
 
 #[test]
@@ -1021,10 +1027,17 @@ fn gemv_extreme_operands_are_exact_and_auto_chooses_it_for_few_rows() {
     // All-extreme operands over a deep K: any saturating or sign-misread step shows.
     let mut rng = Rng::new(49);
     let e = SimExec::new();
-    for act in [ActCase::S8Tensor, ActCase::U8Tensor, ActCase::U8Rows] {
+    for (i, act) in [ActCase::S8Tensor, ActCase::U8Tensor, ActCase::U8Rows]
+        .into_iter()
+        .enumerate()
+    {
         check_gemm_on(
             &e,
-            GemmKernel::MmaGemv,
+            if i == 1 {
+                GemmKernel::MmaGemvNarrow
+            } else {
+                GemmKernel::MmaGemv
+            },
             Path::CudaMma,
             &mut rng,
             10,
