@@ -14,7 +14,7 @@
 //            mma_16832<MT, NT, U8, B_U8> (MT × NT `mma.sync.m16n8k32`) — in the simulation each a
 //            fragment exchange through the per-warp scratch (sim::WarpOp) following the PTX ISA
 //            layouts
-//   block:   block_sync, threadfence, check_launch_geometry
+//   block:   block_sync, threadfence, check_launch_geometry, split_k_last_to_arrive
 //   status:  status_report (non-finite input counting)
 //   entries: I8RT_ENTRY(name, Params, threads) { ... } declares an extern "C" __global__ entry
 //            taking one Params by value; build.rs reads these lines to make the KernelId registry.
@@ -332,6 +332,25 @@ I8RT_INLINE void block_sync() { __syncthreads(); }
 // Order this thread's earlier global writes before its later ones for every observer on the GPU
 // (release side of the split-K counter; acquire side after reading it).
 I8RT_INLINE void threadfence() { __threadfence(); }
+
+// Split-K: this block of `splits` sharing output tile `tile` has written its partial sums; count
+// it, and return whether it is the tile's last to arrive (the one that adds the others' partials
+// and runs the epilogue), for every thread of the block. Release before the count, acquire after
+// it for the last block; the last block re-zeroes the tile's counter for the next launch on the
+// stream. `flag` is a word of shared memory the block does not otherwise use here.
+I8RT_INLINE bool split_k_last_to_arrive(unsigned* counters, int tile, int splits, int* flag) {
+    threadfence();  // release: the partials before the counter
+    block_sync();
+    if (threadIdx.x == 0) {
+        const unsigned arrived = atomicAdd(&counters[tile], 1u);
+        *flag = arrived == (unsigned)(splits - 1);
+        if (*flag) counters[tile] = 0u;  // every split has counted: ready for the next launch
+    }
+    block_sync();
+    if (!*flag) return false;
+    threadfence();  // acquire: the other blocks' partials after their counts
+    return true;
+}
 
 // Stop on a launch geometry other than the one a kernel configuration was compiled for (a host
 // bug): `threads` per block and at least `smem` bytes of dynamic shared memory reserved.

@@ -269,17 +269,7 @@ I8RT_INLINE void body(const MmaParams& q) {
                         pack2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
             }
         }
-        threadfence();  // release: the partials before the counter
-        block_sync();
-        int* last = reinterpret_cast<int*>(dyn_smem() + FLAG_OFFSET<C>);
-        if (tid == 0) {
-            const unsigned arrived = atomicAdd(&q.counters[tile], 1u);
-            *last = arrived == (unsigned)(splits - 1);
-            if (*last) q.counters[tile] = 0u;  // every split has counted: ready for the next launch
-        }
-        block_sync();
-        if (!*last) return;
-        threadfence();  // acquire: the other blocks' partials after their counts
+        if (!split_k_last_to_arrive(q.counters, tile, splits, reinterpret_cast<int*>(dyn_smem() + FLAG_OFFSET<C>))) return;
         for (int s = 0; s < splits; ++s) {
             if (s == (int)blockIdx.z) continue;
             const unsigned long long* other =
