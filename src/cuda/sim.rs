@@ -183,12 +183,14 @@ pub(crate) const CP_ASYNC_EARLY: u32 = 1;
 
 impl SimLib {
     /// Launch a kernel by name with raw parameter bytes (also the simulation's self-test
-    /// kernels, which are not in the registry and read plain host memory), `smem` bytes of
-    /// dynamic shared memory and `flags`; returns what the launch counted. Global loads are not
-    /// checked against the live [`SimBuf`]s (see [`SimLib::launch_on_buffers`]).
+    /// kernels, which are not in the registry), `smem` bytes of dynamic shared memory and
+    /// `flags`; returns what the launch counted. With `check_global`, every 16-byte global load,
+    /// `cp.async` source and `ld.global.cg` must lie inside a live [`SimBuf`] (the self-tests,
+    /// which read plain host memory, pass `false`).
     ///
     /// # Safety
     /// `params` is the kernel's parameter block and every address in it is valid for the kernel.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn launch_raw(
         &self,
         name: &str,
@@ -197,41 +199,13 @@ impl SimLib {
         smem: u32,
         flags: u32,
         params: &[u8],
+        check_global: bool,
     ) -> Result<SimStats> {
-        // SAFETY: the caller's guarantee.
-        unsafe { self.launch_inner(name, grid, block, smem, flags, params, &[]) }
-    }
-
-    /// [`SimLib::launch_raw`] for kernels whose every address is a [`SimBuf`]'s: each 16-byte
-    /// global load, `cp.async` source and `ld.global.cg` must lie inside a live buffer.
-    ///
-    /// # Safety
-    /// As [`SimLib::launch_raw`].
-    pub(crate) unsafe fn launch_on_buffers(
-        &self,
-        name: &str,
-        grid: [u32; 3],
-        block: [u32; 3],
-        smem: u32,
-        flags: u32,
-        params: &[u8],
-    ) -> Result<SimStats> {
-        let buffers = live_buffers();
-        // SAFETY: the caller's guarantee.
-        unsafe { self.launch_inner(name, grid, block, smem, flags, params, &buffers) }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn launch_inner(
-        &self,
-        name: &str,
-        grid: [u32; 3],
-        block: [u32; 3],
-        smem: u32,
-        flags: u32,
-        params: &[u8],
-        buffers: &[[u64; 2]],
-    ) -> Result<SimStats> {
+        let buffers = if check_global {
+            live_buffers()
+        } else {
+            Vec::new()
+        };
         let cname = CString::new(name).map_err(|_| Error::param("kernel name", "contains NUL"))?;
         let mut err = [0 as c_char; 512];
         let mut st = [0u64; 5];
@@ -461,13 +435,14 @@ impl Exec for SimExec {
         // SAFETY: the library checks the parameter block's length against the kernel's sizeof
         // (and `P` is the block `k` takes, checked above); the caller guarantees every address
         // in it is a live buffer large enough for every index the kernel forms.
-        let st = lib().launch_on_buffers(
+        let st = lib().launch_raw(
             k.name(),
             g.grid,
             g.block,
             g.smem,
             flags,
             bytemuck::bytes_of(p),
+            true,
         )?;
         let mut total = self.stats.get();
         total.add(st);

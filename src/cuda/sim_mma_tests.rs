@@ -125,6 +125,7 @@ fn run_mma(
             0,
             0,
             bytemuck::bytes_of(&p),
+            false,
         )
     }
     .unwrap();
@@ -360,6 +361,7 @@ fn simulated_ldmatrix_follows_the_isa_and_counts_bank_conflicts() {
                     smem.len() as u32,
                     0,
                     bytemuck::bytes_of(&p),
+                    false,
                 )
             }
             .unwrap();
@@ -428,6 +430,7 @@ fn simulated_cp_async_zero_fills_and_completes_groups_in_order() {
                 3 * 32 * 16,
                 flags,
                 bytemuck::bytes_of(&p),
+                false,
             )
         }
         .unwrap();

@@ -985,6 +985,7 @@ fn simulated_warp_shuffles_follow_cuda_semantics() {
                     0,
                     0,
                     bytemuck::bytes_of(&p),
+                    false,
                 )
             }
             .unwrap();
