@@ -22,7 +22,8 @@
 //! Besides the design shapes: the decode sizes M = 2, 4, 16, 64 at 4096² and M = 1, 8 at 8192²
 //! (64 MiB of weights: the streaming rate with the fixed launch cost amortized), where the
 //! weight-streaming tensor-core GEMV (`GemmKernel::MmaGemv`, also timed forced up to M = 128;
-//! its narrow variant `MmaGemvNarrow` up to M = 8) competes with the dp4a GEMV and the tiles.
+//! its block variants `MmaGemvVariant(Narrow | Wide)` up to M = 8) competes with the dp4a GEMV
+//! and the tiles.
 //!
 //! `INT8RT_BENCH_SWEEP=1` also times every tensor-core tile at split-K factors 1, 2, 4, 8 and 16
 //! (i32 out; rows `mma_<tile>_s<splits>`, tile as `MmaTile::label`): the data for tuning the
@@ -45,7 +46,7 @@ use int8rt::cuda::cudarc::driver::{
 };
 use int8rt::cuda::{
     CudaActScales, CudaActivations, CudaDevice, CudaOut, CudaPeak, CudaWeights, GemmKernel,
-    MmaConfig, MmaTile, PeakKernel,
+    GemvVariant, MmaConfig, MmaTile, PeakKernel,
 };
 use int8rt::gemm::Bias;
 
@@ -404,11 +405,13 @@ fn bench_shape(
         runs.push(("int8rt_gemv_i32".into(), GemmKernel::MmaGemv, false));
     }
     if mma && m <= 8 {
-        runs.push((
-            "int8rt_gemv_narrow_i32".into(),
-            GemmKernel::MmaGemvNarrow,
-            false,
-        ));
+        for (name, v) in [("narrow", GemvVariant::Narrow), ("wide", GemvVariant::Wide)] {
+            runs.push((
+                format!("int8rt_gemv_{name}_i32"),
+                GemmKernel::MmaGemvVariant(v),
+                false,
+            ));
+        }
     }
     // Sweep rows `mma_<tile>_s<splits>`: the swept tiles at splits 1 … 16.
     if mma {

@@ -40,6 +40,7 @@ namespace gemv {
 constexpr int WARPS = 8;
 constexpr int THREADS = 32 * WARPS;
 constexpr int NARROW_THREADS = 128;  // the narrow variant's block: 4 warps
+constexpr int WIDE_THREADS = 384;    // the wide variant's block: 12 warps
 constexpr int BN = 16;   // weight rows (columns of Y) per block
 constexpr int STEP = 64; // k bytes per warp step
 
@@ -95,7 +96,8 @@ I8RT_INLINE void step_mma(int (&acc)[1][MT][4], const int4& w0, const int4& w1, 
     }
 }
 
-// W warps per block (8, or 4 for the narrow variant), U steps per register batch.
+// W warps per block (8; 4 for the narrow variant, 12 for the wide one), U steps per register
+// batch.
 template <int MT, bool U8, int W = WARPS, int U = Cfg<MT>::U>
 I8RT_INLINE void body(const GemmParams& p) {
     using C = Cfg<MT>;
@@ -204,6 +206,12 @@ I8RT_ENTRY(gemv_mma_m32_u8, GemmParams, gemv::THREADS) { gemv::body<4, true>(p);
 // once) leave a second wave of 116 streaming with one block, 16 KiB in flight, per SM.
 I8RT_ENTRY_MIN_BLOCKS(gemv_mma_m8_narrow_s8, GemmParams, gemv::NARROW_THREADS, 4) { gemv::body<1, false, 4, 3>(p); }
 I8RT_ENTRY_MIN_BLOCKS(gemv_mma_m8_narrow_u8, GemmParams, gemv::NARROW_THREADS, 4) { gemv::body<1, true, 4, 3>(p); }
+// The wide variant for up to 8 rows: 12 warps per block, 2 steps per batch, registers held to two
+// blocks per SM (forced only until measured). At 4096 weight rows the 256 blocks fit at once either
+// way (~1.9 per SM), and a wide block keeps 24 KiB of weights in flight against the 8-warp
+// block's 16: ~46 KiB per SM instead of ~31.
+I8RT_ENTRY_MIN_BLOCKS(gemv_mma_m8_wide_s8, GemmParams, gemv::WIDE_THREADS, 2) { gemv::body<1, false, 12, 2>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemv_mma_m8_wide_u8, GemmParams, gemv::WIDE_THREADS, 2) { gemv::body<1, true, 12, 2>(p); }
 
 // ---------------------------------------------------------------------------------------------
 // The staged variant (kernels gemm_stream_*): weights streamed the same way, activations staged

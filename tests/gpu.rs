@@ -17,7 +17,7 @@ use half::{bf16, f16};
 use int8rt::cuda::cudarc::driver::CudaSlice;
 use int8rt::cuda::{
     Axis, CudaActScales, CudaActivations, CudaDevice, CudaOut, CudaQuantized, CudaWeights,
-    GemmKernel, KernelImage, KernelSource, MmaConfig, MmaTile,
+    GemmKernel, GemvVariant, KernelImage, KernelSource, MmaConfig, MmaTile,
 };
 use int8rt::gemm::{
     ActScales, Activations, Bias, Context, GemmArgs, OutBuf, OutKind, OutQuant, Path,
@@ -95,7 +95,7 @@ fn has_mma(dev: &CudaDevice) -> bool {
 fn want_path(dev: &CudaDevice, kernel: GemmKernel) -> Path {
     match kernel {
         GemmKernel::Dp4a => Path::CudaDp4a,
-        GemmKernel::Mma(_) | GemmKernel::MmaGemv | GemmKernel::MmaGemvNarrow => Path::CudaMma,
+        GemmKernel::Mma(_) | GemmKernel::MmaGemv | GemmKernel::MmaGemvVariant(_) => Path::CudaMma,
         GemmKernel::Auto if has_mma(dev) => Path::CudaMma,
         GemmKernel::Auto => Path::CudaDp4a,
     }
@@ -220,13 +220,14 @@ fn gemm_matches_reference_over_shapes() {
     let mut rng = Rng::new(11);
     // Every family: dp4a forced, the default (on sm_80+ the weight-streaming tensor-core GEMV
     // for few rows, the dispatch table's tile and split above), and the tensor-core GEMV forced
-    // (any M: 8-, 16- and 32-row block rows, several of them past 32) and its narrow variant.
+    // (any M: 8-, 16- and 32-row block rows, several of them past 32) and its block variants.
     // Every size 1..=17 in one dimension with the others odd, tile edges ± 1, GEMV and deep
     // shapes.
     let mut kernels = vec![GemmKernel::Dp4a, GemmKernel::Auto];
     if has_mma(&dev) {
         kernels.push(GemmKernel::MmaGemv);
-        kernels.push(GemmKernel::MmaGemvNarrow);
+        kernels.push(GemmKernel::MmaGemvVariant(GemvVariant::Narrow));
+        kernels.push(GemmKernel::MmaGemvVariant(GemvVariant::Wide));
     }
     for kernel in kernels {
         for d in 1..=17 {

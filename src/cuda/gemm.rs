@@ -215,7 +215,7 @@ pub(crate) fn check_kernel(dev: &CudaDevice, kernel: GemmKernel) -> Result<()> {
     let (major, minor) = dev.compute_capability();
     if matches!(
         kernel,
-        GemmKernel::Mma(_) | GemmKernel::MmaGemv | GemmKernel::MmaGemvNarrow
+        GemmKernel::Mma(_) | GemmKernel::MmaGemv | GemmKernel::MmaGemvVariant(_)
     ) && major < 8
     {
         return Err(Error::PathUnavailable {

@@ -50,7 +50,7 @@ pub use driver::{driver_library_present, probe, CudaDevice, KernelImage, KernelS
 pub use gemm::{CudaActScales, CudaActivations, CudaWeights};
 #[cfg(feature = "cuda")]
 pub use linear::{CudaOut, CudaQuantLinear, CudaQuantized, PendingForward};
-pub use ops::{Axis, GemmKernel, MmaConfig, MmaTile};
+pub use ops::{Axis, GemmKernel, GemvVariant, MmaConfig, MmaTile};
 pub use params::Status;
 #[cfg(feature = "cuda")]
 pub use peak::CudaPeak;

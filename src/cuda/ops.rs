@@ -35,10 +35,8 @@ pub(crate) const THREADS: u32 = 256;
 /// row covers (`8 · MT` with MT = 4).
 const GEMV_BN: usize = 16;
 const GEMV_THREADS: u32 = 256;
-/// The narrow variant's threads per block (`gemv::NARROW_THREADS`) and activation rows per block
-/// row (its one width, 8).
-const GEMV_NARROW_THREADS: u32 = 128;
-const GEMV_NARROW_BM: usize = 8;
+/// Activation rows per block row of the GEMV's block variants ([`GemvVariant`]; their one width).
+const GEMV_VARIANT_BM: usize = 8;
 const GEMV_MAX_BM: usize = 32;
 /// `GemmKernel::Auto` runs the weight-streaming tensor-core GEMV up to this many rows (H200,
 /// 4096², one run, before the streaming hint: 8.5 µs against 10.1 for the dp4a GEMV at M = 1,
@@ -166,10 +164,43 @@ pub enum GemmKernel {
     /// weights straight from memory into `mma` fragments, 8, 16 or 32 activation rows per block
     /// row (any `M`; built for few). `Err(PathUnavailable)` like [`GemmKernel::Mma`].
     MmaGemv,
-    /// The GEMV's narrow variant (4 warps and 3 register steps per block, 8 activation rows per
-    /// block row; built so that 8192 weight rows stream in one wave of resident blocks): forced
+    /// A block variant of the GEMV ([`GemvVariant`], 8 activation rows per block row): forced
     /// only, not yet measured on a GPU. `Err(PathUnavailable)` like [`GemmKernel::Mma`].
-    MmaGemvNarrow,
+    MmaGemvVariant(GemvVariant),
+}
+
+/// Block shapes of the weight-streaming GEMV besides its default (8 warps, 2 register steps),
+/// for up to 8 activation rows per block row; both keep more weight bytes in flight per SM than
+/// the default at one of the sizes it streams slowest (`bench/RESULTS-gpu-static.md`). Not yet
+/// measured: `Auto` does not choose them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemvVariant {
+    /// 4 warps, 3 register steps (`gemv_mma_m8_narrow_*`, 4 blocks per SM): at 8192 weight
+    /// rows all 512 blocks are resident at once (the default leaves a second wave).
+    Narrow,
+    /// 12 warps, 2 register steps (`gemv_mma_m8_wide_*`, 2 blocks per SM): at 4096 weight rows
+    /// ~46 KiB of weights in flight per SM against ~31.
+    Wide,
+}
+
+impl GemvVariant {
+    /// Threads per block (`gemv::NARROW_THREADS`, `gemv::WIDE_THREADS`).
+    const fn threads(self) -> u32 {
+        match self {
+            GemvVariant::Narrow => 128,
+            GemvVariant::Wide => 384,
+        }
+    }
+    /// The kernel for s8 (`false`) or u8 (`true`) activations.
+    const fn kernel(self, u8_act: bool) -> KernelId {
+        use KernelId::*;
+        match (self, u8_act) {
+            (GemvVariant::Narrow, false) => GemvMmaM8NarrowS8,
+            (GemvVariant::Narrow, true) => GemvMmaM8NarrowU8,
+            (GemvVariant::Wide, false) => GemvMmaM8WideS8,
+            (GemvVariant::Wide, true) => GemvMmaM8WideU8,
+        }
+    }
 }
 
 /// What a GEMM launches: the dp4a kernels, a tiled tensor-core configuration, or the
@@ -178,14 +209,15 @@ pub enum GemmKernel {
 enum Plan {
     Dp4a,
     Tiled(MmaConfig),
-    Gemv { narrow: bool },
+    /// The GEMV, in its default blocks (`None`) or a variant.
+    Gemv(Option<GemvVariant>),
 }
 
 impl Plan {
     fn path(self) -> Path {
         match self {
             Plan::Dp4a => Path::CudaDp4a,
-            Plan::Tiled(_) | Plan::Gemv { .. } => Path::CudaMma,
+            Plan::Tiled(_) | Plan::Gemv(_) => Path::CudaMma,
         }
     }
 }
@@ -608,7 +640,7 @@ fn choose_kernel(
     const MMA_ARCH: u32 = 80;
     let tensor_cores = |m: usize| {
         if m <= GEMV_AUTO_MAX_M {
-            Plan::Gemv { narrow: false }
+            Plan::Gemv(None)
         } else {
             Plan::Tiled(mma_dispatch(m, n, k, arch, sms))
         }
@@ -640,28 +672,28 @@ fn choose_kernel(
         }
         GemmKernel::MmaGemv => {
             forced_ok()?;
-            Ok(Plan::Gemv { narrow: false })
+            Ok(Plan::Gemv(None))
         }
-        GemmKernel::MmaGemvNarrow => {
+        GemmKernel::MmaGemvVariant(v) => {
             forced_ok()?;
-            Ok(Plan::Gemv { narrow: true })
+            Ok(Plan::Gemv(Some(v)))
         }
     }
 }
 
 /// The kernel and grid of the weight-streaming tensor-core GEMV: the narrowest block row (8, 16
-/// or 32 activation rows) that covers `m` (or 32, repeated over `⌈m / 32⌉` block rows); the
-/// narrow variant's 8-row block rows, repeated over `⌈m / 8⌉`.
-fn gemv_plan(m: usize, n: usize, u8_act: bool, narrow: bool) -> Result<(KernelId, Grid)> {
+/// or 32 activation rows) that covers `m` (or 32, repeated over `⌈m / 32⌉` block rows); a
+/// variant's 8-row block rows, repeated over `⌈m / 8⌉`.
+fn gemv_plan(
+    m: usize,
+    n: usize,
+    u8_act: bool,
+    variant: Option<GemvVariant>,
+) -> Result<(KernelId, Grid)> {
     use KernelId::*;
-    if narrow {
-        let kid = if u8_act {
-            GemvMmaM8NarrowU8
-        } else {
-            GemvMmaM8NarrowS8
-        };
-        let grid = tile_grid(m, GEMV_NARROW_BM, n, GEMV_BN, 1, GEMV_NARROW_THREADS, 0)?;
-        return Ok((kid, grid));
+    if let Some(v) = variant {
+        let grid = tile_grid(m, GEMV_VARIANT_BM, n, GEMV_BN, 1, v.threads(), 0)?;
+        return Ok((v.kernel(u8_act), grid));
     }
     let (bm, kid) = match (m, u8_act) {
         (0..=8, false) => (8, GemvMmaM8S8),
@@ -808,14 +840,14 @@ pub(crate) fn gemm<E: Exec>(
     };
     let cfg = match plan {
         Plan::Tiled(cfg) => cfg,
-        Plan::Gemv { narrow } => {
-            let (kid, grid) = gemv_plan(m, n, u8_act, narrow)?;
+        Plan::Gemv(variant) => {
+            let (kid, grid) = gemv_plan(m, n, u8_act, variant)?;
             // SAFETY: as for the dp4a launch below, with 16-byte reads of x rows i < m and w rows
             // j < n only at 16-byte-aligned offsets whose 16 bytes lie below k (the step that
             // crosses k is read with byte guards), which `aligned` (the plan requires it)
             // guarantees lie inside the buffers. The grid is [⌈n/16⌉, ⌈m/BM⌉] blocks of 256
-            // threads (128 for the narrow variant) with static shared memory only. `GemmParams`
-            // is its block.
+            // threads (a variant's: 128 or 384) with static shared memory only. `GemmParams` is
+            // its block.
             unsafe { e.launch(kid, grid, &p)? };
             return Ok(path);
         }

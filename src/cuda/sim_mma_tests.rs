@@ -7,7 +7,9 @@
 //! bank conflicts; and the path choice (architecture, alignment, forcing) and the dispatch table.
 
 use super::exec::Exec;
-use super::ops::{self, DevAct, DevBias, DevOut, GemmDev, GemmKernel, MmaConfig, MmaTile};
+use super::ops::{
+    self, DevAct, DevBias, DevOut, GemmDev, GemmKernel, GemvVariant, MmaConfig, MmaTile,
+};
 use super::ops::{mma_dispatch, MmaLaunch, ScratchCache};
 use super::sim::{self, SimExec, SimStats, CP_ASYNC_EARLY};
 use super::sim_tests::{check_gemm_on, ActCase, BiasCase, Rng};
@@ -932,7 +934,7 @@ fn mma_split_k_and_gemv_with_flagged_input_write_nothing_and_leave_the_counters_
             0 => forced(MmaTile::M16N128, 4),
             1 => forced(MmaTile::Stream64x64, 4),
             _ if i < 10 => GemmKernel::MmaGemv,
-            _ => GemmKernel::MmaGemvNarrow,
+            _ => GemmKernel::MmaGemvVariant(GemvVariant::Narrow),
         };
         let mut y = e.upload(&vec![-7i32; m * n]).unwrap();
         let g = GemmDev {
@@ -983,11 +985,16 @@ fn gemv_matches_reference_around_every_edge() {
     // 64-byte step, the 512 bytes of one round of 8 warps, the tail step and its 16-byte pieces
     // (1, 15, 17, 63, 65, 8 · 64 + 40), a warp with no whole step (K = 3 · 64: warps 3–7 idle),
     // several batches per warp (K = 64 · 8 · 5 + 16) and K = 0 (bias only). The same shapes run
-    // the narrow variant (4 warps, batches of 3 steps, 8-row block rows: M = 9 … 70 take 2 … 9
-    // of them, and the 40-step K ends on a partial batch).
+    // the block variants (8-row block rows: M = 9 … 70 take 2 … 9 of them; the narrow one's 4
+    // warps and 3-step batches end the 40-step K on a partial batch, the wide one's 12 warps
+    // leave warps idle at K = 3 · 64 and 8 · 64 + 40).
     let mut rng = Rng::new(48);
     let e = SimExec::new();
-    for kernel in [GemmKernel::MmaGemv, GemmKernel::MmaGemvNarrow] {
+    for kernel in [
+        GemmKernel::MmaGemv,
+        GemmKernel::MmaGemvVariant(GemvVariant::Narrow),
+        GemmKernel::MmaGemvVariant(GemvVariant::Wide),
+    ] {
         for (i, &(m, n, k)) in [
             (1, 16, 64),
             (1, 17, 1),
@@ -1036,10 +1043,10 @@ fn gemv_extreme_operands_are_exact_and_auto_chooses_it_for_few_rows() {
     {
         check_gemm_on(
             &e,
-            if i == 1 {
-                GemmKernel::MmaGemvNarrow
-            } else {
-                GemmKernel::MmaGemv
+            match i {
+                1 => GemmKernel::MmaGemvVariant(GemvVariant::Narrow),
+                2 => GemmKernel::MmaGemvVariant(GemvVariant::Wide),
+                _ => GemmKernel::MmaGemv,
             },
             Path::CudaMma,
             &mut rng,
