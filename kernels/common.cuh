@@ -477,3 +477,16 @@ I8RT_INLINE int corrected_acc(const GemmParams& p, int acc, int row, int col) {
     if (p.bias_i32) v += (unsigned)p.bias_i32[col];
     return (int)v;
 }
+
+// Outputs (row, col) and (row, col + 1) of Y from their accumulators, the low and high words of
+// `acc2` (as two adjacent i32 in shared memory read as one 8-byte word): the corrections, the
+// epilogue and one paired store (`epi_store2`), or only the first when col + 1 is past N.
+I8RT_INLINE void epi_store_acc_pair(const GemmParams& p, unsigned long long acc2, int row, int col, bool paired) {
+    const long long idx = (long long)row * p.ldy + col;
+    const int v0 = corrected_acc(p, (int)(unsigned)acc2, row, col);
+    if (col + 1 < p.n) {
+        epi_store2(p.epi, p.y, idx, v0, corrected_acc(p, (int)(unsigned)(acc2 >> 32), row, col + 1), row, col, paired);
+    } else {
+        epi_store(p.epi, p.y, idx, v0, row, col);
+    }
+}

@@ -320,15 +320,8 @@ I8RT_INLINE void body(const MmaParams& q) {
             const int row = bm + wm * C::WM + mt * 16 + r;
             const int col = bn + wn * C::WN + c;
             if (row >= p.m || col >= p.n) continue;
-            const unsigned long long v = *reinterpret_cast<const unsigned long long*>(stage + r * STAGING_PITCH<C> + c);
-            const long long idx = (long long)row * p.ldy + col;
-            const int v0 = corrected_acc(p, (int)(unsigned)v, row, col);
-            if (col + 1 < p.n) {
-                epi_store2(p.epi, p.y, idx, v0, corrected_acc(p, (int)(unsigned)(v >> 32), row, col + 1), row, col,
-                           paired);
-            } else {
-                epi_store(p.epi, p.y, idx, v0, row, col);
-            }
+            epi_store_acc_pair(p, *reinterpret_cast<const unsigned long long*>(stage + r * STAGING_PITCH<C> + c), row,
+                               col, paired);
         }
     }
 }

@@ -455,15 +455,7 @@ I8RT_INLINE void body(const MmaParams& q) {
         const int r = pi / C::PAIR_COLS, c = (pi % C::PAIR_COLS) * 2;
         const int row = bm + r, col = bn + c;
         if (row >= p.m || col >= p.n) continue;
-        const unsigned long long s = *reinterpret_cast<const unsigned long long*>(stg + r * C::PITCH + c);
-        const long long idx = (long long)row * p.ldy + col;
-        const int v0 = corrected_acc(p, (int)(unsigned)s, row, col);
-        if (col + 1 < p.n) {
-            epi_store2(p.epi, p.y, idx, v0, corrected_acc(p, (int)(unsigned)(s >> 32), row, col + 1), row, col,
-                       paired);
-        } else {
-            epi_store(p.epi, p.y, idx, v0, row, col);
-        }
+        epi_store_acc_pair(p, *reinterpret_cast<const unsigned long long*>(stg + r * C::PITCH + c), row, col, paired);
     }
 }
 
