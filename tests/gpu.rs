@@ -474,24 +474,11 @@ fn deferred_forwards_pipeline_a_chain_and_report_at_wait() {
     let Some(dev) = gpu() else { return };
     let mut rng = Rng::new(16);
     let (m, k, h, n) = (3, 96, 40, 24);
-    let l1 = QuantLinear::from_f32(
-        "fc1",
-        &rng.f32s(h * k, 0.5),
-        h,
-        k,
-        None,
-        LinearConfig::default(),
-    )
-    .unwrap();
-    let l2 = QuantLinear::from_f32(
-        "fc2",
-        &rng.f32s(n * h, 0.5),
-        n,
-        h,
-        None,
-        LinearConfig::default(),
-    )
-    .unwrap();
+    let mut layer = |name: &str, out: usize, inp: usize| {
+        let w = rng.f32s(out * inp, 0.5);
+        QuantLinear::from_f32(name, &w, out, inp, None, LinearConfig::default()).unwrap()
+    };
+    let (l1, l2) = (layer("fc1", h, k), layer("fc2", n, h));
     let (g1, g2) = (l1.to_cuda(&dev).unwrap(), l2.to_cuda(&dev).unwrap());
     let s = dev.new_stream().unwrap();
     let x = rng.f32s(m * k, 1.0);

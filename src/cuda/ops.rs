@@ -35,9 +35,9 @@ pub(crate) const THREADS: u32 = 256;
 /// row covers (`8 · MT` with MT = 4).
 const GEMV_BN: usize = 16;
 const GEMV_THREADS: u32 = 256;
+const GEMV_MAX_BM: usize = 32;
 /// Activation rows per block row of the GEMV's block variants ([`GemvVariant`]; their one width).
 const GEMV_VARIANT_BM: usize = 8;
-const GEMV_MAX_BM: usize = 32;
 /// `GemmKernel::Auto` runs the weight-streaming tensor-core GEMV up to this many rows (H200,
 /// 4096², one run, before the streaming hint: 8.5 µs against 10.1 for the dp4a GEMV at M = 1,
 /// 18.6 against 19.4 for the sweep's best tile at M = 64, 31.0 against 25.5 at M = 128).

@@ -925,16 +925,17 @@ fn mma_split_k_and_gemv_with_flagged_input_write_nothing_and_leave_the_counters_
         [(&bad, false), (&good, true), (&bad, false), (&good, true)]
             .into_iter()
             .cycle()
-            .take(12)
+            .take(14)
             .enumerate()
     {
-        // The split tiled kernel, the split weight-streaming tile, then the GEMV and its
-        // narrow variant (a flagged and a clear status each).
+        // The split tiled kernel, the split weight-streaming tile, then the GEMV and its two
+        // block variants (a flagged and a clear status each).
         let kernel = match i / 4 {
             0 => forced(MmaTile::M16N128, 4),
             1 => forced(MmaTile::Stream64x64, 4),
             _ if i < 10 => GemmKernel::MmaGemv,
-            _ => GemmKernel::MmaGemvVariant(GemvVariant::Narrow),
+            _ if i < 12 => GemmKernel::MmaGemvVariant(GemvVariant::Narrow),
+            _ => GemmKernel::MmaGemvVariant(GemvVariant::Wide),
         };
         let mut y = e.upload(&vec![-7i32; m * n]).unwrap();
         let g = GemmDev {
