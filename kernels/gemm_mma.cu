@@ -24,17 +24,10 @@
 // - per 32 bytes of k, each warp loads its A fragments (one `ldmatrix.x4` per 16 rows) and B
 //   fragments (one `ldmatrix.x4` per 16 columns) and issues MT × NT `mma.sync.m16n8k32` into i32
 //   accumulators held in registers;
-// - split-K (gridDim.z > 1, for the small-M shapes that have few tiles): block z covers k tiles
-//   [z · kt_per_split, …); it stores its accumulators to `partials` (rows ≥ M skipped), the last
-//   block of the tile to arrive (a per-tile counter) adds the other splits' partials to its own
-//   and runs the epilogue. Integer sums are exact, so the result has the same bits for every
-//   split count; the counter is reset by that block, ready for the next launch on the stream;
-// - epilogue: 16 rows of a warp's accumulators at a time go through shared memory (staging
-//   rows padded against bank conflicts) so that each lane then handles adjacent column pairs of
-//   whole rows: the integer corrections (zero point · wsum, i32 bias), the float stage and the
-//   output conversion, and one 2-element store per pair when the host says the output's rows and
-//   base are aligned for it; a warp's stores cover contiguous row segments.
-#include "common.cuh"
+// - the end of the tile (tile.cuh `finish`, shared with gemm_wgmma.cu): split-K (gridDim.z > 1,
+//   for the small-M shapes that have few tiles) with deterministic partial sums, then the
+//   epilogue through shared-memory staging rows, with paired stores where the host allows them.
+#include "tile.cuh"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
 #error "gemm_mma.cu needs sm_80 or newer (cp.async, mma.sync.m16n8k32)"
@@ -42,18 +35,10 @@
 
 namespace mma {
 
-constexpr int BK = 64;           // k bytes per stage
-constexpr int CHUNKS = BK / 16;  // 16-byte chunks per tile row and stage
+constexpr int BK = 64;  // k bytes per stage
 
-// Two i32 as one 64-bit word (the first in the low half, as in memory).
-I8RT_INLINE unsigned long long pack2(int lo, int hi) {
-    return (unsigned long long)(unsigned)lo | ((unsigned long long)(unsigned)hi << 32);
-}
-
-// Byte offset of chunk `chunk` of row `row` in a [rows][BK] operand tile (the swizzle above).
-I8RT_INLINE unsigned swz(int row, int chunk) {
-    return (unsigned)(row * BK + ((chunk ^ ((row >> 1) & 3)) << 4));
-}
+// Byte offset of chunk `chunk` of row `row` in a [rows][BK] operand tile (tile.cuh's swizzle).
+I8RT_INLINE unsigned swz(int row, int chunk) { return tile::swz<BK>(row, chunk); }
 
 // A block tile configuration. MT × NT mma tiles (16 × 8 each) per warp.
 template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int STAGES_>
@@ -68,83 +53,21 @@ struct Config {
     static_assert(STAGES >= 2, "a pipeline needs two stages");
 };
 
-// The epilogue's per-warp staging rows (16 rows of WN words, pitch WN + 8) and the split-K flag,
-// both in the pipeline's shared memory once the main loop is done.
-template <class C>
-constexpr int STAGING_PITCH = C::WN + 8;
-template <class C>
-constexpr int STAGING_WORDS = 16 * STAGING_PITCH<C>;
-template <class C>
-constexpr int FLAG_OFFSET = C::WARPS_M * C::WARPS_N * STAGING_WORDS<C> * 4;
-
 using C16x128 = Config<16, 128, 1, 4, 4>;
 using C64x128 = Config<64, 128, 2, 2, 4>;
 using C128x128 = Config<128, 128, 2, 2, 4>;
 using C128x256 = Config<128, 256, 2, 4, 3>;
 using C256x128 = Config<256, 128, 4, 2, 3>;
 
-static_assert(FLAG_OFFSET<C16x128> + 4 <= C16x128::SMEM && FLAG_OFFSET<C64x128> + 4 <= C64x128::SMEM &&
-                  FLAG_OFFSET<C128x128> + 4 <= C128x128::SMEM && FLAG_OFFSET<C128x256> + 4 <= C128x256::SMEM &&
-                  FLAG_OFFSET<C256x128> + 4 <= C256x128::SMEM,
+template <class C>
+constexpr bool STAGING_FITS = tile::FLAG_OFFSET<C::THREADS, C::WN> + 4 <= C::SMEM;
+static_assert(STAGING_FITS<C16x128> && STAGING_FITS<C64x128> && STAGING_FITS<C128x128> && STAGING_FITS<C128x256> &&
+                  STAGING_FITS<C256x128>,
               "the epilogue's staging and the split-K flag fit in the pipeline's shared memory");
 
-// One operand's share of the pipeline's copies for this thread. A stage holds ROWS rows of 64
-// bytes as CHUNKS 16-byte chunks; thread t copies chunk t % CHUNKS of rows t / CHUNKS + j · RPP
-// (RPP = THREADS / CHUNKS rows per pass). Everything that does not depend on k is computed once:
-// the global address of the thread's first row (clamped into the matrix: rows past the edge copy
-// nothing, src-size 0, but keep a valid address), the byte stride between its rows, which rows
-// exist, and the shared offset (the swizzle term (r >> 1) & 3 is the same for all of the thread's
-// rows, RPP being a multiple of 8).
+// One operand's share of the pipeline's copies for this thread (tile.cuh).
 template <class C, int ROWS>
-struct OperandLoader {
-    static constexpr int RPP = C::THREADS / CHUNKS;
-    static constexpr int ITERS = (ROWS + RPP - 1) / RPP;
-    const unsigned char* src;  // row r0 (clamped), byte chunk · 16
-    long long step;            // bytes from one of this thread's rows to the next (RPP · ld)
-    unsigned valid;            // bit j: row r0 + j · RPP lies inside the matrix
-    unsigned smem;             // shared offset of row r0's chunk within an operand tile
-    int chunk, r0;
-
-    I8RT_INLINE void init(const unsigned char* base, long long ld, int rows, int first_row) {
-        static_assert(RPP % 8 == 0 && ITERS <= 32, "loader geometry");
-        const int tid = (int)threadIdx.x;
-        chunk = tid % CHUNKS;
-        r0 = tid / CHUNKS;
-        valid = 0;
-#pragma unroll
-        for (int j = 0; j < ITERS; ++j)
-            if (r0 + j * RPP < ROWS && first_row + r0 + j * RPP < rows) valid |= 1u << j;
-        const int gr = first_row + r0 < rows ? first_row + r0 : rows - 1;
-        src = base + (long long)gr * ld + chunk * 16;
-        step = (long long)RPP * ld;
-        smem = swz(r0, chunk);
-    }
-
-    // Copies of the k tile at byte k0 (k0 .. k0 + 64) into the operand tile at shared offset
-    // `tile`. When the tile lies below K (FULL: the caller knows it) only rows are checked;
-    // otherwise the chunks that cross or pass K copy what is left of them and zero-fill the rest.
-    template <bool FULL>
-    I8RT_INLINE void load(unsigned tile, long long k0, int k) const {
-        const unsigned char* g = src + k0;
-        if (FULL || k0 + BK <= k) {
-#pragma unroll
-            for (int j = 0; j < ITERS; ++j) {
-                if (ROWS % RPP != 0 && r0 + j * RPP >= ROWS) break;  // threads past a short tile
-                const bool row_ok = (valid >> j) & 1u;
-                cp_async_16_or_zero(tile + smem + (unsigned)(j * RPP * BK), row_ok ? g + j * step : src, !row_ok);
-            }
-        } else {
-            const int left = k - (int)k0 - chunk * 16;  // bytes of this chunk below K
-            const int bytes = left >= 16 ? 16 : (left > 0 ? left : 0);
-#pragma unroll
-            for (int j = 0; j < ITERS; ++j) {
-                if (ROWS % RPP != 0 && r0 + j * RPP >= ROWS) break;
-                const bool row_ok = (valid >> j) & 1u;
-                cp_async_16(tile + smem + (unsigned)(j * RPP * BK), row_ok ? g + j * step : src, row_ok ? bytes : 0);
-            }
-        }
-    }
-};
+using OperandLoader = tile::OperandLoader<C::THREADS, ROWS, BK>;
 
 // Stage `stage` of the pipeline ← k tile `kt` (both operands). FULL: the caller knows the tile
 // lies below K.
@@ -162,7 +85,7 @@ I8RT_INLINE void body(const MmaParams& q) {
     check_launch_geometry(C::THREADS, C::SMEM, "gemm_mma");
     const GemmParams& p = q.g;
     if (p.status && p.status->count != 0) return;  // the input had NaN/inf: the host reports it
-    const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int lane = (int)threadIdx.x & 31, warp = (int)threadIdx.x >> 5;
     const int wm = warp / C::WARPS_N, wn = warp % C::WARPS_N;
     const int bm = (int)blockIdx.y * C::BM, bn = (int)blockIdx.x * C::BN;
     const int ktiles = (p.k + BK - 1) / BK;
@@ -242,88 +165,7 @@ I8RT_INLINE void body(const MmaParams& q) {
     }
     cp_async_wait<0>();  // (only empty groups remain)
 
-    const int g = lane >> 2, t = lane & 3;
-    const int row0 = bm + wm * C::WM + g;  // + mt · 16 (+ 8): the rows of this thread's accumulators
-
-    // From here on the pipeline's shared memory is reused (the epilogue's staging area and the
-    // split-K flag): every warp must have finished its last ldmatrix.
-    block_sync();
-    if (gridDim.z > 1) {
-        // Split-K: publish this block's partial sums, count the tile, and let the last block of
-        // the tile finish it. Layout: [tile][split][(mt · NT + nt) · 2 + h][thread] of 8-byte
-        // pairs (c0, c1 of row g when h = 0, c2, c3 of row g + 8 when h = 1), so a warp's store or
-        // load covers 256 contiguous bytes; pairs of rows past M are neither written nor read.
-        const int splits = (int)gridDim.z;
-        const int tile = (int)(blockIdx.y * gridDim.x + blockIdx.x);
-        constexpr long long PER_BLOCK = (long long)C::MT * C::NT * 2 * C::THREADS;  // pairs per block
-        unsigned long long* part =
-            reinterpret_cast<unsigned long long*>(q.partials) + ((long long)tile * splits + blockIdx.z) * PER_BLOCK;
-#pragma unroll
-        for (int mt = 0; mt < C::MT; ++mt) {
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                if (row0 + mt * 16 + 8 * h >= p.m) continue;
-#pragma unroll
-                for (int nt = 0; nt < C::NT; ++nt)
-                    part[((mt * C::NT + nt) * 2 + h) * C::THREADS + tid] =
-                        pack2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
-            }
-        }
-        if (!split_k_last_to_arrive(q.counters, tile, splits, reinterpret_cast<int*>(dyn_smem() + FLAG_OFFSET<C>))) return;
-        for (int s = 0; s < splits; ++s) {
-            if (s == (int)blockIdx.z) continue;
-            const unsigned long long* other =
-                reinterpret_cast<const unsigned long long*>(q.partials) + ((long long)tile * splits + s) * PER_BLOCK;
-#pragma unroll
-            for (int mt = 0; mt < C::MT; ++mt) {
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    if (row0 + mt * 16 + 8 * h >= p.m) continue;
-#pragma unroll
-                    for (int nt = 0; nt < C::NT; ++nt) {
-                        const unsigned long long v = ldcg_u64(other + ((mt * C::NT + nt) * 2 + h) * C::THREADS + tid);
-                        // Wrapping adds: each partial and every running sum is a sum over a subset
-                        // of k, bounded like the whole (the host proved the bound): no step overflows.
-                        acc[mt][nt][2 * h] = (int)((unsigned)acc[mt][nt][2 * h] + (unsigned)v);
-                        acc[mt][nt][2 * h + 1] = (int)((unsigned)acc[mt][nt][2 * h + 1] + (unsigned)(v >> 32));
-                    }
-                }
-            }
-        }
-    }
-
-    // Epilogue (DESIGN.md §1 steps 1–3), 16 rows of the warp tile at a time: the accumulators
-    // go to the warp's staging rows in shared memory (c0, c1 at (g, 8 nt + 2 t), c2, c3 at
-    // (g + 8, …); a row pitch of WN + 8 words makes each half-warp's 8-byte stores hit 32
-    // distinct banks), then each lane takes adjacent column pairs of whole rows, so a warp's
-    // global stores cover contiguous row segments, two elements per store when `paired`.
-    const bool paired = (q.flags & MMA_PAIRED_STORES) != 0;
-    int* stage = reinterpret_cast<int*>(dyn_smem()) + warp * STAGING_WORDS<C>;
-#pragma unroll
-    for (int mt = 0; mt < C::MT; ++mt) {
-        if (bm + wm * C::WM + mt * 16 >= p.m) break;  // (warp-uniform)
-        __syncwarp();  // the previous slice has been read
-#pragma unroll
-        for (int nt = 0; nt < C::NT; ++nt) {
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                // 8-byte stores (offsets even, so aligned): a half-warp's 16 cover 32 banks.
-                *reinterpret_cast<unsigned long long*>(stage + (g + 8 * h) * STAGING_PITCH<C> + nt * 8 + 2 * t) =
-                    pack2(acc[mt][nt][2 * h], acc[mt][nt][2 * h + 1]);
-            }
-        }
-        __syncwarp();
-        constexpr int PAIRS = C::WN / 2;  // column pairs per staged row
-#pragma unroll 1
-        for (int i = lane; i < 16 * PAIRS; i += 32) {
-            const int r = i / PAIRS, c = (i % PAIRS) * 2;
-            const int row = bm + wm * C::WM + mt * 16 + r;
-            const int col = bn + wn * C::WN + c;
-            if (row >= p.m || col >= p.n) continue;
-            epi_store_acc_pair(p, *reinterpret_cast<const unsigned long long*>(stage + r * STAGING_PITCH<C> + c), row,
-                               col, paired);
-        }
-    }
+    tile::finish<C::MT, C::NT, C::THREADS>(q, acc, bm + wm * C::WM, bn + wn * C::WN);
 }
 
 }  // namespace mma

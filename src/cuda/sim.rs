@@ -90,6 +90,8 @@ fn sources_hash() -> u64 {
         [
             "common.cuh",
             "params.cuh",
+            "tile.cuh",
+            "wgmma.cuh",
             "sim/sim.h",
             "sim/sim_main.cpp",
             "sim/selftest.cu",
@@ -165,6 +167,8 @@ pub(crate) struct SimStats {
     pub cp_async: u64,
     /// Warp-wide 16-byte shared loads (`lds_v4`, per warp).
     pub lds_v4: u64,
+    /// `wgmma.mma_async` instructions (per warpgroup).
+    pub wgmma: u64,
 }
 
 impl SimStats {
@@ -174,6 +178,7 @@ impl SimStats {
         self.mma += o.mma;
         self.cp_async += o.cp_async;
         self.lds_v4 += o.lds_v4;
+        self.wgmma += o.wgmma;
     }
 }
 
@@ -208,9 +213,9 @@ impl SimLib {
         };
         let cname = CString::new(name).map_err(|_| Error::param("kernel name", "contains NUL"))?;
         let mut err = [0 as c_char; 512];
-        let mut st = [0u64; 5];
+        let mut st = [0u64; 6];
         // SAFETY: `cname` is NUL-terminated, grid and block point at 3 u32 each, `st` holds the
-        // 5 counts the library writes, `buffers` the pairs whose count is passed (u64 pairs are
+        // 6 counts the library writes, `buffers` the pairs whose count is passed (u64 pairs are
         // the C side's [2 n] array), `err` has the length passed; the library checks the
         // parameter block's length against the kernel's sizeof, and the caller vouches for its
         // addresses.
@@ -246,6 +251,7 @@ impl SimLib {
             mma: st[2],
             cp_async: st[3],
             lds_v4: st[4],
+            wgmma: st[5],
         })
     }
 
@@ -361,6 +367,7 @@ impl SimExec {
                 mma: 0,
                 cp_async: 0,
                 lds_v4: 0,
+                wgmma: 0,
             }),
         }
     }
