@@ -3,7 +3,8 @@
 //! module with NVRTC: PTX for `compute_61` (the dp4a kernels need only sm_61; a module that
 //! needs more says so with a `// I8RT_MIN_ARCH <cc>` line, e.g. the tensor-core GEMM's 80, and
 //! its PTX targets that) and CUBINs for `sm_80` and `sm_90`, written to `$OUT_DIR/kernels/` and embedded with
-//! `include_bytes!`. A kernel that fails to compile fails the build with NVRTC's log. Without
+//! `include_bytes!`. A module whose line names an architecture-specific target (`90a`: Hopper's
+//! `wgmma`) gets one CUBIN for exactly that target and no PTX. A kernel that fails to compile fails the build with NVRTC's log. Without
 //! NVRTC the sources alone are embedded and the crate compiles them at run time for the GPU it
 //! finds (cached). The kernel sources are always embedded (run-time fallback for architectures
 //! with neither CUBIN nor a loadable PTX).
@@ -40,18 +41,45 @@ struct Module {
     /// The oldest architecture the module compiles for (`// I8RT_MIN_ARCH 80` in the source;
     /// default: the dp4a architecture, 61). Its PTX targets `compute_<max(PTX arch, this)>`.
     min_arch: u32,
+    /// `// I8RT_MIN_ARCH 90a`: the module uses architecture-specific features and is compiled
+    /// for `sm_<min_arch>a` alone (one CUBIN, no PTX); it runs on exactly `sm_<min_arch>`.
+    arch_specific: bool,
 }
 
-/// The `// I8RT_MIN_ARCH <cc>` line of a kernel source, if any.
-fn min_arch(source: &str, file: &Path) -> u32 {
+/// The `// I8RT_MIN_ARCH <cc>[a]` line of a kernel source, if any: `(cc, architecture-specific)`.
+fn min_arch(source: &str, file: &Path) -> (u32, bool) {
     for line in source.lines() {
         if let Some(rest) = line.trim_start().strip_prefix("// I8RT_MIN_ARCH ") {
-            return rest.trim().parse().unwrap_or_else(|_| {
+            let rest = rest.trim();
+            let (digits, specific) = match rest.strip_suffix('a') {
+                Some(d) => (d, true),
+                None => (rest, false),
+            };
+            let cc = digits.parse().unwrap_or_else(|_| {
                 panic!("{}: malformed I8RT_MIN_ARCH line: {line}", file.display())
             });
+            if specific && !CUBIN_ARCHS.contains(&cc) {
+                panic!(
+                    "{}: sm_{cc}a is not one of the build's CUBIN architectures {CUBIN_ARCHS:?}",
+                    file.display()
+                );
+            }
+            return (cc, specific);
         }
     }
-    PTX_ARCH
+    (PTX_ARCH, false)
+}
+
+/// The CUBINs a module is built as: `(cc, "sm_<cc>[a]")`.
+fn cubin_targets(m: &Module) -> Vec<(u32, String)> {
+    if m.arch_specific {
+        vec![(m.min_arch, format!("sm_{}a", m.min_arch))]
+    } else {
+        CUBIN_ARCHS
+            .iter()
+            .map(|&c| (c, format!("sm_{c}")))
+            .collect()
+    }
 }
 
 fn camel(s: &str) -> String {
@@ -125,13 +153,14 @@ fn main() {
             let source =
                 std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             let entries = entries(&source, &f);
-            let min_arch = min_arch(&source, &f);
+            let (min_arch, arch_specific) = min_arch(&source, &f);
             modules.push(Module {
                 stem: stem.to_string(),
                 file: f.clone(),
                 source,
                 entries,
                 min_arch,
+                arch_specific,
             });
         }
     }
@@ -272,6 +301,21 @@ fn main() {
         )
         .unwrap();
     }
+    writeln!(g, "        }}\n    }}\n    /// Whether the module uses architecture-specific features (`// I8RT_MIN_ARCH 90a`): built\n    /// for `sm_<min_arch()>a` only, it runs on exactly that architecture and has no PTX.\n    pub const fn arch_specific(self) -> bool {{\n        match self {{").unwrap();
+    for m in &modules {
+        writeln!(
+            g,
+            "            Module::{} => {},",
+            camel(&m.stem),
+            m.arch_specific
+        )
+        .unwrap();
+    }
+    writeln!(g, "        }}\n    }}\n    /// The CUBIN targets the module is built for: `sm_80`, `sm_90` (or `sm_90a` alone).\n    pub const fn cubin_targets(self) -> &'static [&'static str] {{\n        match self {{").unwrap();
+    for m in &modules {
+        let t: Vec<String> = cubin_targets(m).iter().map(|t| t.1.clone()).collect();
+        writeln!(g, "            Module::{} => &{t:?},", camel(&m.stem)).unwrap();
+    }
     writeln!(g, "        }}\n    }}\n    /// The `compute_<cc>` its PTX targets: the build's PTX architecture, or the module's minimum when newer.\n    pub const fn ptx_arch(self) -> u32 {{\n        match self {{").unwrap();
     for m in &modules {
         writeln!(
@@ -289,7 +333,7 @@ fn main() {
             m.stem,
             ptx_arch.max(m.min_arch)
         ));
-        if compiled {
+        if compiled && !m.arch_specific {
             writeln!(
                 g,
                 "            Module::{} => Some(include_bytes!({})),",
@@ -301,12 +345,12 @@ fn main() {
             writeln!(g, "            Module::{} => None,", camel(&m.stem)).unwrap();
         }
     }
-    writeln!(g, "        }}\n    }}\n    /// The CUBIN for `sm_<cc>` (cc one of CUBIN_ARCHS), when NVRTC ran at build time.\n    pub fn cubin(self, cc: u32) -> Option<&'static [u8]> {{").unwrap();
+    writeln!(g, "        }}\n    }}\n    /// The CUBIN for `sm_<cc>` (cc one of CUBIN_ARCHS; an architecture-specific module's\n    /// `sm_<cc>a` one at its own cc), when NVRTC ran at build time.\n    pub fn cubin(self, cc: u32) -> Option<&'static [u8]> {{").unwrap();
     if compiled {
         writeln!(g, "        match (self, cc) {{").unwrap();
         for m in &modules {
-            for cc in CUBIN_ARCHS {
-                let p = kout.join(format!("{}.sm_{cc}.cubin", m.stem));
+            for (cc, arch) in cubin_targets(m) {
+                let p = kout.join(format!("{}.{arch}.cubin", m.stem));
                 writeln!(
                     g,
                     "            (Module::{}, {cc}) => Some(include_bytes!({})),",
@@ -386,8 +430,13 @@ fn compile_all(
     let mut report = String::new();
     for m in modules {
         let fname = format!("{}.cu", m.stem);
-        let mut targets = vec![Target::Ptx(ptx_arch.max(m.min_arch))];
-        targets.extend(CUBIN_ARCHS.iter().map(|&c| Target::Cubin(c)));
+        let targets = if m.arch_specific {
+            vec![Target::CubinArchSpecific(m.min_arch)]
+        } else {
+            let mut t = vec![Target::Ptx(ptx_arch.max(m.min_arch))];
+            t.extend(CUBIN_ARCHS.iter().map(|&c| Target::Cubin(c)));
+            t
+        };
         for &t in &targets {
             let c = match compile(&fname, &m.source, &hdr_ref, t) {
                 Ok(c) => c,
@@ -400,14 +449,17 @@ fn compile_all(
             };
             let path = match t {
                 Target::Ptx(cc) => kout.join(format!("{}.compute_{cc}.ptx", m.stem)),
-                Target::Cubin(cc) => kout.join(format!("{}.sm_{cc}.cubin", m.stem)),
+                Target::Cubin(_) | Target::CubinArchSpecific(_) => {
+                    kout.join(format!("{}.{}.cubin", m.stem, t.arch()))
+                }
             };
             std::fs::write(&path, &c.image).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            if let Target::Cubin(cc) = t {
+            if let Target::Cubin(_) | Target::CubinArchSpecific(_) = t {
+                let arch = t.arch();
                 for r in parse_resources(&c.log) {
                     writeln!(
                         report,
-                        "sm_{cc}\t{}\t{}\t{}\t{}\t{}\t{}",
+                        "{arch}\t{}\t{}\t{}\t{}\t{}\t{}",
                         r.kernel,
                         r.registers,
                         r.smem_bytes,
@@ -418,7 +470,7 @@ fn compile_all(
                     .unwrap();
                     if r.spill_stores > 0 || r.spill_loads > 0 {
                         println!(
-                            "cargo:warning=kernel {} spills on sm_{cc}: {} bytes stored, {} loaded",
+                            "cargo:warning=kernel {} spills on {arch}: {} bytes stored, {} loaded",
                             r.kernel, r.spill_stores, r.spill_loads
                         );
                     }
@@ -428,7 +480,7 @@ fn compile_all(
     }
     std::fs::write(kout.join("resources.txt"), report).expect("write resources.txt");
     (
-        format!("NVRTC {version} at build time: PTX compute_{ptx_arch}, CUBIN sm_80/sm_90"),
+        format!("NVRTC {version} at build time: PTX compute_{ptx_arch}, CUBIN sm_80/sm_90 (sm_90a for wgmma)"),
         true,
         ptx_arch,
     )

@@ -23,7 +23,8 @@
 //! (64 MiB of weights: the streaming rate with the fixed launch cost amortized), where the
 //! weight-streaming tensor-core GEMV (`GemmKernel::MmaGemv`, also timed forced up to M = 128;
 //! its block variants `MmaGemvVariant(Narrow | Wide)` up to M = 8) competes with the dp4a GEMV
-//! and the tiles.
+//! and the tiles. On sm_90, from M = 256, the `wgmma` tiles forced (rows
+//! `int8rt_wgmma128x256_i32`, `int8rt_wgmma128x128_i32`; at 8192³ also in the targets table).
 //!
 //! `INT8RT_BENCH_SWEEP=1` also times every tensor-core tile at split-K factors 1, 2, 4, 8 and 16
 //! (i32 out; rows `mma_<tile>_s<splits>`, tile as `MmaTile::label`): the data for tuning the
@@ -413,11 +414,27 @@ fn bench_shape(
             ));
         }
     }
-    // Sweep rows `mma_<tile>_s<splits>`: the swept tiles at splits 1 … 16.
+    // The wgmma tiles (sm_90 alone; forced-only until these rows say where they win), from
+    // M = 256: rows `int8rt_wgmma128x256_i32`, `int8rt_wgmma128x128_i32`.
+    let wgmma = dev.compute_capability() == (9, 0);
+    if wgmma && m >= 256 {
+        for tile in [MmaTile::Wgmma128x256, MmaTile::Wgmma128x128] {
+            runs.push((
+                format!("int8rt_{}_i32", tile.label()),
+                GemmKernel::Mma(Some(MmaConfig { tile, splits: 1 })),
+                false,
+            ));
+        }
+    }
+    // Sweep rows `mma_<tile>_s<splits>`: the swept tiles at splits 1 … 16 (k tiles of the
+    // tile's own depth).
     if mma {
         for tile in sweep.tiles(m) {
+            if tile.is_wgmma() && !wgmma {
+                continue;
+            }
             for splits in [1u32, 2, 4, 8, 16] {
-                if splits as usize > k.div_ceil(64) {
+                if splits as usize > k.div_ceil(tile.bk()) {
                     continue;
                 }
                 runs.push((
@@ -636,8 +653,20 @@ fn main() {
     // record on any card (the figures are only the targets' on an H100), by criterion's timing
     // ("met") and by the peers' event timing.
     println!("\n| target | shape | measured | goal | met | by events | met (events) |\n|---|---|---|---|---|---|---|");
-    for &(m, k, n) in SHAPES.iter().chain(EXTRA_SHAPES.iter()) {
-        let name = "int8rt_mma_i32";
+    // The default path at every shape; the forced wgmma tiles (sm_90) at 8192³ as well.
+    let paths = [
+        "int8rt_mma_i32",
+        "int8rt_wgmma128x256_i32",
+        "int8rt_wgmma128x128_i32",
+    ];
+    for (&(m, k, n), name) in SHAPES
+        .iter()
+        .chain(EXTRA_SHAPES.iter())
+        .flat_map(|s| paths.iter().map(move |p| (s, *p)))
+    {
+        if name != "int8rt_mma_i32" && m != 8192 {
+            continue;
+        }
         let (Some(t), Some(te)) = (time_of(name, (m, k, n)), event_of(name, (m, k, n))) else {
             continue;
         };
@@ -655,7 +684,7 @@ fn main() {
                 }
             };
             println!(
-                "| vs {base} | {m},{k},{n} | {} | {goal} | {} | {} | {} |",
+                "| {name} vs {base} | {m},{k},{n} | {} | {goal} | {} | {} | {} |",
                 f(r),
                 yes(r >= min),
                 f(re),

@@ -273,6 +273,25 @@ fn mma_every_tile_and_split_matches_reference() {
     let mut rng = Rng::new(17);
     for tile in MmaTile::ALL {
         let (bm, bn) = (tile.bm(), tile.bn());
+        if tile.is_wgmma() && dev.compute_capability() != (9, 0) {
+            // The wgmma tiles (sm_90a CUBIN) run on sm_90 alone: elsewhere forcing one is an
+            // error naming the path.
+            let mut cw = CudaWeights::new(&dev, &[1; 16], 1, 16, &[1.0], Bias::None).unwrap();
+            let kernel = GemmKernel::Mma(Some(MmaConfig { tile, splits: 1 }));
+            let e = cw.set_kernel(kernel).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    int8rt::Error::PathUnavailable {
+                        path: Path::CudaMma,
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+            eprintln!("{tile:?} skipped: {e}");
+            continue;
+        }
         for splits in [1, 3] {
             let kernel = GemmKernel::Mma(Some(MmaConfig { tile, splits }));
             for &(m, n, k) in &[

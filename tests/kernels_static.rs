@@ -54,22 +54,24 @@ fn every_kernel_compiled_without_spills_or_stack() {
             r.spill_loads
         );
     }
-    for &arch in registry::CUBIN_ARCHS {
-        for k in KernelId::ALL {
+    // Every kernel on each of its module's CUBIN targets (sm_80 and sm_90; sm_90a alone for the
+    // architecture-specific wgmma module).
+    for k in KernelId::ALL {
+        for &arch in k.module().cubin_targets() {
             let r = res
                 .iter()
-                .find(|r| r.kernel == k.name() && r.arch == format!("sm_{arch}"))
-                .unwrap_or_else(|| panic!("no ptxas report for {} on sm_{arch}", k.name()));
+                .find(|r| r.kernel == k.name() && r.arch == arch)
+                .unwrap_or_else(|| panic!("no ptxas report for {} on {arch}", k.name()));
             assert_eq!(
                 (r.spill_stores, r.spill_loads),
                 (0, 0),
-                "{} spills on sm_{arch}",
+                "{} spills on {arch}",
                 k.name()
             );
             assert_eq!(
                 r.stack_bytes,
                 0,
-                "{} uses a {}-byte stack frame on sm_{arch}",
+                "{} uses a {}-byte stack frame on {arch}",
                 k.name(),
                 r.stack_bytes
             );
@@ -82,9 +84,12 @@ fn every_kernel_compiled_without_spills_or_stack() {
         }
     }
     for m in Module::ALL {
-        assert!(
+        // PTX for every portable module; none for an architecture-specific one (sm_90a code
+        // runs on sm_90 alone, which its CUBIN serves).
+        assert_eq!(
             m.ptx().is_some_and(|p| p.starts_with(b"//")),
-            "{}: no PTX",
+            !m.arch_specific(),
+            "{}: PTX",
             m.file()
         );
     }
@@ -194,6 +199,11 @@ fn dp4a_kernels_compile_to_idp4a() {
     let mut checked = 0;
     for m in Module::ALL {
         for &arch in registry::CUBIN_ARCHS {
+            if m.cubin(arch).is_none() {
+                // (an architecture-specific module: its own target only)
+                assert!(m.arch_specific(), "{}: no CUBIN for sm_{arch}", m.file());
+                continue;
+            }
             let funcs = module_sass(&cuobjdump, *m, arch);
             for k in KernelId::ALL.iter().filter(|k| k.module() == *m) {
                 let body = funcs
@@ -237,6 +247,38 @@ fn dp4a_kernels_compile_to_idp4a() {
                         k.name(),
                         top.join(", ")
                     );
+                    checked += 1;
+                }
+                if k.uses_wgmma() {
+                    // Hopper's warpgroup MMA (IGMMA) on operands cp.async staged (LDGSTS), the
+                    // warpgroup's arrive / wait, and the async-proxy fence; no mma.sync and no
+                    // ldmatrix (wgmma reads shared memory itself).
+                    let mix = opcode_mix(body);
+                    let count = |op: &str| mix.iter().find(|(o, _)| o == op).map_or(0, |p| p.1);
+                    for op in ["IGMMA", "LDGSTS", "WARPGROUP", "FENCE"] {
+                        assert!(
+                            count(op) > 0,
+                            "{} on sm_{arch}a: no {op} in its SASS",
+                            k.name()
+                        );
+                    }
+                    for op in ["IMMA", "LDSM"] {
+                        assert_eq!(count(op), 0, "{} on sm_{arch}a: {op}", k.name());
+                    }
+                    let ty = if k.name().ends_with("_u8") {
+                        "U8.S8"
+                    } else {
+                        "S8.S8"
+                    };
+                    let n = k.name().split('x').nth(1).and_then(|s| s.split('_').next());
+                    let want = format!("IGMMA.64x{}x32.{ty}", n.unwrap());
+                    assert_eq!(
+                        body.matches(&want).count(),
+                        count("IGMMA"),
+                        "{}: every IGMMA is {want}",
+                        k.name()
+                    );
+                    eprintln!("{} sm_{arch}a: {} IGMMA ({want})", k.name(), count("IGMMA"));
                     checked += 1;
                 }
             }

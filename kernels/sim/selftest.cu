@@ -1,8 +1,10 @@
 // kernels/sim/selftest.cu — kernels that test the simulation itself (compiled into the
 // simulation library only, not by NVRTC): the warp shuffles against the CUDA programming guide's
 // description of __shfl_sync / __shfl_up_sync / __shfl_down_sync / __shfl_xor_sync, including
-// sub-warp widths. src/cuda/sim_tests.rs computes the expected lanes independently.
+// sub-warp widths; ldmatrix, mma.sync, cp.async and wgmma against the PTX ISA's layouts.
+// src/cuda/sim_tests.rs and sim_mma_tests.rs compute the expected values independently.
 #include "../common.cuh"
+#include "../wgmma.cuh"
 
 struct ShflTestParams {
     unsigned* out;  // [threads][4]: idx, up, down, xor
@@ -124,4 +126,45 @@ I8RT_ENTRY(sim_selftest_cp_async, CpAsyncTestParams, 32) {
     snapshot(1);
     cp_async_wait<0>();
     snapshot(2);
+}
+
+// wgmma.mma_async m64n128k32 (u8 × s8 when `a_u8`): one warpgroup copies `bytes` bytes of
+// `init` (16-byte aligned) into dynamic shared memory at offset `at` with cp.async, and issues
+// one instruction with the host's raw descriptors; out[tid * 64 + i] receives accumulator i
+// (which starts at `c0`, or is overwritten when !accumulate). `mode` leaves one step out, to
+// show that the emulation refuses it: 1 the wgmma.fence, 2 the fence.proxy.async, 3 the
+// wait_group (the block exits with the instruction in flight).
+
+struct WgmmaTestParams {
+    const unsigned char* init;
+    int* out;  // [128][64]
+    unsigned long long da, db;
+    int bytes, at, c0, accumulate, a_u8, mode;
+};
+
+template <bool U8>
+static void wgmma_selftest(const WgmmaTestParams& p) {
+    int d[1][16][4];
+    for (int j = 0; j < 16; ++j)
+        for (int e = 0; e < 4; ++e) d[0][j][e] = p.c0;
+    if (p.mode != 1) wgmma_fence();
+    wgmma_m64k32<128, U8>(d, p.da, p.db, p.accumulate);
+    wgmma_commit();
+    if (p.mode == 3) return;
+    wgmma_wait<0>();
+    for (int j = 0; j < 16; ++j)
+        for (int e = 0; e < 4; ++e) p.out[threadIdx.x * 64 + 4 * j + e] = d[0][j][e];
+}
+
+I8RT_ENTRY(sim_selftest_wgmma, WgmmaTestParams, 128) {
+    for (int i = 16 * (int)threadIdx.x; i < p.bytes; i += 16 * 128) cp_async_16((unsigned)(p.at + i), p.init + i, 16);
+    cp_async_commit();
+    cp_async_wait<0>();
+    if (p.mode != 2) fence_proxy_async();
+    __syncthreads();
+    if (p.a_u8) {
+        wgmma_selftest<true>(p);
+    } else {
+        wgmma_selftest<false>(p);
+    }
 }

@@ -147,6 +147,7 @@ struct Stats {
     std::atomic<unsigned long long> mma{0};               // mma.sync instructions (per warp)
     std::atomic<unsigned long long> cp_async{0};          // cp.async instructions (per thread)
     std::atomic<unsigned long long> lds_v4{0};            // warp-wide 16-byte shared loads (per warp)
+    std::atomic<unsigned long long> wgmma{0};             // wgmma.mma_async instructions (per warpgroup)
 };
 
 struct Launch {
@@ -512,6 +513,12 @@ inline void mma_16832(int (*acc)[NT][4], const unsigned (*a)[4], const unsigned 
 
 // --- cp.async ------------------------------------------------------------------------------------
 
+// Bytes of shared memory this thread's cp.async copies wrote (landed, in the deferred mode)
+// since its last `fence.proxy.async.shared::cta`: `wgmma` reads shared memory through the async
+// proxy, which sees generic-proxy writes (cp.async's included) only after such a fence, so a
+// wgmma issued with this non-zero fails (see `wgmma` below).
+inline thread_local unsigned long long t_unfenced_copies = 0;
+
 struct PendingCopy {
     unsigned char* dst;
     const unsigned char* src;
@@ -554,6 +561,7 @@ inline void cp_async_commit() {
 inline void cp_async_wait(int n) {
     while (t_cp.groups.size() > (size_t)n) {
         for (const PendingCopy& c : t_cp.groups.front()) perform(c);
+        t_unfenced_copies += t_cp.groups.front().size();
         t_cp.groups.pop_front();
     }
 }
@@ -562,6 +570,117 @@ inline void cp_async_wait(int n) {
 inline void cp_async_drain() {
     cp_async_commit();
     cp_async_wait(0);
+}
+
+// --- wgmma (sm_90a) ------------------------------------------------------------------------------
+//
+// `wgmma.mma_async.sync.aligned.m64nNk32.s32.<u8|s8>.s8 d, a-desc, b-desc, scale-d` with both
+// operands in shared memory, K-major, described by 64-bit matrix descriptors ("Matrix Descriptor
+// Format" of the PTX ISA: start address >> 4 in bits 0–13, leading-dimension byte offset >> 4 in
+// 16–29, stride-dimension byte offset >> 4 in 32–45, base offset in 49–51, swizzle mode in 62–63).
+// Emulated: the 128-byte swizzle (mode 1) with base offset 0 — row r, k byte b of a 64 × 32 (A)
+// or N × 32 (B) operand lives at the shared address a = start + (r / 8) · SBO + (r % 8) · 128 + b
+// with bits 4–6 of a exclusive-ored with bits 7–9 (the leading-dimension offset plays no part:
+// one instruction's 32 k bytes lie inside a 128-byte swizzle row). The swizzle acts on the
+// address, so the emulation models the shared window too: dynamic shared memory starts at
+// window address SMEM_WINDOW (16-byte aligned, deliberately not 1024-byte aligned, so a kernel
+// that assumes an aligned base fails here). The accumulators follow the ISA's D fragment layout
+// for m64nNk32 .s32: warp w % 4 of the warpgroup holds rows 16 (w % 4) + lane / 4 (+ 8 for
+// elements i with i % 4 ≥ 2), columns 8 (i / 4) + 2 (lane % 4) + i % 2 — per 8 columns the
+// `mma.m16n8k32` C layout.
+//
+// Asynchrony as the ISA allows at its latest: an instruction only records its operands; the
+// `wgmma.wait_group` that completes its group reads shared memory and updates the accumulators.
+// So a kernel that reads its accumulators before waiting, or overwrites a stage that an
+// instruction in flight still reads, computes a wrong result here. Checked at issue: a
+// `wgmma.fence` since the thread's last commit (before the first wgmma of every group, the
+// crate's discipline: the accumulators were last touched by other instructions), no cp.async
+// writes since the last `fence.proxy.async` (see t_unfenced_copies), whole warpgroups (the block
+// a multiple of 128 threads), and the same descriptors and scale-d across the warp. A block that
+// exits with instructions in flight fails.
+constexpr unsigned SMEM_WINDOW = 0x490;
+
+struct PendingWgmma {
+    int* d;          // the issuing thread's N / 2 accumulators
+    int n;           // N
+    unsigned long long da, db;
+    bool accumulate, a_u8;
+};
+struct WgmmaState {
+    std::vector<PendingWgmma> open;                 // issued since the last commit_group
+    std::deque<std::vector<PendingWgmma>> groups;   // committed, oldest first
+    bool fenced = false;                            // a wgmma.fence since the last commit
+};
+inline thread_local WgmmaState t_wg;
+
+// Byte `b` (0 .. 31) of row `r` of a K-major operand with 128-byte swizzle, from its descriptor.
+inline int wgmma_operand_byte(unsigned long long desc, int r, int b, bool is_signed) {
+    if ((desc >> 62) != 1) fail("wgmma: only the 128-byte swizzle mode is emulated");
+    if (((desc >> 49) & 7u) != 0) fail("wgmma: a non-zero matrix base offset is not emulated");
+    const unsigned start = (unsigned)(desc & 0x3fffu) << 4;
+    const unsigned sbo = (unsigned)((desc >> 32) & 0x3fffu) << 4;
+    unsigned a = start + (unsigned)(r / 8) * sbo + (unsigned)(r % 8) * 128u + (unsigned)b;
+    a ^= ((a >> 7) & 7u) << 4;
+    if (a < SMEM_WINDOW) fail("wgmma: operand address below the dynamic shared memory");
+    const unsigned char* q = t_launch->dyn_base() + (a - SMEM_WINDOW);
+    check_smem(q, 1, 1, "wgmma operand");
+    return is_signed ? (int)(signed char)*q : (int)*q;
+}
+
+inline void perform(const PendingWgmma& w) {
+    const int warp_in_group = (int)((t_threadIdx.x / 32) % 4), lane = (int)t_lane;
+    for (int i = 0; i < w.n / 2; ++i) {
+        const int row = 16 * warp_in_group + lane / 4 + 8 * ((i % 4) / 2);
+        const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
+        unsigned sum = w.accumulate ? (unsigned)w.d[i] : 0u;
+        for (int k = 0; k < 32; ++k)
+            sum += (unsigned)(wgmma_operand_byte(w.da, row, k, !w.a_u8) * wgmma_operand_byte(w.db, col, k, true));
+        w.d[i] = (int)sum;
+    }
+}
+
+// `wgmma.mma_async` m64nNk32 into this thread's N / 2 accumulators `d`.
+inline void wgmma(int* d, int n, unsigned long long da, unsigned long long db, int accumulate, bool a_u8) {
+    if (t_blockDim.x % 128 != 0 || t_blockDim.y != 1 || t_blockDim.z != 1)
+        fail("wgmma in a block that is not whole warpgroups along x");
+    if (!t_wg.fenced) fail("wgmma.mma_async without a wgmma.fence since the last commit_group");
+    if (t_unfenced_copies != 0)
+        fail("wgmma.mma_async reads shared memory written by cp.async without a fence.proxy.async since");
+    WarpOp op;
+    const unsigned long long mine[3] = {da, db, (unsigned long long)(accumulate != 0)};
+    std::memcpy(op.mine(), mine, sizeof mine);
+    op.exchange();
+    if (t_lane == 0) {
+        for (unsigned j = 1; j < t_warp->lanes; ++j)
+            if (std::memcmp(op.lane(j), mine, sizeof mine) != 0) fail("wgmma: operands differ across the warp");
+        if (t_threadIdx.x % 128 == 0) t_launch->stats.wgmma.fetch_add(1, std::memory_order_relaxed);
+    }
+    t_wg.open.push_back(PendingWgmma{d, n, da, db, accumulate != 0, a_u8});
+}
+
+inline void wgmma_fence() { t_wg.fenced = true; }
+
+inline void wgmma_commit() {
+    t_wg.groups.push_back(std::move(t_wg.open));
+    t_wg.open.clear();
+    t_wg.fenced = false;
+}
+
+// `wgmma.wait_group n`: every group but the n most recent is complete.
+inline void wgmma_wait(int n) {
+    while (t_wg.groups.size() > (size_t)n) {
+        for (const PendingWgmma& w : t_wg.groups.front()) perform(w);
+        t_wg.groups.pop_front();
+    }
+}
+
+inline void fence_proxy_async() { t_unfenced_copies = 0; }
+
+// At the end of a block: nothing may be in flight (its accumulators are gone).
+inline void wgmma_check_drained() {
+    if (!t_wg.open.empty() || !t_wg.groups.empty()) fail("a block exits with wgmma.mma_async in flight");
+    t_wg.fenced = false;
+    t_unfenced_copies = 0;
 }
 
 // --- kernels and launches --------------------------------------------------------------------

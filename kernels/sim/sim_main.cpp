@@ -25,6 +25,7 @@ void run_thread(const sim::Entry* e, sim::Launch* l, unsigned tid, const void* p
         sim::t_blockIdx = uint3{x, y, z};
         e->thunk(params);
         sim::cp_async_drain();
+        sim::wgmma_check_drained();
         // Every thread of this block finishes before any starts the next block, so the
         // function-static __shared__ arrays belong to one block at a time.
         l->bar.arrive_and_wait(sim::BAR_BLOCK_EXIT);
@@ -50,9 +51,10 @@ const char* int8rt_sim_kernel_name(size_t i) {
 
 // Launch `name` on grid × block with one parameter block of `params_size` bytes and
 // `dyn_smem` bytes of dynamic shared memory; runs to completion. `flags` bit 0: cp.async copies
-// land at issue instead of at the wait that completes them. `stats` (or null) receives 5 counts:
+// land at issue instead of at the wait that completes them. `stats` (or null) receives 6 counts:
 // ldmatrix instructions, extra shared-memory wavefronts they and lds_v4 cost (bank conflicts),
-// mma.sync instructions, cp.async instructions, warp-wide 16-byte shared loads (lds_v4).
+// mma.sync instructions, cp.async instructions, warp-wide 16-byte shared loads (lds_v4),
+// wgmma.mma_async instructions (per warpgroup).
 // `buffers` (or null) lists the live device buffers as `nbuffers` sorted [begin, end) address
 // pairs: the 16-byte global loads, cp.async sources and ld.global.cg of the launch must each lie
 // inside one of them (a read past a buffer's end is a failure, not a silent read of the host's
@@ -76,7 +78,7 @@ int int8rt_sim_launch_checked(const char* name, const unsigned* grid, const unsi
         return error(err, err_len, std::string(name) + ": " + std::to_string(dyn_smem) +
                                        " bytes of dynamic shared memory exceed any GPU's 227 KiB");
     if (stats)
-        for (int i = 0; i < 5; ++i) stats[i] = 0;
+        for (int i = 0; i < 6; ++i) stats[i] = 0;
     if ((unsigned long long)g.x * g.y * g.z == 0) return 0;
     std::lock_guard<std::mutex> guard(launch_lock());
     sim::Launch l(g, b, (unsigned)n, dyn_smem, (flags & 1u) != 0);
@@ -132,6 +134,7 @@ int int8rt_sim_launch_checked(const char* name, const unsigned* grid, const unsi
         stats[2] = l.stats.mma.load();
         stats[3] = l.stats.cp_async.load();
         stats[4] = l.stats.lds_v4.load();
+        stats[5] = l.stats.wgmma.load();
     }
     return 0;
 }

@@ -223,14 +223,21 @@ impl CudaDevice {
     fn load(&self, m: Module) -> Result<(Arc<CudaModule>, KernelImage)> {
         let (maj, min) = self.inner.cc;
         let cc = (maj * 10 + min) as u32;
-        if cc < m.min_arch() {
+        if cc < m.min_arch() || (m.arch_specific() && cc != m.min_arch()) {
             return Err(Error::Cuda {
                 context: format!(
                     "loading kernels/{} on {} (sm_{cc})",
                     m.file(),
                     self.inner.name
                 ),
-                detail: format!("its kernels need sm_{} or newer", m.min_arch()),
+                detail: if m.arch_specific() {
+                    format!(
+                        "its kernels use sm_{0}a features and run on sm_{0} alone",
+                        m.min_arch()
+                    )
+                } else {
+                    format!("its kernels need sm_{} or newer", m.min_arch())
+                },
             });
         }
         let mut tried = Vec::new();
@@ -373,11 +380,18 @@ fn runtime_cubin(m: Module, cc: u32) -> Result<Vec<u8>> {
             "libnvrtc could not be loaded for the run-time kernel compile (install the CUDA toolkit's NVRTC or nvidia-cuda-nvrtc-cu12 and add it to LD_LIBRARY_PATH)".into(),
         ));
     }
-    let c = nvrtc_compile::compile(m.file(), m.source(), registry::HEADERS, Target::Cubin(cc))
-        .map_err(|f| Error::Nvrtc {
-            kernel: m.file().to_string(),
-            options: f.options,
-            log: f.log,
+    let target = if m.arch_specific() {
+        Target::CubinArchSpecific(cc)
+    } else {
+        Target::Cubin(cc)
+    };
+    let c =
+        nvrtc_compile::compile(m.file(), m.source(), registry::HEADERS, target).map_err(|f| {
+            Error::Nvrtc {
+                kernel: m.file().to_string(),
+                options: f.options,
+                log: f.log,
+            }
         })?;
     cache
         .lock()
@@ -481,14 +495,17 @@ mod tests {
             return;
         }
         for &m in Module::ALL {
-            let cubin = runtime_cubin(m, 86).unwrap_or_else(|e| panic!("{}: {e}", m.file()));
+            // sm_86 for the portable modules; an architecture-specific one (sm_90a) can only
+            // be compiled for its own architecture.
+            let cc = if m.arch_specific() { m.min_arch() } else { 86 };
+            let cubin = runtime_cubin(m, cc).unwrap_or_else(|e| panic!("{}: {e}", m.file()));
             assert!(
                 cubin.starts_with(b"\x7fELF"),
                 "{}: not an ELF CUBIN",
                 m.file()
             );
             // Cached: the second request returns the same image.
-            assert_eq!(runtime_cubin(m, 86).unwrap(), cubin);
+            assert_eq!(runtime_cubin(m, cc).unwrap(), cubin);
         }
     }
 }

@@ -210,7 +210,8 @@ impl CudaWeights {
     }
 }
 
-/// `Err(PathUnavailable)` when `kernel` forces the tensor cores on a GPU older than sm_80.
+/// `Err(PathUnavailable)` when `kernel` forces the tensor cores on a GPU older than sm_80, or a
+/// `wgmma` tile on any GPU but sm_90.
 pub(crate) fn check_kernel(dev: &CudaDevice, kernel: GemmKernel) -> Result<()> {
     let (major, minor) = dev.compute_capability();
     if matches!(
@@ -225,6 +226,18 @@ pub(crate) fn check_kernel(dev: &CudaDevice, kernel: GemmKernel) -> Result<()> {
                 dev.name()
             ),
         });
+    }
+    if let GemmKernel::Mma(Some(c)) = kernel {
+        if c.tile.is_wgmma() && (major * 10 + minor) as u32 != ops::WGMMA_ARCH {
+            return Err(Error::PathUnavailable {
+                path: Path::CudaMma,
+                reason: format!(
+                    "{} is sm_{major}{minor}; the {} tile runs on sm_90 alone (wgmma is an sm_90a feature)",
+                    dev.name(),
+                    c.tile.label()
+                ),
+            });
+        }
     }
     Ok(())
 }

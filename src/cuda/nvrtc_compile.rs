@@ -19,14 +19,18 @@ pub enum Target {
     Ptx(u32),
     /// A CUBIN for exactly `sm_<cc>`, with ptxas' resource report in the log.
     Cubin(u32),
+    /// A CUBIN for `sm_<cc>a`: `sm_<cc>` with its architecture-specific features (sm_90a's
+    /// `wgmma`), which runs on exactly that architecture.
+    CubinArchSpecific(u32),
 }
 
 impl Target {
-    /// `compute_61`, `sm_90`, ...
+    /// `compute_61`, `sm_90`, `sm_90a`, ...
     pub fn arch(self) -> String {
         match self {
             Target::Ptx(cc) => format!("compute_{cc}"),
             Target::Cubin(cc) => format!("sm_{cc}"),
+            Target::CubinArchSpecific(cc) => format!("sm_{cc}a"),
         }
     }
 }
@@ -69,7 +73,7 @@ pub fn options(target: Target) -> Vec<String> {
         "--fmad=false".to_string(),
         "-DI8RT_NVRTC=1".to_string(),
     ];
-    if let Target::Cubin(_) = target {
+    if let Target::Cubin(_) | Target::CubinArchSpecific(_) = target {
         o.push("--ptxas-options=-v".to_string());
     }
     o
@@ -154,7 +158,7 @@ pub fn compile(
                         (a, b) => Err(fail(format!("nvrtcGetPTX failed: {a:?} {b:?}"))),
                     }
                 }
-                Target::Cubin(_) => {
+                Target::Cubin(_) | Target::CubinArchSpecific(_) => {
                     let r = sys::nvrtcGetCUBINSize(prog, &mut size);
                     let mut buf = vec![0u8; size];
                     match (r, sys::nvrtcGetCUBIN(prog, buf.as_mut_ptr() as *mut c_char)) {

@@ -226,7 +226,9 @@ impl Plan {
 /// pair (s8 / u8 activations) each. The `M…N…` tiles are `kernels/gemm_mma.cu`'s (both operands
 /// staged through shared memory, `ldmatrix` fragments); the `Stream…` tiles are the staged
 /// weight-streaming kernels of `kernels/gemv_mma.cu` (weights straight from memory into `mma`
-/// fragments, activations staged in shared memory), built for 32 … 256 rows.
+/// fragments, activations staged in shared memory), built for 32 … 256 rows; the `Wgmma…` tiles
+/// are `kernels/gemm_wgmma.cu`'s (Hopper's `wgmma.mma_async`, both operands staged; sm_90 only —
+/// on any other GPU loading them fails with a typed error).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MmaTile {
     /// 16 × 128, 4 warps: decode shapes (`M ≤ 16`).
@@ -247,11 +249,15 @@ pub enum MmaTile {
     Stream128x64,
     /// Weight-streaming, 64 × 128, 8 warps (8 along N).
     Stream64x128,
+    /// `wgmma`, 128 × 256, 2 warpgroups (64 rows × 256 each), sm_90.
+    Wgmma128x256,
+    /// `wgmma`, 128 × 128, 2 warpgroups (64 rows × 128 each), sm_90.
+    Wgmma128x128,
 }
 
 impl MmaTile {
     /// Every tile.
-    pub const ALL: [MmaTile; 9] = [
+    pub const ALL: [MmaTile; 11] = [
         MmaTile::M16N128,
         MmaTile::M64N128,
         MmaTile::M128N128,
@@ -261,6 +267,8 @@ impl MmaTile {
         MmaTile::Stream64x64,
         MmaTile::Stream128x64,
         MmaTile::Stream64x128,
+        MmaTile::Wgmma128x256,
+        MmaTile::Wgmma128x128,
     ];
     /// Rows of X (and Y) per block (`BM` in the kernel).
     pub const fn bm(self) -> usize {
@@ -268,14 +276,18 @@ impl MmaTile {
             MmaTile::M16N128 => 16,
             MmaTile::Stream32x64 => 32,
             MmaTile::M64N128 | MmaTile::Stream64x64 | MmaTile::Stream64x128 => 64,
-            MmaTile::M128N128 | MmaTile::M128N256 | MmaTile::Stream128x64 => 128,
+            MmaTile::M128N128
+            | MmaTile::M128N256
+            | MmaTile::Stream128x64
+            | MmaTile::Wgmma128x256
+            | MmaTile::Wgmma128x128 => 128,
             MmaTile::M256N128 => 256,
         }
     }
     /// Rows of W (columns of Y) per block (`BN`).
     pub const fn bn(self) -> usize {
         match self {
-            MmaTile::M128N256 => 256,
+            MmaTile::M128N256 | MmaTile::Wgmma128x256 => 256,
             MmaTile::Stream32x64 | MmaTile::Stream64x64 | MmaTile::Stream128x64 => 64,
             _ => 128,
         }
@@ -292,7 +304,11 @@ impl MmaTile {
     pub const fn stages(self) -> usize {
         match self {
             MmaTile::M128N256 | MmaTile::M256N128 => 3,
-            MmaTile::M16N128 | MmaTile::M64N128 | MmaTile::M128N128 => 4,
+            MmaTile::M16N128
+            | MmaTile::M64N128
+            | MmaTile::M128N128
+            | MmaTile::Wgmma128x256
+            | MmaTile::Wgmma128x128 => 4,
             _ => 2,
         }
     }
@@ -305,12 +321,27 @@ impl MmaTile {
             _ => None,
         }
     }
-    /// Dynamic shared memory per block: `STAGES · (BM + BN) · 64` bytes for the tiles of
-    /// `gemm_mma.cu`; for the weight-streaming ones the larger of two activation batches
+    /// K bytes per pipeline stage, the unit of [`MmaLaunch`]'s k tiles: 128 for the `wgmma`
+    /// tiles (one 128-byte swizzle row), 64 for the others.
+    pub const fn bk(self) -> usize {
+        if self.is_wgmma() {
+            2 * MMA_BK
+        } else {
+            MMA_BK
+        }
+    }
+    /// Whether this is a `wgmma` tile (`kernels/gemm_wgmma.cu`, sm_90 only).
+    pub const fn is_wgmma(self) -> bool {
+        matches!(self, MmaTile::Wgmma128x256 | MmaTile::Wgmma128x128)
+    }
+    /// Dynamic shared memory per block: `STAGES · (BM + BN) · BK` bytes for the tiles of
+    /// `gemm_mma.cu` and `gemm_wgmma.cu` (+ 1 KiB for the latter to align its operand tiles to
+    /// the 128-byte swizzle's 1024-byte pattern); for the weight-streaming ones the larger of two activation batches
     /// (`2 · U · WK · BM · 64`) and the accumulators' staging (`WK · BM · (BN + 4) · 4`), plus
     /// the split-K flag (`staged::Cfg::SMEM`).
     pub const fn smem_bytes(self) -> usize {
         match self.stream_wk_u() {
+            None if self.is_wgmma() => self.stages() * (self.bm() + self.bn()) * self.bk() + 1024,
             None => self.stages() * (self.bm() + self.bn()) * MMA_BK,
             Some((wk, u)) => {
                 let batches = 2 * u * wk * self.bm() * MMA_BK;
@@ -335,6 +366,8 @@ impl MmaTile {
             MmaTile::Stream64x64 => "stream64x64",
             MmaTile::Stream128x64 => "stream128x64",
             MmaTile::Stream64x128 => "stream64x128",
+            MmaTile::Wgmma128x256 => "wgmma128x256",
+            MmaTile::Wgmma128x128 => "wgmma128x128",
         }
     }
     /// The kernel for s8 (`false`) or u8 (`true`) activations.
@@ -359,6 +392,10 @@ impl MmaTile {
             (MmaTile::Stream128x64, true) => GemmStream128x64U8,
             (MmaTile::Stream64x128, false) => GemmStream64x128S8,
             (MmaTile::Stream64x128, true) => GemmStream64x128U8,
+            (MmaTile::Wgmma128x256, false) => GemmWgmma128x256S8,
+            (MmaTile::Wgmma128x256, true) => GemmWgmma128x256U8,
+            (MmaTile::Wgmma128x128, false) => GemmWgmma128x128S8,
+            (MmaTile::Wgmma128x128, true) => GemmWgmma128x128U8,
         }
     }
 }
@@ -371,6 +408,8 @@ pub struct MmaConfig {
     pub splits: u32,
 }
 
+/// The one architecture the `wgmma` tiles run on (their CUBIN is sm_90a).
+pub(crate) const WGMMA_ARCH: u32 = 90;
 /// K bytes per pipeline stage of the tensor-core kernels (`mma::BK`).
 pub(crate) const MMA_BK: usize = 64;
 /// Split-K: the last block of a tile reads the other splits' partial sums alone, so their size
@@ -393,13 +432,20 @@ fn smem_per_sm(arch: u32) -> usize {
 }
 
 /// Registers per thread of a tile's kernel as ptxas reported them at build time (the sm_90
-/// CUBIN for sm_90 and newer, sm_80 otherwise), or 255 when NVRTC did not run at build time.
+/// CUBIN for sm_90 and newer, sm_80 otherwise; sm_90a for the wgmma tiles), or 255 when NVRTC
+/// did not run at build time.
 #[cfg(test)]
 fn kernel_registers(tile: MmaTile, arch: u32) -> usize {
     // Parsed once: the dispatch runs on every GEMM call.
     static REPORT: std::sync::OnceLock<Vec<super::registry::KernelResources>> =
         std::sync::OnceLock::new();
-    let want = if arch >= 90 { "sm_90" } else { "sm_80" };
+    let want = if tile.is_wgmma() {
+        "sm_90a"
+    } else if arch >= 90 {
+        "sm_90"
+    } else {
+        "sm_80"
+    };
     let name = tile.kernel(false).name();
     REPORT
         .get_or_init(super::registry::resources)
@@ -489,7 +535,7 @@ impl MmaLaunch {
             return Err(Error::param("split-K factor", "must be at least 1"));
         }
         let t = cfg.tile;
-        let ktiles = k.div_ceil(MMA_BK);
+        let ktiles = k.div_ceil(t.bk());
         let want = (cfg.splits as usize).clamp(1, ktiles.max(1));
         let kt_per_split = ktiles.div_ceil(want).max(1);
         let splits = ktiles.div_ceil(kt_per_split).max(1);
@@ -668,6 +714,15 @@ fn choose_kernel(
         GemmKernel::Auto => Ok(Plan::Dp4a),
         GemmKernel::Mma(cfg) => {
             forced_ok()?;
+            if let Some(c) = cfg.filter(|c| c.tile.is_wgmma() && arch != WGMMA_ARCH) {
+                return Err(Error::PathUnavailable {
+                    path: Path::CudaMma,
+                    reason: format!(
+                        "the {} tile runs on sm_90 alone (wgmma is an sm_90a feature); this GPU is sm_{arch}",
+                        c.tile.label()
+                    ),
+                });
+            }
             Ok(cfg.map_or_else(|| tensor_cores(m), Plan::Tiled))
         }
         GemmKernel::MmaGemv => {
@@ -893,7 +948,7 @@ pub(crate) fn gemm<E: Exec>(
             flags,
         };
         // SAFETY: as for the dp4a launch above, with these differences: x (and, for the tiles
-        // of gemm_mma.cu, w) is read by cp.async in 16-byte pieces at 16-byte-aligned offsets
+        // of gemm_mma.cu and gemm_wgmma.cu, w) is read by cp.async in 16-byte pieces at 16-byte-aligned offsets
         // below k of rows < m (< n) only (the rest zero-filled), the weight-streaming tiles read
         // w rows < n by 16-byte loads below k rounded down to 64 and the step that crosses k by
         // byte guards, all of which `aligned` (checked, or the path refused) guarantees lie

@@ -8,7 +8,7 @@ include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 /// One kernel's resources on one architecture, as ptxas reported them at build time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelResources {
-    /// `sm_80`, `sm_90`.
+    /// `sm_80`, `sm_90`, `sm_90a`.
     pub arch: String,
     /// The entry point.
     pub kernel: String,
@@ -53,10 +53,16 @@ impl KernelId {
         matches!(self.module(), Module::GemmDp4a)
     }
 
-    /// Whether this kernel is a tensor-core GEMM (its SASS must contain `IMMA`): every kernel of
-    /// a `kernels/gemm_mma*.cu` or `kernels/gemv_mma*.cu` module.
+    /// Whether this kernel is a tensor-core GEMM on `mma.sync` (its SASS must contain `IMMA`):
+    /// every kernel of a `kernels/gemm_mma*.cu` or `kernels/gemv_mma*.cu` module.
     pub fn uses_mma(self) -> bool {
         let f = self.module().file();
         f.starts_with("gemm_mma") || f.starts_with("gemv_mma")
+    }
+
+    /// Whether this kernel is a tensor-core GEMM on Hopper's `wgmma.mma_async` (its SASS must
+    /// contain `IGMMA`): every kernel of `kernels/gemm_wgmma.cu`.
+    pub const fn uses_wgmma(self) -> bool {
+        matches!(self.module(), Module::GemmWgmma)
     }
 }

@@ -239,6 +239,196 @@ fn simulated_mma_places_every_b_c_d_element_where_the_isa_says() {
     assert_eq!(mma_once(&[[0; 32]; 16], &b, &c, false), c);
 }
 
+/// sim.h's shared-window address of the first byte of dynamic shared memory (`SMEM_WINDOW`):
+/// 16-byte aligned, not 1024-byte aligned.
+const SIM_SMEM_WINDOW: u32 = 0x490;
+
+/// One simulated `wgmma.mma_async.m64n128k32` (sim_selftest_wgmma): `smem` is placed at window
+/// address `window` (16-byte aligned), the descriptors are passed raw; returns the 128 threads'
+/// 64 accumulators, or the launch's error.
+#[allow(clippy::too_many_arguments)]
+fn wgmma_once(
+    smem: &[u8],
+    window: u32,
+    da: u64,
+    db: u64,
+    c0: i32,
+    accumulate: bool,
+    a_u8: bool,
+    mode: i32,
+) -> crate::error::Result<Vec<i32>> {
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct WgmmaTestParams {
+        init: u64,
+        out: u64,
+        da: u64,
+        db: u64,
+        bytes: i32,
+        at: i32,
+        c0: i32,
+        accumulate: i32,
+        a_u8: i32,
+        mode: i32,
+    }
+    // A 16-byte-aligned copy of the bytes for the 16-byte cp.async (a Vec<u8> need not be).
+    let words: Vec<u128> = smem
+        .chunks(16)
+        .map(|c| {
+            let mut b = [0u8; 16];
+            b[..c.len()].copy_from_slice(c);
+            u128::from_le_bytes(b)
+        })
+        .collect();
+    let mut out = vec![0i32; 128 * 64];
+    let at = window - SIM_SMEM_WINDOW;
+    let p = WgmmaTestParams {
+        init: words.as_ptr() as u64,
+        out: out.as_mut_ptr() as u64,
+        da,
+        db,
+        bytes: (words.len() * 16) as i32,
+        at: at as i32,
+        c0,
+        accumulate: accumulate as i32,
+        a_u8: a_u8 as i32,
+        mode,
+    };
+    // SAFETY: `words` holds `bytes` readable bytes, `out` 128 × 64 i32, both outliving the
+    // (synchronous) launch; the kernel writes only `out` and its shared memory, sized here to
+    // hold `at + bytes`.
+    unsafe {
+        sim::lib().launch_raw(
+            "sim_selftest_wgmma",
+            [1, 1, 1],
+            [128, 1, 1],
+            at + (words.len() * 16) as u32,
+            0,
+            bytemuck::bytes_of(&p),
+            false,
+        )
+    }?;
+    Ok(out)
+}
+
+/// A K-major operand of `rows` rows × 128 k bytes as the 128-byte swizzle stores it from window
+/// address `base` (1024-byte aligned): byte (r, b) at address base + 128 r + b with address bits
+/// 4–6 exclusive-ored with bits 7–9 (PTX ISA, "Shared Memory Matrix Layout", 128B swizzling).
+fn swizzle128(rows: usize, base: u32, value: impl Fn(usize, usize) -> u8) -> Vec<u8> {
+    assert_eq!(base % 1024, 0);
+    let mut out = vec![0u8; rows * 128];
+    for r in 0..rows {
+        for b in 0..128 {
+            let a = base + (128 * r + b) as u32;
+            let phys = a ^ (((a >> 7) & 7) << 4);
+            out[(phys - base) as usize] = value(r, b);
+        }
+    }
+    out
+}
+
+/// The 128-byte-swizzle, K-major matrix descriptor: start address, leading offset 1 (unused),
+/// stride offset `sbo` between 8-row groups, swizzle mode 1.
+fn desc_sw128(addr: u32, sbo: u32) -> u64 {
+    ((addr as u64 & 0x3ffff) >> 4) | (1 << 16) | (((sbo as u64) >> 4) << 32) | (1 << 62)
+}
+
+#[test]
+fn simulated_wgmma_reads_swizzled_operands_and_writes_the_isa_accumulator_layout() {
+    // A (64 × 128 bytes) at window 0x800, B (128 × 128) after it, both laid out by `swizzle128`
+    // from the ISA's description; every k step (start address + 32 kk) of one m64n128k32 must
+    // give D[r][c] = C + Σ_k A[r][32 kk + k] · B[c][32 kk + k], found in thread t's element i
+    // at row 16 (t / 32) + (t % 32) / 4 + 8 ((i % 4) / 2), column 8 (i / 4) + 2 (t % 4) + i % 2
+    // ("Matrix fragment for accumulator D" of wgmma .m64nNk32).
+    let (a_base, b_base) = (0x800u32, 0x800u32 + 64 * 128);
+    let av = |r: usize, b: usize| ((r * 131 + b * 7 + 3) % 256) as u8;
+    let bv = |c: usize, b: usize| ((c * 17 + b * 29 + 11) % 256) as u8;
+    let mut smem = swizzle128(64, a_base, av);
+    smem.extend(swizzle128(128, b_base, bv));
+    for kk in 0..4u32 {
+        for (a_u8, accumulate) in [(false, true), (true, false)] {
+            let out = wgmma_once(
+                &smem,
+                a_base,
+                desc_sw128(a_base + 32 * kk, 1024),
+                desc_sw128(b_base + 32 * kk, 1024),
+                -77_000,
+                accumulate,
+                a_u8,
+                0,
+            )
+            .unwrap();
+            for t in 0..128 {
+                for i in 0..64 {
+                    let row = 16 * (t / 32) + (t % 32) / 4 + 8 * ((i % 4) / 2);
+                    let col = 8 * (i / 4) + 2 * (t % 4) + i % 2;
+                    let mut want: i32 = if accumulate { -77_000 } else { 0 };
+                    for k in 0..32 {
+                        let b = 32 * kk as usize + k;
+                        let a = if a_u8 {
+                            av(row, b) as i32
+                        } else {
+                            av(row, b) as i8 as i32
+                        };
+                        want += a * bv(col, b) as i8 as i32;
+                    }
+                    assert_eq!(
+                        out[t * 64 + i],
+                        want,
+                        "k step {kk}, u8 {a_u8}: thread {t} element {i} (D[{row}][{col}])"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn simulated_wgmma_aborts_on_what_the_isa_leaves_undefined() {
+    // Each left-out step, and a swizzle mode the emulation does not model, aborts the simulated
+    // launch with its reason (a kernel written that way would be wrong, or untested, on the GPU).
+    // The simulation aborts its process on a kernel fault, so each case runs in a child process
+    // (this test binary, this test alone); the complete instruction runs here.
+    const CHILD: &str = "INT8RT_SIM_WGMMA_CHILD";
+    const NAME: &str =
+        "cuda::sim_mma_tests::simulated_wgmma_aborts_on_what_the_isa_leaves_undefined";
+    let a_base = 0x800u32;
+    let smem = vec![1u8; 192 * 128];
+    let (da, db) = (
+        desc_sw128(a_base, 1024),
+        desc_sw128(a_base + 64 * 128, 1024),
+    );
+    let no_swizzle = db & !(3u64 << 62);
+    let cases = [
+        (1, db, "without a wgmma.fence"),
+        (2, db, "without a fence.proxy.async"),
+        (3, db, "exits with wgmma.mma_async in flight"),
+        (0, no_swizzle, "only the 128-byte swizzle mode is emulated"),
+    ];
+    if let Ok(i) = std::env::var(CHILD) {
+        let (mode, db, _) = cases[i.parse::<usize>().unwrap()];
+        let r = wgmma_once(&smem, a_base, da, db, 0, true, false, mode);
+        eprintln!("the launch returned: {:?}", r.map(|v| v[0]));
+        std::process::exit(0);
+    }
+    for (i, &(mode, _, why)) in cases.iter().enumerate() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--test-threads=1", "--nocapture"])
+            .env(CHILD, i.to_string())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(why),
+            "mode {mode}: {}: {err}",
+            out.status
+        );
+    }
+    // The same instruction, complete: Σ of 32 products 1 · 1 per element.
+    let out = wgmma_once(&smem, a_base, da, db, 0, false, false, 0).unwrap();
+    assert!(out.iter().all(|&v| v == 32), "{:?}", &out[..8]);
+}
+
 #[test]
 fn simulated_mma_sums_wrap_and_batches_equal_single_instructions() {
     let mut rng = Rng::new(31);
@@ -510,9 +700,22 @@ fn assert_stream_stats(e: &SimExec, what: &str) -> SimStats {
     st
 }
 
-/// [`assert_tensor_core_stats`] or [`assert_stream_stats`], as `tile` is.
+/// The statistics of `wgmma` tile launches since the last call: wgmma fed by cp.async, and
+/// neither mma.sync nor ldmatrix nor plain shared loads (wgmma reads its operands itself).
+fn assert_wgmma_stats(e: &SimExec, what: &str) -> SimStats {
+    let st = e.take_stats();
+    assert!(
+        st.wgmma > 0 && st.cp_async > 0 && st.mma == 0 && st.ldmatrix == 0 && st.lds_v4 == 0,
+        "{what}: {st:?}"
+    );
+    st
+}
+
+/// [`assert_tensor_core_stats`], [`assert_stream_stats`] or [`assert_wgmma_stats`], as `tile` is.
 fn assert_tile_stats(e: &SimExec, tile: MmaTile, what: &str) -> SimStats {
-    if tile.is_stream() {
+    if tile.is_wgmma() {
+        assert_wgmma_stats(e, what)
+    } else if tile.is_stream() {
         assert_stream_stats(e, what)
     } else {
         assert_tensor_core_stats(e, what)
@@ -561,6 +764,58 @@ fn mma_every_tile_matches_reference_around_its_edges() {
 }
 
 #[test]
+fn wgmma_tiles_match_reference_around_their_128_byte_stages() {
+    // The wgmma tiles' own stage is 128 bytes of K (four 32-byte instructions): K at, around
+    // and well past it (more k tiles than the four-stage pipeline holds, so every stage buffer is
+    // refilled while the next is in the tensor cores), K = 16 (one chunk of the first
+    // instruction), and ragged M / N edges; splits 1 and 2 (the K-crossing tile first in each).
+    // Both legal timings of cp.async: landing at the wait (a stage read before its copies are
+    // waited for fails) and at issue (a stage refilled while a wgmma in flight still reads it
+    // fails — the emulation performs each wgmma at the wait that completes it).
+    let mut rng = Rng::new(49);
+    let mut e = SimExec::new();
+    for (ti, (tile, early)) in [
+        (MmaTile::Wgmma128x256, false),
+        (MmaTile::Wgmma128x128, false),
+        (MmaTile::Wgmma128x256, true),
+        (MmaTile::Wgmma128x128, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        e.cp_async_early = early;
+        let (bm, bn) = (tile.bm(), tile.bn());
+        for (si, &(m, n, k, splits)) in [
+            (bm, bn, 128, 1),
+            (bm - 3, bn + 2, 129, 1),
+            (bm + 7, bn - 1, 127, 1),
+            (17, 40, 16, 1),
+            (bm + 1, bn, 128 * 7 + 48, 1),
+            (60, bn + 9, 128 * 9, 2),
+        ]
+        .iter()
+        .enumerate()
+        {
+            check_gemm_on(
+                &e,
+                forced(tile, splits),
+                Path::CudaMma,
+                &mut rng,
+                m,
+                n,
+                k,
+                ACTS[(ti + si) % 4],
+                BIASES[(ti + si) % 3],
+                true,
+                false,
+            );
+        }
+        let st = assert_wgmma_stats(&e, &format!("{tile:?}, cp.async early: {early}"));
+        eprintln!("{tile:?}, cp.async early: {early}: {st:?}");
+    }
+}
+
+#[test]
 fn mma_split_k_gives_the_same_bits_for_every_split() {
     // Each split count must reproduce the reference exactly (and so each other): partial sums
     // are exact i32, added by the tile's last block. K = 700 is 11 k tiles: splits of 2, 3, 5
@@ -575,6 +830,7 @@ fn mma_split_k_gives_the_same_bits_for_every_split() {
         MmaTile::M128N128,
         MmaTile::Stream32x64,
         MmaTile::Stream64x128,
+        MmaTile::Wgmma128x128,
     ]
     .into_iter()
     .enumerate()
@@ -675,6 +931,8 @@ fn mma_is_exact_when_cp_async_lands_at_issue() {
         (MmaTile::M16N128, 9, 200, 64 * 9 + 1),
         (MmaTile::Stream64x64, 70, 129, 64 * 9 + 1),
         (MmaTile::Stream128x64, 129, 65, 64 * 4),
+        (MmaTile::Wgmma128x256, 129, 257, 128 * 5 + 16),
+        (MmaTile::Wgmma128x128, 70, 129, 128 * 3),
     ]
     .iter()
     .enumerate()
@@ -770,6 +1028,9 @@ fn path_choice_follows_architecture_alignment_and_forcing() {
         (90, 17, GemmKernel::Mma(None)),
         (75, 16, GemmKernel::MmaGemv),
         (90, 17, GemmKernel::MmaGemv),
+        // A wgmma tile anywhere but sm_90 (its CUBIN is sm_90a).
+        (80, 16, forced(MmaTile::Wgmma128x256, 1)),
+        (100, 16, forced(MmaTile::Wgmma128x128, 1)),
     ] {
         let err = forced_err(arch, lda, kernel).unwrap_err();
         assert!(

@@ -1,0 +1,140 @@
+// kernels/gemm_wgmma.cu — the int8 GEMM on Hopper's warpgroup tensor-core instructions
+// (`wgmma.mma_async`, sm_90a only) with the DESIGN.md §1 epilogue fused: Y[m, n] =
+// epilogue(X[m, k] · W[n, k]ᵀ), X s8 or u8, W s8, both K-contiguous with 16-byte-aligned rows
+// (the host checks). The large-shape sibling of gemm_mma.cu: `mma.sync` on sm_90 issues from the
+// warps' registers at a fraction of the tensor cores' rate, `wgmma` reads both operands from
+// shared memory itself and runs asynchronously while the warps issue the next stage's copies.
+// I8RT_MIN_ARCH 90a
+//
+// Block tiles (the host's MmaTile::Wgmma…; forced-only until measured):
+//   gemm_wgmma_128x256  BM 128, BN 256, 2 warpgroups (each 64 rows × 256), 4 stages, 193 KiB
+//   gemm_wgmma_128x128  BM 128, BN 128, 2 warpgroups (each 64 rows × 128), 4 stages, 129 KiB
+// each for s8 and u8 activations.
+//
+// Per block:
+// - k advances in stages of BK = 128 bytes (one 128-byte swizzle row per operand row).
+//   `cp.async` (tile.cuh's OperandLoader) copies the X rows (A, BM × 128 B) and W rows (B,
+//   BN × 128 B) of a stage into shared memory with chunk c of row r at c ^ (r & 7): the layout
+//   wgmma's 128-byte swizzle mode reads, given operand tiles whose base is 1024-byte aligned in
+//   the shared window (the block rounds its base up; the host reserves 1 KiB for that). The one
+//   k tile that can reach past K is loaded first, zero-filled past K and past the M / N edges;
+// - the pipeline keeps STAGES − 2 stages of copies and one stage of wgmma in flight. Step i:
+//   wait for stage i's copies, `fence.proxy.async` (cp.async writes through the generic proxy,
+//   wgmma reads through the async one), barrier — after which stage i is visible to every
+//   warpgroup and every warpgroup has finished stage i − 2 (its wgmma_wait<1> of step i − 1) —
+//   then issue the copies of stage i + STAGES − 2 into stage i − 2's buffers, and per 32 k bytes
+//   one `wgmma.m64nBNk32` per warpgroup (A: the warpgroup's 64 rows, B: all BN rows), commit,
+//   and wait until only this step's group is in flight;
+// - the accumulators are laid out as BN / 8 `mma.m16n8k32` C fragments per warp (warp w's 16 rows
+//   at 16 w of the block tile), so the block ends as gemm_mma.cu's do: tile.cuh `finish` (split-K
+//   partial sums, then the epilogue through shared-memory staging rows).
+#include "tile.cuh"
+#include "wgmma.cuh"
+
+namespace wg {
+
+constexpr int BK = 128;  // k bytes per stage (one 128-byte swizzle row)
+constexpr int ALIGN = 1024;  // operand tiles' alignment in the shared window (8 swizzle rows)
+
+template <int BN_, int STAGES_>
+struct Config {
+    static constexpr int BM = 128, BN = BN_, STAGES = STAGES_;
+    static constexpr int WARPGROUPS = BM / 64;
+    static constexpr int THREADS = 128 * WARPGROUPS;
+    static constexpr int NT = BN / 8;  // 16 × 8 C fragments per warp
+    static constexpr int A_BYTES = BM * BK, STAGE_BYTES = (BM + BN) * BK;
+    static constexpr int SMEM = STAGES * STAGE_BYTES + ALIGN;
+    static_assert(STAGES >= 3, "one stage in the tensor cores, one landing, one being copied");
+    static_assert(A_BYTES % ALIGN == 0 && STAGE_BYTES % ALIGN == 0, "every operand tile 1024-byte aligned");
+    static_assert(tile::FLAG_OFFSET<THREADS, BN> + 4 <= SMEM, "the epilogue's staging fits in the pipeline's memory");
+};
+
+using C128x256 = Config<256, 4>;
+using C128x128 = Config<128, 4>;
+
+// Stage `stage` (at shared offset `base` + stage · STAGE_BYTES) ← k tile `kt` of both operands.
+template <class C, bool FULL>
+I8RT_INLINE void load_stage(const tile::OperandLoader<C::THREADS, C::BM, BK>& la,
+                            const tile::OperandLoader<C::THREADS, C::BN, BK>& lb, int k, unsigned base, int stage,
+                            int kt) {
+    const long long k0 = (long long)kt * BK;
+    const unsigned s = base + (unsigned)(stage * C::STAGE_BYTES);
+    la.template load<FULL>(s, k0, k);
+    lb.template load<FULL>(s + (unsigned)C::A_BYTES, k0, k);
+}
+
+template <class C, bool U8>
+I8RT_INLINE void body(const MmaParams& q) {
+    check_launch_geometry(C::THREADS, C::SMEM, "gemm_wgmma");
+    const GemmParams& p = q.g;
+    if (p.status && p.status->count != 0) return;  // the input had NaN/inf: the host reports it
+    const int warp = (int)threadIdx.x >> 5, wgi = warp >> 2;
+    const int bm = (int)blockIdx.y * C::BM, bn = (int)blockIdx.x * C::BN;
+    const int ktiles = (p.k + BK - 1) / BK;
+    const int kt0 = (int)blockIdx.z * q.kt_per_split;
+    const int kt1 = kt0 + q.kt_per_split < ktiles ? kt0 + q.kt_per_split : ktiles;
+    const int nkt = kt1 > kt0 ? kt1 - kt0 : 0;
+    // The operand tiles start at the first 1024-byte boundary of the shared window.
+    const unsigned base = (unsigned)(ALIGN - (int)(smem_window(0) % ALIGN)) % ALIGN;
+
+    int acc[1][C::NT][4];
+#pragma unroll
+    for (int j = 0; j < C::NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[0][j][e] = 0;
+
+    tile::OperandLoader<C::THREADS, C::BM, BK> la;
+    tile::OperandLoader<C::THREADS, C::BN, BK> lb;
+    la.init(static_cast<const unsigned char*>(p.x), p.lda, p.m, bm);
+    lb.init(reinterpret_cast<const unsigned char*>(p.w), p.ldb, p.n, bn);
+
+    // Load order as in gemm_mma.cu: the block's last k tile first (the only one that may reach
+    // past K), then the others from the first: kt(0) = kt1 − 1, kt(i) = kt0 + i − 1.
+    // Prologue: STAGES − 2 stages in flight (one commit group each, empty past the end).
+#pragma unroll
+    for (int s = 0; s < C::STAGES - 2; ++s) {
+        if (s == 0 && nkt > 0) load_stage<C, false>(la, lb, p.k, base, 0, kt1 - 1);
+        if (s > 0 && s < nkt) load_stage<C, true>(la, lb, p.k, base, s, kt0 + s - 1);
+        cp_async_commit();
+    }
+    // Descriptor addresses: the warpgroup's 64 rows of A, all BN rows of B; 8-row groups 1024
+    // bytes apart; + 32 bytes per k step inside the swizzle row.
+    const unsigned a_addr = smem_window(base) + (unsigned)(wgi * 64 * BK);
+    const unsigned b_addr = smem_window(base) + (unsigned)C::A_BYTES;
+
+    int read_stage = 0, write_stage = C::STAGES - 2;
+    for (int i = 0; i < nkt; ++i) {
+        cp_async_wait<C::STAGES - 3>();
+        fence_proxy_async();
+        block_sync();
+        if (i + C::STAGES - 2 < nkt) load_stage<C, true>(la, lb, p.k, base, write_stage, kt0 + i + C::STAGES - 3);
+        cp_async_commit();
+        write_stage = write_stage + 1 == C::STAGES ? 0 : write_stage + 1;
+
+        const unsigned stage = (unsigned)(read_stage * C::STAGE_BYTES);
+        read_stage = read_stage + 1 == C::STAGES ? 0 : read_stage + 1;
+        wgmma_pin(acc);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < BK / 32; ++kk) {
+            const unsigned long long da = smem_desc_sw128(a_addr + stage + (unsigned)(kk * 32), ALIGN);
+            const unsigned long long db = smem_desc_sw128(b_addr + stage + (unsigned)(kk * 32), ALIGN);
+            wgmma_m64k32<C::BN, U8>(acc, da, db, 1);
+        }
+        wgmma_commit();
+        wgmma_pin(acc);
+        wgmma_wait<1>();
+    }
+    wgmma_wait<0>();
+    wgmma_pin(acc);
+    cp_async_wait<0>();  // (only empty groups remain)
+
+    tile::finish<1, C::NT, C::THREADS>(q, acc, bm + warp * 16, bn);
+}
+
+}  // namespace wg
+
+I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_128x256_s8, MmaParams, wg::C128x256::THREADS, 1) { wg::body<wg::C128x256, false>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_128x256_u8, MmaParams, wg::C128x256::THREADS, 1) { wg::body<wg::C128x256, true>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_128x128_s8, MmaParams, wg::C128x128::THREADS, 1) { wg::body<wg::C128x128, false>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_128x128_u8, MmaParams, wg::C128x128::THREADS, 1) { wg::body<wg::C128x128, true>(p); }

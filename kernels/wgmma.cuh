@@ -1,0 +1,202 @@
+// kernels/wgmma.cuh — the warpgroup-level tensor-core layer (sm_90a) that gemm_wgmma.cu is written
+// against, on top of common.cuh: shared-memory matrix descriptors, the async-proxy fence, and
+// `wgmma.mma_async` m64nNk32 with its fence / commit / wait. Compiled by NVRTC (for `sm_90a`
+// only: wgmma is an architecture-specific feature) these are inline PTX; in the host simulation
+// (I8RT_SIM) they run sim/sim.h's emulation, which follows the PTX ISA's descriptor format,
+// 128-byte swizzle and accumulator layout, and performs each instruction at the wait that
+// completes it.
+//
+// Helpers (warpgroup = 4 consecutive warps, 128 threads, all executing each call together):
+//   smem_window(off)            shared-window address of dynamic shared memory byte `off`
+//   smem_desc_sw128(addr, sbo)  descriptor of a K-major operand with 128-byte swizzle at window
+//                               address `addr` (1024-byte aligned row group), 8-row groups `sbo`
+//                               bytes apart
+//   fence_proxy_async()         `fence.proxy.async.shared::cta`: this thread's earlier shared
+//                               writes (cp.async's included) visible to wgmma's reads
+//   wgmma_fence / wgmma_commit / wgmma_wait<N>
+//   wgmma_m64k32<N, U8>(d, da, db, accumulate)
+//                               d (64 × N, i32, this thread's N / 2 in the layout of N / 8
+//                               `mma.m16n8k32` C fragments) += A (64 × 32, u8 when U8 else s8)
+//                               · B (N × 32, s8)ᵀ; d = A · Bᵀ when !accumulate
+//   wgmma_pin(d)                keeps the compiler from moving the accumulators' registers
+//                               across an asynchronous instruction (empty asm that "writes" each)
+#pragma once
+
+#include "common.cuh"
+
+#if defined(I8RT_DEVICE_BUILD) && defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#error "wgmma.cuh needs sm_90a (compile with --gpu-architecture=sm_90a)"
+#endif
+
+I8RT_INLINE unsigned smem_window(unsigned off) {
+#ifdef I8RT_DEVICE_BUILD
+    return smem_addr(off);
+#else
+    return sim::SMEM_WINDOW + off;
+#endif
+}
+
+// Matrix descriptor (PTX ISA "Matrix Descriptor Format", sm_90): start address, leading- and
+// stride-dimension byte offsets, each >> 4 in 14 bits; base offset 0; swizzle mode 1 (128 B).
+// The leading-dimension offset is unused for K-major operands whose k extent per instruction
+// fits one swizzle row (32 bytes here); the ISA's "assumed 1" is encoded.
+I8RT_INLINE unsigned long long smem_desc_sw128(unsigned addr, unsigned sbo) {
+    return (unsigned long long)((addr & 0x3ffffu) >> 4) | (1ull << 16) |
+           ((unsigned long long)((sbo & 0x3ffffu) >> 4) << 32) | (1ull << 62);
+}
+
+I8RT_INLINE void fence_proxy_async() {
+#ifdef I8RT_DEVICE_BUILD
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#else
+    sim::fence_proxy_async();
+#endif
+}
+
+I8RT_INLINE void wgmma_fence() {
+#ifdef I8RT_DEVICE_BUILD
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#else
+    sim::wgmma_fence();
+#endif
+}
+
+I8RT_INLINE void wgmma_commit() {
+#ifdef I8RT_DEVICE_BUILD
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#else
+    sim::wgmma_commit();
+#endif
+}
+
+template <int N>
+I8RT_INLINE void wgmma_wait() {
+#ifdef I8RT_DEVICE_BUILD
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#else
+    sim::wgmma_wait(N);
+#endif
+}
+
+template <int NT>
+I8RT_INLINE void wgmma_pin(int (&d)[1][NT][4]) {
+#ifdef I8RT_DEVICE_BUILD
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) asm volatile("" : "+r"(d[0][j][e])::"memory");
+#else
+    (void)d;
+#endif
+}
+
+#ifdef I8RT_DEVICE_BUILD
+// `wgmma.mma_async.sync.aligned.m64n128k32.s32.<u8|s8>.s8`, scale-d from `accumulate` (64 accumulators).
+template <bool U8>
+I8RT_INLINE void wgmma_m64n128k32_asm(int (&d)[1][16][4], unsigned long long da, unsigned long long db, int accumulate) {
+#define I8RT_WGMMA_128(ATYPE) \
+    asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %66, 0;\n" \
+                 "wgmma.mma_async.sync.aligned.m64n128k32.s32." ATYPE ".s8 {" \
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
+                 "}, %64, %65, p;\n}\n" \
+                 : "+r"(d[0][0][0]), "+r"(d[0][0][1]), "+r"(d[0][0][2]), "+r"(d[0][0][3]), \
+                   "+r"(d[0][1][0]), "+r"(d[0][1][1]), "+r"(d[0][1][2]), "+r"(d[0][1][3]), \
+                   "+r"(d[0][2][0]), "+r"(d[0][2][1]), "+r"(d[0][2][2]), "+r"(d[0][2][3]), \
+                   "+r"(d[0][3][0]), "+r"(d[0][3][1]), "+r"(d[0][3][2]), "+r"(d[0][3][3]), \
+                   "+r"(d[0][4][0]), "+r"(d[0][4][1]), "+r"(d[0][4][2]), "+r"(d[0][4][3]), \
+                   "+r"(d[0][5][0]), "+r"(d[0][5][1]), "+r"(d[0][5][2]), "+r"(d[0][5][3]), \
+                   "+r"(d[0][6][0]), "+r"(d[0][6][1]), "+r"(d[0][6][2]), "+r"(d[0][6][3]), \
+                   "+r"(d[0][7][0]), "+r"(d[0][7][1]), "+r"(d[0][7][2]), "+r"(d[0][7][3]), \
+                   "+r"(d[0][8][0]), "+r"(d[0][8][1]), "+r"(d[0][8][2]), "+r"(d[0][8][3]), \
+                   "+r"(d[0][9][0]), "+r"(d[0][9][1]), "+r"(d[0][9][2]), "+r"(d[0][9][3]), \
+                   "+r"(d[0][10][0]), "+r"(d[0][10][1]), "+r"(d[0][10][2]), "+r"(d[0][10][3]), \
+                   "+r"(d[0][11][0]), "+r"(d[0][11][1]), "+r"(d[0][11][2]), "+r"(d[0][11][3]), \
+                   "+r"(d[0][12][0]), "+r"(d[0][12][1]), "+r"(d[0][12][2]), "+r"(d[0][12][3]), \
+                   "+r"(d[0][13][0]), "+r"(d[0][13][1]), "+r"(d[0][13][2]), "+r"(d[0][13][3]), \
+                   "+r"(d[0][14][0]), "+r"(d[0][14][1]), "+r"(d[0][14][2]), "+r"(d[0][14][3]), \
+                   "+r"(d[0][15][0]), "+r"(d[0][15][1]), "+r"(d[0][15][2]), "+r"(d[0][15][3]) \
+                 : "l"(da), "l"(db), "r"(accumulate) \
+                 : "memory")
+    if constexpr (U8) {
+        I8RT_WGMMA_128("u8");
+    } else {
+        I8RT_WGMMA_128("s8");
+    }
+#undef I8RT_WGMMA_128
+}
+
+// `wgmma.mma_async.sync.aligned.m64n256k32.s32.<u8|s8>.s8`, scale-d from `accumulate` (128 accumulators).
+template <bool U8>
+I8RT_INLINE void wgmma_m64n256k32_asm(int (&d)[1][32][4], unsigned long long da, unsigned long long db, int accumulate) {
+#define I8RT_WGMMA_256(ATYPE) \
+    asm volatile("{\n .reg .pred p;\n setp.ne.b32 p, %130, 0;\n" \
+                 "wgmma.mma_async.sync.aligned.m64n256k32.s32." ATYPE ".s8 {" \
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, " \
+                 "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
+                 "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+                 "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
+                 "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127" \
+                 "}, %128, %129, p;\n}\n" \
+                 : "+r"(d[0][0][0]), "+r"(d[0][0][1]), "+r"(d[0][0][2]), "+r"(d[0][0][3]), \
+                   "+r"(d[0][1][0]), "+r"(d[0][1][1]), "+r"(d[0][1][2]), "+r"(d[0][1][3]), \
+                   "+r"(d[0][2][0]), "+r"(d[0][2][1]), "+r"(d[0][2][2]), "+r"(d[0][2][3]), \
+                   "+r"(d[0][3][0]), "+r"(d[0][3][1]), "+r"(d[0][3][2]), "+r"(d[0][3][3]), \
+                   "+r"(d[0][4][0]), "+r"(d[0][4][1]), "+r"(d[0][4][2]), "+r"(d[0][4][3]), \
+                   "+r"(d[0][5][0]), "+r"(d[0][5][1]), "+r"(d[0][5][2]), "+r"(d[0][5][3]), \
+                   "+r"(d[0][6][0]), "+r"(d[0][6][1]), "+r"(d[0][6][2]), "+r"(d[0][6][3]), \
+                   "+r"(d[0][7][0]), "+r"(d[0][7][1]), "+r"(d[0][7][2]), "+r"(d[0][7][3]), \
+                   "+r"(d[0][8][0]), "+r"(d[0][8][1]), "+r"(d[0][8][2]), "+r"(d[0][8][3]), \
+                   "+r"(d[0][9][0]), "+r"(d[0][9][1]), "+r"(d[0][9][2]), "+r"(d[0][9][3]), \
+                   "+r"(d[0][10][0]), "+r"(d[0][10][1]), "+r"(d[0][10][2]), "+r"(d[0][10][3]), \
+                   "+r"(d[0][11][0]), "+r"(d[0][11][1]), "+r"(d[0][11][2]), "+r"(d[0][11][3]), \
+                   "+r"(d[0][12][0]), "+r"(d[0][12][1]), "+r"(d[0][12][2]), "+r"(d[0][12][3]), \
+                   "+r"(d[0][13][0]), "+r"(d[0][13][1]), "+r"(d[0][13][2]), "+r"(d[0][13][3]), \
+                   "+r"(d[0][14][0]), "+r"(d[0][14][1]), "+r"(d[0][14][2]), "+r"(d[0][14][3]), \
+                   "+r"(d[0][15][0]), "+r"(d[0][15][1]), "+r"(d[0][15][2]), "+r"(d[0][15][3]), \
+                   "+r"(d[0][16][0]), "+r"(d[0][16][1]), "+r"(d[0][16][2]), "+r"(d[0][16][3]), \
+                   "+r"(d[0][17][0]), "+r"(d[0][17][1]), "+r"(d[0][17][2]), "+r"(d[0][17][3]), \
+                   "+r"(d[0][18][0]), "+r"(d[0][18][1]), "+r"(d[0][18][2]), "+r"(d[0][18][3]), \
+                   "+r"(d[0][19][0]), "+r"(d[0][19][1]), "+r"(d[0][19][2]), "+r"(d[0][19][3]), \
+                   "+r"(d[0][20][0]), "+r"(d[0][20][1]), "+r"(d[0][20][2]), "+r"(d[0][20][3]), \
+                   "+r"(d[0][21][0]), "+r"(d[0][21][1]), "+r"(d[0][21][2]), "+r"(d[0][21][3]), \
+                   "+r"(d[0][22][0]), "+r"(d[0][22][1]), "+r"(d[0][22][2]), "+r"(d[0][22][3]), \
+                   "+r"(d[0][23][0]), "+r"(d[0][23][1]), "+r"(d[0][23][2]), "+r"(d[0][23][3]), \
+                   "+r"(d[0][24][0]), "+r"(d[0][24][1]), "+r"(d[0][24][2]), "+r"(d[0][24][3]), \
+                   "+r"(d[0][25][0]), "+r"(d[0][25][1]), "+r"(d[0][25][2]), "+r"(d[0][25][3]), \
+                   "+r"(d[0][26][0]), "+r"(d[0][26][1]), "+r"(d[0][26][2]), "+r"(d[0][26][3]), \
+                   "+r"(d[0][27][0]), "+r"(d[0][27][1]), "+r"(d[0][27][2]), "+r"(d[0][27][3]), \
+                   "+r"(d[0][28][0]), "+r"(d[0][28][1]), "+r"(d[0][28][2]), "+r"(d[0][28][3]), \
+                   "+r"(d[0][29][0]), "+r"(d[0][29][1]), "+r"(d[0][29][2]), "+r"(d[0][29][3]), \
+                   "+r"(d[0][30][0]), "+r"(d[0][30][1]), "+r"(d[0][30][2]), "+r"(d[0][30][3]), \
+                   "+r"(d[0][31][0]), "+r"(d[0][31][1]), "+r"(d[0][31][2]), "+r"(d[0][31][3]) \
+                 : "l"(da), "l"(db), "r"(accumulate) \
+                 : "memory")
+    if constexpr (U8) {
+        I8RT_WGMMA_256("u8");
+    } else {
+        I8RT_WGMMA_256("s8");
+    }
+#undef I8RT_WGMMA_256
+}
+
+#endif  // I8RT_DEVICE_BUILD
+
+template <int N, bool U8>
+I8RT_INLINE void wgmma_m64k32(int (&d)[1][N / 8][4], unsigned long long da, unsigned long long db, int accumulate) {
+    static_assert(N == 128 || N == 256, "the crate's wgmma widths are 128 and 256");
+#ifdef I8RT_DEVICE_BUILD
+    if constexpr (N == 128) {
+        wgmma_m64n128k32_asm<U8>(d, da, db, accumulate);
+    } else {
+        wgmma_m64n256k32_asm<U8>(d, da, db, accumulate);
+    }
+#else
+    sim::wgmma(&d[0][0][0], N, da, db, accumulate, U8);
+#endif
+}
