@@ -88,10 +88,8 @@ I8RT_INLINE void body(const MmaParams& q) {
     const int lane = (int)threadIdx.x & 31, warp = (int)threadIdx.x >> 5;
     const int wm = warp / C::WARPS_N, wn = warp % C::WARPS_N;
     const int bm = (int)blockIdx.y * C::BM, bn = (int)blockIdx.x * C::BN;
-    const int ktiles = (p.k + BK - 1) / BK;
-    const int kt0 = (int)blockIdx.z * q.kt_per_split;
-    const int kt1 = kt0 + q.kt_per_split < ktiles ? kt0 + q.kt_per_split : ktiles;
-    const int nkt = kt1 > kt0 ? kt1 - kt0 : 0;
+    const tile::KTiles kts = tile::block_k_tiles<BK>(q);
+    const int kt0 = kts.first, kt1 = kts.end, nkt = kts.count;
 
     int acc[C::MT][C::NT][4];
 #pragma unroll

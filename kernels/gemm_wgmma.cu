@@ -70,10 +70,8 @@ I8RT_INLINE void body(const MmaParams& q) {
     if (p.status && p.status->count != 0) return;  // the input had NaN/inf: the host reports it
     const int warp = (int)threadIdx.x >> 5, wgi = warp >> 2;
     const int bm = (int)blockIdx.y * C::BM, bn = (int)blockIdx.x * C::BN;
-    const int ktiles = (p.k + BK - 1) / BK;
-    const int kt0 = (int)blockIdx.z * q.kt_per_split;
-    const int kt1 = kt0 + q.kt_per_split < ktiles ? kt0 + q.kt_per_split : ktiles;
-    const int nkt = kt1 > kt0 ? kt1 - kt0 : 0;
+    const tile::KTiles kts = tile::block_k_tiles<BK>(q);
+    const int kt0 = kts.first, kt1 = kts.end, nkt = kts.count;
     // The operand tiles start at the first 1024-byte boundary of the shared window.
     const unsigned base = (unsigned)(ALIGN - (int)(smem_window(0) % ALIGN)) % ALIGN;
 

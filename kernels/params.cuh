@@ -66,7 +66,7 @@ struct MmaParams {
     GemmParams g;
     int* partials;           // gridDim.z > 1: [tiles][splits][BM · BN] i32 partial sums (scratch)
     unsigned* counters;      // gridDim.z > 1: [tiles], zero at launch; each tile's last block re-zeroes its own
-    int kt_per_split;        // 64-byte k tiles per grid z (the whole K when gridDim.z == 1)
+    int kt_per_split;        // k tiles (the kernel's stage: 64 bytes, 128 for wgmma) per grid z (all when gridDim.z == 1)
     int flags;               // MMA_PAIRED_STORES
 };
 

@@ -32,6 +32,19 @@ I8RT_INLINE unsigned long long pack2(int lo, int hi) {
     return (unsigned long long)(unsigned)lo | ((unsigned long long)(unsigned)hi << 32);
 }
 
+// This block's k tiles under split-K: [first, end) of the ⌈K / BK⌉ tiles, `kt_per_split` per
+// grid z; count 0 for a block whose split lies wholly past K.
+struct KTiles {
+    int first, end, count;
+};
+template <int BK>
+I8RT_INLINE KTiles block_k_tiles(const MmaParams& q) {
+    const int total = (q.g.k + BK - 1) / BK;
+    const int first = (int)blockIdx.z * q.kt_per_split;
+    const int end = first + q.kt_per_split < total ? first + q.kt_per_split : total;
+    return KTiles{first, end, end > first ? end - first : 0};
+}
+
 // One operand's share of the pipeline's copies for this thread. A stage holds ROWS rows of BK
 // bytes as CHUNKS 16-byte chunks; thread t copies chunk t % CHUNKS of rows t / CHUNKS + j · RPP
 // (RPP = THREADS / CHUNKS rows per pass). Everything that does not depend on k is computed once:

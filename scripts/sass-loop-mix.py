@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """scripts/sass-loop-mix.py — the SASS instruction mix of each tensor-core GEMM kernel's main loop
 (for bench/RESULTS-gpu-static.md): `cuobjdump -sass` of a CUBIN, and per function the opcodes of
-the loop that holds the IMMA instructions (from the branch target before the first IMMA to the
-backward branch after the last one), with totals for the whole function.
+the loop that holds the IMMA (or, for the sm_90a wgmma kernels, IGMMA) instructions (from the
+branch target before the first to the backward branch after the last one), with totals for the
+whole function.
 
     source scripts/ci-cuda-env.sh
     python3 scripts/sass-loop-mix.py target/release/build/int8rt-*/out/kernels/gemm_mma.sm_90.cubin
@@ -31,12 +32,12 @@ def main():
     for chunk in re.split(r"\n\s*Function : ", text)[1:]:
         name = chunk.split("\n", 1)[0].strip()
         ins = parse(chunk)
-        imma = [i for i, (_, op, _) in enumerate(ins) if op.startswith("IMMA")]
+        imma = [i for i, (_, op, _) in enumerate(ins) if op.startswith(("IMMA", "IGMMA"))]
         if not imma:
             continue
         first, last = imma[0], imma[-1]
-        # The backward branch closing the loop: the first BRA after the last IMMA whose target
-        # lies before the first IMMA.
+        # The backward branch closing the loop: the first BRA after the last IMMA (or IGMMA) whose
+        # target lies before the first.
         start = end = None
         for i in range(last, len(ins)):
             addr, op, args = ins[i]

@@ -250,23 +250,30 @@ fn gemm_matches_reference_over_shapes() {
     }
 }
 
+/// Forcing `kernel` on `dev` is refused with `PathUnavailable` naming the tensor-core path
+/// (the error, for the log).
+fn refused(dev: &CudaDevice, kernel: GemmKernel) -> int8rt::Error {
+    let mut cw = CudaWeights::new(dev, &[1; 16], 1, 16, &[1.0], Bias::None).unwrap();
+    let e = cw.set_kernel(kernel).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            int8rt::Error::PathUnavailable {
+                path: Path::CudaMma,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    e
+}
+
 #[test]
 fn mma_every_tile_and_split_matches_reference() {
     let Some(dev) = gpu() else { return };
     if !has_mma(&dev) {
         // Forcing them is an error naming the path, not a failed launch.
-        let mut cw = CudaWeights::new(&dev, &[1; 16], 1, 16, &[1.0], Bias::None).unwrap();
-        let e = cw.set_kernel(GemmKernel::Mma(None)).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                int8rt::Error::PathUnavailable {
-                    path: Path::CudaMma,
-                    ..
-                }
-            ),
-            "{e}"
-        );
+        refused(&dev, GemmKernel::Mma(None));
         eprintln!("{dev:?} predates sm_80: no tensor-core kernels to test");
         return;
     }
@@ -276,19 +283,7 @@ fn mma_every_tile_and_split_matches_reference() {
         if tile.is_wgmma() && dev.compute_capability() != (9, 0) {
             // The wgmma tiles (sm_90a CUBIN) run on sm_90 alone: elsewhere forcing one is an
             // error naming the path.
-            let mut cw = CudaWeights::new(&dev, &[1; 16], 1, 16, &[1.0], Bias::None).unwrap();
-            let kernel = GemmKernel::Mma(Some(MmaConfig { tile, splits: 1 }));
-            let e = cw.set_kernel(kernel).unwrap_err();
-            assert!(
-                matches!(
-                    e,
-                    int8rt::Error::PathUnavailable {
-                        path: Path::CudaMma,
-                        ..
-                    }
-                ),
-                "{e}"
-            );
+            let e = refused(&dev, GemmKernel::Mma(Some(MmaConfig { tile, splits: 1 })));
             eprintln!("{tile:?} skipped: {e}");
             continue;
         }

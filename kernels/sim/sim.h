@@ -600,10 +600,20 @@ inline void cp_async_drain() {
 // exits with instructions in flight fails.
 constexpr unsigned SMEM_WINDOW = 0x490;
 
+// A K-major operand with 128-byte swizzle, from its descriptor (checked when decoded).
+struct Sw128Operand {
+    unsigned start, sbo;  // shared-window address of row 0, byte 0; bytes between 8-row groups
+};
+inline Sw128Operand decode_sw128(unsigned long long desc) {
+    if ((desc >> 62) != 1) fail("wgmma: only the 128-byte swizzle mode is emulated");
+    if (((desc >> 49) & 7u) != 0) fail("wgmma: a non-zero matrix base offset is not emulated");
+    return Sw128Operand{(unsigned)(desc & 0x3fffu) << 4, (unsigned)((desc >> 32) & 0x3fffu) << 4};
+}
+
 struct PendingWgmma {
     int* d;          // the issuing thread's N / 2 accumulators
     int n;           // N
-    unsigned long long da, db;
+    Sw128Operand a, b;
     bool accumulate, a_u8;
 };
 struct WgmmaState {
@@ -613,13 +623,9 @@ struct WgmmaState {
 };
 inline thread_local WgmmaState t_wg;
 
-// Byte `b` (0 .. 31) of row `r` of a K-major operand with 128-byte swizzle, from its descriptor.
-inline int wgmma_operand_byte(unsigned long long desc, int r, int b, bool is_signed) {
-    if ((desc >> 62) != 1) fail("wgmma: only the 128-byte swizzle mode is emulated");
-    if (((desc >> 49) & 7u) != 0) fail("wgmma: a non-zero matrix base offset is not emulated");
-    const unsigned start = (unsigned)(desc & 0x3fffu) << 4;
-    const unsigned sbo = (unsigned)((desc >> 32) & 0x3fffu) << 4;
-    unsigned a = start + (unsigned)(r / 8) * sbo + (unsigned)(r % 8) * 128u + (unsigned)b;
+// Byte `b` (0 .. 31) of row `r` of a K-major operand with 128-byte swizzle.
+inline int wgmma_operand_byte(const Sw128Operand& o, int r, int b, bool is_signed) {
+    unsigned a = o.start + (unsigned)(r / 8) * o.sbo + (unsigned)(r % 8) * 128u + (unsigned)b;
     a ^= ((a >> 7) & 7u) << 4;
     if (a < SMEM_WINDOW) fail("wgmma: operand address below the dynamic shared memory");
     const unsigned char* q = t_launch->dyn_base() + (a - SMEM_WINDOW);
@@ -634,7 +640,7 @@ inline void perform(const PendingWgmma& w) {
         const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
         unsigned sum = w.accumulate ? (unsigned)w.d[i] : 0u;
         for (int k = 0; k < 32; ++k)
-            sum += (unsigned)(wgmma_operand_byte(w.da, row, k, !w.a_u8) * wgmma_operand_byte(w.db, col, k, true));
+            sum += (unsigned)(wgmma_operand_byte(w.a, row, k, !w.a_u8) * wgmma_operand_byte(w.b, col, k, true));
         w.d[i] = (int)sum;
     }
 }
@@ -655,7 +661,7 @@ inline void wgmma(int* d, int n, unsigned long long da, unsigned long long db, i
             if (std::memcmp(op.lane(j), mine, sizeof mine) != 0) fail("wgmma: operands differ across the warp");
         if (t_threadIdx.x % 128 == 0) t_launch->stats.wgmma.fetch_add(1, std::memory_order_relaxed);
     }
-    t_wg.open.push_back(PendingWgmma{d, n, da, db, accumulate != 0, a_u8});
+    t_wg.open.push_back(PendingWgmma{d, n, decode_sw128(da), decode_sw128(db), accumulate != 0, a_u8});
 }
 
 inline void wgmma_fence() { t_wg.fenced = true; }

@@ -211,35 +211,16 @@ impl CudaWeights {
 }
 
 /// `Err(PathUnavailable)` when `kernel` forces the tensor cores on a GPU older than sm_80, or a
-/// `wgmma` tile on any GPU but sm_90.
+/// `wgmma` tile on any GPU but sm_90 ([`ops::arch_refusal`]).
 pub(crate) fn check_kernel(dev: &CudaDevice, kernel: GemmKernel) -> Result<()> {
     let (major, minor) = dev.compute_capability();
-    if matches!(
-        kernel,
-        GemmKernel::Mma(_) | GemmKernel::MmaGemv | GemmKernel::MmaGemvVariant(_)
-    ) && major < 8
-    {
-        return Err(Error::PathUnavailable {
+    match ops::arch_refusal(kernel, (major * 10 + minor) as u32) {
+        Some(reason) => Err(Error::PathUnavailable {
             path: Path::CudaMma,
-            reason: format!(
-                "{} is sm_{major}{minor}; the tensor-core kernels need sm_80 or newer",
-                dev.name()
-            ),
-        });
+            reason: format!("{}: {reason}", dev.name()),
+        }),
+        None => Ok(()),
     }
-    if let GemmKernel::Mma(Some(c)) = kernel {
-        if c.tile.is_wgmma() && (major * 10 + minor) as u32 != ops::WGMMA_ARCH {
-            return Err(Error::PathUnavailable {
-                path: Path::CudaMma,
-                reason: format!(
-                    "{} is sm_{major}{minor}; the {} tile runs on sm_90 alone (wgmma is an sm_90a feature)",
-                    dev.name(),
-                    c.tile.label()
-                ),
-            });
-        }
-    }
-    Ok(())
 }
 
 fn bias_len(b: &Bias<'_>) -> usize {

@@ -325,7 +325,7 @@ impl MmaTile {
     /// tiles (one 128-byte swizzle row), 64 for the others.
     pub const fn bk(self) -> usize {
         if self.is_wgmma() {
-            2 * MMA_BK
+            WGMMA_BK
         } else {
             MMA_BK
         }
@@ -341,8 +341,10 @@ impl MmaTile {
     /// the split-K flag (`staged::Cfg::SMEM`).
     pub const fn smem_bytes(self) -> usize {
         match self.stream_wk_u() {
-            None if self.is_wgmma() => self.stages() * (self.bm() + self.bn()) * self.bk() + 1024,
-            None => self.stages() * (self.bm() + self.bn()) * MMA_BK,
+            None => {
+                let align = if self.is_wgmma() { 1024 } else { 0 };
+                self.stages() * (self.bm() + self.bn()) * self.bk() + align
+            }
             Some((wk, u)) => {
                 let batches = 2 * u * wk * self.bm() * MMA_BK;
                 let staging = wk * self.bm() * (self.bn() + 4) * 4;
@@ -408,8 +410,30 @@ pub struct MmaConfig {
     pub splits: u32,
 }
 
+/// The oldest architecture of the tensor-core kernels (`mma.sync.m16n8k32`, `cp.async`).
+const MMA_ARCH: u32 = 80;
 /// The one architecture the `wgmma` tiles run on (their CUBIN is sm_90a).
-pub(crate) const WGMMA_ARCH: u32 = 90;
+const WGMMA_ARCH: u32 = 90;
+/// K bytes per pipeline stage of the `wgmma` tiles (`wg::BK`: one 128-byte swizzle row).
+const WGMMA_BK: usize = 128;
+
+/// Why `kernel`, forced, cannot run on a GPU of compute capability `arch` (major · 10 + minor):
+/// the tensor-core kernels need sm_80, a `wgmma` tile sm_90 exactly; `None` when it can (`Auto`
+/// and dp4a always can). `CudaWeights::set_kernel` asks before a kernel is kept, every launch's
+/// plan again.
+pub(crate) fn arch_refusal(kernel: GemmKernel, arch: u32) -> Option<String> {
+    match kernel {
+        GemmKernel::Auto | GemmKernel::Dp4a => None,
+        _ if arch < MMA_ARCH => Some(format!(
+            "the tensor-core kernels need sm_80 or newer; this GPU is sm_{arch}"
+        )),
+        GemmKernel::Mma(Some(c)) if c.tile.is_wgmma() && arch != WGMMA_ARCH => Some(format!(
+            "the {} tile runs on sm_90 alone (wgmma is an sm_90a feature); this GPU is sm_{arch}",
+            c.tile.label()
+        )),
+        _ => None,
+    }
+}
 /// K bytes per pipeline stage of the tensor-core kernels (`mma::BK`).
 pub(crate) const MMA_BK: usize = 64;
 /// Split-K: the last block of a tile reads the other splits' partial sums alone, so their size
@@ -683,7 +707,6 @@ fn choose_kernel(
     (m, n, k): (usize, usize, usize),
     sms: u32,
 ) -> Result<Plan> {
-    const MMA_ARCH: u32 = 80;
     let tensor_cores = |m: usize| {
         if m <= GEMV_AUTO_MAX_M {
             Plan::Gemv(None)
@@ -692,12 +715,10 @@ fn choose_kernel(
         }
     };
     let forced_ok = || {
-        if arch < MMA_ARCH {
+        if let Some(reason) = arch_refusal(kernel, arch) {
             return Err(Error::PathUnavailable {
                 path: Path::CudaMma,
-                reason: format!(
-                    "the tensor-core kernels need sm_80 or newer; this GPU is sm_{arch}"
-                ),
+                reason,
             });
         }
         if !aligned {
@@ -714,15 +735,6 @@ fn choose_kernel(
         GemmKernel::Auto => Ok(Plan::Dp4a),
         GemmKernel::Mma(cfg) => {
             forced_ok()?;
-            if let Some(c) = cfg.filter(|c| c.tile.is_wgmma() && arch != WGMMA_ARCH) {
-                return Err(Error::PathUnavailable {
-                    path: Path::CudaMma,
-                    reason: format!(
-                        "the {} tile runs on sm_90 alone (wgmma is an sm_90a feature); this GPU is sm_{arch}",
-                        c.tile.label()
-                    ),
-                });
-            }
             Ok(cfg.map_or_else(|| tensor_cores(m), Plan::Tiled))
         }
         GemmKernel::MmaGemv => {

@@ -239,6 +239,21 @@ fn simulated_mma_places_every_b_c_d_element_where_the_isa_says() {
     assert_eq!(mma_once(&[[0; 32]; 16], &b, &c, false), c);
 }
 
+/// Run test `name` of this test binary alone in a child process with `env` = `value` (for
+/// launches the simulation is expected to abort, which ends its process): whether the child
+/// succeeded, and its standard error.
+fn run_test_in_child(name: &str, env: &str, value: &str) -> (bool, String) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads=1", "--nocapture"])
+        .env(env, value)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
 /// sim.h's shared-window address of the first byte of dynamic shared memory (`SMEM_WINDOW`):
 /// 16-byte aligned, not 1024-byte aligned.
 const SIM_SMEM_WINDOW: u32 = 0x490;
@@ -412,17 +427,8 @@ fn simulated_wgmma_aborts_on_what_the_isa_leaves_undefined() {
         std::process::exit(0);
     }
     for (i, &(mode, _, why)) in cases.iter().enumerate() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", NAME, "--test-threads=1", "--nocapture"])
-            .env(CHILD, i.to_string())
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && err.contains(why),
-            "mode {mode}: {}: {err}",
-            out.status
-        );
+        let (ok, err) = run_test_in_child(NAME, CHILD, &i.to_string());
+        assert!(!ok && err.contains(why), "mode {mode}: {err}");
     }
     // The same instruction, complete: Σ of 32 products 1 · 1 per element.
     let out = wgmma_once(&smem, a_base, da, db, 0, false, false, 0).unwrap();
@@ -1413,15 +1419,9 @@ fn simulation_aborts_a_global_read_past_the_end_of_a_buffer() {
         eprintln!("the launch returned: {r:?}");
         std::process::exit(0);
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", NAME, "--test-threads=1", "--nocapture"])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (ok, err) = run_test_in_child(NAME, CHILD, "1");
     assert!(
-        !out.status.success() && err.contains("lies outside every device buffer"),
-        "{}: {err}",
-        out.status
+        !ok && err.contains("lies outside every device buffer"),
+        "{err}"
     );
 }
