@@ -25,12 +25,15 @@
 //! its block variants `MmaGemvVariant(Narrow | Wide)` up to M = 8) competes with the dp4a GEMV
 //! and the tiles. On sm_90, from M = 256, the `wgmma` tiles forced (rows
 //! `int8rt_wgmma128x256_i32`, `int8rt_wgmma128x128_i32`; at 8192³ also in the targets table).
+//! On sm_80+, row `int8rt_tuned_i32`: `Auto` after `CudaWeights::tune` measured the shape on the
+//! card (the choice is printed as `tuned MxKxN: <kernel> …`; in the targets table too).
 //!
 //! `INT8RT_BENCH_SWEEP=1` also times every tensor-core tile at split-K factors 1, 2, 4, 8 and 16
 //! (i32 out; rows `mma_<tile>_s<splits>`, tile as `MmaTile::label`): the data for tuning the
 //! dispatch table (`cuda::ops::mma_dispatch`). `INT8RT_BENCH_SWEEP=stream` times only the
-//! weight-streaming tiles (`MmaTile::Stream*`, not yet in the table) at M = 16 … 256, with M = 256
-//! added; either sweep ends with the fastest configuration per shape.
+//! weight-streaming tiles (`MmaTile::Stream*`, not yet in the table) at M = 16 … 256 and the
+//! `wgmma` tiles (sm_90) at M = 64 … 256, with M = 256 added; either sweep ends with the fastest
+//! configuration per shape.
 //!
 //!   cargo bench --features gpu-bench --bench gpu_gemm
 //!   cargo bench --features gpu-bench --bench gpu_gemm -- 'gpu/1x4096x4096'
@@ -47,7 +50,7 @@ use int8rt::cuda::cudarc::driver::{
 };
 use int8rt::cuda::{
     CudaActScales, CudaActivations, CudaDevice, CudaOut, CudaPeak, CudaWeights, GemmKernel,
-    GemvVariant, MmaConfig, MmaTile, PeakKernel,
+    GemvVariant, MmaConfig, MmaTile, PeakKernel, TuneOptions,
 };
 use int8rt::gemm::Bias;
 
@@ -317,7 +320,8 @@ enum Sweep {
     Off,
     /// `1`: every tile.
     All,
-    /// `stream`: the weight-streaming tiles, at M = 16 … 256.
+    /// `stream`: the weight-streaming tiles at M = 16 … 256, and the `wgmma` tiles (sm_90) at
+    /// M = 64 … 256.
     Stream,
 }
 
@@ -334,9 +338,10 @@ impl Sweep {
         match self {
             Sweep::Off => Vec::new(),
             Sweep::All => MmaTile::ALL.to_vec(),
-            Sweep::Stream if (16..=256).contains(&m) => {
-                MmaTile::ALL.into_iter().filter(|t| t.is_stream()).collect()
-            }
+            Sweep::Stream if (16..=256).contains(&m) => MmaTile::ALL
+                .into_iter()
+                .filter(|t| t.is_stream() || (t.is_wgmma() && m >= 64))
+                .collect(),
             Sweep::Stream => Vec::new(),
         }
     }
@@ -445,9 +450,33 @@ fn bench_shape(
             }
         }
     }
+    // The kernel tuned on this GPU for this shape (`CudaWeights::tune`: every candidate checked
+    // for the default path's bits, then timed with the L2 flushed before each call): row
+    // `int8rt_tuned_i32`, `Auto` following the tuning. Rejected candidates are printed, not fatal
+    // (tests/gpu.rs fails on them).
+    let tuned = if mma {
+        let report = ws[0].tune(&stream, &[m], &TuneOptions::default()).unwrap();
+        for (rm, kernel, why) in report.rejected() {
+            println!("TUNING REJECTED {m}x{k}x{n} at {rm} rows: {kernel}: {why}");
+        }
+        let e = report.tuning.entries()[0];
+        println!(
+            "tuned {m}x{k}x{n}: {} {:.2} µs (auto {:.2} µs; {} candidates)",
+            e.kernel,
+            e.seconds * 1e6,
+            e.auto_seconds * 1e6,
+            report.candidates.len()
+        );
+        runs.push(("int8rt_tuned_i32".into(), GemmKernel::Auto, false));
+        Some(report.tuning)
+    } else {
+        None
+    };
     for (name, kernel, f32_out) in runs {
+        let tuning = tuned.clone().filter(|_| name == "int8rt_tuned_i32");
         for w in ws.iter_mut() {
             w.set_kernel(kernel).unwrap();
+            w.set_tuning(tuning.clone()).unwrap();
         }
         let mut rec = Vec::new();
         let mut call = |i: usize| {
@@ -658,13 +687,14 @@ fn main() {
         "int8rt_mma_i32",
         "int8rt_wgmma128x256_i32",
         "int8rt_wgmma128x128_i32",
+        "int8rt_tuned_i32",
     ];
     for (&(m, k, n), name) in SHAPES
         .iter()
         .chain(EXTRA_SHAPES.iter())
         .flat_map(|s| paths.iter().map(move |p| (s, *p)))
     {
-        if name != "int8rt_mma_i32" && m != 8192 {
+        if name.starts_with("int8rt_wgmma") && m != 8192 {
             continue;
         }
         let (Some(t), Some(te)) = (time_of(name, (m, k, n)), event_of(name, (m, k, n))) else {

@@ -391,3 +391,68 @@ fn refusals_the_user_meets() {
         text(&o.stderr)
     );
 }
+
+/// `int8rt tune` needs a GPU: on the CPU it refuses before reading or writing anything; with a
+/// GPU (device tests, `INT8RT_REQUIRE_CUDA=1` machines) it writes one tuning per Linear shape that
+/// the library loads back.
+#[test]
+fn tune_writes_one_tuning_per_shape_or_refuses_on_the_cpu() {
+    let d = Dir::new("t");
+    let _ = write_model(&d.0);
+    let q = d.0.join("q");
+    let o = int8rt(&[
+        "quantize",
+        d.0.join("model.safetensors").to_str().unwrap(),
+        "-o",
+        q.to_str().unwrap(),
+        "--ignore",
+        "emb",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let tunings = d.0.join("tunings");
+    let o = int8rt(&[
+        "tune",
+        q.to_str().unwrap(),
+        "-o",
+        tunings.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o.stderr).contains("tune measures GPU kernels, and the device is cpu"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!tunings.exists(), "nothing is written on a refusal");
+
+    let gpu = int8rt::cuda::CudaDevice::new(0);
+    if gpu.is_err() && std::env::var("INT8RT_REQUIRE_CUDA").as_deref() != Ok("1") {
+        return;
+    }
+    let o = int8rt(&[
+        "tune",
+        q.to_str().unwrap(),
+        "-o",
+        tunings.to_str().unwrap(),
+        "--device",
+        "cuda",
+        "--rows",
+        "1,4",
+        "--reps",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    // fc1 [8, 16] and fc2 [16, 8]: two shapes, two files.
+    for (n, k) in [(8, 16), (16, 8)] {
+        let t = std::fs::read_to_string(tunings.join(format!("{n}x{k}.tuning"))).unwrap();
+        let t = int8rt::cuda::GemmTuning::from_text(&t).unwrap();
+        assert_eq!(t.shape(), (n, k));
+        assert_eq!(t.entries().iter().map(|e| e.m).collect::<Vec<_>>(), [1, 4]);
+    }
+    assert!(
+        text(&o.stdout).contains("≤     4 rows"),
+        "{}",
+        text(&o.stdout)
+    );
+}

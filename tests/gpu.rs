@@ -17,7 +17,8 @@ use half::{bf16, f16};
 use int8rt::cuda::cudarc::driver::CudaSlice;
 use int8rt::cuda::{
     Axis, CudaActScales, CudaActivations, CudaDevice, CudaOut, CudaQuantized, CudaWeights,
-    GemmKernel, GemvVariant, KernelImage, KernelSource, MmaConfig, MmaTile,
+    GemmKernel, GemmTuning, GemvVariant, KernelImage, KernelSource, MmaConfig, MmaTile,
+    TuneOptions,
 };
 use int8rt::gemm::{
     ActScales, Activations, Bias, Context, GemmArgs, OutBuf, OutKind, OutQuant, Path,
@@ -634,4 +635,77 @@ fn one_layer_shared_by_threads_on_their_own_streams() {
             });
         }
     });
+}
+
+#[test]
+fn tuning_verifies_every_kernel_on_this_gpu_and_the_tuned_layer_keeps_the_bits() {
+    let Some(dev) = gpu() else { return };
+    let mut rng = Rng::new(31);
+    let stream = dev.new_stream().unwrap();
+    let (n, k) = (1000, 1040);
+    let w = rng.f32s(n * k, 0.5);
+    let layer = QuantLinear::from_f32("fc", &w, n, k, None, LinearConfig::default()).unwrap();
+    let mut gl = layer.to_cuda(&dev).unwrap();
+    let rows = [1, 8, 24, 100, 256];
+    let opts = TuneOptions {
+        reps: 5,
+        ..TuneOptions::default()
+    };
+    let report = gl.tune(&stream, &rows, &opts).unwrap();
+    // Every candidate — every tile and split-K factor the shape allows, the GEMV variants, the
+    // wgmma tiles on sm_90 — gave the default path's bits on this GPU (s8 and u8 activations).
+    let rejected: Vec<_> = report.rejected().collect();
+    assert!(rejected.is_empty(), "{rejected:?}");
+    assert!(report.candidates.len() > rows.len() * 3 || !has_mma(&dev));
+    let t = report.tuning.clone();
+    assert_eq!(t.entries().iter().map(|e| e.m).collect::<Vec<_>>(), rows);
+    for e in t.entries() {
+        assert!(e.seconds > 0.0 && e.seconds <= e.auto_seconds, "{e:?}");
+        eprintln!(
+            "tuned {n}x{k} at {} rows: {} {:.1} µs (auto {:.1} µs)",
+            e.m,
+            e.kernel,
+            e.seconds * 1e6,
+            e.auto_seconds * 1e6
+        );
+    }
+    assert_eq!(gl.tuning(), Some(&t));
+    assert_eq!(GemmTuning::from_text(&t.to_text()).unwrap(), t);
+    // The tuned layer gives the CPU layer's bits at and between the tuned row counts.
+    let ctx = Context::new().with_path(Path::Reference);
+    for m in [1, 5, 24, 77, 300] {
+        let x = rng.f32s(m * k, 1.0);
+        let mut want = vec![0f32; m * n];
+        layer
+            .forward(&ctx, &x, m, &mut OutBuf::F32(&mut want))
+            .unwrap();
+        let mut got = vec![0f32; m * n];
+        gl.forward_on(&stream, &x, m, &mut OutBuf::F32(&mut got))
+            .unwrap();
+        assert!(
+            want.iter()
+                .zip(&got)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "m={m}"
+        );
+    }
+    // Another shape refuses it; the same shape takes it.
+    let other = QuantLinear::from_f32(
+        "g",
+        &w[..k * (n - 1)],
+        n - 1,
+        k,
+        None,
+        LinearConfig::default(),
+    )
+    .unwrap();
+    let mut go = other.to_cuda(&dev).unwrap();
+    assert!(matches!(
+        go.set_tuning(Some(t.clone())),
+        Err(int8rt::Error::InvalidParam { .. })
+    ));
+    let mut twin = layer.to_cuda(&dev).unwrap();
+    twin.set_tuning(Some(t)).unwrap();
+    twin.set_tuning(None).unwrap();
+    assert_eq!(twin.tuning(), None);
 }

@@ -13,6 +13,7 @@ use super::driver::{CudaDevice, CudaExec};
 use super::exec::Exec;
 use super::linear::CudaOut;
 use super::ops::{self, DevAct, DevBias, GemmDev, GemmKernel, ScratchCache};
+use super::tune::{self, GemmTuning, TuneOptions, TuneReport, TuneWeights};
 use crate::error::{Error, Result};
 use crate::gemm::{check_accumulator_bound, Bias, Path};
 
@@ -53,6 +54,7 @@ pub struct CudaWeights {
     wmax: i64,
     bias_bound: i64,
     kernel: GemmKernel,
+    tuning: Option<GemmTuning>,
     scratch: ScratchCache<CudaExec>,
 }
 
@@ -123,6 +125,7 @@ impl CudaWeights {
             wmax: w.iter().map(|&v| (v as i64).abs()).max().unwrap_or(0),
             bias_bound,
             kernel: GemmKernel::Auto,
+            tuning: None,
             scratch: ScratchCache::new(),
         };
         stream.synchronize().map_err(|e| Error::Cuda {
@@ -153,6 +156,47 @@ impl CudaWeights {
     /// The kernel family in use.
     pub fn kernel(&self) -> GemmKernel {
         self.kernel
+    }
+
+    /// Measure on this GPU which kernel runs these weights fastest at each row count of `rows`
+    /// ([`GemmTuning`]: every candidate first checked to give `Auto`'s bits here), on `stream`,
+    /// and keep the result: from now on [`GemmKernel::Auto`] follows it (a forced kernel still
+    /// wins). Synchronizes `stream`; takes from milliseconds to seconds per row count.
+    pub fn tune(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        rows: &[usize],
+        opts: &TuneOptions,
+    ) -> Result<TuneReport> {
+        check_accumulator_bound(self.k, 128, self.wmax, 0)?;
+        let e = self.dev.exec(stream)?;
+        let w = TuneWeights {
+            device: self.dev.name(),
+            n: self.n,
+            k: self.k,
+            ldb: self.ldb,
+            w: &self.w,
+            wsum: &self.wsum,
+            w_scale: &self.w_scale,
+            scratch: &self.scratch,
+        };
+        let mut clock = tune::event_clock(stream)?;
+        let report = tune::tune(&e, &w, rows, opts, &mut *clock)?;
+        self.tuning = Some(report.tuning.clone());
+        Ok(report)
+    }
+    /// Apply a tuning measured earlier (`None`: back to the static dispatch).
+    /// `Err(InvalidParam)` when it was measured for another shape or GPU model.
+    pub fn set_tuning(&mut self, tuning: Option<GemmTuning>) -> Result<()> {
+        if let Some(t) = &tuning {
+            t.check_applies(self.dev.name(), arch(&self.dev), self.n, self.k)?;
+        }
+        self.tuning = tuning;
+        Ok(())
+    }
+    /// The tuning `Auto` follows, if any.
+    pub fn tuning(&self) -> Option<&GemmTuning> {
+        self.tuning.as_ref()
     }
 
     /// `out[m, n] = epilogue(x[m, k] · Wᵀ)` enqueued on `stream` (no synchronization); returns
@@ -204,7 +248,7 @@ impl CudaWeights {
                 _ => DevBias::None,
             },
             status: None,
-            kernel: self.kernel,
+            kernel: tune::resolve(self.kernel, self.tuning.as_ref(), m),
         };
         ops::gemm::<CudaExec>(&e, &g, &mut out.into_dev(), &self.scratch)
     }
@@ -213,14 +257,19 @@ impl CudaWeights {
 /// `Err(PathUnavailable)` when `kernel` forces the tensor cores on a GPU older than sm_80, or a
 /// `wgmma` tile on any GPU but sm_90 ([`ops::arch_refusal`]).
 pub(crate) fn check_kernel(dev: &CudaDevice, kernel: GemmKernel) -> Result<()> {
-    let (major, minor) = dev.compute_capability();
-    match ops::arch_refusal(kernel, (major * 10 + minor) as u32) {
+    match ops::arch_refusal(kernel, arch(dev)) {
         Some(reason) => Err(Error::PathUnavailable {
             path: Path::CudaMma,
             reason: format!("{}: {reason}", dev.name()),
         }),
         None => Ok(()),
     }
+}
+
+/// `dev`'s compute capability as `major · 10 + minor`.
+pub(crate) fn arch(dev: &CudaDevice) -> u32 {
+    let (major, minor) = dev.compute_capability();
+    (major * 10 + minor) as u32
 }
 
 fn bias_len(b: &Bias<'_>) -> usize {

@@ -9,8 +9,9 @@ use cudarc::driver::{CudaSlice, CudaStream};
 use half::{bf16, f16};
 
 use super::driver::{CudaDevice, CudaExec};
-use super::gemm::check_kernel;
+use super::gemm::{arch, check_kernel};
 use super::ops::{self, Axis, DevLinear, DevOut, DevQIn, DevQRef, GemmKernel};
+use super::tune::{self, GemmTuning, TuneOptions, TuneReport, TuneWeights};
 use crate::error::{Error, Result};
 use crate::gemm::{OutBuf, OutQuant, Path};
 use crate::nn::QuantLinear;
@@ -108,6 +109,49 @@ impl CudaQuantLinear {
     /// The kernel family in use.
     pub fn kernel(&self) -> GemmKernel {
         self.layer.kernel
+    }
+
+    /// Measure on this GPU which GEMM kernel runs this layer fastest at each row count of
+    /// `rows`, on `stream`, and keep the result: [`GemmKernel::Auto`] follows it from now on
+    /// (see [`CudaWeights::tune`](crate::cuda::CudaWeights::tune); the GEMM is timed on
+    /// synthetic `s8` activations with i32 output, the activation quantization is the same for
+    /// every candidate). Save [`TuneReport::tuning`] (`to_text`) to skip the measurement at the
+    /// next start and [`CudaQuantLinear::set_tuning`] it instead; layers of one shape can share one.
+    pub fn tune(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        rows: &[usize],
+        opts: &TuneOptions,
+    ) -> Result<TuneReport> {
+        let e = self.dev.exec(stream)?;
+        let l = &self.layer;
+        let w = TuneWeights {
+            device: self.dev.name(),
+            n: l.n,
+            k: l.k,
+            ldb: l.ldb,
+            w: &l.w,
+            wsum: &l.wsum,
+            w_scale: &l.w_scale,
+            scratch: &l.scratch,
+        };
+        let mut clock = tune::event_clock(stream)?;
+        let report = tune::tune(&e, &w, rows, opts, &mut *clock)?;
+        self.layer.tuning = Some(report.tuning.clone());
+        Ok(report)
+    }
+    /// Apply a tuning measured earlier (`None`: back to the static dispatch).
+    /// `Err(InvalidParam)` when it was measured for another shape or GPU model.
+    pub fn set_tuning(&mut self, tuning: Option<GemmTuning>) -> Result<()> {
+        if let Some(t) = &tuning {
+            t.check_applies(self.dev.name(), arch(&self.dev), self.layer.n, self.layer.k)?;
+        }
+        self.layer.tuning = tuning;
+        Ok(())
+    }
+    /// The tuning `Auto` follows, if any.
+    pub fn tuning(&self) -> Option<&GemmTuning> {
+        self.layer.tuning.as_ref()
     }
 
     /// `x` holds at least `m` rows of `in_features`.

@@ -38,6 +38,9 @@ mod sim_peak_tests;
 mod sim_tests;
 #[cfg(not(feature = "cuda"))]
 mod stub;
+pub(crate) mod tune;
+#[cfg(test)]
+mod tune_sim_tests;
 
 #[cfg(feature = "cuda")]
 pub use calib::CudaBatch;
@@ -57,3 +60,4 @@ pub use peak::CudaPeak;
 pub use peak::PeakKernel;
 #[cfg(not(feature = "cuda"))]
 pub use stub::{driver_library_present, probe, CudaDevice};
+pub use tune::{GemmTuning, Outcome, TuneOptions, TuneReport, TunedKernel};

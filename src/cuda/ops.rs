@@ -1458,6 +1458,8 @@ pub(crate) struct DevLinear<E: Exec> {
     pub static_scale: Option<StaticScale<E>>,
     /// Which GEMM kernel family the forward runs.
     pub kernel: GemmKernel,
+    /// The measured choice `Auto` follows, if any.
+    pub tuning: Option<super::tune::GemmTuning>,
     /// Split-K scratch, per stream.
     pub scratch: ScratchCache<E>,
 }
@@ -1512,6 +1514,7 @@ impl<E: Exec> DevLinear<E> {
             mode,
             static_scale,
             kernel: GemmKernel::Auto,
+            tuning: None,
             scratch: ScratchCache::new(),
         })
     }
@@ -1573,7 +1576,7 @@ impl<E: Exec> DevLinear<E> {
             act_zp: zp_buf,
             bias,
             status: Some(&status),
-            kernel: self.kernel,
+            kernel: super::tune::resolve(self.kernel, self.tuning.as_ref(), m),
         };
         let path = gemm(e, &g, out, &self.scratch)?;
         Ok((path, status))

@@ -1,5 +1,5 @@
 //! bin/int8rt — the `int8rt` command line: a dispatcher over one subcommand per file
-//! (`calibrate.rs`, `quantize.rs`, `inspect.rs`, `device.rs`). It sits on top of the library: it reads files,
+//! (`calibrate.rs`, `quantize.rs`, `inspect.rs`, `device.rs`, `tune.rs`). It sits on top of the library: it reads files,
 //! calls the safe API, and prints results; every number it prints comes from the library.
 
 mod calibrate;
@@ -7,6 +7,7 @@ mod device;
 mod inspect;
 mod progress;
 mod quantize;
+mod tune;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +29,9 @@ enum Command {
     Inspect(inspect::Args),
     /// Show the device a run would use (`--device auto|cpu|cuda|cuda:N`) and why.
     Device(device::Args),
+    /// Measure on this GPU the fastest GEMM kernel per Linear shape of a checkpoint and row
+    /// count; write the tunings for `set_tuning`.
+    Tune(tune::Args),
 }
 
 /// Write a command's report to stdout; a closed pipe (`| head`) ends the output quietly.
@@ -47,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Quantize(args) => quantize::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Device(args) => device::run(args),
+        Command::Tune(args) => tune::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
