@@ -9,7 +9,10 @@
 // Block tiles (the host's MmaTile::Wgmma…; forced-only until measured):
 //   gemm_wgmma_128x256  BM 128, BN 256, 2 warpgroups (each 64 rows × 256), 4 stages, 193 KiB
 //   gemm_wgmma_128x128  BM 128, BN 128, 2 warpgroups (each 64 rows × 128), 4 stages, 129 KiB
-// each for s8 and u8 activations.
+//   gemm_wgmma_64x256   BM 64,  BN 256, 1 warpgroup, 4 stages, 161 KiB
+//   gemm_wgmma_64x128   BM 64,  BN 128, 1 warpgroup, 4 stages, 97 KiB (two blocks per SM)
+// each for s8 and u8 activations. The 64-row tiles are for 64 … 256 activation rows, where the
+// weights stream once and twice the blocks of the 128-row tiles keep more of them in flight.
 //
 // Per block:
 // - k advances in stages of BK = 128 bytes (one 128-byte swizzle row per operand row).
@@ -36,21 +39,24 @@ namespace wg {
 constexpr int BK = 128;  // k bytes per stage (one 128-byte swizzle row)
 constexpr int ALIGN = 1024;  // operand tiles' alignment in the shared window (8 swizzle rows)
 
-template <int BN_, int STAGES_>
+template <int BM_, int BN_, int STAGES_>
 struct Config {
-    static constexpr int BM = 128, BN = BN_, STAGES = STAGES_;
+    static constexpr int BM = BM_, BN = BN_, STAGES = STAGES_;
     static constexpr int WARPGROUPS = BM / 64;
     static constexpr int THREADS = 128 * WARPGROUPS;
     static constexpr int NT = BN / 8;  // 16 × 8 C fragments per warp
     static constexpr int A_BYTES = BM * BK, STAGE_BYTES = (BM + BN) * BK;
     static constexpr int SMEM = STAGES * STAGE_BYTES + ALIGN;
+    static_assert(BM == 64 || BM == 128, "one or two warpgroups of 64 rows");
     static_assert(STAGES >= 3, "one stage in the tensor cores, one landing, one being copied");
     static_assert(A_BYTES % ALIGN == 0 && STAGE_BYTES % ALIGN == 0, "every operand tile 1024-byte aligned");
     static_assert(tile::FLAG_OFFSET<THREADS, BN> + 4 <= SMEM, "the epilogue's staging fits in the pipeline's memory");
 };
 
-using C128x256 = Config<256, 4>;
-using C128x128 = Config<128, 4>;
+using C128x256 = Config<128, 256, 4>;
+using C128x128 = Config<128, 128, 4>;
+using C64x256 = Config<64, 256, 4>;
+using C64x128 = Config<64, 128, 4>;
 
 // Stage `stage` (at shared offset `base` + stage · STAGE_BYTES) ← k tile `kt` of both operands.
 template <class C, bool FULL>
@@ -136,3 +142,7 @@ I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_128x256_s8, MmaParams, wg::C128x256::THREADS, 1
 I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_128x256_u8, MmaParams, wg::C128x256::THREADS, 1) { wg::body<wg::C128x256, true>(p); }
 I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_128x128_s8, MmaParams, wg::C128x128::THREADS, 1) { wg::body<wg::C128x128, false>(p); }
 I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_128x128_u8, MmaParams, wg::C128x128::THREADS, 1) { wg::body<wg::C128x128, true>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_64x256_s8, MmaParams, wg::C64x256::THREADS, 1) { wg::body<wg::C64x256, false>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_64x256_u8, MmaParams, wg::C64x256::THREADS, 1) { wg::body<wg::C64x256, true>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_64x128_s8, MmaParams, wg::C64x128::THREADS, 2) { wg::body<wg::C64x128, false>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_64x128_u8, MmaParams, wg::C64x128::THREADS, 2) { wg::body<wg::C64x128, true>(p); }

@@ -111,10 +111,11 @@ int main() {
                 }
         }
     }
-    // The wgmma tile 128 × 128 (2 warpgroups) over K = 600 (5 k tiles of 128 bytes: more than
-    // its 4 stages, so buffers are refilled while the next stage is in the tensor cores), with
-    // K split 1 and 2 ways, cp.async late and early: the emulated wgmma reads its stage at the
-    // wait that completes it, so a refill racing that read is a reported race.
+    // The wgmma tiles 128 × 128 (2 warpgroups) and 64 × 128 (1 warpgroup) over K = 600 (5 k
+    // tiles of 128 bytes: more than their 4 stages, so buffers are refilled while the next stage
+    // is in the tensor cores), with K split 1 and 2 ways, cp.async late and early: the emulated
+    // wgmma reads its stage at the wait that completes it, so a refill racing that read is a
+    // reported race.
     {
         const int wk = 600, wld = 608;
         std::vector<signed char> wx(m * wld, 0), ww(n * wld, 0);
@@ -122,42 +123,49 @@ int main() {
             for (int j = 0; j < wk; ++j) wx[i * wld + j] = (signed char)((i * 13 + j * 5) % 251 - 125);
         for (int i = 0; i < n; ++i)
             for (int j = 0; j < wk; ++j) ww[i * wld + j] = (signed char)((i * 3 + j * 17) % 247 - 123);
-        for (int splits : {1, 2})
-            for (unsigned flags : {0u, 1u}) {
-                MmaParams q{};
-                q.g = p;
-                q.g.x = wx.data();
-                q.g.w = ww.data();
-                q.g.lda = q.g.ldb = wld;
-                q.g.k = wk;
-                q.partials = partials.data();
-                q.counters = counters.data();
-                q.kt_per_split = splits == 1 ? 5 : 3;
-                std::fill(y.begin(), y.end(), 0x7f7f7f7f);
-                // 4 stages of (128 + 128) × 128 bytes, + 1 KiB to align them.
-                unsigned grid[3] = {2, 2, (unsigned)splits}, block[3] = {256, 1, 1};
-                char err[512] = {0};
-                if (int8rt_sim_launch_ex("gemm_wgmma_128x128_s8", grid, block, 4 * 256 * 128 + 1024, flags, &q,
-                                         sizeof q, nullptr, err, sizeof err) != 0) {
-                    std::fprintf(stderr, "gemm_wgmma_128x128_s8: %s\n", err);
-                    return 1;
-                }
-                for (int i = 0; i < m; ++i)
-                    for (int j = 0; j < n; ++j) {
-                        int acc = 0;
-                        for (int t = 0; t < wk; ++t) acc += wx[i * wld + t] * ww[j * wld + t];
-                        if (y[i * n + j] != acc) {
-                            std::fprintf(stderr, "gemm_wgmma_128x128_s8 mismatch at %d,%d: %d vs %d\n", i, j,
-                                         y[i * n + j], acc);
-                            return 1;
-                        }
-                    }
-                for (unsigned c : counters)
-                    if (c != 0) {
-                        std::fprintf(stderr, "gemm_wgmma_128x128_s8 left a split-K counter at %u\n", c);
+        struct WgTile {
+            const char* name;
+            int bm;
+        };
+        for (WgTile t : {WgTile{"gemm_wgmma_128x128_s8", 128}, WgTile{"gemm_wgmma_64x128_s8", 64}})
+            for (int splits : {1, 2})
+                for (unsigned flags : {0u, 1u}) {
+                    MmaParams q{};
+                    q.g = p;
+                    q.g.x = wx.data();
+                    q.g.w = ww.data();
+                    q.g.lda = q.g.ldb = wld;
+                    q.g.k = wk;
+                    q.partials = partials.data();
+                    q.counters = counters.data();
+                    q.kt_per_split = splits == 1 ? 5 : 3;
+                    std::fill(y.begin(), y.end(), 0x7f7f7f7f);
+                    // 4 stages of (BM + 128) × 128 bytes, + 1 KiB to align them; a warpgroup
+                    // per 64 rows.
+                    unsigned grid[3] = {2, (unsigned)((m + t.bm - 1) / t.bm), (unsigned)splits};
+                    unsigned block[3] = {(unsigned)(2 * t.bm), 1, 1};
+                    char err[512] = {0};
+                    if (int8rt_sim_launch_ex(t.name, grid, block, 4 * (t.bm + 128) * 128 + 1024, flags, &q, sizeof q,
+                                             nullptr, err, sizeof err) != 0) {
+                        std::fprintf(stderr, "%s: %s\n", t.name, err);
                         return 1;
                     }
-            }
+                    for (int i = 0; i < m; ++i)
+                        for (int j = 0; j < n; ++j) {
+                            int acc = 0;
+                            for (int u = 0; u < wk; ++u) acc += wx[i * wld + u] * ww[j * wld + u];
+                            if (y[i * n + j] != acc) {
+                                std::fprintf(stderr, "%s mismatch at %d,%d: %d vs %d\n", t.name, i, j, y[i * n + j],
+                                             acc);
+                                return 1;
+                            }
+                        }
+                    for (unsigned c : counters)
+                        if (c != 0) {
+                            std::fprintf(stderr, "%s left a split-K counter at %u\n", t.name, c);
+                            return 1;
+                        }
+                }
     }
     // The skinny kernel (warp shuffles), m = 5.
     p.m = 5;

@@ -253,11 +253,15 @@ pub enum MmaTile {
     Wgmma128x256,
     /// `wgmma`, 128 × 128, 2 warpgroups (64 rows × 128 each), sm_90.
     Wgmma128x128,
+    /// `wgmma`, 64 × 256, 1 warpgroup, sm_90: for 64 … 256 rows.
+    Wgmma64x256,
+    /// `wgmma`, 64 × 128, 1 warpgroup (two blocks per SM), sm_90: for 64 … 256 rows.
+    Wgmma64x128,
 }
 
 impl MmaTile {
     /// Every tile.
-    pub const ALL: [MmaTile; 11] = [
+    pub const ALL: [MmaTile; 13] = [
         MmaTile::M16N128,
         MmaTile::M64N128,
         MmaTile::M128N128,
@@ -269,13 +273,19 @@ impl MmaTile {
         MmaTile::Stream64x128,
         MmaTile::Wgmma128x256,
         MmaTile::Wgmma128x128,
+        MmaTile::Wgmma64x256,
+        MmaTile::Wgmma64x128,
     ];
     /// Rows of X (and Y) per block (`BM` in the kernel).
     pub const fn bm(self) -> usize {
         match self {
             MmaTile::M16N128 => 16,
             MmaTile::Stream32x64 => 32,
-            MmaTile::M64N128 | MmaTile::Stream64x64 | MmaTile::Stream64x128 => 64,
+            MmaTile::M64N128
+            | MmaTile::Stream64x64
+            | MmaTile::Stream64x128
+            | MmaTile::Wgmma64x256
+            | MmaTile::Wgmma64x128 => 64,
             MmaTile::M128N128
             | MmaTile::M128N256
             | MmaTile::Stream128x64
@@ -287,7 +297,7 @@ impl MmaTile {
     /// Rows of W (columns of Y) per block (`BN`).
     pub const fn bn(self) -> usize {
         match self {
-            MmaTile::M128N256 | MmaTile::Wgmma128x256 => 256,
+            MmaTile::M128N256 | MmaTile::Wgmma128x256 | MmaTile::Wgmma64x256 => 256,
             MmaTile::Stream32x64 | MmaTile::Stream64x64 | MmaTile::Stream128x64 => 64,
             _ => 128,
         }
@@ -295,7 +305,11 @@ impl MmaTile {
     /// Threads per block (`THREADS`).
     pub const fn threads(self) -> usize {
         match self {
-            MmaTile::M16N128 | MmaTile::M64N128 | MmaTile::M128N128 => 128,
+            MmaTile::M16N128
+            | MmaTile::M64N128
+            | MmaTile::M128N128
+            | MmaTile::Wgmma64x256
+            | MmaTile::Wgmma64x128 => 128,
             _ => 256,
         }
     }
@@ -308,7 +322,9 @@ impl MmaTile {
             | MmaTile::M64N128
             | MmaTile::M128N128
             | MmaTile::Wgmma128x256
-            | MmaTile::Wgmma128x128 => 4,
+            | MmaTile::Wgmma128x128
+            | MmaTile::Wgmma64x256
+            | MmaTile::Wgmma64x128 => 4,
             _ => 2,
         }
     }
@@ -332,7 +348,13 @@ impl MmaTile {
     }
     /// Whether this is a `wgmma` tile (`kernels/gemm_wgmma.cu`, sm_90 only).
     pub const fn is_wgmma(self) -> bool {
-        matches!(self, MmaTile::Wgmma128x256 | MmaTile::Wgmma128x128)
+        matches!(
+            self,
+            MmaTile::Wgmma128x256
+                | MmaTile::Wgmma128x128
+                | MmaTile::Wgmma64x256
+                | MmaTile::Wgmma64x128
+        )
     }
     /// Dynamic shared memory per block: `STAGES · (BM + BN) · BK` bytes for the tiles of
     /// `gemm_mma.cu` and `gemm_wgmma.cu` (+ 1 KiB for the latter to align its operand tiles to
@@ -370,6 +392,8 @@ impl MmaTile {
             MmaTile::Stream64x128 => "stream64x128",
             MmaTile::Wgmma128x256 => "wgmma128x256",
             MmaTile::Wgmma128x128 => "wgmma128x128",
+            MmaTile::Wgmma64x256 => "wgmma64x256",
+            MmaTile::Wgmma64x128 => "wgmma64x128",
         }
     }
     /// The kernel for s8 (`false`) or u8 (`true`) activations.
@@ -398,6 +422,10 @@ impl MmaTile {
             (MmaTile::Wgmma128x256, true) => GemmWgmma128x256U8,
             (MmaTile::Wgmma128x128, false) => GemmWgmma128x128S8,
             (MmaTile::Wgmma128x128, true) => GemmWgmma128x128U8,
+            (MmaTile::Wgmma64x256, false) => GemmWgmma64x256S8,
+            (MmaTile::Wgmma64x256, true) => GemmWgmma64x256U8,
+            (MmaTile::Wgmma64x128, false) => GemmWgmma64x128S8,
+            (MmaTile::Wgmma64x128, true) => GemmWgmma64x128U8,
         }
     }
 }

@@ -785,6 +785,8 @@ fn wgmma_tiles_match_reference_around_their_128_byte_stages() {
         (MmaTile::Wgmma128x128, false),
         (MmaTile::Wgmma128x256, true),
         (MmaTile::Wgmma128x128, true),
+        (MmaTile::Wgmma64x256, false),
+        (MmaTile::Wgmma64x128, true),
     ]
     .into_iter()
     .enumerate()
@@ -837,6 +839,7 @@ fn mma_split_k_gives_the_same_bits_for_every_split() {
         MmaTile::Stream32x64,
         MmaTile::Stream64x128,
         MmaTile::Wgmma128x128,
+        MmaTile::Wgmma64x128,
     ]
     .into_iter()
     .enumerate()
@@ -939,6 +942,7 @@ fn mma_is_exact_when_cp_async_lands_at_issue() {
         (MmaTile::Stream128x64, 129, 65, 64 * 4),
         (MmaTile::Wgmma128x256, 129, 257, 128 * 5 + 16),
         (MmaTile::Wgmma128x128, 70, 129, 128 * 3),
+        (MmaTile::Wgmma64x256, 65, 300, 128 * 5 + 1),
     ]
     .iter()
     .enumerate()
@@ -1037,6 +1041,7 @@ fn path_choice_follows_architecture_alignment_and_forcing() {
         // A wgmma tile anywhere but sm_90 (its CUBIN is sm_90a).
         (80, 16, forced(MmaTile::Wgmma128x256, 1)),
         (100, 16, forced(MmaTile::Wgmma128x128, 1)),
+        (80, 16, forced(MmaTile::Wgmma64x128, 1)),
     ] {
         let err = forced_err(arch, lda, kernel).unwrap_err();
         assert!(

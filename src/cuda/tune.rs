@@ -692,7 +692,7 @@ mod tests {
                     assert_eq!(has(&|k| *k == GemmKernel::Dp4a), m <= 8);
                     assert_eq!(
                         has(&|k| matches!(k, GemmKernel::Mma(Some(t)) if t.tile.is_wgmma())),
-                        arch == 90 && m > 64
+                        arch == 90 && m > 32
                     );
                     assert_eq!(has(&|k| *k == GemmKernel::MmaGemv), arch >= 80 && m <= 128);
                 }
