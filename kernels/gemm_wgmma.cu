@@ -15,6 +15,8 @@
 // weights stream once and twice the blocks of the 128-row tiles keep more of them in flight.
 //
 // Per block:
+// - the output tile comes from tile.cuh's grouped order (8 tile rows per group), so the blocks
+//   resident at once share operand tiles in L2 at large shapes;
 // - k advances in stages of BK = 128 bytes (one 128-byte swizzle row per operand row).
 //   `cp.async` (tile.cuh's OperandLoader) copies the X rows (A, BM × 128 B) and W rows (B,
 //   BN × 128 B) of a stage into shared memory with chunk c of row r at c ^ (r & 7): the layout
@@ -38,6 +40,7 @@ namespace wg {
 
 constexpr int BK = 128;  // k bytes per stage (one 128-byte swizzle row)
 constexpr int ALIGN = 1024;  // operand tiles' alignment in the shared window (8 swizzle rows)
+constexpr int RASTER_GROUP = 8;  // tile rows per group of the block order (tile.cuh grouped_tile)
 
 template <int BM_, int BN_, int STAGES_>
 struct Config {
@@ -75,7 +78,8 @@ I8RT_INLINE void body(const MmaParams& q) {
     const GemmParams& p = q.g;
     if (p.status && p.status->count != 0) return;  // the input had NaN/inf: the host reports it
     const int warp = (int)threadIdx.x >> 5, wgi = warp >> 2;
-    const int bm = (int)blockIdx.y * C::BM, bn = (int)blockIdx.x * C::BN;
+    const tile::TileRC rc = tile::grouped_tile<RASTER_GROUP>();
+    const int bm = rc.row * C::BM, bn = rc.col * C::BN;
     const tile::KTiles kts = tile::block_k_tiles<BK>(q);
     const int kt0 = kts.first, kt1 = kts.end, nkt = kts.count;
     // The operand tiles start at the first 1024-byte boundary of the shared window.

@@ -32,6 +32,27 @@ I8RT_INLINE unsigned long long pack2(int lo, int hi) {
     return (unsigned long long)(unsigned)lo | ((unsigned long long)(unsigned)hi << 32);
 }
 
+// The output tile (row and column of tiles) a block computes, in grouped order. Blocks start in
+// launch order (x fastest); taken as launched, a wave of resident blocks covers a row or two of
+// output tiles and so every column of B (at 8192³ the whole 64 MiB weight matrix per wave). In
+// grouped order, consecutive blocks walk GROUP tile rows down one tile column before moving to
+// the next column: a wave shares GROUP row blocks of A and ~wave / GROUP column blocks of B in L2.
+// A bijection of the grid (the last group has the remaining rows); every split-K block (z) of one
+// (x, y) gets the same tile, and the split-K scratch keeps indexing tiles by the launch position.
+struct TileRC {
+    int row, col;
+};
+template <int GROUP>
+I8RT_INLINE TileRC grouped_tile() {
+    const int gx = (int)gridDim.x, gy = (int)gridDim.y;
+    const int id = (int)blockIdx.y * gx + (int)blockIdx.x;
+    const int per_group = GROUP * gx;
+    const int first = id / per_group * GROUP;
+    const int rows = gy - first < GROUP ? gy - first : GROUP;
+    const int in = id - id / per_group * per_group;
+    return TileRC{first + in % rows, in / rows};
+}
+
 // This block's k tiles under split-K: [first, end) of the ⌈K / BK⌉ tiles, `kt_per_split` per
 // grid z; count 0 for a block whose split lies wholly past K.
 struct KTiles {

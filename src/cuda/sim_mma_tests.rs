@@ -824,6 +824,39 @@ fn wgmma_tiles_match_reference_around_their_128_byte_stages() {
 }
 
 #[test]
+fn wgmma_grouped_block_order_covers_every_tile_once() {
+    // The wgmma tiles take their output tile from tile.cuh's grouped order (8 tile rows per
+    // group): grids taller than one group and not a multiple of it (a short last group), with
+    // split-K (every split of a tile must get the same tile). A tile computed twice leaves
+    // another unwritten (poisoned); a split of the wrong tile gives wrong sums.
+    let mut rng = Rng::new(53);
+    let e = SimExec::new();
+    for (i, &(tile, m, n, k, splits)) in [
+        (MmaTile::Wgmma64x128, 64 * 10 - 5, 2 * 128 + 3, 2 * 128 + 7, 1),
+        (MmaTile::Wgmma64x128, 64 * 17 + 1, 128 + 1, 3 * 128, 2),
+        (MmaTile::Wgmma128x128, 128 * 9 - 1, 130, 128, 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        check_gemm_on(
+            &e,
+            forced(tile, splits),
+            Path::CudaMma,
+            &mut rng,
+            m,
+            n,
+            k,
+            ACTS[i % 4],
+            BIASES[i % 3],
+            true,
+            false,
+        );
+        assert_wgmma_stats(&e, &format!("{tile:?} {m}x{n}x{k} s{splits}"));
+    }
+}
+
+#[test]
 fn mma_split_k_gives_the_same_bits_for_every_split() {
     // Each split count must reproduce the reference exactly (and so each other): partial sums
     // are exact i32, added by the tile's last block. K = 700 is 11 k tiles: splits of 2, 3, 5
