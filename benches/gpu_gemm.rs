@@ -25,7 +25,8 @@
 //! its block variants `MmaGemvVariant(Narrow | Wide)` up to M = 8) competes with the dp4a GEMV
 //! and the tiles. On sm_90, from M = 256, the `wgmma` tiles forced (rows
 //! `int8rt_wgmma128x256_i32`, `int8rt_wgmma128x128_i32`; at 8192³ also in the targets table).
-//! On sm_80+, row `int8rt_tuned_i32`: `Auto` after `CudaWeights::tune` measured the shape on the
+//! On sm_90 up to M = 64, row `int8rt_overlap_i32`: `Auto` with the GEMV launched overlapped with
+//! the call before it (`set_overlapped_launch`). On sm_80+, row `int8rt_tuned_i32`: `Auto` after `CudaWeights::tune` measured the shape on the
 //! card (the choice is printed as `tuned MxKxN: <kernel> …`; in the targets table too).
 //!
 //! `INT8RT_BENCH_SWEEP=1` also times every tensor-core tile at split-K factors 1, 2, 4, 8 and 16
@@ -410,6 +411,12 @@ fn bench_shape(
     if mma && m <= 128 {
         runs.push(("int8rt_gemv_i32".into(), GemmKernel::MmaGemv, false));
     }
+    // `Auto` with its GEMV (M ≤ 64) launched overlapped with the call before it (programmatic
+    // dependent launch, sm_90): row `int8rt_overlap_i32`.
+    let overlap_row = dev.compute_capability().0 >= 9 && m <= 64;
+    if overlap_row {
+        runs.push(("int8rt_overlap_i32".into(), GemmKernel::Auto, false));
+    }
     if mma && m <= 8 {
         for (name, v) in [("narrow", GemvVariant::Narrow), ("wide", GemvVariant::Wide)] {
             runs.push((
@@ -477,6 +484,7 @@ fn bench_shape(
         for w in ws.iter_mut() {
             w.set_kernel(kernel).unwrap();
             w.set_tuning(tuning.clone()).unwrap();
+            w.set_overlapped_launch(name == "int8rt_overlap_i32");
         }
         let mut rec = Vec::new();
         let mut call = |i: usize| {
@@ -688,6 +696,7 @@ fn main() {
         "int8rt_wgmma128x256_i32",
         "int8rt_wgmma128x128_i32",
         "int8rt_tuned_i32",
+        "int8rt_overlap_i32",
     ];
     for (&(m, k, n), name) in SHAPES
         .iter()

@@ -1,7 +1,8 @@
 //! examples/gpu_latency.rs — the per-call latency of a `CudaQuantLinear` forward on a GPU: 300
 //! calls each from host slices (`forward`: upload, quantize, GEMM, download), on device buffers
 //! (`forward_device`, which waits for its non-finite report) and enqueued with the report read
-//! after all of them (`forward_device_async`), per shape, then the same with cudarc's event
+//! after all of them (`forward_device_async`; also with the GEMV launched overlapped with the
+//! quantization before it, `set_overlapped_launch`), per shape, then the same with cudarc's event
 //! tracking off. The figures quoted in bench/RESULTS.md ("per-call fixed cost") come from this
 //! program; the GEMM alone is timed by benches/gpu_gemm.rs.
 //!
@@ -17,8 +18,8 @@ use int8rt::nn::{LinearConfig, QuantLinear};
 fn main() -> Result<()> {
     let dev = CudaDevice::new(0)?;
     println!("{}", dev.name());
-    println!("| shape M×K×N | event tracking | forward, host slices (µs) | forward_device (µs) | forward_device_async, waited after all (µs) |");
-    println!("|---|---|---:|---:|---:|");
+    println!("| shape M×K×N | event tracking | forward, host slices (µs) | forward_device (µs) | forward_device_async, waited after all (µs) | the same, GEMV overlapped (µs) |");
+    println!("|---|---|---:|---:|---:|---:|");
     for tracking in [true, false] {
         if !tracking {
             // SAFETY: nothing in this program uses a buffer on a stream other than the one it
@@ -33,7 +34,7 @@ fn main() -> Result<()> {
                 .map(|i| ((i * 13 % 29) as f32 - 14.0) * 0.1)
                 .collect();
             let layer = QuantLinear::from_f32("fc", &w, n, k, None, LinearConfig::default())?;
-            let g = layer.to_cuda(&dev)?;
+            let mut g = layer.to_cuda(&dev)?;
             let mut y = vec![0f32; m * n];
             let stream = dev.new_stream()?;
             let xd = stream.clone_htod(&x).map_err(|e| anyhow!("{e:?}"))?;
@@ -65,8 +66,20 @@ fn main() -> Result<()> {
                 p.wait()?;
             }
             let deferred = t.elapsed().as_secs_f64() / calls as f64 * 1e6;
+            // The same with the GEMV launched overlapped with the quantization before it
+            // (programmatic dependent launch; an ordinary launch before sm_90).
+            g.set_overlapped_launch(true);
+            let t = Instant::now();
+            let pending = (0..calls)
+                .map(|_| g.forward_device_async(&stream, &xd, m, CudaOut::F32(&mut yd)))
+                .collect::<int8rt::Result<Vec<_>>>()?;
+            for p in pending {
+                p.wait()?;
+            }
+            let overlapped = t.elapsed().as_secs_f64() / calls as f64 * 1e6;
+            g.set_overlapped_launch(false);
             println!(
-                "| {m}×{k}×{n} | {} | {host:.1} | {device:.1} | {deferred:.1} |",
+                "| {m}×{k}×{n} | {} | {host:.1} | {device:.1} | {deferred:.1} | {overlapped:.1} |",
                 if tracking { "on" } else { "off" }
             );
         }

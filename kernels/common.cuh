@@ -329,6 +329,24 @@ I8RT_INLINE void mma_16832(int (&acc)[MT][NT][4], const unsigned (&a)[MT][4], co
 
 I8RT_INLINE void block_sync() { __syncthreads(); }
 
+// Programmatic dependent launch (sm_90+). A kernel the host may launch before its predecessor on
+// the stream has finished (`Exec::launch_overlapped`) calls griddep_wait() before it reads
+// anything the predecessor may write or writes anything the predecessor may read: it returns
+// once every grid this one depends on has completed and its memory is visible (at once when the
+// launch was an ordinary one). griddep_launch_dependents() lets the next such kernel on the
+// stream start launching now (its own wait still waits for all of this grid). Below sm_90, and
+// in the simulation (launches run one after another), both are nothing.
+I8RT_INLINE void griddep_wait() {
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+I8RT_INLINE void griddep_launch_dependents() {
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 // Order this thread's earlier global writes before its later ones for every observer on the GPU
 // (release side of the split-K counter; acquire side after reading it).
 I8RT_INLINE void threadfence() { __threadfence(); }

@@ -25,6 +25,10 @@
 // - batches of U steps are double-buffered in registers (the next batch's loads are in flight
 //   while this one's mma run); the one step that can reach past K (K % 64 ≠ 0) is loaded with
 //   byte guards after the main loop;
+// - launched overlapped (the host's choice, sm_90), the kernel issues its first batch of weights,
+//   then waits for the kernel before it (griddep_wait) and only then reads activations, scales
+//   or the status word, or writes Y: the weight stream starts while the activation quantization
+//   (or the previous layer) finishes;
 // - the 8 warps' i32 accumulators meet in shared memory and are summed in warp order (integer
 //   sums are exact: the same bits as the reference for any order); the epilogue then runs on
 //   every thread, one output element per thread and pass. Rows of W past N and rows of X past M
@@ -102,6 +106,9 @@ template <int MT, bool U8, int W = WARPS, int U = Cfg<MT>::U>
 I8RT_INLINE void body(const GemmParams& p) {
     using C = Cfg<MT>;
     __shared__ int red[W][MT * 4][32];
+    // The next overlapped launch on the stream may begin once every block of this one is running
+    // (its own griddep_wait still waits for all of this grid).
+    griddep_launch_dependents();
 
     const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, t = lane & 3;
@@ -134,22 +141,39 @@ I8RT_INLINE void body(const GemmParams& p) {
     const int count = warp < full ? (full - warp + W - 1) / W : 0;
     const int4 zero = {0, 0, 0, 0};
     // Batch starting at this warp's i-th step; steps past `count` load zeros (their mma add 0).
-    auto load = [&](Batch<MT, U>& b, int i0) {
+    // The weights and the activations of a batch load separately: the first batch's weights are
+    // in flight before the wait for the kernel that writes the activations (griddep_wait).
+    auto load_w = [&](Batch<MT, U>& b, int i0) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const bool live = i0 + u < count;
             const long long o = (long long)(warp + W * (i0 + u)) * STEP;
             b.w0[u] = live && w0_ok ? ldg_stream_v4(w0p + o) : zero;
             b.w1[u] = live && w1_ok ? ldg_stream_v4(w1p + o) : zero;
+        }
+    };
+    auto load_x = [&](Batch<MT, U>& b, int i0) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const bool live = i0 + u < count;
+            const long long o = (long long)(warp + W * (i0 + u)) * STEP;
 #pragma unroll
             for (int j = 0; j < MT; ++j) b.x[u][j] = live && x_ok[j] ? ldg_v4(xp[j] + o) : zero;
         }
     };
+    Batch<MT, U> cur, nxt{};  // (nxt is copied even when the last batch loaded none)
+    if (count > 0) load_w(cur, 0);
+    // Launched overlapped (sm_90), this kernel may start while the one that writes X, the
+    // activation scales and the status word is still running: everything below reads them, or
+    // writes Y, which that kernel's predecessors may read.
+    griddep_wait();
     if (count > 0) {
-        Batch<MT, U> cur, nxt{};  // (nxt is copied even when the last batch loaded none)
-        load(cur, 0);
+        load_x(cur, 0);
         for (int i0 = 0; i0 < count; i0 += U) {
-            if (i0 + U < count) load(nxt, i0 + U);
+            if (i0 + U < count) {
+                load_w(nxt, i0 + U);
+                load_x(nxt, i0 + U);
+            }
 #pragma unroll
             for (int u = 0; u < U; ++u) step_mma<MT, U8>(acc, cur.w0[u], cur.w1[u], cur.x[u]);
             cur = nxt;

@@ -78,6 +78,10 @@ done
 echo
 grep -h '^| ' "$logs"/bench*.log 2>/dev/null
 echo
+# What CudaWeights::tune chose per shape (row int8rt_tuned_i32), and any kernel it rejected for
+# giving other bits than the default path on this GPU.
+grep -h '^tuned \|^TUNING REJECTED' "$logs"/bench*.log 2>/dev/null
+echo
 grep -h '^| ' "$logs/peers.log" 2>/dev/null
 for s in "${steps[@]}"; do
     case "$s" in *"|FAIL|"*) exit 1 ;; esac

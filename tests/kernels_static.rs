@@ -170,7 +170,10 @@ fn cuobjdump() -> Option<PathBuf> {
 /// The SASS of `module`'s CUBIN for `arch`, per function, written to and disassembled in a
 /// temporary folder of this machine (the tests also run from the GPU bundle elsewhere).
 fn module_sass(cuobjdump: &Path, module: Module, arch: u32) -> HashMap<String, String> {
-    let dir = std::env::temp_dir().join(format!("int8rt-sass-{}", std::process::id()));
+    // One folder per call: the tests run in parallel and disassemble the same modules.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("int8rt-sass-{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("{}.sm_{arch}.cubin", module.file()));
     std::fs::write(
@@ -183,6 +186,7 @@ fn module_sass(cuobjdump: &Path, module: Module, arch: u32) -> HashMap<String, S
         .arg(&path)
         .output()
         .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(
         out.status.success(),
         "cuobjdump failed: {}",
@@ -333,4 +337,78 @@ fn peak_kernels_loop_over_exactly_the_measured_instruction() {
             eprintln!("{} sm_{arch}: {}", id.name(), top.join(", "));
         }
     }
+}
+
+/// The kernels the host may launch overlapped with their predecessor (programmatic dependent
+/// launch, `KernelId::waits_for_predecessor`) wait for it (`griddepcontrol.wait`, SASS `ACQBULK`)
+/// before any global load but the weights' (the streaming-hinted `LDG.E.NA…`, immutable) and
+/// before any global store, and let the next launch begin (`PREEXIT`); on sm_90 only — the sm_80
+/// CUBIN has neither — and no other kernel has them (the registry and the sources agree).
+#[test]
+fn overlapped_kernels_wait_before_touching_their_predecessors_data() {
+    let Some(cuobjdump) = cuobjdump() else {
+        return;
+    };
+    let mut checked = 0;
+    for m in Module::ALL {
+        for &arch in registry::CUBIN_ARCHS {
+            if m.cubin(arch).is_none() {
+                continue;
+            }
+            let funcs = module_sass(&cuobjdump, *m, arch);
+            for k in KernelId::ALL.iter().filter(|k| k.module() == *m) {
+                let body = &funcs[k.name()];
+                let code: Vec<&str> = body
+                    .lines()
+                    .filter_map(|l| l.trim().strip_prefix("/*")?.split_once("*/"))
+                    .filter(|(a, _)| a.chars().all(|c| c.is_ascii_hexdigit()))
+                    .map(|(_, c)| c.trim())
+                    .collect();
+                let wait = code.iter().position(|c| c.starts_with("ACQBULK"));
+                let trigger = code.iter().any(|c| c.starts_with("PREEXIT"));
+                if !(k.waits_for_predecessor() && arch >= 90) {
+                    assert!(
+                        wait.is_none() && !trigger,
+                        "{} on sm_{arch}: griddepcontrol in a kernel the host never overlaps",
+                        k.name()
+                    );
+                    continue;
+                }
+                let wait = wait.unwrap_or_else(|| panic!("{} on sm_{arch}: no ACQBULK", k.name()));
+                assert!(trigger, "{} on sm_{arch}: no PREEXIT", k.name());
+                let op = |c: &str| {
+                    let c = c
+                        .split_whitespace()
+                        .find(|w| !w.starts_with('@'))
+                        .unwrap_or("");
+                    c.to_string()
+                };
+                let mut weights_before = 0;
+                for (i, c) in code.iter().enumerate().take(wait) {
+                    let o = op(c);
+                    if o.starts_with("LDG.E.NA") {
+                        weights_before += 1;
+                    }
+                    let touches_data = (o.starts_with("LDG") && !o.starts_with("LDG.E.NA"))
+                        || ["STG", "ATOM", "RED"].iter().any(|p| o.starts_with(p));
+                    assert!(
+                        !touches_data,
+                        "{} on sm_{arch}: `{c}` (instruction {i}) before the wait",
+                        k.name()
+                    );
+                }
+                assert!(
+                    weights_before > 0,
+                    "{} on sm_{arch}: no weight load in flight before the wait",
+                    k.name()
+                );
+                eprintln!(
+                    "{} sm_{arch}: {weights_before} weight loads issued before ACQBULK",
+                    k.name()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0, "no overlapped kernel checked");
 }

@@ -476,6 +476,55 @@ impl Exec for CudaExec {
             .map(|_| ())
             .map_err(|e| drv(format!("launching {}", k.name()), e))
     }
+
+    unsafe fn launch_overlapped<P: KernelParams>(&self, k: KernelId, g: Grid, p: &P) -> Result<()> {
+        // Only a kernel that waits for its predecessor, on sm_90 or newer, from an image built
+        // for its architecture: the wait is compiled in for sm_90 and up, so code JIT-compiled
+        // from the compute_80 PTX lacks it.
+        let (_, image) = self.dev.module(k.module())?;
+        if !k.waits_for_predecessor() || self.dev.inner.cc.0 < 9 || image == KernelImage::Ptx {
+            // SAFETY: the caller's guarantees are those of `launch`.
+            return unsafe { self.launch(k, g, p) };
+        }
+        if k.params() != P::NAME {
+            return Err(Error::Cuda {
+                context: format!("launch of {}", k.name()),
+                detail: format!("takes {}, given {}", k.params(), P::NAME),
+            });
+        }
+        let f = self.dev.function(k, g.smem)?;
+        // SAFETY: an all-zero attribute value is valid plain data (a C union of integers).
+        let mut attr = sys::CUlaunchAttribute {
+            id: sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION,
+            pad: [0; 4],
+            value: unsafe { std::mem::zeroed() },
+        };
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let cfg = sys::CUlaunchConfig {
+            gridDimX: g.grid[0],
+            gridDimY: g.grid[1],
+            gridDimZ: g.grid[2],
+            blockDimX: g.block[0],
+            blockDimY: g.block[1],
+            blockDimZ: g.block[2],
+            sharedMemBytes: g.smem,
+            hStream: self.stream.cu_stream(),
+            attrs: &mut attr,
+            numAttrs: 1,
+        };
+        let mut arg = (p as *const P).cast_mut().cast::<std::ffi::c_void>();
+        self.stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| drv("binding the context", e))?;
+        // SAFETY: `f` is a live function of this context taking one parameter, `P` (checked by
+        // name above), passed by pointer as the driver's kernelParams array of one; `cfg` names
+        // this executor's stream and a valid attribute for the call's duration; the caller
+        // guarantees every address inside `p` (as for `launch`).
+        unsafe { sys::cuLaunchKernelEx(&cfg, f.cu_function(), &mut arg, std::ptr::null_mut()) }
+            .result()
+            .map_err(|e| drv(format!("launching {} overlapped", k.name()), e))
+    }
 }
 
 #[cfg(test)]

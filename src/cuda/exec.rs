@@ -77,4 +77,15 @@ pub(crate) trait Exec {
     /// sizes and strides lies inside the buffer it addresses (the wrappers in `cuda::ops` check
     /// this before launching). `P` is the block `k` takes.
     unsafe fn launch<P: KernelParams>(&self, k: KernelId, g: Grid, p: &P) -> Result<()>;
+    /// [`Exec::launch`], allowed to begin before the work ahead of it on the stream has finished
+    /// (programmatic dependent launch, sm_90 and newer): for kernels that wait for their
+    /// predecessor themselves ([`KernelId::waits_for_predecessor`]). An executor without the
+    /// feature (or the simulation, whose launches run one after another) launches normally.
+    ///
+    /// # Safety
+    /// As [`Exec::launch`].
+    unsafe fn launch_overlapped<P: KernelParams>(&self, k: KernelId, g: Grid, p: &P) -> Result<()> {
+        // SAFETY: the caller's guarantees are those of `launch`.
+        unsafe { self.launch(k, g, p) }
+    }
 }

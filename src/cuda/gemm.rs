@@ -55,6 +55,7 @@ pub struct CudaWeights {
     bias_bound: i64,
     kernel: GemmKernel,
     tuning: Option<GemmTuning>,
+    overlap: bool,
     scratch: ScratchCache<CudaExec>,
 }
 
@@ -126,6 +127,7 @@ impl CudaWeights {
             bias_bound,
             kernel: GemmKernel::Auto,
             tuning: None,
+            overlap: false,
             scratch: ScratchCache::new(),
         };
         stream.synchronize().map_err(|e| Error::Cuda {
@@ -199,6 +201,15 @@ impl CudaWeights {
         self.tuning.as_ref()
     }
 
+    /// Launch the weight-streaming GEMV (the tensor-core path up to 64 rows) overlapped with the
+    /// kernel before it on the stream (programmatic dependent launch, sm_90 and newer): it starts
+    /// streaming the weights while that kernel finishes and waits for it before reading the
+    /// activations. The same bits; off by default until measured on a GPU. Elsewhere, and for
+    /// the other kernels, launches stay ordinary.
+    pub fn set_overlapped_launch(&mut self, on: bool) {
+        self.overlap = on;
+    }
+
     /// `out[m, n] = epilogue(x[m, k] · Wᵀ)` enqueued on `stream` (no synchronization); returns
     /// the path that ran ([`Path::CudaMma`] or [`Path::CudaDp4a`]). Refuses
     /// shapes whose worst-case accumulator could overflow i32 (`k · max|x − zp| · max|w| +
@@ -249,6 +260,7 @@ impl CudaWeights {
             },
             status: None,
             kernel: tune::resolve(self.kernel, self.tuning.as_ref(), m),
+            overlap: self.overlap,
         };
         ops::gemm::<CudaExec>(&e, &g, &mut out.into_dev(), &self.scratch)
     }

@@ -154,6 +154,15 @@ impl CudaQuantLinear {
         self.layer.tuning.as_ref()
     }
 
+    /// Launch the weight-streaming GEMV overlapped with the activation quantization before it
+    /// (programmatic dependent launch, sm_90 and newer; see
+    /// [`CudaWeights::set_overlapped_launch`](crate::cuda::CudaWeights::set_overlapped_launch)):
+    /// at decode sizes the weights start streaming while the input is still being quantized.
+    /// The same bits; off by default until measured on a GPU.
+    pub fn set_overlapped_launch(&mut self, on: bool) {
+        self.layer.overlap = on;
+    }
+
     /// `x` holds at least `m` rows of `in_features`.
     fn check_x(&self, x: &CudaSlice<f32>, m: usize) -> Result<()> {
         let xl = crate::error::checked_len("input [m, in_features]", m, self.layer.k)?;

@@ -141,6 +141,9 @@ pub(crate) struct GemmDev<'a, E: Exec> {
     pub status: Option<&'a E::Buf<Status>>,
     /// Which kernel family runs.
     pub kernel: GemmKernel,
+    /// Launch the weight-streaming GEMV overlapped with the work before it on the stream
+    /// ([`Exec::launch_overlapped`]); the other kernels launch normally.
+    pub overlap: bool,
 }
 
 /// Which GEMM kernel family a device GEMM runs: the CUDA side of the crate's path override
@@ -942,8 +945,16 @@ pub(crate) fn gemm<E: Exec>(
             // crosses k is read with byte guards), which `aligned` (the plan requires it)
             // guarantees lie inside the buffers. The grid is [⌈n/16⌉, ⌈m/BM⌉] blocks of 256
             // threads (a variant's: 128 or 384) with static shared memory only. `GemmParams` is
-            // its block.
-            unsafe { e.launch(kid, grid, &p)? };
+            // its block. Overlapped, the kernel waits for its predecessor before it reads x, the
+            // scales or the status word, or writes y (kernels/gemv_mma.cu).
+            debug_assert!(kid.waits_for_predecessor());
+            unsafe {
+                if g.overlap {
+                    e.launch_overlapped(kid, grid, &p)?
+                } else {
+                    e.launch(kid, grid, &p)?
+                }
+            };
             return Ok(path);
         }
         Plan::Dp4a => {
@@ -1488,6 +1499,8 @@ pub(crate) struct DevLinear<E: Exec> {
     pub kernel: GemmKernel,
     /// The measured choice `Auto` follows, if any.
     pub tuning: Option<super::tune::GemmTuning>,
+    /// Launch the GEMV overlapped with the activation quantization ([`GemmDev::overlap`]).
+    pub overlap: bool,
     /// Split-K scratch, per stream.
     pub scratch: ScratchCache<E>,
 }
@@ -1543,6 +1556,7 @@ impl<E: Exec> DevLinear<E> {
             static_scale,
             kernel: GemmKernel::Auto,
             tuning: None,
+            overlap: false,
             scratch: ScratchCache::new(),
         })
     }
@@ -1605,6 +1619,7 @@ impl<E: Exec> DevLinear<E> {
             bias,
             status: Some(&status),
             kernel: super::tune::resolve(self.kernel, self.tuning.as_ref(), m),
+            overlap: self.overlap,
         };
         let path = gemm(e, &g, out, &self.scratch)?;
         Ok((path, status))

@@ -60,6 +60,26 @@ impl KernelId {
         f.starts_with("gemm_mma") || f.starts_with("gemv_mma")
     }
 
+    /// Whether this kernel waits for the kernel before it on the stream (`griddep_wait` in
+    /// kernels/common.cuh) before touching anything that kernel may write or read, and so may be
+    /// launched overlapped with it (`Exec::launch_overlapped`): the weight-streaming GEMV.
+    pub const fn waits_for_predecessor(self) -> bool {
+        use KernelId::*;
+        matches!(
+            self,
+            GemvMmaM8S8
+                | GemvMmaM8U8
+                | GemvMmaM16S8
+                | GemvMmaM16U8
+                | GemvMmaM32S8
+                | GemvMmaM32U8
+                | GemvMmaM8NarrowS8
+                | GemvMmaM8NarrowU8
+                | GemvMmaM8WideS8
+                | GemvMmaM8WideU8
+        )
+    }
+
     /// Whether this kernel is a tensor-core GEMM on Hopper's `wgmma.mma_async` (its SASS must
     /// contain `IGMMA`): every kernel of `kernels/gemm_wgmma.cu`.
     pub const fn uses_wgmma(self) -> bool {

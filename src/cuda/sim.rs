@@ -348,6 +348,7 @@ pub(crate) struct SimExec {
     pub sms: u32,
     pub cp_async_early: bool,
     stats: std::cell::Cell<SimStats>,
+    overlapped: std::cell::Cell<u32>,
 }
 
 impl SimExec {
@@ -369,11 +370,17 @@ impl SimExec {
                 lds_v4: 0,
                 wgmma: 0,
             }),
+            overlapped: std::cell::Cell::new(0),
         }
     }
     /// The statistics summed since the last call (then reset).
     pub(crate) fn take_stats(&self) -> SimStats {
         self.stats.take()
+    }
+    /// Launches asked to overlap their predecessor since the last call (then reset); they run
+    /// like any other here (one after another).
+    pub(crate) fn take_overlapped(&self) -> u32 {
+        self.overlapped.take()
     }
 }
 
@@ -426,6 +433,18 @@ impl Exec for SimExec {
     }
     fn addr_mut<'a, T: Elem>(&'a self, b: &'a mut SimBuf<T>) -> (u64, ()) {
         (b.data_mut().as_mut_ptr() as u64, ())
+    }
+    unsafe fn launch_overlapped<P: KernelParams>(&self, k: KernelId, g: Grid, p: &P) -> Result<()> {
+        if !k.waits_for_predecessor() {
+            // The GPU would let it race its predecessor: a defect in the caller.
+            return Err(Error::Cuda {
+                context: format!("overlapped launch of {}", k.name()),
+                detail: "the kernel does not wait for its predecessor".into(),
+            });
+        }
+        self.overlapped.set(self.overlapped.get() + 1);
+        // SAFETY: the caller's guarantees are those of `launch`.
+        unsafe { self.launch(k, g, p) }
     }
     unsafe fn launch<P: KernelParams>(&self, k: KernelId, g: Grid, p: &P) -> Result<()> {
         if k.params() != P::NAME {

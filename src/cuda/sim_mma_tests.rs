@@ -832,7 +832,13 @@ fn wgmma_grouped_block_order_covers_every_tile_once() {
     let mut rng = Rng::new(53);
     let e = SimExec::new();
     for (i, &(tile, m, n, k, splits)) in [
-        (MmaTile::Wgmma64x128, 64 * 10 - 5, 2 * 128 + 3, 2 * 128 + 7, 1),
+        (
+            MmaTile::Wgmma64x128,
+            64 * 10 - 5,
+            2 * 128 + 3,
+            2 * 128 + 7,
+            1,
+        ),
         (MmaTile::Wgmma64x128, 64 * 17 + 1, 128 + 1, 3 * 128, 2),
         (MmaTile::Wgmma128x128, 128 * 9 - 1, 130, 128, 1),
     ]
@@ -1061,6 +1067,7 @@ fn path_choice_follows_architecture_alignment_and_forcing() {
             bias: DevBias::None,
             status: None,
             kernel,
+            overlap: false,
         };
         let r = ops::gemm(&e, &g, &mut DevOut::I32(&mut y), &ScratchCache::new());
         assert_eq!(e.take_stats(), SimStats::default(), "nothing may run");
@@ -1112,6 +1119,7 @@ fn path_choice_follows_architecture_alignment_and_forcing() {
         bias: DevBias::None,
         status: None,
         kernel: forced(MmaTile::M16N128, 0),
+        overlap: false,
     };
     assert!(ops::gemm(&e, &g, &mut DevOut::I32(&mut y), &ScratchCache::new()).is_err());
 }
@@ -1259,6 +1267,7 @@ fn mma_split_k_and_gemv_with_flagged_input_write_nothing_and_leave_the_counters_
             bias: DevBias::None,
             status: Some(status),
             kernel,
+            overlap: false,
         };
         assert_eq!(
             ops::gemm(&e, &g, &mut DevOut::I32(&mut y), &scratch).unwrap(),

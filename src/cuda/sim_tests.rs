@@ -293,6 +293,7 @@ pub(super) fn check_gemm_on(
             },
             status: None,
             kernel,
+            overlap: false,
         };
         let path = with_dev_out(e, &mut got, |o| ops::gemm(e, &g, o, &scratch)).unwrap();
         assert_eq!(path, want_path, "{kernel:?} m={m} n={n} k={k}");
@@ -1011,6 +1012,57 @@ fn simulated_warp_shuffles_follow_cuda_semantics() {
                     "width {width} delta {delta} thread {t}"
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn overlapped_launch_is_asked_for_the_gemv_alone_with_the_same_bits() {
+    // `overlap` on a layer: its GEMV (up to 64 rows on the tensor cores) goes through
+    // `launch_overlapped` (which the simulation refuses for a kernel that does not wait for its
+    // predecessor), nothing else does — not the activation quantization, not the tiles above 64
+    // rows, not dp4a; the bits are the CPU layer's either way. (The GPU executor then overlaps
+    // only on sm_90 and newer; the kernels' wait is checked in their SASS, tests/kernels_static.rs.)
+    let (n, k) = (40, 200);
+    let mut r = Rng::new(21);
+    let w = r.f32s(n * k, 0.5);
+    let layer = QuantLinear::from_f32("fc", &w, n, k, None, LinearConfig::default()).unwrap();
+    let ctx = Context::new().with_path(Path::Reference).with_threads(1);
+    for (arch, m, kernel, want) in [
+        (90, 3, GemmKernel::Auto, 1),
+        (90, 64, GemmKernel::Auto, 1),
+        (90, 65, GemmKernel::Auto, 0),
+        (90, 3, GemmKernel::Dp4a, 0),
+        (
+            90,
+            5,
+            GemmKernel::MmaGemvVariant(super::ops::GemvVariant::Wide),
+            1,
+        ),
+        (80, 17, GemmKernel::Auto, 1),
+    ] {
+        let e = SimExec::with_arch(arch, 132);
+        let mut dev = DevLinear::new(&e, &layer).unwrap();
+        dev.kernel = kernel;
+        let x = r.f32s(m * k, 1.0);
+        let mut cpu = vec![0f32; m * n];
+        layer
+            .forward(&ctx, &x, m, &mut OutBuf::F32(&mut cpu))
+            .unwrap();
+        for overlap in [false, true] {
+            dev.overlap = overlap;
+            let mut y = vec![f32::NAN; m * n];
+            dev.forward_host(&e, &x, m, &mut OutBuf::F32(&mut y))
+                .unwrap();
+            assert!(
+                cpu.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "sm_{arch} m={m} {kernel:?} overlap={overlap}"
+            );
+            assert_eq!(
+                e.take_overlapped(),
+                if overlap { want } else { 0 },
+                "sm_{arch} m={m} {kernel:?} overlap={overlap}"
+            );
         }
     }
 }

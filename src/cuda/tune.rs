@@ -115,6 +115,10 @@ impl GemmTuning {
     pub fn shape(&self) -> (usize, usize) {
         (self.n, self.k)
     }
+    /// The file name `int8rt tune` writes this tuning under: `<n>x<k>.tuning`.
+    pub fn file_name(&self) -> String {
+        format!("{}x{}.tuning", self.n, self.k)
+    }
     /// The row buckets, by increasing `m`.
     pub fn entries(&self) -> &[TunedKernel] {
         &self.entries
@@ -444,6 +448,7 @@ pub(crate) fn tune<E: Exec>(
             bias: DevBias::None,
             status: None,
             kernel,
+            overlap: false,
         };
         // The reference bits: Auto's, s8.
         ops::gemm(
@@ -753,6 +758,7 @@ mod tests {
     #[test]
     fn a_tuning_round_trips_through_text_and_picks_buckets() {
         let t = sample();
+        assert_eq!(t.file_name(), "4096x1024.tuning");
         let text = t.to_text();
         assert_eq!(GemmTuning::from_text(&text).unwrap(), t, "{text}");
         assert!(text.starts_with("int8rt-gemm-tuning 1\ndevice NVIDIA H200\narch 90\nshape 4096 1024\nm 1 gemv:wide "), "{text}");

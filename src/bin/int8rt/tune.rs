@@ -94,7 +94,7 @@ fn measure(a: &Args, dev: &int8rt::cuda::CudaDevice, out: &mut String) -> Result
         let act = l.activation_quant().unwrap_or(ActivationQuant::default());
         let mut gl = l.to_quant_linear_with(act)?.to_cuda(dev)?;
         let report = gl.tune(&stream, &a.rows, &opts)?;
-        let file = a.out.join(format!("{n}x{k}.tuning"));
+        let file = a.out.join(report.tuning.file_name());
         std::fs::write(&file, report.tuning.to_text())
             .with_context(|| format!("writing {}", file.display()))?;
         writeln!(
