@@ -153,6 +153,10 @@ template <bool U8>
 I8RT_INLINE void act_quant_body(const ActQuantParams& p) {
     __shared__ float red_a[ACT_THREADS / 32];
     __shared__ float red_b[ACT_THREADS / 32];
+    // A GEMV launched overlapped after this kernel (the host's choice, sm_90) may begin once
+    // every block of this one runs: it streams its weights meanwhile and waits for this grid's
+    // end before it reads what this kernel writes.
+    griddep_launch_dependents();
     const int row = (int)blockIdx.x;
     if (p.mode == ACT_INIT) {
         if (row == 0 && threadIdx.x == 0) {

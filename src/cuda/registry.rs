@@ -80,6 +80,14 @@ impl KernelId {
         )
     }
 
+    /// Whether this kernel lets an overlapped launch behind it on the stream begin before it
+    /// ends (`griddep_launch_dependents`): the GEMV, and the activation quantization that
+    /// precedes it in a layer's forward.
+    pub const fn triggers_dependents(self) -> bool {
+        use KernelId::*;
+        self.waits_for_predecessor() || matches!(self, ActQuantS8 | ActQuantU8)
+    }
+
     /// Whether this kernel is a tensor-core GEMM on Hopper's `wgmma.mma_async` (its SASS must
     /// contain `IGMMA`): every kernel of `kernels/gemm_wgmma.cu`.
     pub const fn uses_wgmma(self) -> bool {
