@@ -262,6 +262,30 @@ pub enum MmaTile {
     Wgmma64x128,
 }
 
+/// The kernel file of a tile, with what its launch geometry depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TileFamily {
+    /// `kernels/gemm_mma.cu`: both operands staged, `ldmatrix`, `mma.sync`.
+    Mma,
+    /// `kernels/gemv_mma.cu`'s staged kernels: warps along K and 64-byte k steps per warp and
+    /// batch (`Cfg<MT, WN, WK, U>`'s `WK` and `U`).
+    Stream { wk: usize, u: usize },
+    /// `kernels/gemm_wgmma.cu`: `wgmma.mma_async`, sm_90a.
+    Wgmma,
+}
+
+/// One tile's row of [`MmaTile::spec`].
+struct TileSpec {
+    bm: usize,
+    bn: usize,
+    threads: usize,
+    stages: usize,
+    family: TileFamily,
+    label: &'static str,
+    /// s8, u8 activations.
+    kernels: [KernelId; 2],
+}
+
 impl MmaTile {
     /// Every tile.
     pub const ALL: [MmaTile; 13] = [
@@ -279,66 +303,54 @@ impl MmaTile {
         MmaTile::Wgmma64x256,
         MmaTile::Wgmma64x128,
     ];
+    /// Everything the host knows of a tile, written once per tile: the twin of the kernel's
+    /// compile-time configuration (`mma::Config`, `staged::Cfg`, `wg::Config`). (A table:
+    /// rustfmt would spread each row over nine lines.)
+    #[rustfmt::skip]
+    const fn spec(self) -> TileSpec {
+        use KernelId::*;
+        use TileFamily::{Mma, Stream, Wgmma};
+        const fn t(bm: usize, bn: usize, threads: usize, stages: usize, family: TileFamily,
+                   label: &'static str, kernels: [KernelId; 2]) -> TileSpec {
+            TileSpec { bm, bn, threads, stages, family, label, kernels }
+        }
+        // Weight-streaming: stages are one activation batch in shared memory and one of
+        // weights in registers, double-buffered.
+        const S22: TileFamily = Stream { wk: 2, u: 2 };
+        const S12: TileFamily = Stream { wk: 1, u: 2 };
+        //                              bm   bn thr st family  label           kernels (s8, u8)
+        match self {
+            MmaTile::M16N128 =>      t( 16, 128, 128, 4, Mma,   "16x128",       [GemmMma16x128S8, GemmMma16x128U8]),
+            MmaTile::M64N128 =>      t( 64, 128, 128, 4, Mma,   "64x128",       [GemmMma64x128S8, GemmMma64x128U8]),
+            MmaTile::M128N128 =>     t(128, 128, 128, 4, Mma,   "128x128",      [GemmMma128x128S8, GemmMma128x128U8]),
+            MmaTile::M128N256 =>     t(128, 256, 256, 3, Mma,   "128x256",      [GemmMma128x256S8, GemmMma128x256U8]),
+            MmaTile::M256N128 =>     t(256, 128, 256, 3, Mma,   "256x128",      [GemmMma256x128S8, GemmMma256x128U8]),
+            MmaTile::Stream32x64 =>  t( 32,  64, 256, 2, S22,   "stream32x64",  [GemmStream32x64S8, GemmStream32x64U8]),
+            MmaTile::Stream64x64 =>  t( 64,  64, 256, 2, S22,   "stream64x64",  [GemmStream64x64S8, GemmStream64x64U8]),
+            MmaTile::Stream128x64 => t(128,  64, 256, 2, S22,   "stream128x64", [GemmStream128x64S8, GemmStream128x64U8]),
+            MmaTile::Stream64x128 => t( 64, 128, 256, 2, S12,   "stream64x128", [GemmStream64x128S8, GemmStream64x128U8]),
+            MmaTile::Wgmma128x256 => t(128, 256, 256, 4, Wgmma, "wgmma128x256", [GemmWgmma128x256S8, GemmWgmma128x256U8]),
+            MmaTile::Wgmma128x128 => t(128, 128, 256, 4, Wgmma, "wgmma128x128", [GemmWgmma128x128S8, GemmWgmma128x128U8]),
+            MmaTile::Wgmma64x256 =>  t( 64, 256, 128, 4, Wgmma, "wgmma64x256",  [GemmWgmma64x256S8, GemmWgmma64x256U8]),
+            MmaTile::Wgmma64x128 =>  t( 64, 128, 128, 4, Wgmma, "wgmma64x128",  [GemmWgmma64x128S8, GemmWgmma64x128U8]),
+        }
+    }
     /// Rows of X (and Y) per block (`BM` in the kernel).
     pub const fn bm(self) -> usize {
-        match self {
-            MmaTile::M16N128 => 16,
-            MmaTile::Stream32x64 => 32,
-            MmaTile::M64N128
-            | MmaTile::Stream64x64
-            | MmaTile::Stream64x128
-            | MmaTile::Wgmma64x256
-            | MmaTile::Wgmma64x128 => 64,
-            MmaTile::M128N128
-            | MmaTile::M128N256
-            | MmaTile::Stream128x64
-            | MmaTile::Wgmma128x256
-            | MmaTile::Wgmma128x128 => 128,
-            MmaTile::M256N128 => 256,
-        }
+        self.spec().bm
     }
     /// Rows of W (columns of Y) per block (`BN`).
     pub const fn bn(self) -> usize {
-        match self {
-            MmaTile::M128N256 | MmaTile::Wgmma128x256 | MmaTile::Wgmma64x256 => 256,
-            MmaTile::Stream32x64 | MmaTile::Stream64x64 | MmaTile::Stream128x64 => 64,
-            _ => 128,
-        }
+        self.spec().bn
     }
     /// Threads per block (`THREADS`).
     pub const fn threads(self) -> usize {
-        match self {
-            MmaTile::M16N128
-            | MmaTile::M64N128
-            | MmaTile::M128N128
-            | MmaTile::Wgmma64x256
-            | MmaTile::Wgmma64x128 => 128,
-            _ => 256,
-        }
+        self.spec().threads
     }
     /// Pipeline stages (`STAGES`; the weight-streaming tiles double-buffer one batch of
     /// activations in shared memory and one of weights in registers).
     pub const fn stages(self) -> usize {
-        match self {
-            MmaTile::M128N256 | MmaTile::M256N128 => 3,
-            MmaTile::M16N128
-            | MmaTile::M64N128
-            | MmaTile::M128N128
-            | MmaTile::Wgmma128x256
-            | MmaTile::Wgmma128x128
-            | MmaTile::Wgmma64x256
-            | MmaTile::Wgmma64x128 => 4,
-            _ => 2,
-        }
-    }
-    /// A weight-streaming tile's warps along K and k steps of 64 bytes per warp and batch
-    /// (`Cfg<MT, WN, WK, U>`'s `WK` and `U`); `None` for the tiles of `gemm_mma.cu`.
-    const fn stream_wk_u(self) -> Option<(usize, usize)> {
-        match self {
-            MmaTile::Stream32x64 | MmaTile::Stream64x64 | MmaTile::Stream128x64 => Some((2, 2)),
-            MmaTile::Stream64x128 => Some((1, 2)),
-            _ => None,
-        }
+        self.spec().stages
     }
     /// K bytes per pipeline stage, the unit of [`MmaLaunch`]'s k tiles: 128 for the `wgmma`
     /// tiles (one 128-byte swizzle row), 64 for the others.
@@ -351,85 +363,37 @@ impl MmaTile {
     }
     /// Whether this is a `wgmma` tile (`kernels/gemm_wgmma.cu`, sm_90 only).
     pub const fn is_wgmma(self) -> bool {
-        matches!(
-            self,
-            MmaTile::Wgmma128x256
-                | MmaTile::Wgmma128x128
-                | MmaTile::Wgmma64x256
-                | MmaTile::Wgmma64x128
-        )
+        matches!(self.spec().family, TileFamily::Wgmma)
+    }
+    /// Whether this is a weight-streaming tile (`kernels/gemv_mma.cu`'s staged kernels).
+    pub const fn is_stream(self) -> bool {
+        matches!(self.spec().family, TileFamily::Stream { .. })
     }
     /// Dynamic shared memory per block: `STAGES · (BM + BN) · BK` bytes for the tiles of
     /// `gemm_mma.cu` and `gemm_wgmma.cu` (+ 1 KiB for the latter to align its operand tiles to
-    /// the 128-byte swizzle's 1024-byte pattern); for the weight-streaming ones the larger of two activation batches
-    /// (`2 · U · WK · BM · 64`) and the accumulators' staging (`WK · BM · (BN + 4) · 4`), plus
-    /// the split-K flag (`staged::Cfg::SMEM`).
+    /// the 128-byte swizzle's 1024-byte pattern); for the weight-streaming ones the larger of
+    /// two activation batches (`2 · U · WK · BM · 64`) and the accumulators' staging
+    /// (`WK · BM · (BN + 4) · 4`), plus the split-K flag (`staged::Cfg::SMEM`).
     pub const fn smem_bytes(self) -> usize {
-        match self.stream_wk_u() {
-            None => {
-                let align = if self.is_wgmma() { 1024 } else { 0 };
-                self.stages() * (self.bm() + self.bn()) * self.bk() + align
-            }
-            Some((wk, u)) => {
-                let batches = 2 * u * wk * self.bm() * MMA_BK;
-                let staging = wk * self.bm() * (self.bn() + 4) * 4;
+        let (bm, bn, stages) = (self.bm(), self.bn(), self.stages());
+        match self.spec().family {
+            TileFamily::Mma => stages * (bm + bn) * MMA_BK,
+            TileFamily::Wgmma => stages * (bm + bn) * WGMMA_BK + 1024,
+            TileFamily::Stream { wk, u } => {
+                let batches = 2 * u * wk * bm * MMA_BK;
+                let staging = wk * bm * (bn + 4) * 4;
                 (if batches > staging { batches } else { staging }) + 16
             }
         }
     }
-    /// Whether this is a weight-streaming tile (`kernels/gemv_mma.cu`'s staged kernels).
-    pub const fn is_stream(self) -> bool {
-        self.stream_wk_u().is_some()
-    }
-    /// A short name: `16x128`, …, `stream64x128` (bench rows, reports).
+    /// A short name: `16x128`, …, `stream64x128`, `wgmma64x128` (bench rows, reports, the
+    /// text form of a kernel choice).
     pub const fn label(self) -> &'static str {
-        match self {
-            MmaTile::M16N128 => "16x128",
-            MmaTile::M64N128 => "64x128",
-            MmaTile::M128N128 => "128x128",
-            MmaTile::M128N256 => "128x256",
-            MmaTile::M256N128 => "256x128",
-            MmaTile::Stream32x64 => "stream32x64",
-            MmaTile::Stream64x64 => "stream64x64",
-            MmaTile::Stream128x64 => "stream128x64",
-            MmaTile::Stream64x128 => "stream64x128",
-            MmaTile::Wgmma128x256 => "wgmma128x256",
-            MmaTile::Wgmma128x128 => "wgmma128x128",
-            MmaTile::Wgmma64x256 => "wgmma64x256",
-            MmaTile::Wgmma64x128 => "wgmma64x128",
-        }
+        self.spec().label
     }
     /// The kernel for s8 (`false`) or u8 (`true`) activations.
     pub(crate) const fn kernel(self, u8_act: bool) -> KernelId {
-        use KernelId::*;
-        match (self, u8_act) {
-            (MmaTile::M16N128, false) => GemmMma16x128S8,
-            (MmaTile::M16N128, true) => GemmMma16x128U8,
-            (MmaTile::M64N128, false) => GemmMma64x128S8,
-            (MmaTile::M64N128, true) => GemmMma64x128U8,
-            (MmaTile::M128N128, false) => GemmMma128x128S8,
-            (MmaTile::M128N128, true) => GemmMma128x128U8,
-            (MmaTile::M128N256, false) => GemmMma128x256S8,
-            (MmaTile::M128N256, true) => GemmMma128x256U8,
-            (MmaTile::M256N128, false) => GemmMma256x128S8,
-            (MmaTile::M256N128, true) => GemmMma256x128U8,
-            (MmaTile::Stream32x64, false) => GemmStream32x64S8,
-            (MmaTile::Stream32x64, true) => GemmStream32x64U8,
-            (MmaTile::Stream64x64, false) => GemmStream64x64S8,
-            (MmaTile::Stream64x64, true) => GemmStream64x64U8,
-            (MmaTile::Stream128x64, false) => GemmStream128x64S8,
-            (MmaTile::Stream128x64, true) => GemmStream128x64U8,
-            (MmaTile::Stream64x128, false) => GemmStream64x128S8,
-            (MmaTile::Stream64x128, true) => GemmStream64x128U8,
-            (MmaTile::Wgmma128x256, false) => GemmWgmma128x256S8,
-            (MmaTile::Wgmma128x256, true) => GemmWgmma128x256U8,
-            (MmaTile::Wgmma128x128, false) => GemmWgmma128x128S8,
-            (MmaTile::Wgmma128x128, true) => GemmWgmma128x128U8,
-            (MmaTile::Wgmma64x256, false) => GemmWgmma64x256S8,
-            (MmaTile::Wgmma64x256, true) => GemmWgmma64x256U8,
-            (MmaTile::Wgmma64x128, false) => GemmWgmma64x128S8,
-            (MmaTile::Wgmma64x128, true) => GemmWgmma64x128U8,
-        }
+        self.spec().kernels[u8_act as usize]
     }
 }
 
