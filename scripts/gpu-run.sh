@@ -14,6 +14,9 @@
 #   INT8RT_SKIP_CALIB_BENCH=1 ...             # without the calibration-collection bench
 #   INT8RT_BENCH_FILTER="4096x4096 x8192x8192" ...  # the GEMM bench on those shapes only
 #   INT8RT_SKIP_PEERS=1 ...                   # without the PyTorch peers
+#   Test binaries run one test per process (INT8RT_TEST_TIMEOUT s each, default 180), every other
+#   step under INT8RT_STEP_TIMEOUT s (default 480): a kernel that faults or hangs on the hardware
+#   costs its own test or step, not the rest of the device call.
 set -uo pipefail
 dir="${1:-$(cd "$(dirname "$0")" && pwd)}"
 has_bins() { [ -d "$1/bin" ] || [ -f "$1/bin.tar.xz" ]; }
@@ -36,18 +39,43 @@ gpu="$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,nohe
 echo "GPU: ${gpu:-unknown}; bundle commit $(cat "$dir/COMMIT" 2>/dev/null || echo unknown)"
 
 steps=()
+# Each step under a time limit (INT8RT_STEP_TIMEOUT seconds, default 480): a kernel that hangs
+# on the hardware costs that step, not the rest of the device call.
 step() {
     local name="$1"
     shift
     echo "== $name: $*"
-    local t0=$SECONDS
-    if "$@" > "$logs/$name.log" 2>&1; then r=pass; else r=FAIL; fi
+    local t0=$SECONDS limit=(timeout -k 10 "${INT8RT_STEP_TIMEOUT:-480}")
+    # (each_test, a function, limits each of its processes itself)
+    [ "$1" = each_test ] && limit=()
+    if "${limit[@]}" "$@" > "$logs/$name.log" 2>&1; then r=pass; else r=FAIL; fi
     tail -n 40 "$logs/$name.log"
     steps+=("$name|$r|$((SECONDS - t0)) s|$(grep -h '^test result' "$logs/$name.log" | sed 's/test result: //; s/; finished.*//' | tr '\n' ' ')")
 }
+# A test binary one test per process (each under its own limit): a kernel that faults poisons
+# its process's CUDA context, and a hang stops its process — either way the other tests still run.
+each_test() {
+    local bin="$1" t pass=0 fail=0
+    for t in $("$bin" --list 2>/dev/null | sed -n 's/: test$//p'); do
+        # (each process's own "test result" line is renamed: the summary counts the whole step)
+        if timeout -k 10 "${INT8RT_TEST_TIMEOUT:-180}" "$bin" --exact "$t" --test-threads=1 --nocapture 2>&1 |
+            sed 's/^test result:/  (one test:/'; then
+            pass=$((pass + 1))
+        else
+            echo "FAILED (or timed out after ${INT8RT_TEST_TIMEOUT:-180} s): $t"
+            fail=$((fail + 1))
+        fi
+    done
+    if [ $fail -eq 0 ] && [ $pass -gt 0 ]; then
+        echo "test result: ok. $pass passed; 0 failed (one process per test)"
+    else
+        echo "test result: FAILED. $pass passed; $fail failed (one process per test)"
+        return 1
+    fi
+}
 # Correctness first, then the timings (a run cut off at the device's time limit keeps the most
 # important logs), then the rest.
-step gpu-tests "$bins/gpu" --test-threads=1
+step gpu-tests each_test "$bins/gpu"
 step kernel-checks "$bins/kernels_static" --nocapture
 if [ -n "${INT8RT_BENCH_FILTER:-}" ]; then
     # Only the shapes whose criterion group name contains one of the filters (e.g. "4096x4096").
@@ -62,8 +90,8 @@ shapes="$shapes 8192,8192,8192 2,4096,4096 4,4096,4096 16,4096,4096 64,4096,4096
 # shellcheck disable=SC2086
 [ -z "${INT8RT_SKIP_PEERS:-}" ] && step peers python3 "$dir/gpu-peers.py" --shapes $shapes
 [ -x "$bins/gpu_latency" ] && step latency "$bins/gpu_latency"
-step gpu-calib-tests "$bins/gpu_calib" --test-threads=1
-step qat-gpu-tests "$bins/qat_gpu" --test-threads=1
+step gpu-calib-tests each_test "$bins/gpu_calib"
+step qat-gpu-tests each_test "$bins/qat_gpu"
 # INT8RT_SKIP_CALIB_BENCH=1 leaves out the calibration-collection bench (its kernels unchanged).
 [ -z "${INT8RT_SKIP_CALIB_BENCH:-}" ] && step calib-bench "$bins/gpu_calib_collect" --bench
 
