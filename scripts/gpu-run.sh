@@ -13,6 +13,7 @@
 #   INT8RT_BENCH_SWEEP=stream ...            # only the weight-streaming tiles × split-K, M = 16 … 256
 #   INT8RT_SKIP_CALIB_BENCH=1 ...             # without the calibration-collection bench
 #   INT8RT_BENCH_FILTER="4096x4096 x8192x8192" ...  # the GEMM bench on those shapes only
+#   INT8RT_BENCH_FILTER=per-shape ...          # every shape in its own bench process
 #   INT8RT_SKIP_PEERS=1 ...                   # without the PyTorch peers
 #   Test binaries run one test per process (INT8RT_TEST_TIMEOUT s each, default 180), every other
 #   step under INT8RT_STEP_TIMEOUT s (default 480): a kernel that faults or hangs on the hardware
@@ -77,9 +78,18 @@ each_test() {
 # important logs), then the rest.
 step gpu-tests each_test "$bins/gpu"
 step kernel-checks "$bins/kernels_static" --nocapture
+if [ "${INT8RT_BENCH_FILTER:-}" = per-shape ]; then
+    # One bench process per shape (a kernel that faults costs its shape alone): the issue's
+    # shapes, M = 16, 64 (and 256 for a sweep) at 4096², M = 1, 8 at 8192².
+    INT8RT_BENCH_FILTER="/1x4096x4096 /8x4096x4096 /16x4096x4096 /32x4096x4096 /64x4096x4096"
+    INT8RT_BENCH_FILTER="$INT8RT_BENCH_FILTER /128x4096x4096 /1x8192x8192 /8x8192x8192 /512x1024x1024"
+    INT8RT_BENCH_FILTER="$INT8RT_BENCH_FILTER /1024x4096x1024 /2048x2048x2048 /8192x8192x8192"
+    [ -n "${INT8RT_BENCH_SWEEP:-}" ] && INT8RT_BENCH_FILTER="$INT8RT_BENCH_FILTER /256x4096x4096"
+fi
 if [ -n "${INT8RT_BENCH_FILTER:-}" ]; then
-    # Only the shapes whose criterion group name contains one of the filters (e.g. "4096x4096").
-    for f in $INT8RT_BENCH_FILTER; do step "bench-$f" "$bins/gpu_gemm" --bench "$f"; done
+    # Only the shapes whose criterion group name contains one of the filters (e.g. "4096x4096";
+    # "/8x4096x4096" is that shape alone).
+    for f in $INT8RT_BENCH_FILTER; do step "bench-${f//\//}" "$bins/gpu_gemm" --bench "$f"; done
 else
     step bench "$bins/gpu_gemm" --bench
 fi
