@@ -57,27 +57,22 @@ fn main() -> Result<()> {
             }
             stream.synchronize().map_err(|e| anyhow!("{e:?}"))?;
             let device = t.elapsed().as_secs_f64() / calls as f64 * 1e6;
-            // Deferred checks: every call enqueued, then every report read.
-            let t = Instant::now();
-            let pending = (0..calls)
-                .map(|_| g.forward_device_async(&stream, &xd, m, CudaOut::F32(&mut yd)))
-                .collect::<int8rt::Result<Vec<_>>>()?;
-            for p in pending {
-                p.wait()?;
-            }
-            let deferred = t.elapsed().as_secs_f64() / calls as f64 * 1e6;
-            // The same with the GEMV launched overlapped with the quantization before it
-            // (programmatic dependent launch; an ordinary launch before sm_90).
-            g.set_overlapped_launch(true);
-            let t = Instant::now();
-            let pending = (0..calls)
-                .map(|_| g.forward_device_async(&stream, &xd, m, CudaOut::F32(&mut yd)))
-                .collect::<int8rt::Result<Vec<_>>>()?;
-            for p in pending {
-                p.wait()?;
-            }
-            let overlapped = t.elapsed().as_secs_f64() / calls as f64 * 1e6;
-            g.set_overlapped_launch(false);
+            // Deferred checks: every call enqueued, then every report read; then the same with
+            // the GEMV launched overlapped with the quantization before it (programmatic
+            // dependent launch; an ordinary launch before sm_90).
+            let mut deferred_us = |overlap: bool| -> Result<f64> {
+                g.set_overlapped_launch(overlap);
+                let t = Instant::now();
+                let pending = (0..calls)
+                    .map(|_| g.forward_device_async(&stream, &xd, m, CudaOut::F32(&mut yd)))
+                    .collect::<int8rt::Result<Vec<_>>>()?;
+                for p in pending {
+                    p.wait()?;
+                }
+                Ok(t.elapsed().as_secs_f64() / calls as f64 * 1e6)
+            };
+            let deferred = deferred_us(false)?;
+            let overlapped = deferred_us(true)?;
             println!(
                 "| {m}×{k}×{n} | {} | {host:.1} | {device:.1} | {deferred:.1} | {overlapped:.1} |",
                 if tracking { "on" } else { "off" }

@@ -195,12 +195,8 @@ fn module_sass(cuobjdump: &Path, module: Module, arch: u32) -> HashMap<String, S
     sass_functions(&String::from_utf8_lossy(&out.stdout))
 }
 
-#[test]
-fn dp4a_kernels_compile_to_idp4a() {
-    let Some(cuobjdump) = cuobjdump() else {
-        return;
-    };
-    let mut checked = 0;
+/// `f(kernel, arch, its SASS)` for every kernel on every CUBIN architecture of its module.
+fn each_kernel_sass(cuobjdump: &Path, mut f: impl FnMut(KernelId, u32, &str)) {
     for m in Module::ALL {
         for &arch in registry::CUBIN_ARCHS {
             if m.cubin(arch).is_none() {
@@ -208,86 +204,97 @@ fn dp4a_kernels_compile_to_idp4a() {
                 assert!(m.arch_specific(), "{}: no CUBIN for sm_{arch}", m.file());
                 continue;
             }
-            let funcs = module_sass(&cuobjdump, *m, arch);
-            for k in KernelId::ALL.iter().filter(|k| k.module() == *m) {
+            let funcs = module_sass(cuobjdump, *m, arch);
+            for &k in KernelId::ALL.iter().filter(|k| k.module() == *m) {
                 let body = funcs
                     .get(k.name())
                     .unwrap_or_else(|| panic!("{} missing from the sm_{arch} SASS", k.name()));
-                let n = body.matches("IDP.4A").count();
-                if k.uses_dp4a() {
-                    assert!(n > 0, "{} on sm_{arch}: no IDP.4A in its SASS", k.name());
-                    eprintln!("{} sm_{arch}: {n} IDP.4A", k.name());
-                    checked += 1;
-                }
-                if k.uses_mma() {
-                    let mix = opcode_mix(body);
-                    let count = |op: &str| mix.iter().find(|(o, _)| o == op).map_or(0, |p| p.1);
-                    // The tiled kernels stage through shared memory (cp.async, ldmatrix); the
-                    // weight-streaming GEMV loads its fragments straight from global memory, and
-                    // its staged variant (gemm_stream_*) the weights so and the activations from
-                    // shared memory that cp.async filled (plain 16-byte shared loads).
-                    let ops: &[&str] = if k.name().starts_with("gemm_stream") {
-                        &["IMMA", "LDG", "LDGSTS", "LDS"]
-                    } else if k.module().file().starts_with("gemv_mma") {
-                        &["IMMA", "LDG"]
-                    } else {
-                        &["IMMA", "LDSM", "LDGSTS"]
-                    };
-                    for &op in ops {
-                        assert!(
-                            count(op) > 0,
-                            "{} on sm_{arch}: no {op} in its SASS",
-                            k.name()
-                        );
-                    }
-                    let total: usize = mix.iter().map(|p| p.1).sum();
-                    let top: Vec<String> = mix
-                        .iter()
-                        .take(12)
-                        .map(|(o, c)| format!("{o} {c}"))
-                        .collect();
-                    eprintln!(
-                        "{} sm_{arch}: {total} instructions; {}",
-                        k.name(),
-                        top.join(", ")
-                    );
-                    checked += 1;
-                }
-                if k.uses_wgmma() {
-                    // Hopper's warpgroup MMA (IGMMA) on operands cp.async staged (LDGSTS), the
-                    // warpgroup's arrive / wait, and the async-proxy fence; no mma.sync and no
-                    // ldmatrix (wgmma reads shared memory itself).
-                    let mix = opcode_mix(body);
-                    let count = |op: &str| mix.iter().find(|(o, _)| o == op).map_or(0, |p| p.1);
-                    for op in ["IGMMA", "LDGSTS", "WARPGROUP", "FENCE"] {
-                        assert!(
-                            count(op) > 0,
-                            "{} on sm_{arch}a: no {op} in its SASS",
-                            k.name()
-                        );
-                    }
-                    for op in ["IMMA", "LDSM"] {
-                        assert_eq!(count(op), 0, "{} on sm_{arch}a: {op}", k.name());
-                    }
-                    let ty = if k.name().ends_with("_u8") {
-                        "U8.S8"
-                    } else {
-                        "S8.S8"
-                    };
-                    let n = k.name().split('x').nth(1).and_then(|s| s.split('_').next());
-                    let want = format!("IGMMA.64x{}x32.{ty}", n.unwrap());
-                    assert_eq!(
-                        body.matches(&want).count(),
-                        count("IGMMA"),
-                        "{}: every IGMMA is {want}",
-                        k.name()
-                    );
-                    eprintln!("{} sm_{arch}a: {} IGMMA ({want})", k.name(), count("IGMMA"));
-                    checked += 1;
-                }
+                f(k, arch, body);
             }
         }
     }
+}
+
+#[test]
+fn dp4a_kernels_compile_to_idp4a() {
+    let Some(cuobjdump) = cuobjdump() else {
+        return;
+    };
+    let mut checked = 0;
+    each_kernel_sass(&cuobjdump, |k, arch, body| {
+        let n = body.matches("IDP.4A").count();
+        if k.uses_dp4a() {
+            assert!(n > 0, "{} on sm_{arch}: no IDP.4A in its SASS", k.name());
+            eprintln!("{} sm_{arch}: {n} IDP.4A", k.name());
+            checked += 1;
+        }
+        if k.uses_mma() {
+            let mix = opcode_mix(body);
+            let count = |op: &str| mix.iter().find(|(o, _)| o == op).map_or(0, |p| p.1);
+            // The tiled kernels stage through shared memory (cp.async, ldmatrix); the
+            // weight-streaming GEMV loads its fragments straight from global memory, and
+            // its staged variant (gemm_stream_*) the weights so and the activations from
+            // shared memory that cp.async filled (plain 16-byte shared loads).
+            let ops: &[&str] = if k.name().starts_with("gemm_stream") {
+                &["IMMA", "LDG", "LDGSTS", "LDS"]
+            } else if k.module().file().starts_with("gemv_mma") {
+                &["IMMA", "LDG"]
+            } else {
+                &["IMMA", "LDSM", "LDGSTS"]
+            };
+            for &op in ops {
+                assert!(
+                    count(op) > 0,
+                    "{} on sm_{arch}: no {op} in its SASS",
+                    k.name()
+                );
+            }
+            let total: usize = mix.iter().map(|p| p.1).sum();
+            let top: Vec<String> = mix
+                .iter()
+                .take(12)
+                .map(|(o, c)| format!("{o} {c}"))
+                .collect();
+            eprintln!(
+                "{} sm_{arch}: {total} instructions; {}",
+                k.name(),
+                top.join(", ")
+            );
+            checked += 1;
+        }
+        if k.uses_wgmma() {
+            // Hopper's warpgroup MMA (IGMMA) on operands cp.async staged (LDGSTS), the
+            // warpgroup's arrive / wait, and the async-proxy fence; no mma.sync and no
+            // ldmatrix (wgmma reads shared memory itself).
+            let mix = opcode_mix(body);
+            let count = |op: &str| mix.iter().find(|(o, _)| o == op).map_or(0, |p| p.1);
+            for op in ["IGMMA", "LDGSTS", "WARPGROUP", "FENCE"] {
+                assert!(
+                    count(op) > 0,
+                    "{} on sm_{arch}a: no {op} in its SASS",
+                    k.name()
+                );
+            }
+            for op in ["IMMA", "LDSM"] {
+                assert_eq!(count(op), 0, "{} on sm_{arch}a: {op}", k.name());
+            }
+            let ty = if k.name().ends_with("_u8") {
+                "U8.S8"
+            } else {
+                "S8.S8"
+            };
+            let n = k.name().split('x').nth(1).and_then(|s| s.split('_').next());
+            let want = format!("IGMMA.64x{}x32.{ty}", n.unwrap());
+            assert_eq!(
+                body.matches(&want).count(),
+                count("IGMMA"),
+                "{}: every IGMMA is {want}",
+                k.name()
+            );
+            eprintln!("{} sm_{arch}a: {} IGMMA ({want})", k.name(), count("IGMMA"));
+            checked += 1;
+        }
+    });
     assert!(checked > 0);
 }
 
@@ -351,71 +358,62 @@ fn overlapped_kernels_wait_before_touching_their_predecessors_data() {
         return;
     };
     let mut checked = 0;
-    for m in Module::ALL {
-        for &arch in registry::CUBIN_ARCHS {
-            if m.cubin(arch).is_none() {
-                continue;
-            }
-            let funcs = module_sass(&cuobjdump, *m, arch);
-            for k in KernelId::ALL.iter().filter(|k| k.module() == *m) {
-                let body = &funcs[k.name()];
-                let code: Vec<&str> = body
-                    .lines()
-                    .filter_map(|l| l.trim().strip_prefix("/*")?.split_once("*/"))
-                    .filter(|(a, _)| a.chars().all(|c| c.is_ascii_hexdigit()))
-                    .map(|(_, c)| c.trim())
-                    .collect();
-                let wait = code.iter().position(|c| c.starts_with("ACQBULK"));
-                let trigger = code.iter().any(|c| c.starts_with("PREEXIT"));
-                assert_eq!(
-                    trigger,
-                    k.triggers_dependents() && arch >= 90,
-                    "{} on sm_{arch}: PREEXIT (griddepcontrol.launch_dependents) where the registry \
-                     says otherwise",
-                    k.name()
-                );
-                if !(k.waits_for_predecessor() && arch >= 90) {
-                    assert!(
-                        wait.is_none(),
-                        "{} on sm_{arch}: griddepcontrol.wait in a kernel the host never overlaps",
-                        k.name()
-                    );
-                    continue;
-                }
-                let wait = wait.unwrap_or_else(|| panic!("{} on sm_{arch}: no ACQBULK", k.name()));
-                let op = |c: &str| {
-                    let c = c
-                        .split_whitespace()
-                        .find(|w| !w.starts_with('@'))
-                        .unwrap_or("");
-                    c.to_string()
-                };
-                let mut weights_before = 0;
-                for (i, c) in code.iter().enumerate().take(wait) {
-                    let o = op(c);
-                    if o.starts_with("LDG.E.NA") {
-                        weights_before += 1;
-                    }
-                    let touches_data = (o.starts_with("LDG") && !o.starts_with("LDG.E.NA"))
-                        || ["STG", "ATOM", "RED"].iter().any(|p| o.starts_with(p));
-                    assert!(
-                        !touches_data,
-                        "{} on sm_{arch}: `{c}` (instruction {i}) before the wait",
-                        k.name()
-                    );
-                }
-                assert!(
-                    weights_before > 0,
-                    "{} on sm_{arch}: no weight load in flight before the wait",
-                    k.name()
-                );
-                eprintln!(
-                    "{} sm_{arch}: {weights_before} weight loads issued before ACQBULK",
-                    k.name()
-                );
-                checked += 1;
-            }
+    each_kernel_sass(&cuobjdump, |k, arch, body| {
+        let code: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("/*")?.split_once("*/"))
+            .filter(|(a, _)| a.chars().all(|c| c.is_ascii_hexdigit()))
+            .map(|(_, c)| c.trim())
+            .collect();
+        let wait = code.iter().position(|c| c.starts_with("ACQBULK"));
+        let trigger = code.iter().any(|c| c.starts_with("PREEXIT"));
+        assert_eq!(
+            trigger,
+            k.triggers_dependents() && arch >= 90,
+            "{} on sm_{arch}: PREEXIT (griddepcontrol.launch_dependents) where the registry \
+             says otherwise",
+            k.name()
+        );
+        if !(k.waits_for_predecessor() && arch >= 90) {
+            assert!(
+                wait.is_none(),
+                "{} on sm_{arch}: griddepcontrol.wait in a kernel the host never overlaps",
+                k.name()
+            );
+            return;
         }
-    }
+        let wait = wait.unwrap_or_else(|| panic!("{} on sm_{arch}: no ACQBULK", k.name()));
+        let op = |c: &str| {
+            let c = c
+                .split_whitespace()
+                .find(|w| !w.starts_with('@'))
+                .unwrap_or("");
+            c.to_string()
+        };
+        let mut weights_before = 0;
+        for (i, c) in code.iter().enumerate().take(wait) {
+            let o = op(c);
+            if o.starts_with("LDG.E.NA") {
+                weights_before += 1;
+            }
+            let touches_data = (o.starts_with("LDG") && !o.starts_with("LDG.E.NA"))
+                || ["STG", "ATOM", "RED"].iter().any(|p| o.starts_with(p));
+            assert!(
+                !touches_data,
+                "{} on sm_{arch}: `{c}` (instruction {i}) before the wait",
+                k.name()
+            );
+        }
+        assert!(
+            weights_before > 0,
+            "{} on sm_{arch}: no weight load in flight before the wait",
+            k.name()
+        );
+        eprintln!(
+            "{} sm_{arch}: {weights_before} weight loads issued before ACQBULK",
+            k.name()
+        );
+        checked += 1;
+    });
     assert!(checked > 0, "no overlapped kernel checked");
 }

@@ -171,7 +171,6 @@ impl CudaWeights {
         opts: &TuneOptions,
     ) -> Result<TuneReport> {
         check_accumulator_bound(self.k, 128, self.wmax, 0)?;
-        let e = self.dev.exec(stream)?;
         let w = TuneWeights {
             device: self.dev.name(),
             n: self.n,
@@ -182,17 +181,14 @@ impl CudaWeights {
             w_scale: &self.w_scale,
             scratch: &self.scratch,
         };
-        let mut clock = tune::event_clock(stream)?;
-        let report = tune::tune(&e, &w, rows, opts, &mut *clock)?;
+        let report = tune::tune_on_gpu(&self.dev, stream, &w, rows, opts)?;
         self.tuning = Some(report.tuning.clone());
         Ok(report)
     }
     /// Apply a tuning measured earlier (`None`: back to the static dispatch).
     /// `Err(InvalidParam)` when it was measured for another shape or GPU model.
     pub fn set_tuning(&mut self, tuning: Option<GemmTuning>) -> Result<()> {
-        if let Some(t) = &tuning {
-            t.check_applies(self.dev.name(), arch(&self.dev), self.n, self.k)?;
-        }
+        tune::check_tuning(&self.dev, tuning.as_ref(), self.n, self.k)?;
         self.tuning = tuning;
         Ok(())
     }

@@ -9,9 +9,9 @@ use cudarc::driver::{CudaSlice, CudaStream};
 use half::{bf16, f16};
 
 use super::driver::{CudaDevice, CudaExec};
-use super::gemm::{arch, check_kernel};
+use super::gemm::check_kernel;
 use super::ops::{self, Axis, DevLinear, DevOut, DevQIn, DevQRef, GemmKernel};
-use super::tune::{self, GemmTuning, TuneOptions, TuneReport, TuneWeights};
+use super::tune::{self, GemmTuning, TuneOptions, TuneReport};
 use crate::error::{Error, Result};
 use crate::gemm::{OutBuf, OutQuant, Path};
 use crate::nn::QuantLinear;
@@ -123,29 +123,15 @@ impl CudaQuantLinear {
         rows: &[usize],
         opts: &TuneOptions,
     ) -> Result<TuneReport> {
-        let e = self.dev.exec(stream)?;
-        let l = &self.layer;
-        let w = TuneWeights {
-            device: self.dev.name(),
-            n: l.n,
-            k: l.k,
-            ldb: l.ldb,
-            w: &l.w,
-            wsum: &l.wsum,
-            w_scale: &l.w_scale,
-            scratch: &l.scratch,
-        };
-        let mut clock = tune::event_clock(stream)?;
-        let report = tune::tune(&e, &w, rows, opts, &mut *clock)?;
+        let w = self.layer.tune_weights(self.dev.name());
+        let report = tune::tune_on_gpu(&self.dev, stream, &w, rows, opts)?;
         self.layer.tuning = Some(report.tuning.clone());
         Ok(report)
     }
     /// Apply a tuning measured earlier (`None`: back to the static dispatch).
     /// `Err(InvalidParam)` when it was measured for another shape or GPU model.
     pub fn set_tuning(&mut self, tuning: Option<GemmTuning>) -> Result<()> {
-        if let Some(t) = &tuning {
-            t.check_applies(self.dev.name(), arch(&self.dev), self.layer.n, self.layer.k)?;
-        }
+        tune::check_tuning(&self.dev, tuning.as_ref(), self.layer.n, self.layer.k)?;
         self.layer.tuning = tuning;
         Ok(())
     }

@@ -563,6 +563,52 @@ fn choose(m: usize, timed: &[(GemmKernel, f64)], min_gain: f64) -> Result<TunedK
     })
 }
 
+impl<E: Exec> ops::DevLinear<E> {
+    /// This layer's weights as a tuning runs on them.
+    pub(crate) fn tune_weights<'a>(&'a self, device: &'a str) -> TuneWeights<'a, E> {
+        TuneWeights {
+            device,
+            n: self.n,
+            k: self.k,
+            ldb: self.ldb,
+            w: &self.w,
+            wsum: &self.wsum,
+            w_scale: &self.w_scale,
+            scratch: &self.scratch,
+        }
+    }
+}
+
+/// [`tune`] on a GPU stream, timed by [`event_clock`] (`CudaWeights::tune`,
+/// `CudaQuantLinear::tune`).
+#[cfg(feature = "cuda")]
+pub(crate) fn tune_on_gpu(
+    dev: &super::CudaDevice,
+    stream: &std::sync::Arc<cudarc::driver::CudaStream>,
+    w: &TuneWeights<'_, super::driver::CudaExec>,
+    rows: &[usize],
+    opts: &TuneOptions,
+) -> Result<TuneReport> {
+    let e = dev.exec(stream)?;
+    let mut clock = event_clock(stream)?;
+    tune(&e, w, rows, opts, &mut *clock)
+}
+
+/// `Ok` when `tuning` (if any) may be applied to weights `[n, k]` on `dev`
+/// ([`GemmTuning::check_applies`]; `set_tuning`).
+#[cfg(feature = "cuda")]
+pub(crate) fn check_tuning(
+    dev: &super::CudaDevice,
+    tuning: Option<&GemmTuning>,
+    n: usize,
+    k: usize,
+) -> Result<()> {
+    match tuning {
+        Some(t) => t.check_applies(dev.name(), super::gemm::arch(dev), n, k),
+        None => Ok(()),
+    }
+}
+
 /// The GPU's clock for [`tune`]: after `warmup` calls, CUDA events around each of `reps` single
 /// calls (the L2 cache written over before each when `flush_l2`); the median.
 #[cfg(feature = "cuda")]

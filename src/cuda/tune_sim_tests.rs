@@ -17,17 +17,8 @@ fn layer(n: usize, k: usize, seed: u64) -> QuantLinear {
     QuantLinear::from_f32("fc", &w, n, k, None, LinearConfig::default()).unwrap()
 }
 
-fn weights<'a>(l: &'a DevLinear<SimExec>) -> TuneWeights<'a, SimExec> {
-    TuneWeights {
-        device: "simulated GPU",
-        n: l.n,
-        k: l.k,
-        ldb: l.ldb,
-        w: &l.w,
-        wsum: &l.wsum,
-        w_scale: &l.w_scale,
-        scratch: &l.scratch,
-    }
+fn weights(l: &DevLinear<SimExec>) -> TuneWeights<'_, SimExec> {
+    l.tune_weights("simulated GPU")
 }
 
 #[test]
@@ -102,31 +93,34 @@ fn tuning_keeps_auto_unless_a_candidate_is_clearly_faster() {
     let e = SimExec::new();
     let l = DevLinear::new(&e, &layer(24, 72, 9)).unwrap();
     let w = weights(&l);
-    // Every other candidate 2 % faster than Auto: under the 3 % guard.
-    let mut first = true;
-    let mut clock = move |call: &mut dyn FnMut() -> crate::Result<()>, _: &TuneOptions| {
-        call()?;
-        let t = if first { 1.0 } else { 0.98 };
-        first = false;
-        Ok(t)
+    // Auto first at 1.0 s, every other candidate 2 % faster.
+    let auto_then_faster = || {
+        let mut first = true;
+        move |call: &mut dyn FnMut() -> crate::Result<()>, _: &TuneOptions| {
+            call()?;
+            let t = if first { 1.0 } else { 0.98 };
+            first = false;
+            Ok(t)
+        }
     };
-    let report = tune::tune(&e, &w, &[5], &TuneOptions::default(), &mut clock).unwrap();
+    // Under the 3 % guard: Auto stays.
+    let report = tune::tune(
+        &e,
+        &w,
+        &[5],
+        &TuneOptions::default(),
+        &mut auto_then_faster(),
+    )
+    .unwrap();
     let entry = report.tuning.entries()[0];
     assert_eq!(entry.kernel, GemmKernel::Auto);
     assert_eq!((entry.seconds, entry.auto_seconds), (1.0, 1.0));
     // With no guard the first of the faster ones wins.
-    let mut first = true;
-    let mut clock = move |call: &mut dyn FnMut() -> crate::Result<()>, _: &TuneOptions| {
-        call()?;
-        let t = if first { 1.0 } else { 0.98 };
-        first = false;
-        Ok(t)
-    };
     let opts = TuneOptions {
         min_gain: 0.0,
         ..TuneOptions::default()
     };
-    let report = tune::tune(&e, &w, &[5], &opts, &mut clock).unwrap();
+    let report = tune::tune(&e, &w, &[5], &opts, &mut auto_then_faster()).unwrap();
     assert_eq!(
         report.tuning.entries()[0].kernel,
         tune::candidates(5, 72, 90)[1]
