@@ -374,9 +374,10 @@ pub(crate) struct TuneWeights<'a, E: Exec> {
 pub(crate) type Clock<'c> =
     dyn FnMut(&mut dyn FnMut() -> Result<()>, &TuneOptions) -> Result<f64> + 'c;
 
-/// Measure every candidate at each row count of `rows` on the weights `w` and choose. Before it
-/// is timed, a candidate must reproduce the i32 output of `Auto` (corrected accumulators, no
-/// bias) bit for bit, for `s8` activations and for `u8` ones (`x + 128`, zero point 128: the same
+/// Measure every candidate at each row count of `rows` on the weights `w` and choose. `Auto`'s
+/// i32 output (corrected accumulators, no bias) is checked against the host on three rows (an
+/// error if it differs: the default path is wrong on this GPU). Before it is timed, a candidate
+/// must reproduce `Auto`'s output bit for bit, for `s8` activations and for `u8` ones (`x + 128`, zero point 128: the same
 /// products, so the same result); the output is poisoned before each run, so a kernel that
 /// leaves elements unwritten fails too. A candidate that fails to launch or differs is
 /// rejected and reported. Synthetic activations: a fixed pseudo-random sequence in [−127, 127].
@@ -411,6 +412,8 @@ pub(crate) fn tune<E: Exec>(
     let zp128 = e.upload(&[128i32])?;
     let mut entries = Vec::new();
     let mut report = Vec::new();
+    // The weights on the host, read back once (for the check of the default path).
+    let mut host_w: Option<Result<Vec<i8>>> = None;
     for &m in &rows {
         let len = crate::error::checked_len("tuning activations", m, lda)?;
         let mut s = 0x2545_f491_4f6c_dd1d_u64 ^ m as u64;
@@ -423,7 +426,8 @@ pub(crate) fn tune<E: Exec>(
             })
             .collect();
         let xu: Vec<u8> = xs.iter().map(|&v| (v as i16 + 128) as u8).collect();
-        let (xs, xu) = (e.upload(&xs)?, e.upload(&xu)?);
+        let host_x = xs;
+        let (xs, xu) = (e.upload(&host_x)?, e.upload(&xu)?);
         let yl = crate::error::checked_len("tuning output", m, n)?;
         let poison = vec![0x5eed_f00d_u32 as i32; yl];
         let mut y = e.upload(&poison)?;
@@ -459,6 +463,30 @@ pub(crate) fn tune<E: Exec>(
         )?;
         let mut want = vec![0i32; yl];
         e.read(&y, &mut want)?;
+        // ... themselves checked against the host on three rows: the tuning doubles as a check
+        // of the default path on this GPU.
+        let host_w = host_w.get_or_insert_with(|| {
+            let mut v = vec![0i8; n * w.ldb];
+            e.read(w.w, &mut v).map(|_| v)
+        });
+        let host_w = host_w.as_ref().map_err(|err| Error::Cuda {
+            context: "tuning: reading the weights back".into(),
+            detail: err.to_string(),
+        })?;
+        let rows_x = HostRows {
+            x: &host_x,
+            lda,
+            w: host_w,
+            ldb: w.ldb,
+            n,
+            k,
+        };
+        if let Some(diff) = rows_x.first_difference(&want, [0, m / 2, m - 1]) {
+            return Err(Error::Cuda {
+                context: format!("tuning at {m} rows: the default kernel"),
+                detail: format!("{diff}: the default path is wrong on this GPU (please report)"),
+            });
+        }
 
         let mut timed: Vec<(GemmKernel, f64)> = Vec::new();
         for kernel in candidates(m, k, e.arch()) {
@@ -516,6 +544,37 @@ pub(crate) fn tune<E: Exec>(
         },
         candidates: report,
     })
+}
+
+/// Host copies of a tuning's operands: `x` rows of `lda`, `w` rows of `ldb`, `k` used of each.
+struct HostRows<'a> {
+    x: &'a [i8],
+    lda: usize,
+    w: &'a [i8],
+    ldb: usize,
+    n: usize,
+    k: usize,
+}
+
+impl HostRows<'_> {
+    /// Where `y` (`[m, n]` i32 products, no zero points or bias) first differs from the host's
+    /// products on rows `rows`, as text; `None` when they agree.
+    fn first_difference(&self, y: &[i32], rows: [usize; 3]) -> Option<String> {
+        for r in rows {
+            let xr = &self.x[r * self.lda..r * self.lda + self.k];
+            for j in 0..self.n {
+                let wr = &self.w[j * self.ldb..j * self.ldb + self.k];
+                let dot: i64 = xr.iter().zip(wr).map(|(&a, &b)| a as i64 * b as i64).sum();
+                if dot != y[r * self.n + j] as i64 {
+                    return Some(format!(
+                        "Y[{r}, {j}] = {} where the host computes {dot}",
+                        y[r * self.n + j]
+                    ));
+                }
+            }
+        }
+        None
+    }
 }
 
 /// Where `got` first differs from `want` (both `[m, n]`), as text; `None` when equal.
@@ -912,6 +971,33 @@ mod tests {
             "Y[1, 1] = -7 where auto gives 5"
         );
         assert!(first_difference(&want, &want[..5], 3).is_some());
+    }
+
+    #[test]
+    fn the_host_check_of_the_default_path_finds_a_wrong_product() {
+        // x: 3 rows of 5 (k = 4 used), w: 2 rows of 6 (k = 4 used); y = x · wᵀ.
+        let x: Vec<i8> = vec![1, 2, 3, 4, 9, -1, 0, 2, -3, 9, 5, 5, 5, 5, 9];
+        let w: Vec<i8> = vec![1, 1, 1, 1, 7, 7, -2, 0, 3, 1, 7, 7];
+        let rows = HostRows {
+            x: &x,
+            lda: 5,
+            w: &w,
+            ldb: 6,
+            n: 2,
+            k: 4,
+        };
+        let mut y = vec![10, 11, -2, 5, 20, 10];
+        assert_eq!(rows.first_difference(&y, [0, 1, 2]), None);
+        y[3] = 6;
+        assert_eq!(
+            rows.first_difference(&y, [0, 1, 2]).unwrap(),
+            "Y[1, 1] = 6 where the host computes 5"
+        );
+        assert_eq!(
+            rows.first_difference(&y, [0, 2, 2]),
+            None,
+            "row 1 unchecked"
+        );
     }
 
     #[test]
