@@ -11,6 +11,8 @@
 //   gemm_wgmma_128x128  BM 128, BN 128, 2 warpgroups (each 64 rows × 128), 4 stages, 129 KiB
 //   gemm_wgmma_64x256   BM 64,  BN 256, 1 warpgroup, 4 stages, 161 KiB
 //   gemm_wgmma_64x128   BM 64,  BN 128, 1 warpgroup, 4 stages, 97 KiB (two blocks per SM)
+//   gemm_wgmma_128x128_d3  BM 128, BN 128, 2 warpgroups, 3 stages, 97 KiB: two blocks per SM, so
+//                       one block's epilogue and pipeline ramp overlap the other's main loop
 // each for s8 and u8 activations. The 64-row tiles are for 64 … 256 activation rows, where the
 // weights stream once and twice the blocks of the 128-row tiles keep more of them in flight.
 //
@@ -60,6 +62,7 @@ using C128x256 = Config<128, 256, 4>;
 using C128x128 = Config<128, 128, 4>;
 using C64x256 = Config<64, 256, 4>;
 using C64x128 = Config<64, 128, 4>;
+using C128x128D3 = Config<128, 128, 3>;
 
 // Stage `stage` (at shared offset `base` + stage · STAGE_BYTES) ← k tile `kt` of both operands.
 template <class C, bool FULL>
@@ -150,3 +153,5 @@ I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_64x256_s8, MmaParams, wg::C64x256::THREADS, 1) 
 I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_64x256_u8, MmaParams, wg::C64x256::THREADS, 1) { wg::body<wg::C64x256, true>(p); }
 I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_64x128_s8, MmaParams, wg::C64x128::THREADS, 2) { wg::body<wg::C64x128, false>(p); }
 I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_64x128_u8, MmaParams, wg::C64x128::THREADS, 2) { wg::body<wg::C64x128, true>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_128x128_d3_s8, MmaParams, wg::C128x128D3::THREADS, 2) { wg::body<wg::C128x128D3, false>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_128x128_d3_u8, MmaParams, wg::C128x128D3::THREADS, 2) { wg::body<wg::C128x128D3, true>(p); }

@@ -111,9 +111,9 @@ int main() {
                 }
         }
     }
-    // The wgmma tiles 128 × 128 (2 warpgroups) and 64 × 128 (1 warpgroup) over K = 600 (5 k
-    // tiles of 128 bytes: more than their 4 stages, so buffers are refilled while the next stage
-    // is in the tensor cores), with K split 1 and 2 ways, cp.async late and early: the emulated
+    // The wgmma tiles 128 × 128 (2 warpgroups; 4 and 3 stages) and 64 × 128 (1 warpgroup) over
+    // K = 600 (5 k tiles of 128 bytes: more than their stages, so buffers are refilled while the
+    // next stage is in the tensor cores), with K split 1 and 2 ways, cp.async late and early: the emulated
     // wgmma reads its stage at the wait that completes it, so a refill racing that read is a
     // reported race.
     {
@@ -125,9 +125,10 @@ int main() {
             for (int j = 0; j < wk; ++j) ww[i * wld + j] = (signed char)((i * 3 + j * 17) % 247 - 123);
         struct WgTile {
             const char* name;
-            int bm;
+            int bm, stages;
         };
-        for (WgTile t : {WgTile{"gemm_wgmma_128x128_s8", 128}, WgTile{"gemm_wgmma_64x128_s8", 64}})
+        for (WgTile t : {WgTile{"gemm_wgmma_128x128_s8", 128, 4}, WgTile{"gemm_wgmma_64x128_s8", 64, 4},
+                         WgTile{"gemm_wgmma_128x128_d3_s8", 128, 3}})
             for (int splits : {1, 2})
                 for (unsigned flags : {0u, 1u}) {
                     MmaParams q{};
@@ -140,12 +141,12 @@ int main() {
                     q.counters = counters.data();
                     q.kt_per_split = splits == 1 ? 5 : 3;
                     std::fill(y.begin(), y.end(), 0x7f7f7f7f);
-                    // 4 stages of (BM + 128) × 128 bytes, + 1 KiB to align them; a warpgroup
-                    // per 64 rows.
+                    // `stages` stages of (BM + 128) × 128 bytes, + 1 KiB to align them; a
+                    // warpgroup per 64 rows.
                     unsigned grid[3] = {2, (unsigned)((m + t.bm - 1) / t.bm), (unsigned)splits};
                     unsigned block[3] = {(unsigned)(2 * t.bm), 1, 1};
                     char err[512] = {0};
-                    if (int8rt_sim_launch_ex(t.name, grid, block, 4 * (t.bm + 128) * 128 + 1024, flags, &q, sizeof q,
+                    if (int8rt_sim_launch_ex(t.name, grid, block, t.stages * (t.bm + 128) * 128 + 1024, flags, &q, sizeof q,
                                              nullptr, err, sizeof err) != 0) {
                         std::fprintf(stderr, "%s: %s\n", t.name, err);
                         return 1;

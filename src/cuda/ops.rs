@@ -260,6 +260,9 @@ pub enum MmaTile {
     Wgmma64x256,
     /// `wgmma`, 64 × 128, 1 warpgroup (two blocks per SM), sm_90: for 64 … 256 rows.
     Wgmma64x128,
+    /// `wgmma`, 128 × 128 with 3 stages instead of 4: two blocks per SM (one block's epilogue
+    /// overlaps the other's main loop), sm_90.
+    Wgmma128x128D3,
 }
 
 /// The kernel file of a tile, with what its launch geometry depends on.
@@ -288,7 +291,7 @@ struct TileSpec {
 
 impl MmaTile {
     /// Every tile.
-    pub const ALL: [MmaTile; 13] = [
+    pub const ALL: [MmaTile; 14] = [
         MmaTile::M16N128,
         MmaTile::M64N128,
         MmaTile::M128N128,
@@ -302,6 +305,7 @@ impl MmaTile {
         MmaTile::Wgmma128x128,
         MmaTile::Wgmma64x256,
         MmaTile::Wgmma64x128,
+        MmaTile::Wgmma128x128D3,
     ];
     /// Everything the host knows of a tile, written once per tile: the twin of the kernel's
     /// compile-time configuration (`mma::Config`, `staged::Cfg`, `wg::Config`). (A table:
@@ -333,6 +337,8 @@ impl MmaTile {
             MmaTile::Wgmma128x128 => t(128, 128, 256, 4, Wgmma, "wgmma128x128", [GemmWgmma128x128S8, GemmWgmma128x128U8]),
             MmaTile::Wgmma64x256 =>  t( 64, 256, 128, 4, Wgmma, "wgmma64x256",  [GemmWgmma64x256S8, GemmWgmma64x256U8]),
             MmaTile::Wgmma64x128 =>  t( 64, 128, 128, 4, Wgmma, "wgmma64x128",  [GemmWgmma64x128S8, GemmWgmma64x128U8]),
+            MmaTile::Wgmma128x128D3 =>
+                t(128, 128, 256, 3, Wgmma, "wgmma128x128d3", [GemmWgmma128x128D3S8, GemmWgmma128x128D3U8]),
         }
     }
     /// Rows of X (and Y) per block (`BM` in the kernel).

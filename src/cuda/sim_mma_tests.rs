@@ -787,6 +787,8 @@ fn wgmma_tiles_match_reference_around_their_128_byte_stages() {
         (MmaTile::Wgmma128x128, true),
         (MmaTile::Wgmma64x256, false),
         (MmaTile::Wgmma64x128, true),
+        (MmaTile::Wgmma128x128D3, false),
+        (MmaTile::Wgmma128x128D3, true),
     ]
     .into_iter()
     .enumerate()
@@ -879,6 +881,7 @@ fn mma_split_k_gives_the_same_bits_for_every_split() {
         MmaTile::Stream64x128,
         MmaTile::Wgmma128x128,
         MmaTile::Wgmma64x128,
+        MmaTile::Wgmma128x128D3,
     ]
     .into_iter()
     .enumerate()
