@@ -24,9 +24,10 @@
 //! weight-streaming tensor-core GEMV (`GemmKernel::MmaGemv`, also timed forced up to M = 128;
 //! its block variants `MmaGemvVariant(Narrow | Wide)` up to M = 8) competes with the dp4a GEMV
 //! and the tiles. On sm_90, from M = 256, the `wgmma` tiles forced (rows
-//! `int8rt_wgmma128x256_i32`, `int8rt_wgmma128x128_i32`; at 8192³ also in the targets table).
-//! On sm_90 up to M = 64, row `int8rt_overlap_i32`: `Auto` with the GEMV launched overlapped with
-//! the call before it (`set_overlapped_launch`). On sm_80+, row `int8rt_tuned_i32`: `Auto` after `CudaWeights::tune` measured the shape on the
+//! `int8rt_wgmma128x256_i32`, `int8rt_wgmma128x128_i32`, `int8rt_wgmma128x128d3_i32`; at 8192³
+//! also in the targets table). On sm_90 up to M = 64, row `int8rt_overlap_i32`: `Auto` with the
+//! GEMV launched overlapped with the call before it (`set_overlapped_launch`). On sm_80+, last
+//! per shape, row `int8rt_tuned_i32`: `Auto` after `CudaWeights::tune` measured the shape on the
 //! card (the choice is printed as `tuned MxKxN: <kernel> …`; in the targets table too).
 //!
 //! `INT8RT_BENCH_SWEEP=1` also times every tensor-core tile at split-K factors 1, 2, 4, 8 and 16
@@ -498,10 +499,15 @@ fn bench_shape(
         }
     }
     // The wgmma tiles (sm_90 alone; forced-only until these rows say where they win), from
-    // M = 256: rows `int8rt_wgmma128x256_i32`, `int8rt_wgmma128x128_i32`.
+    // M = 256: rows `int8rt_wgmma128x256_i32`, `int8rt_wgmma128x128_i32`,
+    // `int8rt_wgmma128x128d3_i32`.
     let wgmma = dev.compute_capability() == (9, 0);
     if wgmma && m >= 256 {
-        for tile in [MmaTile::Wgmma128x256, MmaTile::Wgmma128x128] {
+        for tile in [
+            MmaTile::Wgmma128x256,
+            MmaTile::Wgmma128x128,
+            MmaTile::Wgmma128x128D3,
+        ] {
             runs.push((
                 format!("int8rt_{}_i32", tile.label()),
                 GemmKernel::Mma(Some(MmaConfig { tile, splits: 1 })),
@@ -700,6 +706,7 @@ fn main() {
         "int8rt_mma_i32",
         "int8rt_wgmma128x256_i32",
         "int8rt_wgmma128x128_i32",
+        "int8rt_wgmma128x128d3_i32",
         "int8rt_tuned_i32",
         "int8rt_overlap_i32",
     ];
