@@ -3,14 +3,14 @@
 //! `GemmKernel::Auto` rules, tuned on one H200): `CudaWeights::tune` / `CudaQuantLinear::tune`
 //! time every kernel that can run the layer's shape (the GEMV and its variants, every tile ×
 //! split-K factor, the `wgmma` tiles on sm_90, dp4a for few rows), each first checked to give
-//! `Auto`'s bits on this GPU, and keep the fastest per row count; `Auto` then follows that
-//! choice for the layer. A tuning is plain data (`to_text` / `from_text`), so a server measures
-//! once and loads the result at start-up.
+//! `Auto`'s bits on this GPU (and `Auto` against the host on three rows), and keep the fastest
+//! per row count; `Auto` then follows that choice for the layer. A tuning is plain data
+//! (`to_text` / `from_text`), so a server measures once and loads the result at start-up.
 //!
 //! Flow: `candidates` (pure) → `tune` (generic over the executor: verify, time, choose; the
 //! simulation runs it in tests with a scripted clock) → `GemmTuning::kernel_for` at each call.
-//! The GPU's clock (`event_timer`: CUDA events around single calls, L2 flushed before each) is
-//! the `cuda` feature's.
+//! The GPU's clock (`event_clock`: CUDA events around single calls, L2 flushed before each) and
+//! `tune_on_gpu` are the `cuda` feature's.
 
 use std::fmt;
 
