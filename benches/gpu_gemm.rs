@@ -534,8 +534,9 @@ fn bench_shape(
             }
         }
     }
-    // Last, the kernel tuned on this GPU for this shape (`CudaWeights::tune`: every candidate
-    // checked for the default path's bits, then timed with the L2 flushed before each call):
+    // Last, the kernel tuned on this GPU for this shape (`CudaWeights::tune` over every
+    // candidate, those not yet run on a GPU included: each checked for the default path's bits,
+    // then timed with the L2 flushed before each call):
     // row `int8rt_tuned_i32`, `Auto` following the tuning. Rejected candidates are printed, not
     // fatal (tests/gpu.rs fails on them).
     if mma {
@@ -543,7 +544,11 @@ fn bench_shape(
     }
     for (name, kernel, f32_out) in runs {
         let tuning = if name == "int8rt_tuned_i32" {
-            let report = ws[0].tune(&stream, &[m], &TuneOptions::default()).unwrap();
+            let opts = TuneOptions {
+                include_unproven: true,
+                ..TuneOptions::default()
+            };
+            let report = ws[0].tune(&stream, &[m], &opts).unwrap();
             for (rm, kernel, why) in report.rejected() {
                 println!("TUNING REJECTED {m}x{k}x{n} at {rm} rows: {kernel}: {why}");
             }

@@ -647,8 +647,11 @@ fn tuning_verifies_every_kernel_on_this_gpu_and_the_tuned_layer_keeps_the_bits()
     let layer = QuantLinear::from_f32("fc", &w, n, k, None, LinearConfig::default()).unwrap();
     let mut gl = layer.to_cuda(&dev).unwrap();
     let rows = [1, 8, 24, 100, 256];
+    // Every candidate, those never run on a GPU before included: this test is their first
+    // native check.
     let opts = TuneOptions {
         reps: 5,
+        include_unproven: true,
         ..TuneOptions::default()
     };
     let report = gl.tune(&stream, &rows, &opts).unwrap();

@@ -172,6 +172,18 @@ pub enum GemmKernel {
     MmaGemvVariant(GemvVariant),
 }
 
+impl GemmKernel {
+    /// Whether every kernel this choice can launch has run on a GPU (bench/RESULTS.md): not yet
+    /// the GEMV variants, the weight-streaming tiles or the `wgmma` tiles.
+    pub const fn ran_on_gpu(self) -> bool {
+        match self {
+            GemmKernel::MmaGemvVariant(_) => false,
+            GemmKernel::Mma(Some(c)) => c.tile.ran_on_gpu(),
+            _ => true,
+        }
+    }
+}
+
 /// Block shapes of the weight-streaming GEMV besides its default (8 warps, 2 register steps),
 /// for up to 8 activation rows per block row; both keep more weight bytes in flight per SM than
 /// the default at one of the sizes it streams slowest (`bench/RESULTS-gpu-static.md`). Not yet
@@ -370,6 +382,11 @@ impl MmaTile {
     /// Whether this is a `wgmma` tile (`kernels/gemm_wgmma.cu`, sm_90 only).
     pub const fn is_wgmma(self) -> bool {
         matches!(self.spec().family, TileFamily::Wgmma)
+    }
+    /// Whether this tile's kernels have run on a GPU (bench/RESULTS.md): `gemm_mma.cu`'s, not
+    /// yet the weight-streaming or `wgmma` ones (built and simulated without a GPU).
+    pub const fn ran_on_gpu(self) -> bool {
+        matches!(self.spec().family, TileFamily::Mma)
     }
     /// Whether this is a weight-streaming tile (`kernels/gemv_mma.cu`'s staged kernels).
     pub const fn is_stream(self) -> bool {

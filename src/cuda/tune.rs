@@ -34,6 +34,11 @@ pub struct TuneOptions {
     /// A candidate replaces `Auto`'s own choice only when at least this fraction faster
     /// (noise guard). Default 0.03.
     pub min_gain: f64,
+    /// Also try the kernels that have not yet run on a GPU ([`GemmKernel::ran_on_gpu`]: the GEMV
+    /// variants, the weight-streaming and `wgmma` tiles — built and checked in the simulation
+    /// only). A wrong result is caught and rejected like any other, but a kernel that faults
+    /// leaves the process's CUDA context unusable. Default `false`.
+    pub include_unproven: bool,
 }
 
 impl Default for TuneOptions {
@@ -43,6 +48,7 @@ impl Default for TuneOptions {
             warmup: 3,
             flush_l2: true,
             min_gain: 0.03,
+            include_unproven: false,
         }
     }
 }
@@ -320,8 +326,15 @@ const SPLITS: [u32; 4] = [1, 2, 4, 8];
 /// up to 8 rows (where its GEMV once led); from sm_80 the tensor-core GEMV up to 128 rows, its
 /// variants up to 8, the weight-streaming tiles at 16 … 256 rows, the other tiles whose row
 /// count does not exceed `m` rounded up to a power of two (at least 16), and the `wgmma` tiles
-/// on sm_90 alone — each at split-K 1, 2, 4, 8 while every split keeps two k tiles.
-pub(crate) fn candidates(m: usize, k: usize, arch: u32) -> Vec<GemmKernel> {
+/// on sm_90 alone — each at split-K 1, 2, 4, 8 while every split keeps two k tiles; without
+/// `unproven`, only kernels that have run on a GPU ([`GemmKernel::ran_on_gpu`]).
+pub(crate) fn candidates(m: usize, k: usize, arch: u32, unproven: bool) -> Vec<GemmKernel> {
+    let mut v = all_candidates(m, k, arch);
+    v.retain(|c| unproven || c.ran_on_gpu());
+    v
+}
+
+fn all_candidates(m: usize, k: usize, arch: u32) -> Vec<GemmKernel> {
     let mut v = vec![GemmKernel::Auto];
     if m <= 8 {
         v.push(GemmKernel::Dp4a);
@@ -489,7 +502,7 @@ pub(crate) fn tune<E: Exec>(
         }
 
         let mut timed: Vec<(GemmKernel, f64)> = Vec::new();
-        for kernel in candidates(m, k, e.arch()) {
+        for kernel in candidates(m, k, e.arch(), opts.include_unproven) {
             let verify = || -> Result<Option<String>> {
                 for u8_act in [false, true] {
                     let mut y = e.upload(&poison)?;
@@ -772,7 +785,14 @@ mod tests {
         for arch in [61u32, 75, 80, 86, 89, 90, 100] {
             for m in [1usize, 2, 8, 9, 16, 17, 64, 100, 128, 129, 256, 257, 4096] {
                 for k in [16usize, 100, 4096] {
-                    let c = candidates(m, k, arch);
+                    let c = candidates(m, k, arch, true);
+                    // Without the unproven kernels: the same list less exactly those.
+                    let proven = candidates(m, k, arch, false);
+                    let expect: Vec<GemmKernel> =
+                        c.iter().copied().filter(|c| c.ran_on_gpu()).collect();
+                    assert_eq!(proven, expect, "m={m} k={k} sm_{arch}");
+                    assert!(proven.iter().all(|c| !matches!(c, GemmKernel::MmaGemvVariant(_))
+                        && !matches!(c, GemmKernel::Mma(Some(t)) if t.tile.is_wgmma() || t.tile.is_stream())));
                     assert_eq!(c[0], GemmKernel::Auto);
                     let set: std::collections::HashSet<String> =
                         c.iter().map(|k| k.to_string()).collect();
@@ -809,7 +829,7 @@ mod tests {
             }
         }
         // The design shapes get every split where K allows: 4096 has 64 k tiles of 64 bytes.
-        let c = candidates(128, 4096, 90);
+        let c = candidates(128, 4096, 90, true);
         for tile in [
             MmaTile::M16N128,
             MmaTile::Stream128x64,

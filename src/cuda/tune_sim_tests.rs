@@ -30,8 +30,10 @@ fn tuning_verifies_every_candidate_and_keeps_the_fastest_per_row_count() {
         let e = SimExec::with_arch(arch, sms);
         let l = DevLinear::new(&e, &layer(n, k, 7)).unwrap();
         let w = weights(&l);
-        let lists: Vec<Vec<GemmKernel>> =
-            rows.iter().map(|&m| tune::candidates(m, k, arch)).collect();
+        let lists: Vec<Vec<GemmKernel>> = rows
+            .iter()
+            .map(|&m| tune::candidates(m, k, arch, true))
+            .collect();
         // At row count j, the candidate at index 2 + j is the fastest (1/4 of Auto's time);
         // the others take Auto's time or slightly more.
         let fast = |j: usize| 2 + j;
@@ -44,13 +46,17 @@ fn tuning_verifies_every_candidate_and_keeps_the_fastest_per_row_count() {
                 1e-3 + i as f64 * 1e-6
             };
             i += 1;
-            if i == tune::candidates(rows[j], k, arch).len() {
+            if i == tune::candidates(rows[j], k, arch, true).len() {
                 j += 1;
                 i = 0;
             }
             Ok(t)
         };
-        let report = tune::tune(&e, &w, &rows, &TuneOptions::default(), &mut clock).unwrap();
+        let all = TuneOptions {
+            include_unproven: true,
+            ..TuneOptions::default()
+        };
+        let report = tune::tune(&e, &w, &rows, &all, &mut clock).unwrap();
         // Every candidate gave Auto's bits in the simulation, for s8 and u8 activations.
         assert_eq!(
             report.rejected().count(),
@@ -85,6 +91,31 @@ fn tuning_verifies_every_candidate_and_keeps_the_fastest_per_row_count() {
         );
         assert_eq!(report.tuning.shape(), (n, k));
         assert_eq!(report.tuning.arch(), arch);
+
+        // By default only the kernels that have run on a GPU are tried (no GEMV variant, no
+        // weight-streaming or wgmma tile).
+        let mut plain = |call: &mut dyn FnMut() -> crate::Result<()>, _: &TuneOptions| {
+            call()?;
+            Ok(1e-3)
+        };
+        let report = tune::tune(&e, &w, &rows, &TuneOptions::default(), &mut plain).unwrap();
+        for &m in &rows {
+            let tried: Vec<GemmKernel> = report
+                .candidates
+                .iter()
+                .filter(|c| c.0 == m)
+                .map(|c| c.1)
+                .collect();
+            assert_eq!(
+                tried,
+                tune::candidates(m, k, arch, false),
+                "sm_{arch} m={m}"
+            );
+            assert!(
+                tried.iter().all(|c| c.ran_on_gpu()),
+                "sm_{arch} m={m}: {tried:?}"
+            );
+        }
     }
 }
 
@@ -118,12 +149,13 @@ fn tuning_keeps_auto_unless_a_candidate_is_clearly_faster() {
     // With no guard the first of the faster ones wins.
     let opts = TuneOptions {
         min_gain: 0.0,
+        include_unproven: true,
         ..TuneOptions::default()
     };
     let report = tune::tune(&e, &w, &[5], &opts, &mut auto_then_faster()).unwrap();
     assert_eq!(
         report.tuning.entries()[0].kernel,
-        tune::candidates(5, 72, 90)[1]
+        tune::candidates(5, 72, 90, true)[1]
     );
     // Bad options and rows are typed errors, before anything runs.
     let mut never = |_: &mut dyn FnMut() -> crate::Result<()>,

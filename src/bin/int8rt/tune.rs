@@ -31,6 +31,10 @@ pub struct Args {
     /// as between the layers of a model).
     #[arg(long)]
     warm_l2: bool,
+    /// Also try the kernels not yet run on a GPU by the project (verified for bits like the
+    /// others; a kernel that faults would end the run).
+    #[arg(long)]
+    include_unproven: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -83,6 +87,7 @@ fn measure(a: &Args, dev: &int8rt::cuda::CudaDevice, out: &mut String) -> Result
     let opts = TuneOptions {
         reps: a.reps,
         flush_l2: !a.warm_l2,
+        include_unproven: a.include_unproven,
         ..TuneOptions::default()
     };
     let stream = dev.new_stream()?;
