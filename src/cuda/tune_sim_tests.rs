@@ -7,7 +7,7 @@ use super::exec::Exec;
 use super::ops::{DevLinear, GemmKernel};
 use super::sim::SimExec;
 use super::sim_tests::Rng;
-use super::tune::{self, GemmTuning, Outcome, TuneOptions, TuneWeights};
+use super::tune::{self, GemmTuning, Outcome, TuneOptions, TuneReport, TuneWeights};
 use crate::gemm::{Context, OutBuf, Path};
 use crate::nn::{LinearConfig, QuantLinear};
 
@@ -19,6 +19,16 @@ fn layer(n: usize, k: usize, seed: u64) -> QuantLinear {
 
 fn weights(l: &DevLinear<SimExec>) -> TuneWeights<'_, SimExec> {
     l.tune_weights("simulated GPU")
+}
+
+/// The kernels a tuning tried at `m` rows, in order.
+fn tried(report: &TuneReport, m: usize) -> Vec<GemmKernel> {
+    report
+        .candidates
+        .iter()
+        .filter(|c| c.0 == m)
+        .map(|c| c.1)
+        .collect()
 }
 
 #[test]
@@ -65,12 +75,7 @@ fn tuning_verifies_every_candidate_and_keeps_the_fastest_per_row_count() {
             report.rejected().collect::<Vec<_>>()
         );
         for (j, &m) in rows.iter().enumerate() {
-            let tried: Vec<GemmKernel> = report
-                .candidates
-                .iter()
-                .filter(|c| c.0 == m)
-                .map(|c| c.1)
-                .collect();
+            let tried = tried(&report, m);
             assert_eq!(tried, lists[j], "sm_{arch} m={m}");
             assert!(report
                 .candidates
@@ -100,12 +105,7 @@ fn tuning_verifies_every_candidate_and_keeps_the_fastest_per_row_count() {
         };
         let report = tune::tune(&e, &w, &rows, &TuneOptions::default(), &mut plain).unwrap();
         for &m in &rows {
-            let tried: Vec<GemmKernel> = report
-                .candidates
-                .iter()
-                .filter(|c| c.0 == m)
-                .map(|c| c.1)
-                .collect();
+            let tried = tried(&report, m);
             assert_eq!(
                 tried,
                 tune::candidates(m, k, arch, false),
