@@ -65,20 +65,9 @@ static_assert(STAGING_FITS<C16x128> && STAGING_FITS<C64x128> && STAGING_FITS<C12
                   STAGING_FITS<C256x128>,
               "the epilogue's staging and the split-K flag fit in the pipeline's shared memory");
 
-// One operand's share of the pipeline's copies for this thread (tile.cuh).
-template <class C, int ROWS>
-using OperandLoader = tile::OperandLoader<C::THREADS, ROWS, BK>;
-
-// Stage `stage` of the pipeline ← k tile `kt` (both operands). FULL: the caller knows the tile
-// lies below K.
-template <class C, bool FULL>
-I8RT_INLINE void load_stage(const OperandLoader<C, C::BM>& la, const OperandLoader<C, C::BN>& lb, int k, int stage,
-                            int kt) {
-    const long long k0 = (long long)kt * BK;
-    const unsigned base = (unsigned)(stage * C::STAGE_BYTES);
-    la.template load<FULL>(base, k0, k);
-    lb.template load<FULL>(base + (unsigned)C::A_BYTES, k0, k);
-}
+// This thread's share of a stage's copies (tile.cuh), laid out as the Config says.
+template <class C>
+using StageLoader = tile::StageLoader<C::THREADS, C::BM, C::BN, BK>;
 
 template <class C, bool U8>
 I8RT_INLINE void body(const MmaParams& q) {
@@ -99,10 +88,10 @@ I8RT_INLINE void body(const MmaParams& q) {
 #pragma unroll
             for (int e = 0; e < 4; ++e) acc[i][j][e] = 0;
 
-    OperandLoader<C, C::BM> la;
-    OperandLoader<C, C::BN> lb;
-    la.init(static_cast<const unsigned char*>(p.x), p.lda, p.m, bm);
-    lb.init(reinterpret_cast<const unsigned char*>(p.w), p.ldb, p.n, bn);
+    static_assert(StageLoader<C>::STAGE_BYTES == C::STAGE_BYTES && StageLoader<C>::A_BYTES == C::A_BYTES,
+                  "one stage layout");
+    StageLoader<C> ld;
+    ld.init(p, bm, bn);
 
     // The k tiles in the order they are loaded: the block's last one first — the only one that
     // may reach past K (integer sums do not care about order), so every load after the first
@@ -110,8 +99,8 @@ I8RT_INLINE void body(const MmaParams& q) {
     // Prologue: STAGES − 1 stages in flight (one commit group each, empty past the end).
 #pragma unroll
     for (int s = 0; s < C::STAGES - 1; ++s) {
-        if (s == 0 && nkt > 0) load_stage<C, false>(la, lb, p.k, 0, kt1 - 1);
-        if (s > 0 && s < nkt) load_stage<C, true>(la, lb, p.k, s, kt0 + s - 1);
+        if (s == 0 && nkt > 0) ld.template load<false>(0, 0, kt1 - 1, p.k);
+        if (s > 0 && s < nkt) ld.template load<true>(0, s, kt0 + s - 1, p.k);
         cp_async_commit();
     }
     // Fragment row addresses within a stage: A rows of this lane's ldmatrix matrix (lanes 0–15
@@ -135,7 +124,7 @@ I8RT_INLINE void body(const MmaParams& q) {
         // thread has finished computing on stage i − 1, which the prefetch below overwrites.
         cp_async_wait<C::STAGES - 2>();
         block_sync();
-        if (i + C::STAGES - 1 < nkt) load_stage<C, true>(la, lb, p.k, write_stage, kt0 + i + C::STAGES - 2);
+        if (i + C::STAGES - 1 < nkt) ld.template load<true>(0, write_stage, kt0 + i + C::STAGES - 2, p.k);
         cp_async_commit();
         write_stage = write_stage + 1 == C::STAGES ? 0 : write_stage + 1;
 

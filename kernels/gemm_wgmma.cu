@@ -20,7 +20,7 @@
 // - the output tile comes from tile.cuh's grouped order (8 tile rows per group), so the blocks
 //   resident at once share operand tiles in L2 at large shapes;
 // - k advances in stages of BK = 128 bytes (one 128-byte swizzle row per operand row).
-//   `cp.async` (tile.cuh's OperandLoader) copies the X rows (A, BM × 128 B) and W rows (B,
+//   `cp.async` (tile.cuh's StageLoader) copies the X rows (A, BM × 128 B) and W rows (B,
 //   BN × 128 B) of a stage into shared memory with chunk c of row r at c ^ (r & 7): the layout
 //   wgmma's 128-byte swizzle mode reads, given operand tiles whose base is 1024-byte aligned in
 //   the shared window (the block rounds its base up; the host reserves 1 KiB for that). The one
@@ -64,16 +64,9 @@ using C64x256 = Config<64, 256, 4>;
 using C64x128 = Config<64, 128, 4>;
 using C128x128D3 = Config<128, 128, 3>;
 
-// Stage `stage` (at shared offset `base` + stage · STAGE_BYTES) ← k tile `kt` of both operands.
-template <class C, bool FULL>
-I8RT_INLINE void load_stage(const tile::OperandLoader<C::THREADS, C::BM, BK>& la,
-                            const tile::OperandLoader<C::THREADS, C::BN, BK>& lb, int k, unsigned base, int stage,
-                            int kt) {
-    const long long k0 = (long long)kt * BK;
-    const unsigned s = base + (unsigned)(stage * C::STAGE_BYTES);
-    la.template load<FULL>(s, k0, k);
-    lb.template load<FULL>(s + (unsigned)C::A_BYTES, k0, k);
-}
+// This thread's share of a stage's copies (tile.cuh), laid out as the Config says.
+template <class C>
+using StageLoader = tile::StageLoader<C::THREADS, C::BM, C::BN, BK>;
 
 template <class C, bool U8>
 I8RT_INLINE void body(const MmaParams& q) {
@@ -94,18 +87,18 @@ I8RT_INLINE void body(const MmaParams& q) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[0][j][e] = 0;
 
-    tile::OperandLoader<C::THREADS, C::BM, BK> la;
-    tile::OperandLoader<C::THREADS, C::BN, BK> lb;
-    la.init(static_cast<const unsigned char*>(p.x), p.lda, p.m, bm);
-    lb.init(reinterpret_cast<const unsigned char*>(p.w), p.ldb, p.n, bn);
+    static_assert(StageLoader<C>::STAGE_BYTES == C::STAGE_BYTES && StageLoader<C>::A_BYTES == C::A_BYTES,
+                  "one stage layout");
+    StageLoader<C> ld;
+    ld.init(p, bm, bn);
 
     // Load order as in gemm_mma.cu: the block's last k tile first (the only one that may reach
     // past K), then the others from the first: kt(0) = kt1 − 1, kt(i) = kt0 + i − 1.
     // Prologue: STAGES − 2 stages in flight (one commit group each, empty past the end).
 #pragma unroll
     for (int s = 0; s < C::STAGES - 2; ++s) {
-        if (s == 0 && nkt > 0) load_stage<C, false>(la, lb, p.k, base, 0, kt1 - 1);
-        if (s > 0 && s < nkt) load_stage<C, true>(la, lb, p.k, base, s, kt0 + s - 1);
+        if (s == 0 && nkt > 0) ld.template load<false>(base, 0, kt1 - 1, p.k);
+        if (s > 0 && s < nkt) ld.template load<true>(base, s, kt0 + s - 1, p.k);
         cp_async_commit();
     }
     // Descriptor addresses: the warpgroup's 64 rows of A, all BN rows of B; 8-row groups 1024
@@ -118,7 +111,7 @@ I8RT_INLINE void body(const MmaParams& q) {
         cp_async_wait<C::STAGES - 3>();
         fence_proxy_async();
         block_sync();
-        if (i + C::STAGES - 2 < nkt) load_stage<C, true>(la, lb, p.k, base, write_stage, kt0 + i + C::STAGES - 3);
+        if (i + C::STAGES - 2 < nkt) ld.template load<true>(base, write_stage, kt0 + i + C::STAGES - 3, p.k);
         cp_async_commit();
         write_stage = write_stage + 1 == C::STAGES ? 0 : write_stage + 1;
 

@@ -125,6 +125,29 @@ struct OperandLoader {
     }
 };
 
+// Both operands' share of a pipeline stage's copies for this thread: A = X rows [bm, bm + BM),
+// B = W rows [bn, bn + BN), BK bytes each; a stage holds A's rows, then B's (A_BYTES later).
+template <int THREADS, int BM, int BN, int BK>
+struct StageLoader {
+    static constexpr int A_BYTES = BM * BK, STAGE_BYTES = (BM + BN) * BK;
+    OperandLoader<THREADS, BM, BK> a;
+    OperandLoader<THREADS, BN, BK> b;
+
+    I8RT_INLINE void init(const GemmParams& p, int bm, int bn) {
+        a.init(static_cast<const unsigned char*>(p.x), p.lda, p.m, bm);
+        b.init(reinterpret_cast<const unsigned char*>(p.w), p.ldb, p.n, bn);
+    }
+    // Stage `stage` (at shared offset `base` + stage · STAGE_BYTES) ← k tile `kt` of both
+    // operands. FULL: the caller knows the tile lies below K.
+    template <bool FULL>
+    I8RT_INLINE void load(unsigned base, int stage, int kt, int k) const {
+        const long long k0 = (long long)kt * BK;
+        const unsigned s = base + (unsigned)(stage * STAGE_BYTES);
+        a.template load<FULL>(s, k0, k);
+        b.template load<FULL>(s + (unsigned)A_BYTES, k0, k);
+    }
+};
+
 // The epilogue's per-warp staging rows (16 rows of WN words, pitch WN + 8) and, after them, the
 // split-K flag: both in the pipeline's shared memory once the main loop is done.
 template <int WN>
