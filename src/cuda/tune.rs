@@ -426,7 +426,8 @@ pub(crate) fn tune<E: Exec>(
     let mut entries = Vec::new();
     let mut report = Vec::new();
     // The weights on the host, read back once (for the check of the default path).
-    let mut host_w: Option<Result<Vec<i8>>> = None;
+    let mut host_w = vec![0i8; n * w.ldb];
+    e.read(w.w, &mut host_w)?;
     for &m in &rows {
         let len = crate::error::checked_len("tuning activations", m, lda)?;
         let mut s = 0x2545_f491_4f6c_dd1d_u64 ^ m as u64;
@@ -478,18 +479,10 @@ pub(crate) fn tune<E: Exec>(
         e.read(&y, &mut want)?;
         // ... themselves checked against the host on three rows: the tuning doubles as a check
         // of the default path on this GPU.
-        let host_w = host_w.get_or_insert_with(|| {
-            let mut v = vec![0i8; n * w.ldb];
-            e.read(w.w, &mut v).map(|_| v)
-        });
-        let host_w = host_w.as_ref().map_err(|err| Error::Cuda {
-            context: "tuning: reading the weights back".into(),
-            detail: err.to_string(),
-        })?;
         let rows_x = HostRows {
             x: &host_x,
             lda,
-            w: host_w,
+            w: &host_w,
             ldb: w.ldb,
             n,
             k,
