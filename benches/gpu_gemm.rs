@@ -33,9 +33,10 @@
 //! `INT8RT_BENCH_SWEEP=1` also times every tensor-core tile at split-K factors 1, 2, 4, 8 and 16
 //! (i32 out; rows `mma_<tile>_s<splits>`, tile as `MmaTile::label`): the data for tuning the
 //! dispatch table (`cuda::ops::mma_dispatch`). `INT8RT_BENCH_SWEEP=stream` times only the
-//! weight-streaming tiles (`MmaTile::Stream*`, not yet in the table) at M = 16 … 256 and the
-//! `wgmma` tiles (sm_90) at M = 64 … 256, with M = 256 added; either sweep ends with the fastest
-//! configuration per shape.
+//! weight-streaming tiles (`MmaTile::Stream*`; the 64 × 64 one serves 33 … 128 rows in the sm_90
+//! table) at M = 16 … 256 and the `wgmma` tiles (sm_90) at M = 64 … 256; either sweep ends with
+//! the fastest configuration per shape. `INT8RT_BENCH_QUICK=1` times every row in the sweep's shorter windows (0.1 s warm-up,
+//! 0.5 s measured) without sweeping.
 //!
 //!   cargo bench --features gpu-bench --bench gpu_gemm
 //!   cargo bench --features gpu-bench --bench gpu_gemm -- 'gpu/1x4096x4096'
@@ -360,9 +361,11 @@ fn bench_shape(
     let stream = dev.new_stream().unwrap();
     let mut g = c.benchmark_group(format!("gpu/{m}x{k}x{n}"));
     g.throughput(Throughput::Elements(2 * (m * n * k) as u64));
-    // The sweep times ~25 configurations per shape: shorter windows keep it inside one device call.
-    g.warm_up_time(Duration::from_millis(if sweep_on { 100 } else { 300 }));
-    g.measurement_time(Duration::from_millis(if sweep_on { 500 } else { 1500 }));
+    // The sweep times ~25 configurations per shape: shorter windows keep it inside one device
+    // call (`INT8RT_BENCH_QUICK=1` asks for them without a sweep).
+    let quick = sweep_on || std::env::var("INT8RT_BENCH_QUICK").is_ok_and(|v| v == "1");
+    g.warm_up_time(Duration::from_millis(if quick { 100 } else { 300 }));
+    g.measurement_time(Duration::from_millis(if quick { 500 } else { 1500 }));
     g.sample_size(10);
     let nsets = ROTATE_BYTES.div_ceil(m * k + n * k).clamp(1, 8);
     let record = |name: &str, v: Vec<f64>, ev: f64| {
@@ -631,11 +634,10 @@ fn main() {
     }
     let mut shapes = SHAPES.to_vec();
     shapes.extend(EXTRA_SHAPES);
-    // `INT8RT_BENCH_SWEEP`: tiles × split-K factors too, and M = 256.
+    // M = 256, the top of issue 4's 16 … 256 rows (`INT8RT_BENCH_SWEEP`: tiles × split-K factors
+    // too).
+    shapes.push((256, 4096, 4096));
     let sweep = Sweep::from_env();
-    if sweep != Sweep::Off {
-        shapes.push((256, 4096, 4096));
-    }
     for &s in &shapes {
         let id = format!("gpu/{}x{}x{}", s.0, s.1, s.2);
         if filter.as_deref().is_some_and(|f| !id.contains(f)) {

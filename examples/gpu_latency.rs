@@ -1,8 +1,9 @@
 //! examples/gpu_latency.rs — the per-call latency of a `CudaQuantLinear` forward on a GPU: 300
 //! calls each from host slices (`forward`: upload, quantize, GEMM, download), on device buffers
 //! (`forward_device`, which waits for its non-finite report) and enqueued with the report read
-//! after all of them (`forward_device_async`; also with the GEMV launched overlapped with the
-//! quantization before it, `set_overlapped_launch`), per shape, then the same with cudarc's event
+//! after all of them (`forward_device_async`, with the GEMV launched overlapped with the
+//! quantization before it — a layer's default — and without, `set_overlapped_launch(false)`),
+//! per shape, then the same with cudarc's event
 //! tracking off. The figures quoted in bench/RESULTS.md ("per-call fixed cost") come from this
 //! program; the GEMM alone is timed by benches/gpu_gemm.rs.
 //!
@@ -18,7 +19,7 @@ use int8rt::nn::{LinearConfig, QuantLinear};
 fn main() -> Result<()> {
     let dev = CudaDevice::new(0)?;
     println!("{}", dev.name());
-    println!("| shape M×K×N | event tracking | forward, host slices (µs) | forward_device (µs) | forward_device_async, waited after all (µs) | the same, GEMV overlapped (µs) |");
+    println!("| shape M×K×N | event tracking | forward, host slices (µs) | forward_device (µs) | forward_device_async, waited after all, GEMV not overlapped (µs) | the same, GEMV overlapped: the default (µs) |");
     println!("|---|---|---:|---:|---:|---:|");
     for tracking in [true, false] {
         if !tracking {

@@ -2,7 +2,8 @@
 # scripts/gpu-bundle.sh — build, on this machine (no GPU needed), everything the GPU verification
 # runs, into the git-ignored gpu-bundle/: the GPU test binaries (tests/gpu.rs, tests/gpu_calib.rs,
 # tests/qat_gpu.rs, tests/kernels_static.rs), the GPU benches (benches/gpu_gemm.rs, benches/gpu_calib_collect.rs),
-# the per-call latency probe (examples/gpu_latency.rs),
+# the per-call latency probe (examples/gpu_latency.rs), the one-kernel runner for a profiler
+# (examples/gpu_profile.rs),
 # the PyTorch peers script (shared/bench/gpu-peers.py) and run.sh (scripts/gpu-run.sh). The
 # kernels are compiled with NVRTC here and embedded as CUBIN (sm_80, sm_90) + PTX (compute_61), so
 # the GPU machine needs only its driver. Binaries are stripped and shipped as one bin.tar.xz (every
@@ -43,14 +44,15 @@ for line in sys.stdin:
         --test qat_gpu --test kernels_static | executables gpu gpu_calib qat_gpu kernels_static
     cargo bench --features gpu-bench --bench gpu_gemm --bench gpu_calib_collect --no-run --message-format=json \
         | executables gpu_gemm gpu_calib_collect
-    cargo build --release --features cuda --example gpu_latency --message-format=json | executables gpu_latency
+    cargo build --release --features cuda --example gpu_latency --example gpu_profile --message-format=json \
+        | executables gpu_latency gpu_profile
 } > "$out/.artifacts"
 while read -r name path; do
     cp "$path" "$out/bin/$name"
     strip "$out/bin/$name"
 done < "$out/.artifacts"
 rm "$out/.artifacts"
-for b in gpu gpu_calib qat_gpu kernels_static gpu_gemm gpu_calib_collect gpu_latency; do
+for b in gpu gpu_calib qat_gpu kernels_static gpu_gemm gpu_calib_collect gpu_latency gpu_profile; do
     [ -x "$out/bin/$b" ] || { echo "missing binary $b" >&2; exit 1; }
 done
 tar -C "$out" -cf - bin | xz -9 -T2 > "$out/bin.tar.xz"

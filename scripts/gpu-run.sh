@@ -15,6 +15,11 @@
 #   INT8RT_BENCH_FILTER="4096x4096 x8192x8192" ...  # the GEMM bench on those shapes only
 #   INT8RT_BENCH_FILTER=per-shape ...          # every shape in its own bench process
 #   INT8RT_SKIP_PEERS=1 ...                   # without the PyTorch peers
+#   INT8RT_BENCH_QUICK=1 ...                  # the bench's shorter timing windows, no sweep
+#   INT8RT_PROFILE="64x4096x4096=gemv 64x4096x4096=mma:stream64x64:4" ...
+#                                            # each of those forced kernels run once
+#                                            # (examples/gpu_profile.rs), under Nsight Compute
+#                                            # when ncu is found (its report in profile.log)
 #   Test binaries run one test per process (INT8RT_TEST_TIMEOUT s each, default 180), every other
 #   step under INT8RT_STEP_TIMEOUT s (default 480): a kernel that faults or hangs on the hardware
 #   costs its own test or step, not the rest of the device call.
@@ -36,6 +41,10 @@ if command -v cuobjdump > /dev/null; then export INT8RT_CUOBJDUMP="$(command -v 
 # so a run cut off at its time limit still returns what it did.
 if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then logs="$OUT"; else logs="$(mktemp -d)"; fi
 cd "$logs"
+# Criterion's own reports (hundreds of small files) go to scratch, not beside the logs: the
+# device tool brings back only so many files from $OUT, and a run of 2026-11-26 lost its test
+# logs to them.
+export CRITERION_HOME="${CRITERION_HOME:-$(mktemp -d)/criterion}"
 gpu="$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
 echo "GPU: ${gpu:-unknown}; bundle commit $(cat "$dir/COMMIT" 2>/dev/null || echo unknown)"
 
@@ -47,8 +56,8 @@ step() {
     shift
     echo "== $name: $*"
     local t0=$SECONDS limit=(timeout -k 10 "${INT8RT_STEP_TIMEOUT:-480}")
-    # (each_test, a function, limits each of its processes itself)
-    [ "$1" = each_test ] && limit=()
+    # (a function — each_test, profile — limits each of its processes itself)
+    [ "$(type -t "$1")" = function ] && limit=()
     if "${limit[@]}" "$@" > "$logs/$name.log" 2>&1; then r=pass; else r=FAIL; fi
     tail -n 40 "$logs/$name.log"
     steps+=("$name|$r|$((SECONDS - t0)) s|$(grep -h '^test result' "$logs/$name.log" | sed 's/test result: //; s/; finished.*//' | tr '\n' ' ')")
@@ -80,11 +89,11 @@ step gpu-tests each_test "$bins/gpu"
 step kernel-checks "$bins/kernels_static" --nocapture
 if [ "${INT8RT_BENCH_FILTER:-}" = per-shape ]; then
     # One bench process per shape (a kernel that faults costs its shape alone): the issue's
-    # shapes, M = 16, 64 (and 256 for a sweep) at 4096², M = 1, 8 at 8192².
+    # shapes, M = 16, 64, 256 at 4096², M = 1, 8 at 8192².
     INT8RT_BENCH_FILTER="/1x4096x4096 /8x4096x4096 /16x4096x4096 /32x4096x4096 /64x4096x4096"
     INT8RT_BENCH_FILTER="$INT8RT_BENCH_FILTER /128x4096x4096 /1x8192x8192 /8x8192x8192 /512x1024x1024"
     INT8RT_BENCH_FILTER="$INT8RT_BENCH_FILTER /1024x4096x1024 /2048x2048x2048 /8192x8192x8192"
-    [ -n "${INT8RT_BENCH_SWEEP:-}" ] && INT8RT_BENCH_FILTER="$INT8RT_BENCH_FILTER /256x4096x4096"
+    INT8RT_BENCH_FILTER="$INT8RT_BENCH_FILTER /256x4096x4096"
 fi
 if [ -n "${INT8RT_BENCH_FILTER:-}" ]; then
     # Only the shapes whose criterion group name contains one of the filters (e.g. "4096x4096";
@@ -93,13 +102,31 @@ if [ -n "${INT8RT_BENCH_FILTER:-}" ]; then
 else
     step bench "$bins/gpu_gemm" --bench
 fi
-# The peers at the bench's shapes (benches/gpu_gemm.rs: SHAPES, EXTRA_SHAPES, and M = 256 in a sweep).
+# The peers at the bench's shapes (benches/gpu_gemm.rs: SHAPES, EXTRA_SHAPES, M = 256).
 shapes="1,4096,4096 8,4096,4096 32,4096,4096 128,4096,4096 512,1024,1024 1024,4096,1024 2048,2048,2048"
 shapes="$shapes 8192,8192,8192 2,4096,4096 4,4096,4096 16,4096,4096 64,4096,4096 1,8192,8192 8,8192,8192"
-[ -n "${INT8RT_BENCH_SWEEP:-}" ] && shapes="$shapes 256,4096,4096"
+shapes="$shapes 256,4096,4096"
 # shellcheck disable=SC2086
 [ -z "${INT8RT_SKIP_PEERS:-}" ] && step peers python3 "$dir/gpu-peers.py" --shapes $shapes
 [ -x "$bins/gpu_latency" ] && step latency "$bins/gpu_latency"
+# One forced kernel per spec, under Nsight Compute when it is installed (the sections that say
+# whether a kernel is bound by memory, by latency or by issue), else timed by events alone.
+profile() {
+    local ncu spec
+    ncu="$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2> /dev/null | head -1)"
+    for spec in $INT8RT_PROFILE; do
+        echo "== $spec"
+        if [ -n "$ncu" ]; then
+            timeout -k 5 90 "$ncu" -k 'regex:^(gemm|gemv)' --launch-skip 3 --launch-count 1 \
+                --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+                --section LaunchStats --section WarpStateStats --section SchedulerStats \
+                "$bins/gpu_profile" "$spec" && continue
+            echo "ncu failed on $spec; without it:"
+        fi
+        "$bins/gpu_profile" "$spec"
+    done
+}
+[ -n "${INT8RT_PROFILE:-}" ] && [ -x "$bins/gpu_profile" ] && step profile profile
 step gpu-calib-tests each_test "$bins/gpu_calib"
 step qat-gpu-tests each_test "$bins/qat_gpu"
 # INT8RT_SKIP_CALIB_BENCH=1 leaves out the calibration-collection bench (its kernels unchanged).

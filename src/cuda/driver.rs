@@ -108,6 +108,8 @@ struct Inner {
     modules: Mutex<HashMap<Module, (Arc<CudaModule>, KernelImage)>>,
     /// Each loaded function, with the dynamic shared memory it has been allowed (bytes).
     functions: Mutex<HashMap<KernelId, (CudaFunction, u32)>>,
+    /// Whether `kernels/gemm_wgmma.cu` loads here (asked once: `Auto`'s large tiles on sm_90).
+    wgmma: OnceLock<bool>,
 }
 
 /// One CUDA device: its primary context, name, compute capability, and the kernel modules
@@ -169,6 +171,7 @@ impl CudaDevice {
                 source,
                 modules: Mutex::new(HashMap::new()),
                 functions: Mutex::new(HashMap::new()),
+                wgmma: OnceLock::new(),
             }),
         })
     }
@@ -203,6 +206,18 @@ impl CudaDevice {
     /// The context's default stream.
     pub fn default_stream(&self) -> Arc<CudaStream> {
         self.inner.ctx.default_stream()
+    }
+
+    /// Whether the sm_90a `wgmma` kernels run on this device: it is sm_90 and their module
+    /// loads from the kernel source it was opened with (there is no PTX of them, so
+    /// [`KernelSource::Ptx`] leaves them out). Asked once per device; `GemmKernel::Auto`'s
+    /// large tiles on Hopper depend on it.
+    pub fn wgmma_available(&self) -> bool {
+        let (major, minor) = self.inner.cc;
+        *self
+            .inner
+            .wgmma
+            .get_or_init(|| major * 10 + minor == 90 && self.module(Module::GemmWgmma).is_ok())
     }
 
     /// Load `m` (if not yet loaded) and say which image it came from.
@@ -426,6 +441,9 @@ impl Exec for CudaExec {
     }
     fn sm_count(&self) -> u32 {
         self.dev.inner.sms
+    }
+    fn wgmma_available(&self) -> bool {
+        self.dev.wgmma_available()
     }
     fn stream_key(&self) -> usize {
         Arc::as_ptr(&self.stream) as usize

@@ -66,6 +66,11 @@ pub(crate) trait Exec {
     fn arch(&self) -> u32;
     /// The device's streaming multiprocessors.
     fn sm_count(&self) -> u32;
+    /// Whether the sm_90a `wgmma` tiles can run here (the device is sm_90 and their module
+    /// loads); `GemmKernel::Auto` chooses them on Hopper only then.
+    fn wgmma_available(&self) -> bool {
+        self.arch() == 90
+    }
     /// Identifies the executor's stream: work with equal keys runs in order, so scratch cached
     /// under a key may be reused by the next call with that key.
     fn stream_key(&self) -> usize;

@@ -144,7 +144,9 @@ impl CudaQuantLinear {
     /// (programmatic dependent launch, sm_90 and newer; see
     /// [`CudaWeights::set_overlapped_launch`](crate::cuda::CudaWeights::set_overlapped_launch)):
     /// at decode sizes the weights start streaming while the input is still being quantized.
-    /// The same bits; off by default until measured on a GPU.
+    /// The same bits. On by default since the H200 run of 2026-11-26 (the GPU tests' chains
+    /// kept the CPU's bits; ~2–3 µs less per forward in a chain of them, `bench/RESULTS.md`);
+    /// `false` launches every kernel of the forward in plain stream order.
     pub fn set_overlapped_launch(&mut self, on: bool) {
         self.layer.overlap = on;
     }

@@ -38,9 +38,10 @@ const GEMV_THREADS: u32 = 256;
 const GEMV_MAX_BM: usize = 32;
 /// Activation rows per block row of the GEMV's block variants ([`GemvVariant`]; their one width).
 const GEMV_VARIANT_BM: usize = 8;
-/// `GemmKernel::Auto` runs the weight-streaming tensor-core GEMV up to this many rows (H200,
-/// 4096², one run, before the streaming hint: 8.5 µs against 10.1 for the dp4a GEMV at M = 1,
-/// 18.6 against 19.4 for the sweep's best tile at M = 64, 31.0 against 25.5 at M = 128).
+/// `GemmKernel::Auto` runs the weight-streaming tensor-core GEMV up to this many rows without
+/// the `wgmma` rules ([`gemv_auto_max_m`]; H200, 4096², one run, before the streaming hint:
+/// 8.5 µs against 10.1 for the dp4a GEMV at M = 1, 18.6 against 19.4 for the sweep's best
+/// `mma.sync` tile at M = 64, 31.0 against 25.5 at M = 128).
 pub(crate) const GEMV_AUTO_MAX_M: usize = 64;
 
 /// The row stride the crate uses for `k` int8 values.
@@ -167,17 +168,18 @@ pub enum GemmKernel {
     /// weights straight from memory into `mma` fragments, 8, 16 or 32 activation rows per block
     /// row (any `M`; built for few). `Err(PathUnavailable)` like [`GemmKernel::Mma`].
     MmaGemv,
-    /// A block variant of the GEMV ([`GemvVariant`], 8 activation rows per block row): forced
-    /// only, not yet measured on a GPU. `Err(PathUnavailable)` like [`GemmKernel::Mma`].
+    /// A block variant of the GEMV ([`GemvVariant`], 8 activation rows per block row); `Auto`
+    /// runs the narrow one where it measured faster (`gemv_auto_variant`).
+    /// `Err(PathUnavailable)` like [`GemmKernel::Mma`].
     MmaGemvVariant(GemvVariant),
 }
 
 impl GemmKernel {
-    /// Whether every kernel this choice can launch has run on a GPU (bench/RESULTS.md): not yet
-    /// the GEMV variants, the weight-streaming tiles or the `wgmma` tiles.
+    /// Whether every kernel this choice can launch has run on a GPU and matched the reference
+    /// there (bench/RESULTS.md): all since the H200 run of 2026-11-26 (the GEMV variants with
+    /// the tiles, [`MmaTile::ran_on_gpu`]); the tuner tries only these unless asked.
     pub const fn ran_on_gpu(self) -> bool {
         match self {
-            GemmKernel::MmaGemvVariant(_) => false,
             GemmKernel::Mma(Some(c)) => c.tile.ran_on_gpu(),
             _ => true,
         }
@@ -186,8 +188,9 @@ impl GemmKernel {
 
 /// Block shapes of the weight-streaming GEMV besides its default (8 warps, 2 register steps),
 /// for up to 8 activation rows per block row; both keep more weight bytes in flight per SM than
-/// the default at one of the sizes it streams slowest (`bench/RESULTS-gpu-static.md`). Not yet
-/// measured: `Auto` does not choose them.
+/// the default at one of the sizes it streams slowest (`bench/RESULTS-gpu-static.md`). `Auto`
+/// runs the narrow one where the H200 measured it faster (`gemv_auto_variant`); the wide one
+/// is forced or tuned only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemvVariant {
     /// 4 warps, 3 register steps (`gemv_mma_m8_narrow_*`, 4 blocks per SM): at 8192 weight
@@ -383,10 +386,14 @@ impl MmaTile {
     pub const fn is_wgmma(self) -> bool {
         matches!(self.spec().family, TileFamily::Wgmma)
     }
-    /// Whether this tile's kernels have run on a GPU (bench/RESULTS.md): `gemm_mma.cu`'s, not
-    /// yet the weight-streaming or `wgmma` ones (built and simulated without a GPU).
+    /// Whether this tile's kernels have run on a GPU and given the reference's bits there
+    /// (bench/RESULTS.md): all of them since the H200 run of 2026-11-26 (fourth session), whose
+    /// GPU tests checked every tile × split-K factor and the tuner's bit check every candidate.
+    /// A tile added later starts `false` until a GPU run passes it.
     pub const fn ran_on_gpu(self) -> bool {
-        matches!(self.spec().family, TileFamily::Mma)
+        match self.spec().family {
+            TileFamily::Mma | TileFamily::Stream { .. } | TileFamily::Wgmma => true,
+        }
     }
     /// Whether this is a weight-streaming tile (`kernels/gemv_mma.cu`'s staged kernels).
     pub const fn is_stream(self) -> bool {
@@ -513,30 +520,63 @@ pub(crate) fn resident_blocks(tile: MmaTile, arch: u32) -> usize {
     by_smem.min(by_threads).min(by_regs).clamp(1, 32)
 }
 
-/// The dispatch table of the tensor-core GEMM: a block tile, then a split-K factor. Tuned on an
-/// H200 (sm_90, 132 SMs) from the GPU bench's sweep of every tile × split-K factor on the design
-/// shapes and M = 1 … 256 (bench/RESULTS.md, 2026-11-25); sm_80 follows the same rules, unmeasured:
+/// The dispatch table of the tensor-core GEMM: a block tile, then a split-K factor.
+///
+/// On sm_90 with the `wgmma` kernels available (`hopper`), from the H200 run of 2026-11-26
+/// (fourth session: the bench's tuned rows and the weight-streaming sweep, bench/RESULTS.md):
+/// - `M ≤ 128`: the 64 × 64 weight-streaming tile (64 × 4096²: 15.7 µs against 17.6 for the GEMV,
+///   the tuner's choice with split-K 4; 128 × 4096²: 19.9 µs against 25.0 for 16 × 128, split 2);
+/// - `wgmma` 128 × 256 tiles enough for two per multiprocessor: that tile (8192³: 1.045 ms,
+///   82 % of cuBLASLt int8, against 1.19 for the 3-stage 128 × 128 and 1.61 for `mma.sync`);
+/// - `wgmma` 128 × 128 tiles enough for one per multiprocessor: the 3-stage 128 × 128 (two
+///   blocks per SM; 2048³: 26.1 µs against 30.0 for 128 × 256 and 37.2 for `mma.sync`);
+/// - `wgmma` 64 × 128 tiles enough for two per multiprocessor, or K deep enough (≥ 2048) for
+///   split-K to fill the GPU: 64 × 128 (256 × 4096²: 23.7 µs against 29.7; 1024 × 4096 × 1024:
+///   22.9 against 29.7; the tuner split both twice);
+/// - otherwise (few tiles, shallow K) 16 × 128, as below (512 × 1024 × 1024: the tuner kept it).
+///
+/// Elsewhere (sm_80 and sm_90 without `wgmma`: `mma.sync` tiles; from the H200 sweep of
+/// 2026-11-25, which sm_80 follows unmeasured):
 /// - `M ≤ 128`: 16 × 128 — up to 128 rows the weights' re-reads from L2 cost less than the idle
 ///   multiprocessors a larger tile leaves (16-row tiles won by 1.2–1.5× at M = 2 … 64);
 /// - 128 × 128 tiles enough for eight per multiprocessor: 128 × 128 (8192³: 1.63 ms, against
 ///   1.84 for 128 × 256, whose larger warp tiles do not pay off with `mma.sync` here);
 /// - 64 × 128 tiles enough for two per multiprocessor, or K deep enough (≥ 2048) for split-K to
 ///   fill the GPU: 64 × 128;
-/// - otherwise (few tiles, shallow K): 16 × 128 (512 × 1024 × 1024: 11.0 µs against 18.5);
-/// - split-K when the tiles give fewer than two blocks per multiprocessor and K has at least 32
-///   k tiles: the power of two at or below the factor that reaches two per multiprocessor, at
-///   most 8, at least two k tiles each, and at most 64 KiB of partial sums for the finishing
-///   block to read.
+/// - otherwise (few tiles, shallow K): 16 × 128 (512 × 1024 × 1024: 11.0 µs against 18.5).
 ///
-/// `GemmKernel::Auto` and `Mma(None)` come here only above [`GEMV_AUTO_MAX_M`] rows (fewer run
-/// the weight-streaming GEMV), so of the rules for small M the 16 × 128 tile serves 65 … 128
-/// rows; below that the table is only what a caller who forces it gets.
-pub(crate) fn mma_dispatch(m: usize, n: usize, k: usize, arch: u32, sms: u32) -> MmaConfig {
-    let _ = arch;
+/// Then split-K when the tiles give fewer than two blocks per multiprocessor (with Hopper's
+/// rules: fewer than one) and K has at least 32 64-byte k tiles: the power of two at or below the factor that reaches two per
+/// multiprocessor, at most 8, at least two k tiles each, and at most 64 KiB of partial sums for
+/// the finishing block to read.
+///
+/// `GemmKernel::Auto` and `Mma(None)` come here only above [`gemv_auto_max_m`] rows (fewer run
+/// the weight-streaming GEMV); below that the table is only what a caller who forces it gets.
+pub(crate) fn mma_dispatch(
+    m: usize,
+    n: usize,
+    k: usize,
+    arch: u32,
+    sms: u32,
+    hopper: bool,
+) -> MmaConfig {
+    let hopper = hopper && arch == WGMMA_ARCH;
     let tiles = |t: MmaTile| m.div_ceil(t.bm()) * n.div_ceil(t.bn());
     let sms = sms.max(1) as usize;
     let ktiles = k.div_ceil(MMA_BK);
-    let tile = if m <= 128 {
+    let tile = if hopper {
+        if m <= 128 {
+            MmaTile::Stream64x64
+        } else if tiles(MmaTile::Wgmma128x256) >= 2 * sms {
+            MmaTile::Wgmma128x256
+        } else if tiles(MmaTile::Wgmma128x128D3) >= sms {
+            MmaTile::Wgmma128x128D3
+        } else if tiles(MmaTile::Wgmma64x128) >= 2 * sms || ktiles >= 32 {
+            MmaTile::Wgmma64x128
+        } else {
+            MmaTile::M16N128
+        }
+    } else if m <= 128 {
         MmaTile::M16N128
     } else if tiles(MmaTile::M128N128) >= 8 * sms {
         MmaTile::M128N128
@@ -546,7 +586,10 @@ pub(crate) fn mma_dispatch(m: usize, n: usize, k: usize, arch: u32, sms: u32) ->
         MmaTile::M16N128
     };
     let t = tiles(tile).max(1);
-    let splits = if t >= 2 * sms || ktiles < 32 {
+    // Hopper's rules split only below one tile per SM: 2048³'s 256 3-stage tiles (two resident
+    // per SM) the tuner kept whole among split-K 1 … 8 (28.3 µs).
+    let full = if hopper { sms } else { 2 * sms };
+    let splits = if t >= full || ktiles < 32 {
         1
     } else {
         let want = (2 * sms).div_ceil(t);
@@ -559,6 +602,28 @@ pub(crate) fn mma_dispatch(m: usize, n: usize, k: usize, arch: u32, sms: u32) ->
         tile,
         splits: splits as u32,
     }
+}
+
+/// Rows up to which `GemmKernel::Auto` runs the weight-streaming tensor-core GEMV: 32 where the
+/// dispatch table has Hopper's rules (the 64 × 64 weight-streaming tile beat it at 64 rows on
+/// the H200), else [`GEMV_AUTO_MAX_M`].
+pub(crate) fn gemv_auto_max_m(arch: u32, hopper: bool) -> usize {
+    if hopper && arch == WGMMA_ARCH {
+        GEMV_MAX_BM
+    } else {
+        GEMV_AUTO_MAX_M
+    }
+}
+
+/// The GEMV block shape `Auto` runs for `m × n` on sm_90: the narrow variant when `m` fits its
+/// one 8-row block row and the default's blocks (`⌈n / 16⌉`, three per SM by registers) would
+/// need a second wave, which the narrow one's four per SM avoid or shorten (H200, 1 × 8192²:
+/// 20.1 µs against 22.6, 3.34 TB/s of weights; 8 × 8192²: 20.4 against 23.2); else the default.
+/// Measured on sm_90 alone, so only there.
+pub(crate) fn gemv_auto_variant(m: usize, n: usize, arch: u32, sms: u32) -> Option<GemvVariant> {
+    let blocks = n.div_ceil(GEMV_BN);
+    (arch == WGMMA_ARCH && m <= GEMV_VARIANT_BM && blocks > 3 * sms.max(1) as usize)
+        .then_some(GemvVariant::Narrow)
 }
 
 /// A tensor-core launch made concrete: grid, k tiles per split, and the split count that
@@ -643,28 +708,54 @@ pub(crate) struct SplitScratch<E: Exec> {
     counters: E::Buf<u32>,
 }
 
-/// Split-K scratch kept per stream (by [`Exec::stream_key`]): calls on one stream run in order,
-/// so one scratch serves them all; calls on other streams get their own. A call takes its
-/// stream's scratch out while it enqueues, so two threads enqueuing on one stream never share.
+/// Values kept per stream (by [`Exec::stream_key`]) between calls: calls on one stream run in
+/// order, so what one call's launches used the next call on that stream may overwrite; calls
+/// on other streams get their own. A call takes its stream's value out while it enqueues, so
+/// two threads enqueuing on one stream never share. Buffers a value holds were allocated on
+/// its stream (which they keep alive), so a key cannot be reused by another stream meanwhile.
+pub(crate) struct StreamSlots<T> {
+    slots: std::sync::Mutex<Vec<(usize, T)>>,
+}
+
+impl<T> StreamSlots<T> {
+    /// Streams remembered at once (the oldest is dropped: a stream-ordered free).
+    const KEEP: usize = 8;
+    pub(crate) fn new() -> Self {
+        StreamSlots {
+            slots: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+    /// The value kept for `key`, taken out.
+    pub(crate) fn take(&self, key: usize) -> Option<T> {
+        let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        s.iter()
+            .position(|(k, _)| *k == key)
+            .map(|i| s.swap_remove(i).1)
+    }
+    /// Keep `v` for `key` (replacing what another thread may have put meanwhile).
+    pub(crate) fn put(&self, key: usize, v: T) {
+        let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        s.retain(|(k, _)| *k != key);
+        if s.len() >= Self::KEEP {
+            s.remove(0);
+        }
+        s.push((key, v));
+    }
+}
+
+/// Split-K scratch kept per stream ([`StreamSlots`]).
 pub(crate) struct ScratchCache<E: Exec> {
-    slots: std::sync::Mutex<Vec<(usize, SplitScratch<E>)>>,
+    slots: StreamSlots<SplitScratch<E>>,
 }
 
 impl<E: Exec> ScratchCache<E> {
     pub(crate) fn new() -> Self {
         ScratchCache {
-            slots: std::sync::Mutex::new(Vec::new()),
+            slots: StreamSlots::new(),
         }
     }
     fn take(&self, e: &E, partials: usize, counters: usize) -> Result<SplitScratch<E>> {
-        let key = e.stream_key();
-        let found = {
-            let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            s.iter()
-                .position(|(k, _)| *k == key)
-                .map(|i| s.swap_remove(i).1)
-        };
-        match found {
+        match self.slots.take(e.stream_key()) {
             Some(sc) if E::len(&sc.partials) >= partials && E::len(&sc.counters) >= counters => {
                 Ok(sc)
             }
@@ -676,14 +767,7 @@ impl<E: Exec> ScratchCache<E> {
         }
     }
     fn put(&self, e: &E, sc: SplitScratch<E>) {
-        const KEEP: usize = 8;
-        let key = e.stream_key();
-        let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        s.retain(|(k, _)| *k != key);
-        if s.len() >= KEEP {
-            s.remove(0);
-        }
-        s.push((key, sc));
+        self.slots.put(e.stream_key(), sc);
     }
 }
 
@@ -717,19 +801,20 @@ pub(crate) fn dp4a_plan(
 
 /// What a GEMM launches (DESIGN.md §2: chosen from the GPU's compute capability, overridable,
 /// reported). `Auto` on sm_80+ with aligned rows: the weight-streaming tensor-core GEMV up to
-/// [`GEMV_AUTO_MAX_M`] rows, the dispatch table's tile above; dp4a otherwise.
+/// [`gemv_auto_max_m`] rows (its narrow block shape where [`gemv_auto_variant`] says), the
+/// dispatch table's tile above; dp4a otherwise.
 fn choose_kernel(
     kernel: GemmKernel,
     arch: u32,
     aligned: bool,
     (m, n, k): (usize, usize, usize),
-    sms: u32,
+    (sms, hopper): (u32, bool),
 ) -> Result<Plan> {
     let tensor_cores = |m: usize| {
-        if m <= GEMV_AUTO_MAX_M {
-            Plan::Gemv(None)
+        if m <= gemv_auto_max_m(arch, hopper) {
+            Plan::Gemv(gemv_auto_variant(m, n, arch, sms))
         } else {
-            Plan::Tiled(mma_dispatch(m, n, k, arch, sms))
+            Plan::Tiled(mma_dispatch(m, n, k, arch, sms, hopper))
         }
     };
     let forced_ok = || {
@@ -848,7 +933,14 @@ pub(crate) fn gemm<E: Exec>(
         && g.ldb.is_multiple_of(ROW_ALIGN)
         && x.is_multiple_of(ROW_ALIGN as u64)
         && w.is_multiple_of(ROW_ALIGN as u64);
-    let plan = choose_kernel(g.kernel, e.arch(), aligned, (m, n, k), e.sm_count())?;
+    let hopper = e.arch() == WGMMA_ARCH && e.wgmma_available();
+    let plan = choose_kernel(
+        g.kernel,
+        e.arch(),
+        aligned,
+        (m, n, k),
+        (e.sm_count(), hopper),
+    )?;
     let path = plan.path();
     if m == 0 || n == 0 {
         return Ok(path);
@@ -1016,6 +1108,8 @@ pub(crate) struct DevQuantized<E: Exec> {
     pub scales: E::Buf<f32>,
     pub zps: Option<E::Buf<i32>>,
     pub per_row: bool,
+    /// The per-tensor range words the quantization used (kept with the rest for reuse).
+    pub range: E::Buf<u32>,
 }
 
 /// An owned device int8 buffer.
@@ -1044,7 +1138,10 @@ pub(crate) type StaticScaleRef<'a, E> =
     (&'a <E as Exec>::Buf<f32>, Option<&'a <E as Exec>::Buf<i32>>);
 
 /// Quantize `x[m, k]` (device, f32) into `q[m, padded_k(k)]`. `status` is cleared on the device
-/// first (any contents on entry), then counts non-finite inputs (the caller reads it).
+/// first (any contents on entry), then counts non-finite inputs (the caller reads it). The
+/// buffers of `reuse` (an earlier result, on this executor's stream, whose readers were
+/// enqueued before this call) are written over where they are large enough and of the right
+/// kind, instead of allocating: a layer's forwards keep theirs per stream.
 pub(crate) fn quantize_activations<E: Exec>(
     e: &E,
     x: &E::Buf<f32>,
@@ -1053,6 +1150,7 @@ pub(crate) fn quantize_activations<E: Exec>(
     mode: ActMode,
     static_scale: Option<StaticScaleRef<'_, E>>,
     status: &mut E::Buf<Status>,
+    reuse: Option<DevQuantized<E>>,
 ) -> Result<DevQuantized<E>> {
     let (mi, ki) = (to_i32("m", m)?, to_i32("k", k)?);
     let xl = crate::error::checked_len("input [m, in_features]", m, k)?;
@@ -1069,22 +1167,34 @@ pub(crate) fn quantize_activations<E: Exec>(
         ActMode::Static(p) => (!static_is_s8(&p), false, 1),
     };
     // Written whole by the kernels before anything reads them (q's padding columns included;
-    // static mode reads its own scale, not `scales`): no zero-fill per call.
-    let mut q = if u8_out {
-        DevQ::U8(e.alloc_scratch::<u8>(ql)?)
-    } else {
-        DevQ::S8(e.alloc_scratch::<i8>(ql)?)
+    // static mode reads its own scale, not `scales`): no zero-fill per call, and a reused
+    // buffer's old contents never show.
+    fn fit<E: Exec, T: Elem>(e: &E, old: Option<E::Buf<T>>, len: usize) -> Result<E::Buf<T>> {
+        match old {
+            Some(b) if E::len(&b) >= len => Ok(b),
+            _ => e.alloc_scratch::<T>(len),
+        }
+    }
+    let (old_q, old_scales, old_zps, old_range) = match reuse {
+        Some(d) => (Some(d.q), Some(d.scales), d.zps, Some(d.range)),
+        None => (None, None, None, None),
     };
-    let mut scales = e.alloc_scratch::<f32>(nscales)?;
+    let mut q = match (u8_out, old_q) {
+        (true, Some(DevQ::U8(b))) => DevQ::U8(fit(e, Some(b), ql)?),
+        (false, Some(DevQ::S8(b))) => DevQ::S8(fit(e, Some(b), ql)?),
+        (true, _) => DevQ::U8(e.alloc_scratch::<u8>(ql)?),
+        (false, _) => DevQ::S8(e.alloc_scratch::<i8>(ql)?),
+    };
+    let mut scales = fit(e, old_scales, nscales)?;
     let mut zps = if u8_out && !matches!(mode, ActMode::Static(_)) {
-        Some(e.alloc_scratch::<i32>(nscales)?)
+        Some(fit(e, old_zps, nscales)?)
     } else {
         None
     };
     // The per-tensor range as order-preserving words; ACT_INIT sets min to +inf and max to −inf
     // and clears the status on the device, so nothing is uploaded per call (a pageable upload
     // may wait for the stream).
-    let mut range = e.alloc_scratch::<u32>(2)?;
+    let mut range = fit(e, old_range, 2)?;
     let kid = if u8_out {
         KernelId::ActQuantU8
     } else {
@@ -1115,6 +1225,7 @@ pub(crate) fn quantize_activations<E: Exec>(
             scales,
             zps,
             per_row,
+            range,
         });
     }
     let grid = Grid {
@@ -1199,6 +1310,7 @@ pub(crate) fn quantize_activations<E: Exec>(
         scales,
         zps,
         per_row,
+        range,
     })
 }
 
@@ -1486,10 +1598,16 @@ pub(crate) struct DevLinear<E: Exec> {
     pub kernel: GemmKernel,
     /// The measured choice `Auto` follows, if any.
     pub tuning: Option<super::tune::GemmTuning>,
-    /// Launch the GEMV overlapped with the activation quantization ([`GemmDev::overlap`]).
+    /// Launch the GEMV overlapped with the activation quantization ([`GemmDev::overlap`];
+    /// default on).
     pub overlap: bool,
     /// Split-K scratch, per stream.
     pub scratch: ScratchCache<E>,
+    /// The quantized activations and their scales of the last forward, per stream: the next
+    /// forward on that stream writes over them instead of allocating (four allocations and
+    /// frees fewer per call; the per-forward status word stays its own, since a pending
+    /// forward reads it later).
+    pub act_bufs: StreamSlots<DevQuantized<E>>,
 }
 
 impl<E: Exec> DevLinear<E> {
@@ -1543,8 +1661,11 @@ impl<E: Exec> DevLinear<E> {
             static_scale,
             kernel: GemmKernel::Auto,
             tuning: None,
-            overlap: false,
+            // (the GEMV waits for the quantization before it reads its output; on by default
+            // for layers, whose launches before the GEMV are the crate's own)
+            overlap: true,
             scratch: ScratchCache::new(),
+            act_bufs: StreamSlots::new(),
         })
     }
 
@@ -1576,7 +1697,10 @@ impl<E: Exec> DevLinear<E> {
         // Cleared on the device by the activation quantization's first launch.
         let mut status = e.alloc_scratch::<Status>(1)?;
         let static_scale = self.static_scale.as_ref().map(|(s, z)| (s, z.as_ref()));
-        let dq = quantize_activations(e, x, m, self.k, self.mode, static_scale, &mut status)?;
+        let key = e.stream_key();
+        let reuse = self.act_bufs.take(key);
+        let dq =
+            quantize_activations(e, x, m, self.k, self.mode, static_scale, &mut status, reuse)?;
         let (scale_buf, zp_buf) = match &self.static_scale {
             Some((s, z)) => (s, z.as_ref()),
             None => (&dq.scales, dq.zps.as_ref()),
@@ -1609,6 +1733,8 @@ impl<E: Exec> DevLinear<E> {
             overlap: self.overlap,
         };
         let path = gemm(e, &g, out, &self.scratch)?;
+        // (after the GEMM's launch: the next forward on this stream runs after it)
+        self.act_bufs.put(key, dq);
         Ok((path, status))
     }
 

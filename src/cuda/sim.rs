@@ -349,6 +349,7 @@ pub(crate) struct SimExec {
     pub cp_async_early: bool,
     stats: std::cell::Cell<SimStats>,
     overlapped: std::cell::Cell<u32>,
+    allocs: std::cell::Cell<u32>,
 }
 
 impl SimExec {
@@ -371,11 +372,16 @@ impl SimExec {
                 wgmma: 0,
             }),
             overlapped: std::cell::Cell::new(0),
+            allocs: std::cell::Cell::new(0),
         }
     }
     /// The statistics summed since the last call (then reset).
     pub(crate) fn take_stats(&self) -> SimStats {
         self.stats.take()
+    }
+    /// Buffers allocated or uploaded since the last call (then reset).
+    pub(crate) fn take_allocs(&self) -> u32 {
+        self.allocs.take()
     }
     /// Launches asked to overlap their predecessor since the last call (then reset); they run
     /// like any other here (one after another).
@@ -389,15 +395,18 @@ impl Exec for SimExec {
     type Guard<'a> = ();
 
     fn alloc<T: Elem>(&self, len: usize) -> Result<SimBuf<T>> {
+        self.allocs.set(self.allocs.get() + 1);
         Ok(SimBuf::new(len))
     }
     fn alloc_scratch<T: Elem>(&self, len: usize) -> Result<SimBuf<T>> {
+        self.allocs.set(self.allocs.get() + 1);
         let mut b = SimBuf::<T>::new(len);
         let (o, n) = (b.off, b.bytes());
         b.mem[o..o + n].fill(0x5A);
         Ok(b)
     }
     fn upload<T: Elem>(&self, src: &[T]) -> Result<SimBuf<T>> {
+        self.allocs.set(self.allocs.get() + 1);
         let mut b = SimBuf::new(src.len());
         b.data_mut().copy_from_slice(src);
         Ok(b)

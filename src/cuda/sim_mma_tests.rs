@@ -922,7 +922,7 @@ fn mma_dispatch_choice_runs_and_matches_reference() {
     .iter()
     .enumerate()
     {
-        let cfg = mma_dispatch(m, n, k, e.arch, e.sms);
+        let cfg = mma_dispatch(m, n, k, e.arch, e.sms, false);
         eprintln!("dispatch m={m} n={n} k={k} on sm_90 × 132: {cfg:?}");
         if m <= 5 {
             assert!(cfg.splits > 1, "{cfg:?}");
@@ -942,6 +942,39 @@ fn mma_dispatch_choice_runs_and_matches_reference() {
         );
     }
     assert_tensor_core_stats(&e, "dispatch");
+}
+
+#[test]
+fn auto_on_hopper_runs_the_tables_stream_and_wgmma_tiles_exactly() {
+    // `Auto` on the simulated sm_90 (whose wgmma kernels are available): 40 rows go to the
+    // 64 × 64 weight-streaming tile, split K (no ldmatrix, no wgmma); 200 rows over a deep K to
+    // wgmma 64 × 128 (wgmma instructions counted); both give the reference's bits.
+    let mut rng = Rng::new(53);
+    let e = SimExec::new();
+    let deep = 64 * 32;
+    for (m, n, tile) in [
+        (40, 72, MmaTile::Stream64x64),
+        (200, 136, MmaTile::Wgmma64x128),
+    ] {
+        let cfg = mma_dispatch(m, n, deep, e.arch, e.sms, true);
+        assert_eq!(cfg.tile, tile, "M = {m}");
+        check_gemm_on(
+            &e,
+            GemmKernel::Auto,
+            Path::CudaMma,
+            &mut rng,
+            m,
+            n,
+            deep,
+            ActCase::U8Rows,
+            BiasCase::I32,
+            true,
+            false,
+        );
+        let st = e.take_stats();
+        assert!(st.mma + st.wgmma > 0, "M = {m}: {st:?}");
+        assert_eq!(st.wgmma > 0, tile.is_wgmma(), "M = {m}: {st:?}");
+    }
 }
 
 #[test]
@@ -1129,26 +1162,29 @@ fn path_choice_follows_architecture_alignment_and_forcing() {
 
 #[test]
 fn dispatch_table_covers_the_design_shapes_sensibly() {
-    // The table on an H100 (sm_90, 132 SMs) and an A100 (sm_80, 108 SMs) for DESIGN.md §6's
-    // shapes plus 8192³ (printed for bench/RESULTS-gpu-static.md), and invariants everywhere:
-    // a split never exceeds 16, leaves no empty split, keeps the finishing block's read of
-    // partial sums within 64 KiB, and only happens when the tiles cannot fill the GPU.
+    // The table on an H100 (sm_90, 132 SMs; with the wgmma kernels and, as under a PTX-only
+    // kernel source, without them) and an A100 (sm_80, 108 SMs) for DESIGN.md §6's shapes plus
+    // 8192³ (printed for bench/RESULTS-gpu-static.md), and invariants everywhere: a split never
+    // exceeds 8, leaves no empty split, keeps the finishing block's read of partial sums within
+    // 64 KiB, and only happens when the tiles cannot fill the GPU.
     let shapes = [
         (1, 4096, 4096),
         (8, 4096, 4096),
         (32, 4096, 4096),
+        (64, 4096, 4096),
         (128, 4096, 4096),
+        (256, 4096, 4096),
         (512, 1024, 1024),
         (1024, 4096, 1024),
         (2048, 2048, 2048),
         (8192, 8192, 8192),
     ];
-    for (arch, sms) in [(90, 132), (80, 108)] {
+    for (arch, sms, hopper) in [(90, 132, true), (90, 132, false), (80, 108, true)] {
         for &(m, k, n) in &shapes {
-            let cfg = mma_dispatch(m, n, k, arch, sms);
+            let cfg = mma_dispatch(m, n, k, arch, sms, hopper);
             let l = MmaLaunch::new(cfg, m, n, k).unwrap();
             eprintln!(
-                "sm_{arch} M={m} K={k} N={n}: {:?}, {} split(s) of {} k tiles, {} blocks ({} resident per SM)",
+                "sm_{arch} (wgmma {hopper}) M={m} K={k} N={n}: {:?}, {} split(s) of {} k tiles, {} blocks ({} resident per SM)",
                 cfg.tile,
                 l.splits,
                 l.kt_per_split,
@@ -1156,17 +1192,23 @@ fn dispatch_table_covers_the_design_shapes_sensibly() {
                 ops::resident_blocks(cfg.tile, arch)
             );
         }
+        // Hopper's rules only on sm_90 (an sm_80 told `hopper` keeps the mma.sync table).
+        let wg = hopper && arch == 90;
         for m in [
             1usize, 2, 7, 8, 9, 16, 17, 33, 64, 65, 128, 129, 256, 257, 1000, 5000,
         ] {
             for n in [1usize, 64, 300, 4096, 11008] {
                 for k in [1usize, 63, 64, 200, 4096, 16384] {
-                    let cfg = mma_dispatch(m, n, k, arch, sms);
+                    let cfg = mma_dispatch(m, n, k, arch, sms, hopper);
                     let l = MmaLaunch::new(cfg, m, n, k).unwrap();
+                    assert_eq!(
+                        cfg.tile.is_wgmma() || cfg.tile.is_stream(),
+                        wg && cfg.tile != MmaTile::M16N128
+                    );
                     let ktiles = k.div_ceil(64);
-                    assert!((1..=16).contains(&l.splits), "{m} {n} {k}: {l:?}");
+                    assert!((1..=8).contains(&l.splits), "{m} {n} {k}: {l:?}");
                     assert!(
-                        (l.splits - 1) * l.kt_per_split < ktiles.max(1),
+                        (l.splits - 1) * l.kt_per_split < k.div_ceil(cfg.tile.bk()).max(1),
                         "empty split: {l:?}"
                     );
                     let rows = cfg.tile.bm().min(m.next_multiple_of(8));
@@ -1175,38 +1217,86 @@ fn dispatch_table_covers_the_design_shapes_sensibly() {
                         "{l:?}"
                     );
                     if l.splits > 1 {
-                        // Split only when the tiles give fewer than two blocks per SM, at most 8.
+                        // Split only when the tiles give fewer than two blocks per SM.
                         assert!(
                             l.tiles() < 2 * sms as usize,
                             "split with enough tiles: {l:?}"
                         );
-                        assert!(l.splits <= 8 && ktiles >= 32, "{l:?}");
+                        assert!(ktiles >= 32, "{l:?}");
                     }
-                    let t128 = m.div_ceil(128) * n.div_ceil(128);
-                    let want = match m {
-                        0..=128 => Some(MmaTile::M16N128),
-                        _ if t128 >= 8 * sms as usize => Some(MmaTile::M128N128),
-                        _ if k >= 2048 => Some(MmaTile::M64N128),
-                        _ => None,
+                    let tiles = |t: MmaTile| m.div_ceil(t.bm()) * n.div_ceil(t.bn());
+                    let sms = sms as usize;
+                    let want = if wg {
+                        match m {
+                            0..=128 => MmaTile::Stream64x64,
+                            _ if tiles(MmaTile::Wgmma128x256) >= 2 * sms => MmaTile::Wgmma128x256,
+                            _ if tiles(MmaTile::Wgmma128x128D3) >= sms => MmaTile::Wgmma128x128D3,
+                            _ if k >= 2048 || tiles(MmaTile::Wgmma64x128) >= 2 * sms => {
+                                MmaTile::Wgmma64x128
+                            }
+                            _ => MmaTile::M16N128,
+                        }
+                    } else {
+                        match m {
+                            0..=128 => MmaTile::M16N128,
+                            _ if tiles(MmaTile::M128N128) >= 8 * sms => MmaTile::M128N128,
+                            _ if k >= 2048 || tiles(MmaTile::M64N128) >= 2 * sms => {
+                                MmaTile::M64N128
+                            }
+                            _ => MmaTile::M16N128,
+                        }
                     };
-                    if let Some(t) = want {
-                        assert_eq!(cfg.tile, t, "M = {m}");
-                    }
+                    assert_eq!(
+                        cfg.tile, want,
+                        "M = {m} N = {n} K = {k} sm_{arch} wgmma {hopper}"
+                    );
                 }
             }
         }
     }
-    // The measured table (H200 sweep): 8192³ on 128 × 128 tiles without a split; decode splits K
-    // 8 ways; 512 × 1024 × 1024 on 16-row tiles; 1024 × 4096 × 1024 on 64 × 128 split twice.
-    let big = mma_dispatch(8192, 8192, 8192, 90, 132);
+    // The measured tables. Hopper (H200 run of 2026-11-26, the tuner's choices): 8192³ on
+    // wgmma 128 × 256, 2048³ on the 3-stage 128 × 128, 256 × 4096² and 1024 × 4096 × 1024 on
+    // wgmma 64 × 128 split twice, 64 and 128 rows on the 64 × 64 weight-streaming tile split 4
+    // and 2 ways, 512 × 1024 × 1024 on 16-row tiles.
+    let h = |m, n, k| {
+        let c = mma_dispatch(m, n, k, 90, 132, true);
+        (c.tile, c.splits)
+    };
+    assert_eq!(h(8192, 8192, 8192), (MmaTile::Wgmma128x256, 1));
+    assert_eq!(h(2048, 2048, 2048), (MmaTile::Wgmma128x128D3, 1));
+    assert_eq!(h(256, 4096, 4096), (MmaTile::Wgmma64x128, 2));
+    assert_eq!(h(1024, 1024, 4096), (MmaTile::Wgmma64x128, 2));
+    assert_eq!(h(64, 4096, 4096), (MmaTile::Stream64x64, 4));
+    assert_eq!(h(128, 4096, 4096), (MmaTile::Stream64x64, 2));
+    assert_eq!(h(512, 1024, 1024), (MmaTile::M16N128, 1));
+    // mma.sync (H200 sweep of 2026-11-25): 8192³ on 128 × 128 tiles without a split; decode
+    // splits K 8 ways; 512 × 1024 × 1024 on 16-row tiles; 1024 × 4096 × 1024 on 64 × 128 split
+    // twice.
+    let big = mma_dispatch(8192, 8192, 8192, 90, 132, false);
     assert_eq!((big.tile, big.splits), (MmaTile::M128N128, 1));
-    let mid = mma_dispatch(512, 1024, 1024, 90, 132);
+    let mid = mma_dispatch(512, 1024, 1024, 90, 132, false);
     assert_eq!((mid.tile, mid.splits), (MmaTile::M16N128, 1));
-    let deep = mma_dispatch(1024, 1024, 4096, 90, 132);
+    let deep = mma_dispatch(1024, 1024, 4096, 90, 132, false);
     assert_eq!((deep.tile, deep.splits), (MmaTile::M64N128, 2));
-    let gemv = mma_dispatch(1, 4096, 4096, 90, 132);
+    let gemv = mma_dispatch(1, 4096, 4096, 90, 132, false);
     assert_eq!(gemv.tile, MmaTile::M16N128);
     assert!(gemv.splits >= 8, "{gemv:?}");
+    // Where the GEMV stops: 32 rows with Hopper's rules, 64 without; its narrow block shape
+    // for up to 8 rows once the default's blocks exceed three per SM (sm_90 only).
+    assert_eq!(ops::gemv_auto_max_m(90, true), 32);
+    assert_eq!(ops::gemv_auto_max_m(90, false), 64);
+    assert_eq!(ops::gemv_auto_max_m(80, true), 64);
+    assert_eq!(
+        ops::gemv_auto_variant(1, 8192, 90, 132),
+        Some(ops::GemvVariant::Narrow)
+    );
+    assert_eq!(
+        ops::gemv_auto_variant(8, 8192, 90, 132),
+        Some(ops::GemvVariant::Narrow)
+    );
+    assert_eq!(ops::gemv_auto_variant(9, 8192, 90, 132), None);
+    assert_eq!(ops::gemv_auto_variant(1, 4096, 90, 132), None);
+    assert_eq!(ops::gemv_auto_variant(1, 8192, 80, 108), None);
 }
 
 #[test]
@@ -1378,42 +1468,48 @@ fn gemv_extreme_operands_are_exact_and_auto_chooses_it_for_few_rows() {
         );
     }
     assert_gemv_stats(&e, "gemv extreme");
-    // Auto: up to GEMV_AUTO_MAX_M rows on sm_80+ run it (one row included).
-    for m in [1, 2, ops::GEMV_AUTO_MAX_M] {
+    // Auto: up to gemv_auto_max_m rows on sm_80+ run it (one row included): 32 on sm_90 with
+    // the wgmma kernels, 64 on sm_80; the next row count runs a tiled kernel (Hopper: the
+    // 64 × 64 weight-streaming tile, which has no ldmatrix; sm_80: 16 × 128 with it).
+    for (e, last) in [
+        (SimExec::new(), 32),
+        (SimExec::with_arch(80, 108), ops::GEMV_AUTO_MAX_M),
+    ] {
+        assert_eq!(ops::gemv_auto_max_m(e.arch, true), last);
+        for m in [1, 2, last] {
+            check_gemm_on(
+                &e,
+                GemmKernel::Auto,
+                Path::CudaMma,
+                &mut rng,
+                m,
+                24,
+                200,
+                ActCase::S8Rows,
+                BiasCase::F32,
+                true,
+                false,
+            );
+            let st = e.take_stats();
+            assert!(st.mma > 0 && st.ldmatrix == 0, "M = {m}: {st:?}");
+        }
         check_gemm_on(
             &e,
             GemmKernel::Auto,
             Path::CudaMma,
             &mut rng,
-            m,
+            last + 1,
             24,
             200,
-            ActCase::S8Rows,
-            BiasCase::F32,
+            ActCase::U8Tensor,
+            BiasCase::None,
             true,
             false,
         );
         let st = e.take_stats();
-        assert!(st.mma > 0 && st.ldmatrix == 0, "M = {m}: {st:?}");
+        assert!(st.mma > 0, "M = {}: {st:?}", last + 1);
+        assert_eq!(st.ldmatrix > 0, e.arch == 80, "M = {}: {st:?}", last + 1);
     }
-    let next = ops::GEMV_AUTO_MAX_M + 1;
-    check_gemm_on(
-        &e,
-        GemmKernel::Auto,
-        Path::CudaMma,
-        &mut rng,
-        next,
-        24,
-        200,
-        ActCase::U8Tensor,
-        BiasCase::None,
-        true,
-        false,
-    );
-    assert!(
-        e.take_stats().ldmatrix > 0,
-        "M = {next} runs a tiled kernel"
-    );
 }
 
 #[test]

@@ -604,6 +604,58 @@ fn device_layer_reports_non_finite_input_like_the_cpu() {
 }
 
 #[test]
+fn device_layer_reuses_its_activation_buffers_across_forwards_exactly() {
+    // One layer per activation mode, forwards of 7, 2, 9 (one with a NaN), 9 and 1 rows on one
+    // stream: each matches the CPU bit for bit although every forward after the first writes
+    // over the previous one's quantized activations, scales and range words; once they are
+    // large enough, a forward allocates only its own status word.
+    let mut rng = Rng::new(61);
+    let (k, n) = (40, 9);
+    let ctx = Context::new().with_path(Path::Reference).with_threads(1);
+    for act in act_modes() {
+        let w = rng.f32s(n * k, 0.5);
+        let cfg = LinearConfig {
+            activations: act,
+            ..Default::default()
+        };
+        let layer = QuantLinear::from_f32("fc", &w, n, k, None, cfg).unwrap();
+        let e = SimExec::new();
+        let dev = DevLinear::new(&e, &layer).unwrap();
+        let mut largest = 0;
+        for (i, m) in [7usize, 2, 9, 9, 1].into_iter().enumerate() {
+            let mut x = rng.f32s(m * k, 1.0);
+            if i == 2 {
+                x[k + 3] = f32::NAN;
+            }
+            let mut want = vec![0f32; m * n];
+            let cpu = layer.forward(&ctx, &x, m, &mut OutBuf::F32(&mut want));
+            let xd = e.upload(&x).unwrap();
+            let mut yd = e.upload(&vec![7.5f32; m * n]).unwrap();
+            e.take_allocs();
+            let gpu = dev.forward(&e, &xd, m, &mut DevOut::F32(&mut yd));
+            let allocs = e.take_allocs();
+            if m <= largest {
+                assert_eq!(allocs, 1, "{act:?} m={m}: only the status word");
+            }
+            largest = largest.max(m);
+            let mut got = vec![0f32; m * n];
+            e.read(&yd, &mut got).unwrap();
+            match (cpu, gpu) {
+                (Ok(_), Ok(_)) => {
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got), bits(&want), "{act:?} m={m}");
+                }
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.to_string(), b.to_string());
+                    assert!(got.iter().all(|&v| v == 7.5), "{act:?}: written on error");
+                }
+                (a, b) => panic!("{act:?} m={m}: CPU {a:?}, simulation {b:?}"),
+            }
+        }
+    }
+}
+
+#[test]
 fn deferred_forward_checks_later_with_the_same_bits_and_errors() {
     // `enqueue` + `check_input` (the deferred forward of `CudaQuantLinear::forward_device_async`)
     // against `forward`: the same output bits when the input is clean; the same error, and the
@@ -867,6 +919,7 @@ fn dynamic_activation_quantization_matches_cpu_scales_and_integers() {
             },
             None,
             &mut status,
+            None,
         )
         .unwrap();
         let mut scales = vec![0f32; m];
@@ -1018,11 +1071,12 @@ fn simulated_warp_shuffles_follow_cuda_semantics() {
 
 #[test]
 fn overlapped_launch_is_asked_for_the_gemv_alone_with_the_same_bits() {
-    // `overlap` on a layer: its GEMV (up to 64 rows on the tensor cores) goes through
-    // `launch_overlapped` (which the simulation refuses for a kernel that does not wait for its
-    // predecessor), nothing else does — not the activation quantization, not the tiles above 64
-    // rows, not dp4a; the bits are the CPU layer's either way. (The GPU executor then overlaps
-    // only on sm_90 and newer; the kernels' wait is checked in their SASS, tests/kernels_static.rs.)
+    // `overlap` on a layer (the default): its GEMV (up to 32 rows on the simulated sm_90, 64 on
+    // sm_80) goes through `launch_overlapped` (which the simulation refuses for a kernel that
+    // does not wait for its predecessor), nothing else does — not the activation quantization,
+    // not the tiles above, not dp4a; the bits are the CPU layer's either way. (The GPU executor
+    // then overlaps only on sm_90 and newer; the kernels' wait is checked in their SASS,
+    // tests/kernels_static.rs.)
     let (n, k) = (40, 200);
     let mut r = Rng::new(21);
     let w = r.f32s(n * k, 0.5);
@@ -1030,8 +1084,10 @@ fn overlapped_launch_is_asked_for_the_gemv_alone_with_the_same_bits() {
     let ctx = Context::new().with_path(Path::Reference).with_threads(1);
     for (arch, m, kernel, want) in [
         (90, 3, GemmKernel::Auto, 1),
-        (90, 64, GemmKernel::Auto, 1),
-        (90, 65, GemmKernel::Auto, 0),
+        (90, 32, GemmKernel::Auto, 1),
+        (90, 33, GemmKernel::Auto, 0),
+        (80, 64, GemmKernel::Auto, 1),
+        (80, 65, GemmKernel::Auto, 0),
         (90, 3, GemmKernel::Dp4a, 0),
         (
             90,
@@ -1043,6 +1099,7 @@ fn overlapped_launch_is_asked_for_the_gemv_alone_with_the_same_bits() {
     ] {
         let e = SimExec::with_arch(arch, 132);
         let mut dev = DevLinear::new(&e, &layer).unwrap();
+        assert!(dev.overlap, "layers overlap their GEMV by default");
         dev.kernel = kernel;
         let x = r.f32s(m * k, 1.0);
         let mut cpu = vec![0f32; m * n];
