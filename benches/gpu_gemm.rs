@@ -35,8 +35,8 @@
 //! dispatch table (`cuda::ops::mma_dispatch`). `INT8RT_BENCH_SWEEP=stream` times only the
 //! weight-streaming tiles (`MmaTile::Stream*`; the 64 × 64 one serves 33 … 128 rows in the sm_90
 //! table) at M = 16 … 256 and the `wgmma` tiles (sm_90) at M = 64 … 256; either sweep ends with
-//! the fastest configuration per shape. `INT8RT_BENCH_QUICK=1` times every row in the sweep's shorter windows (0.1 s warm-up,
-//! 0.5 s measured) without sweeping.
+//! the fastest configuration per shape. `INT8RT_BENCH_QUICK=1` times every row in the sweep's
+//! shorter windows (0.1 s warm-up, 0.5 s measured) without sweeping.
 //!
 //!   cargo bench --features gpu-bench --bench gpu_gemm
 //!   cargo bench --features gpu-bench --bench gpu_gemm -- 'gpu/1x4096x4096'
@@ -53,7 +53,7 @@ use int8rt::cuda::cudarc::driver::{
 };
 use int8rt::cuda::{
     CudaActScales, CudaActivations, CudaDevice, CudaOut, CudaPeak, CudaWeights, GemmKernel,
-    GemvVariant, MmaConfig, MmaTile, PeakKernel, TuneOptions,
+    GemvVariant, MmaConfig, MmaTile, Outcome, PeakKernel, TuneOptions,
 };
 use int8rt::gemm::Bias;
 
@@ -563,6 +563,23 @@ fn bench_shape(
                 e.auto_seconds * 1e6,
                 report.candidates.len()
             );
+            // The fastest few as the tuner timed them (events around single calls, L2 flushed):
+            // the data for the dispatch table without a sweep.
+            let mut timed: Vec<(f64, GemmKernel)> = report
+                .candidates
+                .iter()
+                .filter_map(|(_, kernel, o)| match o {
+                    Outcome::Timed(t) => Some((*t, *kernel)),
+                    Outcome::Rejected(_) => None,
+                })
+                .collect();
+            timed.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let top: Vec<String> = timed
+                .iter()
+                .take(6)
+                .map(|(t, kernel)| format!("{kernel} {:.2}", t * 1e6))
+                .collect();
+            println!("tuned {m}x{k}x{n} fastest (µs): {}", top.join(", "));
             Some(report.tuning)
         } else {
             None
