@@ -7,7 +7,7 @@
 # layer (examples/gpu_latency.rs); prints a short table last.
 #
 #   gpu-bundle/run.sh            # or: scripts/gpu-run.sh [bundle folder]
-#   device tool: run(command="bash gpu-bundle/run.sh", carry=["gpu-bundle"])  # logs land in $OUT
+#   device tool: run(command="bash gpu-bundle/run.sh", carry=["gpu-bundle"])  # logs: $OUT/logs.tgz
 #   INT8RT_BENCH_SWEEP=1 gpu-bundle/run.sh   # the bench also times every tensor-core tile × split-K
 #                                            # factor (the data to tune cuda::ops::mma_dispatch; ~8 min more)
 #   INT8RT_BENCH_SWEEP=stream ...            # only the weight-streaming tiles × split-K, M = 16 … 256
@@ -37,13 +37,17 @@ if [ ! -d "$bins" ]; then
 fi
 export INT8RT_REQUIRE_CUDA=1
 if command -v cuobjdump > /dev/null; then export INT8RT_CUOBJDUMP="$(command -v cuobjdump)"; fi
-# Under the device tool, $OUT comes back to the development machine: write the logs there directly,
-# so a run cut off at its time limit still returns what it did.
-if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then logs="$OUT"; else logs="$(mktemp -d)"; fi
+# The logs go to scratch; under the device tool, which brings back at most 8 files from $OUT,
+# they are also packed into $OUT/logs.tgz after every step (so a run cut off at its time limit
+# still returns what it did; two runs of 2026-11-26 lost most of their logs as single files).
+logs="$(mktemp -d)"
+archive() {
+    if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then
+        tar -C "$logs" -czf "$OUT/logs.tgz.part" . && mv "$OUT/logs.tgz.part" "$OUT/logs.tgz"
+    fi
+}
 cd "$logs"
-# Criterion's own reports (hundreds of small files) go to scratch, not beside the logs: the
-# device tool brings back only so many files from $OUT, and a run of 2026-11-26 lost its test
-# logs to them.
+# Criterion's own reports (hundreds of small files) go to scratch too.
 export CRITERION_HOME="${CRITERION_HOME:-$(mktemp -d)/criterion}"
 gpu="$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
 echo "GPU: ${gpu:-unknown}; bundle commit $(cat "$dir/COMMIT" 2>/dev/null || echo unknown)"
@@ -60,6 +64,7 @@ step() {
     [ "$(type -t "$1")" = function ] && limit=()
     if "${limit[@]}" "$@" > "$logs/$name.log" 2>&1; then r=pass; else r=FAIL; fi
     tail -n 40 "$logs/$name.log"
+    archive
     steps+=("$name|$r|$((SECONDS - t0)) s|$(grep -h '^test result' "$logs/$name.log" | sed 's/test result: //; s/; finished.*//' | tr '\n' ' ')")
 }
 # A test binary one test per process (each under its own limit): a kernel that faults poisons
@@ -132,22 +137,27 @@ step qat-gpu-tests each_test "$bins/qat_gpu"
 # INT8RT_SKIP_CALIB_BENCH=1 leaves out the calibration-collection bench (its kernels unchanged).
 [ -z "${INT8RT_SKIP_CALIB_BENCH:-}" ] && step calib-bench "$bins/gpu_calib_collect" --bench
 
-echo
-echo "== summary (${gpu:-unknown GPU})"
-echo "| step | result | time | tests |"
-echo "|---|---|---|---|"
-for s in "${steps[@]}"; do
-    IFS='|' read -r n r t d <<< "$s"
-    echo "| $n | $r | $t | $d |"
-done
-echo
-grep -h '^| ' "$logs"/bench*.log 2>/dev/null
-echo
-# What CudaWeights::tune chose per shape (row int8rt_tuned_i32), and any kernel it rejected for
-# giving other bits than the default path on this GPU.
-grep -h '^tuned \|^TUNING REJECTED' "$logs"/bench*.log 2>/dev/null
-echo
-grep -h '^| ' "$logs/peers.log" 2>/dev/null
+summary() {
+    echo
+    echo "== summary (${gpu:-unknown GPU})"
+    echo "| step | result | time | tests |"
+    echo "|---|---|---|---|"
+    for s in "${steps[@]}"; do
+        IFS='|' read -r n r t d <<< "$s"
+        echo "| $n | $r | $t | $d |"
+    done
+    echo
+    grep -h '^| ' "$logs"/bench*.log 2>/dev/null
+    echo
+    # What CudaWeights::tune chose per shape (row int8rt_tuned_i32), and any kernel it rejected for
+    # giving other bits than the default path on this GPU.
+    grep -h '^tuned \|^TUNING REJECTED' "$logs"/bench*.log 2>/dev/null
+    echo
+    grep -h '^| ' "$logs/peers.log" 2>/dev/null
+}
+# (also in the archive, as summary.txt)
+summary | tee "$logs/summary.txt"
+archive
 for s in "${steps[@]}"; do
     case "$s" in *"|FAIL|"*) exit 1 ;; esac
 done
