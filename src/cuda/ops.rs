@@ -387,8 +387,9 @@ impl MmaTile {
         matches!(self.spec().family, TileFamily::Wgmma)
     }
     /// Whether this tile's kernels have run on a GPU and given the reference's bits there
-    /// (bench/RESULTS.md): all of them since the H200 run of 2026-11-26 (fourth session), whose
-    /// GPU tests checked every tile × split-K factor and the tuner's bit check every candidate.
+    /// (bench/RESULTS.md): all of them since the H200 and H100 runs of 2026-11-26 (fifth
+    /// session), whose GPU tests checked every tile × split-K factor and whose tuners bit-checked
+    /// every candidate.
     /// A tile added later starts `false` until a GPU run passes it.
     pub const fn ran_on_gpu(self) -> bool {
         match self.spec().family {
@@ -523,7 +524,8 @@ pub(crate) fn resident_blocks(tile: MmaTile, arch: u32) -> usize {
 /// The dispatch table of the tensor-core GEMM: a block tile, then a split-K factor.
 ///
 /// On sm_90 with the `wgmma` kernels available (`hopper`), from the H200 run of 2026-11-26
-/// (fourth session: the bench's tuned rows and the weight-streaming sweep, bench/RESULTS.md):
+/// (fifth session: the bench's tuned rows and the weight-streaming sweep, bench/RESULTS.md; the
+/// H100 run after it agreed, its tuner within 0.7 % of this table at every design shape):
 /// - `M ≤ 128`: the 64 × 64 weight-streaming tile (64 × 4096²: 15.7 µs against 17.6 for the GEMV,
 ///   the tuner's choice with split-K 4; 128 × 4096²: 19.9 µs against 25.0 for 16 × 128, split 2);
 /// - `wgmma` 128 × 256 tiles enough for two per multiprocessor: that tile (8192³: 1.045 ms,
@@ -546,9 +548,9 @@ pub(crate) fn resident_blocks(tile: MmaTile, arch: u32) -> usize {
 /// - otherwise (few tiles, shallow K): 16 × 128 (512 × 1024 × 1024: 11.0 µs against 18.5).
 ///
 /// Then split-K when the tiles give fewer than two blocks per multiprocessor (with Hopper's
-/// rules: fewer than one) and K has at least 32 64-byte k tiles: the power of two at or below the factor that reaches two per
-/// multiprocessor, at most 8, at least two k tiles each, and at most 64 KiB of partial sums for
-/// the finishing block to read.
+/// rules: fewer than one) and K has at least 32 64-byte k tiles: the power of two at or below
+/// the factor that reaches two per multiprocessor, at most 8, at least two k tiles each, and at
+/// most 64 KiB of partial sums for the finishing block to read.
 ///
 /// `GemmKernel::Auto` and `Mma(None)` come here only above [`gemv_auto_max_m`] rows (fewer run
 /// the weight-streaming GEMV); below that the table is only what a caller who forces it gets.
