@@ -70,13 +70,15 @@ fn min_arch(source: &str, file: &Path) -> (u32, bool) {
     (PTX_ARCH, false)
 }
 
-/// The CUBINs a module is built as: `(cc, "sm_<cc>[a]")`.
+/// The CUBINs a module is built as: `(cc, "sm_<cc>[a]")` — the build's CUBIN architectures the
+/// module runs on (none below its minimum).
 fn cubin_targets(m: &Module) -> Vec<(u32, String)> {
     if m.arch_specific {
         vec![(m.min_arch, format!("sm_{}a", m.min_arch))]
     } else {
         CUBIN_ARCHS
             .iter()
+            .filter(|&&c| c >= m.min_arch)
             .map(|&c| (c, format!("sm_{c}")))
             .collect()
     }
@@ -434,7 +436,7 @@ fn compile_all(
             vec![Target::CubinArchSpecific(m.min_arch)]
         } else {
             let mut t = vec![Target::Ptx(ptx_arch.max(m.min_arch))];
-            t.extend(CUBIN_ARCHS.iter().map(|&c| Target::Cubin(c)));
+            t.extend(cubin_targets(m).into_iter().map(|(c, _)| Target::Cubin(c)));
             t
         };
         for &t in &targets {

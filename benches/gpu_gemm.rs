@@ -493,12 +493,20 @@ fn bench_shape(
         runs.push(("int8rt_overlap_i32".into(), GemmKernel::Auto, false));
     }
     if mma && m <= 8 {
-        for (name, v) in [("narrow", GemvVariant::Narrow), ("wide", GemvVariant::Wide)] {
-            runs.push((
-                format!("int8rt_gemv_{name}_i32"),
-                GemmKernel::MmaGemvVariant(v),
-                false,
-            ));
+        // (the bulk-copy GEMV on sm_90 and newer: row `int8rt_gemv_bulk_i32`)
+        let bulk = dev.compute_capability().0 >= 9;
+        for (name, v) in [
+            ("narrow", GemvVariant::Narrow),
+            ("wide", GemvVariant::Wide),
+            ("bulk", GemvVariant::Bulk),
+        ] {
+            if v != GemvVariant::Bulk || bulk {
+                runs.push((
+                    format!("int8rt_gemv_{name}_i32"),
+                    GemmKernel::MmaGemvVariant(v),
+                    false,
+                ));
+            }
         }
     }
     // The wgmma tiles (sm_90 alone; forced-only until these rows say where they win), from

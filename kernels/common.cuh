@@ -9,7 +9,8 @@
 //   thread:  dp4a_s8 / dp4a_u8, f32_to_f16_rn / f32_to_bf16_rn, round_shift_clamp, ldg_v4, ldg_stream_v4,
 //            is_nan_bits / is_nonfinite_bits, f32_to_ordered / ordered_to_f32, ldcg_u64,
 //            cp_async_16 / cp_async_16_or_zero / cp_async_commit / cp_async_wait<N> (sm_80),
-//            dyn_smem
+//            mbar_init / mbar_init_fence / mbar_arrive(_expect_tx) / mbar_wait, bulk_copy_g2s
+//            (sm_90), dyn_smem
 //   warp:    lane_id, shfl_xor_u32 / shfl_xor_f32, ldsm<X, N> (N `ldmatrix .x<X>`), lds_v4,
 //            mma_16832<MT, NT, U8, B_U8> (MT × NT `mma.sync.m16n8k32`) — in the simulation each a
 //            fragment exchange through the per-warp scratch (sim::WarpOp) following the PTX ISA
@@ -230,6 +231,89 @@ I8RT_INLINE void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 #else
     sim::cp_async_wait(N);
+#endif
+}
+
+// mbarrier objects and bulk asynchronous copies (sm_90; the simulation emulates them, sim.h).
+// `off` is a byte offset into the dynamic shared memory: 8-byte aligned for an mbarrier object,
+// 16-byte aligned for a copy's destination. Use: one thread `mbar_init`s each object with the
+// arrivals a phase takes, then `mbar_init_fence()` and a block_sync; a producer
+// `mbar_arrive_expect_tx`s the bytes its `bulk_copy_g2s` copies will deliver; consumers
+// `mbar_wait` for the phase's parity, after which the copied bytes are visible to them.
+I8RT_INLINE void mbar_init(unsigned off, unsigned count) {
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(off)), "r"(count) : "memory");
+#elif defined(I8RT_DEVICE_BUILD)
+    __trap();
+#else
+    sim::mbar_init(sim::dyn_smem() + off, count);
+#endif
+}
+
+// Orders the objects' initialization before their use by the bulk copies (async proxy).
+I8RT_INLINE void mbar_init_fence() {
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+
+// `mbarrier.arrive.expect_tx`: expect `tx` more bytes in the current phase, and arrive.
+I8RT_INLINE void mbar_arrive_expect_tx(unsigned off, unsigned tx) {
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
+    asm volatile("{\n .reg .b64 state;\n mbarrier.arrive.expect_tx.shared::cta.b64 state, [%0], %1;\n}\n" ::"r"(
+                     smem_addr(off)),
+                 "r"(tx)
+                 : "memory");
+#elif defined(I8RT_DEVICE_BUILD)
+    __trap();
+#else
+    sim::mbar_arrive(sim::dyn_smem() + off, tx);
+#endif
+}
+
+// `mbarrier.arrive`: one arrival on the current phase.
+I8RT_INLINE void mbar_arrive(unsigned off) {
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
+    asm volatile("{\n .reg .b64 state;\n mbarrier.arrive.shared::cta.b64 state, [%0];\n}\n" ::"r"(smem_addr(off))
+                 : "memory");
+#elif defined(I8RT_DEVICE_BUILD)
+    __trap();
+#else
+    sim::mbar_arrive(sim::dyn_smem() + off, 0);
+#endif
+}
+
+// Wait until the phase of parity `parity` (0 or 1) has completed (`mbarrier.try_wait.parity`,
+// retried).
+I8RT_INLINE void mbar_wait(unsigned off, unsigned parity) {
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
+    const unsigned a = smem_addr(off);
+    unsigned done = 0;
+    while (!done) {
+        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(a), "r"(parity)
+                     : "memory");
+    }
+#elif defined(I8RT_DEVICE_BUILD)
+    __trap();
+#else
+    sim::mbar_wait(sim::dyn_smem() + off, parity);
+#endif
+}
+
+// `cp.async.bulk` of `bytes` (a multiple of 16) from global `src` (16-byte aligned) to shared
+// `dst_off`, completing `bytes` transactions on the mbarrier at `bar_off` when it lands.
+I8RT_INLINE void bulk_copy_g2s(unsigned dst_off, const void* src, unsigned bytes, unsigned bar_off) {
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                     smem_addr(dst_off)),
+                 "l"(src), "r"(bytes), "r"(smem_addr(bar_off))
+                 : "memory");
+#elif defined(I8RT_DEVICE_BUILD)
+    __trap();
+#else
+    sim::bulk_copy_g2s(sim::dyn_smem() + dst_off, src, bytes, sim::dyn_smem() + bar_off);
 #endif
 }
 

@@ -33,7 +33,7 @@
 //   sums are exact: the same bits as the reference for any order); the epilogue then runs on
 //   every thread, one output element per thread and pass. Rows of W past N and rows of X past M
 //   load nothing (zeros) and store nothing.
-#include "common.cuh"
+#include "gemv.cuh"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
 #error "gemv_mma.cu needs sm_80 or newer (mma.sync.m16n8k32)"
@@ -45,8 +45,6 @@ constexpr int WARPS = 8;
 constexpr int THREADS = 32 * WARPS;
 constexpr int NARROW_THREADS = 128;  // the narrow variant's block: 4 warps
 constexpr int WIDE_THREADS = 384;    // the wide variant's block: 12 warps
-constexpr int BN = 16;   // weight rows (columns of Y) per block
-constexpr int STEP = 64; // k bytes per warp step
 
 // MT n8 tiles of activation rows per block row; U steps per register batch, as many as keep a
 // thread under 128 registers (two blocks, 16 warps, per multiprocessor: 64 KiB of weights in
@@ -63,42 +61,6 @@ struct Batch {
     int4 w0[U], w1[U];
     int4 x[U][MT];
 };
-
-// 16 bytes at `p + o`, zero past `end` (byte guards; the K-crossing step only).
-I8RT_INLINE int4 load_guarded(const unsigned char* p, long long o, long long end) {
-    if (o + 16 <= end) return ldg_v4(p + o);
-    int4 v;
-    v.x = ld_bytes4(p, o, end);
-    v.y = ld_bytes4(p, o + 4, end);
-    v.z = ld_bytes4(p, o + 8, end);
-    v.w = ld_bytes4(p, o + 12, end);
-    return v;
-}
-
-// The two m16n8k32 of one step: bytes 0–7 of every thread's 16, then bytes 8–15.
-template <int MT, bool U8>
-I8RT_INLINE void step_mma(int (&acc)[1][MT][4], const int4& w0, const int4& w1, const int4 (&x)[MT]) {
-    {
-        const unsigned a[1][4] = {{(unsigned)w0.x, (unsigned)w1.x, (unsigned)w0.y, (unsigned)w1.y}};
-        unsigned b[MT][2];
-#pragma unroll
-        for (int j = 0; j < MT; ++j) {
-            b[j][0] = (unsigned)x[j].x;
-            b[j][1] = (unsigned)x[j].y;
-        }
-        mma_16832<1, MT, false, U8>(acc, a, b);
-    }
-    {
-        const unsigned a[1][4] = {{(unsigned)w0.z, (unsigned)w1.z, (unsigned)w0.w, (unsigned)w1.w}};
-        unsigned b[MT][2];
-#pragma unroll
-        for (int j = 0; j < MT; ++j) {
-            b[j][0] = (unsigned)x[j].z;
-            b[j][1] = (unsigned)x[j].w;
-        }
-        mma_16832<1, MT, false, U8>(acc, a, b);
-    }
-}
 
 // W warps per block (8; 4 for the narrow variant, 12 for the wide one), U steps per register
 // batch.
@@ -191,28 +153,7 @@ I8RT_INLINE void body(const GemmParams& p) {
         step_mma<MT, U8>(acc, w0, w1, x);
     }
 
-    // The warps' partial sums meet in shared memory.
-#pragma unroll
-    for (int j = 0; j < MT; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) red[warp][j * 4 + e][lane] = acc[0][j][e];
-    block_sync();
-    if (p.status && p.status->count != 0) return;  // the input had NaN/inf: the host reports it
-
-    // Epilogue: element (i, l) of the accumulator layout — tile j = i / 4, register e = i % 4 of
-    // lane l — is Y[bm + 8 j + 2 (l % 4) + e % 2, bn + l / 4 + 8 (e / 2)].
-    for (int idx = tid; idx < MT * 4 * 32; idx += 32 * W) {
-        const int i = idx >> 5, l = idx & 31;
-        const int j = i >> 2, e = i & 3;
-        const int row = bm + 8 * j + 2 * (l & 3) + (e & 1);
-        const int col = bn + (l >> 2) + 8 * (e >> 1);
-        if (row >= p.m || col >= p.n) continue;
-        unsigned s = 0;
-#pragma unroll
-        for (int w = 0; w < W; ++w) s += (unsigned)red[w][i][l];
-        const int v = corrected_acc(p, (int)s, row, col);
-        epi_store(p.epi, p.y, (long long)row * p.ldy + col, v, row, col);
-    }
+    reduce_store<MT, W>(p, red, acc, bn, bm);
 }
 
 }  // namespace gemv

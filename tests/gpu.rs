@@ -230,6 +230,10 @@ fn gemm_matches_reference_over_shapes() {
         kernels.push(GemmKernel::MmaGemvVariant(GemvVariant::Narrow));
         kernels.push(GemmKernel::MmaGemvVariant(GemvVariant::Wide));
     }
+    if dev.compute_capability().0 >= 9 {
+        // (the bulk-copy GEMV: its first native run)
+        kernels.push(GemmKernel::MmaGemvVariant(GemvVariant::Bulk));
+    }
     for kernel in kernels {
         for d in 1..=17 {
             check_gemm(&dev, &mut rng, d, 13, 29, kernel);

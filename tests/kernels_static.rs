@@ -1,11 +1,12 @@
 //! tests/kernels_static.rs — what can be checked of the GPU kernels without a GPU, from the
-//! images build.rs compiled with NVRTC: every kernel was compiled for every CUBIN architecture,
-//! none spills registers or uses a stack frame (local memory), and the SASS (through
+//! images build.rs compiled with NVRTC: every kernel was compiled for every CUBIN architecture
+//! it runs on, none spills registers or uses a stack frame (local memory), and the SASS (through
 //! `cuobjdump -sass`, found at `$INT8RT_CUOBJDUMP`) of every dp4a kernel contains `IDP.4A`, of
 //! every tiled tensor-core kernel (`kernels/gemm_mma*.cu`) `IMMA` fed by `LDSM` (ldmatrix) from
 //! shared memory filled by `LDGSTS` (cp.async), of every weight-streaming one
 //! (`kernels/gemv_mma*.cu`) `IMMA` fed by `LDG` (global loads) — its staged variant's also by
-//! `LDS` from shared memory that `LDGSTS` filled; the instruction mix of each tensor-core kernel is
+//! `LDS` from shared memory that `LDGSTS` filled, its bulk-copy variant's by `LDS` from shared
+//! memory that `UBLKCP` filled on `SYNCS` (mbarriers); the instruction mix of each tensor-core kernel is
 //! printed (bench/RESULTS-gpu-static.md); the instruction-peak kernels (`kernels/peak.cu`) hold
 //! exactly one loop's worth of their instruction (`IMMA` / `IDP.4A`: none folded away, none
 //! added, so the bench's operation count is what runs). CI sets `INT8RT_REQUIRE_NVRTC=1` (and the cuobjdump
@@ -200,8 +201,13 @@ fn each_kernel_sass(cuobjdump: &Path, mut f: impl FnMut(KernelId, u32, &str)) {
     for m in Module::ALL {
         for &arch in registry::CUBIN_ARCHS {
             if m.cubin(arch).is_none() {
-                // (an architecture-specific module: its own target only)
-                assert!(m.arch_specific(), "{}: no CUBIN for sm_{arch}", m.file());
+                // (an architecture-specific module: its own target only; none below a module's
+                // minimum architecture)
+                assert!(
+                    m.arch_specific() || arch < m.min_arch(),
+                    "{}: no CUBIN for sm_{arch}",
+                    m.file()
+                );
                 continue;
             }
             let funcs = module_sass(cuobjdump, *m, arch);
@@ -237,6 +243,10 @@ fn dp4a_kernels_compile_to_idp4a() {
             // shared memory that cp.async filled (plain 16-byte shared loads).
             let ops: &[&str] = if k.name().starts_with("gemm_stream") {
                 &["IMMA", "LDG", "LDGSTS", "LDS"]
+            } else if k.name().starts_with("gemv_mma_bulk") {
+                // weights by bulk copies (UBLKCP) completing on mbarriers (SYNCS) into shared
+                // memory, read back with LDS; activations by LDG
+                &["IMMA", "LDG", "UBLKCP", "SYNCS", "LDS"]
             } else if k.module().file().starts_with("gemv_mma") {
                 &["IMMA", "LDG"]
             } else {
@@ -348,7 +358,8 @@ fn peak_kernels_loop_over_exactly_the_measured_instruction() {
 
 /// The kernels the host may launch overlapped with their predecessor (programmatic dependent
 /// launch, `KernelId::waits_for_predecessor`) wait for it (`griddepcontrol.wait`, SASS `ACQBULK`)
-/// before any global load but the weights' (the streaming-hinted `LDG.E.NA…`, immutable) and
+/// before any global load but the weights' (the streaming-hinted `LDG.E.NA…` or bulk copies
+/// `UBLKCP`, immutable) and
 /// before any global store, and let the next launch begin (`PREEXIT`, as does the activation
 /// quantization before them); on sm_90 only — the sm_80 CUBIN has neither — and no other kernel
 /// has them (the registry and the sources agree).
@@ -393,7 +404,8 @@ fn overlapped_kernels_wait_before_touching_their_predecessors_data() {
         let mut weights_before = 0;
         for (i, c) in code.iter().enumerate().take(wait) {
             let o = op(c);
-            if o.starts_with("LDG.E.NA") {
+            // (the weights: streaming-hinted loads, or bulk copies into shared memory)
+            if o.starts_with("LDG.E.NA") || o.starts_with("UBLKCP") {
                 weights_before += 1;
             }
             let touches_data = (o.starts_with("LDG") && !o.starts_with("LDG.E.NA"))

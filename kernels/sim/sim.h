@@ -29,6 +29,11 @@
 //   in the launch's `early` mode, at issue: a kernel that reads a stage before waiting for it
 //   fails in the first mode, one that overwrites a stage still being read fails (or is reported
 //   by ThreadSanitizer) in either; the zero fill of `src-size < 16` is exact;
+// - mbarrier objects and `cp.async.bulk` (sm_90) keep their phase, pending arrivals and
+//   transaction count beside the launch; a bulk copy lands from the issuing thread when its phase
+//   could otherwise complete, waits spin until their phase has, so a read before the wait reads
+//   old bytes and a refill racing a reader is a ThreadSanitizer report (see "mbarrier and bulk
+//   copies" below);
 // - dynamic shared memory (`extern __shared__`) is one buffer per launch, filled with 0xCD so a
 //   read of bytes never written shows; `ldmatrix` and `cp.async` check that their shared
 //   addresses lie inside it and are 16-byte aligned, and `ldmatrix` counts the extra shared-memory
@@ -50,6 +55,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -148,6 +154,7 @@ struct Stats {
     std::atomic<unsigned long long> cp_async{0};          // cp.async instructions (per thread)
     std::atomic<unsigned long long> lds_v4{0};            // warp-wide 16-byte shared loads (per warp)
     std::atomic<unsigned long long> wgmma{0};             // wgmma.mma_async instructions (per warpgroup)
+    std::atomic<unsigned long long> bulk_copies{0};       // cp.async.bulk instructions (per thread)
 };
 
 struct Launch {
@@ -570,6 +577,126 @@ inline void cp_async_wait(int n) {
 inline void cp_async_drain() {
     cp_async_commit();
     cp_async_wait(0);
+}
+
+// --- mbarrier and bulk copies (sm_90) ------------------------------------------------------------
+//
+// An mbarrier object (8 bytes of shared memory) as the PTX ISA defines it: a phase completes
+// when its pending arrival count and its transaction count (tx-count) both reach zero; then the
+// next phase begins with the init count pending. `mbarrier.arrive.expect_tx` adds to tx-count
+// and arrives; `cp.async.bulk … mbarrier::complete_tx::bytes` copies `size` bytes from global to
+// shared memory asynchronously and, when they have landed, subtracts `size` from tx-count;
+// `mbarrier.try_wait.parity p` succeeds once the phase of parity p has completed. Emulated:
+// the state lives beside the launch, keyed by block and shared offset (a block that uses an
+// object it did not `mbarrier.init` fails, as does a launch that ends with copies in flight);
+// a bulk copy lands at the latest moment the ISA allows — when its phase could otherwise
+// complete (every arrival in, the copy the last thing outstanding) — so a thread that reads a
+// stage before waiting for its phase reads what was there before. Waits spin (yielding); one
+// that never succeeds is a deadlock the launch's watchdog reports.
+struct BulkCopy {
+    unsigned char* dst;
+    const unsigned char* src;
+    unsigned bytes;
+};
+struct MBarrier {
+    unsigned count = 0;    // arrivals per phase (the init count)
+    unsigned pending = 0;  // arrivals still missing in the current phase
+    long long tx = 0;      // expected transaction bytes not yet completed
+    unsigned phase = 0;    // phases completed
+    std::vector<BulkCopy> copies;  // issued in the current phase, not landed
+};
+// The launch's objects, by (linear block index, shared offset): blocks run one at a time, but
+// keying by block makes a block that uses an object it did not initialize fail.
+struct MBarriers {
+    std::mutex m;
+    std::map<std::pair<unsigned long long, size_t>, MBarrier> bars;
+};
+inline MBarriers& mbarriers() {
+    static MBarriers b;
+    return b;
+}
+
+inline std::pair<unsigned long long, size_t> mbar_key(const void* addr) {
+    const unsigned long long block =
+        ((unsigned long long)t_blockIdx.z * t_gridDim.y + t_blockIdx.y) * t_gridDim.x + t_blockIdx.x;
+    return {block, (size_t)(static_cast<const unsigned char*>(addr) - t_launch->dyn_base())};
+}
+
+inline MBarrier& mbar_at(const void* addr, const char* what) {
+    check_smem(addr, 8, 8, what);
+    auto it = mbarriers().bars.find(mbar_key(addr));
+    if (it == mbarriers().bars.end())
+        fail(std::string(what) + ": no mbarrier.init at shared offset " + std::to_string(mbar_key(addr).second) +
+             " in this block");
+    return it->second;
+}
+
+// With the lock held: land the copies when nothing else is outstanding, then complete the phase.
+inline void mbar_progress(MBarrier& b) {
+    if (b.pending != 0) return;
+    for (const BulkCopy& c : b.copies) {
+        std::memcpy(c.dst, c.src, c.bytes);
+        b.tx -= (long long)c.bytes;
+    }
+    b.copies.clear();
+    if (b.tx == 0) {
+        b.phase += 1;
+        b.pending = b.count;
+        progress().fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
+// `mbarrier.init.shared::cta.b64 [addr], count`.
+inline void mbar_init(void* addr, unsigned count) {
+    check_smem(addr, 8, 8, "mbarrier.init");
+    if (count == 0) fail("mbarrier.init with count 0");
+    std::lock_guard<std::mutex> g(mbarriers().m);
+    MBarrier& b = mbarriers().bars[mbar_key(addr)];
+    if (!b.copies.empty()) fail("mbarrier.init of an object with bulk copies in flight");
+    b = MBarrier{count, count, 0, 0, {}};
+}
+
+// `mbarrier.arrive.expect_tx.shared::cta.b64 _, [addr], tx` (tx = 0: a plain arrive).
+inline void mbar_arrive(void* addr, unsigned tx) {
+    std::lock_guard<std::mutex> g(mbarriers().m);
+    MBarrier& b = mbar_at(addr, "mbarrier.arrive");
+    if (b.pending == 0) fail("mbarrier.arrive on a phase that has all its arrivals");
+    b.tx += (long long)tx;
+    b.pending -= 1;
+    mbar_progress(b);
+}
+
+// `mbarrier.try_wait.parity.shared::cta.b64 p, [addr], parity`, repeated until it succeeds.
+inline void mbar_wait(void* addr, unsigned parity) {
+    for (;;) {
+        {
+            std::lock_guard<std::mutex> g(mbarriers().m);
+            MBarrier& b = mbar_at(addr, "mbarrier.try_wait");
+            if ((b.phase & 1u) != (parity & 1u)) return;
+        }
+        std::this_thread::yield();
+    }
+}
+
+// `cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [dst], [src], bytes, [bar]`.
+inline void bulk_copy_g2s(void* dst, const void* src, unsigned bytes, void* bar) {
+    if (bytes == 0 || bytes % 16 != 0) fail("cp.async.bulk: size not a positive multiple of 16");
+    check_smem(dst, bytes, 16, "cp.async.bulk destination");
+    if (reinterpret_cast<uintptr_t>(src) % 16 != 0) fail("cp.async.bulk: global address not 16-byte aligned");
+    check_global(src, bytes, "a cp.async.bulk source");
+    t_launch->stats.bulk_copies.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> g(mbarriers().m);
+    MBarrier& b = mbar_at(bar, "cp.async.bulk's mbarrier");
+    b.copies.push_back(BulkCopy{static_cast<unsigned char*>(dst), static_cast<const unsigned char*>(src), bytes});
+    mbar_progress(b);
+}
+
+// At the end of a launch: no bulk copy may be in flight (in any block); the objects end.
+inline void mbar_check_drained() {
+    std::lock_guard<std::mutex> g(mbarriers().m);
+    for (const auto& b : mbarriers().bars)
+        if (!b.second.copies.empty()) fail("a block exited with cp.async.bulk copies in flight");
+    mbarriers().bars.clear();
 }
 
 // --- wgmma (sm_90a) ------------------------------------------------------------------------------

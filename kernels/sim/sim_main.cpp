@@ -51,10 +51,10 @@ const char* int8rt_sim_kernel_name(size_t i) {
 
 // Launch `name` on grid × block with one parameter block of `params_size` bytes and
 // `dyn_smem` bytes of dynamic shared memory; runs to completion. `flags` bit 0: cp.async copies
-// land at issue instead of at the wait that completes them. `stats` (or null) receives 6 counts:
+// land at issue instead of at the wait that completes them. `stats` (or null) receives 7 counts:
 // ldmatrix instructions, extra shared-memory wavefronts they and lds_v4 cost (bank conflicts),
 // mma.sync instructions, cp.async instructions, warp-wide 16-byte shared loads (lds_v4),
-// wgmma.mma_async instructions (per warpgroup).
+// wgmma.mma_async instructions (per warpgroup), cp.async.bulk instructions (per thread).
 // `buffers` (or null) lists the live device buffers as `nbuffers` sorted [begin, end) address
 // pairs: the 16-byte global loads, cp.async sources and ld.global.cg of the launch must each lie
 // inside one of them (a read past a buffer's end is a failure, not a silent read of the host's
@@ -78,7 +78,7 @@ int int8rt_sim_launch_checked(const char* name, const unsigned* grid, const unsi
         return error(err, err_len, std::string(name) + ": " + std::to_string(dyn_smem) +
                                        " bytes of dynamic shared memory exceed any GPU's 227 KiB");
     if (stats)
-        for (int i = 0; i < 6; ++i) stats[i] = 0;
+        for (int i = 0; i < 7; ++i) stats[i] = 0;
     if ((unsigned long long)g.x * g.y * g.z == 0) return 0;
     std::lock_guard<std::mutex> guard(launch_lock());
     sim::Launch l(g, b, (unsigned)n, dyn_smem, (flags & 1u) != 0);
@@ -122,6 +122,7 @@ int int8rt_sim_launch_checked(const char* name, const unsigned* grid, const unsi
     threads.reserve(n);
     for (unsigned t = 0; t < n; ++t) threads.emplace_back(run_thread, e, &l, t, params);
     for (auto& t : threads) t.join();
+    sim::mbar_check_drained();
     {
         std::lock_guard<std::mutex> lk(done_m);
         done = true;
@@ -135,6 +136,7 @@ int int8rt_sim_launch_checked(const char* name, const unsigned* grid, const unsi
         stats[3] = l.stats.cp_async.load();
         stats[4] = l.stats.lds_v4.load();
         stats[5] = l.stats.wgmma.load();
+        stats[6] = l.stats.bulk_copies.load();
     }
     return 0;
 }

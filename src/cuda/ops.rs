@@ -181,16 +181,17 @@ impl GemmKernel {
     pub const fn ran_on_gpu(self) -> bool {
         match self {
             GemmKernel::Mma(Some(c)) => c.tile.ran_on_gpu(),
+            GemmKernel::MmaGemvVariant(GemvVariant::Bulk) => false,
             _ => true,
         }
     }
 }
 
 /// Block shapes of the weight-streaming GEMV besides its default (8 warps, 2 register steps),
-/// for up to 8 activation rows per block row; both keep more weight bytes in flight per SM than
+/// for up to 8 activation rows per block row; each keeps more weight bytes in flight per SM than
 /// the default at one of the sizes it streams slowest (`bench/RESULTS-gpu-static.md`). `Auto`
-/// runs the narrow one where the H200 measured it faster (`gemv_auto_variant`); the wide one
-/// is forced or tuned only.
+/// runs the narrow one where the H200 measured it faster (`gemv_auto_variant`); the others are
+/// forced or tuned only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemvVariant {
     /// 4 warps, 3 register steps (`gemv_mma_m8_narrow_*`, 4 blocks per SM): at 8192 weight
@@ -199,14 +200,28 @@ pub enum GemvVariant {
     /// 12 warps, 2 register steps (`gemv_mma_m8_wide_*`, 2 blocks per SM): at 4096 weight rows
     /// ~46 KiB of weights in flight per SM against ~31.
     Wide,
+    /// 8 warps fed from a 4-stage shared-memory ring that bulk asynchronous copies fill
+    /// (`gemv_mma_bulk_m8_*`, sm_90 and newer: `cp.async.bulk` + mbarriers): 68 KiB of weights
+    /// in flight per block, whatever the registers. Built and simulated, not yet run on a GPU:
+    /// forced, or tuned with `include_unproven`, only.
+    Bulk,
 }
 
 impl GemvVariant {
-    /// Threads per block (`gemv::NARROW_THREADS`, `gemv::WIDE_THREADS`).
+    /// Threads per block (`gemv::NARROW_THREADS`, `gemv::WIDE_THREADS`, `bulk::THREADS`).
     const fn threads(self) -> u32 {
         match self {
             GemvVariant::Narrow => 128,
             GemvVariant::Wide => 384,
+            GemvVariant::Bulk => 256,
+        }
+    }
+    /// Dynamic shared memory per block: the bulk variant's ring (`bulk::SMEM`: 4 stages of 16
+    /// rows × (1024 + 64) bytes, then 8 mbarriers of 8 bytes), none for the others.
+    const fn smem(self) -> usize {
+        match self {
+            GemvVariant::Bulk => 4 * 16 * (1024 + 64) + 2 * 4 * 8,
+            _ => 0,
         }
     }
     /// The kernel for s8 (`false`) or u8 (`true`) activations.
@@ -217,6 +232,8 @@ impl GemvVariant {
             (GemvVariant::Narrow, true) => GemvMmaM8NarrowU8,
             (GemvVariant::Wide, false) => GemvMmaM8WideS8,
             (GemvVariant::Wide, true) => GemvMmaM8WideU8,
+            (GemvVariant::Bulk, false) => GemvMmaBulkM8S8,
+            (GemvVariant::Bulk, true) => GemvMmaBulkM8U8,
         }
     }
 }
@@ -456,6 +473,9 @@ pub(crate) fn arch_refusal(kernel: GemmKernel, arch: u32) -> Option<String> {
         GemmKernel::Mma(Some(c)) if c.tile.is_wgmma() && arch != WGMMA_ARCH => Some(format!(
             "the {} tile runs on sm_90 alone (wgmma is an sm_90a feature); this GPU is sm_{arch}",
             c.tile.label()
+        )),
+        GemmKernel::MmaGemvVariant(GemvVariant::Bulk) if arch < 90 => Some(format!(
+            "the bulk-copy GEMV needs sm_90 or newer (cp.async.bulk); this GPU is sm_{arch}"
         )),
         _ => None,
     }
@@ -864,7 +884,7 @@ fn gemv_plan(
 ) -> Result<(KernelId, Grid)> {
     use KernelId::*;
     if let Some(v) = variant {
-        let grid = tile_grid(m, GEMV_VARIANT_BM, n, GEMV_BN, 1, v.threads(), 0)?;
+        let grid = tile_grid(m, GEMV_VARIANT_BM, n, GEMV_BN, 1, v.threads(), v.smem())?;
         return Ok((v.kernel(u8_act), grid));
     }
     let (bm, kid) = match (m, u8_act) {

@@ -77,6 +77,8 @@ impl KernelId {
                 | GemvMmaM8NarrowU8
                 | GemvMmaM8WideS8
                 | GemvMmaM8WideU8
+                | GemvMmaBulkM8S8
+                | GemvMmaBulkM8U8
         )
     }
 

@@ -169,6 +169,8 @@ pub(crate) struct SimStats {
     pub lds_v4: u64,
     /// `wgmma.mma_async` instructions (per warpgroup).
     pub wgmma: u64,
+    /// `cp.async.bulk` instructions (per thread).
+    pub bulk_copies: u64,
 }
 
 impl SimStats {
@@ -179,6 +181,7 @@ impl SimStats {
         self.cp_async += o.cp_async;
         self.lds_v4 += o.lds_v4;
         self.wgmma += o.wgmma;
+        self.bulk_copies += o.bulk_copies;
     }
 }
 
@@ -213,7 +216,7 @@ impl SimLib {
         };
         let cname = CString::new(name).map_err(|_| Error::param("kernel name", "contains NUL"))?;
         let mut err = [0 as c_char; 512];
-        let mut st = [0u64; 6];
+        let mut st = [0u64; 7];
         // SAFETY: `cname` is NUL-terminated, grid and block point at 3 u32 each, `st` holds the
         // 6 counts the library writes, `buffers` the pairs whose count is passed (u64 pairs are
         // the C side's [2 n] array), `err` has the length passed; the library checks the
@@ -252,6 +255,7 @@ impl SimLib {
             cp_async: st[3],
             lds_v4: st[4],
             wgmma: st[5],
+            bulk_copies: st[6],
         })
     }
 
@@ -370,6 +374,7 @@ impl SimExec {
                 cp_async: 0,
                 lds_v4: 0,
                 wgmma: 0,
+                bulk_copies: 0,
             }),
             overlapped: std::cell::Cell::new(0),
             allocs: std::cell::Cell::new(0),

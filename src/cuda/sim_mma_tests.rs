@@ -1331,17 +1331,18 @@ fn mma_split_k_and_gemv_with_flagged_input_write_nothing_and_leave_the_counters_
         [(&bad, false), (&good, true), (&bad, false), (&good, true)]
             .into_iter()
             .cycle()
-            .take(14)
+            .take(16)
             .enumerate()
     {
-        // The split tiled kernel, the split weight-streaming tile, then the GEMV and its two
+        // The split tiled kernel, the split weight-streaming tile, then the GEMV and its three
         // block variants (a flagged and a clear status each).
         let kernel = match i / 4 {
             0 => forced(MmaTile::M16N128, 4),
             1 => forced(MmaTile::Stream64x64, 4),
             _ if i < 10 => GemmKernel::MmaGemv,
             _ if i < 12 => GemmKernel::MmaGemvVariant(GemvVariant::Narrow),
-            _ => GemmKernel::MmaGemvVariant(GemvVariant::Wide),
+            _ if i < 14 => GemmKernel::MmaGemvVariant(GemvVariant::Wide),
+            _ => GemmKernel::MmaGemvVariant(GemvVariant::Bulk),
         };
         let mut y = e.upload(&vec![-7i32; m * n]).unwrap();
         let g = GemmDev {
@@ -1438,6 +1439,66 @@ fn gemv_matches_reference_around_every_edge() {
         }
         assert_gemv_stats(&e, &format!("{kernel:?}"));
     }
+}
+
+#[test]
+fn gemv_bulk_copies_match_reference_around_every_edge() {
+    // The bulk-copy GEMV (`GemvVariant::Bulk`, sm_90): the GEMV's edge shapes (M over several
+    // 8-row block rows, N around a block's 16 rows — rows past N are not copied —, K around the
+    // 64-byte step and its 16-byte pieces, K = 0), then K across its ring of 4 stages of 1 KiB
+    // chunks: one chunk, the ring exactly once, once plus a 16-byte chunk, and twice round with a
+    // short last chunk whose crossing step meets a stage's older bytes (zeros on the activation
+    // side), with extreme operands once. Bulk copies counted, the stage reads free of bank
+    // conflicts, no ldmatrix and no cp.async.
+    let mut rng = Rng::new(71);
+    let e = SimExec::new();
+    let bulk = GemmKernel::MmaGemvVariant(GemvVariant::Bulk);
+    for (i, &(m, n, k)) in [
+        (1, 16, 64),
+        (1, 17, 1),
+        (2, 15, 15),
+        (3, 33, 17),
+        (8, 31, 65),
+        (9, 16, 512),
+        (17, 16, 3 * 64),
+        (5, 9, 0),
+        (1, 40, 1024),
+        (4, 17, 4 * 1024),
+        (3, 18, 4 * 1024 + 16),
+        (8, 33, 9 * 1024 + 40),
+        (12, 16, 5000),
+    ]
+    .iter()
+    .enumerate()
+    {
+        check_gemm_on(
+            &e,
+            bulk,
+            Path::CudaMma,
+            &mut rng,
+            m,
+            n,
+            k,
+            ACTS[i % 4],
+            BIASES[(i / 4 + i) % 3],
+            true,
+            i == 11,
+        );
+    }
+    let st = e.take_stats();
+    assert!(
+        st.mma > 0 && st.bulk_copies > 0 && st.lds_v4 > 0,
+        "bulk GEMV: {st:?}"
+    );
+    assert_eq!(
+        (st.ldmatrix, st.cp_async, st.smem_extra_wavefronts),
+        (0, 0, 0),
+        "bulk GEMV: {st:?}"
+    );
+    // Before sm_90 it is refused, not launched.
+    let old = SimExec::with_arch(80, 108);
+    let err = ops::arch_refusal(bulk, old.arch).expect("refused on sm_80");
+    assert!(err.contains("sm_90"), "{err}");
 }
 
 #[test]

@@ -34,9 +34,9 @@ pub struct TuneOptions {
     /// A candidate replaces `Auto`'s own choice only when at least this fraction faster
     /// (noise guard). Default 0.03.
     pub min_gain: f64,
-    /// Also try the kernels that have not yet run on a GPU ([`GemmKernel::ran_on_gpu`]: none
-    /// since the H200 run of 2026-11-26; a kernel added later stays there until a GPU run
-    /// passes it). A wrong result is caught and rejected like any other, but a kernel that
+    /// Also try the kernels that have not yet run on a GPU ([`GemmKernel::ran_on_gpu`]: today
+    /// the bulk-copy GEMV, `GemvVariant::Bulk`; a kernel stays there until a GPU run passes
+    /// it). A wrong result is caught and rejected like any other, but a kernel that
     /// faults leaves the process's CUDA context unusable. Default `false`.
     pub include_unproven: bool,
 }
@@ -274,6 +274,7 @@ impl fmt::Display for GemmKernel {
             GemmKernel::MmaGemv => f.write_str("gemv"),
             GemmKernel::MmaGemvVariant(GemvVariant::Narrow) => f.write_str("gemv:narrow"),
             GemmKernel::MmaGemvVariant(GemvVariant::Wide) => f.write_str("gemv:wide"),
+            GemmKernel::MmaGemvVariant(GemvVariant::Bulk) => f.write_str("gemv:bulk"),
         }
     }
 }
@@ -288,6 +289,7 @@ impl std::str::FromStr for GemmKernel {
             "gemv" => GemmKernel::MmaGemv,
             "gemv:narrow" => GemmKernel::MmaGemvVariant(GemvVariant::Narrow),
             "gemv:wide" => GemmKernel::MmaGemvVariant(GemvVariant::Wide),
+            "gemv:bulk" => GemmKernel::MmaGemvVariant(GemvVariant::Bulk),
             _ => {
                 let mut p = s.split(':');
                 let (Some("mma"), Some(tile), Some(splits), None) =
@@ -348,6 +350,10 @@ fn all_candidates(m: usize, k: usize, arch: u32) -> Vec<GemmKernel> {
     if m <= 8 {
         v.push(GemmKernel::MmaGemvVariant(GemvVariant::Narrow));
         v.push(GemmKernel::MmaGemvVariant(GemvVariant::Wide));
+        let bulk = GemmKernel::MmaGemvVariant(GemvVariant::Bulk);
+        if ops::arch_refusal(bulk, arch).is_none() {
+            v.push(bulk);
+        }
     }
     let rows = m.next_power_of_two().max(16);
     for tile in MmaTile::ALL {
@@ -734,6 +740,7 @@ mod tests {
             GemmKernel::MmaGemv,
             GemmKernel::MmaGemvVariant(GemvVariant::Narrow),
             GemmKernel::MmaGemvVariant(GemvVariant::Wide),
+            GemmKernel::MmaGemvVariant(GemvVariant::Bulk),
         ];
         for tile in MmaTile::ALL {
             for splits in [1, 3, 16] {
@@ -784,8 +791,17 @@ mod tests {
                     let expect: Vec<GemmKernel> =
                         c.iter().copied().filter(|c| c.ran_on_gpu()).collect();
                     assert_eq!(proven, expect, "m={m} k={k} sm_{arch}");
-                    // Every kernel of today's list has passed on a GPU (H200, 2026-11-26).
-                    assert_eq!(proven, c, "m={m} k={k} sm_{arch}");
+                    // Every kernel of today's list has passed on a GPU (H200 and H100,
+                    // 2026-11-26) but the bulk-copy GEMV, tried on sm_90+ for up to 8 rows.
+                    let bulk = GemmKernel::MmaGemvVariant(GemvVariant::Bulk);
+                    let unproven: Vec<GemmKernel> =
+                        c.iter().copied().filter(|c| !c.ran_on_gpu()).collect();
+                    let want = if m <= 8 && arch >= 90 {
+                        vec![bulk]
+                    } else {
+                        vec![]
+                    };
+                    assert_eq!(unproven, want, "m={m} k={k} sm_{arch}");
                     assert_eq!(c[0], GemmKernel::Auto);
                     let set: std::collections::HashSet<String> =
                         c.iter().map(|k| k.to_string()).collect();
