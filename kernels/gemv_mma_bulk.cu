@@ -106,6 +106,7 @@ I8RT_INLINE void body(const GemmParams& p) {
         const unsigned parity = (unsigned)(c / STAGES) & 1u;
         if (c + 1 < chunks) load_x(xn, c + 1);
         mbar_wait(full_bar(s), parity);
+        __syncwarp();  // (the lanes leave the wait's loop together: mma.sync is warp-collective)
 #pragma unroll
         for (int i = 0; i < SPW; ++i) {
             const int step = warp + WARPS * i;
@@ -123,6 +124,7 @@ I8RT_INLINE void body(const GemmParams& p) {
             mbar_wait(empty_bar(s), parity);
             issue(c + STAGES);
         }
+        __syncwarp();  // (warp 0's lanes wait for their producer before the next mma)
 #pragma unroll
         for (int i = 0; i < SPW; ++i) xc[i] = xn[i];
     }
