@@ -493,21 +493,21 @@ fn bench_shape(
         runs.push(("int8rt_overlap_i32".into(), GemmKernel::Auto, false));
     }
     if mma && m <= 8 {
-        // (the bulk-copy GEMV on sm_90 and newer: row `int8rt_gemv_bulk_i32`)
-        let bulk = dev.compute_capability().0 >= 9;
-        for (name, v) in [
-            ("narrow", GemvVariant::Narrow),
-            ("wide", GemvVariant::Wide),
-            ("bulk", GemvVariant::Bulk),
-        ] {
-            if v != GemvVariant::Bulk || bulk {
-                runs.push((
-                    format!("int8rt_gemv_{name}_i32"),
-                    GemmKernel::MmaGemvVariant(v),
-                    false,
-                ));
-            }
+        for (name, v) in [("narrow", GemvVariant::Narrow), ("wide", GemvVariant::Wide)] {
+            runs.push((
+                format!("int8rt_gemv_{name}_i32"),
+                GemmKernel::MmaGemvVariant(v),
+                false,
+            ));
         }
+    }
+    // The bulk-copy GEMV (sm_90 and newer) up to 64 rows: row `int8rt_gemv_bulk_i32`.
+    if mma && m <= 64 && dev.compute_capability().0 >= 9 {
+        runs.push((
+            "int8rt_gemv_bulk_i32".into(),
+            GemmKernel::MmaGemvVariant(GemvVariant::Bulk),
+            false,
+        ));
     }
     // The wgmma tiles (sm_90 alone; forced-only until these rows say where they win), from
     // M = 256: rows `int8rt_wgmma128x256_i32`, `int8rt_wgmma128x128_i32`,

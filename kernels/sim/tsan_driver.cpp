@@ -168,48 +168,54 @@ int main() {
                         }
                 }
     }
-    // The bulk-copy GEMV over K = 5 · 1024 + 48 (6 chunks: its 4-stage ring refilled twice), two
-    // blocks of 16 weight rows, 5 activation rows, three times: a stage refilled while a warp
-    // still reads it (a producer that does not wait for the stage's `empty` mbarrier) is a
-    // reported race — the bulk copy's bytes land from the producer's thread, the reads are the
-    // consumers'.
+    // The bulk-copy GEMV over K = 5 · 1024 + 48 (its 4-stage ring of 1 KiB chunks refilled
+    // twice; the 32-row kernel's 8-stage ring of 512-byte chunks once), two blocks of 16 weight
+    // rows, 5 and 20 activation rows, three times each: a stage refilled while a warp still
+    // reads it (a producer that does not wait for the stage's `empty` mbarrier) is a reported
+    // race — the bulk copy's bytes land from the producer's thread, the reads are the consumers'.
     {
-        const int bk = 5 * 1024 + 48, bm_rows = 5, bn_rows = 20;
-        std::vector<signed char> bx(bm_rows * bk), bw(bn_rows * bk);
-        for (int i = 0; i < bm_rows; ++i)
-            for (int j = 0; j < bk; ++j) bx[i * bk + j] = (signed char)((i * 29 + j * 7) % 251 - 125);
-        for (int i = 0; i < bn_rows; ++i)
-            for (int j = 0; j < bk; ++j) bw[i * bk + j] = (signed char)((i * 11 + j * 13) % 249 - 124);
-        std::vector<int> by(bm_rows * bn_rows);
-        GemmParams q = p;
-        q.x = bx.data();
-        q.w = bw.data();
-        q.y = by.data();
-        q.lda = q.ldb = bk;
-        q.ldy = bn_rows;
-        q.m = bm_rows;
-        q.n = bn_rows;
-        q.k = bk;
-        for (int rep = 0; rep < 3; ++rep) {
-            std::fill(by.begin(), by.end(), 0x7f7f7f7f);
-            unsigned grid[3] = {2, 1, 1}, block[3] = {256, 1, 1};
-            char err[512] = {0};
-            const unsigned smem = 4 * 16 * (1024 + 64) + 2 * 4 * 8;  // bulk::SMEM
-            if (int8rt_sim_launch_ex("gemv_mma_bulk_m8_s8", grid, block, smem, 0, &q, sizeof q, nullptr, err,
-                                     sizeof err) != 0) {
-                std::fprintf(stderr, "gemv_mma_bulk_m8_s8: %s\n", err);
-                return 1;
-            }
-            for (int i = 0; i < bm_rows; ++i)
-                for (int j = 0; j < bn_rows; ++j) {
-                    int acc = 0;
-                    for (int u = 0; u < bk; ++u) acc += bx[i * bk + u] * bw[j * bk + u];
-                    if (by[i * bn_rows + j] != acc) {
-                        std::fprintf(stderr, "gemv_mma_bulk mismatch at %d,%d: %d vs %d\n", i, j,
-                                     by[i * bn_rows + j], acc);
-                        return 1;
-                    }
+        const int bk = 5 * 1024 + 48, bn_rows = 20;
+        struct BulkRun {
+            const char* name;
+            int rows;
+            unsigned smem;  // bulk::Ring<MT>::SMEM
+        };
+        for (BulkRun r : {BulkRun{"gemv_mma_bulk_m8_s8", 5, 4 * 16 * (1024 + 64) + 2 * 4 * 8},
+                          BulkRun{"gemv_mma_bulk_m32_s8", 20, 8 * 16 * (512 + 64) + 2 * 8 * 8}}) {
+            std::vector<signed char> bx(r.rows * bk), bw(bn_rows * bk);
+            for (int i = 0; i < r.rows; ++i)
+                for (int j = 0; j < bk; ++j) bx[i * bk + j] = (signed char)((i * 29 + j * 7) % 251 - 125);
+            for (int i = 0; i < bn_rows; ++i)
+                for (int j = 0; j < bk; ++j) bw[i * bk + j] = (signed char)((i * 11 + j * 13) % 249 - 124);
+            std::vector<int> by(r.rows * bn_rows);
+            GemmParams q = p;
+            q.x = bx.data();
+            q.w = bw.data();
+            q.y = by.data();
+            q.lda = q.ldb = bk;
+            q.ldy = bn_rows;
+            q.m = r.rows;
+            q.n = bn_rows;
+            q.k = bk;
+            for (int rep = 0; rep < 3; ++rep) {
+                std::fill(by.begin(), by.end(), 0x7f7f7f7f);
+                unsigned grid[3] = {2, 1, 1}, block[3] = {256, 1, 1};
+                char err[512] = {0};
+                if (int8rt_sim_launch_ex(r.name, grid, block, r.smem, 0, &q, sizeof q, nullptr, err, sizeof err) != 0) {
+                    std::fprintf(stderr, "%s: %s\n", r.name, err);
+                    return 1;
                 }
+                for (int i = 0; i < r.rows; ++i)
+                    for (int j = 0; j < bn_rows; ++j) {
+                        int acc = 0;
+                        for (int u = 0; u < bk; ++u) acc += bx[i * bk + u] * bw[j * bk + u];
+                        if (by[i * bn_rows + j] != acc) {
+                            std::fprintf(stderr, "%s mismatch at %d,%d: %d vs %d\n", r.name, i, j,
+                                         by[i * bn_rows + j], acc);
+                            return 1;
+                        }
+                    }
+            }
         }
     }
     // The skinny kernel (warp shuffles), m = 5.

@@ -201,8 +201,9 @@ pub enum GemvVariant {
     /// ~46 KiB of weights in flight per SM against ~31.
     Wide,
     /// 8 warps fed from a 4-stage shared-memory ring that bulk asynchronous copies fill
-    /// (`gemv_mma_bulk_m8_*`, sm_90 and newer: `cp.async.bulk` + mbarriers): 68 KiB of weights
-    /// in flight per block, whatever the registers. Built and simulated, not yet run on a GPU:
+    /// (`gemv_mma_bulk_m8/m16/m32_*`, sm_90 and newer: `cp.async.bulk` + mbarriers): 68 KiB of
+    /// weights in flight per block, whatever the registers; 8, 16 or 32 activation rows per
+    /// block row as M asks, like the default. Built and simulated, not yet run on a GPU:
     /// forced, or tuned with `include_unproven`, only.
     Bulk,
 }
@@ -216,15 +217,19 @@ impl GemvVariant {
             GemvVariant::Bulk => 256,
         }
     }
-    /// Dynamic shared memory per block: the bulk variant's ring (`bulk::SMEM`: 4 stages of 16
-    /// rows × (1024 + 64) bytes, then 8 mbarriers of 8 bytes), none for the others.
-    const fn smem(self) -> usize {
+    /// Dynamic shared memory per block for `bm` activation rows per block row: the bulk
+    /// variant's ring (`bulk::Ring<MT>::SMEM`: 4 stages of 16 rows × (1024 + 64) bytes, or for
+    /// 32 rows 8 stages of 16 × (512 + 64), then two mbarriers of 8 bytes per stage), none for
+    /// the others.
+    const fn smem(self, bm: usize) -> usize {
         match self {
+            GemvVariant::Bulk if bm == 32 => 8 * 16 * (512 + 64) + 2 * 8 * 8,
             GemvVariant::Bulk => 4 * 16 * (1024 + 64) + 2 * 4 * 8,
             _ => 0,
         }
     }
-    /// The kernel for s8 (`false`) or u8 (`true`) activations.
+    /// The kernel for s8 (`false`) or u8 (`true`) activations, of the 8-row variants (the bulk
+    /// one's block row follows M like the default's: `gemv_plan`).
     const fn kernel(self, u8_act: bool) -> KernelId {
         use KernelId::*;
         match (self, u8_act) {
@@ -883,19 +888,23 @@ fn gemv_plan(
     variant: Option<GemvVariant>,
 ) -> Result<(KernelId, Grid)> {
     use KernelId::*;
-    if let Some(v) = variant {
-        let grid = tile_grid(m, GEMV_VARIANT_BM, n, GEMV_BN, 1, v.threads(), v.smem())?;
-        return Ok((v.kernel(u8_act), grid));
-    }
-    let (bm, kid) = match (m, u8_act) {
-        (0..=8, false) => (8, GemvMmaM8S8),
-        (0..=8, true) => (8, GemvMmaM8U8),
-        (9..=16, false) => (16, GemvMmaM16S8),
-        (9..=16, true) => (16, GemvMmaM16U8),
-        (_, false) => (GEMV_MAX_BM, GemvMmaM32S8),
-        (_, true) => (GEMV_MAX_BM, GemvMmaM32U8),
+    let (bm, kid) = match (variant, m, u8_act) {
+        (Some(GemvVariant::Bulk), 0..=8, false) => (8, GemvMmaBulkM8S8),
+        (Some(GemvVariant::Bulk), 0..=8, true) => (8, GemvMmaBulkM8U8),
+        (Some(GemvVariant::Bulk), 9..=16, false) => (16, GemvMmaBulkM16S8),
+        (Some(GemvVariant::Bulk), 9..=16, true) => (16, GemvMmaBulkM16U8),
+        (Some(GemvVariant::Bulk), _, false) => (GEMV_MAX_BM, GemvMmaBulkM32S8),
+        (Some(GemvVariant::Bulk), _, true) => (GEMV_MAX_BM, GemvMmaBulkM32U8),
+        (Some(v), _, _) => (GEMV_VARIANT_BM, v.kernel(u8_act)),
+        (None, 0..=8, false) => (8, GemvMmaM8S8),
+        (None, 0..=8, true) => (8, GemvMmaM8U8),
+        (None, 9..=16, false) => (16, GemvMmaM16S8),
+        (None, 9..=16, true) => (16, GemvMmaM16U8),
+        (None, _, false) => (GEMV_MAX_BM, GemvMmaM32S8),
+        (None, _, true) => (GEMV_MAX_BM, GemvMmaM32U8),
     };
-    Ok((kid, tile_grid(m, bm, n, GEMV_BN, 1, GEMV_THREADS, 0)?))
+    let (threads, smem) = variant.map_or((GEMV_THREADS, 0), |v| (v.threads(), v.smem(bm)));
+    Ok((kid, tile_grid(m, bm, n, GEMV_BN, 1, threads, smem)?))
 }
 
 /// Run a device GEMM. Checks every length the kernel indexes, chooses the kernel (`g.kernel`,

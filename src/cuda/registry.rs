@@ -79,6 +79,10 @@ impl KernelId {
                 | GemvMmaM8WideU8
                 | GemvMmaBulkM8S8
                 | GemvMmaBulkM8U8
+                | GemvMmaBulkM16S8
+                | GemvMmaBulkM16U8
+                | GemvMmaBulkM32S8
+                | GemvMmaBulkM32U8
         )
     }
 

@@ -1443,8 +1443,9 @@ fn gemv_matches_reference_around_every_edge() {
 
 #[test]
 fn gemv_bulk_copies_match_reference_around_every_edge() {
-    // The bulk-copy GEMV (`GemvVariant::Bulk`, sm_90): the GEMV's edge shapes (M over several
-    // 8-row block rows, N around a block's 16 rows — rows past N are not copied —, K around the
+    // The bulk-copy GEMV (`GemvVariant::Bulk`, sm_90): the GEMV's edge shapes (M around its 8-,
+    // 16- and 32-row block rows and over several of them, N around a block's 16 rows — rows
+    // past N are not copied —, K around the
     // 64-byte step and its 16-byte pieces, K = 0), then K across its ring of 4 stages of 1 KiB
     // chunks: one chunk, the ring exactly once, once plus a 16-byte chunk, and twice round with a
     // short last chunk whose crossing step meets a stage's older bytes (zeros on the activation
@@ -1467,6 +1468,9 @@ fn gemv_bulk_copies_match_reference_around_every_edge() {
         (3, 18, 4 * 1024 + 16),
         (8, 33, 9 * 1024 + 40),
         (12, 16, 5000),
+        (32, 20, 4 * 1024 + 48),
+        (33, 18, 130),
+        (70, 17, 5 * 1024),
     ]
     .iter()
     .enumerate()

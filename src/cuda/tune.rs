@@ -326,7 +326,7 @@ const SPLITS: [u32; 4] = [1, 2, 4, 8];
 
 /// The kernels worth timing for `m × [n, k]` on compute capability `arch`, `Auto` first: dp4a
 /// up to 8 rows (where its GEMV once led); from sm_80 the tensor-core GEMV up to 128 rows, its
-/// variants up to 8, the weight-streaming tiles at 16 … 256 rows, the other tiles whose row
+/// narrow and wide variants up to 8 and its bulk-copy one (sm_90+) up to 128, the weight-streaming tiles at 16 … 256 rows, the other tiles whose row
 /// count does not exceed `m` rounded up to a power of two (at least 16), and the `wgmma` tiles
 /// on sm_90 alone — each at split-K 1, 2, 4, 8 while every split keeps two k tiles; without
 /// `unproven`, only kernels that have run on a GPU ([`GemmKernel::ran_on_gpu`]).
@@ -350,10 +350,10 @@ fn all_candidates(m: usize, k: usize, arch: u32) -> Vec<GemmKernel> {
     if m <= 8 {
         v.push(GemmKernel::MmaGemvVariant(GemvVariant::Narrow));
         v.push(GemmKernel::MmaGemvVariant(GemvVariant::Wide));
-        let bulk = GemmKernel::MmaGemvVariant(GemvVariant::Bulk);
-        if ops::arch_refusal(bulk, arch).is_none() {
-            v.push(bulk);
-        }
+    }
+    let bulk = GemmKernel::MmaGemvVariant(GemvVariant::Bulk);
+    if m <= 128 && ops::arch_refusal(bulk, arch).is_none() {
+        v.push(bulk);
     }
     let rows = m.next_power_of_two().max(16);
     for tile in MmaTile::ALL {
@@ -792,11 +792,12 @@ mod tests {
                         c.iter().copied().filter(|c| c.ran_on_gpu()).collect();
                     assert_eq!(proven, expect, "m={m} k={k} sm_{arch}");
                     // Every kernel of today's list has passed on a GPU (H200 and H100,
-                    // 2026-11-26) but the bulk-copy GEMV, tried on sm_90+ for up to 8 rows.
+                    // 2026-11-26) but the bulk-copy GEMV, tried on sm_90+ up to 128 rows (as the
+                    // GEMV is).
                     let bulk = GemmKernel::MmaGemvVariant(GemvVariant::Bulk);
                     let unproven: Vec<GemmKernel> =
                         c.iter().copied().filter(|c| !c.ran_on_gpu()).collect();
-                    let want = if m <= 8 && arch >= 90 {
+                    let want = if m <= 128 && arch >= 90 {
                         vec![bulk]
                     } else {
                         vec![]
