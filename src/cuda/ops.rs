@@ -228,17 +228,22 @@ impl GemvVariant {
             _ => 0,
         }
     }
-    /// The kernel for s8 (`false`) or u8 (`true`) activations, of the 8-row variants (the bulk
-    /// one's block row follows M like the default's: `gemv_plan`).
-    const fn kernel(self, u8_act: bool) -> KernelId {
+    /// The activation rows per block row and the kernel for `m` rows of s8 (`false`) or u8
+    /// (`true`) activations: the narrow and wide variants' one 8-row block row (repeated over M);
+    /// the bulk one's 8, 16 or 32 rows as M asks, like the default GEMV's (`gemv_plan`).
+    const fn block_row(self, m: usize, u8_act: bool) -> (usize, KernelId) {
         use KernelId::*;
-        match (self, u8_act) {
-            (GemvVariant::Narrow, false) => GemvMmaM8NarrowS8,
-            (GemvVariant::Narrow, true) => GemvMmaM8NarrowU8,
-            (GemvVariant::Wide, false) => GemvMmaM8WideS8,
-            (GemvVariant::Wide, true) => GemvMmaM8WideU8,
-            (GemvVariant::Bulk, false) => GemvMmaBulkM8S8,
-            (GemvVariant::Bulk, true) => GemvMmaBulkM8U8,
+        match (self, m, u8_act) {
+            (GemvVariant::Narrow, _, false) => (GEMV_VARIANT_BM, GemvMmaM8NarrowS8),
+            (GemvVariant::Narrow, _, true) => (GEMV_VARIANT_BM, GemvMmaM8NarrowU8),
+            (GemvVariant::Wide, _, false) => (GEMV_VARIANT_BM, GemvMmaM8WideS8),
+            (GemvVariant::Wide, _, true) => (GEMV_VARIANT_BM, GemvMmaM8WideU8),
+            (GemvVariant::Bulk, 0..=8, false) => (8, GemvMmaBulkM8S8),
+            (GemvVariant::Bulk, 0..=8, true) => (8, GemvMmaBulkM8U8),
+            (GemvVariant::Bulk, 9..=16, false) => (16, GemvMmaBulkM16S8),
+            (GemvVariant::Bulk, 9..=16, true) => (16, GemvMmaBulkM16U8),
+            (GemvVariant::Bulk, _, false) => (GEMV_MAX_BM, GemvMmaBulkM32S8),
+            (GemvVariant::Bulk, _, true) => (GEMV_MAX_BM, GemvMmaBulkM32U8),
         }
     }
 }
@@ -889,13 +894,7 @@ fn gemv_plan(
 ) -> Result<(KernelId, Grid)> {
     use KernelId::*;
     let (bm, kid) = match (variant, m, u8_act) {
-        (Some(GemvVariant::Bulk), 0..=8, false) => (8, GemvMmaBulkM8S8),
-        (Some(GemvVariant::Bulk), 0..=8, true) => (8, GemvMmaBulkM8U8),
-        (Some(GemvVariant::Bulk), 9..=16, false) => (16, GemvMmaBulkM16S8),
-        (Some(GemvVariant::Bulk), 9..=16, true) => (16, GemvMmaBulkM16U8),
-        (Some(GemvVariant::Bulk), _, false) => (GEMV_MAX_BM, GemvMmaBulkM32S8),
-        (Some(GemvVariant::Bulk), _, true) => (GEMV_MAX_BM, GemvMmaBulkM32U8),
-        (Some(v), _, _) => (GEMV_VARIANT_BM, v.kernel(u8_act)),
+        (Some(v), _, _) => v.block_row(m, u8_act),
         (None, 0..=8, false) => (8, GemvMmaM8S8),
         (None, 0..=8, true) => (8, GemvMmaM8U8),
         (None, 9..=16, false) => (16, GemvMmaM16S8),
@@ -964,7 +963,8 @@ pub(crate) fn gemm<E: Exec>(
         && g.ldb.is_multiple_of(ROW_ALIGN)
         && x.is_multiple_of(ROW_ALIGN as u64)
         && w.is_multiple_of(ROW_ALIGN as u64);
-    let hopper = e.arch() == WGMMA_ARCH && e.wgmma_available();
+    // (`wgmma_available` is sm_90 and the module loading; the table checks the arch again)
+    let hopper = e.wgmma_available();
     let plan = choose_kernel(
         g.kernel,
         e.arch(),
