@@ -97,8 +97,8 @@ fn camel(s: &str) -> String {
         .collect()
 }
 
-/// `I8RT_ENTRY(name, Params, threads)` and `I8RT_ENTRY_MIN_BLOCKS(name, Params, threads, blocks)`
-/// lines of a kernel source.
+/// `I8RT_ENTRY(name, Params, threads)`, `I8RT_ENTRY_MIN_BLOCKS(name, Params, threads, blocks)` and
+/// `I8RT_ENTRY_GRID_CONST(name, Params, threads, blocks)` lines of a kernel source.
 fn entries(source: &str, file: &Path) -> Vec<Entry> {
     let mut v = Vec::new();
     for line in source.lines() {
@@ -106,6 +106,7 @@ fn entries(source: &str, file: &Path) -> Vec<Entry> {
         let Some(rest) = line_t
             .strip_prefix("I8RT_ENTRY(")
             .or_else(|| line_t.strip_prefix("I8RT_ENTRY_MIN_BLOCKS("))
+            .or_else(|| line_t.strip_prefix("I8RT_ENTRY_GRID_CONST("))
         else {
             continue;
         };

@@ -25,7 +25,11 @@
 //! its block variants `MmaGemvVariant(Narrow | Wide)` up to M = 8) competes with the dp4a GEMV
 //! and the tiles. On sm_90, from M = 256, the `wgmma` tiles forced (rows
 //! `int8rt_wgmma128x256_i32`, `int8rt_wgmma128x128_i32`, `int8rt_wgmma128x128d3_i32`; at 8192³
-//! also in the targets table). On sm_90 up to M = 64, row `int8rt_overlap_i32`: `Auto` with the
+//! also in the targets table). On sm_90 the TMA-fed `wgmma` tiles forced at the split-K factor
+//! nearest one block per SM (rows `int8rt_tma64x128_i32` and `int8rt_tma64x128d4_i32` at every
+//! M ≤ 256, `int8rt_tma128x128_i32` and `int8rt_tma64x256_i32` from M = 32; from M = 1024
+//! `int8rt_tma128x256_i32`; in the targets table too).
+//! On sm_90 up to M = 64, row `int8rt_overlap_i32`: `Auto` with the
 //! GEMV launched overlapped with the call before it (`set_overlapped_launch`). On sm_80+, last
 //! per shape, row `int8rt_tuned_i32`: `Auto` after `CudaWeights::tune` measured the shape on the
 //! card (the choice is printed as `tuned MxKxN: <kernel> …`; in the targets table too).
@@ -526,6 +530,42 @@ fn bench_shape(
             ));
         }
     }
+    // The TMA-fed wgmma tiles (sm_90; built without a GPU, sixth session), each at the split-K
+    // factor (1, 2, 4 or 8, two k tiles per split at least) whose blocks come nearest to one
+    // per multiprocessor (two for the 4-stage 64 × 128) without exceeding it: the 64 × 128 ones
+    // below 32 rows (the decode shapes: a weight stream, 64 tensor rows of which M are real),
+    // with the 128 × 128 and 64 × 256 from 32, 128 × 256 alone from 1024.
+    // Rows `int8rt_tma<tile>_i32`.
+    if wgmma {
+        let sms = dev.sm_count() as usize;
+        let tiles: &[MmaTile] = if m >= 1024 {
+            &[MmaTile::Tma128x256]
+        } else if m >= 32 {
+            &[
+                MmaTile::Tma64x128,
+                MmaTile::Tma64x128D4,
+                MmaTile::Tma128x128,
+                MmaTile::Tma64x256,
+            ]
+        } else {
+            &[MmaTile::Tma64x128, MmaTile::Tma64x128D4]
+        };
+        for &tile in tiles {
+            // (the 4-stage 64 × 128 tile fits two blocks per SM)
+            let per_sm = if tile == MmaTile::Tma64x128D4 { 2 } else { 1 };
+            let blocks = m.div_ceil(tile.bm()) * n.div_ceil(tile.bn());
+            let kt = k.div_ceil(tile.bk());
+            let splits = [8u32, 4, 2]
+                .into_iter()
+                .find(|&s| blocks * s as usize <= per_sm * sms && 2 * s as usize <= kt)
+                .unwrap_or(1);
+            runs.push((
+                format!("int8rt_{}_i32", tile.label()),
+                GemmKernel::Mma(Some(MmaConfig { tile, splits })),
+                false,
+            ));
+        }
+    }
     // Sweep rows `mma_<tile>_s<splits>`: the swept tiles at splits 1 … 16 (k tiles of the
     // tile's own depth).
     if mma {
@@ -733,12 +773,18 @@ fn main() {
     // record on any card (the figures are only the targets' on an H100), by criterion's timing
     // ("met") and by the peers' event timing.
     println!("\n| target | shape | measured | goal | met | by events | met (events) |\n|---|---|---|---|---|---|---|");
-    // The default path at every shape; the forced wgmma tiles (sm_90) at 8192³ as well.
+    // The default path at every shape; the forced wgmma tiles (sm_90) at 8192³ as well, the
+    // forced TMA tiles wherever they ran.
     let paths = [
         "int8rt_mma_i32",
         "int8rt_wgmma128x256_i32",
         "int8rt_wgmma128x128_i32",
         "int8rt_wgmma128x128d3_i32",
+        "int8rt_tma64x128_i32",
+        "int8rt_tma64x128d4_i32",
+        "int8rt_tma128x128_i32",
+        "int8rt_tma64x256_i32",
+        "int8rt_tma128x256_i32",
         "int8rt_tuned_i32",
         "int8rt_overlap_i32",
     ];

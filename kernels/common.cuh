@@ -9,8 +9,8 @@
 //   thread:  dp4a_s8 / dp4a_u8, f32_to_f16_rn / f32_to_bf16_rn, round_shift_clamp, ldg_v4, ldg_stream_v4,
 //            is_nan_bits / is_nonfinite_bits, f32_to_ordered / ordered_to_f32, ldcg_u64,
 //            cp_async_16 / cp_async_16_or_zero / cp_async_commit / cp_async_wait<N> (sm_80),
-//            mbar_init / mbar_init_fence / mbar_arrive(_expect_tx) / mbar_wait, bulk_copy_g2s
-//            (sm_90), dyn_smem
+//            mbar_init / mbar_init_fence / mbar_arrive(_expect_tx) / mbar_wait, bulk_copy_g2s,
+//            tma_load_2d (sm_90), dyn_smem
 //   warp:    lane_id, shfl_xor_u32 / shfl_xor_f32, ldsm<X, N> (N `ldmatrix .x<X>`), lds_v4,
 //            mma_16832<MT, NT, U8, B_U8> (MT × NT `mma.sync.m16n8k32`) — in the simulation each a
 //            fragment exchange through the per-warp scratch (sim::WarpOp) following the PTX ISA
@@ -21,6 +21,9 @@
 //            taking one Params by value; build.rs reads these lines to make the KernelId registry.
 //            I8RT_ENTRY_MIN_BLOCKS(name, Params, threads, min_blocks): the same, and ptxas keeps
 //            the registers low enough for `min_blocks` blocks per multiprocessor.
+//            I8RT_ENTRY_GRID_CONST(name, Params, threads, min_blocks): I8RT_ENTRY_MIN_BLOCKS with
+//            the block `__grid_constant__`, so the kernel may take the address of its fields
+//            (the TMA's tensor maps must be addressed where they lie, in the parameter space).
 #pragma once
 
 #if defined(__CUDACC_RTC__) || defined(__CUDACC__)
@@ -52,8 +55,11 @@
     extern "C" __global__ void __launch_bounds__(threads) name(const Params p)
 #define I8RT_ENTRY_MIN_BLOCKS(name, Params, threads, min_blocks) \
     extern "C" __global__ void __launch_bounds__(threads, min_blocks) name(const Params p)
+#define I8RT_ENTRY_GRID_CONST(name, Params, threads, min_blocks) \
+    extern "C" __global__ void __launch_bounds__(threads, min_blocks) name(const __grid_constant__ Params p)
 #else
 #define I8RT_ENTRY_MIN_BLOCKS(name, Params, threads, min_blocks) I8RT_ENTRY(name, Params, threads)
+#define I8RT_ENTRY_GRID_CONST(name, Params, threads, min_blocks) I8RT_ENTRY(name, Params, threads)
 #define I8RT_ENTRY(name, Params, threads)                                           \
     extern "C" void name(const Params p);                                           \
     static ::sim::Registrar name##_registrar(#name, sizeof(Params), (threads),      \
@@ -314,6 +320,25 @@ I8RT_INLINE void bulk_copy_g2s(unsigned dst_off, const void* src, unsigned bytes
     __trap();
 #else
     sim::bulk_copy_g2s(sim::dyn_smem() + dst_off, src, bytes, sim::dyn_smem() + bar_off);
+#endif
+}
+
+// `cp.async.bulk.tensor.2d … .tile.mbarrier::complete_tx::bytes`: the box of tensor map `map`
+// (a TmaParams field, addressed in the parameter space) at element coordinates (c0 innermost,
+// c1) into shared `dst_off` (1024-byte aligned in the shared window for the 128-byte swizzle),
+// completing the box's bytes — all of them, the zeros filled in outside the tensor included —
+// on the mbarrier at `bar_off`.
+I8RT_INLINE void tma_load_2d(unsigned dst_off, const TmaMap* map, int c0, int c1, unsigned bar_off) {
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+            smem_addr(dst_off)),
+        "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(smem_addr(bar_off))
+        : "memory");
+#elif defined(I8RT_DEVICE_BUILD)
+    __trap();
+#else
+    sim::tma_load_2d(sim::dyn_smem() + dst_off, map->bits, c0, c1, sim::dyn_smem() + bar_off);
 #endif
 }
 

@@ -70,6 +70,27 @@ struct MmaParams {
     int flags;               // MMA_PAIRED_STORES
 };
 
+// A 2-D tensor map for the Tensor Memory Accelerator (`cp.async.bulk.tensor`, sm_90): 128 opaque
+// bytes. On a GPU the driver encodes them (`cuTensorMapEncodeTiled`, src/cuda/driver.rs); in the
+// host simulation src/cuda/sim.rs writes sim.h's own description (`sim::TmaDesc`) into them.
+// 128-byte aligned (CUDA 13's CUtensorMap; 12's asks 64): the kernel takes its address in the
+// parameter space (`__grid_constant__`).
+struct alignas(128) TmaMap {
+    unsigned long long bits[16];
+};
+
+// A tensor-core GEMM whose operand tiles come by TMA (kernels/gemm_tma.cu): the maps of X
+// ([m, k] bytes, row stride lda) and W ([n, k], ldb), each with the kernel's box (BK bytes ×
+// BM or BN rows, 128-byte swizzle, zeros outside the matrix), then the MmaParams of every
+// tensor-core GEMM. 512 bytes (explicit padding: the Rust twin is plain data).
+struct TmaParams {
+    TmaMap x;
+    TmaMap w;
+    MmaParams q;
+    unsigned long long pad[11];
+};
+static_assert(sizeof(MmaParams) == 168 && sizeof(TmaParams) == 512, "TmaParams' layout (src/cuda/params.rs)");
+
 // Elementwise quantize: q[i] = clamp(rhe(op(x[i], c)) + zp[c], qmin, qmax) with the channel
 // c = (i / inner) % groups (per tensor: groups = 1; per row of [rows, cols]: inner = cols;
 // per channel on the last axis: inner = 1, groups = cols).

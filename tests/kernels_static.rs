@@ -6,7 +6,9 @@
 //! shared memory filled by `LDGSTS` (cp.async), of every weight-streaming one
 //! (`kernels/gemv_mma*.cu`) `IMMA` fed by `LDG` (global loads) — its staged variant's also by
 //! `LDS` from shared memory that `LDGSTS` filled, its bulk-copy variant's by `LDS` from shared
-//! memory that `UBLKCP` filled on `SYNCS` (mbarriers); the instruction mix of each tensor-core kernel is
+//! memory that `UBLKCP` filled on `SYNCS` (mbarriers), of every `wgmma` kernel `IGMMA` on shared
+//! memory filled by `LDGSTS` or, in `kernels/gemm_tma.cu`, by `UTMALDG` (tensor copies) on
+//! `SYNCS`; the instruction mix of each tensor-core kernel is
 //! printed (bench/RESULTS-gpu-static.md); the instruction-peak kernels (`kernels/peak.cu`) hold
 //! exactly one loop's worth of their instruction (`IMMA` / `IDP.4A`: none folded away, none
 //! added, so the bench's operation count is what runs). CI sets `INT8RT_REQUIRE_NVRTC=1` (and the cuobjdump
@@ -273,12 +275,19 @@ fn dp4a_kernels_compile_to_idp4a() {
             checked += 1;
         }
         if k.uses_wgmma() {
-            // Hopper's warpgroup MMA (IGMMA) on operands cp.async staged (LDGSTS), the
-            // warpgroup's arrive / wait, and the async-proxy fence; no mma.sync and no
-            // ldmatrix (wgmma reads shared memory itself).
+            // Hopper's warpgroup MMA (IGMMA) on operands cp.async staged (LDGSTS) and the
+            // async-proxy fence — or, for the TMA kernels, tensor copies (UTMALDG) completing on
+            // mbarriers (SYNCS) and no cp.async — the warpgroup's arrive / wait; no mma.sync and
+            // no ldmatrix (wgmma reads shared memory itself).
             let mix = opcode_mix(body);
             let count = |op: &str| mix.iter().find(|(o, _)| o == op).map_or(0, |p| p.1);
-            for op in ["IGMMA", "LDGSTS", "WARPGROUP", "FENCE"] {
+            let ops: &[&str] = if k.uses_tma() {
+                assert_eq!(count("LDGSTS"), 0, "{} on sm_{arch}a: LDGSTS", k.name());
+                &["IGMMA", "UTMALDG", "SYNCS", "WARPGROUP"]
+            } else {
+                &["IGMMA", "LDGSTS", "WARPGROUP", "FENCE"]
+            };
+            for &op in ops {
                 assert!(
                     count(op) > 0,
                     "{} on sm_{arch}a: no {op} in its SASS",

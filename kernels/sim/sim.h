@@ -597,6 +597,17 @@ struct BulkCopy {
     unsigned char* dst;
     const unsigned char* src;
     unsigned bytes;
+    // A tensor copy (TMA): the box's bytes gathered at issue (zeros outside the tensor), landed
+    // 16 bytes at a time at chunk_dst[j] (the swizzled places); dst and src unused.
+    std::vector<unsigned char> gathered;
+    std::vector<unsigned char*> chunk_dst;
+    void land() const {
+        if (chunk_dst.empty()) {
+            std::memcpy(dst, src, bytes);
+            return;
+        }
+        for (size_t j = 0; j < chunk_dst.size(); ++j) std::memcpy(chunk_dst[j], gathered.data() + 16 * j, 16);
+    }
 };
 struct MBarrier {
     unsigned count = 0;    // arrivals per phase (the init count)
@@ -635,7 +646,7 @@ inline MBarrier& mbar_at(const void* addr, const char* what) {
 inline void mbar_progress(MBarrier& b) {
     if (b.pending != 0) return;
     for (const BulkCopy& c : b.copies) {
-        std::memcpy(c.dst, c.src, c.bytes);
+        c.land();
         b.tx -= (long long)c.bytes;
     }
     b.copies.clear();
@@ -687,7 +698,7 @@ inline void bulk_copy_g2s(void* dst, const void* src, unsigned bytes, void* bar)
     t_launch->stats.bulk_copies.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard<std::mutex> g(mbarriers().m);
     MBarrier& b = mbar_at(bar, "cp.async.bulk's mbarrier");
-    b.copies.push_back(BulkCopy{static_cast<unsigned char*>(dst), static_cast<const unsigned char*>(src), bytes});
+    b.copies.push_back(BulkCopy{static_cast<unsigned char*>(dst), static_cast<const unsigned char*>(src), bytes, {}, {}});
     mbar_progress(b);
 }
 
@@ -808,6 +819,69 @@ inline void wgmma_wait(int n) {
 }
 
 inline void fence_proxy_async() { t_unfenced_copies = 0; }
+
+// --- TMA tensor copies (sm_90) -------------------------------------------------------------------
+//
+// `cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [dst],
+// [map, {c0, c1}], [bar]`: the box of box1 rows × box0 bytes at element (c0, c1) of a 2-D u8
+// tensor, elements outside the tensor read as zeros, into shared memory — with the 128-byte
+// swizzle, box row i's 16-byte chunk j lands at window address a = dst + 128 i + 16 j with bits
+// 4–6 of a exclusive-ored with bits 7–9 (the pattern wgmma's 128-byte swizzle mode reads; the
+// hardware asks a 1024-byte aligned destination for it) — completing the whole box's bytes on
+// the mbarrier (the filled zeros count). The tensor map is the simulation's own description
+// (`TmaDesc`, written by src/cuda/sim.rs into the kernel's 128-byte TmaMap); the box is read
+// from global memory at issue (the kernels' operands do not change during a launch) and lands
+// like any bulk copy, when its phase could otherwise complete. Counted with the bulk copies.
+struct TmaDesc {
+    unsigned long long magic;    // TMA_MAGIC
+    unsigned long long base;     // address of element (0, 0)
+    unsigned long long dim0;     // elements (bytes) along the contiguous dimension
+    unsigned long long dim1;     // rows
+    unsigned long long stride1;  // bytes from one row to the next
+    unsigned long long box0;     // box: bytes per row
+    unsigned long long box1;     // box: rows
+    unsigned long long swizzle;  // 3: 128-byte (the CU_TENSOR_MAP_SWIZZLE_128B value)
+};
+constexpr unsigned long long TMA_MAGIC = 0x7a6d5f7472386931ull;
+
+inline void tma_load_2d(void* dst, const unsigned long long* map, int c0, int c1, void* bar) {
+    TmaDesc d;
+    std::memcpy(&d, map, sizeof d);
+    if (d.magic != TMA_MAGIC) fail("cp.async.bulk.tensor: the tensor map was not written by the simulation's host");
+    if (d.swizzle != 3 || d.box0 != 128) fail("cp.async.bulk.tensor: only 128-byte rows with the 128-byte swizzle are emulated");
+    if (d.box1 == 0 || d.box1 > 256 || d.dim0 == 0 || d.dim1 == 0 || d.stride1 % 16 != 0 || d.base % 16 != 0)
+        fail("cp.async.bulk.tensor: an invalid tensor map");
+    const unsigned bytes = (unsigned)(d.box0 * d.box1);
+    check_smem(dst, bytes, 16, "cp.async.bulk.tensor destination");
+    const unsigned long long at = SMEM_WINDOW + (unsigned long long)(static_cast<unsigned char*>(dst) - t_launch->dyn_base());
+    if (at % 1024 != 0) fail("cp.async.bulk.tensor: a 128-byte-swizzled destination not 1024-byte aligned");
+    BulkCopy c{nullptr, nullptr, bytes, std::vector<unsigned char>(bytes, 0), {}};
+    c.chunk_dst.reserve(bytes / 16);
+    for (unsigned long long i = 0; i < d.box1; ++i) {
+        const long long row = (long long)c1 + (long long)i;
+        if (row >= 0 && row < (long long)d.dim1) {
+            // The row's bytes inside the tensor: columns [max(c0, 0), min(c0 + box0, dim0)).
+            const long long lo = c0 < 0 ? 0 : c0;
+            const long long hi = (long long)c0 + (long long)d.box0 < (long long)d.dim0 ? (long long)c0 + (long long)d.box0
+                                                                                        : (long long)d.dim0;
+            if (hi > lo) {
+                const unsigned char* src = reinterpret_cast<const unsigned char*>(d.base + (unsigned long long)row * d.stride1) + lo;
+                check_global(src, (size_t)(hi - lo), "a cp.async.bulk.tensor box");
+                std::memcpy(c.gathered.data() + i * d.box0 + (lo - c0), src, (size_t)(hi - lo));
+            }
+        }
+        for (unsigned j = 0; j < d.box0 / 16; ++j) {
+            const unsigned long long a = at + i * 128 + 16 * j;
+            const unsigned long long sw = a ^ (((a >> 7) & 7ull) << 4);
+            c.chunk_dst.push_back(t_launch->dyn_base() + (sw - SMEM_WINDOW));
+        }
+    }
+    t_launch->stats.bulk_copies.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> g(mbarriers().m);
+    MBarrier& b = mbar_at(bar, "cp.async.bulk.tensor's mbarrier");
+    b.copies.push_back(std::move(c));
+    mbar_progress(b);
+}
 
 // At the end of a block: nothing may be in flight (its accumulators are gone).
 inline void wgmma_check_drained() {

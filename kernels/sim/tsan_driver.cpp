@@ -8,6 +8,7 @@
 // cannot pass.
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "../common.cuh"
@@ -167,6 +168,70 @@ int main() {
                             return 1;
                         }
                 }
+    }
+    // The TMA tiles 64 × 128 (1 warpgroup, 8 stages) and 128 × 128 (2 warpgroups, 6 stages)
+    // over K = 13 · 128 + 40 (14 k tiles: every stage of the ring refilled while the next is in
+    // the tensor cores), K split 1 and 2 ways: a tensor copy's bytes land from the producer's
+    // thread, the emulated wgmma reads them at the wait that completes it, so a refill that does
+    // not wait for every warp's release on the stage's `empty` mbarrier is a reported race.
+    {
+        const int tk = 13 * 128 + 40, tld = tk + 8;
+        std::vector<signed char> tx(m * tld, 0), tw(n * tld, 0);
+        for (int i = 0; i < m; ++i)
+            for (int j = 0; j < tk; ++j) tx[i * tld + j] = (signed char)((i * 19 + j * 7) % 253 - 126);
+        for (int i = 0; i < n; ++i)
+            for (int j = 0; j < tk; ++j) tw[i * tld + j] = (signed char)((i * 23 + j * 3) % 241 - 120);
+        // The simulation's tensor map (sim.h TmaDesc), as src/cuda/sim.rs writes it.
+        auto map = [](const signed char* base, int rows, int ld, int box_rows) {
+            TmaMap t{};
+            const sim::TmaDesc d{sim::TMA_MAGIC, (unsigned long long)(uintptr_t)base, (unsigned long long)tk,
+                                 (unsigned long long)rows, (unsigned long long)ld, 128, (unsigned long long)box_rows, 3};
+            std::memcpy(t.bits, &d, sizeof d);
+            return t;
+        };
+        struct TmaTile {
+            const char* name;
+            int bm, stages;
+        };
+        for (TmaTile t : {TmaTile{"gemm_tma_64x128_s8", 64, 8}, TmaTile{"gemm_tma_128x128_s8", 128, 6}})
+            for (int splits : {1, 2}) {
+                TmaParams tp{};
+                tp.x = map(tx.data(), m, tld, t.bm);
+                tp.w = map(tw.data(), n, tld, 128);
+                tp.q.g = p;
+                tp.q.g.x = tx.data();
+                tp.q.g.w = tw.data();
+                tp.q.g.lda = tp.q.g.ldb = tld;
+                tp.q.g.k = tk;
+                tp.q.partials = partials.data();
+                tp.q.counters = counters.data();
+                tp.q.kt_per_split = splits == 1 ? 14 : 7;
+                std::fill(y.begin(), y.end(), 0x7f7f7f7f);
+                // `stages` stages of (BM + 128) × 128 bytes, + 1 KiB to align them, + two
+                // mbarriers per stage (tma::Config::SMEM); a warpgroup per 64 rows.
+                unsigned grid[3] = {2, (unsigned)((m + t.bm - 1) / t.bm), (unsigned)splits};
+                unsigned block[3] = {(unsigned)(2 * t.bm), 1, 1};
+                char err[512] = {0};
+                if (int8rt_sim_launch_ex(t.name, grid, block, t.stages * (t.bm + 128) * 128 + 1024 + 16 * t.stages, 0,
+                                         &tp, sizeof tp, nullptr, err, sizeof err) != 0) {
+                    std::fprintf(stderr, "%s: %s\n", t.name, err);
+                    return 1;
+                }
+                for (int i = 0; i < m; ++i)
+                    for (int j = 0; j < n; ++j) {
+                        int acc = 0;
+                        for (int u = 0; u < tk; ++u) acc += tx[i * tld + u] * tw[j * tld + u];
+                        if (y[i * n + j] != acc) {
+                            std::fprintf(stderr, "%s mismatch at %d,%d: %d vs %d\n", t.name, i, j, y[i * n + j], acc);
+                            return 1;
+                        }
+                    }
+                for (unsigned c : counters)
+                    if (c != 0) {
+                        std::fprintf(stderr, "%s left a split-K counter at %u\n", t.name, c);
+                        return 1;
+                    }
+            }
     }
     // The bulk-copy GEMV over K = 5 · 1024 + 48 (its 4-stage ring of 1 KiB chunks refilled
     // twice; the 32-row kernel's 8-stage ring of 512-byte chunks once), two blocks of 16 weight

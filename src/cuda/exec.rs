@@ -4,7 +4,7 @@
 //! `cuda::ops` are written once against this trait, so the simulation tests exercise the same
 //! launch geometry, parameter blocks and epilogue constants that run on a GPU.
 
-use super::params::KernelParams;
+use super::params::{KernelParams, TmaMap};
 use super::registry::KernelId;
 use crate::error::Result;
 
@@ -71,6 +71,19 @@ pub(crate) trait Exec {
     fn wgmma_available(&self) -> bool {
         self.arch() == 90
     }
+    /// A tensor map for the TMA tiles (`kernels/gemm_tma.cu`): the int8 matrix at device
+    /// address `addr` (from [`Exec::addr`], its guard held until the launch), `rows` rows of
+    /// `cols` bytes, `ld` bytes apart (a multiple of 16), read in boxes of `box_rows` rows ×
+    /// 128 bytes that land with the 128-byte swizzle, zeros outside the matrix. `cols` and
+    /// `rows` are at least 1 (an empty matrix is never read: map one byte).
+    fn tensor_map(
+        &self,
+        addr: u64,
+        rows: usize,
+        cols: usize,
+        ld: usize,
+        box_rows: usize,
+    ) -> Result<TmaMap>;
     /// Identifies the executor's stream: work with equal keys runs in order, so scratch cached
     /// under a key may be reused by the next call with that key.
     fn stream_key(&self) -> usize;

@@ -273,7 +273,9 @@ impl Plan {
 /// weight-streaming kernels of `kernels/gemv_mma.cu` (weights straight from memory into `mma`
 /// fragments, activations staged in shared memory), built for 32 … 256 rows; the `Wgmma…` tiles
 /// are `kernels/gemm_wgmma.cu`'s (Hopper's `wgmma.mma_async`, both operands staged; sm_90 only —
-/// on any other GPU loading them fails with a typed error).
+/// on any other GPU loading them fails with a typed error); the `Tma…` tiles are
+/// `kernels/gemm_tma.cu`'s (the same `wgmma`, its operand tiles brought by the Tensor Memory
+/// Accelerator, many stages deep; sm_90 only; forced or tuned until measured).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MmaTile {
     /// 16 × 128, 4 warps: decode shapes (`M ≤ 16`).
@@ -305,6 +307,16 @@ pub enum MmaTile {
     /// `wgmma`, 128 × 128 with 3 stages instead of 4: two blocks per SM (one block's epilogue
     /// overlaps the other's main loop), sm_90.
     Wgmma128x128D3,
+    /// `wgmma` on TMA-loaded tiles, 64 × 128, 1 warpgroup, 8 stages, sm_90: for 33 … 256 rows.
+    Tma64x128,
+    /// `wgmma` on TMA-loaded tiles, 128 × 128, 2 warpgroups, 6 stages, sm_90.
+    Tma128x128,
+    /// `wgmma` on TMA-loaded tiles, 64 × 256, 1 warpgroup, 5 stages, sm_90.
+    Tma64x256,
+    /// `wgmma` on TMA-loaded tiles, 128 × 256, 2 warpgroups, 4 stages, sm_90.
+    Tma128x256,
+    /// `wgmma` on TMA-loaded tiles, 64 × 128 with 4 stages: two blocks per SM, sm_90.
+    Tma64x128D4,
 }
 
 /// The kernel file of a tile, with what its launch geometry depends on.
@@ -317,6 +329,8 @@ enum TileFamily {
     Stream { wk: usize, u: usize },
     /// `kernels/gemm_wgmma.cu`: `wgmma.mma_async`, sm_90a.
     Wgmma,
+    /// `kernels/gemm_tma.cu`: `wgmma.mma_async` on tiles the TMA loads, sm_90a.
+    Tma,
 }
 
 /// One tile's row of [`MmaTile::spec`].
@@ -333,7 +347,7 @@ struct TileSpec {
 
 impl MmaTile {
     /// Every tile.
-    pub const ALL: [MmaTile; 14] = [
+    pub const ALL: [MmaTile; 19] = [
         MmaTile::M16N128,
         MmaTile::M64N128,
         MmaTile::M128N128,
@@ -348,6 +362,11 @@ impl MmaTile {
         MmaTile::Wgmma64x256,
         MmaTile::Wgmma64x128,
         MmaTile::Wgmma128x128D3,
+        MmaTile::Tma64x128,
+        MmaTile::Tma128x128,
+        MmaTile::Tma64x256,
+        MmaTile::Tma128x256,
+        MmaTile::Tma64x128D4,
     ];
     /// Everything the host knows of a tile, written once per tile: the twin of the kernel's
     /// compile-time configuration (`mma::Config`, `staged::Cfg`, `wg::Config`). (A table:
@@ -355,7 +374,7 @@ impl MmaTile {
     #[rustfmt::skip]
     const fn spec(self) -> TileSpec {
         use KernelId::*;
-        use TileFamily::{Mma, Stream, Wgmma};
+        use TileFamily::{Mma, Stream, Tma, Wgmma};
         const fn t(bm: usize, bn: usize, threads: usize, stages: usize, family: TileFamily,
                    label: &'static str, kernels: [KernelId; 2]) -> TileSpec {
             TileSpec { bm, bn, threads, stages, family, label, kernels }
@@ -381,6 +400,11 @@ impl MmaTile {
             MmaTile::Wgmma64x128 =>  t( 64, 128, 128, 4, Wgmma, "wgmma64x128",  [GemmWgmma64x128S8, GemmWgmma64x128U8]),
             MmaTile::Wgmma128x128D3 =>
                 t(128, 128, 256, 3, Wgmma, "wgmma128x128d3", [GemmWgmma128x128D3S8, GemmWgmma128x128D3U8]),
+            MmaTile::Tma64x128 =>    t( 64, 128, 128, 8, Tma,   "tma64x128",    [GemmTma64x128S8, GemmTma64x128U8]),
+            MmaTile::Tma128x128 =>   t(128, 128, 256, 6, Tma,   "tma128x128",   [GemmTma128x128S8, GemmTma128x128U8]),
+            MmaTile::Tma64x256 =>    t( 64, 256, 128, 5, Tma,   "tma64x256",    [GemmTma64x256S8, GemmTma64x256U8]),
+            MmaTile::Tma128x256 =>   t(128, 256, 256, 4, Tma,   "tma128x256",   [GemmTma128x256S8, GemmTma128x256U8]),
+            MmaTile::Tma64x128D4 =>  t( 64, 128, 128, 4, Tma,   "tma64x128d4",  [GemmTma64x128D4S8, GemmTma64x128D4U8]),
         }
     }
     /// Rows of X (and Y) per block (`BM` in the kernel).
@@ -401,7 +425,7 @@ impl MmaTile {
         self.spec().stages
     }
     /// K bytes per pipeline stage, the unit of [`MmaLaunch`]'s k tiles: 128 for the `wgmma`
-    /// tiles (one 128-byte swizzle row), 64 for the others.
+    /// and TMA tiles (one 128-byte swizzle row), 64 for the others.
     pub const fn bk(self) -> usize {
         if self.is_wgmma() {
             WGMMA_BK
@@ -409,18 +433,26 @@ impl MmaTile {
             MMA_BK
         }
     }
-    /// Whether this is a `wgmma` tile (`kernels/gemm_wgmma.cu`, sm_90 only).
+    /// Whether this is a `wgmma` tile (`kernels/gemm_wgmma.cu` or, TMA-fed,
+    /// `kernels/gemm_tma.cu`; sm_90 only).
     pub const fn is_wgmma(self) -> bool {
-        matches!(self.spec().family, TileFamily::Wgmma)
+        matches!(self.spec().family, TileFamily::Wgmma | TileFamily::Tma)
+    }
+    /// Whether this is a TMA-fed `wgmma` tile (`kernels/gemm_tma.cu`: its launch carries
+    /// tensor maps of X and W, [`TmaParams`]).
+    pub const fn is_tma(self) -> bool {
+        matches!(self.spec().family, TileFamily::Tma)
     }
     /// Whether this tile's kernels have run on a GPU and given the reference's bits there
     /// (bench/RESULTS.md): all of them since the H200 and H100 runs of 2026-11-26 (fifth
     /// session), whose GPU tests checked every tile × split-K factor and whose tuners bit-checked
     /// every candidate.
-    /// A tile added later starts `false` until a GPU run passes it.
+    /// A tile added later starts `false` until a GPU run passes it: the TMA tiles (sixth
+    /// session, built and simulated without a GPU).
     pub const fn ran_on_gpu(self) -> bool {
         match self.spec().family {
             TileFamily::Mma | TileFamily::Stream { .. } | TileFamily::Wgmma => true,
+            TileFamily::Tma => false,
         }
     }
     /// Whether this is a weight-streaming tile (`kernels/gemv_mma.cu`'s staged kernels).
@@ -428,8 +460,9 @@ impl MmaTile {
         matches!(self.spec().family, TileFamily::Stream { .. })
     }
     /// Dynamic shared memory per block: `STAGES · (BM + BN) · BK` bytes for the tiles of
-    /// `gemm_mma.cu` and `gemm_wgmma.cu` (+ 1 KiB for the latter to align its operand tiles to
-    /// the 128-byte swizzle's 1024-byte pattern); for the weight-streaming ones the larger of
+    /// `gemm_mma.cu`, `gemm_wgmma.cu` and `gemm_tma.cu` (+ 1 KiB for the latter two to align
+    /// their operand tiles to the 128-byte swizzle's 1024-byte pattern, + 16 bytes per stage of
+    /// mbarriers for the TMA tiles); for the weight-streaming ones the larger of
     /// two activation batches (`2 · U · WK · BM · 64`) and the accumulators' staging
     /// (`WK · BM · (BN + 4) · 4`), plus the split-K flag (`staged::Cfg::SMEM`).
     pub const fn smem_bytes(self) -> usize {
@@ -437,6 +470,8 @@ impl MmaTile {
         match self.spec().family {
             TileFamily::Mma => stages * (bm + bn) * MMA_BK,
             TileFamily::Wgmma => stages * (bm + bn) * WGMMA_BK + 1024,
+            // (+ two 8-byte mbarriers per stage past the tiles: `tma::Config::SMEM`)
+            TileFamily::Tma => stages * (bm + bn) * WGMMA_BK + 1024 + 16 * stages,
             TileFamily::Stream { wk, u } => {
                 let batches = 2 * u * wk * bm * MMA_BK;
                 let staging = wk * bm * (bn + 4) * 4;
@@ -1120,7 +1155,23 @@ pub(crate) fn gemm<E: Exec>(
         // of `scratch.take`. The grid is [⌈n/BN⌉, ⌈m/BM⌉, splits] with the tile's block size and
         // dynamic shared memory, which the kernel checks. `MmaParams` is the block of every
         // tensor-core kernel.
-        unsafe { e.launch(l.tile.kernel(u8_act), l.grid, &q)? };
+        if l.tile.is_tma() {
+            // The TMA tiles read X and W through tensor maps of the same addresses (guards
+            // held above), the same row counts, K and strides, in boxes of the tile's rows:
+            // everything outside [m | n, k] arrives as zeros, so they read no byte the others
+            // could not.
+            let t = TmaParams {
+                x: e.tensor_map(p.x, m, k, p.lda as usize, l.tile.bm())?,
+                w: e.tensor_map(p.w, n, k, p.ldb as usize, l.tile.bn())?,
+                q,
+                pad: [0; 11],
+            };
+            // SAFETY: as above; `TmaParams` is the block of the TMA kernels, whose tensor maps
+            // address only the X and W buffers within the bounds checked above.
+            unsafe { e.launch(l.tile.kernel(u8_act), l.grid, &t)? };
+        } else {
+            unsafe { e.launch(l.tile.kernel(u8_act), l.grid, &q)? };
+        }
     }
     if let Some(s) = sc {
         scratch.put(e, s);

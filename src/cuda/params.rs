@@ -91,6 +91,27 @@ pub(crate) struct MmaParams {
     pub flags: i32,
 }
 
+/// `struct TmaMap`: a 2-D tensor map's 128 opaque bytes (encoded by the driver on a GPU, by
+/// the simulation's own format in tests; [`super::exec::Exec::tensor_map`]).
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[repr(C, align(128))]
+pub(crate) struct TmaMap {
+    pub bits: [u64; 16],
+}
+
+/// `struct TmaParams` (kernels/gemm_tma.cu): X's and W's tensor maps, then the GEMM.
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct TmaParams {
+    pub x: TmaMap,
+    pub w: TmaMap,
+    pub q: MmaParams,
+    pub pad: [u64; 11],
+}
+
+const _: () =
+    assert!(std::mem::size_of::<MmaParams>() == 168 && std::mem::size_of::<TmaParams>() == 512);
+
 /// `struct QuantizeParams`.
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 #[repr(C)]
@@ -224,6 +245,7 @@ mod device_repr {
     use cudarc::driver::{DeviceRepr, ValidAsZeroBits};
     unsafe impl DeviceRepr for GemmParams {}
     unsafe impl DeviceRepr for MmaParams {}
+    unsafe impl DeviceRepr for TmaParams {}
     unsafe impl DeviceRepr for QuantizeParams {}
     unsafe impl DeviceRepr for DequantizeParams {}
     unsafe impl DeviceRepr for ActQuantParams {}
@@ -239,6 +261,9 @@ impl KernelParams for GemmParams {
 }
 impl KernelParams for MmaParams {
     const NAME: &'static str = "MmaParams";
+}
+impl KernelParams for TmaParams {
+    const NAME: &'static str = "TmaParams";
 }
 impl KernelParams for QuantizeParams {
     const NAME: &'static str = "QuantizeParams";

@@ -95,8 +95,14 @@ impl KernelId {
     }
 
     /// Whether this kernel is a tensor-core GEMM on Hopper's `wgmma.mma_async` (its SASS must
-    /// contain `IGMMA`): every kernel of `kernels/gemm_wgmma.cu`.
+    /// contain `IGMMA`): every kernel of `kernels/gemm_wgmma.cu` and `kernels/gemm_tma.cu`.
     pub const fn uses_wgmma(self) -> bool {
-        matches!(self.module(), Module::GemmWgmma)
+        matches!(self.module(), Module::GemmWgmma | Module::GemmTma)
+    }
+
+    /// Whether this kernel's operand tiles come by the Tensor Memory Accelerator (its SASS must
+    /// contain `UTMALDG`): every kernel of `kernels/gemm_tma.cu`.
+    pub const fn uses_tma(self) -> bool {
+        matches!(self.module(), Module::GemmTma)
     }
 }

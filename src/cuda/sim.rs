@@ -12,9 +12,12 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use super::exec::{Elem, Exec, Grid};
-use super::params::KernelParams;
+use super::params::{KernelParams, TmaMap};
 use super::registry::{KernelId, Module};
 use crate::error::{Error, Result};
+
+/// sim.h's `TMA_MAGIC`: marks a tensor map the simulation wrote.
+const SIM_TMA_MAGIC: u64 = 0x7a6d_5f74_7238_6931;
 
 const SLACK: usize = 256;
 const POISON: u8 = 0xA5;
@@ -424,6 +427,47 @@ impl Exec for SimExec {
     }
     fn stream_key(&self) -> usize {
         0
+    }
+    fn tensor_map(
+        &self,
+        addr: u64,
+        rows: usize,
+        cols: usize,
+        ld: usize,
+        box_rows: usize,
+    ) -> Result<TmaMap> {
+        // The limits cuTensorMapEncodeTiled checks for this use (CUDA driver API reference):
+        // a 16-byte aligned base, a row stride that is a multiple of 16 below 2^40, dimensions
+        // in [1, 2^32], boxes of at most 256 rows. A violation is the same kind of error.
+        let (rows, cols) = (rows.max(1), cols.max(1));
+        if !addr.is_multiple_of(16)
+            || !ld.is_multiple_of(16)
+            || (ld as u64) >= 1 << 40
+            || rows as u64 > 1 << 32
+            || cols as u64 > 1 << 32
+            || !(1..=256).contains(&box_rows)
+        {
+            return Err(Error::Cuda {
+                context: format!(
+                    "cuTensorMapEncodeTiled ({rows} × {cols} bytes, ld {ld}, box {box_rows} × 128)"
+                ),
+                detail: "CUDA_ERROR_INVALID_VALUE (simulated)".into(),
+            });
+        }
+        // sim.h's `TmaDesc`: magic, base, dim0 (bytes), dim1 (rows), row stride, box bytes,
+        // box rows, swizzle (3: 128-byte).
+        let mut bits = [0u64; 16];
+        bits[..8].copy_from_slice(&[
+            SIM_TMA_MAGIC,
+            addr,
+            cols as u64,
+            rows as u64,
+            ld as u64,
+            128,
+            box_rows as u64,
+            3,
+        ]);
+        Ok(TmaMap { bits })
     }
     fn read<T: Elem>(&self, src: &SimBuf<T>, dst: &mut [T]) -> Result<()> {
         if dst.len() > src.len {

@@ -717,9 +717,29 @@ fn assert_wgmma_stats(e: &SimExec, what: &str) -> SimStats {
     st
 }
 
-/// [`assert_tensor_core_stats`], [`assert_stream_stats`] or [`assert_wgmma_stats`], as `tile` is.
+/// The statistics of TMA tile launches since the last call: wgmma on tiles that tensor copies
+/// (counted with the bulk copies) brought — no cp.async, no mma.sync, no ldmatrix, no plain
+/// shared loads.
+fn assert_tma_stats(e: &SimExec, what: &str) -> SimStats {
+    let st = e.take_stats();
+    assert!(
+        st.wgmma > 0
+            && st.bulk_copies > 0
+            && st.cp_async == 0
+            && st.mma == 0
+            && st.ldmatrix == 0
+            && st.lds_v4 == 0,
+        "{what}: {st:?}"
+    );
+    st
+}
+
+/// [`assert_tensor_core_stats`], [`assert_stream_stats`], [`assert_wgmma_stats`] or
+/// [`assert_tma_stats`], as `tile` is.
 fn assert_tile_stats(e: &SimExec, tile: MmaTile, what: &str) -> SimStats {
-    if tile.is_wgmma() {
+    if tile.is_tma() {
+        assert_tma_stats(e, what)
+    } else if tile.is_wgmma() {
         assert_wgmma_stats(e, what)
     } else if tile.is_stream() {
         assert_stream_stats(e, what)
@@ -822,6 +842,60 @@ fn wgmma_tiles_match_reference_around_their_128_byte_stages() {
         }
         let st = assert_wgmma_stats(&e, &format!("{tile:?}, cp.async early: {early}"));
         eprintln!("{tile:?}, cp.async early: {early}: {st:?}");
+    }
+}
+
+#[test]
+fn tma_tiles_match_reference_across_their_rings_and_edges() {
+    // The TMA tiles: K at, around and far past their 128-byte stage — more k tiles than the
+    // ring holds (every stage refilled, some twice, while the next is in the tensor cores), a
+    // K of 16 (the box mostly outside the matrix: zeros), ragged M and N (rows outside the map
+    // arrive as zeros), odd strides' padding never read (K not a multiple of 16), splits 1, 2
+    // and 3 (a split's k tiles start inside the matrix). The emulation lands a tensor copy at the
+    // latest moment its mbarrier allows and performs each wgmma at the wait that completes it,
+    // so a stage read before its `full` phase, or refilled before every warp released it,
+    // computes on stale bytes and fails the bit check.
+    let mut rng = Rng::new(61);
+    let e = SimExec::new();
+    for (ti, tile) in [
+        MmaTile::Tma64x128,
+        MmaTile::Tma128x128,
+        MmaTile::Tma64x256,
+        MmaTile::Tma128x256,
+        MmaTile::Tma64x128D4,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (bm, bn, st) = (tile.bm(), tile.bn(), tile.stages());
+        for (si, &(m, n, k, splits)) in [
+            (bm, bn, 128, 1),
+            (bm - 3, bn + 2, 129, 1),
+            (17, 40, 16, 1),
+            (1, 2 * bn + 5, 128 * 3 + 16, 2),
+            (bm + 7, bn - 1, 128 * (2 * st + 1) + 48, 1),
+            (60, bn + 9, 128 * (st + 3) - 5, 2),
+            (bm / 2 + 1, 2 * bn + 3, 128 * 7, 3),
+        ]
+        .iter()
+        .enumerate()
+        {
+            check_gemm_on(
+                &e,
+                forced(tile, splits),
+                Path::CudaMma,
+                &mut rng,
+                m,
+                n,
+                k,
+                ACTS[(ti + si) % 4],
+                BIASES[(ti + 2 * si) % 3],
+                true,
+                false,
+            );
+        }
+        let stats = assert_tma_stats(&e, &format!("{tile:?}"));
+        eprintln!("{tile:?}: {stats:?}");
     }
 }
 

@@ -35,8 +35,8 @@ pub struct TuneOptions {
     /// (noise guard). Default 0.03.
     pub min_gain: f64,
     /// Also try the kernels that have not yet run on a GPU ([`GemmKernel::ran_on_gpu`]: today
-    /// the bulk-copy GEMV, `GemvVariant::Bulk`; a kernel stays there until a GPU run passes
-    /// it). A wrong result is caught and rejected like any other, but a kernel that
+    /// the bulk-copy GEMV, `GemvVariant::Bulk`, and the TMA tiles, `MmaTile::Tma…`; a kernel
+    /// stays there until a GPU run passes it). A wrong result is caught and rejected like any other, but a kernel that
     /// faults leaves the process's CUDA context unusable. Default `false`.
     pub include_unproven: bool,
 }
@@ -327,8 +327,8 @@ const SPLITS: [u32; 4] = [1, 2, 4, 8];
 /// The kernels worth timing for `m × [n, k]` on compute capability `arch`, `Auto` first: dp4a
 /// up to 8 rows (where its GEMV once led); from sm_80 the tensor-core GEMV up to 128 rows, its
 /// narrow and wide variants up to 8 and its bulk-copy one (sm_90+) up to 128, the weight-streaming tiles at 16 … 256 rows, the other tiles whose row
-/// count does not exceed `m` rounded up to a power of two (at least 16), and the `wgmma` tiles
-/// on sm_90 alone — each at split-K 1, 2, 4, 8 while every split keeps two k tiles; without
+/// count does not exceed `m` rounded up to a power of two (at least 16) — the 64-row TMA tiles
+/// at any `m` — and the `wgmma` tiles (the TMA-fed ones included) on sm_90 alone — each at split-K 1, 2, 4, 8 while every split keeps two k tiles; without
 /// `unproven`, only kernels that have run on a GPU ([`GemmKernel::ran_on_gpu`]).
 pub(crate) fn candidates(m: usize, k: usize, arch: u32, unproven: bool) -> Vec<GemmKernel> {
     let mut v = all_candidates(m, k, arch);
@@ -357,10 +357,12 @@ fn all_candidates(m: usize, k: usize, arch: u32) -> Vec<GemmKernel> {
     }
     let rows = m.next_power_of_two().max(16);
     for tile in MmaTile::ALL {
+        // (the TMA tiles at any row count: X's rows past M arrive as zeros without a
+        // guard, and their tensor work, 64 rows at least, hides under the weight stream)
         let useful = if tile.is_stream() {
             (16..=256).contains(&m)
         } else {
-            tile.bm() <= rows
+            tile.bm() <= rows || (tile.is_tma() && tile.bm() == 64)
         };
         let kt = k.div_ceil(tile.bk());
         for splits in SPLITS {
@@ -793,16 +795,25 @@ mod tests {
                     assert_eq!(proven, expect, "m={m} k={k} sm_{arch}");
                     // Every kernel of today's list has passed on a GPU (H200 and H100,
                     // 2026-11-26) but the bulk-copy GEMV, tried on sm_90+ up to 128 rows (as the
-                    // GEMV is).
+                    // GEMV is), and the TMA tiles, tried on sm_90 from 33 rows (as the other
+                    // wgmma tiles are).
                     let bulk = GemmKernel::MmaGemvVariant(GemvVariant::Bulk);
+                    let is_tma =
+                        |c: &GemmKernel| matches!(c, GemmKernel::Mma(Some(t)) if t.tile.is_tma());
                     let unproven: Vec<GemmKernel> =
                         c.iter().copied().filter(|c| !c.ran_on_gpu()).collect();
-                    let want = if m <= 128 && arch >= 90 {
-                        vec![bulk]
-                    } else {
-                        vec![]
-                    };
+                    let want: Vec<GemmKernel> = c
+                        .iter()
+                        .copied()
+                        .filter(|c| *c == bulk || is_tma(c))
+                        .collect();
                     assert_eq!(unproven, want, "m={m} k={k} sm_{arch}");
+                    assert_eq!(
+                        c.contains(&bulk),
+                        m <= 128 && arch >= 90,
+                        "m={m} k={k} sm_{arch}"
+                    );
+                    assert_eq!(c.iter().any(is_tma), arch == 90, "m={m} k={k} sm_{arch}");
                     assert_eq!(c[0], GemmKernel::Auto);
                     let set: std::collections::HashSet<String> =
                         c.iter().map(|k| k.to_string()).collect();
@@ -831,7 +842,9 @@ mod tests {
                     assert_eq!(c.len() > 2, arch >= 80, "m={m} sm_{arch}");
                     assert_eq!(has(&|k| *k == GemmKernel::Dp4a), m <= 8);
                     assert_eq!(
-                        has(&|k| matches!(k, GemmKernel::Mma(Some(t)) if t.tile.is_wgmma())),
+                        has(
+                            &|k| matches!(k, GemmKernel::Mma(Some(t)) if t.tile.is_wgmma() && !t.tile.is_tma())
+                        ),
                         arch == 90 && m > 32
                     );
                     assert_eq!(has(&|k| *k == GemmKernel::MmaGemv), arch >= 80 && m <= 128);

@@ -1,0 +1,164 @@
+// kernels/gemm_tma.cu — the `wgmma` GEMM of kernels/gemm_wgmma.cu with its operand tiles brought
+// by the Tensor Memory Accelerator (sm_90a): Y[m, n] = epilogue(X[m, k] · W[n, k]ᵀ), X s8 or u8,
+// W s8, the DESIGN.md §1 epilogue fused. Built for 33 … 256 activation rows, where Nsight
+// Compute found every kernel of the crate latency-bound on an H100 (`wgmma` 64 × 128 at 64 ×
+// 4096²: 22 % of DRAM throughput; the 64 × 64 weight-streaming tile 26 %; bench/RESULTS.md,
+// 2026-11-26): there the cp.async loaders keep two stages in flight, issued by the warps that
+// also wait for them. Here one thread issues a whole stage as two tensor copies, and a block
+// keeps up to STAGES stages (all its k tiles, at 64 × 4096² split 4) in flight from the start.
+// Forced or tuned (`MmaTile::Tma…`) until a GPU run has measured it.
+// I8RT_MIN_ARCH 90a
+//
+// Block tiles (the host's MmaTile::Tma…):
+//   gemm_tma_64x128   BM 64,  BN 128, 1 warpgroup,  8 stages (192 KiB)
+//   gemm_tma_128x128  BM 128, BN 128, 2 warpgroups, 6 stages (192 KiB)
+//   gemm_tma_64x256   BM 64,  BN 256, 1 warpgroup,  5 stages (200 KiB)
+//   gemm_tma_128x256  BM 128, BN 256, 2 warpgroups, 4 stages (192 KiB)
+//   gemm_tma_64x128_d4  BM 64, BN 128, 1 warpgroup, 4 stages (96 KiB): two blocks per SM, for
+//                     split-K grids of two blocks per SM (a block's finish overlapping the
+//                     other's stream)
+// each for s8 and u8 activations; one block per multiprocessor but the last.
+//
+// Per block:
+// - the output tile from tile.cuh's grouped order, the k tiles [first, end) of its split;
+// - a stage is BK = 128 bytes of K: the X box (BM rows × 128 B) and the W box (BN rows × 128 B)
+//   of the host's tensor maps (TmaParams), landing with the 128-byte swizzle that wgmma's
+//   descriptors read (the operand tiles 1024-byte aligned in the shared window) — rows past M
+//   or N and bytes past K arrive as zeros, so no k tile needs a guard;
+// - thread 0 initializes a `full` mbarrier (1 arrival + the stage's bytes) and an `empty` one
+//   (one arrival per warp) per stage, then issues the first STAGES k tiles. Every warp waits for
+//   step i's `full` phase, its warpgroup runs the stage's four `wgmma.m64nBNk32` (A: the
+//   warpgroup's 64 rows of X, B: all BN rows of W), commits, and waits until only this step's
+//   group is in flight — step i − 1's wgmma have read their stage — whereupon each warp arrives
+//   on that stage's `empty` barrier and thread 0, once all have, refills it with k tile
+//   i − 1 + STAGES;
+// - the block ends as gemm_wgmma.cu's do: tile.cuh `finish` (split-K partial sums, then the
+//   epilogue through shared-memory staging rows below the barriers).
+#include "tile.cuh"
+#include "wgmma.cuh"
+
+namespace tma {
+
+constexpr int BK = 128;          // k bytes per stage (one 128-byte swizzle row)
+constexpr int ALIGN = 1024;      // operand tiles' alignment in the shared window
+constexpr int RASTER_GROUP = 8;  // tile rows per group of the block order
+
+template <int BM_, int BN_, int STAGES_>
+struct Config {
+    static constexpr int BM = BM_, BN = BN_, STAGES = STAGES_;
+    static constexpr int WARPGROUPS = BM / 64;
+    static constexpr int THREADS = 128 * WARPGROUPS;
+    static constexpr int WARPS = THREADS / 32;
+    static constexpr int NT = BN / 8;  // 16 × 8 C fragments per warp
+    static constexpr int A_BYTES = BM * BK, STAGE_BYTES = (BM + BN) * BK;
+    // The mbarriers lie past the operand tiles wherever the aligned base falls (`full` ones,
+    // then `empty` ones); the epilogue's staging rows start at offset 0, below them.
+    static constexpr int BARS = ALIGN + STAGES * STAGE_BYTES;
+    static constexpr int SMEM = BARS + 16 * STAGES;  // dynamic shared memory (ops.rs: smem_bytes)
+    static_assert(BM == 64 || BM == 128, "one or two warpgroups of 64 rows");
+    static_assert(BN == 128 || BN == 256, "the crate's wgmma widths");
+    static_assert(STAGES >= 2, "one stage in the tensor cores, one landing");
+    static_assert(A_BYTES % ALIGN == 0 && STAGE_BYTES % ALIGN == 0, "every operand tile 1024-byte aligned");
+    static_assert(tile::FLAG_OFFSET<THREADS, BN> + 4 <= STAGES * STAGE_BYTES, "the epilogue's staging below the barriers");
+    static_assert(SMEM <= 227 * 1024, "an sm_90 block's dynamic shared memory");
+    static I8RT_INLINE unsigned full_bar(int s) { return (unsigned)(BARS + 8 * s); }
+    static I8RT_INLINE unsigned empty_bar(int s) { return (unsigned)(BARS + 8 * (STAGES + s)); }
+};
+
+using C64x128 = Config<64, 128, 8>;
+using C128x128 = Config<128, 128, 6>;
+using C64x256 = Config<64, 256, 5>;
+using C128x256 = Config<128, 256, 4>;
+using C64x128D4 = Config<64, 128, 4>;
+
+template <class C, bool U8>
+I8RT_INLINE void body(const TmaParams& tp) {
+    check_launch_geometry(C::THREADS, C::SMEM, "gemm_tma");
+    const MmaParams& q = tp.q;
+    const GemmParams& p = q.g;
+    if (p.status && p.status->count != 0) return;  // the input had NaN/inf: the host reports it
+    const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5, wgi = warp >> 2;
+    const tile::TileRC rc = tile::grouped_tile<RASTER_GROUP>();
+    const int bm = rc.row * C::BM, bn = rc.col * C::BN;
+    const tile::KTiles kts = tile::block_k_tiles<BK>(q);
+    const int kt0 = kts.first, nkt = kts.count;
+    // The operand tiles start at the first 1024-byte boundary of the shared window.
+    const unsigned base = (unsigned)(ALIGN - (int)(smem_window(0) % ALIGN)) % ALIGN;
+
+    // k tile kt0 + i into stage i % STAGES: arm the stage's `full` barrier with its bytes, then
+    // the two boxes (thread 0 only).
+    auto issue = [&](int i) {
+        const int s = i % C::STAGES;
+        const unsigned at = base + (unsigned)(s * C::STAGE_BYTES);
+        const int k0 = (kt0 + i) * BK;
+        mbar_arrive_expect_tx(C::full_bar(s), (unsigned)C::STAGE_BYTES);
+        tma_load_2d(at, &tp.x, k0, bm, C::full_bar(s));
+        tma_load_2d(at + (unsigned)C::A_BYTES, &tp.w, k0, bn, C::full_bar(s));
+    };
+    if (tid == 0) {
+        for (int s = 0; s < C::STAGES; ++s) {
+            mbar_init(C::full_bar(s), 1);
+            mbar_init(C::empty_bar(s), C::WARPS);
+        }
+        mbar_init_fence();
+    }
+    block_sync();
+    if (tid == 0)
+        for (int i = 0; i < nkt && i < C::STAGES; ++i) issue(i);
+
+    int acc[1][C::NT][4];
+#pragma unroll
+    for (int j = 0; j < C::NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[0][j][e] = 0;
+
+    // Descriptor addresses: the warpgroup's 64 rows of A, all BN rows of B; 8-row groups 1024
+    // bytes apart; + 32 bytes per k step inside the swizzle row.
+    const unsigned a_addr = smem_window(base) + (unsigned)(wgi * 64 * BK);
+    const unsigned b_addr = smem_window(base) + (unsigned)C::A_BYTES;
+    for (int i = 0; i < nkt; ++i) {
+        const int s = i % C::STAGES;
+        mbar_wait(C::full_bar(s), (unsigned)(i / C::STAGES) & 1u);
+        const unsigned stage = (unsigned)(s * C::STAGE_BYTES);
+        wgmma_pin(acc);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < BK / 32; ++kk) {
+            const unsigned long long da = smem_desc_sw128(a_addr + stage + (unsigned)(kk * 32), ALIGN);
+            const unsigned long long db = smem_desc_sw128(b_addr + stage + (unsigned)(kk * 32), ALIGN);
+            wgmma_m64k32<C::BN, U8>(acc, da, db, 1);
+        }
+        wgmma_commit();
+        wgmma_pin(acc);
+        wgmma_wait<1>();
+        if (i == 0) continue;
+        // Step i − 1's wgmma are complete: this warp is done with their stage; once every warp
+        // is, the producer refills it.
+        const int ps = (i - 1) % C::STAGES;
+        __syncwarp();
+        if (lane == 0) mbar_arrive(C::empty_bar(ps));
+        if (tid == 0 && i - 1 + C::STAGES < nkt) {
+            mbar_wait(C::empty_bar(ps), (unsigned)((i - 1) / C::STAGES) & 1u);
+            issue(i - 1 + C::STAGES);
+        }
+        __syncwarp();  // (warp 0's lanes wait for their producer before the next wgmma)
+    }
+    wgmma_wait<0>();
+    wgmma_pin(acc);
+
+    tile::finish<1, C::NT, C::THREADS>(q, acc, bm + warp * 16, bn);
+}
+
+}  // namespace tma
+
+I8RT_ENTRY_GRID_CONST(gemm_tma_64x128_s8, TmaParams, tma::C64x128::THREADS, 1) { tma::body<tma::C64x128, false>(p); }
+I8RT_ENTRY_GRID_CONST(gemm_tma_64x128_u8, TmaParams, tma::C64x128::THREADS, 1) { tma::body<tma::C64x128, true>(p); }
+I8RT_ENTRY_GRID_CONST(gemm_tma_128x128_s8, TmaParams, tma::C128x128::THREADS, 1) { tma::body<tma::C128x128, false>(p); }
+I8RT_ENTRY_GRID_CONST(gemm_tma_128x128_u8, TmaParams, tma::C128x128::THREADS, 1) { tma::body<tma::C128x128, true>(p); }
+I8RT_ENTRY_GRID_CONST(gemm_tma_64x256_s8, TmaParams, tma::C64x256::THREADS, 1) { tma::body<tma::C64x256, false>(p); }
+I8RT_ENTRY_GRID_CONST(gemm_tma_64x256_u8, TmaParams, tma::C64x256::THREADS, 1) { tma::body<tma::C64x256, true>(p); }
+I8RT_ENTRY_GRID_CONST(gemm_tma_128x256_s8, TmaParams, tma::C128x256::THREADS, 1) { tma::body<tma::C128x256, false>(p); }
+I8RT_ENTRY_GRID_CONST(gemm_tma_128x256_u8, TmaParams, tma::C128x256::THREADS, 1) { tma::body<tma::C128x256, true>(p); }
+// (two blocks per SM: 96 KiB of shared memory each, registers held to 256 per thread pair)
+I8RT_ENTRY_GRID_CONST(gemm_tma_64x128_d4_s8, TmaParams, tma::C64x128D4::THREADS, 2) { tma::body<tma::C64x128D4, false>(p); }
+I8RT_ENTRY_GRID_CONST(gemm_tma_64x128_d4_u8, TmaParams, tma::C64x128D4::THREADS, 2) { tma::body<tma::C64x128D4, true>(p); }
