@@ -487,6 +487,11 @@ fn bench_shape(
         runs.push(("int8rt_mma_f32".into(), GemmKernel::Auto, true));
     }
     runs.push(("int8rt_dp4a_i32".into(), GemmKernel::Dp4a, false));
+    // The 16-row dp4a GEMV (the tensor-core GEMV's block shape; not yet run on a GPU when added)
+    // up to 8 rows: row `int8rt_dp4a16_i32`.
+    if m <= 8 {
+        runs.push(("int8rt_dp4a16_i32".into(), GemmKernel::Dp4aGemv16, false));
+    }
     if mma && m <= 128 {
         runs.push(("int8rt_gemv_i32".into(), GemmKernel::MmaGemv, false));
     }

@@ -1,17 +1,19 @@
 // kernels/gemm_dp4a.cu — the int8 GEMM on `dp4a` (sm_61+) with the DESIGN.md §1 epilogue fused:
 // Y[m, n] = epilogue(X[m, k] · W[n, k]ᵀ), X s8 or u8 (`dp4a.u32.s32`), W s8, any M, N, K.
 //
-// Two kernels:
+// Three kernels:
 // - tiled (M > SKINNY_MAX_M): a 128 × 128 block tile over k in 32-byte steps, staged through
 //   double-buffered shared memory (one barrier per step), each of 256 threads holding an 8 × 8
 //   register tile of i32 accumulators (64 dp4a per 16 shared-memory words read);
 // - skinny (M ≤ SKINNY_MAX_M, the GEMV shapes of token-by-token decoding): one warp per output
 //   column streams that weight row once with 16-byte loads, four in flight per lane, for all M
-//   rows, and reduces across the warp with shuffles. This path is bound by weight bandwidth.
+//   rows, and reduces across the warp with shuffles. This path is bound by weight bandwidth;
+// - rows16 (M ≤ SKINNY_MAX_M, aligned, forced or tuned: `gemv_dp4a16_*`): the same GEMV in the
+//   tensor-core GEMV's block shape and accumulator layout (kernels/gemv.cuh), described below.
 // `_unaligned` variants read bytes with guards (any stride, any base address); the default ones
 // read 16 bytes at a time and need lda, ldb and both base addresses to be multiples of 16 (the
 // host checks; the layer pads its rows). The K tail and the M / N edges are handled inside.
-#include "common.cuh"
+#include "gemv.cuh"
 
 #define TILE_THREADS 256
 #define SKINNY_THREADS 256
@@ -198,6 +200,125 @@ I8RT_INLINE void body(const GemmParams& p) {
 }
 }  // namespace skinny
 
+// The decode GEMV on dp4a in the tensor-core GEMV's block shape (GemmKernel::Dp4aGemv16; forced
+// or tuned until measured): the weight-streaming pattern that reached 76 % of an H100's memory
+// bandwidth at 1 × 8192² on the tensor cores, where the skinny kernel above (a warp per weight
+// row, the whole row in four rounds of loads) reached 64 % (bench/RESULTS.md, 2026-11-26).
+// - a block is 8 warps on 16 weight rows; k advances in 64-byte steps, warp w taking steps w,
+//   w + 8, …; lane (g, t) loads 16 bytes of weight rows g and g + 8 at byte 16 t of the step
+//   (streaming hint) and the same 16 bytes of each activation row below M (≤ MR rows: 1 for
+//   the M = 1 kernels, 8 for the others), batches of U steps double-buffered in registers; the
+//   step that crosses K with byte guards;
+// - per step 4 dp4a per weight row and activation row; the four lanes t of a row group then sum
+//   their k quarters with two shuffles, and lane (g, t) keeps the sums of activation rows 2 t and
+//   2 t + 1 — the tensor-core GEMV's accumulator layout — so the warps' sums meet and the
+//   epilogue runs exactly as there (gemv::reduce_store). Aligned operands only (16-byte rows).
+namespace rows16 {
+
+using gemv::BN;
+using gemv::STEP;
+constexpr int WARPS = 8;
+constexpr int THREADS = 32 * WARPS;
+
+template <int MR, int U>
+struct Batch {
+    int4 w0[U], w1[U];
+    int4 x[U][MR];
+};
+
+// acc[h][i] += weight row (g + 8 h) · activation row i over this thread's 16 bytes.
+template <int MR, bool U8>
+I8RT_INLINE void dot_step(int (&acc)[2][MR], const int4& w0, const int4& w1, const int4 (&x)[MR], int m) {
+#pragma unroll
+    for (int i = 0; i < MR; ++i) {
+        if (i >= m) break;  // (uniform)
+        acc[0][i] = dp4a<U8>(x[i].x, w0.x, acc[0][i]);
+        acc[0][i] = dp4a<U8>(x[i].y, w0.y, acc[0][i]);
+        acc[0][i] = dp4a<U8>(x[i].z, w0.z, acc[0][i]);
+        acc[0][i] = dp4a<U8>(x[i].w, w0.w, acc[0][i]);
+        acc[1][i] = dp4a<U8>(x[i].x, w1.x, acc[1][i]);
+        acc[1][i] = dp4a<U8>(x[i].y, w1.y, acc[1][i]);
+        acc[1][i] = dp4a<U8>(x[i].z, w1.z, acc[1][i]);
+        acc[1][i] = dp4a<U8>(x[i].w, w1.w, acc[1][i]);
+    }
+}
+
+template <int MR, bool U8, int U>
+I8RT_INLINE void body(const GemmParams& p) {
+    __shared__ int red[WARPS][4][32];
+    const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, t = lane & 3;
+    const int bn = (int)blockIdx.x * BN;
+    const int m = p.m < MR ? p.m : MR;  // (the host launches M ≤ MR)
+
+    const bool w0_ok = bn + g < p.n, w1_ok = bn + g + 8 < p.n;
+    const unsigned char* wb = reinterpret_cast<const unsigned char*>(p.w);
+    const unsigned char* w0p = wb + (long long)(w0_ok ? bn + g : 0) * p.ldb + 16 * t;
+    const unsigned char* w1p = wb + (long long)(w1_ok ? bn + g + 8 : 0) * p.ldb + 16 * t;
+    const unsigned char* xp = static_cast<const unsigned char*>(p.x) + 16 * t;
+
+    int acc[2][MR];
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int i = 0; i < MR; ++i) acc[h][i] = 0;
+
+    // Whole steps below K: warp w owns steps w + 8 j, j < count.
+    const int full = p.k / STEP;
+    const int count = warp < full ? (full - warp + WARPS - 1) / WARPS : 0;
+    const int4 zero = {0, 0, 0, 0};
+    auto load = [&](Batch<MR, U>& b, int j0) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+            const bool live = j0 + u < count;
+            const long long o = (long long)(warp + WARPS * (j0 + u)) * STEP;
+            b.w0[u] = live && w0_ok ? ldg_stream_v4(w0p + o) : zero;
+            b.w1[u] = live && w1_ok ? ldg_stream_v4(w1p + o) : zero;
+#pragma unroll
+            for (int i = 0; i < MR; ++i) b.x[u][i] = live && i < m ? ldg_v4(xp + (long long)i * p.lda + o) : zero;
+        }
+    };
+    Batch<MR, U> cur, nxt{};
+    if (count > 0) {
+        load(cur, 0);
+        for (int j0 = 0; j0 < count; j0 += U) {
+            if (j0 + U < count) load(nxt, j0 + U);
+#pragma unroll
+            for (int u = 0; u < U; ++u) dot_step<MR, U8>(acc, cur.w0[u], cur.w1[u], cur.x[u], m);
+            cur = nxt;
+        }
+    }
+    // The step that crosses K, if any, by the warp whose turn it is.
+    if (p.k % STEP != 0 && warp == full % WARPS) {
+        const long long o = (long long)full * STEP;
+        const long long end = (long long)p.k - 16 * t;  // bytes of this thread's rows below K, from o
+        const int4 w0 = w0_ok ? gemv::load_guarded(w0p, o, end) : zero;
+        const int4 w1 = w1_ok ? gemv::load_guarded(w1p, o, end) : zero;
+        int4 x[MR];
+#pragma unroll
+        for (int i = 0; i < MR; ++i) x[i] = i < m ? gemv::load_guarded(xp + (long long)i * p.lda, o, end) : zero;
+        dot_step<MR, U8>(acc, w0, w1, x, m);
+    }
+
+    // The row group's four k quarters (lanes 4 g … 4 g + 3) summed; then lane (g, t) keeps
+    // activation rows 2 t, 2 t + 1 of weight rows g, g + 8 — the m16n8 C fragment's places.
+    int c[1][1][4] = {{{0, 0, 0, 0}}};
+#pragma unroll
+    for (int h = 0; h < 2; ++h)
+#pragma unroll
+        for (int i = 0; i < MR; ++i) {
+            int v = acc[h][i];
+            v += (int)shfl_xor_u32((unsigned)v, 1);
+            v += (int)shfl_xor_u32((unsigned)v, 2);
+            // (selects by t, so the accumulators stay in registers)
+            if (i == 2 * t) c[0][0][2 * h] = v;
+            if (i == 2 * t + 1) c[0][0][2 * h + 1] = v;
+        }
+    gemv::reduce_store<1, WARPS>(p, red, c, bn, 0);
+}
+
+}  // namespace rows16
+
 I8RT_ENTRY(gemm_dp4a_s8, GemmParams, TILE_THREADS) { tiled::body<false, true>(p); }
 I8RT_ENTRY(gemm_dp4a_u8, GemmParams, TILE_THREADS) { tiled::body<true, true>(p); }
 I8RT_ENTRY(gemm_dp4a_s8_unaligned, GemmParams, TILE_THREADS) { tiled::body<false, false>(p); }
@@ -206,3 +327,9 @@ I8RT_ENTRY(gemv_dp4a_s8, GemmParams, SKINNY_THREADS) { skinny::body<false, true>
 I8RT_ENTRY(gemv_dp4a_u8, GemmParams, SKINNY_THREADS) { skinny::body<true, true>(p); }
 I8RT_ENTRY(gemv_dp4a_s8_unaligned, GemmParams, SKINNY_THREADS) { skinny::body<false, false>(p); }
 I8RT_ENTRY(gemv_dp4a_u8_unaligned, GemmParams, SKINNY_THREADS) { skinny::body<true, false>(p); }
+// (M = 1: two steps per register batch, held to 128 registers — left to itself ptxas spilled
+// at 64; M ≤ 8: one step, the eight activation rows' 16 bytes each)
+I8RT_ENTRY_MIN_BLOCKS(gemv_dp4a16_m1_s8, GemmParams, rows16::THREADS, 2) { rows16::body<1, false, 2>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemv_dp4a16_m1_u8, GemmParams, rows16::THREADS, 2) { rows16::body<1, true, 2>(p); }
+I8RT_ENTRY(gemv_dp4a16_m8_s8, GemmParams, rows16::THREADS) { rows16::body<8, false, 1>(p); }
+I8RT_ENTRY(gemv_dp4a16_m8_u8, GemmParams, rows16::THREADS) { rows16::body<8, true, 1>(p); }

@@ -95,7 +95,7 @@ fn has_mma(dev: &CudaDevice) -> bool {
 /// tensor cores on sm_80+ (the weight-streaming GEMV up to 64 rows, tiles above), dp4a before.
 fn want_path(dev: &CudaDevice, kernel: GemmKernel) -> Path {
     match kernel {
-        GemmKernel::Dp4a => Path::CudaDp4a,
+        GemmKernel::Dp4a | GemmKernel::Dp4aGemv16 => Path::CudaDp4a,
         GemmKernel::Mma(_) | GemmKernel::MmaGemv | GemmKernel::MmaGemvVariant(_) => Path::CudaMma,
         GemmKernel::Auto if has_mma(dev) => Path::CudaMma,
         GemmKernel::Auto => Path::CudaDp4a,
@@ -224,7 +224,8 @@ fn gemm_matches_reference_over_shapes() {
     // (any M: 8-, 16- and 32-row block rows, several of them past 32) and its block variants.
     // Every size 1..=17 in one dimension with the others odd, tile edges ± 1, GEMV and deep
     // shapes.
-    let mut kernels = vec![GemmKernel::Dp4a, GemmKernel::Auto];
+    // (the 16-row dp4a GEMV, forced: its first native run; aligned rows)
+    let mut kernels = vec![GemmKernel::Dp4a, GemmKernel::Auto, GemmKernel::Dp4aGemv16];
     if has_mma(&dev) {
         kernels.push(GemmKernel::MmaGemv);
         kernels.push(GemmKernel::MmaGemvVariant(GemvVariant::Narrow));

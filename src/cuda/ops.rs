@@ -160,6 +160,12 @@ pub enum GemmKernel {
     Auto,
     /// Always the `dp4a` kernels.
     Dp4a,
+    /// The `dp4a` kernels with, for up to 8 rows of aligned operands, the decode GEMV in the
+    /// tensor-core GEMV's block shape (16 weight rows per block, K across 8 warps:
+    /// `gemv_dp4a16_*`) instead of a warp per weight row ([`Path::CudaDp4a`]; more rows run the
+    /// dp4a tile). Built and simulated, not yet run on a GPU: forced, or tuned with
+    /// `include_unproven`, only. `Err(PathUnavailable)` for unaligned rows.
+    Dp4aGemv16,
     /// Always the tensor cores: `Auto`'s tensor-core choice (the GEMV up to 64 rows, the
     /// dispatch table's tile above), or the given tile and split (for tuning the table).
     /// `Err(PathUnavailable)` before sm_80 or for unaligned rows.
@@ -181,7 +187,7 @@ impl GemmKernel {
     pub const fn ran_on_gpu(self) -> bool {
         match self {
             GemmKernel::Mma(Some(c)) => c.tile.ran_on_gpu(),
-            GemmKernel::MmaGemvVariant(GemvVariant::Bulk) => false,
+            GemmKernel::MmaGemvVariant(GemvVariant::Bulk) | GemmKernel::Dp4aGemv16 => false,
             _ => true,
         }
     }
@@ -252,7 +258,10 @@ impl GemvVariant {
 /// weight-streaming tensor-core GEMV.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Plan {
-    Dp4a,
+    /// The dp4a kernels; `gemv16`: the 16-row GEMV for few rows (aligned operands).
+    Dp4a {
+        gemv16: bool,
+    },
     Tiled(MmaConfig),
     /// The GEMV, in its default blocks (`None`) or a variant.
     Gemv(Option<GemvVariant>),
@@ -261,7 +270,7 @@ enum Plan {
 impl Plan {
     fn path(self) -> Path {
         match self {
-            Plan::Dp4a => Path::CudaDp4a,
+            Plan::Dp4a { .. } => Path::CudaDp4a,
             Plan::Tiled(_) | Plan::Gemv(_) => Path::CudaMma,
         }
     }
@@ -511,7 +520,7 @@ const WGMMA_BK: usize = 128;
 /// plan again.
 pub(crate) fn arch_refusal(kernel: GemmKernel, arch: u32) -> Option<String> {
     match kernel {
-        GemmKernel::Auto | GemmKernel::Dp4a => None,
+        GemmKernel::Auto | GemmKernel::Dp4a | GemmKernel::Dp4aGemv16 => None,
         _ if arch < MMA_ARCH => Some(format!(
             "the tensor-core kernels need sm_80 or newer; this GPU is sm_{arch}"
         )),
@@ -839,14 +848,26 @@ impl<E: Exec> ScratchCache<E> {
 }
 
 /// The kernel and grid of the `dp4a` GEMM for an `m × n` product: the skinny kernel for
-/// `m ≤ SKINNY_MAX_M`, else the tiled one; 16-byte loads when both strides allow them.
+/// `m ≤ SKINNY_MAX_M` — or with `gemv16` (aligned operands) the 16-row GEMV, its M = 1 kernel
+/// for one row — else the tiled one; 16-byte loads when both strides allow them.
 pub(crate) fn dp4a_plan(
     m: usize,
     n: usize,
     u8_act: bool,
     aligned: bool,
+    gemv16: bool,
 ) -> Result<(KernelId, Grid)> {
     use KernelId::*;
+    if gemv16 && aligned && m <= SKINNY_MAX_M {
+        let k = match (m <= 1, u8_act) {
+            (true, false) => GemvDp4a16M1S8,
+            (true, true) => GemvDp4a16M1U8,
+            (false, false) => GemvDp4a16M8S8,
+            (false, true) => GemvDp4a16M8U8,
+        };
+        // [⌈n / 16⌉] blocks of 8 warps (rows16::THREADS), each on 16 weight rows and all m rows.
+        return Ok((k, tile_grid(1, 1, n, GEMV_BN, 1, THREADS, 0)?));
+    }
     if m <= SKINNY_MAX_M {
         let k = match (u8_act, aligned) {
             (false, true) => GemvDp4aS8,
@@ -900,9 +921,14 @@ fn choose_kernel(
         Ok(())
     };
     match kernel {
-        GemmKernel::Dp4a => Ok(Plan::Dp4a),
+        GemmKernel::Dp4a => Ok(Plan::Dp4a { gemv16: false }),
+        GemmKernel::Dp4aGemv16 if aligned => Ok(Plan::Dp4a { gemv16: true }),
+        GemmKernel::Dp4aGemv16 => Err(Error::PathUnavailable {
+            path: Path::CudaDp4a,
+            reason: "the 16-row dp4a GEMV needs 16-byte-aligned rows (lda, ldb and both base addresses multiples of 16)".into(),
+        }),
         GemmKernel::Auto if arch >= MMA_ARCH && aligned => Ok(tensor_cores(m)),
-        GemmKernel::Auto => Ok(Plan::Dp4a),
+        GemmKernel::Auto => Ok(Plan::Dp4a { gemv16: false }),
         GemmKernel::Mma(cfg) => {
             forced_ok()?;
             Ok(cfg.map_or_else(|| tensor_cores(m), Plan::Tiled))
@@ -1102,15 +1128,16 @@ pub(crate) fn gemm<E: Exec>(
             };
             return Ok(path);
         }
-        Plan::Dp4a => {
-            let (kid, grid) = dp4a_plan(m, n, u8_act, aligned)?;
+        Plan::Dp4a { gemv16 } => {
+            let (kid, grid) = dp4a_plan(m, n, u8_act, aligned, gemv16)?;
             // SAFETY: every address comes from a buffer of `e` whose guard lives to the end of this
             // function; the lengths checked above cover every index the kernel forms: x rows
             // i < m at i·lda + [0, k), w rows j < n at j·ldb + [0, k) (16-byte reads only below
-            // k rounded down to 16, and only when strides and base addresses are multiples of 16, as
-            // checked for `aligned`), wsum / w_scale / bias [0, n), act_scale / act_zp [0, m) per row
-            // or [0] per tensor, y [0, m·n), status [0]. `GemmParams` is the block of every dp4a
-            // GEMM kernel.
+            // k rounded down to 16 — for the 16-row GEMV, which runs only when `aligned`, below k
+            // rounded down to 64 and the step that crosses k by byte guards — and only when
+            // strides and base addresses are multiples of 16, as checked for `aligned`), wsum /
+            // w_scale / bias [0, n), act_scale / act_zp [0, m) per row or [0] per tensor, y
+            // [0, m·n), status [0]. `GemmParams` is the block of every dp4a GEMM kernel.
             unsafe { e.launch(kid, grid, &p)? };
             return Ok(path);
         }

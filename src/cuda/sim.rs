@@ -357,6 +357,7 @@ pub(crate) struct SimExec {
     stats: std::cell::Cell<SimStats>,
     overlapped: std::cell::Cell<u32>,
     allocs: std::cell::Cell<u32>,
+    launched: std::cell::RefCell<Vec<KernelId>>,
 }
 
 impl SimExec {
@@ -381,6 +382,7 @@ impl SimExec {
             }),
             overlapped: std::cell::Cell::new(0),
             allocs: std::cell::Cell::new(0),
+            launched: std::cell::RefCell::new(Vec::new()),
         }
     }
     /// The statistics summed since the last call (then reset).
@@ -390,6 +392,10 @@ impl SimExec {
     /// Buffers allocated or uploaded since the last call (then reset).
     pub(crate) fn take_allocs(&self) -> u32 {
         self.allocs.take()
+    }
+    /// The kernels launched since the last call, in order (then reset).
+    pub(crate) fn take_launched(&self) -> Vec<KernelId> {
+        self.launched.take()
     }
     /// Launches asked to overlap their predecessor since the last call (then reset); they run
     /// like any other here (one after another).
@@ -531,6 +537,7 @@ impl Exec for SimExec {
         let mut total = self.stats.get();
         total.add(st);
         self.stats.set(total);
+        self.launched.borrow_mut().push(k);
         Ok(())
     }
 }

@@ -1192,16 +1192,20 @@ fn path_choice_follows_architecture_alignment_and_forcing() {
         (80, 16, forced(MmaTile::Wgmma128x256, 1)),
         (100, 16, forced(MmaTile::Wgmma128x128, 1)),
         (80, 16, forced(MmaTile::Wgmma64x128, 1)),
+        (80, 16, forced(MmaTile::Tma64x128, 1)),
+        (100, 16, forced(MmaTile::Tma128x256, 1)),
+        // The 16-row dp4a GEMV on unaligned rows (it has no byte-guarded loads but at K's end).
+        (90, 17, GemmKernel::Dp4aGemv16),
+        (75, 17, GemmKernel::Dp4aGemv16),
     ] {
         let err = forced_err(arch, lda, kernel).unwrap_err();
+        let want = if kernel == GemmKernel::Dp4aGemv16 {
+            Path::CudaDp4a
+        } else {
+            Path::CudaMma
+        };
         assert!(
-            matches!(
-                err,
-                crate::Error::PathUnavailable {
-                    path: Path::CudaMma,
-                    ..
-                }
-            ),
+            matches!(err, crate::Error::PathUnavailable { path, .. } if path == want),
             "sm_{arch} lda {lda} {kernel:?}: {err:?}"
         );
     }

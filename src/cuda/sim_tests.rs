@@ -368,6 +368,84 @@ fn gemm_skinny_kernel_matches_reference() {
 }
 
 #[test]
+fn dp4a_gemv16_matches_reference_around_its_steps() {
+    // The 16-row dp4a GEMV (forced: `GemmKernel::Dp4aGemv16`): M = 1 (its one-row kernel) and
+    // 2 … 8 (the eight-row one), K around the 64-byte warp step, its 8-warp round (512 bytes)
+    // and the two-step register batch, N around the 16-row block; every activation mode. The
+    // launch log shows which kernels ran.
+    let mut rng = Rng::new(71);
+    let e = SimExec::new();
+    for &(m, n, k) in &[
+        (1, 1, 1),
+        (1, 16, 64),
+        (1, 17, 63),
+        (1, 40, 1024 + 65),
+        (2, 15, 512),
+        (3, 33, 577),
+        (8, 31, 2 * 512 + 64 * 3 + 7),
+        (5, 16, 16),
+        (8, 3, 0),
+    ] {
+        for (i, act) in [
+            ActCase::S8Tensor,
+            ActCase::U8Tensor,
+            ActCase::S8Rows,
+            ActCase::U8Rows,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let bias = [BiasCase::None, BiasCase::I32, BiasCase::F32][(i + m + n) % 3];
+            check_gemm_on(
+                &e,
+                GemmKernel::Dp4aGemv16,
+                Path::CudaDp4a,
+                &mut rng,
+                m,
+                n,
+                k,
+                act,
+                bias,
+                true,
+                false,
+            );
+            let ran = e.take_launched();
+            let u8_act = matches!(act, ActCase::U8Tensor | ActCase::U8Rows);
+            let want = match (m, u8_act) {
+                (1, false) => KernelId::GemvDp4a16M1S8,
+                (1, true) => KernelId::GemvDp4a16M1U8,
+                (_, false) => KernelId::GemvDp4a16M8S8,
+                (_, true) => KernelId::GemvDp4a16M8U8,
+            };
+            assert!(
+                !ran.is_empty() && ran.iter().all(|&k| k == want),
+                "m={m} n={n} k={k} {act:?}: {ran:?}"
+            );
+        }
+    }
+    let st = e.take_stats();
+    assert_eq!(st.mma + st.wgmma + st.ldmatrix + st.cp_async, 0, "{st:?}");
+    // Extreme operands at depth: any saturating step shows.
+    for act in [ActCase::S8Tensor, ActCase::U8Rows] {
+        check_gemm_on(
+            &e,
+            GemmKernel::Dp4aGemv16,
+            Path::CudaDp4a,
+            &mut rng,
+            4,
+            20,
+            1200,
+            act,
+            BiasCase::I32,
+            true,
+            true,
+        );
+    }
+    // (unaligned rows are refused with a typed error: sim_mma_tests.rs,
+    // `path_choice_follows_architecture_alignment_and_forcing`)
+}
+
+#[test]
 fn gemm_tiled_kernel_matches_reference() {
     let mut rng = Rng::new(2);
     // M > 8: 128 × 128 tiles, k in 32-byte steps; edges of M, N, K, and tiles ± 1.

@@ -35,8 +35,8 @@ pub struct TuneOptions {
     /// (noise guard). Default 0.03.
     pub min_gain: f64,
     /// Also try the kernels that have not yet run on a GPU ([`GemmKernel::ran_on_gpu`]: today
-    /// the bulk-copy GEMV, `GemvVariant::Bulk`, and the TMA tiles, `MmaTile::Tma…`; a kernel
-    /// stays there until a GPU run passes it). A wrong result is caught and rejected like any other, but a kernel that
+    /// the bulk-copy GEMV, `GemvVariant::Bulk`, the TMA tiles, `MmaTile::Tma…`, and the 16-row
+    /// dp4a GEMV, `GemmKernel::Dp4aGemv16`; a kernel stays there until a GPU run passes it). A wrong result is caught and rejected like any other, but a kernel that
     /// faults leaves the process's CUDA context unusable. Default `false`.
     pub include_unproven: bool,
 }
@@ -260,7 +260,7 @@ pub(crate) fn resolve(kernel: GemmKernel, tuning: Option<&GemmTuning>, m: usize)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Kernels as text: `auto`, `dp4a`, `mma`, `mma:<tile>:<splits>`, `gemv`, `gemv:narrow`,
+// Kernels as text: `auto`, `dp4a`, `dp4a:gemv16`, `mma`, `mma:<tile>:<splits>`, `gemv`, `gemv:narrow`,
 // `gemv:wide` (tiles by `MmaTile::label`).
 // ---------------------------------------------------------------------------------------------
 
@@ -269,6 +269,7 @@ impl fmt::Display for GemmKernel {
         match self {
             GemmKernel::Auto => f.write_str("auto"),
             GemmKernel::Dp4a => f.write_str("dp4a"),
+            GemmKernel::Dp4aGemv16 => f.write_str("dp4a:gemv16"),
             GemmKernel::Mma(None) => f.write_str("mma"),
             GemmKernel::Mma(Some(c)) => write!(f, "mma:{}:{}", c.tile.label(), c.splits),
             GemmKernel::MmaGemv => f.write_str("gemv"),
@@ -285,6 +286,7 @@ impl std::str::FromStr for GemmKernel {
         Ok(match s {
             "auto" => GemmKernel::Auto,
             "dp4a" => GemmKernel::Dp4a,
+            "dp4a:gemv16" => GemmKernel::Dp4aGemv16,
             "mma" => GemmKernel::Mma(None),
             "gemv" => GemmKernel::MmaGemv,
             "gemv:narrow" => GemmKernel::MmaGemvVariant(GemvVariant::Narrow),
@@ -296,8 +298,8 @@ impl std::str::FromStr for GemmKernel {
                     (p.next(), p.next(), p.next(), p.next())
                 else {
                     return Err(format!(
-                        "unknown GEMM kernel `{s}` (auto, dp4a, mma, mma:<tile>:<splits>, gemv, \
-                         gemv:narrow, gemv:wide)"
+                        "unknown GEMM kernel `{s}` (auto, dp4a, dp4a:gemv16, mma, \
+                         mma:<tile>:<splits>, gemv, gemv:narrow, gemv:wide, gemv:bulk)"
                     ));
                 };
                 let tile = MmaTile::ALL
@@ -325,11 +327,13 @@ impl std::str::FromStr for GemmKernel {
 const SPLITS: [u32; 4] = [1, 2, 4, 8];
 
 /// The kernels worth timing for `m × [n, k]` on compute capability `arch`, `Auto` first: dp4a
-/// up to 8 rows (where its GEMV once led); from sm_80 the tensor-core GEMV up to 128 rows, its
-/// narrow and wide variants up to 8 and its bulk-copy one (sm_90+) up to 128, the weight-streaming tiles at 16 … 256 rows, the other tiles whose row
-/// count does not exceed `m` rounded up to a power of two (at least 16) — the 64-row TMA tiles
-/// at any `m` — and the `wgmma` tiles (the TMA-fed ones included) on sm_90 alone — each at split-K 1, 2, 4, 8 while every split keeps two k tiles; without
-/// `unproven`, only kernels that have run on a GPU ([`GemmKernel::ran_on_gpu`]).
+/// (with either GEMV) up to 8 rows; from sm_80 the tensor-core GEMV up to 128 rows, its narrow
+/// and wide variants up to 8 and its bulk-copy one (sm_90+) up to 128, the weight-streaming
+/// tiles at 16 … 256 rows, the other tiles whose row count does not exceed `m` rounded up to a
+/// power of two (at least 16) — the 64-row TMA tiles at any `m` — and the `wgmma` tiles (the
+/// TMA-fed ones included) on sm_90 alone — each at split-K 1, 2, 4, 8 while every split keeps
+/// two k tiles; without `unproven`, only kernels that have run on a GPU
+/// ([`GemmKernel::ran_on_gpu`]).
 pub(crate) fn candidates(m: usize, k: usize, arch: u32, unproven: bool) -> Vec<GemmKernel> {
     let mut v = all_candidates(m, k, arch);
     v.retain(|c| unproven || c.ran_on_gpu());
@@ -340,6 +344,7 @@ fn all_candidates(m: usize, k: usize, arch: u32) -> Vec<GemmKernel> {
     let mut v = vec![GemmKernel::Auto];
     if m <= 8 {
         v.push(GemmKernel::Dp4a);
+        v.push(GemmKernel::Dp4aGemv16);
     }
     if ops::arch_refusal(GemmKernel::MmaGemv, arch).is_some() {
         return v;
@@ -738,6 +743,7 @@ mod tests {
         let mut v = vec![
             GemmKernel::Auto,
             GemmKernel::Dp4a,
+            GemmKernel::Dp4aGemv16,
             GemmKernel::Mma(None),
             GemmKernel::MmaGemv,
             GemmKernel::MmaGemvVariant(GemvVariant::Narrow),
@@ -805,7 +811,7 @@ mod tests {
                     let want: Vec<GemmKernel> = c
                         .iter()
                         .copied()
-                        .filter(|c| *c == bulk || is_tma(c))
+                        .filter(|c| *c == bulk || *c == GemmKernel::Dp4aGemv16 || is_tma(c))
                         .collect();
                     assert_eq!(unproven, want, "m={m} k={k} sm_{arch}");
                     assert_eq!(
@@ -838,9 +844,17 @@ mod tests {
                         }
                     }
                     let has = |f: &dyn Fn(&GemmKernel) -> bool| c.iter().any(f);
-                    // Before sm_80 only the dp4a kernels run: Auto, and dp4a forced for few rows.
-                    assert_eq!(c.len() > 2, arch >= 80, "m={m} sm_{arch}");
+                    // Before sm_80 only the dp4a kernels run: Auto, and dp4a forced (both GEMVs)
+                    // for few rows.
+                    let dp4a_only = c.iter().all(|k| {
+                        matches!(
+                            k,
+                            GemmKernel::Auto | GemmKernel::Dp4a | GemmKernel::Dp4aGemv16
+                        )
+                    });
+                    assert_eq!(dp4a_only, arch < 80, "m={m} sm_{arch}");
                     assert_eq!(has(&|k| *k == GemmKernel::Dp4a), m <= 8);
+                    assert_eq!(has(&|k| *k == GemmKernel::Dp4aGemv16), m <= 8);
                     assert_eq!(
                         has(
                             &|k| matches!(k, GemmKernel::Mma(Some(t)) if t.tile.is_wgmma() && !t.tile.is_tma())
