@@ -201,9 +201,10 @@ I8RT_INLINE void body(const GemmParams& p) {
 }  // namespace skinny
 
 // The decode GEMV on dp4a in the tensor-core GEMV's block shape (GemmKernel::Dp4aGemv16; forced
-// or tuned until measured): the weight-streaming pattern that reached 76 % of an H100's memory
-// bandwidth at 1 × 8192² on the tensor cores, where the skinny kernel above (a warp per weight
-// row, the whole row in four rounds of loads) reached 64 % (bench/RESULTS.md, 2026-11-26).
+// or tuned until measured): the weight-streaming pattern that reached 74 % of an H100's memory
+// bandwidth at 1 × 8192² on the tensor cores (gemv_mma_m8), where the skinny kernel above (a warp
+// per weight row, the whole row in four rounds of loads) reached 64 % (bench/RESULTS.md,
+// 2026-11-26).
 // - a block is 8 warps on 16 weight rows; k advances in 64-byte steps, warp w taking steps w,
 //   w + 8, …; lane (g, t) loads 16 bytes of weight rows g and g + 8 at byte 16 t of the step
 //   (streaming hint) and the same 16 bytes of each activation row below M (≤ MR rows: 1 for
