@@ -290,16 +290,21 @@ I8RT_INLINE void mbar_arrive(unsigned off) {
 }
 
 // Wait until the phase of parity `parity` (0 or 1) has completed (`mbarrier.try_wait.parity`,
-// retried).
+// retried). A phase still incomplete after ~2^32 clocks (about two seconds) is a kernel defect —
+// copies that never deliver the bytes a producer announced, a release that never comes — and
+// traps: the launch fails with an error instead of hanging the GPU (the simulation's watchdog
+// reports the same defect as a deadlock).
 I8RT_INLINE void mbar_wait(unsigned off, unsigned parity) {
 #if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
     const unsigned a = smem_addr(off);
     unsigned done = 0;
+    const long long t0 = clock64();
     while (!done) {
         asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
                      : "=r"(done)
                      : "r"(a), "r"(parity)
                      : "memory");
+        if (!done && clock64() - t0 > (1ll << 32)) __trap();
     }
 #elif defined(I8RT_DEVICE_BUILD)
     __trap();
