@@ -162,3 +162,30 @@ I8RT_ENTRY_GRID_CONST(gemm_tma_128x256_u8, TmaParams, tma::C128x256::THREADS, 1)
 // (two blocks per SM: 96 KiB of shared memory each, registers held to 256 per thread pair)
 I8RT_ENTRY_GRID_CONST(gemm_tma_64x128_d4_s8, TmaParams, tma::C64x128D4::THREADS, 2) { tma::body<tma::C64x128D4, false>(p); }
 I8RT_ENTRY_GRID_CONST(gemm_tma_64x128_d4_u8, TmaParams, tma::C64x128D4::THREADS, 2) { tma::body<tma::C64x128D4, true>(p); }
+
+// The TMA probe (src/cuda/tma_probe.rs; tests only): thread 0 loads one box of the map into
+// shared memory at the 1024-byte aligned base, every thread waits for it, and the block copies
+// the box's bytes as they landed to `out` — what the hardware's swizzle, zero fill and
+// transaction count are, compared with the simulation's (sim.h) and the ISA's layout.
+namespace tma {
+constexpr int PROBE_THREADS = 128;
+I8RT_INLINE void probe(const TmaProbeParams& p) {
+    const unsigned base = (unsigned)(ALIGN - (int)(smem_window(0) % ALIGN)) % ALIGN;
+    const unsigned bar = base + (unsigned)p.box_bytes;
+    const int tid = (int)threadIdx.x;
+    if (tid == 0) {
+        mbar_init(bar, 1);
+        mbar_init_fence();
+    }
+    block_sync();
+    if (tid == 0) {
+        mbar_arrive_expect_tx(bar, (unsigned)p.box_bytes);
+        tma_load_2d(base, &p.map, p.c0, p.c1, bar);
+    }
+    mbar_wait(bar, 0);
+    const unsigned char* sm = dyn_smem() + base;
+    for (int i = tid; i < p.box_bytes; i += PROBE_THREADS) p.out[i] = sm[i];
+}
+}  // namespace tma
+
+I8RT_ENTRY_GRID_CONST(tma_probe, TmaProbeParams, tma::PROBE_THREADS, 1) { tma::probe(p); }

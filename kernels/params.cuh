@@ -91,6 +91,20 @@ struct TmaParams {
 };
 static_assert(sizeof(MmaParams) == 168 && sizeof(TmaParams) == 512, "TmaParams' layout (src/cuda/params.rs)");
 
+// The TMA probe (kernels/gemm_tma.cu `tma_probe`, src/cuda/tma_probe.rs): one box of `map` at
+// (c0, c1) into shared memory, then its bytes as they landed (swizzle and zero fill included)
+// to `out`. 256 bytes.
+struct TmaProbeParams {
+    TmaMap map;
+    unsigned char* out;  // [box_bytes]
+    int c0;              // the box's first byte along a row
+    int c1;              // its first row
+    int box_bytes;       // 128 · box rows
+    int pad0;
+    unsigned long long pad[13];
+};
+static_assert(sizeof(TmaProbeParams) == 256, "TmaProbeParams' layout (src/cuda/params.rs)");
+
 // Elementwise quantize: q[i] = clamp(rhe(op(x[i], c)) + zp[c], qmin, qmax) with the channel
 // c = (i / inner) % groups (per tensor: groups = 1; per row of [rows, cols]: inner = cols;
 // per channel on the last axis: inner = 1, groups = cols).

@@ -275,6 +275,51 @@ fn refused(dev: &CudaDevice, kernel: GemmKernel) -> int8rt::Error {
 }
 
 #[test]
+fn tma_boxes_land_as_the_simulation_assumes() {
+    // The TMA's box copy on the hardware (sm_90) against the layout the simulation emulates and
+    // the TMA tiles are written for (int8rt::cuda::tma_box_expected: the 128-byte swizzle, zeros
+    // outside the tensor, the whole box counted on the mbarrier — a short count would hang, and
+    // the kernel's bounded wait traps instead). A mismatch names the box, row and chunk.
+    let Some(dev) = gpu() else { return };
+    if dev.compute_capability() != (9, 0) {
+        eprintln!("{dev:?}: no sm_90a TMA kernels to probe");
+        return;
+    }
+    let s = dev.default_stream();
+    let (rows, cols, ld) = (70usize, 300usize, 304usize);
+    let src: Vec<u8> = (0..rows * ld).map(|i| (i * 7 % 251) as u8).collect();
+    for &(box_rows, c0, c1) in &[
+        (8usize, 0i32, 0i32),
+        (13, 128, 5),
+        (64, 256, 30),
+        (1, 172, 69),
+        (16, -16, -3),
+        (256, 128, 0),
+    ] {
+        let got =
+            int8rt::cuda::tma_box_on_gpu(&dev, &s, &src, (rows, cols, ld), box_rows, (c0, c1))
+                .unwrap_or_else(|e| panic!("box {box_rows} at ({c0}, {c1}): {e}"));
+        let want = int8rt::cuda::tma_box_expected(
+            &src,
+            (rows, cols, ld),
+            box_rows,
+            (c0 as i64, c1 as i64),
+        );
+        if let Some(o) = (0..want.len()).find(|&o| got[o] != want[o]) {
+            panic!(
+                "box {box_rows} at ({c0}, {c1}): byte {o} (row {}, chunk {}, byte {}) is {} on the GPU, {} expected;                  first row as landed: {:?}",
+                o / 128,
+                o % 128 / 16,
+                o % 16,
+                got[o],
+                want[o],
+                &got[..128]
+            );
+        }
+    }
+}
+
+#[test]
 fn mma_every_tile_and_split_matches_reference() {
     let Some(dev) = gpu() else { return };
     if !has_mma(&dev) {

@@ -38,6 +38,7 @@ mod sim_peak_tests;
 mod sim_tests;
 #[cfg(not(feature = "cuda"))]
 mod stub;
+mod tma_probe;
 pub(crate) mod tune;
 #[cfg(test)]
 mod tune_sim_tests;
@@ -60,4 +61,7 @@ pub use peak::CudaPeak;
 pub use peak::PeakKernel;
 #[cfg(not(feature = "cuda"))]
 pub use stub::{driver_library_present, probe, CudaDevice};
+pub use tma_probe::tma_box_expected;
+#[cfg(feature = "cuda")]
+pub use tma_probe::tma_box_on_gpu;
 pub use tune::{GemmTuning, Outcome, TuneOptions, TuneReport, TunedKernel};

@@ -112,6 +112,21 @@ pub(crate) struct TmaParams {
 const _: () =
     assert!(std::mem::size_of::<MmaParams>() == 168 && std::mem::size_of::<TmaParams>() == 512);
 
+/// `struct TmaProbeParams` (kernels/gemm_tma.cu `tma_probe`).
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct TmaProbeParams {
+    pub map: TmaMap,
+    pub out: u64,
+    pub c0: i32,
+    pub c1: i32,
+    pub box_bytes: i32,
+    pub pad0: i32,
+    pub pad: [u64; 13],
+}
+
+const _: () = assert!(std::mem::size_of::<TmaProbeParams>() == 256);
+
 /// `struct QuantizeParams`.
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 #[repr(C)]
@@ -246,6 +261,7 @@ mod device_repr {
     unsafe impl DeviceRepr for GemmParams {}
     unsafe impl DeviceRepr for MmaParams {}
     unsafe impl DeviceRepr for TmaParams {}
+    unsafe impl DeviceRepr for TmaProbeParams {}
     unsafe impl DeviceRepr for QuantizeParams {}
     unsafe impl DeviceRepr for DequantizeParams {}
     unsafe impl DeviceRepr for ActQuantParams {}
@@ -264,6 +280,9 @@ impl KernelParams for MmaParams {
 }
 impl KernelParams for TmaParams {
     const NAME: &'static str = "TmaParams";
+}
+impl KernelParams for TmaProbeParams {
+    const NAME: &'static str = "TmaProbeParams";
 }
 impl KernelParams for QuantizeParams {
     const NAME: &'static str = "QuantizeParams";

@@ -95,9 +95,11 @@ impl KernelId {
     }
 
     /// Whether this kernel is a tensor-core GEMM on Hopper's `wgmma.mma_async` (its SASS must
-    /// contain `IGMMA`): every kernel of `kernels/gemm_wgmma.cu` and `kernels/gemm_tma.cu`.
+    /// contain `IGMMA`): every GEMM kernel of `kernels/gemm_wgmma.cu` and `kernels/gemm_tma.cu`
+    /// (not the TMA probe).
     pub const fn uses_wgmma(self) -> bool {
         matches!(self.module(), Module::GemmWgmma | Module::GemmTma)
+            && !matches!(self, KernelId::TmaProbe)
     }
 
     /// Whether this kernel's operand tiles come by the Tensor Memory Accelerator (its SASS must

@@ -1,0 +1,144 @@
+//! cuda/tma_probe.rs — a probe of the Tensor Memory Accelerator's box copy, the one piece of the
+//! TMA tiles (`kernels/gemm_tma.cu`) whose semantics the host simulation assumes rather than
+//! runs: `tma_probe` loads one box of a 2-D u8 tensor map into shared memory and writes its
+//! bytes back as they landed. [`tma_box_expected`] is the layout the PTX ISA and the driver's
+//! documentation give (128-byte swizzle: 16-byte chunk `j` of box row `i` at byte
+//! `128 i + 16 (j ⊕ (i mod 8))` of a 1024-byte aligned destination; zeros outside the tensor);
+//! the simulation test checks the emulation against it, `tests/gpu.rs` the hardware. No inference
+//! path uses this.
+
+use super::exec::{Exec, Grid};
+use super::params::TmaProbeParams;
+use super::registry::KernelId;
+use crate::error::{Error, Result};
+
+/// Threads of the probe's one block (`tma::PROBE_THREADS`).
+const PROBE_THREADS: u32 = 128;
+
+/// A box as `tma_probe` must return it: `box_rows` rows of 128 bytes of the `rows × cols` u8
+/// matrix `src` (row stride `ld`) from byte `c0` of row `c1`, zeros outside the matrix, each
+/// row's 16-byte chunks placed by the 128-byte swizzle.
+pub fn tma_box_expected(
+    src: &[u8],
+    (rows, cols, ld): (usize, usize, usize),
+    box_rows: usize,
+    (c0, c1): (i64, i64),
+) -> Vec<u8> {
+    let mut out = vec![0u8; 128 * box_rows];
+    for i in 0..box_rows {
+        for b in 0..128usize {
+            let (r, c) = (c1 + i as i64, c0 + b as i64);
+            if r < 0 || c < 0 || r >= rows as i64 || c >= cols as i64 {
+                continue;
+            }
+            let (j, within) = (b / 16, b % 16);
+            out[128 * i + 16 * (j ^ (i % 8)) + within] = src[r as usize * ld + c as usize];
+        }
+    }
+    out
+}
+
+/// Run `tma_probe` on `e`: the box of `box_rows` rows (1 … 256) at (`c0`, `c1`) of the tensor
+/// map of `src` (`rows × cols` bytes, row stride `ld`, a multiple of 16).
+pub(crate) fn run<E: Exec>(
+    e: &E,
+    src: &E::Buf<u8>,
+    (rows, cols, ld): (usize, usize, usize),
+    box_rows: usize,
+    (c0, c1): (i32, i32),
+) -> Result<Vec<u8>> {
+    if !(1..=256).contains(&box_rows) || rows == 0 || cols == 0 || cols > ld {
+        return Err(Error::param(
+            "TMA probe box",
+            format!("1 … 256 rows of a non-empty matrix (rows {rows}, cols {cols}, ld {ld}, box {box_rows})"),
+        ));
+    }
+    let need = crate::error::checked_len("TMA probe source", rows, ld)?;
+    if E::len(src) < need {
+        return Err(Error::shape("TMA probe source", need, E::len(src)));
+    }
+    let bytes = 128 * box_rows;
+    let mut out = e.alloc::<u8>(bytes)?;
+    {
+        let (sa, _gs) = e.addr(src);
+        let (oa, _go) = e.addr_mut(&mut out);
+        let p = TmaProbeParams {
+            map: e.tensor_map(sa, rows, cols, ld, box_rows)?,
+            out: oa,
+            c0,
+            c1,
+            box_bytes: bytes as i32,
+            ..Default::default()
+        };
+        let g = Grid {
+            grid: [1, 1, 1],
+            block: [PROBE_THREADS, 1, 1],
+            // the box at the first 1024-byte boundary, then its mbarrier
+            smem: (1024 + bytes + 8) as u32,
+        };
+        // SAFETY: the map addresses `src` within rows × ld bytes (checked above), read only
+        // inside [0, rows) × [0, cols); the kernel writes out[0, bytes) (allocated above); one
+        // block of PROBE_THREADS with the dynamic shared memory its box and mbarrier take.
+        unsafe { e.launch(KernelId::TmaProbe, g, &p)? };
+    }
+    let mut v = vec![0u8; bytes];
+    e.read(&out, &mut v)?;
+    Ok(v)
+}
+
+/// [`run`] on a GPU (sm_90): the box as the hardware's TMA lands it, for `tests/gpu.rs` to
+/// compare with [`tma_box_expected`].
+#[cfg(feature = "cuda")]
+pub fn tma_box_on_gpu(
+    dev: &super::CudaDevice,
+    stream: &std::sync::Arc<cudarc::driver::CudaStream>,
+    src: &[u8],
+    shape: (usize, usize, usize),
+    box_rows: usize,
+    at: (i32, i32),
+) -> Result<Vec<u8>> {
+    let e = dev.exec(stream)?;
+    let buf = e.upload(src)?;
+    run(&e, &buf, shape, box_rows, at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cuda::sim::SimExec;
+
+    #[test]
+    fn simulated_tma_box_lands_as_the_isa_lays_it_out() {
+        // A 70 × 300 matrix at stride 304: boxes inside, across the right edge (K), past the
+        // last row, at negative coordinates, of 1, 8, 13 and 256 rows — the emulation's gather,
+        // zero fill and swizzle against the layout written from the ISA text.
+        let (rows, cols, ld) = (70usize, 300usize, 304usize);
+        let src: Vec<u8> = (0..rows * ld).map(|i| (i * 7 % 251) as u8).collect();
+        let e = SimExec::new();
+        let buf = e.upload(&src).unwrap();
+        for &(box_rows, c0, c1) in &[
+            (8usize, 0i32, 0i32),
+            (13, 128, 5),
+            (64, 256, 30),
+            (1, 172, 69),
+            (16, -16, -3),
+            (256, 128, 0),
+        ] {
+            let got = run(&e, &buf, (rows, cols, ld), box_rows, (c0, c1)).unwrap();
+            let want = tma_box_expected(&src, (rows, cols, ld), box_rows, (c0 as i64, c1 as i64));
+            assert_eq!(got, want, "box {box_rows} at ({c0}, {c1})");
+        }
+        let st = e.take_stats();
+        assert_eq!(st.bulk_copies, 6, "{st:?}");
+        assert_eq!(e.take_launched(), vec![KernelId::TmaProbe; 6]);
+        // Refused before a launch: a box of 0 or 257 rows, a stride below the row.
+        for (shape, box_rows) in [
+            ((rows, cols, ld), 0),
+            ((rows, cols, ld), 257),
+            ((rows, 310, ld), 8),
+        ] {
+            assert!(run(&e, &buf, shape, box_rows, (0, 0)).is_err());
+        }
+        assert!(e.take_launched().is_empty());
+    }
+}
