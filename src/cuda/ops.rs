@@ -378,8 +378,8 @@ impl MmaTile {
         MmaTile::Tma64x128D4,
     ];
     /// Everything the host knows of a tile, written once per tile: the twin of the kernel's
-    /// compile-time configuration (`mma::Config`, `staged::Cfg`, `wg::Config`). (A table:
-    /// rustfmt would spread each row over nine lines.)
+    /// compile-time configuration (`mma::Config`, `staged::Cfg`, `wg::Config`, `tma::Config`).
+    /// (A table: rustfmt would spread each row over nine lines.)
     #[rustfmt::skip]
     const fn spec(self) -> TileSpec {
         use KernelId::*;
