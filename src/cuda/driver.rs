@@ -465,33 +465,37 @@ impl Exec for CudaExec {
         let boxes = [128u32, box_rows as u32];
         let element_strides = [1u32, 1];
         let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
-        // SAFETY: `map` is writable for one CUtensorMap; the dimension, stride, box and element
-        // stride arrays hold rank (2) and rank − 1 entries as the call reads; the driver
-        // validates every value (alignment, sizes) and reports a violation as an error code.
-        unsafe {
-            sys::cuTensorMapEncodeTiled(
-                map.as_mut_ptr(),
-                CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_UINT8,
-                2,
-                addr as *mut std::ffi::c_void,
-                dims.as_ptr(),
-                strides.as_ptr(),
-                boxes.as_ptr(),
-                element_strides.as_ptr(),
-                CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
-                CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
-                CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
-            )
-        }
-        .result()
-        .map_err(|e| {
-            drv(
-                format!(
-                    "cuTensorMapEncodeTiled ({rows} × {cols} bytes, ld {ld}, box {box_rows} × 128)"
-                ),
-                e,
-            )
+        let what = format!(
+            "cuTensorMapEncodeTiled ({rows} × {cols} bytes, ld {ld}, box {box_rows} × 128)"
+        );
+        // (under `guarded`: a driver older than CUDA 12 lacks the symbol, which cudarc's
+        // dynamic loading reports by panicking)
+        guarded(&what, || {
+            // SAFETY: `map` is writable for one CUtensorMap; the dimension, stride, box and
+            // element stride arrays hold rank (2) and rank − 1 entries as the call reads; the
+            // driver validates every value (alignment, sizes) and reports a violation as an
+            // error code.
+            unsafe {
+                sys::cuTensorMapEncodeTiled(
+                    map.as_mut_ptr(),
+                    CUtensorMapDataType::CU_TENSOR_MAP_DATA_TYPE_UINT8,
+                    2,
+                    addr as *mut std::ffi::c_void,
+                    dims.as_ptr(),
+                    strides.as_ptr(),
+                    boxes.as_ptr(),
+                    element_strides.as_ptr(),
+                    CUtensorMapInterleave::CU_TENSOR_MAP_INTERLEAVE_NONE,
+                    CUtensorMapSwizzle::CU_TENSOR_MAP_SWIZZLE_128B,
+                    CUtensorMapL2promotion::CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                    CUtensorMapFloatOOBfill::CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+                )
+            }
+            .result()
+        })
+        .map_err(|detail| Error::Cuda {
+            context: "encoding a TMA tensor map".into(),
+            detail,
         })?;
         // SAFETY: initialized by the successful call above.
         let map = unsafe { map.assume_init() };
