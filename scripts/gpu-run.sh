@@ -20,6 +20,8 @@
 #                                            # each of those forced kernels run once
 #                                            # (examples/gpu_profile.rs), under Nsight Compute
 #                                            # when ncu is found (its report in profile.log)
+#   INT8RT_NSYS=1 ...                         # the latency example again under Nsight Systems
+#                                            # (CUDA API and kernel summaries, latency-nsys.log)
 #   Test binaries run one test per process (INT8RT_TEST_TIMEOUT s each, default 180), every other
 #   step under INT8RT_STEP_TIMEOUT s (default 480): a kernel that faults or hangs on the hardware
 #   costs its own test or step, not the rest of the device call.
@@ -114,6 +116,20 @@ shapes="$shapes 256,4096,4096"
 # shellcheck disable=SC2086
 [ -z "${INT8RT_SKIP_PEERS:-}" ] && step peers python3 "$dir/gpu-peers.py" --shapes $shapes
 [ -x "$bins/gpu_latency" ] && step latency "$bins/gpu_latency"
+# Where a layer's forward spends its host time (~20 µs of it on the H100, issue 3): the latency
+# example under Nsight Systems when it is installed and INT8RT_NSYS=1 — its CUDA API summary
+# (time per driver call: launches, allocations, copies, synchronizations) and kernel summary.
+nsys_latency() {
+    local nsys
+    nsys="$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2> /dev/null | head -1)"
+    if [ -z "$nsys" ]; then
+        echo "no nsys on this machine"
+        return 0
+    fi
+    timeout -k 5 150 "$nsys" profile -t cuda --stats=true --force-overwrite true \
+        -o "$(mktemp -d)/latency" "$bins/gpu_latency"
+}
+[ -n "${INT8RT_NSYS:-}" ] && [ -x "$bins/gpu_latency" ] && step latency-nsys nsys_latency
 # One forced kernel per spec, under Nsight Compute when it is installed (the sections that say
 # whether a kernel is bound by memory, by latency or by issue), else timed by events alone.
 profile() {
