@@ -506,6 +506,15 @@ impl Exec for CudaExec {
             .clone_htod(src)
             .map_err(|e| drv("cuMemcpyHtoD", e))
     }
+    fn write<T: Elem>(&self, dst: &mut CudaSlice<T>, src: &[T]) -> Result<()> {
+        let dl = dst.len();
+        let mut view = dst
+            .try_slice_mut(..src.len())
+            .ok_or_else(|| Error::shape("device write", dl, src.len()))?;
+        self.stream
+            .memcpy_htod(src, &mut view)
+            .map_err(|e| drv("cuMemcpyHtoD", e))
+    }
     fn read<T: Elem>(&self, src: &CudaSlice<T>, dst: &mut [T]) -> Result<()> {
         if dst.len() > src.len() {
             return Err(Error::shape("device read", src.len(), dst.len()));

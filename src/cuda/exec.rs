@@ -53,6 +53,9 @@ pub(crate) trait Exec {
     fn alloc_scratch<T: Elem>(&self, len: usize) -> Result<Self::Buf<T>>;
     /// A new buffer holding `src`.
     fn upload<T: Elem>(&self, src: &[T]) -> Result<Self::Buf<T>>;
+    /// Copy `src` into the start of `dst` (`src.len() ≤ len(dst)`), in the executor's order
+    /// (`src` may be reused when this returns).
+    fn write<T: Elem>(&self, dst: &mut Self::Buf<T>, src: &[T]) -> Result<()>;
     /// Copy the start of `src` into `dst` and wait for it (`dst.len() ≤ len(src)`).
     fn read<T: Elem>(&self, src: &Self::Buf<T>, dst: &mut [T]) -> Result<()>;
     /// Elements in a buffer.

@@ -41,8 +41,10 @@ impl<'a> CudaOut<'a> {
     }
 }
 
-/// A [`QuantLinear`] on a GPU. `Send + Sync`: a forward allocates its own scratch, so threads may
-/// share one layer (each on its own stream).
+/// A [`QuantLinear`] on a GPU. `Send + Sync`: a forward's scratch (quantized activations,
+/// split-K sums, the non-finite report) is kept per stream and taken out while the forward
+/// enqueues, so threads may share one layer (each on its own stream; two on one stream get
+/// scratch of their own).
 pub struct CudaQuantLinear {
     dev: CudaDevice,
     layer: DevLinear<CudaExec>,

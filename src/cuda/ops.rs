@@ -1246,8 +1246,16 @@ pub(crate) type StaticScale<E> = (<E as Exec>::Buf<f32>, Option<<E as Exec>::Buf
 pub(crate) type StaticScaleRef<'a, E> =
     (&'a <E as Exec>::Buf<f32>, Option<&'a <E as Exec>::Buf<i32>>);
 
-/// Quantize `x[m, k]` (device, f32) into `q[m, padded_k(k)]`. `status` is cleared on the device
-/// first (any contents on entry), then counts non-finite inputs (the caller reads it). The
+/// Where [`quantize_activations`] reports non-finite input: `buf`, which holds
+/// [`Status::CLEAR`] already when `clear` (else any contents: cleared on the device first).
+pub(crate) struct StatusWord<'a, E: Exec> {
+    pub buf: &'a mut E::Buf<Status>,
+    pub clear: bool,
+}
+
+/// Quantize `x[m, k]` (device, f32) into `q[m, padded_k(k)]`. `status` counts non-finite inputs
+/// (the caller reads it); unless it is clear already, a first launch clears it — that launch
+/// also resets the per-tensor range words, so per-tensor dynamic modes always make it. The
 /// buffers of `reuse` (an earlier result, on this executor's stream, whose readers were
 /// enqueued before this call) are written over where they are large enough and of the right
 /// kind, instead of allocating: a layer's forwards keep theirs per stream.
@@ -1258,9 +1266,13 @@ pub(crate) fn quantize_activations<E: Exec>(
     k: usize,
     mode: ActMode,
     static_scale: Option<StaticScaleRef<'_, E>>,
-    status: &mut E::Buf<Status>,
+    status: StatusWord<'_, E>,
     reuse: Option<DevQuantized<E>>,
 ) -> Result<DevQuantized<E>> {
+    let StatusWord {
+        buf: status,
+        clear: status_clear,
+    } = status;
     let (mi, ki) = (to_i32("m", m)?, to_i32("k", k)?);
     let xl = crate::error::checked_len("input [m, in_features]", m, k)?;
     need::<E, f32>("input [m, in_features]", x, xl)?;
@@ -1309,7 +1321,8 @@ pub(crate) fn quantize_activations<E: Exec>(
     } else {
         KernelId::ActQuantS8
     };
-    {
+    let needs_range = matches!(mode, ActMode::Dynamic { per_row: false, .. });
+    if !status_clear || needs_range {
         let (ra, _gr) = e.addr_mut(&mut range);
         let (st, _gs) = e.addr_mut(status);
         let p = ActQuantParams {
@@ -1714,9 +1727,17 @@ pub(crate) struct DevLinear<E: Exec> {
     pub scratch: ScratchCache<E>,
     /// The quantized activations and their scales of the last forward, per stream: the next
     /// forward on that stream writes over them instead of allocating (four allocations and
-    /// frees fewer per call; the per-forward status word stays its own, since a pending
-    /// forward reads it later).
+    /// frees fewer per call).
     pub act_bufs: StreamSlots<DevQuantized<E>>,
+    /// The non-finite report of the forwards that read it before they return
+    /// ([`DevLinear::forward`]), per stream, kept only while it reads clear: such a forward
+    /// needs neither an allocation nor (but for per-tensor dynamic activations, whose range
+    /// words need one anyway) a clearing launch. A forward that finds non-finite input drops
+    /// its word; a deferred forward ([`DevLinear::enqueue`]) has its own, read later.
+    pub status_slots: StreamSlots<E::Buf<Status>>,
+    /// The device input and output of the host-slice forwards, per stream
+    /// ([`DevLinear::forward_host`]): written over instead of allocated per call.
+    pub host_bufs: StreamSlots<HostBufs<E>>,
 }
 
 impl<E: Exec> DevLinear<E> {
@@ -1775,6 +1796,8 @@ impl<E: Exec> DevLinear<E> {
             overlap: true,
             scratch: ScratchCache::new(),
             act_bufs: StreamSlots::new(),
+            status_slots: StreamSlots::new(),
+            host_bufs: StreamSlots::new(),
         })
     }
 
@@ -1788,8 +1811,17 @@ impl<E: Exec> DevLinear<E> {
         m: usize,
         out: &mut DevOut<'_, E>,
     ) -> Result<Path> {
-        let (path, status) = self.enqueue(e, x, m, out)?;
+        // This stream's clear status word, or a new one uploaded clear.
+        let key = e.stream_key();
+        let mut status = match self.status_slots.take(key) {
+            Some(s) => s,
+            None => e.upload(&[Status::CLEAR])?,
+        };
+        let path = self.enqueue_with(e, x, m, out, &mut status, true)?;
         self.check_input(e, &status)?;
+        // (read clear: kept for the next forward on this stream; on any error above it is
+        // dropped, and the next forward uploads a clear one)
+        self.status_slots.put(key, status);
         Ok(path)
     }
 
@@ -1803,13 +1835,39 @@ impl<E: Exec> DevLinear<E> {
         m: usize,
         out: &mut DevOut<'_, E>,
     ) -> Result<(Path, E::Buf<Status>)> {
-        // Cleared on the device by the activation quantization's first launch.
+        // Its own word (any contents: cleared on the device by the quantization's first launch).
         let mut status = e.alloc_scratch::<Status>(1)?;
+        let path = self.enqueue_with(e, x, m, out, &mut status, false)?;
+        Ok((path, status))
+    }
+
+    /// Enqueue the forward with the non-finite report going to `status`, which holds
+    /// [`Status::CLEAR`] already when `status_clear` (else it is cleared on the device first).
+    fn enqueue_with(
+        &self,
+        e: &E,
+        x: &E::Buf<f32>,
+        m: usize,
+        out: &mut DevOut<'_, E>,
+        status: &mut E::Buf<Status>,
+        status_clear: bool,
+    ) -> Result<Path> {
         let static_scale = self.static_scale.as_ref().map(|(s, z)| (s, z.as_ref()));
         let key = e.stream_key();
         let reuse = self.act_bufs.take(key);
-        let dq =
-            quantize_activations(e, x, m, self.k, self.mode, static_scale, &mut status, reuse)?;
+        let dq = quantize_activations(
+            e,
+            x,
+            m,
+            self.k,
+            self.mode,
+            static_scale,
+            StatusWord {
+                buf: status,
+                clear: status_clear,
+            },
+            reuse,
+        )?;
         let (scale_buf, zp_buf) = match &self.static_scale {
             Some((s, z)) => (s, z.as_ref()),
             None => (&dq.scales, dq.zps.as_ref()),
@@ -1837,14 +1895,14 @@ impl<E: Exec> DevLinear<E> {
             per_row: dq.per_row,
             act_zp: zp_buf,
             bias,
-            status: Some(&status),
+            status: Some(&*status),
             kernel: super::tune::resolve(self.kernel, self.tuning.as_ref(), m),
             overlap: self.overlap,
         };
         let path = gemm(e, &g, out, &self.scratch)?;
         // (after the GEMM's launch: the next forward on this stream runs after it)
         self.act_bufs.put(key, dq);
-        Ok((path, status))
+        Ok(path)
     }
 
     /// `Err(NonFinite)` naming `<layer>.input` when the forward that filled `status` met NaN or
@@ -1865,31 +1923,136 @@ impl<E: Exec> DevLinear<E> {
             return Err(Error::shape("output [m, n]", yl, out.len()));
         }
         check_out_kind(out.kind(), self.bias_f32.is_some())?;
-        let xd = e.upload(&pad1(x))?;
-        fn run<E: Exec, T: Elem>(
+        // The stream's input and output buffers from the last host forward, written over where
+        // large enough (device allocations are never empty: one element at least).
+        let key = e.stream_key();
+        let kept = self
+            .host_bufs
+            .take(key)
+            .unwrap_or(HostBufs { x: None, y: None });
+        let xd = match kept.x {
+            Some(mut b) if E::len(&b) >= xl.max(1) => {
+                e.write(&mut b, x)?;
+                b
+            }
+            _ if x.is_empty() => e.upload(&[0f32])?,
+            _ => e.upload(x)?,
+        };
+        // The forward's result, and its output buffer to keep (also after a refused input).
+        fn run<E: Exec, T: YElem>(
             l: &DevLinear<E>,
             e: &E,
             xd: &E::Buf<f32>,
             m: usize,
             y: &mut [T],
+            old: Option<DevY<E>>,
             wrap: impl FnOnce(&mut E::Buf<T>) -> DevOut<'_, E>,
-        ) -> Result<Path> {
+        ) -> (Result<Path>, Option<DevY<E>>) {
             // Written whole by the GEMM before it is read (on error nothing is read).
-            let mut yd = e.alloc_scratch::<T>(y.len().max(1))?;
-            let path = l.forward(e, xd, m, &mut wrap(&mut yd))?;
-            e.read(&yd, y)?;
-            Ok(path)
+            let mut yd = match old.and_then(T::from_y) {
+                Some(b) if E::len(&b) >= y.len().max(1) => b,
+                _ => match e.alloc_scratch::<T>(y.len().max(1)) {
+                    Ok(b) => b,
+                    Err(err) => return (Err(err), None),
+                },
+            };
+            let r = l.forward(e, xd, m, &mut wrap(&mut yd)).and_then(|path| {
+                e.read(&yd, y)?;
+                Ok(path)
+            });
+            (r, Some(T::into_y(yd)))
         }
-        match out {
-            OutBuf::I32(y) => run(self, e, &xd, m, y, |b| DevOut::I32(b)),
-            OutBuf::F32(y) => run(self, e, &xd, m, y, |b| DevOut::F32(b)),
-            OutBuf::F16(y) => run(self, e, &xd, m, y, |b| DevOut::F16(b)),
-            OutBuf::Bf16(y) => run(self, e, &xd, m, y, |b| DevOut::Bf16(b)),
+        let old = kept.y;
+        let (r, yd) = match out {
+            OutBuf::I32(y) => run(self, e, &xd, m, y, old, |b| DevOut::I32(b)),
+            OutBuf::F32(y) => run(self, e, &xd, m, y, old, |b| DevOut::F32(b)),
+            OutBuf::F16(y) => run(self, e, &xd, m, y, old, |b| DevOut::F16(b)),
+            OutBuf::Bf16(y) => run(self, e, &xd, m, y, old, |b| DevOut::Bf16(b)),
             OutBuf::I8(y, q) => {
                 let q = *q;
-                run(self, e, &xd, m, y, move |b| DevOut::I8(b, q))
+                run(self, e, &xd, m, y, old, move |b| DevOut::I8(b, q))
             }
+        };
+        // (whatever the forward enqueued on this stream comes before the next call's writes)
+        self.host_bufs.put(key, HostBufs { x: Some(xd), y: yd });
+        r
+    }
+}
+
+/// A host-slice forward's device input and output ([`DevLinear::forward_host`]), kept per
+/// stream.
+pub(crate) struct HostBufs<E: Exec> {
+    x: Option<E::Buf<f32>>,
+    y: Option<DevY<E>>,
+}
+
+/// A device output buffer of one of the output element types.
+pub(crate) enum DevY<E: Exec> {
+    I32(E::Buf<i32>),
+    F32(E::Buf<f32>),
+    F16(E::Buf<f16>),
+    Bf16(E::Buf<bf16>),
+    I8(E::Buf<i8>),
+}
+
+/// The output element types, and their [`DevY`] variant.
+trait YElem: Elem {
+    fn from_y<E: Exec>(y: DevY<E>) -> Option<E::Buf<Self>>;
+    fn into_y<E: Exec>(b: E::Buf<Self>) -> DevY<E>;
+}
+impl YElem for i32 {
+    fn from_y<E: Exec>(y: DevY<E>) -> Option<E::Buf<i32>> {
+        match y {
+            DevY::I32(b) => Some(b),
+            _ => None,
         }
+    }
+    fn into_y<E: Exec>(b: E::Buf<i32>) -> DevY<E> {
+        DevY::I32(b)
+    }
+}
+impl YElem for f32 {
+    fn from_y<E: Exec>(y: DevY<E>) -> Option<E::Buf<f32>> {
+        match y {
+            DevY::F32(b) => Some(b),
+            _ => None,
+        }
+    }
+    fn into_y<E: Exec>(b: E::Buf<f32>) -> DevY<E> {
+        DevY::F32(b)
+    }
+}
+impl YElem for f16 {
+    fn from_y<E: Exec>(y: DevY<E>) -> Option<E::Buf<f16>> {
+        match y {
+            DevY::F16(b) => Some(b),
+            _ => None,
+        }
+    }
+    fn into_y<E: Exec>(b: E::Buf<f16>) -> DevY<E> {
+        DevY::F16(b)
+    }
+}
+impl YElem for bf16 {
+    fn from_y<E: Exec>(y: DevY<E>) -> Option<E::Buf<bf16>> {
+        match y {
+            DevY::Bf16(b) => Some(b),
+            _ => None,
+        }
+    }
+    fn into_y<E: Exec>(b: E::Buf<bf16>) -> DevY<E> {
+        DevY::Bf16(b)
+    }
+}
+impl YElem for i8 {
+    fn from_y<E: Exec>(y: DevY<E>) -> Option<E::Buf<i8>> {
+        match y {
+            DevY::I8(b) => Some(b),
+            _ => None,
+        }
+    }
+    fn into_y<E: Exec>(b: E::Buf<i8>) -> DevY<E> {
+        DevY::I8(b)
     }
 }
 

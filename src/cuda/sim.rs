@@ -475,6 +475,13 @@ impl Exec for SimExec {
         ]);
         Ok(TmaMap { bits })
     }
+    fn write<T: Elem>(&self, dst: &mut SimBuf<T>, src: &[T]) -> Result<()> {
+        if src.len() > dst.len {
+            return Err(Error::shape("device write", dst.len, src.len()));
+        }
+        dst.data_mut()[..src.len()].copy_from_slice(src);
+        Ok(())
+    }
     fn read<T: Elem>(&self, src: &SimBuf<T>, dst: &mut [T]) -> Result<()> {
         if dst.len() > src.len {
             return Err(Error::shape("device read", src.len, dst.len()));

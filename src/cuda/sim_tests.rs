@@ -686,7 +686,10 @@ fn device_layer_reuses_its_activation_buffers_across_forwards_exactly() {
     // One layer per activation mode, forwards of 7, 2, 9 (one with a NaN), 9 and 1 rows on one
     // stream: each matches the CPU bit for bit although every forward after the first writes
     // over the previous one's quantized activations, scales and range words; once they are
-    // large enough, a forward allocates only its own status word.
+    // large enough, a forward allocates nothing — its status word is the stream's, kept while
+    // it reads clear — but after the one that met the NaN (whose word was dropped, so the next
+    // uploads a clear one). Launches: the quantization's clearing launch only where per-tensor
+    // dynamic activations need their range words reset, then the quantization, then the GEMM.
     let mut rng = Rng::new(61);
     let (k, n) = (40, 9);
     let ctx = Context::new().with_path(Path::Reference).with_threads(1);
@@ -700,6 +703,14 @@ fn device_layer_reuses_its_activation_buffers_across_forwards_exactly() {
         let e = SimExec::new();
         let dev = DevLinear::new(&e, &layer).unwrap();
         let mut largest = 0;
+        let mut after_error = false;
+        let per_tensor_dynamic = matches!(
+            act,
+            ActivationQuant::Dynamic {
+                granularity: Granularity::PerTensor,
+                ..
+            }
+        );
         for (i, m) in [7usize, 2, 9, 9, 1].into_iter().enumerate() {
             let mut x = rng.f32s(m * k, 1.0);
             if i == 2 {
@@ -710,12 +721,35 @@ fn device_layer_reuses_its_activation_buffers_across_forwards_exactly() {
             let xd = e.upload(&x).unwrap();
             let mut yd = e.upload(&vec![7.5f32; m * n]).unwrap();
             e.take_allocs();
+            e.take_launched();
             let gpu = dev.forward(&e, &xd, m, &mut DevOut::F32(&mut yd));
             let allocs = e.take_allocs();
             if m <= largest {
-                assert_eq!(allocs, 1, "{act:?} m={m}: only the status word");
+                let want = u32::from(after_error);
+                assert_eq!(
+                    allocs, want,
+                    "{act:?} m={m} (after an error: {after_error})"
+                );
             }
             largest = largest.max(m);
+            after_error = gpu.is_err();
+            let launched = e.take_launched();
+            let quant = launched
+                .iter()
+                .filter(|k| matches!(k, KernelId::ActQuantS8 | KernelId::ActQuantU8))
+                .count();
+            // (per tensor: clear + range + quantize; per row or static: quantize alone, the
+            // first forward included — its word was uploaded clear)
+            assert_eq!(
+                quant,
+                if per_tensor_dynamic { 3 } else { 1 },
+                "{act:?} m={m}: {launched:?}"
+            );
+            assert_eq!(
+                launched.len(),
+                quant + 1,
+                "{act:?} m={m}: one GEMM: {launched:?}"
+            );
             let mut got = vec![0f32; m * n];
             e.read(&yd, &mut got).unwrap();
             match (cpu, gpu) {
@@ -729,6 +763,72 @@ fn device_layer_reuses_its_activation_buffers_across_forwards_exactly() {
                 }
                 (a, b) => panic!("{act:?} m={m}: CPU {a:?}, simulation {b:?}"),
             }
+        }
+    }
+}
+
+#[test]
+fn host_forwards_reuse_their_device_buffers_and_keep_the_bits() {
+    // Host-slice forwards on one stream: after the first, a forward of as many rows or fewer
+    // allocates nothing (input, output, quantized activations and status word are the stream's
+    // from the last call), a larger one or another output type only what grew or changed; each
+    // matches the CPU bit for bit (an output buffer reused from a larger call, or reused across
+    // a NaN input's refusal, must not leak into the result).
+    let mut rng = Rng::new(83);
+    let (k, n) = (40, 9);
+    let ctx = Context::new().with_path(Path::Reference).with_threads(1);
+    let w = rng.f32s(n * k, 0.5);
+    let layer = QuantLinear::from_f32("fc", &w, n, k, None, LinearConfig::default()).unwrap();
+    let e = SimExec::new();
+    let dev = DevLinear::new(&e, &layer).unwrap();
+    // (rows, f16 output, NaN in the input, allocations expected or None for the first call;
+    // the default layer: dynamic symmetric per-row activations)
+    for (m, half, nan, allocs) in [
+        (6usize, false, false, None),
+        (6, false, false, Some(0)),
+        (3, false, false, Some(0)),
+        (6, true, false, Some(1)),
+        (6, true, true, Some(0)),
+        (6, true, false, Some(1)),
+        // (grown: input, output, quantized activations, per-row scales — symmetric: no zero
+        // points)
+        (8, true, false, Some(4)),
+        (2, false, false, Some(1)),
+    ] {
+        let mut x = rng.f32s(m * k, 1.0);
+        if nan {
+            x[k + 1] = f32::NAN;
+        }
+        e.take_allocs();
+        let (cpu, gpu) = if half {
+            let mut want = vec![f16::ZERO; m * n];
+            let mut got = vec![f16::ZERO; m * n];
+            let c = layer.forward(&ctx, &x, m, &mut OutBuf::F16(&mut want));
+            let g = dev.forward_host(&e, &x, m, &mut OutBuf::F16(&mut got));
+            let same = want
+                .iter()
+                .zip(&got)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            (c.map(|_| same), g)
+        } else {
+            let mut want = vec![0f32; m * n];
+            let mut got = vec![0f32; m * n];
+            let c = layer.forward(&ctx, &x, m, &mut OutBuf::F32(&mut want));
+            let g = dev.forward_host(&e, &x, m, &mut OutBuf::F32(&mut got));
+            let same = want
+                .iter()
+                .zip(&got)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            (c.map(|_| same), g)
+        };
+        let got_allocs = e.take_allocs();
+        match (cpu, gpu) {
+            (Ok(same), Ok(_)) => assert!(same, "m={m} f16={half}: bits differ"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => panic!("m={m}: CPU {a:?}, simulation {b:?}"),
+        }
+        if let Some(want) = allocs {
+            assert_eq!(got_allocs, want, "m={m} f16={half} nan={nan}");
         }
     }
 }
@@ -996,7 +1096,10 @@ fn dynamic_activation_quantization_matches_cpu_scales_and_integers() {
                 per_row: true,
             },
             None,
-            &mut status,
+            ops::StatusWord {
+                buf: &mut status,
+                clear: false,
+            },
             None,
         )
         .unwrap();
