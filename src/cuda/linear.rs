@@ -247,6 +247,8 @@ impl PendingForward<'_> {
     pub fn wait(self) -> Result<Path> {
         let e = self.layer.dev.exec(&self.stream)?;
         self.layer.layer.check_input(&e, &self.status)?;
+        // (read clear: the layer's next forward on this stream may use the word)
+        self.layer.layer.return_status(&e, self.status);
         Ok(self.path)
     }
 }

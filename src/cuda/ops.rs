@@ -1729,12 +1729,13 @@ pub(crate) struct DevLinear<E: Exec> {
     /// forward on that stream writes over them instead of allocating (four allocations and
     /// frees fewer per call).
     pub act_bufs: StreamSlots<DevQuantized<E>>,
-    /// The non-finite report of the forwards that read it before they return
-    /// ([`DevLinear::forward`]), per stream, kept only while it reads clear: such a forward
-    /// needs neither an allocation nor (but for per-tensor dynamic activations, whose range
-    /// words need one anyway) a clearing launch. A forward that finds non-finite input drops
-    /// its word; a deferred forward ([`DevLinear::enqueue`]) has its own, read later.
-    pub status_slots: StreamSlots<E::Buf<Status>>,
+    /// Non-finite report words per stream, each clear: a forward takes one (or uploads a clear
+    /// one), so it needs neither an allocation nor (but for per-tensor dynamic activations,
+    /// whose range words need one anyway) a clearing launch; the word comes back once it has
+    /// been read clear ([`DevLinear::forward`] before it returns, a deferred forward when
+    /// [`DevLinear::return_status`] is given it after [`DevLinear::check_input`]). A word that
+    /// reported NaN or ±inf is dropped. At most [`STATUS_POOL`] per stream.
+    pub status_pool: StreamSlots<Vec<E::Buf<Status>>>,
     /// The device input and output of the host-slice forwards, per stream
     /// ([`DevLinear::forward_host`]): written over instead of allocated per call.
     pub host_bufs: StreamSlots<HostBufs<E>>,
@@ -1796,7 +1797,7 @@ impl<E: Exec> DevLinear<E> {
             overlap: true,
             scratch: ScratchCache::new(),
             act_bufs: StreamSlots::new(),
-            status_slots: StreamSlots::new(),
+            status_pool: StreamSlots::new(),
             host_bufs: StreamSlots::new(),
         })
     }
@@ -1811,23 +1812,40 @@ impl<E: Exec> DevLinear<E> {
         m: usize,
         out: &mut DevOut<'_, E>,
     ) -> Result<Path> {
-        // This stream's clear status word, or a new one uploaded clear.
-        let key = e.stream_key();
-        let mut status = match self.status_slots.take(key) {
-            Some(s) => s,
-            None => e.upload(&[Status::CLEAR])?,
-        };
-        let path = self.enqueue_with(e, x, m, out, &mut status, true)?;
+        let (path, status) = self.enqueue(e, x, m, out)?;
         self.check_input(e, &status)?;
-        // (read clear: kept for the next forward on this stream; on any error above it is
-        // dropped, and the next forward uploads a clear one)
-        self.status_slots.put(key, status);
+        // (read clear; on any error above it is dropped)
+        self.return_status(e, status);
         Ok(path)
+    }
+
+    /// A clear status word of this stream's pool, or a new one uploaded clear.
+    fn take_status(&self, e: &E) -> Result<E::Buf<Status>> {
+        let key = e.stream_key();
+        let mut pool = self.status_pool.take(key).unwrap_or_default();
+        let word = pool.pop();
+        self.status_pool.put(key, pool);
+        match word {
+            Some(w) => Ok(w),
+            None => e.upload(&[Status::CLEAR]),
+        }
+    }
+
+    /// Give back a status word that [`DevLinear::check_input`] read clear (its forward done),
+    /// for the next forward on this stream.
+    pub fn return_status(&self, e: &E, status: E::Buf<Status>) {
+        let key = e.stream_key();
+        let mut pool = self.status_pool.take(key).unwrap_or_default();
+        if pool.len() < STATUS_POOL {
+            pool.push(status);
+        }
+        self.status_pool.put(key, pool);
     }
 
     /// [`DevLinear::forward`] without the wait: everything is enqueued, and the returned status
     /// buffer holds the non-finite report once the executor gets there ([`DevLinear::check_input`]
-    /// reads it). Argument errors are still returned at once.
+    /// reads it; [`DevLinear::return_status`] takes it back when it read clear). Argument errors
+    /// are still returned at once.
     pub fn enqueue(
         &self,
         e: &E,
@@ -1835,23 +1853,8 @@ impl<E: Exec> DevLinear<E> {
         m: usize,
         out: &mut DevOut<'_, E>,
     ) -> Result<(Path, E::Buf<Status>)> {
-        // Its own word (any contents: cleared on the device by the quantization's first launch).
-        let mut status = e.alloc_scratch::<Status>(1)?;
-        let path = self.enqueue_with(e, x, m, out, &mut status, false)?;
-        Ok((path, status))
-    }
-
-    /// Enqueue the forward with the non-finite report going to `status`, which holds
-    /// [`Status::CLEAR`] already when `status_clear` (else it is cleared on the device first).
-    fn enqueue_with(
-        &self,
-        e: &E,
-        x: &E::Buf<f32>,
-        m: usize,
-        out: &mut DevOut<'_, E>,
-        status: &mut E::Buf<Status>,
-        status_clear: bool,
-    ) -> Result<Path> {
+        // (clear: the quantization needs no launch to clear it)
+        let mut status = self.take_status(e)?;
         let static_scale = self.static_scale.as_ref().map(|(s, z)| (s, z.as_ref()));
         let key = e.stream_key();
         let reuse = self.act_bufs.take(key);
@@ -1863,8 +1866,8 @@ impl<E: Exec> DevLinear<E> {
             self.mode,
             static_scale,
             StatusWord {
-                buf: status,
-                clear: status_clear,
+                buf: &mut status,
+                clear: true,
             },
             reuse,
         )?;
@@ -1895,14 +1898,14 @@ impl<E: Exec> DevLinear<E> {
             per_row: dq.per_row,
             act_zp: zp_buf,
             bias,
-            status: Some(&*status),
+            status: Some(&status),
             kernel: super::tune::resolve(self.kernel, self.tuning.as_ref(), m),
             overlap: self.overlap,
         };
         let path = gemm(e, &g, out, &self.scratch)?;
         // (after the GEMM's launch: the next forward on this stream runs after it)
         self.act_bufs.put(key, dq);
-        Ok(path)
+        Ok((path, status))
     }
 
     /// `Err(NonFinite)` naming `<layer>.input` when the forward that filled `status` met NaN or
@@ -1978,6 +1981,10 @@ impl<E: Exec> DevLinear<E> {
         r
     }
 }
+
+/// Clear status words kept per stream ([`DevLinear::status_pool`]): as many forwards may be
+/// pending at once on one stream before a new word is uploaded.
+const STATUS_POOL: usize = 64;
 
 /// A host-slice forward's device input and output ([`DevLinear::forward_host`]), kept per
 /// stream.

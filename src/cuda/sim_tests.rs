@@ -888,6 +888,47 @@ fn deferred_forward_checks_later_with_the_same_bits_and_errors() {
         read(&y_bad).iter().all(|&b| b == 7.5f32.to_bits()),
         "written despite NaN"
     );
+
+    // The status words: given back read clear, the next deferred forward on the stream uses it
+    // (no allocation, no clearing launch); the one that reported the NaN is dropped (here by
+    // not being given back; `forward` drops its own), so forwards pending beyond the pool
+    // upload fresh clear words — and a forward on a word used before reports its own input,
+    // not an old one.
+    dev.return_status(&e, s_ok);
+    e.take_allocs();
+    e.take_launched();
+    let mut y1 = e.upload(&vec![0f32; m * n]).unwrap();
+    let mut y2 = e.upload(&vec![7.5f32; m * n]).unwrap();
+    let mut y3 = e.upload(&vec![0f32; m * n]).unwrap();
+    assert_eq!(e.take_allocs(), 3);
+    let (_, w1) = dev.enqueue(&e, &xc, m, &mut DevOut::F32(&mut y1)).unwrap();
+    assert_eq!(e.take_allocs(), 0, "s_ok's word, given back");
+    let (_, w2) = dev.enqueue(&e, &xb, m, &mut DevOut::F32(&mut y2)).unwrap();
+    let (_, w3) = dev.enqueue(&e, &xc, m, &mut DevOut::F32(&mut y3)).unwrap();
+    assert_eq!(
+        e.take_allocs(),
+        2,
+        "two more pending forwards upload a word each"
+    );
+    let launched = e.take_launched();
+    assert_eq!(
+        launched.len(),
+        6,
+        "quantize + GEMM per forward, no clearing: {launched:?}"
+    );
+    dev.check_input(&e, &w1).unwrap();
+    assert!(dev.check_input(&e, &w2).is_err());
+    dev.check_input(&e, &w3).unwrap();
+    assert_eq!((read(&y1), read(&y3)), (read(&want), read(&want)));
+    dev.return_status(&e, w1);
+    dev.return_status(&e, w3);
+    drop(w2);
+    // Both pooled words read clear on the next forwards (a reused dirty word would fail them).
+    for _ in 0..3 {
+        let mut y = e.upload(&vec![0f32; m * n]).unwrap();
+        dev.forward(&e, &xc, m, &mut DevOut::F32(&mut y)).unwrap();
+        assert_eq!(read(&y), read(&want));
+    }
 }
 
 #[test]
