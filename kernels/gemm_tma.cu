@@ -41,6 +41,7 @@ namespace tma {
 
 constexpr int BK = 128;          // k bytes per stage (one 128-byte swizzle row)
 constexpr int ALIGN = 1024;      // operand tiles' alignment in the shared window
+static_assert(BK == 128 && ALIGN == 1024, "the stage wgmma_stage128 runs (wgmma.cuh)");
 constexpr int RASTER_GROUP = 8;  // tile rows per group of the block order
 
 template <int BM_, int BN_, int STAGES_>
@@ -120,17 +121,7 @@ I8RT_INLINE void body(const TmaParams& tp) {
         const int s = i % C::STAGES;
         mbar_wait(C::full_bar(s), (unsigned)(i / C::STAGES) & 1u);
         const unsigned stage = (unsigned)(s * C::STAGE_BYTES);
-        wgmma_pin(acc);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < BK / 32; ++kk) {
-            const unsigned long long da = smem_desc_sw128(a_addr + stage + (unsigned)(kk * 32), ALIGN);
-            const unsigned long long db = smem_desc_sw128(b_addr + stage + (unsigned)(kk * 32), ALIGN);
-            wgmma_m64k32<C::BN, U8>(acc, da, db, 1);
-        }
-        wgmma_commit();
-        wgmma_pin(acc);
-        wgmma_wait<1>();
+        wgmma_stage128<C::BN, U8>(acc, a_addr, b_addr, stage);
         if (i == 0) continue;
         // Step i − 1's wgmma are complete: this warp is done with their stage; once every warp
         // is, the producer refills it.

@@ -42,6 +42,7 @@ namespace wg {
 
 constexpr int BK = 128;  // k bytes per stage (one 128-byte swizzle row)
 constexpr int ALIGN = 1024;  // operand tiles' alignment in the shared window (8 swizzle rows)
+static_assert(BK == 128 && ALIGN == 1024, "the stage wgmma_stage128 runs (wgmma.cuh)");
 constexpr int RASTER_GROUP = 8;  // tile rows per group of the block order (tile.cuh grouped_tile)
 
 template <int BM_, int BN_, int STAGES_>
@@ -117,17 +118,7 @@ I8RT_INLINE void body(const MmaParams& q) {
 
         const unsigned stage = (unsigned)(read_stage * C::STAGE_BYTES);
         read_stage = read_stage + 1 == C::STAGES ? 0 : read_stage + 1;
-        wgmma_pin(acc);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < BK / 32; ++kk) {
-            const unsigned long long da = smem_desc_sw128(a_addr + stage + (unsigned)(kk * 32), ALIGN);
-            const unsigned long long db = smem_desc_sw128(b_addr + stage + (unsigned)(kk * 32), ALIGN);
-            wgmma_m64k32<C::BN, U8>(acc, da, db, 1);
-        }
-        wgmma_commit();
-        wgmma_pin(acc);
-        wgmma_wait<1>();
+        wgmma_stage128<C::BN, U8>(acc, a_addr, b_addr, stage);
     }
     wgmma_wait<0>();
     wgmma_pin(acc);

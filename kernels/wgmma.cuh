@@ -20,6 +20,9 @@
 //                               · B (N × 32, s8)ᵀ; d = A · Bᵀ when !accumulate
 //   wgmma_pin(d)                keeps the compiler from moving the accumulators' registers
 //                               across an asynchronous instruction (empty asm that "writes" each)
+//   wgmma_stage128<N, U8>(d, a, b, stage)
+//                               one 128-byte k stage (four m64nNk32) as a commit group, then
+//                               wait until only it is in flight
 #pragma once
 
 #include "common.cuh"
@@ -156,4 +159,24 @@ I8RT_INLINE void wgmma_m64k32(int (&d)[1][N / 8][4], unsigned long long da, unsi
 #else
     sim::wgmma(&d[0][0][0], N, da, db, accumulate, U8);
 #endif
+}
+
+// One 128-byte k stage of a warpgroup's tile in the tensor cores (gemm_wgmma.cu, gemm_tma.cu):
+// the stage's four m64nNk32 at byte offset `stage` of the warpgroup's A rows (`a_addr`) and the
+// N rows of B (`b_addr`), both K-major with the 128-byte swizzle and 1024-byte row groups, as one
+// commit group; returns once only this group may still be in flight (the previous stage's
+// instructions have read their operands).
+template <int N, bool U8>
+I8RT_INLINE void wgmma_stage128(int (&acc)[1][N / 8][4], unsigned a_addr, unsigned b_addr, unsigned stage) {
+    wgmma_pin(acc);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+        const unsigned long long da = smem_desc_sw128(a_addr + stage + (unsigned)(kk * 32), 1024);
+        const unsigned long long db = smem_desc_sw128(b_addr + stage + (unsigned)(kk * 32), 1024);
+        wgmma_m64k32<N, U8>(acc, da, db, 1);
+    }
+    wgmma_commit();
+    wgmma_pin(acc);
+    wgmma_wait<1>();
 }

@@ -286,16 +286,9 @@ fn tma_boxes_land_as_the_simulation_assumes() {
         return;
     }
     let s = dev.default_stream();
-    let (rows, cols, ld) = (70usize, 300usize, 304usize);
-    let src: Vec<u8> = (0..rows * ld).map(|i| (i * 7 % 251) as u8).collect();
-    for &(box_rows, c0, c1) in &[
-        (8usize, 0i32, 0i32),
-        (13, 128, 5),
-        (64, 256, 30),
-        (1, 172, 69),
-        (16, -16, -3),
-        (256, 128, 0),
-    ] {
+    let (rows, cols, ld) = int8rt::cuda::TMA_PROBE_MATRIX;
+    let src = int8rt::cuda::tma_probe_source();
+    for &(box_rows, c0, c1) in &int8rt::cuda::TMA_PROBE_BOXES {
         let got =
             int8rt::cuda::tma_box_on_gpu(&dev, &s, &src, (rows, cols, ld), box_rows, (c0, c1))
                 .unwrap_or_else(|e| panic!("box {box_rows} at ({c0}, {c1}): {e}"));

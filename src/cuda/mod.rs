@@ -61,7 +61,7 @@ pub use peak::CudaPeak;
 pub use peak::PeakKernel;
 #[cfg(not(feature = "cuda"))]
 pub use stub::{driver_library_present, probe, CudaDevice};
-pub use tma_probe::tma_box_expected;
 #[cfg(feature = "cuda")]
 pub use tma_probe::tma_box_on_gpu;
+pub use tma_probe::{tma_box_expected, tma_probe_source, TMA_PROBE_BOXES, TMA_PROBE_MATRIX};
 pub use tune::{GemmTuning, Outcome, TuneOptions, TuneReport, TunedKernel};

@@ -2007,61 +2007,22 @@ trait YElem: Elem {
     fn from_y<E: Exec>(y: DevY<E>) -> Option<E::Buf<Self>>;
     fn into_y<E: Exec>(b: E::Buf<Self>) -> DevY<E>;
 }
-impl YElem for i32 {
-    fn from_y<E: Exec>(y: DevY<E>) -> Option<E::Buf<i32>> {
-        match y {
-            DevY::I32(b) => Some(b),
-            _ => None,
+macro_rules! y_elem {
+    ($($t:ty => $v:ident),*) => {$(
+        impl YElem for $t {
+            fn from_y<E: Exec>(y: DevY<E>) -> Option<E::Buf<$t>> {
+                match y {
+                    DevY::$v(b) => Some(b),
+                    _ => None,
+                }
+            }
+            fn into_y<E: Exec>(b: E::Buf<$t>) -> DevY<E> {
+                DevY::$v(b)
+            }
         }
-    }
-    fn into_y<E: Exec>(b: E::Buf<i32>) -> DevY<E> {
-        DevY::I32(b)
-    }
+    )*};
 }
-impl YElem for f32 {
-    fn from_y<E: Exec>(y: DevY<E>) -> Option<E::Buf<f32>> {
-        match y {
-            DevY::F32(b) => Some(b),
-            _ => None,
-        }
-    }
-    fn into_y<E: Exec>(b: E::Buf<f32>) -> DevY<E> {
-        DevY::F32(b)
-    }
-}
-impl YElem for f16 {
-    fn from_y<E: Exec>(y: DevY<E>) -> Option<E::Buf<f16>> {
-        match y {
-            DevY::F16(b) => Some(b),
-            _ => None,
-        }
-    }
-    fn into_y<E: Exec>(b: E::Buf<f16>) -> DevY<E> {
-        DevY::F16(b)
-    }
-}
-impl YElem for bf16 {
-    fn from_y<E: Exec>(y: DevY<E>) -> Option<E::Buf<bf16>> {
-        match y {
-            DevY::Bf16(b) => Some(b),
-            _ => None,
-        }
-    }
-    fn into_y<E: Exec>(b: E::Buf<bf16>) -> DevY<E> {
-        DevY::Bf16(b)
-    }
-}
-impl YElem for i8 {
-    fn from_y<E: Exec>(y: DevY<E>) -> Option<E::Buf<i8>> {
-        match y {
-            DevY::I8(b) => Some(b),
-            _ => None,
-        }
-    }
-    fn into_y<E: Exec>(b: E::Buf<i8>) -> DevY<E> {
-        DevY::I8(b)
-    }
-}
+y_elem!(i32 => I32, f32 => F32, f16 => F16, bf16 => Bf16, i8 => I8);
 
 /// `v`, or one zero element when empty (device allocations are never empty).
 fn pad1<T: Copy + Default>(v: &[T]) -> Vec<T> {

@@ -15,6 +15,26 @@ use crate::error::{Error, Result};
 /// Threads of the probe's one block (`tma::PROBE_THREADS`).
 const PROBE_THREADS: u32 = 128;
 
+/// The probe's matrix (rows, bytes per row, row stride) and its boxes (rows, byte and row of the
+/// first element): inside the matrix, across its right edge (K) and its last row, at negative
+/// coordinates, of 1 to 256 rows — for the simulation test and `tests/gpu.rs` alike.
+pub const TMA_PROBE_MATRIX: (usize, usize, usize) = (70, 300, 304);
+/// See [`TMA_PROBE_MATRIX`].
+pub const TMA_PROBE_BOXES: [(usize, i32, i32); 6] = [
+    (8, 0, 0),
+    (13, 128, 5),
+    (64, 256, 30),
+    (1, 172, 69),
+    (16, -16, -3),
+    (256, 128, 0),
+];
+
+/// The probe matrix's bytes (a fixed pattern).
+pub fn tma_probe_source() -> Vec<u8> {
+    let (rows, _, ld) = TMA_PROBE_MATRIX;
+    (0..rows * ld).map(|i| (i * 7 % 251) as u8).collect()
+}
+
 /// A box as `tma_probe` must return it: `box_rows` rows of 128 bytes of the `rows × cols` u8
 /// matrix `src` (row stride `ld`) from byte `c0` of row `c1`, zeros outside the matrix, each
 /// row's 16-byte chunks placed by the 128-byte swizzle.
@@ -109,21 +129,14 @@ mod tests {
 
     #[test]
     fn simulated_tma_box_lands_as_the_isa_lays_it_out() {
-        // A 70 × 300 matrix at stride 304: boxes inside, across the right edge (K), past the
-        // last row, at negative coordinates, of 1, 8, 13 and 256 rows — the emulation's gather,
-        // zero fill and swizzle against the layout written from the ISA text.
-        let (rows, cols, ld) = (70usize, 300usize, 304usize);
-        let src: Vec<u8> = (0..rows * ld).map(|i| (i * 7 % 251) as u8).collect();
+        // The probe's boxes (inside, across the right edge and the last row, at negative
+        // coordinates, 1 … 256 rows): the emulation's gather, zero fill and swizzle against the
+        // layout written from the ISA text.
+        let (rows, cols, ld) = TMA_PROBE_MATRIX;
+        let src = tma_probe_source();
         let e = SimExec::new();
         let buf = e.upload(&src).unwrap();
-        for &(box_rows, c0, c1) in &[
-            (8usize, 0i32, 0i32),
-            (13, 128, 5),
-            (64, 256, 30),
-            (1, 172, 69),
-            (16, -16, -3),
-            (256, 128, 0),
-        ] {
+        for &(box_rows, c0, c1) in &TMA_PROBE_BOXES {
             let got = run(&e, &buf, (rows, cols, ld), box_rows, (c0, c1)).unwrap();
             let want = tma_box_expected(&src, (rows, cols, ld), box_rows, (c0 as i64, c1 as i64));
             assert_eq!(got, want, "box {box_rows} at ({c0}, {c1})");
