@@ -20,6 +20,7 @@
 #                                            # each of those forced kernels run once
 #                                            # (examples/gpu_profile.rs), under Nsight Compute
 #                                            # when ncu is found (its report in profile.log)
+#   INT8RT_TESTS="tma every_tile" ...         # only the test functions whose names contain a word
 #   INT8RT_NSYS=1 ...                         # the latency example again under Nsight Systems
 #                                            # (CUDA API and kernel summaries, latency-nsys.log)
 #   Test binaries run one test per process (INT8RT_TEST_TIMEOUT s each, default 180), every other
@@ -55,6 +56,9 @@ gpu="$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,nohe
 echo "GPU: ${gpu:-unknown}; bundle commit $(cat "$dir/COMMIT" 2>/dev/null || echo unknown)"
 
 steps=()
+# INT8RT_TESTS: a quick first look at a few kernels (space-separated words; see each_test).
+INT8RT_TESTS_RE="$(echo "${INT8RT_TESTS:-}" | xargs | tr ' ' '|')"
+[ -n "$INT8RT_TESTS_RE" ] || INT8RT_TESTS_RE=.
 # Each step under a time limit (INT8RT_STEP_TIMEOUT seconds, default 480): a kernel that hangs
 # on the hardware costs that step, not the rest of the device call.
 step() {
@@ -73,7 +77,8 @@ step() {
 # its process's CUDA context, and a hang stops its process — either way the other tests still run.
 each_test() {
     local bin="$1" t pass=0 fail=0
-    for t in $("$bin" --list 2>/dev/null | sed -n 's/: test$//p'); do
+    # (INT8RT_TESTS="tma bulk": only the tests whose names contain one of those words)
+    for t in $("$bin" --list 2>/dev/null | sed -n 's/: test$//p' | grep -E "${INT8RT_TESTS_RE:-.}"); do
         # (each process's own "test result" line is renamed: the summary counts the whole step)
         if timeout -k 10 "${INT8RT_TEST_TIMEOUT:-180}" "$bin" --exact "$t" --test-threads=1 --nocapture 2>&1 |
             sed 's/^test result:/  (one test:/'; then
@@ -83,7 +88,9 @@ each_test() {
             fail=$((fail + 1))
         fi
     done
-    if [ $fail -eq 0 ] && [ $pass -gt 0 ]; then
+    if [ $fail -eq 0 ] && [ $pass -eq 0 ] && [ -n "${INT8RT_TESTS:-}" ]; then
+        echo "test result: ok. 0 passed; 0 failed (none matches INT8RT_TESTS)"
+    elif [ $fail -eq 0 ] && [ $pass -gt 0 ]; then
         echo "test result: ok. $pass passed; 0 failed (one process per test)"
     else
         echo "test result: FAILED. $pass passed; $fail failed (one process per test)"
