@@ -26,11 +26,12 @@
 //! and the tiles. On sm_90, from M = 256, the `wgmma` tiles forced (rows
 //! `int8rt_wgmma128x256_i32`, `int8rt_wgmma128x128_i32`, `int8rt_wgmma128x128d3_i32`; at 8192³
 //! also in the targets table). On sm_90 the TMA-fed `wgmma` tiles forced at the split-K factor
-//! nearest one block per SM (rows `int8rt_tma64x128_i32` and `int8rt_tma64x128d4_i32` at every
-//! M ≤ 256, `int8rt_tma128x128_i32` and `int8rt_tma64x256_i32` from M = 32; from M = 1024
-//! `int8rt_tma128x256_i32`; in the targets table too).
-//! On sm_90 up to M = 64, row `int8rt_overlap_i32`: `Auto` with the
-//! GEMV launched overlapped with the call before it (`set_overlapped_launch`). On sm_80+, last
+//! nearest one block per SM (rows `int8rt_tma64x128_i32`, its overlapped launch
+//! `int8rt_tma64x128_overlap_i32`, and `int8rt_tma64x128d4_i32` at every M ≤ 256;
+//! `int8rt_tma128x128_i32` and `int8rt_tma64x256_i32` from M = 32; from M = 1024
+//! `int8rt_tma128x256_i32`; in the targets table too). On sm_90 up to M = 64, row
+//! `int8rt_overlap_i32`: `Auto` with the GEMV launched overlapped with the call before it
+//! (`set_overlapped_launch`). On sm_80+, last
 //! per shape, row `int8rt_tuned_i32`: `Auto` after `CudaWeights::tune` measured the shape on the
 //! card (the choice is printed as `tuned MxKxN: <kernel> …`; in the targets table too).
 //!
@@ -572,6 +573,15 @@ fn bench_shape(
                 GemmKernel::Mma(Some(MmaConfig { tile, splits })),
                 false,
             ));
+            // (and the 64 × 128 one launched overlapped with the call before it, as a layer
+            // launches it after its quantization: row `int8rt_tma64x128_overlap_i32`)
+            if tile == MmaTile::Tma64x128 {
+                runs.push((
+                    "int8rt_tma64x128_overlap_i32".into(),
+                    GemmKernel::Mma(Some(MmaConfig { tile, splits })),
+                    false,
+                ));
+            }
         }
     }
     // Sweep rows `mma_<tile>_s<splits>`: the swept tiles at splits 1 … 16 (k tiles of the
@@ -643,7 +653,7 @@ fn bench_shape(
         for w in ws.iter_mut() {
             w.set_kernel(kernel).unwrap();
             w.set_tuning(tuning.clone()).unwrap();
-            w.set_overlapped_launch(name == "int8rt_overlap_i32");
+            w.set_overlapped_launch(name.ends_with("overlap_i32"));
         }
         let mut rec = Vec::new();
         let mut call = |i: usize| {
@@ -789,6 +799,7 @@ fn main() {
         "int8rt_wgmma128x128_i32",
         "int8rt_wgmma128x128d3_i32",
         "int8rt_tma64x128_i32",
+        "int8rt_tma64x128_overlap_i32",
         "int8rt_tma64x128d4_i32",
         "int8rt_tma128x128_i32",
         "int8rt_tma64x256_i32",

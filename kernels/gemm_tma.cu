@@ -26,7 +26,9 @@
 //   descriptors read (the operand tiles 1024-byte aligned in the shared window) — rows past M
 //   or N and bytes past K arrive as zeros, so no k tile needs a guard;
 // - thread 0 initializes a `full` mbarrier (1 arrival + the stage's bytes) and an `empty` one
-//   (one arrival per warp) per stage, then issues the first STAGES k tiles. Every warp waits for
+//   (one arrival per warp) per stage, then issues the first STAGES k tiles — their W boxes
+//   before the wait for the kernel ahead (griddep_wait: launched overlapped, sm_90, the weights
+//   stream while the activation quantization finishes), their X boxes after it. Every warp waits for
 //   step i's `full` phase, its warpgroup runs the stage's four `wgmma.m64nBNk32` (A: the
 //   warpgroup's 64 rows of X, B: all BN rows of W), commits, and waits until only this step's
 //   group is in flight — step i − 1's wgmma have read their stage — whereupon each warp arrives
@@ -75,9 +77,10 @@ using C64x128D4 = Config<64, 128, 4>;
 template <class C, bool U8>
 I8RT_INLINE void body(const TmaParams& tp) {
     check_launch_geometry(C::THREADS, C::SMEM, "gemm_tma");
+    // The next overlapped launch on the stream may begin once every block of this one runs.
+    griddep_launch_dependents();
     const MmaParams& q = tp.q;
     const GemmParams& p = q.g;
-    if (p.status && p.status->count != 0) return;  // the input had NaN/inf: the host reports it
     const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5, wgi = warp >> 2;
     const tile::TileRC rc = tile::grouped_tile<RASTER_GROUP>();
     const int bm = rc.row * C::BM, bn = rc.col * C::BN;
@@ -86,15 +89,21 @@ I8RT_INLINE void body(const TmaParams& tp) {
     // The operand tiles start at the first 1024-byte boundary of the shared window.
     const unsigned base = (unsigned)(ALIGN - (int)(smem_window(0) % ALIGN)) % ALIGN;
 
-    // k tile kt0 + i into stage i % STAGES: arm the stage's `full` barrier with its bytes, then
-    // the two boxes (thread 0 only).
-    auto issue = [&](int i) {
+    // k tile kt0 + i into stage i % STAGES (thread 0 only): arm the stage's `full` barrier
+    // with the bytes of both boxes, then the W box and (`x`) the X box.
+    auto issue_w = [&](int i) {
         const int s = i % C::STAGES;
         const unsigned at = base + (unsigned)(s * C::STAGE_BYTES);
-        const int k0 = (kt0 + i) * BK;
         mbar_arrive_expect_tx(C::full_bar(s), (unsigned)C::STAGE_BYTES);
-        tma_load_2d(at, &tp.x, k0, bm, C::full_bar(s));
-        tma_load_2d(at + (unsigned)C::A_BYTES, &tp.w, k0, bn, C::full_bar(s));
+        tma_load_2d(at + (unsigned)C::A_BYTES, &tp.w, (kt0 + i) * BK, bn, C::full_bar(s));
+    };
+    auto issue_x = [&](int i) {
+        const int s = i % C::STAGES;
+        tma_load_2d(base + (unsigned)(s * C::STAGE_BYTES), &tp.x, (kt0 + i) * BK, bm, C::full_bar(s));
+    };
+    auto issue = [&](int i) {
+        issue_w(i);
+        issue_x(i);
     };
     if (tid == 0) {
         for (int s = 0; s < C::STAGES; ++s) {
@@ -104,8 +113,21 @@ I8RT_INLINE void body(const TmaParams& tp) {
         mbar_init_fence();
     }
     block_sync();
+    // The first stages' weights (immutable) go out before the wait for the kernel before this
+    // one (overlapped launch, sm_90: the activation quantization, which writes X, the scales and
+    // the status word); X, the status and everything after only once it has finished.
+    const int prologue = nkt < C::STAGES ? nkt : C::STAGES;
     if (tid == 0)
-        for (int i = 0; i < nkt && i < C::STAGES; ++i) issue(i);
+        for (int i = 0; i < prologue; ++i) issue_w(i);
+    griddep_wait();
+    if (tid == 0)
+        for (int i = 0; i < prologue; ++i) issue_x(i);
+    if (p.status && p.status->count != 0) {
+        // The input had NaN/inf: nothing is stored (the host reports it) once the copies in
+        // flight have landed.
+        for (int i = 0; i < prologue; ++i) mbar_wait(C::full_bar(i), 0);
+        return;
+    }
 
     int acc[1][C::NT][4];
 #pragma unroll

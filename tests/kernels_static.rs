@@ -413,8 +413,9 @@ fn overlapped_kernels_wait_before_touching_their_predecessors_data() {
         let mut weights_before = 0;
         for (i, c) in code.iter().enumerate().take(wait) {
             let o = op(c);
-            // (the weights: streaming-hinted loads, or bulk copies into shared memory)
-            if o.starts_with("LDG.E.NA") || o.starts_with("UBLKCP") {
+            // (the weights: streaming-hinted loads, bulk copies or tensor copies into shared
+            // memory — the TMA tiles issue only their W boxes before the wait)
+            if o.starts_with("LDG.E.NA") || o.starts_with("UBLKCP") || o.starts_with("UTMALDG") {
                 weights_before += 1;
             }
             let touches_data = (o.starts_with("LDG") && !o.starts_with("LDG.E.NA"))

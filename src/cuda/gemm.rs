@@ -197,10 +197,10 @@ impl CudaWeights {
         self.tuning.as_ref()
     }
 
-    /// Launch the weight-streaming GEMV (the tensor-core path for few rows) overlapped with the
-    /// kernel before it on the stream (programmatic dependent launch, sm_90 and newer): it starts
-    /// streaming the weights while that kernel finishes and waits for it before reading the
-    /// activations. The same bits. Off by default here, where the kernel before it is the
+    /// Launch the weight-streaming GEMV (the tensor-core path for few rows) and the TMA tiles
+    /// (`MmaTile::Tma…`) overlapped with the kernel before it on the stream (programmatic
+    /// dependent launch, sm_90 and newer): they start streaming the weights while that kernel
+    /// finishes and wait for it before reading the activations. The same bits. Off by default here, where the kernel before it is the
     /// caller's (a layer, whose kernel before the GEMV is its own quantization, turns it on by
     /// default). Elsewhere, and for the other kernels, launches stay ordinary.
     pub fn set_overlapped_launch(&mut self, on: bool) {

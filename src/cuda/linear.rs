@@ -142,7 +142,8 @@ impl CudaQuantLinear {
         self.layer.tuning.as_ref()
     }
 
-    /// Launch the weight-streaming GEMV overlapped with the activation quantization before it
+    /// Launch the weight-streaming GEMV (and a TMA tile, when forced or tuned) overlapped with
+    /// the activation quantization before it
     /// (programmatic dependent launch, sm_90 and newer; see
     /// [`CudaWeights::set_overlapped_launch`](crate::cuda::CudaWeights::set_overlapped_launch)):
     /// at decode sizes the weights start streaming while the input is still being quantized.

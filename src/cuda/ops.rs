@@ -142,8 +142,8 @@ pub(crate) struct GemmDev<'a, E: Exec> {
     pub status: Option<&'a E::Buf<Status>>,
     /// Which kernel family runs.
     pub kernel: GemmKernel,
-    /// Launch the weight-streaming GEMV overlapped with the work before it on the stream
-    /// ([`Exec::launch_overlapped`]); the other kernels launch normally.
+    /// Launch the weight-streaming GEMV or a TMA tile overlapped with the work before it on the
+    /// stream ([`Exec::launch_overlapped`]); the other kernels launch normally.
     pub overlap: bool,
 }
 
@@ -1194,8 +1194,17 @@ pub(crate) fn gemm<E: Exec>(
                 pad: [0; 11],
             };
             // SAFETY: as above; `TmaParams` is the block of the TMA kernels, whose tensor maps
-            // address only the X and W buffers within the bounds checked above.
-            unsafe { e.launch(l.tile.kernel(u8_act), l.grid, &t)? };
+            // address only the X and W buffers within the bounds checked above. Overlapped, the
+            // kernel reads only W before it waits for its predecessor (kernels/gemm_tma.cu).
+            let kid = l.tile.kernel(u8_act);
+            debug_assert!(kid.waits_for_predecessor());
+            unsafe {
+                if g.overlap {
+                    e.launch_overlapped(kid, l.grid, &t)?
+                } else {
+                    e.launch(kid, l.grid, &t)?
+                }
+            };
         } else {
             unsafe { e.launch(l.tile.kernel(u8_act), l.grid, &q)? };
         }

@@ -62,28 +62,30 @@ impl KernelId {
 
     /// Whether this kernel waits for the kernel before it on the stream (`griddep_wait` in
     /// kernels/common.cuh) before touching anything that kernel may write or read, and so may be
-    /// launched overlapped with it (`Exec::launch_overlapped`): the weight-streaming GEMV.
+    /// launched overlapped with it (`Exec::launch_overlapped`): the weight-streaming GEMV and
+    /// the TMA tiles.
     pub const fn waits_for_predecessor(self) -> bool {
         use KernelId::*;
-        matches!(
-            self,
-            GemvMmaM8S8
-                | GemvMmaM8U8
-                | GemvMmaM16S8
-                | GemvMmaM16U8
-                | GemvMmaM32S8
-                | GemvMmaM32U8
-                | GemvMmaM8NarrowS8
-                | GemvMmaM8NarrowU8
-                | GemvMmaM8WideS8
-                | GemvMmaM8WideU8
-                | GemvMmaBulkM8S8
-                | GemvMmaBulkM8U8
-                | GemvMmaBulkM16S8
-                | GemvMmaBulkM16U8
-                | GemvMmaBulkM32S8
-                | GemvMmaBulkM32U8
-        )
+        self.uses_tma() && !matches!(self, TmaProbe)
+            || matches!(
+                self,
+                GemvMmaM8S8
+                    | GemvMmaM8U8
+                    | GemvMmaM16S8
+                    | GemvMmaM16U8
+                    | GemvMmaM32S8
+                    | GemvMmaM32U8
+                    | GemvMmaM8NarrowS8
+                    | GemvMmaM8NarrowU8
+                    | GemvMmaM8WideS8
+                    | GemvMmaM8WideU8
+                    | GemvMmaBulkM8S8
+                    | GemvMmaBulkM8U8
+                    | GemvMmaBulkM16S8
+                    | GemvMmaBulkM16U8
+                    | GemvMmaBulkM32S8
+                    | GemvMmaBulkM32U8
+            )
     }
 
     /// Whether this kernel lets an overlapped launch behind it on the stream begin before it

@@ -1292,11 +1292,12 @@ fn simulated_warp_shuffles_follow_cuda_semantics() {
 }
 
 #[test]
-fn overlapped_launch_is_asked_for_the_gemv_alone_with_the_same_bits() {
+fn overlapped_launch_is_asked_for_the_gemv_and_tma_tiles_alone_with_the_same_bits() {
     // `overlap` on a layer (the default): its GEMV (up to 32 rows on the simulated sm_90, 64 on
-    // sm_80) goes through `launch_overlapped` (which the simulation refuses for a kernel that
-    // does not wait for its predecessor), nothing else does — not the activation quantization,
-    // not the tiles above, not dp4a; the bits are the CPU layer's either way. (The GPU executor
+    // sm_80) and a forced TMA tile go through `launch_overlapped` (which the simulation refuses
+    // for a kernel that does not wait for its predecessor), nothing else does — not the
+    // activation quantization, not the other tiles, not dp4a; the bits are the CPU layer's
+    // either way. (The GPU executor
     // then overlaps only on sm_90 and newer; the kernels' wait is checked in their SASS,
     // tests/kernels_static.rs.)
     let (n, k) = (40, 200);
@@ -1304,6 +1305,7 @@ fn overlapped_launch_is_asked_for_the_gemv_alone_with_the_same_bits() {
     let w = r.f32s(n * k, 0.5);
     let layer = QuantLinear::from_f32("fc", &w, n, k, None, LinearConfig::default()).unwrap();
     let ctx = Context::new().with_path(Path::Reference).with_threads(1);
+    let tma = |tile, splits| GemmKernel::Mma(Some(super::ops::MmaConfig { tile, splits }));
     for (arch, m, kernel, want) in [
         (90, 3, GemmKernel::Auto, 1),
         (90, 32, GemmKernel::Auto, 1),
@@ -1318,6 +1320,10 @@ fn overlapped_launch_is_asked_for_the_gemv_alone_with_the_same_bits() {
             1,
         ),
         (80, 17, GemmKernel::Auto, 1),
+        // The TMA tiles (forced) overlap too; the cp.async tiles never do.
+        (90, 3, tma(super::ops::MmaTile::Tma64x128, 1), 1),
+        (90, 70, tma(super::ops::MmaTile::Tma128x128, 2), 1),
+        (90, 40, tma(super::ops::MmaTile::Wgmma64x128, 1), 0),
     ] {
         let e = SimExec::with_arch(arch, 132);
         let mut dev = DevLinear::new(&e, &layer).unwrap();
@@ -1343,5 +1349,50 @@ fn overlapped_launch_is_asked_for_the_gemv_alone_with_the_same_bits() {
                 "sm_{arch} m={m} {kernel:?} overlap={overlap}"
             );
         }
+    }
+}
+
+#[test]
+fn tma_tiles_refuse_nan_input_and_store_nothing() {
+    // A layer forced onto TMA tiles (launched overlapped, as layers launch them): NaN in the
+    // input is `Err(NonFinite)` like on the CPU and the output keeps its contents — the kernel
+    // reads the status only after its wait, then lets its copies in flight land and stores
+    // nothing (with split-K too) — and the next clean forward gives the CPU's bits.
+    let (n, k, m) = (150, 700, 9);
+    let mut r = Rng::new(23);
+    let w = r.f32s(n * k, 0.5);
+    let layer = QuantLinear::from_f32("fc", &w, n, k, None, LinearConfig::default()).unwrap();
+    let ctx = Context::new().with_path(Path::Reference).with_threads(1);
+    let e = SimExec::new();
+    for (tile, splits) in [
+        (super::ops::MmaTile::Tma64x128, 1),
+        (super::ops::MmaTile::Tma128x256, 3),
+    ] {
+        let mut dev = DevLinear::new(&e, &layer).unwrap();
+        dev.kernel = GemmKernel::Mma(Some(super::ops::MmaConfig { tile, splits }));
+        let mut x = r.f32s(m * k, 1.0);
+        x[3 * k + 5] = f32::NAN;
+        let mut y = vec![7.5f32; m * n];
+        let err = dev
+            .forward_host(&e, &x, m, &mut OutBuf::F32(&mut y))
+            .unwrap_err();
+        let mut cpu = vec![0f32; m * n];
+        let cpu_err = layer
+            .forward(&ctx, &x, m, &mut OutBuf::F32(&mut cpu))
+            .unwrap_err();
+        assert_eq!(err.to_string(), cpu_err.to_string(), "{tile:?}");
+        assert!(y.iter().all(|&v| v == 7.5), "{tile:?}: written despite NaN");
+        x[3 * k + 5] = 0.25;
+        layer
+            .forward(&ctx, &x, m, &mut OutBuf::F32(&mut cpu))
+            .unwrap();
+        dev.forward_host(&e, &x, m, &mut OutBuf::F32(&mut y))
+            .unwrap();
+        assert!(
+            cpu.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{tile:?} split {splits}"
+        );
+        assert!(e.take_overlapped() >= 2, "{tile:?}: launched overlapped");
+        assert!(e.take_stats().bulk_copies > 0);
     }
 }
