@@ -524,6 +524,22 @@ fn non_finite_input_is_an_error_and_leaves_output_unwritten() {
             .unwrap_err();
         assert_eq!(e.to_string(), c.to_string());
         assert!(y.iter().all(|&v| v == 7.5));
+        // Then clean forwards on the same layer and stream (the report word that saw the NaN
+        // was dropped; the next ones come from the layer's pool of clear words, the last one
+        // reused): the CPU's bits each time.
+        x[70] = 0.5;
+        x[200] = -0.25;
+        layer
+            .forward(&Context::new(), &x, m, &mut OutBuf::F32(&mut yc))
+            .unwrap();
+        for _ in 0..3 {
+            let mut y = vec![7.5f32; m * n];
+            gl.forward(&x, m, &mut OutBuf::F32(&mut y)).unwrap();
+            assert!(
+                y.iter().zip(&yc).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{act:?}: a clean forward after a refused one"
+            );
+        }
     }
 }
 
