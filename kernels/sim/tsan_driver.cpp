@@ -30,6 +30,32 @@ static bool launch(const char* name, unsigned gx, unsigned gy, const P& p) {
     return true;
 }
 
+// y (rows × cols, i32, row stride cols) against the naive product of x and w (rows of ld
+// bytes, K = k); a mismatch is printed under `name`.
+static bool check_product(const char* name, const std::vector<int>& y, const std::vector<signed char>& x,
+                          const std::vector<signed char>& w, int rows, int cols, int k, int ld) {
+    for (int i = 0; i < rows; ++i)
+        for (int j = 0; j < cols; ++j) {
+            int acc = 0;
+            for (int u = 0; u < k; ++u) acc += x[i * ld + u] * w[j * ld + u];
+            if (y[i * cols + j] != acc) {
+                std::fprintf(stderr, "%s mismatch at %d,%d: %d vs %d\n", name, i, j, y[i * cols + j], acc);
+                return false;
+            }
+        }
+    return true;
+}
+
+// Every split-K counter back at zero (the tiles' finishing blocks re-zero theirs).
+static bool counters_reset(const char* name, const std::vector<unsigned>& counters) {
+    for (unsigned c : counters)
+        if (c != 0) {
+            std::fprintf(stderr, "%s left a split-K counter at %u\n", name, c);
+            return false;
+        }
+    return true;
+}
+
 int main() {
     // GEMM: m = 130, n = 129 (2 × 2 tiles of 128), k = 70 (3 k steps), rows padded to 80.
     const int m = 130, n = 129, k = 70, ld = 80;
@@ -54,15 +80,7 @@ int main() {
     p.epi.act_scale = as.data();
     p.epi.out_kind = OUT_I32;
     if (!launch("gemm_dp4a_s8", (n + 127) / 128, (m + 127) / 128, p)) return 1;
-    for (int i = 0; i < m; ++i)
-        for (int j = 0; j < n; ++j) {
-            int acc = 0;
-            for (int t = 0; t < k; ++t) acc += x[i * ld + t] * w[j * ld + t];
-            if (y[i * n + j] != acc) {
-                std::fprintf(stderr, "gemm mismatch at %d,%d: %d vs %d\n", i, j, y[i * n + j], acc);
-                return 1;
-            }
-        }
+    if (!check_product("gemm", y, x, w, m, n, k, ld)) return 1;
     // The tensor-core GEMM: the 128 × 128 tile (4 warps) over 2 × 2 blocks and 2 k tiles, then
     // the 16 × 128 tile with K split 3 ways (partial sums, counters, the finishing block), then
     // the weight-streaming 64 × 64 tile (activation batches double-buffered, the warps'
@@ -96,20 +114,7 @@ int main() {
                 std::fprintf(stderr, "%s: %s\n", r.name, err);
                 return 1;
             }
-            for (int i = 0; i < r.rows; ++i)
-                for (int j = 0; j < n; ++j) {
-                    int acc = 0;
-                    for (int t = 0; t < k; ++t) acc += x[i * ld + t] * w[j * ld + t];
-                    if (y[i * n + j] != acc) {
-                        std::fprintf(stderr, "%s mismatch at %d,%d: %d vs %d\n", r.name, i, j, y[i * n + j], acc);
-                        return 1;
-                    }
-                }
-            for (unsigned c : counters)
-                if (c != 0) {
-                    std::fprintf(stderr, "%s left a split-K counter at %u\n", r.name, c);
-                    return 1;
-                }
+            if (!check_product(r.name, y, x, w, r.rows, n, k, ld) || !counters_reset(r.name, counters)) return 1;
         }
     }
     // The wgmma tiles 128 × 128 (2 warpgroups; 4 and 3 stages) and 64 × 128 (1 warpgroup) over
@@ -152,21 +157,8 @@ int main() {
                         std::fprintf(stderr, "%s: %s\n", t.name, err);
                         return 1;
                     }
-                    for (int i = 0; i < m; ++i)
-                        for (int j = 0; j < n; ++j) {
-                            int acc = 0;
-                            for (int u = 0; u < wk; ++u) acc += wx[i * wld + u] * ww[j * wld + u];
-                            if (y[i * n + j] != acc) {
-                                std::fprintf(stderr, "%s mismatch at %d,%d: %d vs %d\n", t.name, i, j, y[i * n + j],
-                                             acc);
-                                return 1;
-                            }
-                        }
-                    for (unsigned c : counters)
-                        if (c != 0) {
-                            std::fprintf(stderr, "%s left a split-K counter at %u\n", t.name, c);
-                            return 1;
-                        }
+                    if (!check_product(t.name, y, wx, ww, m, n, wk, wld) || !counters_reset(t.name, counters))
+                        return 1;
                 }
     }
     // The TMA tiles 64 × 128 (1 warpgroup, 8 stages) and 128 × 128 (2 warpgroups, 6 stages)
@@ -217,20 +209,7 @@ int main() {
                     std::fprintf(stderr, "%s: %s\n", t.name, err);
                     return 1;
                 }
-                for (int i = 0; i < m; ++i)
-                    for (int j = 0; j < n; ++j) {
-                        int acc = 0;
-                        for (int u = 0; u < tk; ++u) acc += tx[i * tld + u] * tw[j * tld + u];
-                        if (y[i * n + j] != acc) {
-                            std::fprintf(stderr, "%s mismatch at %d,%d: %d vs %d\n", t.name, i, j, y[i * n + j], acc);
-                            return 1;
-                        }
-                    }
-                for (unsigned c : counters)
-                    if (c != 0) {
-                        std::fprintf(stderr, "%s left a split-K counter at %u\n", t.name, c);
-                        return 1;
-                    }
+                if (!check_product(t.name, y, tx, tw, m, n, tk, tld) || !counters_reset(t.name, counters)) return 1;
             }
     }
     // The bulk-copy GEMV over K = 5 · 1024 + 48 (its 4-stage ring of 1 KiB chunks refilled
@@ -270,16 +249,7 @@ int main() {
                     std::fprintf(stderr, "%s: %s\n", r.name, err);
                     return 1;
                 }
-                for (int i = 0; i < r.rows; ++i)
-                    for (int j = 0; j < bn_rows; ++j) {
-                        int acc = 0;
-                        for (int u = 0; u < bk; ++u) acc += bx[i * bk + u] * bw[j * bk + u];
-                        if (by[i * bn_rows + j] != acc) {
-                            std::fprintf(stderr, "%s mismatch at %d,%d: %d vs %d\n", r.name, i, j,
-                                         by[i * bn_rows + j], acc);
-                            return 1;
-                        }
-                    }
+                if (!check_product(r.name, by, bx, bw, r.rows, bn_rows, bk, bk)) return 1;
             }
         }
     }

@@ -316,7 +316,8 @@ pub enum MmaTile {
     /// `wgmma`, 128 × 128 with 3 stages instead of 4: two blocks per SM (one block's epilogue
     /// overlaps the other's main loop), sm_90.
     Wgmma128x128D3,
-    /// `wgmma` on TMA-loaded tiles, 64 × 128, 1 warpgroup, 8 stages, sm_90: for 33 … 256 rows.
+    /// `wgmma` on TMA-loaded tiles, 64 × 128, 1 warpgroup, 8 stages, sm_90: built for 33 … 256
+    /// rows (the tuner tries it, and 64 × 128 D4, at any row count).
     Tma64x128,
     /// `wgmma` on TMA-loaded tiles, 128 × 128, 2 warpgroups, 6 stages, sm_90.
     Tma128x128,
@@ -1255,16 +1256,9 @@ pub(crate) type StaticScale<E> = (<E as Exec>::Buf<f32>, Option<<E as Exec>::Buf
 pub(crate) type StaticScaleRef<'a, E> =
     (&'a <E as Exec>::Buf<f32>, Option<&'a <E as Exec>::Buf<i32>>);
 
-/// Where [`quantize_activations`] reports non-finite input: `buf`, which holds
-/// [`Status::CLEAR`] already when `clear` (else any contents: cleared on the device first).
-pub(crate) struct StatusWord<'a, E: Exec> {
-    pub buf: &'a mut E::Buf<Status>,
-    pub clear: bool,
-}
-
-/// Quantize `x[m, k]` (device, f32) into `q[m, padded_k(k)]`. `status` counts non-finite inputs
-/// (the caller reads it); unless it is clear already, a first launch clears it — that launch
-/// also resets the per-tensor range words, so per-tensor dynamic modes always make it. The
+/// Quantize `x[m, k]` (device, f32) into `q[m, padded_k(k)]`. `status`, [`Status::CLEAR`] on
+/// entry (a layer's pooled word, [`DevLinear::status_pool`]), counts non-finite inputs (the
+/// caller reads it); per-tensor dynamic modes first launch a reset of their range words. The
 /// buffers of `reuse` (an earlier result, on this executor's stream, whose readers were
 /// enqueued before this call) are written over where they are large enough and of the right
 /// kind, instead of allocating: a layer's forwards keep theirs per stream.
@@ -1275,13 +1269,9 @@ pub(crate) fn quantize_activations<E: Exec>(
     k: usize,
     mode: ActMode,
     static_scale: Option<StaticScaleRef<'_, E>>,
-    status: StatusWord<'_, E>,
+    status: &mut E::Buf<Status>,
     reuse: Option<DevQuantized<E>>,
 ) -> Result<DevQuantized<E>> {
-    let StatusWord {
-        buf: status,
-        clear: status_clear,
-    } = status;
     let (mi, ki) = (to_i32("m", m)?, to_i32("k", k)?);
     let xl = crate::error::checked_len("input [m, in_features]", m, k)?;
     need::<E, f32>("input [m, in_features]", x, xl)?;
@@ -1322,16 +1312,15 @@ pub(crate) fn quantize_activations<E: Exec>(
         None
     };
     // The per-tensor range as order-preserving words; ACT_INIT sets min to +inf and max to −inf
-    // and clears the status on the device, so nothing is uploaded per call (a pageable upload
-    // may wait for the stream).
+    // (and clears the status, already clear) on the device, so nothing is uploaded per call (a
+    // pageable upload may wait for the stream).
     let mut range = fit(e, old_range, 2)?;
     let kid = if u8_out {
         KernelId::ActQuantU8
     } else {
         KernelId::ActQuantS8
     };
-    let needs_range = matches!(mode, ActMode::Dynamic { per_row: false, .. });
-    if !status_clear || needs_range {
+    if matches!(mode, ActMode::Dynamic { per_row: false, .. }) {
         let (ra, _gr) = e.addr_mut(&mut range);
         let (st, _gs) = e.addr_mut(status);
         let p = ActQuantParams {
@@ -1867,19 +1856,8 @@ impl<E: Exec> DevLinear<E> {
         let static_scale = self.static_scale.as_ref().map(|(s, z)| (s, z.as_ref()));
         let key = e.stream_key();
         let reuse = self.act_bufs.take(key);
-        let dq = quantize_activations(
-            e,
-            x,
-            m,
-            self.k,
-            self.mode,
-            static_scale,
-            StatusWord {
-                buf: &mut status,
-                clear: true,
-            },
-            reuse,
-        )?;
+        let dq =
+            quantize_activations(e, x, m, self.k, self.mode, static_scale, &mut status, reuse)?;
         let (scale_buf, zp_buf) = match &self.static_scale {
             Some((s, z)) => (s, z.as_ref()),
             None => (&dq.scales, dq.zps.as_ref()),

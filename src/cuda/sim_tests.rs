@@ -1125,8 +1125,8 @@ fn dynamic_activation_quantization_matches_cpu_scales_and_integers() {
     }
     let xd = e.upload(&x).unwrap();
     for scheme in [Scheme::Symmetric, Scheme::Asymmetric] {
-        // Any contents on entry: the first launch clears it.
-        let mut status = e.alloc_scratch::<Status>(1).unwrap();
+        // Clear on entry, as a layer's pooled word is.
+        let mut status = e.upload(&[Status::CLEAR]).unwrap();
         let dq = ops::quantize_activations(
             &e,
             &xd,
@@ -1137,10 +1137,7 @@ fn dynamic_activation_quantization_matches_cpu_scales_and_integers() {
                 per_row: true,
             },
             None,
-            ops::StatusWord {
-                buf: &mut status,
-                clear: false,
-            },
+            &mut status,
             None,
         )
         .unwrap();
