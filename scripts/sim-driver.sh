@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# scripts/sim-driver.sh — run a command against the simulated CUDA driver: builds
+# kernels/sim/libcuda_sim.cpp with every kernel compiled as C++ (the host simulation) into
+# target/sim-driver/libcuda.so.1 (rebuilt when a kernel source changes), then runs the command
+# with that directory first on LD_LIBRARY_PATH, so cudarc loads it instead of NVIDIA's driver and
+# the crate's driver-side code runs on a machine without a GPU, every launch simulated.
+#
+#   scripts/sim-driver.sh cargo test --release --test gpu            # the GPU suite, simulated
+#   INT8RT_SIMDRV_SKIP_KERNELS=1 scripts/sim-driver.sh cargo run --release --example gpu_latency
+#                                  # host time per forward, kernels counted but not run
+#   scripts/sim-driver.sh --build  # build only; prints the library's directory
+#
+# Environment for the library: INT8RT_SIMDRV_ARCH (compute capability, default 90),
+# INT8RT_SIMDRV_SMS (default 132), INT8RT_SIMDRV_SKIP_KERNELS=1. The compile flags are those of
+# src/cuda/sim.rs's `compile_command` (the simulation library of the unit tests).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="${CARGO_TARGET_DIR:-$root/target}/sim-driver"
+mkdir -p "$out"
+srcs=("$root"/kernels/*.cu "$root"/kernels/*.cuh "$root"/kernels/sim/*)
+hash="$(cat "${srcs[@]}" | sha256sum | cut -c1-16)"
+if [ ! -f "$out/libcuda.so.1" ] || [ "$(cat "$out/hash" 2>/dev/null)" != "$hash" ]; then
+    echo "sim-driver: compiling the kernels for the host simulation (a minute or two)" >&2
+    "${CXX:-c++}" -std=c++20 -O2 -g0 -pthread -fPIC -shared -ffp-contract=off -fno-strict-aliasing \
+        -Wall -Wno-unknown-pragmas -Wno-psabi -Werror -I "$root/kernels" \
+        -x c++ "$root"/kernels/*.cu -x none "$root/kernels/sim/sim_main.cpp" \
+        "$root/kernels/sim/libcuda_sim.cpp" -Wl,-soname,libcuda.so.1 -o "$out/libcuda.so.1.tmp"
+    mv "$out/libcuda.so.1.tmp" "$out/libcuda.so.1"
+    # cudarc tries the unversioned name first: a real driver elsewhere must not win.
+    cp "$out/libcuda.so.1" "$out/libcuda.so"
+    echo "$hash" > "$out/hash"
+fi
+if [ "${1:-}" = "--build" ]; then
+    echo "$out"
+    exit 0
+fi
+[ $# -gt 0 ] || { echo "usage: $0 --build | <command> [args...]" >&2; exit 2; }
+export LD_LIBRARY_PATH="$out${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+exec "$@"
