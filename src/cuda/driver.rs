@@ -446,7 +446,12 @@ impl Exec for CudaExec {
         self.dev.wgmma_available()
     }
     fn stream_key(&self) -> usize {
-        Arc::as_ptr(&self.stream) as usize
+        // The driver's stream handle, not the `Arc` around it: cudarc's `default_stream()`
+        // wraps the same null stream in a new `Arc` on every call, so keying by the `Arc` missed
+        // every per-stream cache on `forward` (the simulated driver's census found a host-slice
+        // forward allocating 6 buffers). A created stream's handle cannot be reused while a
+        // cached buffer lives: the buffer holds its stream.
+        self.stream.cu_stream() as usize
     }
     fn tensor_map(
         &self,

@@ -30,6 +30,8 @@ mod peak;
 pub mod registry;
 #[cfg(test)]
 pub(crate) mod sim;
+#[cfg(all(test, feature = "cuda"))]
+mod sim_driver_tests;
 #[cfg(test)]
 mod sim_mma_tests;
 #[cfg(test)]

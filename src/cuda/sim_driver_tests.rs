@@ -1,0 +1,274 @@
+//! cuda/sim_driver_tests.rs — (test builds with `cuda` only) the driver side of the backend on
+//! the simulated driver: `kernels/sim/libcuda_sim.cpp` built with every kernel as a stand-in
+//! `libcuda.so.1`, loaded by cudarc in a child process of this test binary through
+//! `LD_LIBRARY_PATH`. What the simulation executor (`sim.rs`) cannot reach runs here: cudarc,
+//! [`CudaDevice`], the `CudaExec` launches (plain and overlapped), tensor-map encoding, module
+//! loading and the layer's device paths — bits against the reference, then the census of driver
+//! calls a steady-state forward makes (allocations, launches, copies, synchronizations), which
+//! the library counts by entry point. `scripts/sim-driver.sh` runs any program (tests/gpu.rs,
+//! the latency example) the same way.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use super::sim::compile_command;
+use crate::cuda::cudarc::driver::CudaStream;
+use crate::cuda::{CudaDevice, CudaOut, CudaQuantLinear};
+use crate::gemm::{Context, OutBuf, Path};
+use crate::nn::{ActivationQuant, LinearConfig, QuantLinear};
+use crate::quant::{Granularity, Scheme};
+
+const CHILD_ENV: &str = "INT8RT_SIMDRV_CHILD";
+const CHILD_TEST: &str = "cuda::sim_driver_tests::layer_runs_on_the_simulated_driver";
+
+/// Build the simulated driver (once per kernel-source hash) and return its directory.
+fn build() -> PathBuf {
+    let kernels = FsPath::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+    let driver_src = kernels.join("sim/libcuda_sim.cpp");
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&kernels)
+        .unwrap()
+        .chain(std::fs::read_dir(kernels.join("sim")).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    for f in files {
+        for b in std::fs::read(&f).unwrap() {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    let dir = FsPath::new(env!("OUT_DIR")).join(format!("sim-driver-{h:016x}"));
+    let so = dir.join("libcuda.so.1");
+    if !so.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = dir.join(format!("tmp_{}.so", std::process::id()));
+        let driver = driver_src.to_str().unwrap();
+        let out = compile_command(&tmp, &[driver, "-Wl,-soname,libcuda.so.1", "-Wno-psabi"])
+            .output()
+            .expect("running the C++ compiler");
+        assert!(
+            out.status.success(),
+            "building the simulated driver failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::rename(&tmp, &so).unwrap();
+    }
+    // cudarc opens `libcuda.so` first: a link to the same file, so a second `dlopen` by either
+    // name (the census below) reaches the same loaded library.
+    let link = dir.join("libcuda.so");
+    if !link.exists() {
+        let _ = std::os::unix::fs::symlink("libcuda.so.1", &link);
+    }
+    dir
+}
+
+#[test]
+fn layer_runs_on_the_simulated_driver() {
+    if std::env::var(CHILD_ENV).is_ok() {
+        return child();
+    }
+    let dir = build();
+    let ld = match std::env::var("LD_LIBRARY_PATH") {
+        Ok(v) if !v.is_empty() => format!("{}:{v}", dir.display()),
+        _ => dir.display().to_string(),
+    };
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env("LD_LIBRARY_PATH", ld)
+        .env(CHILD_ENV, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("simulated-driver child ok"),
+        "child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{stdout}");
+}
+
+/// The library's call counts (`int8rt_simdrv_counts`), by entry point.
+struct Census {
+    lib: libloading::Library,
+}
+
+impl Census {
+    fn open() -> Census {
+        // SAFETY: `libcuda.so` is the simulated driver this process already loaded (the parent
+        // put its directory first on LD_LIBRARY_PATH and the device opened); loading it again
+        // runs no initializer.
+        let lib = unsafe { libloading::Library::new("libcuda.so") }.unwrap();
+        Census { lib }
+    }
+    fn reset(&self) {
+        // SAFETY: `int8rt_simdrv_reset_counts` takes nothing and returns nothing.
+        unsafe {
+            let f = self
+                .lib
+                .get::<unsafe extern "C" fn()>(b"int8rt_simdrv_reset_counts")
+                .expect("not the simulated driver");
+            f()
+        }
+    }
+    fn counts(&self) -> std::collections::BTreeMap<String, u64> {
+        type F = unsafe extern "C" fn(*mut std::ffi::c_char, usize) -> usize;
+        let mut buf = vec![0 as std::ffi::c_char; 1 << 14];
+        // SAFETY: the function writes at most `len` bytes, NUL-terminated, into `buf`.
+        let text = unsafe {
+            let f = self.lib.get::<F>(b"int8rt_simdrv_counts").unwrap();
+            f(buf.as_mut_ptr(), buf.len());
+            std::ffi::CStr::from_ptr(buf.as_ptr())
+                .to_string_lossy()
+                .into_owned()
+        };
+        text.lines()
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect()
+    }
+    /// Calls per forward over `calls` forwards run by `f`, of the entry points in `names` summed.
+    fn per_call(&self, calls: u64, mut f: impl FnMut()) -> std::collections::BTreeMap<String, u64> {
+        self.reset();
+        for _ in 0..calls {
+            f();
+        }
+        let c = self.counts();
+        for (k, v) in &c {
+            assert_eq!(v % calls, 0, "{k}: {v} calls over {calls} forwards");
+        }
+        c.into_iter().map(|(k, v)| (k, v / calls)).collect()
+    }
+}
+
+fn sum(c: &std::collections::BTreeMap<String, u64>, names: &[&str]) -> u64 {
+    names.iter().map(|n| c.get(*n).copied().unwrap_or(0)).sum()
+}
+
+const ALLOCS: &[&str] = &["cuMemAllocAsync", "cuMemAlloc_v2"];
+const FREES: &[&str] = &["cuMemFreeAsync", "cuMemFree_v2"];
+const LAUNCHES: &[&str] = &["cuLaunchKernel", "cuLaunchKernelEx"];
+const READS: &[&str] = &["cuMemcpyDtoHAsync_v2", "cuMemcpyDtoH_v2"];
+const WRITES: &[&str] = &["cuMemcpyHtoDAsync_v2", "cuMemcpyHtoD_v2"];
+const SYNCS: &[&str] = &[
+    "cuStreamSynchronize",
+    "cuCtxSynchronize",
+    "cuEventSynchronize",
+];
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn child() {
+    let dev = CudaDevice::new(0).expect("the simulated driver opens as device 0");
+    assert!(dev.name().contains("simulated"), "{}", dev.name());
+    assert_eq!(dev.compute_capability(), (9, 0));
+    let census = Census::open();
+    let stream: Arc<CudaStream> = dev.new_stream().unwrap();
+    let (m, k, n) = (3usize, 200usize, 72usize);
+    let w: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013)
+        .collect();
+    let x: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 13 % 29) as f32 - 14.0) * 0.21)
+        .collect();
+    let xd = stream.clone_htod(&x).unwrap();
+    for act in [
+        ActivationQuant::default(),
+        ActivationQuant::Dynamic {
+            scheme: Scheme::Asymmetric,
+            granularity: Granularity::PerTensor,
+        },
+    ] {
+        let cfg = LinearConfig {
+            activations: act,
+            ..LinearConfig::default()
+        };
+        let layer = QuantLinear::from_f32("fc", &w, n, k, None, cfg).unwrap();
+        let mut want = vec![0f32; m * n];
+        layer
+            .forward(
+                &Context::new().with_path(Path::Reference),
+                &x,
+                m,
+                &mut OutBuf::F32(&mut want),
+            )
+            .unwrap();
+        let g: CudaQuantLinear = layer.to_cuda(&dev).unwrap();
+        // Host slices, device buffers waited, device buffers deferred: the reference's bits.
+        let mut y = vec![f32::NAN; m * n];
+        g.forward(&x, m, &mut OutBuf::F32(&mut y)).unwrap();
+        assert_eq!(bits(&y), bits(&want), "{act:?}: forward");
+        let mut yd = stream.alloc_zeros::<f32>(m * n).unwrap();
+        g.forward_device(&stream, &xd, m, CudaOut::F32(&mut yd))
+            .unwrap();
+        assert_eq!(
+            bits(&stream.clone_dtoh(&yd).unwrap()),
+            bits(&want),
+            "{act:?}: forward_device"
+        );
+        let mut yd2 = stream.alloc_zeros::<f32>(m * n).unwrap();
+        g.forward_device_async(&stream, &xd, m, CudaOut::F32(&mut yd2))
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert_eq!(
+            bits(&stream.clone_dtoh(&yd2).unwrap()),
+            bits(&want),
+            "{act:?}: forward_device_async"
+        );
+
+        // The steady state: what one forward asks of the driver.
+        let dev_calls = census.per_call(4, || {
+            g.forward_device(&stream, &xd, m, CudaOut::F32(&mut yd))
+                .unwrap();
+        });
+        let host_calls = census.per_call(4, || {
+            g.forward(&x, m, &mut OutBuf::F32(&mut y)).unwrap();
+        });
+        println!("{act:?}: forward_device per call {dev_calls:?}");
+        println!("{act:?}: forward (host slices) per call {host_calls:?}");
+        let per_row = act == ActivationQuant::default();
+        for (what, c) in [("forward_device", &dev_calls), ("forward", &host_calls)] {
+            assert_eq!(sum(c, ALLOCS), 0, "{act:?} {what}: allocations");
+            assert_eq!(sum(c, FREES), 0, "{act:?} {what}: frees");
+            // Per-row dynamic activations: quantize, then the GEMM (the clear status word comes
+            // from the pool); per-tensor first sets the range words (ACT_INIT) and reduces the
+            // range before it quantizes.
+            assert_eq!(
+                sum(c, LAUNCHES),
+                if per_row { 2 } else { 4 },
+                "{act:?} {what}: launches"
+            );
+            // No event is created either (cudarc makes two per allocation with event tracking
+            // on): a missed per-stream cache shows here too.
+            assert_eq!(
+                sum(c, &["cuEventCreate"]),
+                0,
+                "{act:?} {what}: events created"
+            );
+        }
+        // Waits: for the report word; host slices also for y (each read waits for the stream).
+        assert_eq!(
+            sum(&dev_calls, SYNCS),
+            1,
+            "{act:?}: forward_device synchronizations"
+        );
+        assert_eq!(
+            sum(&host_calls, SYNCS),
+            2,
+            "{act:?}: forward synchronizations"
+        );
+        // The report word read back; host slices also download y.
+        assert_eq!(sum(&dev_calls, READS), 1, "{act:?}: forward_device reads");
+        assert_eq!(sum(&dev_calls, WRITES), 0, "{act:?}: forward_device writes");
+        assert_eq!(sum(&host_calls, READS), 2, "{act:?}: forward reads");
+        assert_eq!(sum(&host_calls, WRITES), 1, "{act:?}: forward writes");
+        assert_eq!(bits(&y), bits(&want), "{act:?}: steady-state forward");
+    }
+    println!("simulated-driver child ok");
+}
