@@ -11,6 +11,8 @@
 //! themselves stay on the device; only the cross-entropy statistic copies a batch, because it
 //! needs every softmax row.
 
+use std::borrow::Borrow;
+
 use super::exec::{Exec, Grid};
 use super::ops::{f32_to_ordered, ordered_to_f32, to_i32, THREADS};
 use super::params::{CalibReduceParams, HistParams, Status, HIST_SCALED, HIST_SIGNED, HIST_WIDTH};
@@ -253,23 +255,23 @@ pub(crate) fn histogram<E: Exec>(
 
 /// A batch of `f32` values in device memory, read by the observers through [`BatchSource`]. The
 /// reduction is computed once and shared by every observer that reads the batch.
-pub(crate) struct DevBatch<'a, E: Exec> {
+pub(crate) struct DevBatch<E: Exec, X: Borrow<E::Buf<f32>>> {
     e: E,
-    x: &'a E::Buf<f32>,
+    x: X,
     shape: Vec<usize>,
     len: usize,
     stats: Option<BatchStats>,
 }
 
-impl<'a, E: Exec> DevBatch<'a, E> {
+impl<E: Exec, X: Borrow<E::Buf<f32>>> DevBatch<E, X> {
     /// The first `shape`-many values of `x` as a batch of shape `shape` (C order).
-    pub fn new(e: E, x: &'a E::Buf<f32>, shape: &[usize]) -> Result<Self> {
+    pub fn new(e: E, x: X, shape: &[usize]) -> Result<Self> {
         let len = crate::calib::check_len("calibration batch", shape)?;
-        if E::len(x) < len {
+        if E::len(x.borrow()) < len {
             return Err(Error::shape(
                 "calibration batch (its shape's element count)",
                 len,
-                E::len(x),
+                E::len(x.borrow()),
             ));
         }
         to_i64("calibration batch", len)?;
@@ -283,7 +285,7 @@ impl<'a, E: Exec> DevBatch<'a, E> {
     }
 }
 
-impl<E: Exec> BatchSource for DevBatch<'_, E> {
+impl<E: Exec, X: Borrow<E::Buf<f32>>> BatchSource for DevBatch<E, X> {
     fn shape(&self) -> &[usize] {
         &self.shape
     }
@@ -291,7 +293,7 @@ impl<E: Exec> BatchSource for DevBatch<'_, E> {
         if let Some(s) = self.stats {
             return Ok(s);
         }
-        let s = reduce(&self.e, self.x, self.len)?;
+        let s = reduce(&self.e, self.x.borrow(), self.len)?;
         self.stats = Some(s);
         Ok(s)
     }
@@ -301,15 +303,15 @@ impl<E: Exec> BatchSource for DevBatch<'_, E> {
         channels: usize,
         inner: usize,
     ) -> Result<ChannelStats> {
-        reduce_channels(&self.e, self.x, outer, channels, inner)
+        reduce_channels(&self.e, self.x.borrow(), outer, channels, inner)
     }
     fn count_bins(&mut self, spec: BinSpec, skip_zeros: bool) -> Result<Vec<u64>> {
-        histogram(&self.e, self.x, self.len, spec, skip_zeros)
+        histogram(&self.e, self.x.borrow(), self.len, spec, skip_zeros)
     }
     fn download(&mut self) -> Result<Vec<f32>> {
         let mut v = vec![0.0f32; self.len];
         if self.len > 0 {
-            self.e.read(self.x, &mut v)?;
+            self.e.read(self.x.borrow(), &mut v)?;
         }
         Ok(v)
     }
@@ -322,14 +324,14 @@ pub use public::CudaBatch;
 mod public {
     use std::sync::Arc;
 
-    use cudarc::driver::{CudaSlice, CudaStream};
+    use cudarc::driver::{CudaSlice, CudaStream, SyncOnDrop};
 
     use super::DevBatch;
     use crate::calib::{
         CrossEntropyObserver, Histogram, MaxObserver, MinMaxObserver, MovingAverageMinMaxObserver,
         SignedHistogram, TensorObserver,
     };
-    use crate::cuda::driver::{CudaDevice, CudaExec};
+    use crate::cuda::driver::{CudaDevice, CudaExec, DevBuf, Lent};
     use crate::error::Result;
     use crate::nn::CalibrationRun;
 
@@ -360,7 +362,10 @@ mod public {
     /// # Ok::<(), int8rt::Error>(())
     /// ```
     pub struct CudaBatch<'a> {
-        pub(crate) inner: DevBatch<'a, CudaExec>,
+        pub(crate) inner: DevBatch<CudaExec, DevBuf<f32>>,
+        /// cudarc's record of the batch's use: the stream waited for the values' last write
+        /// when the batch was made; the read is recorded when it is dropped (after `inner`).
+        _use: SyncOnDrop<'a>,
     }
 
     impl<'a> CudaBatch<'a> {
@@ -368,12 +373,15 @@ mod public {
         /// `stream` (which must belong to `dev`). `x` may be longer than the shape.
         pub fn new(
             dev: &CudaDevice,
-            stream: &Arc<CudaStream>,
+            stream: &'a Arc<CudaStream>,
             x: &'a CudaSlice<f32>,
             shape: &[usize],
         ) -> Result<Self> {
+            let e = dev.exec(stream)?;
+            let (x, use_) = Lent::read(stream, x).into_parts();
             Ok(CudaBatch {
-                inner: DevBatch::new(dev.exec(stream)?, x, shape)?,
+                inner: DevBatch::new(e, x, shape)?,
+                _use: use_,
             })
         }
 

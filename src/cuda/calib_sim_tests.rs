@@ -61,7 +61,7 @@ fn upload(xs: &[f32]) -> SimBuf<f32> {
 fn on_device<T>(
     xs: &[f32],
     shape: &[usize],
-    f: impl FnOnce(&mut DevBatch<'_, SimExec>) -> Result<T>,
+    f: impl FnOnce(&mut DevBatch<SimExec, &SimBuf<f32>>) -> Result<T>,
 ) -> Result<T> {
     let buf = upload(xs);
     let mut b = DevBatch::new(SimExec::new(), &buf, shape)?;

@@ -183,7 +183,8 @@ mod device {
             y: &mut CudaSlice<f32>,
         ) -> Result<()> {
             let e = dev.exec(stream)?;
-            super::fake_quantize(&e, tensor, self, x, x.len(), y)
+            let (xl, mut yl) = (e.lend(x), e.lend_mut(y));
+            super::fake_quantize(&e, tensor, self, &*xl, x.len(), &mut *yl)
         }
 
         /// [`FakeQuantizer::forward`] on a GPU from and to host memory (the device's default

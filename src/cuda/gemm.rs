@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use cudarc::driver::{CudaSlice, CudaStream};
 
-use super::driver::{CudaDevice, CudaExec};
+use super::driver::{CudaDevice, CudaExec, DevBuf, Lent};
 use super::exec::Exec;
 use super::linear::CudaOut;
 use super::ops::{self, DevAct, DevBias, GemmDev, GemmKernel, ScratchCache};
@@ -46,17 +46,25 @@ pub struct CudaWeights {
     n: usize,
     k: usize,
     ldb: usize,
-    w: CudaSlice<i8>,
-    wsum: CudaSlice<i32>,
-    w_scale: CudaSlice<f32>,
-    bias_i32: Option<CudaSlice<i32>>,
-    bias_f32: Option<CudaSlice<f32>>,
+    w: DevBuf<i8>,
+    wsum: DevBuf<i32>,
+    w_scale: DevBuf<f32>,
+    bias_i32: Option<DevBuf<i32>>,
+    bias_f32: Option<DevBuf<f32>>,
     wmax: i64,
     bias_bound: i64,
     kernel: GemmKernel,
     tuning: Option<GemmTuning>,
     overlap: bool,
     scratch: ScratchCache<CudaExec>,
+}
+
+impl Drop for CudaWeights {
+    /// Waits for the device's work: GEMMs on any stream may still read the weights, which are
+    /// then freed (stream-ordered on the stream that uploaded them).
+    fn drop(&mut self) {
+        self.dev.quiesce();
+    }
 }
 
 impl CudaWeights {
@@ -226,9 +234,18 @@ impl CudaWeights {
         };
         check_accumulator_bound(self.k, x_bound, self.wmax, self.bias_bound)?;
         let e = self.dev.exec(stream)?;
-        let (xa, lda) = match x {
-            CudaActivations::S8 { x, lda } => (DevAct::S8(x), lda),
-            CudaActivations::U8 { x, lda } => (DevAct::U8(x), lda),
+        // The caller's buffers, lent until the launches are enqueued.
+        enum LentAct<'a> {
+            S8(Lent<'a, i8>),
+            U8(Lent<'a, u8>),
+        }
+        let (lx, lda) = match x {
+            CudaActivations::S8 { x, lda } => (LentAct::S8(e.lend(x)), lda),
+            CudaActivations::U8 { x, lda } => (LentAct::U8(e.lend(x)), lda),
+        };
+        let xa = match &lx {
+            LentAct::S8(x) => DevAct::S8(&**x),
+            LentAct::U8(x) => DevAct::U8(&**x),
         };
         let (act_scale, act_zp, per_row) = match act {
             CudaActScales::PerTensor { scale, zero_point } => (scale, zero_point, false),
@@ -237,6 +254,8 @@ impl CudaWeights {
                 zero_points,
             } => (scales, zero_points, true),
         };
+        let (act_scale, act_zp) = (e.lend(act_scale), act_zp.map(|z| e.lend(z)));
+        let mut out = out.lend(&e);
         let g = GemmDev {
             m,
             n: self.n,
@@ -247,9 +266,9 @@ impl CudaWeights {
             ldb: self.ldb,
             wsum: &self.wsum,
             w_scale: &self.w_scale,
-            act_scale,
+            act_scale: &*act_scale,
             per_row,
-            act_zp,
+            act_zp: act_zp.as_deref(),
             bias: match (&self.bias_i32, &self.bias_f32) {
                 (Some(b), _) => DevBias::I32(b),
                 (None, Some(b)) => DevBias::F32(b),
@@ -259,7 +278,7 @@ impl CudaWeights {
             kernel: tune::resolve(self.kernel, self.tuning.as_ref(), m),
             overlap: self.overlap,
         };
-        ops::gemm::<CudaExec>(&e, &g, &mut out.into_dev(), &self.scratch)
+        ops::gemm::<CudaExec>(&e, &g, &mut out.dev(), &self.scratch)
     }
 }
 

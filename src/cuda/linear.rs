@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaSlice, CudaStream};
 use half::{bf16, f16};
 
-use super::driver::{CudaDevice, CudaExec};
+use super::driver::{CudaDevice, CudaExec, DevBuf, Lent};
 use super::gemm::check_kernel;
 use super::ops::{self, Axis, DevLinear, DevOut, DevQIn, DevQRef, GemmKernel};
 use super::tune::{self, GemmTuning, TuneOptions, TuneReport};
@@ -29,14 +29,39 @@ pub enum CudaOut<'a> {
 }
 
 impl<'a> CudaOut<'a> {
-    /// The executor-generic view the kernel wrappers take.
-    pub(crate) fn into_dev(self) -> DevOut<'a, CudaExec> {
+    /// Lend the buffer to the kernel wrappers on `e`'s stream (see [`Lent`]).
+    pub(crate) fn lend<'e>(self, e: &'e CudaExec) -> LentOut<'e>
+    where
+        'a: 'e,
+    {
         match self {
-            CudaOut::I32(b) => DevOut::I32(b),
-            CudaOut::F32(b) => DevOut::F32(b),
-            CudaOut::F16(b) => DevOut::F16(b),
-            CudaOut::Bf16(b) => DevOut::Bf16(b),
-            CudaOut::I8(b, q) => DevOut::I8(b, q),
+            CudaOut::I32(b) => LentOut::I32(e.lend_mut(b)),
+            CudaOut::F32(b) => LentOut::F32(e.lend_mut(b)),
+            CudaOut::F16(b) => LentOut::F16(e.lend_mut(b)),
+            CudaOut::Bf16(b) => LentOut::Bf16(e.lend_mut(b)),
+            CudaOut::I8(b, q) => LentOut::I8(e.lend_mut(b), q),
+        }
+    }
+}
+
+/// A [`CudaOut`] lent to the kernel wrappers: keep it until their launches are enqueued.
+pub(crate) enum LentOut<'a> {
+    I32(Lent<'a, i32>),
+    F32(Lent<'a, f32>),
+    F16(Lent<'a, f16>),
+    Bf16(Lent<'a, bf16>),
+    I8(Lent<'a, i8>, OutQuant),
+}
+
+impl LentOut<'_> {
+    /// The executor-generic view the kernel wrappers take.
+    pub(crate) fn dev(&mut self) -> DevOut<'_, CudaExec> {
+        match self {
+            LentOut::I32(b) => DevOut::I32(&mut **b),
+            LentOut::F32(b) => DevOut::F32(&mut **b),
+            LentOut::F16(b) => DevOut::F16(&mut **b),
+            LentOut::Bf16(b) => DevOut::Bf16(&mut **b),
+            LentOut::I8(b, q) => DevOut::I8(&mut **b, *q),
         }
     }
 }
@@ -48,6 +73,14 @@ impl<'a> CudaOut<'a> {
 pub struct CudaQuantLinear {
     dev: CudaDevice,
     layer: DevLinear<CudaExec>,
+}
+
+impl Drop for CudaQuantLinear {
+    /// Waits for the device's work: forwards on any stream may still read the weights, which
+    /// are then freed (stream-ordered on the stream that uploaded them).
+    fn drop(&mut self) {
+        self.dev.quiesce();
+    }
 }
 
 impl std::fmt::Debug for CudaQuantLinear {
@@ -193,7 +226,8 @@ impl CudaQuantLinear {
     ) -> Result<Path> {
         let e = self.dev.exec(stream)?;
         self.check_x(x, m)?;
-        self.layer.forward(&e, x, m, &mut out.into_dev())
+        let (x, mut out) = (e.lend(x), out.lend(&e));
+        self.layer.forward(&e, &*x, m, &mut out.dev())
     }
 
     /// [`CudaQuantLinear::forward_device`] without waiting for `stream`: the work is enqueued
@@ -212,7 +246,11 @@ impl CudaQuantLinear {
     ) -> Result<PendingForward<'_>> {
         let e = self.dev.exec(stream)?;
         self.check_x(x, m)?;
-        let (path, status) = self.layer.enqueue(&e, x, m, &mut out.into_dev())?;
+        let (path, status) = {
+            // (lent until the launches are enqueued)
+            let (x, mut out) = (e.lend(x), out.lend(&e));
+            self.layer.enqueue(&e, &*x, m, &mut out.dev())?
+        };
         Ok(PendingForward {
             layer: self,
             stream: stream.clone(),
@@ -228,7 +266,7 @@ impl CudaQuantLinear {
 pub struct PendingForward<'a> {
     layer: &'a CudaQuantLinear,
     stream: Arc<CudaStream>,
-    status: CudaSlice<super::Status>,
+    status: DevBuf<super::Status>,
     path: Path,
 }
 
@@ -277,11 +315,35 @@ impl CudaDevice {
         q: CudaQuantized<'_>,
     ) -> Result<()> {
         let e = self.exec(stream)?;
-        let q = match q {
-            CudaQuantized::S8(b) => DevQRef::S8(b),
-            CudaQuantized::U8(b) => DevQRef::U8(b),
-        };
-        ops::quantize(&e, tensor, x, rows, cols, axis, params, q)
+        let x = e.lend(x);
+        match q {
+            CudaQuantized::S8(b) => {
+                let mut b = e.lend_mut(b);
+                ops::quantize(
+                    &e,
+                    tensor,
+                    &*x,
+                    rows,
+                    cols,
+                    axis,
+                    params,
+                    DevQRef::S8(&mut *b),
+                )
+            }
+            CudaQuantized::U8(b) => {
+                let mut b = e.lend_mut(b);
+                ops::quantize(
+                    &e,
+                    tensor,
+                    &*x,
+                    rows,
+                    cols,
+                    axis,
+                    params,
+                    DevQRef::U8(&mut *b),
+                )
+            }
+        }
     }
 
     /// Dequantize `q: [rows, cols]` into `y` on `stream` (the bits of `QuantParams::dequantize`).
@@ -297,10 +359,16 @@ impl CudaDevice {
         y: &mut CudaSlice<f32>,
     ) -> Result<()> {
         let e = self.exec(stream)?;
-        let q = match q {
-            CudaQuantized::S8(b) => DevQIn::S8(&*b),
-            CudaQuantized::U8(b) => DevQIn::U8(&*b),
-        };
-        ops::dequantize(&e, q, rows, cols, axis, params, y)
+        let mut y = e.lend_mut(y);
+        match q {
+            CudaQuantized::S8(b) => {
+                let b = e.lend(b);
+                ops::dequantize(&e, DevQIn::S8(&*b), rows, cols, axis, params, &mut *y)
+            }
+            CudaQuantized::U8(b) => {
+                let b = e.lend(b);
+                ops::dequantize(&e, DevQIn::U8(&*b), rows, cols, axis, params, &mut *y)
+            }
+        }
     }
 }

@@ -142,8 +142,8 @@ fn default_seed() -> Vec<i32> {
 #[cfg(feature = "cuda")]
 pub struct CudaPeak {
     exec: super::driver::CudaExec,
-    seed: cudarc::driver::CudaSlice<i32>,
-    out: cudarc::driver::CudaSlice<i32>,
+    seed: super::driver::DevBuf<i32>,
+    out: super::driver::DevBuf<i32>,
     blocks: u32,
 }
 

@@ -263,6 +263,25 @@ fn child() {
             2,
             "{act:?}: forward synchronizations"
         );
+        // cudarc's event tracking (on by default) only for the caller's buffers: forward_device
+        // lends x (a wait for its last write, a read recorded) and y (waits for its last read
+        // and write, a write recorded); the layer's own buffers carry no events, and a
+        // host-slice forward has no caller buffer on the device at all.
+        assert_eq!(
+            sum(&dev_calls, &["cuEventRecord"]),
+            2,
+            "{act:?}: event records"
+        );
+        assert_eq!(
+            sum(&dev_calls, &["cuStreamWaitEvent"]),
+            3,
+            "{act:?}: event waits"
+        );
+        assert_eq!(
+            sum(&host_calls, &["cuEventRecord", "cuStreamWaitEvent"]),
+            0,
+            "{act:?}: forward's event calls"
+        );
         // The report word read back; host slices also download y.
         assert_eq!(sum(&dev_calls, READS), 1, "{act:?}: forward_device reads");
         assert_eq!(sum(&dev_calls, WRITES), 0, "{act:?}: forward_device writes");
