@@ -11,7 +11,8 @@
 #   scripts/sim-driver.sh --build  # build only; prints the library's directory
 #
 # Environment for the library: INT8RT_SIMDRV_ARCH (compute capability, default 90),
-# INT8RT_SIMDRV_SMS (default 132), INT8RT_SIMDRV_SKIP_KERNELS=1. The compile flags are those of
+# INT8RT_SIMDRV_SMS (default 132), INT8RT_SIMDRV_POOLS=0 (no memory pools),
+# INT8RT_SIMDRV_SKIP_KERNELS=1. The compile flags are those of
 # src/cuda/sim.rs's `compile_command` (the simulation library of the unit tests).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

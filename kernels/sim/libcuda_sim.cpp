@@ -7,7 +7,7 @@
 // on a machine without a GPU.
 //
 // What it models: one device (compute capability from INT8RT_SIMDRV_ARCH, default 90; SM count
-// from INT8RT_SIMDRV_SMS, default 132); streams and events that complete every operation when it
+// from INT8RT_SIMDRV_SMS, default 132; memory pools unless INT8RT_SIMDRV_POOLS=0); streams and events that complete every operation when it
 // is enqueued (a legal schedule of any stream program); allocations with 256 bytes of poison on
 // each side, checked when freed and when copied from; copies and memsets that must lie inside one
 // allocation; launches checked as the driver checks them (a registered kernel name, block size,
@@ -283,7 +283,7 @@ int cuDeviceGetAttribute(int* v, int attrib, int dev) {
         case 76: *v = arch() % 10; break;                           // compute capability minor
         case 81: *v = 228 << 10; break;                             // shared memory per SM
         case 97: *v = 227 << 10; break;                             // opt-in shared memory per block
-        case 115: *v = 1; break;                                    // memory pools supported
+        case 115: *v = env_int("INT8RT_SIMDRV_POOLS", 1); break;  // memory pools supported
         default: *v = 0; break;
     }
     return OK;

@@ -2,7 +2,9 @@
 //! panicking, [`CudaDevice`] (a context, its module cache, compute capability), loading each
 //! kernel module from the best image this build has (CUBIN for the device's architecture, else
 //! PTX for the driver to JIT, else NVRTC at run time for the exact architecture, cached), and
-//! [`CudaExec`], the [`Exec`] on a CUDA stream. `CudaExec::launch` is the only kernel launch site.
+//! [`CudaExec`], the [`Exec`] on a CUDA stream, with its buffers ([`DevBuf`]: stream-ordered,
+//! without cudarc's events) and the lending of a caller's `CudaSlice` to its launches ([`Lent`]).
+//! `CudaExec::launch` is the only kernel launch site.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -104,6 +106,8 @@ struct Inner {
     name: String,
     cc: (i32, i32),
     sms: u32,
+    /// Stream-ordered allocation from memory pools is supported (cudarc asks the same).
+    pools: bool,
     source: KernelSource,
     modules: Mutex<HashMap<Module, (Arc<CudaModule>, KernelImage)>>,
     /// Each loaded function, with the dynamic shared memory it has been allowed (bytes).
@@ -155,6 +159,10 @@ impl CudaDevice {
             .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
             .map_err(|e| drv("cuDeviceGetAttribute", e))?
             .max(1) as u32;
+        let pools = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED)
+            .map_err(|e| drv("cuDeviceGetAttribute", e))?
+            > 0;
         if cc.0 * 10 + cc.1 < 61 {
             return Err(Error::CudaUnavailable(format!(
                 "{name} has compute capability {}.{}; the dp4a kernels need 6.1 or newer",
@@ -168,6 +176,7 @@ impl CudaDevice {
                 name,
                 cc,
                 sms,
+                pools,
                 source,
                 modules: Mutex::new(HashMap::new()),
                 functions: Mutex::new(HashMap::new()),
@@ -440,6 +449,9 @@ pub(crate) struct DevBuf<T> {
     len: usize,
     /// `Some`: allocated here, freed on this stream when dropped; `None`: a caller's buffer.
     owner: Option<Arc<CudaStream>>,
+    /// Allocated from the device's memory pool (`cuMemAllocAsync`), else by `cuMemAlloc` on a
+    /// device without pools (freed by `cuMemFree`, as cudarc does there).
+    pooled: bool,
     _t: std::marker::PhantomData<T>,
 }
 
@@ -449,10 +461,17 @@ impl<T> Drop for DevBuf<T> {
             // Errors cannot be returned from drop; cudarc's own buffers ignore them the same way
             // (a failed free leaks the allocation).
             if stream.context().bind_to_thread().is_ok() {
-                // SAFETY: `ptr` came from cuMemAllocAsync and is freed once (owner taken); the
-                // free is ordered after every use on `stream`, the only stream that used it or,
-                // for shared buffers, after the owner synchronized the context.
-                let _ = unsafe { cu::free_async(self.ptr, stream.cu_stream()) };
+                // SAFETY: `ptr` came from the allocation call `pooled` names and is freed once
+                // (owner taken); the free is ordered after every use on `stream`, the only
+                // stream that used it or, for shared buffers, after the owner synchronized the
+                // context.
+                let _ = unsafe {
+                    if self.pooled {
+                        cu::free_async(self.ptr, stream.cu_stream())
+                    } else {
+                        cu::free_sync(self.ptr)
+                    }
+                };
             }
         }
     }
@@ -478,12 +497,6 @@ impl<T> std::ops::DerefMut for Lent<'_, T> {
     fn deref_mut(&mut self) -> &mut DevBuf<T> {
         &mut self.buf
     }
-}
-
-/// The [`Exec`] of a CUDA stream.
-pub(crate) struct CudaExec {
-    dev: CudaDevice,
-    stream: Arc<CudaStream>,
 }
 
 impl<'a, T> Lent<'a, T> {
@@ -517,9 +530,16 @@ impl<T> DevBuf<T> {
             ptr,
             len,
             owner: None,
+            pooled: false,
             _t: std::marker::PhantomData,
         }
     }
+}
+
+/// The [`Exec`] of a CUDA stream.
+pub(crate) struct CudaExec {
+    dev: CudaDevice,
+    stream: Arc<CudaStream>,
 }
 
 impl CudaExec {
@@ -537,13 +557,21 @@ impl CudaExec {
             .checked_mul(std::mem::size_of::<T>())
             .ok_or_else(|| Error::param("device buffer", format!("{len} elements overflow")))?;
         self.bind()?;
+        let pooled = self.dev.inner.pools;
         // SAFETY: the context is current on this thread; the size is nonzero.
-        let ptr = unsafe { cu::malloc_async(self.stream.cu_stream(), bytes.max(1)) }
-            .map_err(|e| drv("cuMemAllocAsync", e))?;
+        let ptr = unsafe {
+            if pooled {
+                cu::malloc_async(self.stream.cu_stream(), bytes.max(1))
+            } else {
+                cu::malloc_sync(bytes.max(1))
+            }
+        }
+        .map_err(|e| drv("cuMemAlloc", e))?;
         Ok(DevBuf {
             ptr,
             len,
             owner: Some(self.stream.clone()),
+            pooled,
             _t: std::marker::PhantomData,
         })
     }
@@ -614,12 +642,9 @@ impl Exec for CudaExec {
         let boxes = [128u32, box_rows as u32];
         let element_strides = [1u32, 1];
         let mut map = std::mem::MaybeUninit::<sys::CUtensorMap>::zeroed();
-        let what = format!(
-            "cuTensorMapEncodeTiled ({rows} × {cols} bytes, ld {ld}, box {box_rows} × 128)"
-        );
         // (under `guarded`: a driver older than CUDA 12 lacks the symbol, which cudarc's
-        // dynamic loading reports by panicking)
-        guarded(&what, || {
+        // dynamic loading reports by panicking; the shape is formatted only for an error)
+        guarded("cuTensorMapEncodeTiled", || {
             // SAFETY: `map` is writable for one CUtensorMap; the dimension, stride, box and
             // element stride arrays hold rank (2) and rank − 1 entries as the call reads; the
             // driver validates every value (alignment, sizes) and reports a violation as an
@@ -643,7 +668,9 @@ impl Exec for CudaExec {
             .result()
         })
         .map_err(|detail| Error::Cuda {
-            context: "encoding a TMA tensor map".into(),
+            context: format!(
+                "encoding a TMA tensor map ({rows} × {cols} bytes, ld {ld}, box {box_rows} × 128)"
+            ),
             detail,
         })?;
         // SAFETY: initialized by the successful call above.

@@ -298,6 +298,43 @@ pub enum CudaQuantized<'a> {
     U8(&'a mut CudaSlice<u8>),
 }
 
+impl<'a> CudaQuantized<'a> {
+    /// Lend the buffer to the kernel wrappers on `e`'s stream (see [`Lent`]), for kernels that
+    /// write it (`quantize`) or only read it (`dequantize`).
+    fn lend<'e>(self, e: &'e CudaExec, write: bool) -> LentQ<'e>
+    where
+        'a: 'e,
+    {
+        match self {
+            CudaQuantized::S8(b) if write => LentQ::S8(e.lend_mut(b)),
+            CudaQuantized::S8(b) => LentQ::S8(e.lend(b)),
+            CudaQuantized::U8(b) if write => LentQ::U8(e.lend_mut(b)),
+            CudaQuantized::U8(b) => LentQ::U8(e.lend(b)),
+        }
+    }
+}
+
+/// A [`CudaQuantized`] lent to the kernel wrappers.
+enum LentQ<'a> {
+    S8(Lent<'a, i8>),
+    U8(Lent<'a, u8>),
+}
+
+impl LentQ<'_> {
+    fn dev(&self) -> DevQIn<'_, CudaExec> {
+        match self {
+            LentQ::S8(b) => DevQIn::S8(&**b),
+            LentQ::U8(b) => DevQIn::U8(&**b),
+        }
+    }
+    fn dev_mut(&mut self) -> DevQRef<'_, CudaExec> {
+        match self {
+            LentQ::S8(b) => DevQRef::S8(&mut **b),
+            LentQ::U8(b) => DevQRef::U8(&mut **b),
+        }
+    }
+}
+
 impl CudaDevice {
     /// Quantize `x: [rows, cols]` on `stream` with one parameter set per `axis` group (one for
     /// [`Axis::Tensor`], `rows` for [`Axis::Row`], `cols` for [`Axis::Column`]); the bits of
@@ -315,35 +352,8 @@ impl CudaDevice {
         q: CudaQuantized<'_>,
     ) -> Result<()> {
         let e = self.exec(stream)?;
-        let x = e.lend(x);
-        match q {
-            CudaQuantized::S8(b) => {
-                let mut b = e.lend_mut(b);
-                ops::quantize(
-                    &e,
-                    tensor,
-                    &*x,
-                    rows,
-                    cols,
-                    axis,
-                    params,
-                    DevQRef::S8(&mut *b),
-                )
-            }
-            CudaQuantized::U8(b) => {
-                let mut b = e.lend_mut(b);
-                ops::quantize(
-                    &e,
-                    tensor,
-                    &*x,
-                    rows,
-                    cols,
-                    axis,
-                    params,
-                    DevQRef::U8(&mut *b),
-                )
-            }
-        }
+        let (x, mut q) = (e.lend(x), q.lend(&e, true));
+        ops::quantize(&e, tensor, &*x, rows, cols, axis, params, q.dev_mut())
     }
 
     /// Dequantize `q: [rows, cols]` into `y` on `stream` (the bits of `QuantParams::dequantize`).
@@ -359,16 +369,7 @@ impl CudaDevice {
         y: &mut CudaSlice<f32>,
     ) -> Result<()> {
         let e = self.exec(stream)?;
-        let mut y = e.lend_mut(y);
-        match q {
-            CudaQuantized::S8(b) => {
-                let b = e.lend(b);
-                ops::dequantize(&e, DevQIn::S8(&*b), rows, cols, axis, params, &mut *y)
-            }
-            CudaQuantized::U8(b) => {
-                let b = e.lend(b);
-                ops::dequantize(&e, DevQIn::U8(&*b), rows, cols, axis, params, &mut *y)
-            }
-        }
+        let (q, mut y) = (q.lend(&e, false), e.lend_mut(y));
+        ops::dequantize(&e, q.dev(), rows, cols, axis, params, &mut *y)
     }
 }

@@ -74,19 +74,24 @@ fn layer_runs_on_the_simulated_driver() {
         Ok(v) if !v.is_empty() => format!("{}:{v}", dir.display()),
         _ => dir.display().to_string(),
     };
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env("LD_LIBRARY_PATH", ld)
-        .env(CHILD_ENV, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("simulated-driver child ok"),
-        "child failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{stdout}");
+    // With memory pools (stream-ordered allocation, as on current GPUs and drivers) and
+    // without (cuMemAlloc / cuMemFree, as cudarc falls back to).
+    for pools in ["1", "0"] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .env("LD_LIBRARY_PATH", &ld)
+            .env(CHILD_ENV, "1")
+            .env("INT8RT_SIMDRV_POOLS", pools)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("simulated-driver child ok"),
+            "child (pools {pools}) failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("{stdout}");
+    }
 }
 
 /// The library's call counts (`int8rt_simdrv_counts`), by entry point.
@@ -289,5 +294,32 @@ fn child() {
         assert_eq!(sum(&host_calls, WRITES), 1, "{act:?}: forward writes");
         assert_eq!(bits(&y), bits(&want), "{act:?}: steady-state forward");
     }
+    // A layer's whole life (upload, a forward, drop) allocates and frees the kind of memory
+    // the device offers.
+    census.reset();
+    {
+        let layer = QuantLinear::from_f32("fc", &w, n, k, None, LinearConfig::default()).unwrap();
+        let g = layer.to_cuda(&dev).unwrap();
+        let mut y = vec![0f32; m * n];
+        g.forward(&x, m, &mut OutBuf::F32(&mut y)).unwrap();
+    }
+    let all = census.counts();
+    let pools = std::env::var("INT8RT_SIMDRV_POOLS").as_deref() != Ok("0");
+    let (used, unused) = if pools {
+        (
+            ["cuMemAllocAsync", "cuMemFreeAsync"],
+            ["cuMemAlloc_v2", "cuMemFree_v2"],
+        )
+    } else {
+        (
+            ["cuMemAlloc_v2", "cuMemFree_v2"],
+            ["cuMemAllocAsync", "cuMemFreeAsync"],
+        )
+    };
+    assert!(
+        sum(&all, &used[..1]) > 0 && sum(&all, &used[1..]) > 0,
+        "{all:?}"
+    );
+    assert_eq!(sum(&all, &unused), 0, "{all:?}");
     println!("simulated-driver child ok");
 }
