@@ -135,7 +135,8 @@ impl Census {
             })
             .collect()
     }
-    /// Calls per forward over `calls` forwards run by `f`, of the entry points in `names` summed.
+    /// Calls per forward, by entry point, over `calls` forwards run by `f` (each count a multiple
+    /// of `calls`: every forward asks the same).
     fn per_call(&self, calls: u64, mut f: impl FnMut()) -> std::collections::BTreeMap<String, u64> {
         self.reset();
         for _ in 0..calls {
