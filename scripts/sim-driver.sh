@@ -3,7 +3,9 @@
 # kernels/sim/libcuda_sim.cpp with every kernel compiled as C++ (the host simulation) into
 # target/sim-driver/libcuda.so.1 (rebuilt when a kernel source changes), then runs the command
 # with that directory first on LD_LIBRARY_PATH, so cudarc loads it instead of NVIDIA's driver and
-# the crate's driver-side code runs on a machine without a GPU, every launch simulated.
+# the crate's driver-side code runs on a machine without a GPU, every launch simulated. A cargo
+# command keeps its own environment and gets the library into the programs it runs (as their
+# runner), so nothing is rebuilt.
 #
 #   scripts/sim-driver.sh cargo test --release --test gpu            # the GPU suite, simulated
 #   INT8RT_SIMDRV_SKIP_KERNELS=1 scripts/sim-driver.sh cargo run --release --example gpu_latency
@@ -36,5 +38,14 @@ if [ "${1:-}" = "--build" ]; then
     exit 0
 fi
 [ $# -gt 0 ] || { echo "usage: $0 --build | <command> [args...]" >&2; exit 2; }
+if [ "$1" = "cargo" ]; then
+    # Cargo itself keeps its environment (build.rs reruns when LD_LIBRARY_PATH changes, which
+    # would rebuild everything): the programs it runs get the library through this script as
+    # their runner.
+    triple="$(rustc -vV | sed -n 's/^host: //p' | tr 'a-z-' 'A-Z_')"
+    export "CARGO_TARGET_${triple}_RUNNER=$root/scripts/sim-driver.sh --exec"
+    exec "$@"
+fi
+[ "$1" = "--exec" ] && shift
 export LD_LIBRARY_PATH="$out${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 exec "$@"
