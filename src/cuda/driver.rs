@@ -622,8 +622,20 @@ impl Exec for CudaExec {
         // wraps the same null stream in a new `Arc` on every call, so keying by the `Arc` missed
         // every per-stream cache on `forward` (the simulated driver's census found a host-slice
         // forward allocating 6 buffers). A created stream's handle cannot be reused while a
-        // cached buffer lives: the buffer holds its stream.
-        self.stream.cu_stream() as usize
+        // cached buffer lives: the buffer holds its stream. The one handle that names a
+        // different stream on each thread, the per-thread default stream
+        // (`CU_STREAM_PER_THREAD`, 0x2, cudarc's `per_thread_stream()`), is keyed per thread: a
+        // number no other thread gets, with the top bit set (no handle, a pointer, has it).
+        const PER_THREAD: usize = 0x2;
+        let h = self.stream.cu_stream() as usize;
+        if h != PER_THREAD {
+            return h;
+        }
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        thread_local! {
+            static THREAD: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        (1 << (usize::BITS - 1)) | THREAD.with(|t| *t)
     }
     fn tensor_map(
         &self,

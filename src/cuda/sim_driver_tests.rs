@@ -12,6 +12,7 @@ use std::path::{Path as FsPath, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+use super::exec::Exec;
 use super::sim::compile_command;
 use crate::cuda::cudarc::driver::CudaStream;
 use crate::cuda::{CudaDevice, CudaOut, CudaQuantLinear};
@@ -174,6 +175,16 @@ fn child() {
     assert!(dev.name().contains("simulated"), "{}", dev.name());
     assert_eq!(dev.compute_capability(), (9, 0));
     let census = Census::open();
+    // Per-stream caches are keyed by the stream: every `Arc` of the null stream alike, the
+    // per-thread default stream apart on each thread (it is another stream there).
+    let key = |s: &Arc<CudaStream>| dev.exec(s).unwrap().stream_key();
+    assert_eq!(key(&dev.default_stream()), key(&dev.default_stream()));
+    let ctx = dev.context().clone();
+    let here = key(&ctx.per_thread_stream());
+    assert_eq!(here, key(&ctx.per_thread_stream()));
+    let there = std::thread::scope(|sc| sc.spawn(|| key(&ctx.per_thread_stream())).join());
+    assert_ne!(here, there.unwrap());
+    assert_ne!(here, key(&dev.default_stream()));
     let stream: Arc<CudaStream> = dev.new_stream().unwrap();
     let (m, k, n) = (3usize, 200usize, 72usize);
     let w: Vec<f32> = (0..n * k)
