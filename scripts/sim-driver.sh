@@ -14,8 +14,8 @@
 #
 # Environment for the library: INT8RT_SIMDRV_ARCH (compute capability, default 90),
 # INT8RT_SIMDRV_SMS (default 132), INT8RT_SIMDRV_POOLS=0 (no memory pools),
-# INT8RT_SIMDRV_SKIP_KERNELS=1. The compile flags are those of
-# src/cuda/sim.rs's `compile_command` (the simulation library of the unit tests).
+# INT8RT_SIMDRV_SKIP_KERNELS=1. The compile flags are kernels/sim/cxxflags, which
+# src/cuda/sim.rs's `compile_command` (the simulation library of the unit tests) reads too.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${CARGO_TARGET_DIR:-$root/target}/sim-driver"
@@ -24,8 +24,8 @@ srcs=("$root"/kernels/*.cu "$root"/kernels/*.cuh "$root"/kernels/sim/*)
 hash="$(cat "${srcs[@]}" | sha256sum | cut -c1-16)"
 if [ ! -f "$out/libcuda.so.1" ] || [ "$(cat "$out/hash" 2>/dev/null)" != "$hash" ]; then
     echo "sim-driver: compiling the kernels for the host simulation (a minute or two)" >&2
-    "${CXX:-c++}" -std=c++20 -O2 -g0 -pthread -fPIC -shared -ffp-contract=off -fno-strict-aliasing \
-        -Wall -Wno-unknown-pragmas -Wno-psabi -Werror -I "$root/kernels" \
+    # shellcheck disable=SC2046
+    "${CXX:-c++}" $(grep -v '^ *#' "$root/kernels/sim/cxxflags") -Wno-psabi -I "$root/kernels" \
         -x c++ "$root"/kernels/*.cu -x none "$root/kernels/sim/sim_main.cpp" \
         "$root/kernels/sim/libcuda_sim.cpp" -Wl,-soname,libcuda.so.1 -o "$out/libcuda.so.1.tmp"
     mv "$out/libcuda.so.1.tmp" "$out/libcuda.so.1"

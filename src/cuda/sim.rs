@@ -50,27 +50,27 @@ fn kernels_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels")
 }
 
-/// The compile command for the simulation library (also used by the ThreadSanitizer test).
+/// The host compiler's flags for the simulation library, shared with `scripts/sim-driver.sh`
+/// (`kernels/sim/cxxflags`: one file, so the two builds cannot drift apart).
+fn cxx_flags() -> impl Iterator<Item = &'static str> {
+    include_str!("../../kernels/sim/cxxflags")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(str::split_whitespace)
+}
+
+/// The compile command for the simulation library (also used by the ThreadSanitizer test and,
+/// with the stand-in driver added, by the simulated-driver test).
 pub(crate) fn compile_command(out: &Path, extra: &[&str]) -> std::process::Command {
     let dir = kernels_dir();
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
     let mut c = std::process::Command::new(cxx);
-    c.args([
-        "-std=c++20",
-        "-O2",
-        "-g0",
-        "-pthread",
-        "-fPIC",
-        "-shared",
-        "-ffp-contract=off",
-        "-fno-strict-aliasing",
-    ])
-    .args(["-Wall", "-Wno-unknown-pragmas", "-Werror"])
-    .args(extra)
-    .arg("-I")
-    .arg(&dir)
-    .arg("-x")
-    .arg("c++");
+    c.args(cxx_flags())
+        .args(extra)
+        .arg("-I")
+        .arg(&dir)
+        .arg("-x")
+        .arg("c++");
     for m in Module::ALL {
         c.arg(dir.join(m.file()));
     }
@@ -82,29 +82,22 @@ pub(crate) fn compile_command(out: &Path, extra: &[&str]) -> std::process::Comma
     c
 }
 
-/// A hash of every kernel source and header (FNV-1a), so an edited kernel is recompiled.
-fn sources_hash() -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut files: Vec<PathBuf> = Module::ALL
+/// A hash (FNV-1a) of every file in `kernels/` and `kernels/sim/` — sources, headers, the
+/// flags — so an edited kernel or header is recompiled.
+pub(crate) fn sources_hash() -> u64 {
+    let dir = kernels_dir();
+    let mut files: Vec<PathBuf> = [dir.clone(), dir.join("sim")]
         .iter()
-        .map(|m| kernels_dir().join(m.file()))
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
         .collect();
-    files.extend(
-        [
-            "common.cuh",
-            "params.cuh",
-            "tile.cuh",
-            "wgmma.cuh",
-            "sim/sim.h",
-            "sim/sim_main.cpp",
-            "sim/selftest.cu",
-        ]
-        .map(|f| kernels_dir().join(f)),
-    );
+    files.sort();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for f in files {
         for b in std::fs::read(&f).unwrap_or_default() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x100_0000_01b3);
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
         }
     }
     h

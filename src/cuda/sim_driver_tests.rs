@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use super::exec::Exec;
-use super::sim::compile_command;
+use super::sim::{compile_command, sources_hash};
 use crate::cuda::cudarc::driver::CudaStream;
 use crate::cuda::{CudaDevice, CudaOut, CudaQuantLinear};
 use crate::gemm::{Context, OutBuf, Path};
@@ -27,19 +27,7 @@ const CHILD_TEST: &str = "cuda::sim_driver_tests::layer_runs_on_the_simulated_dr
 fn build() -> PathBuf {
     let kernels = FsPath::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
     let driver_src = kernels.join("sim/libcuda_sim.cpp");
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&kernels)
-        .unwrap()
-        .chain(std::fs::read_dir(kernels.join("sim")).unwrap())
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    for f in files {
-        for b in std::fs::read(&f).unwrap() {
-            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-    }
+    let h = sources_hash();
     let dir = FsPath::new(env!("OUT_DIR")).join(format!("sim-driver-{h:016x}"));
     let so = dir.join("libcuda.so.1");
     if !so.exists() {
