@@ -18,6 +18,7 @@
 // host side alone). Every entry point is counted by name: `int8rt_simdrv_counts`.
 #include "../common.cuh"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -206,6 +207,27 @@ const char* error_text(int e) {
         case LAUNCH_FAILED: return "CUDA_ERROR_LAUNCH_FAILED";
         default: return "CUDA_ERROR_UNKNOWN";
     }
+}
+
+// An event: its creation flags and, once recorded, the host time of the recording. Every
+// operation completes when it is enqueued, so the time an event is recorded is the time the work
+// before it on its stream finished — elapsed times are the simulation's own (tuning by events
+// runs, and picks what simulates fastest). As the driver does, timing an event that was never
+// recorded, or one created with CU_EVENT_DISABLE_TIMING, is CUDA_ERROR_INVALID_HANDLE.
+struct Event {
+    unsigned flags;
+    bool recorded = false;
+    std::chrono::steady_clock::time_point at{};
+};
+constexpr unsigned EVENT_DISABLE_TIMING = 0x2;
+
+int elapsed(float* ms, void* a, void* b) {
+    auto *ea = static_cast<Event*>(a), *eb = static_cast<Event*>(b);
+    if (!ms) return INVALID_VALUE;
+    if (!ea || !eb || !ea->recorded || !eb->recorded) return INVALID_HANDLE;
+    if ((ea->flags | eb->flags) & EVENT_DISABLE_TIMING) return INVALID_HANDLE;
+    *ms = std::chrono::duration<float, std::milli>(eb->at - ea->at).count();
+    return OK;
 }
 
 }  // namespace
@@ -411,21 +433,24 @@ int cuStreamWaitEvent(void* s, void* e, unsigned flags) {
 
 int cuEventCreate(void** e, unsigned flags) {
     COUNT();
-    (void)flags;
-    *e = new Token{};
+    *e = new Event{flags};
     return OK;
 }
 
 int cuEventDestroy_v2(void* e) {
     COUNT();
-    delete static_cast<Token*>(e);
+    delete static_cast<Event*>(e);
     return OK;
 }
 
 int cuEventRecord(void* e, void* s) {
     COUNT();
     (void)s;
-    return e ? OK : INVALID_HANDLE;
+    if (!e) return INVALID_HANDLE;
+    auto* ev = static_cast<Event*>(e);
+    ev->recorded = true;
+    ev->at = std::chrono::steady_clock::now();
+    return OK;
 }
 
 int cuEventSynchronize(void* e) {
@@ -440,18 +465,12 @@ int cuEventQuery(void* e) {
 
 int cuEventElapsedTime(float* ms, void* a, void* b) {
     COUNT();
-    (void)a;
-    (void)b;
-    *ms = 0.0f;
-    return OK;
+    return elapsed(ms, a, b);
 }
 
 int cuEventElapsedTime_v2(float* ms, void* a, void* b) {
     COUNT();
-    (void)a;
-    (void)b;
-    *ms = 0.0f;
-    return OK;
+    return elapsed(ms, a, b);
 }
 
 // --- memory -----------------------------------------------------------------------------------
