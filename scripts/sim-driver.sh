@@ -28,9 +28,11 @@ if [ ! -f "$out/libcuda.so.1" ] || [ "$(cat "$out/hash" 2>/dev/null)" != "$hash"
     "${CXX:-c++}" $(grep -v '^ *#' "$root/kernels/sim/cxxflags") -Wno-psabi -I "$root/kernels" \
         -x c++ "$root"/kernels/*.cu -x none "$root/kernels/sim/sim_main.cpp" \
         "$root/kernels/sim/libcuda_sim.cpp" -Wl,-soname,libcuda.so.1 -o "$out/libcuda.so.1.tmp"
+    # (renamed into place, never rewritten: a program still running on the previous build keeps
+    # its mapped file — copying over it killed such a run with SIGBUS)
     mv "$out/libcuda.so.1.tmp" "$out/libcuda.so.1"
     # cudarc tries the unversioned name first: a real driver elsewhere must not win.
-    cp "$out/libcuda.so.1" "$out/libcuda.so"
+    ln -sfn libcuda.so.1 "$out/libcuda.so"
     echo "$hash" > "$out/hash"
 fi
 if [ "${1:-}" = "--build" ]; then
