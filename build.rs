@@ -1,10 +1,13 @@
 //! build.rs — turns `kernels/*.cu` into the typed kernel registry (`$OUT_DIR/kernels.rs`,
 //! included by `src/cuda/registry.rs`) and, when libnvrtc can be loaded, compiles every kernel
 //! module with NVRTC: PTX for `compute_61` (the dp4a kernels need only sm_61; a module that
-//! needs more says so with a `// I8RT_MIN_ARCH <cc>` line, e.g. the tensor-core GEMM's 80, and
+//! needs more says so with a `// I8RT_MIN_ARCH <cc>` line, e.g. the bulk-copy GEMV's 90, and
 //! its PTX targets that) and CUBINs for `sm_80` and `sm_90`, written to `$OUT_DIR/kernels/` and embedded with
 //! `include_bytes!`. A module whose line names an architecture-specific target (`90a`: Hopper's
-//! `wgmma`) gets one CUBIN for exactly that target and no PTX. A kernel that fails to compile fails the build with NVRTC's log. Without
+//! `wgmma`) gets one CUBIN for exactly that target and no PTX. A module with code of its own for
+//! an older architecture (the tensor-core GEMMs: `// I8RT_MIN_ARCH 75` and `// I8RT_PTX_ARCH 80`)
+//! gets a CUBIN for that one too, and PTX from the newer one, so newer GPUs never JIT the older
+//! code. A kernel that fails to compile fails the build with NVRTC's log. Without
 //! NVRTC the sources alone are embedded and the crate compiles them at run time for the GPU it
 //! finds (cached). The kernel sources are always embedded (run-time fallback for architectures
 //! with neither CUBIN nor a loadable PTX).
@@ -44,6 +47,12 @@ struct Module {
     /// `// I8RT_MIN_ARCH 90a`: the module uses architecture-specific features and is compiled
     /// for `sm_<min_arch>a` alone (one CUBIN, no PTX); it runs on exactly `sm_<min_arch>`.
     arch_specific: bool,
+    /// `// I8RT_PTX_ARCH <cc>` (default: `min_arch`): the module's PTX targets `compute_<cc>` and
+    /// its minimum architecture, when older and not a CUBIN architecture of the build, gets a
+    /// CUBIN of its own — so code written for that older architecture alone (the tensor-core
+    /// kernels' sm_75 build: synchronous copies, `m8n8k16`) runs there and never reaches a newer
+    /// GPU through the PTX.
+    ptx_min: u32,
 }
 
 /// The `// I8RT_MIN_ARCH <cc>[a]` line of a kernel source, if any: `(cc, architecture-specific)`.
@@ -70,16 +79,38 @@ fn min_arch(source: &str, file: &Path) -> (u32, bool) {
     (PTX_ARCH, false)
 }
 
+/// The `// I8RT_PTX_ARCH <cc>` line of a kernel source: its PTX target when newer than its
+/// minimum architecture (`min_arch`, returned when there is no such line).
+fn ptx_min(source: &str, file: &Path, min_arch: u32) -> u32 {
+    for line in source.lines() {
+        if let Some(rest) = line.trim_start().strip_prefix("// I8RT_PTX_ARCH ") {
+            let cc: u32 = rest.trim().parse().unwrap_or_else(|_| {
+                panic!("{}: malformed I8RT_PTX_ARCH line: {line}", file.display())
+            });
+            if cc < min_arch {
+                panic!(
+                    "{}: I8RT_PTX_ARCH {cc} is older than the module's minimum, sm_{min_arch}",
+                    file.display()
+                );
+            }
+            return cc;
+        }
+    }
+    min_arch
+}
+
 /// The CUBINs a module is built as: `(cc, "sm_<cc>[a]")` — the build's CUBIN architectures the
-/// module runs on (none below its minimum).
+/// module runs on (none below its minimum), and its minimum itself when its PTX starts above it
+/// (`I8RT_PTX_ARCH`).
 fn cubin_targets(m: &Module) -> Vec<(u32, String)> {
     if m.arch_specific {
         vec![(m.min_arch, format!("sm_{}a", m.min_arch))]
     } else {
-        CUBIN_ARCHS
-            .iter()
-            .filter(|&&c| c >= m.min_arch)
-            .map(|&c| (c, format!("sm_{c}")))
+        let own =
+            (m.ptx_min > m.min_arch && !CUBIN_ARCHS.contains(&m.min_arch)).then_some(m.min_arch);
+        own.into_iter()
+            .chain(CUBIN_ARCHS.iter().copied().filter(|&c| c >= m.min_arch))
+            .map(|c| (c, format!("sm_{c}")))
             .collect()
     }
 }
@@ -157,6 +188,7 @@ fn main() {
                 std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             let entries = entries(&source, &f);
             let (min_arch, arch_specific) = min_arch(&source, &f);
+            let ptx_min = ptx_min(&source, &f, min_arch);
             modules.push(Module {
                 stem: stem.to_string(),
                 file: f.clone(),
@@ -164,6 +196,7 @@ fn main() {
                 entries,
                 min_arch,
                 arch_specific,
+                ptx_min,
             });
         }
     }
@@ -314,18 +347,18 @@ fn main() {
         )
         .unwrap();
     }
-    writeln!(g, "        }}\n    }}\n    /// The CUBIN targets the module is built for: `sm_80`, `sm_90` (or `sm_90a` alone).\n    pub const fn cubin_targets(self) -> &'static [&'static str] {{\n        match self {{").unwrap();
+    writeln!(g, "        }}\n    }}\n    /// The CUBIN targets the module is built for: `sm_80`, `sm_90` (or `sm_90a` alone; `sm_75`\n    /// too for a module that runs there with code of its own, `I8RT_PTX_ARCH`).\n    pub const fn cubin_targets(self) -> &'static [&'static str] {{\n        match self {{").unwrap();
     for m in &modules {
         let t: Vec<String> = cubin_targets(m).iter().map(|t| t.1.clone()).collect();
         writeln!(g, "            Module::{} => &{t:?},", camel(&m.stem)).unwrap();
     }
-    writeln!(g, "        }}\n    }}\n    /// The `compute_<cc>` its PTX targets: the build's PTX architecture, or the module's minimum when newer.\n    pub const fn ptx_arch(self) -> u32 {{\n        match self {{").unwrap();
+    writeln!(g, "        }}\n    }}\n    /// The `compute_<cc>` its PTX targets: the build's PTX architecture, or the module's minimum\n    /// (or its `I8RT_PTX_ARCH`) when newer.\n    pub const fn ptx_arch(self) -> u32 {{\n        match self {{").unwrap();
     for m in &modules {
         writeln!(
             g,
             "            Module::{} => {},",
             camel(&m.stem),
-            ptx_arch.max(m.min_arch)
+            ptx_arch.max(m.ptx_min)
         )
         .unwrap();
     }
@@ -334,7 +367,7 @@ fn main() {
         let p = kout.join(format!(
             "{}.compute_{}.ptx",
             m.stem,
-            ptx_arch.max(m.min_arch)
+            ptx_arch.max(m.ptx_min)
         ));
         if compiled && !m.arch_specific {
             writeln!(
@@ -378,7 +411,15 @@ fn main() {
         "];\n/// PTX target of the build-time compile.\npub const PTX_ARCH: u32 = {ptx_arch};"
     )
     .unwrap();
-    writeln!(g, "/// CUBIN targets of the build-time compile.\npub const CUBIN_ARCHS: &[u32] = &{CUBIN_ARCHS:?};").unwrap();
+    // Every architecture some module has a portable CUBIN for (a module's own sm_75 included).
+    let mut all_cubins: Vec<u32> = modules
+        .iter()
+        .filter(|m| !m.arch_specific)
+        .flat_map(|m| cubin_targets(m).into_iter().map(|t| t.0))
+        .collect();
+    all_cubins.sort_unstable();
+    all_cubins.dedup();
+    writeln!(g, "/// CUBIN targets of the build-time compile (a module has those of `Module::cubin_targets`).\npub const CUBIN_ARCHS: &[u32] = &{all_cubins:?};").unwrap();
     writeln!(g, "/// Whether NVRTC compiled the kernels at build time.\npub const BUILT_WITH_NVRTC: bool = {compiled};").unwrap();
     writeln!(g, "/// How the kernels were built (NVRTC version, or why not).\npub const BUILD_NOTE: &str = {nvrtc_note:?};").unwrap();
     let report = if compiled {
@@ -436,7 +477,7 @@ fn compile_all(
         let targets = if m.arch_specific {
             vec![Target::CubinArchSpecific(m.min_arch)]
         } else {
-            let mut t = vec![Target::Ptx(ptx_arch.max(m.min_arch))];
+            let mut t = vec![Target::Ptx(ptx_arch.max(m.ptx_min))];
             t.extend(cubin_targets(m).into_iter().map(|(c, _)| Target::Cubin(c)));
             t
         };
@@ -483,7 +524,7 @@ fn compile_all(
     }
     std::fs::write(kout.join("resources.txt"), report).expect("write resources.txt");
     (
-        format!("NVRTC {version} at build time: PTX compute_{ptx_arch}, CUBIN sm_80/sm_90 (sm_90a for wgmma)"),
+        format!("NVRTC {version} at build time: PTX compute_{ptx_arch}, CUBIN sm_80/sm_90 (sm_90a for wgmma, sm_75 for the tensor-core GEMMs)"),
         true,
         ptx_arch,
     )

@@ -8,11 +8,13 @@
 // Helper layer (thread → warp → block, CUTLASS order):
 //   thread:  dp4a_s8 / dp4a_u8, f32_to_f16_rn / f32_to_bf16_rn, round_shift_clamp, ldg_v4, ldg_stream_v4,
 //            is_nan_bits / is_nonfinite_bits, f32_to_ordered / ordered_to_f32, ldcg_u64,
-//            cp_async_16 / cp_async_16_or_zero / cp_async_commit / cp_async_wait<N> (sm_80),
+//            cp_async_16 / cp_async_16_or_zero / cp_async_commit / cp_async_wait<N> (sm_80;
+//            synchronous copies on sm_75),
 //            mbar_init / mbar_init_fence / mbar_arrive(_expect_tx) / mbar_wait, bulk_copy_g2s,
 //            tma_load_2d (sm_90), dyn_smem
 //   warp:    lane_id, shfl_xor_u32 / shfl_xor_f32, ldsm<X, N> (N `ldmatrix .x<X>`), lds_v4,
-//            mma_16832<MT, NT, U8, B_U8> (MT × NT `mma.sync.m16n8k32`) — in the simulation each a
+//            mma_16832<MT, NT, U8, B_U8> (MT × NT `mma.sync.m16n8k32`; on sm_75 each four
+//            `m8n8k16`: mma_8816, mma_16832_by_8816) — in the simulation each a
 //            fragment exchange through the per-warp scratch (sim::WarpOp) following the PTX ISA
 //            layouts
 //   block:   block_sync, threadfence, check_launch_geometry, split_k_last_to_arrive
@@ -199,9 +201,31 @@ I8RT_INLINE unsigned smem_addr(unsigned off) {
 
 // `cp.async.cg.shared.global [smem + off], [src], 16, src_bytes` (sm_80): copies src_bytes
 // (0..16) bytes and zero-fills the rest of the 16; both addresses 16-byte aligned.
+//
+// sm_75 has no cp.async: there (the tensor-core kernels' Turing build, PTX compute_75 and the
+// sm_75 CUBIN) the copy is a synchronous 16-byte load and shared store, so a stage has landed
+// when its copies return and commit / wait are empty — the pipelines' structure (a stage is
+// refilled only after a block_sync that follows its last read, read only after a block_sync
+// that follows its copies) keeps them correct; only the overlap of copies with the mma is lost.
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ < 800
+I8RT_INLINE void copy_16_sync(unsigned off, const void* src, int src_bytes) {
+    int4 v;
+    if (src_bytes >= 16) {
+        v = *static_cast<const int4*>(src);
+    } else {
+        const auto* b = static_cast<const unsigned char*>(src);
+        v = make_int4(ld_bytes4(b, 0, src_bytes), ld_bytes4(b, 4, src_bytes), ld_bytes4(b, 8, src_bytes),
+                      ld_bytes4(b, 12, src_bytes));
+    }
+    *reinterpret_cast<int4*>(dyn_smem() + off) = v;
+}
+#endif
+
 I8RT_INLINE void cp_async_16(unsigned off, const void* src, int src_bytes) {
-#ifdef I8RT_DEVICE_BUILD
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 800
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(off)), "l"(src), "r"(src_bytes));
+#elif defined(I8RT_DEVICE_BUILD)
+    copy_16_sync(off, src, src_bytes);
 #else
     sim::cp_async_16(sim::dyn_smem() + off, src, src_bytes);
 #endif
@@ -210,11 +234,13 @@ I8RT_INLINE void cp_async_16(unsigned off, const void* src, int src_bytes) {
 // `cp.async.cg.shared.global [smem + off], [src], 16, ignore-src`: 16 bytes, or 16 zeros when
 // `zero` (src is then not read). Cheaper to issue than a variable src-size.
 I8RT_INLINE void cp_async_16_or_zero(unsigned off, const void* src, bool zero) {
-#ifdef I8RT_DEVICE_BUILD
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 800
     asm volatile(
         "{\n .reg .pred p;\n setp.ne.b32 p, %2, 0;\n cp.async.cg.shared.global [%0], [%1], 16, p;\n}\n" ::"r"(
             smem_addr(off)),
         "l"(src), "r"((int)zero));
+#elif defined(I8RT_DEVICE_BUILD)
+    copy_16_sync(off, src, zero ? 0 : 16);
 #else
     sim::cp_async_16(sim::dyn_smem() + off, src, zero ? 0 : 16);
 #endif
@@ -222,9 +248,9 @@ I8RT_INLINE void cp_async_16_or_zero(unsigned off, const void* src, bool zero) {
 
 // `cp.async.commit_group`: the copies issued since the last commit form one group.
 I8RT_INLINE void cp_async_commit() {
-#ifdef I8RT_DEVICE_BUILD
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 800
     asm volatile("cp.async.commit_group;\n" ::: "memory");
-#else
+#elif !defined(I8RT_DEVICE_BUILD)
     sim::cp_async_commit();
 #endif
 }
@@ -233,9 +259,9 @@ I8RT_INLINE void cp_async_commit() {
 // threads' copies are visible after a block_sync that follows their wait).
 template <int N>
 I8RT_INLINE void cp_async_wait() {
-#ifdef I8RT_DEVICE_BUILD
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 800
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-#else
+#elif !defined(I8RT_DEVICE_BUILD)
     sim::cp_async_wait(N);
 #endif
 }
@@ -405,6 +431,60 @@ I8RT_INLINE int4 lds_v4(unsigned off) {
 #endif
 }
 
+// `mma.sync.aligned.m8n8k16.row.col.s32.<atype>.<btype>.s32 c, a, b, c` (sm_75): c (8 × 8,
+// s32, wrapping) += A (8 × 16, u8 when U8 else s8) · B (16 × 8, u8 when B_U8 else s8), fragments
+// in the PTX ISA layouts ("Matrix Fragments for mma.m8n8k16"): lane (g, t) = (lane / 4,
+// lane % 4) holds A row g, k 4t … 4t + 3 in `a`; B k 4t … 4t + 3, column g in `b`; C row g,
+// columns 2t, 2t + 1 in c[0], c[1].
+template <bool U8, bool B_U8>
+I8RT_INLINE void mma_8816(int (&c)[2], unsigned a, unsigned b) {
+    static_assert(!(U8 && B_U8), "u8 × u8 is not a GEMM of this crate");
+#ifdef I8RT_DEVICE_BUILD
+    if constexpr (U8) {
+        asm("mma.sync.aligned.m8n8k16.row.col.s32.u8.s8.s32 {%0, %1}, {%2}, {%3}, {%0, %1};\n"
+            : "+r"(c[0]), "+r"(c[1])
+            : "r"(a), "r"(b));
+    } else if constexpr (B_U8) {
+        asm("mma.sync.aligned.m8n8k16.row.col.s32.s8.u8.s32 {%0, %1}, {%2}, {%3}, {%0, %1};\n"
+            : "+r"(c[0]), "+r"(c[1])
+            : "r"(a), "r"(b));
+    } else {
+        asm("mma.sync.aligned.m8n8k16.row.col.s32.s8.s8.s32 {%0, %1}, {%2}, {%3}, {%0, %1};\n"
+            : "+r"(c[0]), "+r"(c[1])
+            : "r"(a), "r"(b));
+    }
+#else
+    sim::mma_8816(c, a, b, U8, B_U8);
+#endif
+}
+
+// One m16n8k32 product as four m8n8k16 ones, on the same registers — how sm_75, which lacks
+// m16n8k32, runs the tensor-core kernels. The m16n8k32 fragments split exactly along the
+// m8n8k16 ones (PTX ISA layouts, lane (g, t)): a0 holds A row g, k 4t … 4t + 3; a1 row g + 8, the
+// same k; a2 / a3 rows g / g + 8, k 16 + 4t …; b0 k 4t …, column g; b1 k 16 + 4t …; c0, c1 row g,
+// columns 2t, 2t + 1; c2, c3 row g + 8. So rows g … of D take a0 · b0 + a2 · b1 and rows g + 8 …
+// take a1 · b0 + a3 · b1, each an m8n8k16 of exactly its fragment layout; s32 sums wrap, so
+// the order of the adds does not change the bits. The simulation checks this against the
+// m16n8k32 emulation (selftest.cu, `sim_selftest_mma` with `via_8816`).
+template <int MT, int NT, bool U8, bool B_U8 = false>
+I8RT_INLINE void mma_16832_by_8816(int (&acc)[MT][NT][4], const unsigned (&a)[MT][4], const unsigned (&b)[NT][2]) {
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+#pragma unroll
+        for (int j = 0; j < NT; ++j) {
+            int lo[2] = {acc[i][j][0], acc[i][j][1]}, hi[2] = {acc[i][j][2], acc[i][j][3]};
+            mma_8816<U8, B_U8>(lo, a[i][0], b[j][0]);
+            mma_8816<U8, B_U8>(lo, a[i][2], b[j][1]);
+            mma_8816<U8, B_U8>(hi, a[i][1], b[j][0]);
+            mma_8816<U8, B_U8>(hi, a[i][3], b[j][1]);
+            acc[i][j][0] = lo[0];
+            acc[i][j][1] = lo[1];
+            acc[i][j][2] = hi[0];
+            acc[i][j][3] = hi[1];
+        }
+    }
+}
+
 // MT × NT instructions `mma.sync.aligned.m16n8k32.row.col.s32.<atype>.<btype>.s32 acc[i][j],
 // a[i], b[j], acc[i][j]`: acc[i][j] (16 × 8, s32, wrapping) += A_i (16 × 32, u8 when U8 else s8)
 // · B_j (32 × 8, u8 when B_U8 else s8), fragments in the PTX ISA layouts ("Matrix Fragments for
@@ -413,7 +493,9 @@ I8RT_INLINE int4 lds_v4(unsigned off) {
 template <int MT, int NT, bool U8, bool B_U8 = false>
 I8RT_INLINE void mma_16832(int (&acc)[MT][NT][4], const unsigned (&a)[MT][4], const unsigned (&b)[NT][2]) {
     static_assert(!(U8 && B_U8), "u8 × u8 is not a GEMM of this crate");
-#ifdef I8RT_DEVICE_BUILD
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ < 800
+    mma_16832_by_8816<MT, NT, U8, B_U8>(acc, a, b);
+#elif defined(I8RT_DEVICE_BUILD)
 #pragma unroll
     for (int i = 0; i < MT; ++i) {
 #pragma unroll

@@ -1,7 +1,10 @@
-// kernels/gemm_mma.cu — the int8 GEMM on the tensor cores (sm_80 and newer) with the DESIGN.md §1
+// kernels/gemm_mma.cu — the int8 GEMM on the tensor cores (sm_80 and newer; sm_75 through its own CUBIN) with the DESIGN.md §1
 // epilogue fused: Y[m, n] = epilogue(X[m, k] · W[n, k]ᵀ), X s8 or u8, W s8, both K-contiguous
 // with 16-byte-aligned rows (the host checks; other strides run on gemm_dp4a.cu).
-// I8RT_MIN_ARCH 80
+// I8RT_MIN_ARCH 75
+// I8RT_PTX_ARCH 80
+// (sm_75, Turing, has neither cp.async nor m16n8k32: its CUBIN, built from the same source, copies
+// synchronously and runs each m16n8k32 as four m8n8k16 — common.cuh; the PTX is sm_80's.)
 //
 // One kernel template, several block tiles (the host's dispatch table in src/cuda/ops.rs picks one
 // per M, N, K and architecture):
@@ -29,8 +32,8 @@
 //   epilogue through shared-memory staging rows, with paired stores where the host allows them.
 #include "tile.cuh"
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-#error "gemm_mma.cu needs sm_80 or newer (cp.async, mma.sync.m16n8k32)"
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 750
+#error "gemm_mma.cu needs sm_75 or newer (mma.sync, ldmatrix)"
 #endif
 
 namespace mma {

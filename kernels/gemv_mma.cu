@@ -6,7 +6,10 @@
 // Two families: the GEMV (gemv_mma_m8 / m16 / m32, activations read from global memory) and,
 // at the end of the file, its staged variant for 32 … 256 rows (gemm_stream_*, activations
 // staged in shared memory; forced only until measured).
-// I8RT_MIN_ARCH 80
+// I8RT_MIN_ARCH 75
+// I8RT_PTX_ARCH 80
+// (sm_75, Turing, has neither cp.async nor m16n8k32: its CUBIN, built from the same source, copies
+// synchronously and runs each m16n8k32 as four m8n8k16 — common.cuh; the PTX is sm_80's.)
 //
 // The product is computed transposed, Yᵀ = W · Xᵀ: W is the mma's A operand (16 weight rows × 32
 // k) and X its B operand (32 k × 8 activation rows), so up to 8 rows of X ride in one n8 tile and
@@ -35,8 +38,8 @@
 //   load nothing (zeros) and store nothing.
 #include "gemv.cuh"
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-#error "gemv_mma.cu needs sm_80 or newer (mma.sync.m16n8k32)"
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 750
+#error "gemv_mma.cu needs sm_75 or newer (mma.sync, ldmatrix)"
 #endif
 
 namespace gemv {
@@ -426,11 +429,20 @@ I8RT_INLINE void body(const MmaParams& q) {
 
 }  // namespace staged
 
-I8RT_ENTRY_MIN_BLOCKS(gemm_stream_32x64_s8, MmaParams, staged::S32x64::THREADS, 2) { staged::body<staged::S32x64, false>(p); }
-I8RT_ENTRY_MIN_BLOCKS(gemm_stream_32x64_u8, MmaParams, staged::S32x64::THREADS, 2) { staged::body<staged::S32x64, true>(p); }
-I8RT_ENTRY_MIN_BLOCKS(gemm_stream_64x64_s8, MmaParams, staged::S64x64::THREADS, 2) { staged::body<staged::S64x64, false>(p); }
-I8RT_ENTRY_MIN_BLOCKS(gemm_stream_64x64_u8, MmaParams, staged::S64x64::THREADS, 2) { staged::body<staged::S64x64, true>(p); }
+// Two blocks per multiprocessor (ptxas keeps the registers at 128) — not on sm_75, whose 64 KiB of
+// shared memory per multiprocessor holds one block of most of these tiles anyway, and where
+// the register cap would spill (gemm_stream_64x64: 4 bytes).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#define STREAM_MIN_BLOCKS 1
+#else
+#define STREAM_MIN_BLOCKS 2
+#endif
+
+I8RT_ENTRY_MIN_BLOCKS(gemm_stream_32x64_s8, MmaParams, staged::S32x64::THREADS, STREAM_MIN_BLOCKS) { staged::body<staged::S32x64, false>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_stream_32x64_u8, MmaParams, staged::S32x64::THREADS, STREAM_MIN_BLOCKS) { staged::body<staged::S32x64, true>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_stream_64x64_s8, MmaParams, staged::S64x64::THREADS, STREAM_MIN_BLOCKS) { staged::body<staged::S64x64, false>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_stream_64x64_u8, MmaParams, staged::S64x64::THREADS, STREAM_MIN_BLOCKS) { staged::body<staged::S64x64, true>(p); }
 I8RT_ENTRY(gemm_stream_128x64_s8, MmaParams, staged::S128x64::THREADS) { staged::body<staged::S128x64, false>(p); }
 I8RT_ENTRY(gemm_stream_128x64_u8, MmaParams, staged::S128x64::THREADS) { staged::body<staged::S128x64, true>(p); }
-I8RT_ENTRY_MIN_BLOCKS(gemm_stream_64x128_s8, MmaParams, staged::S64x128::THREADS, 2) { staged::body<staged::S64x128, false>(p); }
-I8RT_ENTRY_MIN_BLOCKS(gemm_stream_64x128_u8, MmaParams, staged::S64x128::THREADS, 2) { staged::body<staged::S64x128, true>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_stream_64x128_s8, MmaParams, staged::S64x128::THREADS, STREAM_MIN_BLOCKS) { staged::body<staged::S64x128, false>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_stream_64x128_u8, MmaParams, staged::S64x128::THREADS, STREAM_MIN_BLOCKS) { staged::body<staged::S64x128, true>(p); }

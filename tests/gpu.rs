@@ -86,9 +86,16 @@ fn assert_same(got: &HostOut, want: &HostOut, n: usize, what: &str) {
     }
 }
 
-/// Whether this GPU runs the tensor-core kernels (sm_80 and newer).
+/// Whether `Auto` runs the tensor-core kernels on this GPU (sm_80 and newer; sm_75 runs them
+/// forced only).
 fn has_mma(dev: &CudaDevice) -> bool {
     dev.compute_capability().0 >= 8
+}
+
+/// The GPU's compute capability as major · 10 + minor.
+fn arch(dev: &CudaDevice) -> u32 {
+    let (major, minor) = dev.compute_capability();
+    (major * 10 + minor) as u32
 }
 
 /// The path a GEMM on `kernel` must report on `dev` (16-byte-aligned rows): Auto takes the
@@ -315,18 +322,20 @@ fn tma_boxes_land_as_the_simulation_assumes() {
 #[test]
 fn mma_every_tile_and_split_matches_reference() {
     let Some(dev) = gpu() else { return };
-    if !has_mma(&dev) {
+    if arch(&dev) < 75 {
         // Forcing them is an error naming the path, not a failed launch.
         refused(&dev, GemmKernel::Mma(None));
-        eprintln!("{dev:?} predates sm_80: no tensor-core kernels to test");
+        eprintln!("{dev:?} predates sm_75: no tensor-core kernels to test");
         return;
     }
     let mut rng = Rng::new(17);
     for tile in MmaTile::ALL {
         let (bm, bn) = (tile.bm(), tile.bn());
-        if tile.is_wgmma() && dev.compute_capability() != (9, 0) {
-            // The wgmma tiles (sm_90a CUBIN) run on sm_90 alone: elsewhere forcing one is an
-            // error naming the path.
+        if tile.is_wgmma() && dev.compute_capability() != (9, 0)
+            || arch(&dev) < 80 && tile.smem_bytes() > 64 << 10
+        {
+            // The wgmma tiles (sm_90a CUBIN) run on sm_90 alone, sm_75 holds 64 KiB of shared
+            // memory per block: elsewhere forcing one is an error naming the path.
             let e = refused(&dev, GemmKernel::Mma(Some(MmaConfig { tile, splits: 1 })));
             eprintln!("{tile:?} skipped: {e}");
             continue;
@@ -346,6 +355,62 @@ fn mma_every_tile_and_split_matches_reference() {
             }
         }
     }
+}
+
+#[test]
+fn sm75_build_of_the_tensor_core_kernels_matches_reference() {
+    // The tensor-core kernels' sm_75 build (no cp.async: synchronous copies; no m16n8k32: four
+    // m8n8k16 each; kernels/common.cuh) has no Turing card to run on. Here it runs natively on
+    // this GPU instead: NVRTC compiles the modules as compute_75 PTX at run time and the driver
+    // JIT-compiles that code (KernelSource::NvrtcPtx) — every mma.sync and weight-streaming
+    // tile that fits sm_75's shared memory at split-K 1 and 3, the GEMV and its block variants,
+    // against the reference.
+    let Some(plain) = gpu() else { return };
+    if arch(&plain) < 75 {
+        eprintln!("{plain:?} predates sm_75: no sm_75 build to run");
+        return;
+    }
+    let dev = CudaDevice::with_source(0, KernelSource::NvrtcPtx(75)).unwrap();
+    match dev.module_image(int8rt::cuda::registry::Module::GemmMma) {
+        Ok(img) => assert_eq!(img, KernelImage::NvrtcPtx(75)),
+        Err(int8rt::Error::CudaUnavailable(e)) => {
+            // (no libnvrtc on this machine: nothing to compile the PTX with)
+            eprintln!("sm_75 build not checked: {e}");
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    }
+    let mut rng = Rng::new(75);
+    let mut kernels = vec![
+        GemmKernel::MmaGemv,
+        GemmKernel::MmaGemvVariant(GemvVariant::Narrow),
+        GemmKernel::MmaGemvVariant(GemvVariant::Wide),
+    ];
+    for tile in MmaTile::ALL {
+        if !tile.is_wgmma() && tile.smem_bytes() <= 64 << 10 {
+            for splits in [1, 3] {
+                kernels.push(GemmKernel::Mma(Some(MmaConfig { tile, splits })));
+            }
+        }
+    }
+    for kernel in kernels {
+        let (bm, bn, stages) = match kernel {
+            GemmKernel::Mma(Some(c)) => (c.tile.bm(), c.tile.bn(), c.tile.stages()),
+            _ => (8, 16, 2),
+        };
+        for &(m, n, k) in &[
+            (bm + 1, bn - 1, 65),
+            (2 * bm + 3, 3 * bn + 5, 700),
+            (5, 2 * bn + 3, 64 * (2 * stages + 1) + 40),
+        ] {
+            check_gemm(&dev, &mut rng, m, n, k, kernel);
+        }
+    }
+    assert_eq!(
+        dev.module_image(int8rt::cuda::registry::Module::GemvMma)
+            .unwrap(),
+        KernelImage::NvrtcPtx(75)
+    );
 }
 
 fn act_modes() -> Vec<ActivationQuant> {

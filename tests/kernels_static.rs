@@ -204,9 +204,11 @@ fn each_kernel_sass(cuobjdump: &Path, mut f: impl FnMut(KernelId, u32, &str)) {
         for &arch in registry::CUBIN_ARCHS {
             if m.cubin(arch).is_none() {
                 // (an architecture-specific module: its own target only; none below a module's
-                // minimum architecture)
+                // minimum architecture, nor sm_75 for a module without code of its own there)
                 assert!(
-                    m.arch_specific() || arch < m.min_arch(),
+                    m.arch_specific()
+                        || arch < m.min_arch()
+                        || !m.cubin_targets().contains(&format!("sm_{arch}").as_str()),
                     "{}: no CUBIN for sm_{arch}",
                     m.file()
                 );
@@ -243,8 +245,27 @@ fn dp4a_kernels_compile_to_idp4a() {
             // weight-streaming GEMV loads its fragments straight from global memory, and
             // its staged variant (gemm_stream_*) the weights so and the activations from
             // shared memory that cp.async filled (plain 16-byte shared loads).
+            if arch < 80 {
+                // sm_75 (the module's own CUBIN): no cp.async — synchronous copies, plain
+                // shared stores — and every mma an m8n8k16, four per m16n8k32.
+                assert_eq!(count("LDGSTS"), 0, "{} on sm_{arch}: LDGSTS", k.name());
+                let imma = count("IMMA");
+                assert!(
+                    imma > 0 && body.matches("IMMA.8816").count() == imma,
+                    "{} on sm_{arch}: {imma} IMMA, not all IMMA.8816",
+                    k.name()
+                );
+            } else {
+                assert_eq!(
+                    body.matches("IMMA.8816").count(),
+                    0,
+                    "{} on sm_{arch}: IMMA.8816",
+                    k.name()
+                );
+            }
+            let staged_copy = if arch < 80 { "STS" } else { "LDGSTS" };
             let ops: &[&str] = if k.name().starts_with("gemm_stream") {
-                &["IMMA", "LDG", "LDGSTS", "LDS"]
+                &["IMMA", "LDG", staged_copy, "LDS"]
             } else if k.name().starts_with("gemv_mma_bulk") {
                 // weights by bulk copies (UBLKCP) completing on mbarriers (SYNCS) into shared
                 // memory, read back with LDS; activations by LDG
@@ -252,7 +273,7 @@ fn dp4a_kernels_compile_to_idp4a() {
             } else if k.module().file().starts_with("gemv_mma") {
                 &["IMMA", "LDG"]
             } else {
-                &["IMMA", "LDSM", "LDGSTS"]
+                &["IMMA", "LDSM", staged_copy]
             };
             for &op in ops {
                 assert!(
@@ -322,7 +343,10 @@ fn peak_kernels_loop_over_exactly_the_measured_instruction() {
     let Some(cuobjdump) = cuobjdump() else {
         return;
     };
-    for &arch in registry::CUBIN_ARCHS {
+    for &arch in registry::CUBIN_ARCHS
+        .iter()
+        .filter(|&&a| a >= Module::Peak.min_arch())
+    {
         let funcs = module_sass(&cuobjdump, Module::Peak, arch);
         for k in PeakKernel::ALL {
             let id = k.kernel();

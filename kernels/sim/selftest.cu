@@ -59,7 +59,8 @@ I8RT_ENTRY(sim_selftest_ldmatrix, LdsmTestParams, 32) {
 // mma.sync.m16n8k32: lane L's fragment registers come from the host in the layout the host
 // computed from the PTX ISA (a[L][4], b[L][2], c[L][4]); d[L][4] receives D. `tiles` = 1 runs one
 // instruction, 6 runs a batch of 2 × 3 (A fragments i, B fragments j: a[L][i], b[L][j], c / d
-// [L][i][j]), which must equal six separate instructions.
+// [L][i][j]), which must equal six separate instructions. `mode` bit 0: through sm_75's four
+// m8n8k16 (common.cuh `mma_16832_by_8816`) instead; bit 1: B unsigned (A is then signed).
 struct MmaTestParams {
     const unsigned* a;  // [32][2][4]
     const unsigned* b;  // [32][3][2]
@@ -67,9 +68,10 @@ struct MmaTestParams {
     int* d;             // [32][2][3][4]
     int u8;
     int tiles;
+    int mode;
 };
 
-template <int MT, int NT, bool U8>
+template <int MT, int NT, bool U8, bool B_U8, bool VIA_8816>
 static void mma_selftest(const MmaTestParams& p) {
     const unsigned lane = threadIdx.x;
     unsigned a[MT][4], b[NT][2];
@@ -81,20 +83,30 @@ static void mma_selftest(const MmaTestParams& p) {
     for (int i = 0; i < MT; ++i)
         for (int j = 0; j < NT; ++j)
             for (int e = 0; e < 4; ++e) acc[i][j][e] = p.c[((lane * 2 + i) * 3 + j) * 4 + e];
-    mma_16832<MT, NT, U8>(acc, a, b);
+    if constexpr (VIA_8816) {
+        mma_16832_by_8816<MT, NT, U8, B_U8>(acc, a, b);
+    } else {
+        mma_16832<MT, NT, U8, B_U8>(acc, a, b);
+    }
     for (int i = 0; i < MT; ++i)
         for (int j = 0; j < NT; ++j)
             for (int e = 0; e < 4; ++e) p.d[((lane * 2 + i) * 3 + j) * 4 + e] = acc[i][j][e];
 }
 
+template <int MT, int NT>
+static void mma_selftest_types(const MmaTestParams& p) {
+    const bool via = p.mode & 1, b_u8 = p.mode & 2;
+    if (p.u8 && via) mma_selftest<MT, NT, true, false, true>(p);
+    else if (p.u8) mma_selftest<MT, NT, true, false, false>(p);
+    else if (b_u8 && via) mma_selftest<MT, NT, false, true, true>(p);
+    else if (b_u8) mma_selftest<MT, NT, false, true, false>(p);
+    else if (via) mma_selftest<MT, NT, false, false, true>(p);
+    else mma_selftest<MT, NT, false, false, false>(p);
+}
+
 I8RT_ENTRY(sim_selftest_mma, MmaTestParams, 32) {
-    if (p.tiles == 1) {
-        if (p.u8) mma_selftest<1, 1, true>(p);
-        else mma_selftest<1, 1, false>(p);
-    } else {
-        if (p.u8) mma_selftest<2, 3, true>(p);
-        else mma_selftest<2, 3, false>(p);
-    }
+    if (p.tiles == 1) mma_selftest_types<1, 1>(p);
+    else mma_selftest_types<2, 3>(p);
 }
 
 // cp.async: three commit groups, each copying 16 bytes per lane from src into its own slot of

@@ -355,6 +355,21 @@ inline RC c_16832(int lane, int i) {  // C / D: 16 × 8; c0 .. c3 in four .s32 r
     return {i < 2 ? groupID : groupID + 8, (threadID_in_group * 2) + (i & 0x1)};
 }
 
+// "Matrix Fragments for mma.m8n8k16" (sm_75), .s8 / .u8 multiplicands, .s32 accumulators: A 8 ×
+// 16 .row, B 16 × 8 .col, one .b32 register of four elements each; C / D 8 × 8 in two .s32.
+inline RC a_8816(int lane, int i) {  // a0 .. a3
+    const int groupID = lane >> 2, threadID_in_group = lane % 4;
+    return {groupID, (threadID_in_group * 4) + i};
+}
+inline RC b_8816(int lane, int i) {  // b0 .. b3
+    const int groupID = lane >> 2, threadID_in_group = lane % 4;
+    return {(threadID_in_group * 4) + i, groupID};
+}
+inline RC c_8816(int lane, int i) {  // c0, c1
+    const int groupID = lane >> 2, threadID_in_group = lane % 4;
+    return {groupID, (threadID_in_group * 2) + i};
+}
+
 // Which lane and element hold A[row][col] and B[row][col]: the formulas above inverted once, with
 // a check that they place every element exactly once.
 struct Where {
@@ -516,6 +531,43 @@ inline void mma_16832(int (*acc)[NT][4], const unsigned (*a)[4], const unsigned 
         }
     }
     if (lane == 0) t_launch->stats.mma.fetch_add((unsigned long long)MT * NT, std::memory_order_relaxed);
+}
+
+// `mma.sync.aligned.m8n8k16.row.col.s32.<atype>.<btype>.s32 c, a, b, c` (sm_75; types u8 or s8
+// each; the s32 sums wrap), from the m8n8k16 layouts above — independent of the m16n8k32
+// emulation, which the decomposition of common.cuh (`mma_16832_by_8816`) is checked against.
+inline void mma_8816(int (&c)[2], unsigned a, unsigned b, bool a_unsigned, bool b_unsigned) {
+    WarpOp op;
+    std::memcpy(op.mine(), &a, 4);
+    std::memcpy(op.mine() + 4, &b, 4);
+    op.exchange();
+    // Where A[row][k] and B[k][col] lie: searched from the layouts (8 × 16 elements each).
+    int a_at[8][16][2], b_at[16][8][2];
+    for (int lane = 0; lane < 32; ++lane) {
+        for (int i = 0; i < 4; ++i) {
+            const frag::RC pa = frag::a_8816(lane, i), pb = frag::b_8816(lane, i);
+            a_at[pa.row][pa.col][0] = lane;
+            a_at[pa.row][pa.col][1] = i;
+            b_at[pb.row][pb.col][0] = lane;
+            b_at[pb.row][pb.col][1] = i;
+        }
+    }
+    auto byte = [&](int lane, int offset, int i, bool is_signed) {
+        unsigned v;
+        std::memcpy(&v, op.lane((unsigned)lane) + offset, 4);
+        return reg_byte(v, i, is_signed);
+    };
+    for (int e = 0; e < 2; ++e) {
+        const frag::RC d = frag::c_8816((int)t_lane, e);
+        unsigned sum = (unsigned)c[e];
+        for (int k = 0; k < 16; ++k) {
+            const int av = byte(a_at[d.row][k][0], 0, a_at[d.row][k][1], !a_unsigned);
+            const int bv = byte(b_at[k][d.col][0], 4, b_at[k][d.col][1], !b_unsigned);
+            sum += (unsigned)(av * bv);
+        }
+        c[e] = (int)sum;
+    }
+    if (t_lane == 0) t_launch->stats.mma.fetch_add(1, std::memory_order_relaxed);
 }
 
 // --- cp.async ------------------------------------------------------------------------------------

@@ -84,6 +84,9 @@ pub enum KernelImage {
     Ptx,
     /// The source compiled by NVRTC at run time for this exact architecture.
     Nvrtc,
+    /// The source compiled by NVRTC at run time as PTX for an older architecture,
+    /// `compute_<cc>`, JIT-compiled by the driver ([`KernelSource::NvrtcPtx`]).
+    NvrtcPtx(u32),
 }
 
 /// Which images a device may load, in order of preference.
@@ -98,6 +101,12 @@ pub enum KernelSource {
     Ptx,
     /// Only NVRTC at run time.
     Nvrtc,
+    /// NVRTC at run time, as PTX for `compute_<cc>` that the driver JIT-compiles for this GPU:
+    /// the code an older architecture runs, on a newer card — how the tensor-core kernels'
+    /// sm_75 build (synchronous copies, each m16n8k32 as four m8n8k16) is checked on an sm_80+
+    /// GPU, there being no Turing card to check it on. A module that needs a newer architecture
+    /// than `cc` (or runs on its own architecture alone) loads as with `Auto`.
+    NvrtcPtx(u32),
 }
 
 struct Inner {
@@ -265,13 +274,25 @@ impl CudaDevice {
             });
         }
         let mut tried = Vec::new();
-        let src = self.inner.source;
+        let mut src = self.inner.source;
         let load = |bytes: Vec<u8>| {
             self.inner
                 .ctx
                 .load_module(Ptx::from_binary(bytes))
                 .map_err(|e| format!("{:?}", e.0))
         };
+        if let KernelSource::NvrtcPtx(old) = src {
+            if old >= m.min_arch() && !m.arch_specific() && old <= cc {
+                let md = runtime_image(m, Target::Ptx(old)).and_then(|b| {
+                    load(b).map_err(|e| Error::Cuda {
+                        context: format!("loading kernels/{} as compute_{old} PTX", m.file()),
+                        detail: e,
+                    })
+                })?;
+                return Ok((md, KernelImage::NvrtcPtx(old)));
+            }
+            src = KernelSource::Auto;
+        }
         if matches!(src, KernelSource::Auto | KernelSource::Cubin) {
             // A CUBIN runs on its own major architecture at the same or a later minor revision.
             let cubin = registry::CUBIN_ARCHS
@@ -304,7 +325,12 @@ impl CudaDevice {
             }
         }
         if matches!(src, KernelSource::Auto | KernelSource::Nvrtc) {
-            match runtime_cubin(m, cc) {
+            let target = if m.arch_specific() {
+                Target::CubinArchSpecific(cc)
+            } else {
+                Target::Cubin(cc)
+            };
+            match runtime_image(m, target) {
                 Ok(b) => match load(b) {
                     Ok(md) => return Ok((md, KernelImage::Nvrtc)),
                     Err(e) => tried.push(format!("NVRTC sm_{cc}: loading failed: {e}")),
@@ -392,17 +418,17 @@ impl CudaDevice {
     }
 }
 
-/// NVRTC at run time: a CUBIN for exactly `sm_<cc>`, compiled once per process per module and
-/// architecture.
-fn runtime_cubin(m: Module, cc: u32) -> Result<Vec<u8>> {
-    type Cache = Mutex<HashMap<(Module, u32), Vec<u8>>>;
+/// NVRTC at run time: `target` (a CUBIN for exactly this GPU's architecture, or PTX for an
+/// older one), compiled once per process per module and target.
+fn runtime_image(m: Module, target: Target) -> Result<Vec<u8>> {
+    type Cache = Mutex<HashMap<(Module, Target), Vec<u8>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     static NVRTC: OnceLock<bool> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(b) = cache
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .get(&(m, cc))
+        .get(&(m, target))
     {
         return Ok(b.clone());
     }
@@ -411,11 +437,6 @@ fn runtime_cubin(m: Module, cc: u32) -> Result<Vec<u8>> {
             "libnvrtc could not be loaded for the run-time kernel compile (install the CUDA toolkit's NVRTC or nvidia-cuda-nvrtc-cu12 and add it to LD_LIBRARY_PATH)".into(),
         ));
     }
-    let target = if m.arch_specific() {
-        Target::CubinArchSpecific(cc)
-    } else {
-        Target::Cubin(cc)
-    };
     let c =
         nvrtc_compile::compile(m.file(), m.source(), registry::HEADERS, target).map_err(|f| {
             Error::Nvrtc {
@@ -427,7 +448,7 @@ fn runtime_cubin(m: Module, cc: u32) -> Result<Vec<u8>> {
     cache
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert((m, cc), c.image.clone());
+        .insert((m, target), c.image.clone());
     Ok(c.image)
 }
 
@@ -756,9 +777,12 @@ impl Exec for CudaExec {
     unsafe fn launch_overlapped<P: KernelParams>(&self, k: KernelId, g: Grid, p: &P) -> Result<()> {
         // Only a kernel that waits for its predecessor, on sm_90 or newer, from an image built
         // for its architecture: the wait is compiled in for sm_90 and up, so code JIT-compiled
-        // from the compute_80 PTX lacks it.
+        // from older PTX (the build's compute_80, or NVRTC's for an older architecture) lacks it.
         let (_, image) = self.dev.module(k.module())?;
-        if !k.waits_for_predecessor() || self.dev.inner.cc.0 < 9 || image == KernelImage::Ptx {
+        if !k.waits_for_predecessor()
+            || self.dev.inner.cc.0 < 9
+            || matches!(image, KernelImage::Ptx | KernelImage::NvrtcPtx(_))
+        {
             // SAFETY: the caller's guarantees are those of `launch`.
             return unsafe { self.launch(k, g, p) };
         }
@@ -822,15 +846,61 @@ mod tests {
         for &m in Module::ALL {
             // sm_86 for the portable modules; an architecture-specific one (sm_90a) can only
             // be compiled for its own architecture.
-            let cc = if m.arch_specific() { m.min_arch() } else { 86 };
-            let cubin = runtime_cubin(m, cc).unwrap_or_else(|e| panic!("{}: {e}", m.file()));
+            let target = if m.arch_specific() {
+                Target::CubinArchSpecific(m.min_arch())
+            } else {
+                Target::Cubin(86)
+            };
+            let cubin = runtime_image(m, target).unwrap_or_else(|e| panic!("{}: {e}", m.file()));
             assert!(
                 cubin.starts_with(b"\x7fELF"),
                 "{}: not an ELF CUBIN",
                 m.file()
             );
             // Cached: the second request returns the same image.
-            assert_eq!(runtime_cubin(m, cc).unwrap(), cubin);
+            assert_eq!(runtime_image(m, target).unwrap(), cubin);
+        }
+    }
+
+    #[test]
+    fn runtime_ptx_for_sm75_is_the_turing_build_of_the_tensor_core_kernels() {
+        // KernelSource::NvrtcPtx(75): the tensor-core modules as compute_75 PTX carry their sm_75
+        // code — m8n8k16 (four per m16n8k32) and no cp.async — which a newer GPU JIT-compiles
+        // and runs; the build's own PTX for them is sm_80's (m16n8k32, cp.async).
+        if !nvrtc_compile::nvrtc_present() {
+            assert!(
+                std::env::var("INT8RT_REQUIRE_NVRTC").as_deref() != Ok("1"),
+                "INT8RT_REQUIRE_NVRTC=1 but libnvrtc cannot be loaded"
+            );
+            eprintln!("libnvrtc not found; run-time compile test skipped");
+            return;
+        }
+        for m in [Module::GemmMma, Module::GemvMma] {
+            assert_eq!(m.min_arch(), 75, "{}", m.file());
+            assert_eq!(m.ptx_arch(), 80, "{}", m.file());
+            let ptx = runtime_image(m, Target::Ptx(75)).unwrap();
+            let text = String::from_utf8_lossy(&ptx);
+            assert!(text.contains(".target sm_75"), "{}", m.file());
+            let m8 = text.matches("mma.sync.aligned.m8n8k16").count();
+            assert!(m8 > 0, "{}: no m8n8k16", m.file());
+            assert!(
+                !text.contains("m16n8k32"),
+                "{}: m16n8k32 in sm_75 code",
+                m.file()
+            );
+            assert!(
+                !text.contains("cp.async"),
+                "{}: cp.async in sm_75 code",
+                m.file()
+            );
+            if let Some(own) = m.ptx() {
+                let own = String::from_utf8_lossy(own);
+                assert!(
+                    own.contains("m16n8k32") && !own.contains("m8n8k16"),
+                    "{}",
+                    m.file()
+                );
+            }
         }
     }
 }

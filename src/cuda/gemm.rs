@@ -157,7 +157,8 @@ impl CudaWeights {
     /// The GEMM kernel family [`CudaWeights::gemm`] runs (default [`GemmKernel::Auto`]: the
     /// tensor cores on sm_80 and newer for 16-byte-aligned activation rows — the weight-streaming
     /// GEMV up to 64 rows, tiles above — and dp4a otherwise).
-    /// `Err(PathUnavailable)` for the tensor cores on a GPU older than sm_80.
+    /// `Err(PathUnavailable)` for the tensor cores on a GPU older than sm_75 (sm_75 runs them
+    /// forced or tuned only, [`GemmKernel::Mma`]).
     pub fn set_kernel(&mut self, kernel: GemmKernel) -> Result<()> {
         check_kernel(&self.dev, kernel)?;
         self.kernel = kernel;
@@ -282,8 +283,9 @@ impl CudaWeights {
     }
 }
 
-/// `Err(PathUnavailable)` when `kernel` forces the tensor cores on a GPU older than sm_80, or a
-/// `wgmma` tile on any GPU but sm_90 ([`ops::arch_refusal`]).
+/// `Err(PathUnavailable)` when `kernel` forces the tensor cores on a GPU older than sm_75 (or a
+/// tile over sm_75's 64 KiB of shared memory there), or a `wgmma` tile on any GPU but sm_90
+/// ([`ops::arch_refusal`]).
 pub(crate) fn check_kernel(dev: &CudaDevice, kernel: GemmKernel) -> Result<()> {
     match ops::arch_refusal(kernel, arch(dev)) {
         Some(reason) => Err(Error::PathUnavailable {

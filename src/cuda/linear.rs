@@ -130,7 +130,7 @@ impl CudaQuantLinear {
     /// on sm_80 and newer — the layer's rows are padded to 16 bytes: the weight-streaming GEMV up
     /// to 64 rows, tiles above — and dp4a on older GPUs);
     /// every forward reports the [`Path`] that ran. `Err(PathUnavailable)` for the tensor cores
-    /// on a GPU older than sm_80.
+    /// on a GPU older than sm_75 (sm_75 runs them forced or tuned only, [`GemmKernel::Mma`]).
     pub fn set_kernel(&mut self, kernel: GemmKernel) -> Result<()> {
         check_kernel(&self.dev, kernel)?;
         self.layer.kernel = kernel;

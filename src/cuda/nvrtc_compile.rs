@@ -13,7 +13,7 @@ use std::ffi::{c_char, CString};
 use cudarc::nvrtc::sys;
 
 /// What to produce.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Target {
     /// PTX for `compute_<cc>` (JIT-compiled by the driver for any newer GPU).
     Ptx(u32),

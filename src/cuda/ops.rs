@@ -168,7 +168,8 @@ pub enum GemmKernel {
     Dp4aGemv16,
     /// Always the tensor cores: `Auto`'s tensor-core choice (the GEMV up to 64 rows, the
     /// dispatch table's tile above), or the given tile and split (for tuning the table).
-    /// `Err(PathUnavailable)` before sm_80 or for unaligned rows.
+    /// `Err(PathUnavailable)` before sm_75 (sm_75: its own build, never run on a Turing GPU,
+    /// tiles within 64 KiB of shared memory) or for unaligned rows.
     Mma(Option<MmaConfig>),
     /// Always the weight-streaming tensor-core GEMV (`kernels/gemv_mma.cu`, [`Path::CudaMma`]):
     /// weights straight from memory into `mma` fragments, 8, 16 or 32 activation rows per block
@@ -190,6 +191,15 @@ impl GemmKernel {
             GemmKernel::MmaGemvVariant(GemvVariant::Bulk) | GemmKernel::Dp4aGemv16 => false,
             _ => true,
         }
+    }
+    /// [`ran_on_gpu`](Self::ran_on_gpu) for compute capability `arch`: the tensor-core kernels'
+    /// sm_75 build (its own CUBIN: synchronous copies, `m8n8k16`) has never run on a GPU.
+    pub const fn ran_on_gpu_for(self, arch: u32) -> bool {
+        let tensor_cores = matches!(
+            self,
+            GemmKernel::Mma(_) | GemmKernel::MmaGemv | GemmKernel::MmaGemvVariant(_)
+        );
+        self.ran_on_gpu() && !(tensor_cores && arch < MMA_ARCH)
     }
 }
 
@@ -508,23 +518,39 @@ pub struct MmaConfig {
     pub splits: u32,
 }
 
-/// The oldest architecture of the tensor-core kernels (`mma.sync.m16n8k32`, `cp.async`).
+/// The oldest architecture `Auto` runs the tensor-core kernels on (`mma.sync.m16n8k32`,
+/// `cp.async`; the "by default on sm_80+").
 const MMA_ARCH: u32 = 80;
+/// The oldest architecture the tensor-core kernels run on when forced or tuned: sm_75, through
+/// their own sm_75 CUBIN (synchronous copies, each m16n8k32 as four m8n8k16; kernels/common.cuh).
+/// Never run on a Turing GPU: `Auto` keeps dp4a there.
+const MMA_MIN_ARCH: u32 = 75;
+/// Dynamic shared memory a block may have on sm_75 (Turing's 64 KiB per multiprocessor).
+const SM75_BLOCK_SMEM: usize = 64 << 10;
 /// The one architecture the `wgmma` tiles run on (their CUBIN is sm_90a).
 const WGMMA_ARCH: u32 = 90;
 /// K bytes per pipeline stage of the `wgmma` tiles (`wg::BK`: one 128-byte swizzle row).
 const WGMMA_BK: usize = 128;
 
 /// Why `kernel`, forced, cannot run on a GPU of compute capability `arch` (major · 10 + minor):
-/// the tensor-core kernels need sm_80, a `wgmma` tile sm_90 exactly; `None` when it can (`Auto`
-/// and dp4a always can). `CudaWeights::set_kernel` asks before a kernel is kept, every launch's
+/// the tensor-core kernels need sm_75 (and on sm_75 a tile within its 64 KiB of shared memory),
+/// a `wgmma` tile sm_90 exactly; `None` when it can (`Auto` and dp4a always can). `CudaWeights::set_kernel` asks before a kernel is kept, every launch's
 /// plan again.
 pub(crate) fn arch_refusal(kernel: GemmKernel, arch: u32) -> Option<String> {
     match kernel {
         GemmKernel::Auto | GemmKernel::Dp4a | GemmKernel::Dp4aGemv16 => None,
-        _ if arch < MMA_ARCH => Some(format!(
-            "the tensor-core kernels need sm_80 or newer; this GPU is sm_{arch}"
+        _ if arch < MMA_MIN_ARCH => Some(format!(
+            "the tensor-core kernels need sm_75 or newer; this GPU is sm_{arch}"
         )),
+        GemmKernel::Mma(Some(c))
+            if arch < MMA_ARCH && !c.tile.is_wgmma() && c.tile.smem_bytes() > SM75_BLOCK_SMEM =>
+        {
+            Some(format!(
+                "the {} tile needs {} KiB of shared memory per block; sm_{arch} allows 64",
+                c.tile.label(),
+                c.tile.smem_bytes().div_ceil(1024)
+            ))
+        }
         GemmKernel::Mma(Some(c)) if c.tile.is_wgmma() && arch != WGMMA_ARCH => Some(format!(
             "the {} tile runs on sm_90 alone (wgmma is an sm_90a feature); this GPU is sm_{arch}",
             c.tile.label()
@@ -544,12 +570,13 @@ const SPLIT_READ_MAX: usize = 64 << 10;
 /// H200), each of at least two 64-byte k tiles.
 const MAX_SPLITS: usize = 8;
 
-/// Shared memory per multiprocessor available to blocks, by compute capability (sm_80 / sm_87:
-/// 164 KiB, sm_90 / sm_100: 228 KiB, the others (sm_86, sm_89, sm_120): 100 KiB). Occupancy
+/// Shared memory per multiprocessor available to blocks, by compute capability (sm_75: 64 KiB,
+/// sm_80 / sm_87: 164 KiB, sm_90 / sm_100: 228 KiB, the others (sm_86, sm_89, sm_120): 100 KiB). Occupancy
 /// arithmetic for the static report (the measured dispatch no longer needs it).
 #[cfg(test)]
 fn smem_per_sm(arch: u32) -> usize {
     match arch {
+        75 => 64 << 10,
         80 | 87 => 164 << 10,
         90 | 100 | 103 => 228 << 10,
         _ => 100 << 10,
@@ -568,8 +595,10 @@ fn kernel_registers(tile: MmaTile, arch: u32) -> usize {
         "sm_90a"
     } else if arch >= 90 {
         "sm_90"
-    } else {
+    } else if arch >= 80 {
         "sm_80"
+    } else {
+        "sm_75"
     };
     let name = tile.kernel(false).name();
     REPORT
@@ -580,15 +609,15 @@ fn kernel_registers(tile: MmaTile, arch: u32) -> usize {
 }
 
 /// Blocks of `tile` one multiprocessor holds at once: limited by shared memory (1 KiB reserved
-/// per block), threads (2048 per SM; 1536 on sm_86 / sm_89 / sm_120) and registers (64 Ki per
+/// per block), threads (2048 per SM; 1536 on sm_86 / sm_89 / sm_120, 1024 on sm_75) and registers (64 Ki per
 /// SM, allocated in units of 256 per warp).
 #[cfg(test)]
 pub(crate) fn resident_blocks(tile: MmaTile, arch: u32) -> usize {
     let by_smem = smem_per_sm(arch) / (tile.smem_bytes() + 1024);
-    let max_threads = if matches!(arch, 80 | 87 | 90 | 100 | 103) {
-        2048
-    } else {
-        1536
+    let max_threads = match arch {
+        75 => 1024,
+        80 | 87 | 90 | 100 | 103 => 2048,
+        _ => 1536,
     };
     let by_threads = max_threads / tile.threads();
     let regs_per_warp = (kernel_registers(tile, arch) * 32).div_ceil(256) * 256;
@@ -613,7 +642,8 @@ pub(crate) fn resident_blocks(tile: MmaTile, arch: u32) -> usize {
 /// - otherwise (few tiles, shallow K) 16 × 128, as below (512 × 1024 × 1024: the tuner kept it).
 ///
 /// Elsewhere (sm_80 and sm_90 without `wgmma`: `mma.sync` tiles; from the H200 sweep of
-/// 2026-11-25, which sm_80 follows unmeasured):
+/// 2026-11-25, which sm_80 follows unmeasured; sm_75, forced only, the same but never the
+/// 128 × 128 tile, whose 64 KiB fill Turing's shared memory):
 /// - `M ≤ 128`: 16 × 128 — up to 128 rows the weights' re-reads from L2 cost less than the idle
 ///   multiprocessors a larger tile leaves (16-row tiles won by 1.2–1.5× at M = 2 … 64);
 /// - 128 × 128 tiles enough for eight per multiprocessor: 128 × 128 (8192³: 1.63 ms, against
@@ -655,7 +685,7 @@ pub(crate) fn mma_dispatch(
         }
     } else if m <= 128 {
         MmaTile::M16N128
-    } else if tiles(MmaTile::M128N128) >= 8 * sms {
+    } else if tiles(MmaTile::M128N128) >= 8 * sms && arch >= MMA_ARCH {
         MmaTile::M128N128
     } else if tiles(MmaTile::M64N128) >= 2 * sms || ktiles >= 32 {
         MmaTile::M64N128

@@ -8,7 +8,7 @@ include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 /// One kernel's resources on one architecture, as ptxas reported them at build time.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KernelResources {
-    /// `sm_80`, `sm_90`, `sm_90a`.
+    /// `sm_75`, `sm_80`, `sm_90`, `sm_90a`.
     pub arch: String,
     /// The entry point.
     pub kernel: String,

@@ -97,6 +97,8 @@ struct MmaTestParams {
     d: u64,
     u8: i32,
     tiles: i32,
+    mode: i32,
+    pad: i32,
 }
 
 /// `[lane][i][j]` D of the simulated `mma_16832<MT, NT>` for per-lane A (`a[lane][i]`), B
@@ -108,6 +110,19 @@ fn run_mma(
     u8: bool,
     tiles: i32,
 ) -> Box<[[[[i32; 4]; 3]; 2]; 32]> {
+    run_mma_mode(a, b, c, u8, tiles, 0)
+}
+
+/// [`run_mma`] with selftest.cu's `mode`: bit 0 through sm_75's four `m8n8k16` per `m16n8k32`
+/// (`mma_16832_by_8816`), bit 1 B unsigned.
+fn run_mma_mode(
+    a: &[[[u32; 4]; 2]; 32],
+    b: &[[[u32; 2]; 3]; 32],
+    c: &[[[[i32; 4]; 3]; 2]; 32],
+    u8: bool,
+    tiles: i32,
+    mode: i32,
+) -> Box<[[[[i32; 4]; 3]; 2]; 32]> {
     let mut d = Box::new([[[[0i32; 4]; 3]; 2]; 32]);
     let p = MmaTestParams {
         a: a.as_ptr() as u64,
@@ -116,6 +131,8 @@ fn run_mma(
         d: d.as_mut_ptr() as u64,
         u8: i32::from(u8),
         tiles,
+        mode,
+        pad: 0,
     };
     // SAFETY: a, b, c, d hold 32 lanes × 2 × 4, × 3 × 2, × 2 × 3 × 4 values, as the kernel reads
     // and writes them, and outlive the (synchronous) launch.
@@ -131,7 +148,8 @@ fn run_mma(
         )
     }
     .unwrap();
-    assert_eq!(st.mma, if tiles == 1 { 1 } else { 6 });
+    let per = if mode & 1 == 1 { 4 } else { 1 };
+    assert_eq!(st.mma, per * if tiles == 1 { 1 } else { 6 });
     d
 }
 
@@ -503,6 +521,43 @@ fn simulated_mma_sums_wrap_and_batches_equal_single_instructions() {
                     "batch element ({i}, {j}), u8 {u8}"
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn sm75_m8n8k16_decomposition_gives_the_m16n8k32_bits() {
+    // sm_75 has no m16n8k32: the tensor-core kernels' Turing build runs each as four m8n8k16 on
+    // the same registers (common.cuh `mma_16832_by_8816`). The m8n8k16 emulation (sim.h
+    // `mma_8816`, from that instruction's own ISA layouts) composed that way must give the
+    // m16n8k32 emulation's bits — checked against the reference in the tests above — for random
+    // registers and C near the i32 limits, single and batched, for every operand signedness a
+    // kernel uses (A u8 or s8 with B s8; A s8 with B u8).
+    let mut rng = Rng::new(75);
+    let mut word = || rng.next() as u32;
+    let ra: [[[u32; 4]; 2]; 32] =
+        std::array::from_fn(|_| std::array::from_fn(|_| std::array::from_fn(|_| word())));
+    let rb: [[[u32; 2]; 3]; 32] =
+        std::array::from_fn(|_| std::array::from_fn(|_| std::array::from_fn(|_| word())));
+    let rc: [[[[i32; 4]; 3]; 2]; 32] = std::array::from_fn(|lane| {
+        std::array::from_fn(|i| {
+            std::array::from_fn(|j| {
+                std::array::from_fn(|e| match (lane + i + j + e) % 3 {
+                    0 => i32::MAX - (e as i32),
+                    1 => i32::MIN + (j as i32),
+                    _ => (lane * 7919 + e) as i32 - 50_000,
+                })
+            })
+        })
+    });
+    for tiles in [1, 6] {
+        for (u8, b_u8) in [(false, false), (true, false), (false, true)] {
+            let types = if b_u8 { 2 } else { 0 };
+            let direct = run_mma_mode(&ra, &rb, &rc, u8, tiles, types);
+            let via = run_mma_mode(&ra, &rb, &rc, u8, tiles, types | 1);
+            assert_eq!(direct, via, "tiles {tiles}, A u8 {u8}, B u8 {b_u8}");
+            // (the sums differ from C: the products were not dropped)
+            assert_ne!(direct[0], rc[0], "tiles {tiles}");
         }
     }
 }
@@ -1116,7 +1171,8 @@ fn mma_is_exact_when_cp_async_lands_at_issue() {
 #[test]
 fn path_choice_follows_architecture_alignment_and_forcing() {
     let mut rng = Rng::new(46);
-    // Auto: tensor cores on sm_80 / sm_90, dp4a on sm_75 and for unaligned rows.
+    // Auto: tensor cores on sm_80 / sm_90, dp4a on sm_75 (which runs them forced only) and for
+    // unaligned rows.
     for (arch, aligned, want) in [
         (80, true, Path::CudaMma),
         (90, true, Path::CudaMma),
@@ -1135,6 +1191,23 @@ fn path_choice_follows_architecture_alignment_and_forcing() {
             ActCase::U8Rows,
             BiasCase::F32,
             aligned,
+            false,
+        );
+    }
+    // Forced tensor cores on sm_75 (their own sm_75 build on a GPU; the simulation runs the
+    // same source): a tile within Turing's 64 KiB of shared memory, and the GEMV.
+    for kernel in [forced(MmaTile::M64N128, 1), GemmKernel::MmaGemv] {
+        check_gemm_on(
+            &SimExec::with_arch(75, 40),
+            kernel,
+            Path::CudaMma,
+            &mut rng,
+            17,
+            9,
+            40,
+            ActCase::U8Rows,
+            BiasCase::F32,
+            true,
             false,
         );
     }
@@ -1184,10 +1257,13 @@ fn path_choice_follows_architecture_alignment_and_forcing() {
         r
     };
     for (arch, lda, kernel) in [
-        (75, 16, GemmKernel::Mma(None)),
+        (70, 16, GemmKernel::Mma(None)),
         (90, 17, GemmKernel::Mma(None)),
-        (75, 16, GemmKernel::MmaGemv),
+        (70, 16, GemmKernel::MmaGemv),
         (90, 17, GemmKernel::MmaGemv),
+        // Tiles over sm_75's 64 KiB of shared memory per block.
+        (75, 16, forced(MmaTile::M128N256, 1)),
+        (75, 16, forced(MmaTile::Stream128x64, 1)),
         // A wgmma tile anywhere but sm_90 (its CUBIN is sm_90a).
         (80, 16, forced(MmaTile::Wgmma128x256, 1)),
         (100, 16, forced(MmaTile::Wgmma128x128, 1)),

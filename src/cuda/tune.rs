@@ -327,16 +327,16 @@ impl std::str::FromStr for GemmKernel {
 const SPLITS: [u32; 4] = [1, 2, 4, 8];
 
 /// The kernels worth timing for `m × [n, k]` on compute capability `arch`, `Auto` first: dp4a
-/// (with either GEMV) up to 8 rows; from sm_80 the tensor-core GEMV up to 128 rows, its narrow
+/// (with either GEMV) up to 8 rows; from sm_75 the tensor-core GEMV up to 128 rows, its narrow
 /// and wide variants up to 8 and its bulk-copy one (sm_90+) up to 128, the weight-streaming
 /// tiles at 16 … 256 rows, the other tiles whose row count does not exceed `m` rounded up to a
 /// power of two (at least 16) — the 64-row TMA tiles at any `m` — and the `wgmma` tiles (the
 /// TMA-fed ones included) on sm_90 alone — each at split-K 1, 2, 4, 8 while every split keeps
-/// two k tiles; without `unproven`, only kernels that have run on a GPU
-/// ([`GemmKernel::ran_on_gpu`]).
+/// two k tiles; without `unproven`, only kernels that have run on a GPU of that architecture's
+/// build ([`GemmKernel::ran_on_gpu_for`]: on sm_75, dp4a alone).
 pub(crate) fn candidates(m: usize, k: usize, arch: u32, unproven: bool) -> Vec<GemmKernel> {
     let mut v = all_candidates(m, k, arch);
-    v.retain(|c| unproven || c.ran_on_gpu());
+    v.retain(|c| unproven || c.ran_on_gpu_for(arch));
     v
 }
 
@@ -796,9 +796,21 @@ mod tests {
                     let c = candidates(m, k, arch, true);
                     // Without the unproven kernels: the same list less exactly those.
                     let proven = candidates(m, k, arch, false);
-                    let expect: Vec<GemmKernel> =
-                        c.iter().copied().filter(|c| c.ran_on_gpu()).collect();
+                    let expect: Vec<GemmKernel> = c
+                        .iter()
+                        .copied()
+                        .filter(|c| c.ran_on_gpu_for(arch))
+                        .collect();
                     assert_eq!(proven, expect, "m={m} k={k} sm_{arch}");
+                    // On sm_75 that is dp4a alone: its tensor-core build never ran on a GPU.
+                    if arch == 75 {
+                        assert!(
+                            proven
+                                .iter()
+                                .all(|k| matches!(k, GemmKernel::Auto | GemmKernel::Dp4a)),
+                            "m={m} k={k}: {proven:?}"
+                        );
+                    }
                     // Every kernel of today's list has passed on a GPU (H200 and H100,
                     // 2026-11-26) but the bulk-copy GEMV, tried on sm_90+ up to 128 rows (as the
                     // GEMV is), and the TMA tiles, tried on sm_90 from 33 rows (as the other
@@ -844,15 +856,22 @@ mod tests {
                         }
                     }
                     let has = |f: &dyn Fn(&GemmKernel) -> bool| c.iter().any(f);
-                    // Before sm_80 only the dp4a kernels run: Auto, and dp4a forced (both GEMVs)
-                    // for few rows.
+                    // Before sm_75 only the dp4a kernels run: Auto, and dp4a forced (both GEMVs)
+                    // for few rows. On sm_75 the tensor-core tiles within its 64 KiB of shared
+                    // memory too (forced or tuned; Auto stays dp4a there).
                     let dp4a_only = c.iter().all(|k| {
                         matches!(
                             k,
                             GemmKernel::Auto | GemmKernel::Dp4a | GemmKernel::Dp4aGemv16
                         )
                     });
-                    assert_eq!(dp4a_only, arch < 80, "m={m} sm_{arch}");
+                    assert_eq!(dp4a_only, arch < 75, "m={m} sm_{arch}");
+                    if arch == 75 {
+                        assert!(c.iter().all(|k| !matches!(
+                            k,
+                            GemmKernel::Mma(Some(t)) if t.tile.is_wgmma() || t.tile.smem_bytes() > 64 << 10
+                        )));
+                    }
                     assert_eq!(has(&|k| *k == GemmKernel::Dp4a), m <= 8);
                     assert_eq!(has(&|k| *k == GemmKernel::Dp4aGemv16), m <= 8);
                     assert_eq!(
@@ -861,7 +880,7 @@ mod tests {
                         ),
                         arch == 90 && m > 32
                     );
-                    assert_eq!(has(&|k| *k == GemmKernel::MmaGemv), arch >= 80 && m <= 128);
+                    assert_eq!(has(&|k| *k == GemmKernel::MmaGemv), arch >= 75 && m <= 128);
                 }
             }
         }
