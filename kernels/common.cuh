@@ -41,6 +41,13 @@
 
 #define I8RT_INLINE __device__ __forceinline__
 
+// sm_75 code (Turing has neither cp.async nor mma.m16n8k32): the device build for an
+// architecture before sm_80 — the tensor-core modules' sm_75 CUBIN, or compute_75 PTX — and the
+// simulation built with I8RT_SIM_SM75 (what a simulated sm_75 GPU runs: src/cuda/sim.rs).
+#if (defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ < 800) || (!defined(I8RT_DEVICE_BUILD) && defined(I8RT_SIM_SM75))
+#define I8RT_SM75_CODE 1
+#endif
+
 // A wide store's address must be aligned to its size: a fault on the GPU, a failure in the
 // simulation (where the host CPU would not fault).
 #ifdef I8RT_DEVICE_BUILD
@@ -202,30 +209,36 @@ I8RT_INLINE unsigned smem_addr(unsigned off) {
 // `cp.async.cg.shared.global [smem + off], [src], 16, src_bytes` (sm_80): copies src_bytes
 // (0..16) bytes and zero-fills the rest of the 16; both addresses 16-byte aligned.
 //
-// sm_75 has no cp.async: there (the tensor-core kernels' Turing build, PTX compute_75 and the
-// sm_75 CUBIN) the copy is a synchronous 16-byte load and shared store, so a stage has landed
+// sm_75 has no cp.async: there (I8RT_SM75_CODE: the tensor-core kernels' sm_75 CUBIN, compute_75
+// PTX, a simulated sm_75 GPU) the copy is a synchronous 16-byte load and shared store, so a stage has landed
 // when its copies return and commit / wait are empty — the pipelines' structure (a stage is
 // refilled only after a block_sync that follows its last read, read only after a block_sync
 // that follows its copies) keeps them correct; only the overlap of copies with the mma is lost.
-#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ < 800
+#ifdef I8RT_SM75_CODE
 I8RT_INLINE void copy_16_sync(unsigned off, const void* src, int src_bytes) {
     int4 v;
     if (src_bytes >= 16) {
-        v = *static_cast<const int4*>(src);
+        v = ldg_v4(src);
     } else {
         const auto* b = static_cast<const unsigned char*>(src);
-        v = make_int4(ld_bytes4(b, 0, src_bytes), ld_bytes4(b, 4, src_bytes), ld_bytes4(b, 8, src_bytes),
-                      ld_bytes4(b, 12, src_bytes));
+        v.x = ld_bytes4(b, 0, src_bytes);
+        v.y = ld_bytes4(b, 4, src_bytes);
+        v.z = ld_bytes4(b, 8, src_bytes);
+        v.w = ld_bytes4(b, 12, src_bytes);
     }
-    *reinterpret_cast<int4*>(dyn_smem() + off) = v;
+    unsigned char* dst = dyn_smem() + off;
+#ifndef I8RT_DEVICE_BUILD
+    sim::check_smem(dst, 16, 16, "st.shared.v4 (sm_75 copy)");
+#endif
+    *reinterpret_cast<int4*>(dst) = v;
 }
 #endif
 
 I8RT_INLINE void cp_async_16(unsigned off, const void* src, int src_bytes) {
-#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 800
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(off)), "l"(src), "r"(src_bytes));
-#elif defined(I8RT_DEVICE_BUILD)
+#if defined(I8RT_SM75_CODE)
     copy_16_sync(off, src, src_bytes);
+#elif defined(I8RT_DEVICE_BUILD)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(off)), "l"(src), "r"(src_bytes));
 #else
     sim::cp_async_16(sim::dyn_smem() + off, src, src_bytes);
 #endif
@@ -234,13 +247,13 @@ I8RT_INLINE void cp_async_16(unsigned off, const void* src, int src_bytes) {
 // `cp.async.cg.shared.global [smem + off], [src], 16, ignore-src`: 16 bytes, or 16 zeros when
 // `zero` (src is then not read). Cheaper to issue than a variable src-size.
 I8RT_INLINE void cp_async_16_or_zero(unsigned off, const void* src, bool zero) {
-#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 800
+#if defined(I8RT_SM75_CODE)
+    copy_16_sync(off, src, zero ? 0 : 16);
+#elif defined(I8RT_DEVICE_BUILD)
     asm volatile(
         "{\n .reg .pred p;\n setp.ne.b32 p, %2, 0;\n cp.async.cg.shared.global [%0], [%1], 16, p;\n}\n" ::"r"(
             smem_addr(off)),
         "l"(src), "r"((int)zero));
-#elif defined(I8RT_DEVICE_BUILD)
-    copy_16_sync(off, src, zero ? 0 : 16);
 #else
     sim::cp_async_16(sim::dyn_smem() + off, src, zero ? 0 : 16);
 #endif
@@ -248,9 +261,10 @@ I8RT_INLINE void cp_async_16_or_zero(unsigned off, const void* src, bool zero) {
 
 // `cp.async.commit_group`: the copies issued since the last commit form one group.
 I8RT_INLINE void cp_async_commit() {
-#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 800
+#if defined(I8RT_SM75_CODE)
+#elif defined(I8RT_DEVICE_BUILD)
     asm volatile("cp.async.commit_group;\n" ::: "memory");
-#elif !defined(I8RT_DEVICE_BUILD)
+#else
     sim::cp_async_commit();
 #endif
 }
@@ -259,9 +273,10 @@ I8RT_INLINE void cp_async_commit() {
 // threads' copies are visible after a block_sync that follows their wait).
 template <int N>
 I8RT_INLINE void cp_async_wait() {
-#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 800
+#if defined(I8RT_SM75_CODE)
+#elif defined(I8RT_DEVICE_BUILD)
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-#elif !defined(I8RT_DEVICE_BUILD)
+#else
     sim::cp_async_wait(N);
 #endif
 }
@@ -465,7 +480,8 @@ I8RT_INLINE void mma_8816(int (&c)[2], unsigned a, unsigned b) {
 // columns 2t, 2t + 1; c2, c3 row g + 8. So rows g … of D take a0 · b0 + a2 · b1 and rows g + 8 …
 // take a1 · b0 + a3 · b1, each an m8n8k16 of exactly its fragment layout; s32 sums wrap, so
 // the order of the adds does not change the bits. The simulation checks this against the
-// m16n8k32 emulation (selftest.cu, `sim_selftest_mma` with `via_8816`).
+// m16n8k32 emulation (selftest.cu, `sim_selftest_mma`, mode bit 0), and runs whole kernels this
+// way as a simulated sm_75 GPU.
 template <int MT, int NT, bool U8, bool B_U8 = false>
 I8RT_INLINE void mma_16832_by_8816(int (&acc)[MT][NT][4], const unsigned (&a)[MT][4], const unsigned (&b)[NT][2]) {
 #pragma unroll
@@ -493,7 +509,7 @@ I8RT_INLINE void mma_16832_by_8816(int (&acc)[MT][NT][4], const unsigned (&a)[MT
 template <int MT, int NT, bool U8, bool B_U8 = false>
 I8RT_INLINE void mma_16832(int (&acc)[MT][NT][4], const unsigned (&a)[MT][4], const unsigned (&b)[NT][2]) {
     static_assert(!(U8 && B_U8), "u8 × u8 is not a GEMM of this crate");
-#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ < 800
+#if defined(I8RT_SM75_CODE)
     mma_16832_by_8816<MT, NT, U8, B_U8>(acc, a, b);
 #elif defined(I8RT_DEVICE_BUILD)
 #pragma unroll

@@ -103,13 +103,27 @@ pub(crate) fn sources_hash() -> u64 {
     h
 }
 
-fn build_and_load() -> std::result::Result<SimLib, String> {
+/// Builds (once per source hash) and loads the simulation library: the one for sm_80 and newer,
+/// or with `sm75` the one a simulated sm_75 GPU runs (`I8RT_SIM_SM75`: common.cuh's sm_75 code —
+/// synchronous copies for cp.async, four m8n8k16 per m16n8k32 — as the sm_75 CUBIN has it).
+fn build_and_load(sm75: bool) -> std::result::Result<SimLib, String> {
     let dir = Path::new(env!("OUT_DIR")).join("sim");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let so = dir.join(format!("libint8rt_sim_{:016x}.so", sources_hash()));
+    let variant = if sm75 { "_sm75" } else { "" };
+    let so = dir.join(format!("libint8rt_sim{variant}_{:016x}.so", sources_hash()));
     if !so.exists() {
-        let tmp = dir.join(format!("tmp_{}.so", std::process::id()));
-        let out = compile_command(&tmp, &[])
+        let tmp = dir.join(format!("tmp{variant}_{}.so", std::process::id()));
+        // (the sm_75 library exports its entry points alone: kernels/sim/exports.map says why)
+        let script = format!(
+            "-Wl,--version-script={}",
+            kernels_dir().join("sim/exports.map").display()
+        );
+        let extra: Vec<&str> = if sm75 {
+            vec!["-DI8RT_SIM_SM75=1", &script]
+        } else {
+            vec![]
+        };
+        let out = compile_command(&tmp, &extra)
             .output()
             .map_err(|e| format!("running the C++ compiler: {e}"))?;
         if !out.status.success() {
@@ -147,7 +161,17 @@ fn build_and_load() -> std::result::Result<SimLib, String> {
 /// The simulation library, built on first use.
 pub(crate) fn lib() -> &'static SimLib {
     static LIB: OnceLock<SimLib> = OnceLock::new();
-    LIB.get_or_init(|| build_and_load().unwrap_or_else(|e| panic!("{e}")))
+    LIB.get_or_init(|| build_and_load(false).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// The library a GPU of compute capability `arch` runs: before sm_80, the sm_75 build
+/// ([`build_and_load`]), built on first use.
+pub(crate) fn lib_for(arch: u32) -> &'static SimLib {
+    static SM75: OnceLock<SimLib> = OnceLock::new();
+    if arch >= 80 {
+        return lib();
+    }
+    SM75.get_or_init(|| build_and_load(true).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// What simulated launches counted (`int8rt_sim_launch_ex`'s statistics).
@@ -525,7 +549,7 @@ impl Exec for SimExec {
         // SAFETY: the library checks the parameter block's length against the kernel's sizeof
         // (and `P` is the block `k` takes, checked above); the caller guarantees every address
         // in it is a live buffer large enough for every index the kernel forms.
-        let st = lib().launch_raw(
+        let st = lib_for(self.arch).launch_raw(
             k.name(),
             g.grid,
             g.block,

@@ -845,6 +845,70 @@ fn mma_every_tile_matches_reference_around_its_edges() {
 }
 
 #[test]
+fn sm75_build_matches_reference_for_every_tile_it_runs() {
+    // A simulated sm_75 GPU runs common.cuh's sm_75 code (the simulation library built with
+    // I8RT_SIM_SM75, as the sm_75 CUBIN is built): synchronous copies instead of cp.async, four
+    // m8n8k16 per m16n8k32. Every tile within Turing's 64 KiB of shared memory (splits 1 and 3)
+    // and the GEMVs, around their edges and over more k tiles than a pipeline holds, against
+    // the reference; the statistics show that code ran: no cp.async, and four times the mma
+    // instructions the sm_80 code issues on the same shapes.
+    let mut rng = Rng::new(76);
+    let (turing, ampere) = (SimExec::with_arch(75, 40), SimExec::with_arch(80, 40));
+    let mut kernels = vec![
+        GemmKernel::MmaGemv,
+        GemmKernel::MmaGemvVariant(GemvVariant::Narrow),
+        GemmKernel::MmaGemvVariant(GemvVariant::Wide),
+    ];
+    for tile in MmaTile::ALL {
+        if !tile.is_wgmma() && tile.smem_bytes() <= 64 << 10 {
+            kernels.extend([forced(tile, 1), forced(tile, 3)]);
+        }
+    }
+    for (i, &kernel) in kernels.iter().enumerate() {
+        let (bm, bn, stages) = match kernel {
+            GemmKernel::Mma(Some(c)) => (c.tile.bm(), c.tile.bn(), c.tile.stages()),
+            _ => (8, 16, 2),
+        };
+        let mut mma = [0u64; 2];
+        for (e, count) in [&turing, &ampere].into_iter().zip(&mut mma) {
+            for (si, &(m, n, k)) in [
+                (bm + 1, bn - 1, 65),
+                (2 * bm + 3, bn + 6, 31),
+                (5, 2 * bn + 3, 64 * (2 * stages + 1) + 40),
+            ]
+            .iter()
+            .enumerate()
+            {
+                check_gemm_on(
+                    e,
+                    kernel,
+                    Path::CudaMma,
+                    &mut rng,
+                    m,
+                    n,
+                    k,
+                    ACTS[(i + si) % 4],
+                    BIASES[(i + 2 * si) % 3],
+                    true,
+                    false,
+                );
+            }
+            let st = e.take_stats();
+            assert!(st.mma > 0, "{kernel}: {st:?}");
+            // (the GEMVs load straight into registers: no cp.async on either)
+            let staged = matches!(kernel, GemmKernel::Mma(_)) && e.arch >= 80;
+            assert_eq!(st.cp_async > 0, staged, "{kernel} on sm_{}: {st:?}", e.arch);
+            *count = st.mma;
+        }
+        assert_eq!(
+            mma[0],
+            4 * mma[1],
+            "{kernel}: m8n8k16 on sm_75, m16n8k32 on sm_80"
+        );
+    }
+}
+
+#[test]
 fn wgmma_tiles_match_reference_around_their_128_byte_stages() {
     // The wgmma tiles' own stage is 128 bytes of K (four 32-byte instructions): K at, around
     // and well past it (more k tiles than the four-stage pipeline holds, so every stage buffer is
