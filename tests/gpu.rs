@@ -3,7 +3,8 @@
 //! sm_80+, the tensor cores: every block tile, split-K factors, the dispatch table's choice),
 //! `CudaQuantLinear` for every activation mode and output type on host and device buffers and a
 //! caller's stream (reporting the path that ran), every kernel-image path (CUBIN, PTX, run-time
-//! NVRTC), the quantize kernels, non-finite inputs, and a layer shared by threads. Without a GPU every test returns early, unless
+//! NVRTC), the tensor-core kernels' sm_75 build (run here as compute_75 PTX), the quantize
+//! kernels, non-finite inputs, and a layer shared by threads. Without a GPU every test returns early, unless
 //! `INT8RT_REQUIRE_CUDA=1`, which turns "no GPU" into a failure.
 
 #![cfg(feature = "cuda")]
