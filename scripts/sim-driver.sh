@@ -12,20 +12,28 @@
 #                                  # host time per forward, kernels counted but not run
 #   scripts/sim-driver.sh --build  # build only; prints the library's directory
 #
-# Environment for the library: INT8RT_SIMDRV_ARCH (compute capability, default 90),
+# Environment for the library: INT8RT_SIMDRV_ARCH (compute capability, default 90; below 80 the
+# kernels' sm_75 code runs, from target/sim-driver-sm75/),
 # INT8RT_SIMDRV_SMS (default 132), INT8RT_SIMDRV_POOLS=0 (no memory pools),
 # INT8RT_SIMDRV_SKIP_KERNELS=1. The compile flags are kernels/sim/cxxflags, which
 # src/cuda/sim.rs's `compile_command` (the simulation library of the unit tests) reads too.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${CARGO_TARGET_DIR:-$root/target}/sim-driver"
+variant=()
+if [ "${INT8RT_SIMDRV_ARCH:-90}" -lt 80 ]; then
+    # An sm_75 device runs the kernels' sm_75 code (kernels/common.cuh, I8RT_SM75_CODE), as its
+    # CUBIN would: a library of its own.
+    out="$out-sm75"
+    variant=(-DI8RT_SIM_SM75=1)
+fi
 mkdir -p "$out"
 srcs=("$root"/kernels/*.cu "$root"/kernels/*.cuh "$root"/kernels/sim/*)
 hash="$(cat "${srcs[@]}" | sha256sum | cut -c1-16)"
 if [ ! -f "$out/libcuda.so.1" ] || [ "$(cat "$out/hash" 2>/dev/null)" != "$hash" ]; then
     echo "sim-driver: compiling the kernels for the host simulation (a minute or two)" >&2
     # shellcheck disable=SC2046
-    "${CXX:-c++}" $(grep -v '^ *#' "$root/kernels/sim/cxxflags") -Wno-psabi -I "$root/kernels" \
+    "${CXX:-c++}" $(grep -v '^ *#' "$root/kernels/sim/cxxflags") ${variant[@]+"${variant[@]}"} -Wno-psabi -I "$root/kernels" \
         -x c++ "$root"/kernels/*.cu -x none "$root/kernels/sim/sim_main.cpp" \
         "$root/kernels/sim/libcuda_sim.cpp" -Wl,-soname,libcuda.so.1 -o "$out/libcuda.so.1.tmp"
     # (renamed into place, never rewritten: a program still running on the previous build keeps

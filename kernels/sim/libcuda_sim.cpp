@@ -78,6 +78,20 @@ int env_int(const char* name, int dflt) {
 
 int arch() { return env_int("INT8RT_SIMDRV_ARCH", 90); }
 
+// Shared memory per multiprocessor and the most one block may opt in to, by architecture
+// (CUDA C++ Programming Guide, "Technical Specifications per Compute Capability"): sm_75 64 /
+// 64 KiB, sm_80 / sm_87 164 / 163, sm_90 / sm_100 228 / 227, the others (sm_86, sm_89, sm_120)
+// 100 / 99.
+int smem_per_sm() {
+    switch (arch()) {
+        case 75: return 64 << 10;
+        case 80: case 87: return 164 << 10;
+        case 90: case 100: case 103: return 228 << 10;
+        default: return 100 << 10;
+    }
+}
+int smem_per_block_optin() { return arch() == 75 ? smem_per_sm() : smem_per_sm() - (1 << 10); }
+
 int note(int code, const std::string& what) {
     std::fprintf(stderr, "int8rt simulated driver: %s\n", what.c_str());
     std::lock_guard<std::mutex> g(st().m);
@@ -303,8 +317,8 @@ int cuDeviceGetAttribute(int* v, int attrib, int dev) {
         case 16: *v = env_int("INT8RT_SIMDRV_SMS", 132); break;     // multiprocessors
         case 75: *v = arch() / 10; break;                           // compute capability major
         case 76: *v = arch() % 10; break;                           // compute capability minor
-        case 81: *v = 228 << 10; break;                             // shared memory per SM
-        case 97: *v = 227 << 10; break;                             // opt-in shared memory per block
+        case 81: *v = smem_per_sm(); break;                         // shared memory per SM
+        case 97: *v = smem_per_block_optin(); break;                // opt-in shared memory per block
         case 115: *v = env_int("INT8RT_SIMDRV_POOLS", 1); break;  // memory pools supported
         default: *v = 0; break;
     }
@@ -590,7 +604,10 @@ int cuFuncSetAttribute(void* f, int attrib, int value) {
     auto* fn = static_cast<Function*>(f);
     if (!fn) return INVALID_HANDLE;
     if (attrib == 8) {  // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
-        if (value < 0 || value > (227 << 10)) return INVALID_VALUE;
+        if (value < 0 || value > smem_per_block_optin())
+            return note(INVALID_VALUE, "cuFuncSetAttribute: " + std::to_string(value) +
+                                           " bytes of dynamic shared memory, sm_" + std::to_string(arch()) +
+                                           " allows " + std::to_string(smem_per_block_optin()));
         fn->max_dyn_smem = (unsigned)value;
     }
     return OK;
