@@ -831,16 +831,25 @@ impl Exec for CudaExec {
 mod tests {
     use super::*;
 
+    /// Whether libnvrtc loads here (a test that needs it is skipped, with a line, when not —
+    /// unless `INT8RT_REQUIRE_NVRTC=1`, as in CI, makes that a failure).
+    fn nvrtc_here() -> bool {
+        if nvrtc_compile::nvrtc_present() {
+            return true;
+        }
+        assert!(
+            std::env::var("INT8RT_REQUIRE_NVRTC").as_deref() != Ok("1"),
+            "INT8RT_REQUIRE_NVRTC=1 but libnvrtc cannot be loaded"
+        );
+        eprintln!("libnvrtc not found; run-time compile test skipped");
+        false
+    }
+
     #[test]
     fn runtime_nvrtc_compiles_every_module_from_the_embedded_sources() {
         // The run-time fallback (no CUBIN or PTX for this GPU): the embedded sources and headers
         // compile for an architecture the build did not target, and the result is a CUBIN.
-        if !nvrtc_compile::nvrtc_present() {
-            assert!(
-                std::env::var("INT8RT_REQUIRE_NVRTC").as_deref() != Ok("1"),
-                "INT8RT_REQUIRE_NVRTC=1 but libnvrtc cannot be loaded"
-            );
-            eprintln!("libnvrtc not found; run-time compile test skipped");
+        if !nvrtc_here() {
             return;
         }
         for &m in Module::ALL {
@@ -867,12 +876,7 @@ mod tests {
         // KernelSource::NvrtcPtx(75): the tensor-core modules as compute_75 PTX carry their sm_75
         // code — m8n8k16 (four per m16n8k32) and no cp.async — which a newer GPU JIT-compiles
         // and runs; the build's own PTX for them is sm_80's (m16n8k32, cp.async).
-        if !nvrtc_compile::nvrtc_present() {
-            assert!(
-                std::env::var("INT8RT_REQUIRE_NVRTC").as_deref() != Ok("1"),
-                "INT8RT_REQUIRE_NVRTC=1 but libnvrtc cannot be loaded"
-            );
-            eprintln!("libnvrtc not found; run-time compile test skipped");
+        if !nvrtc_here() {
             return;
         }
         for m in [Module::GemmMma, Module::GemvMma] {
