@@ -210,8 +210,8 @@ I8RT_INLINE unsigned smem_addr(unsigned off) {
 // (0..16) bytes and zero-fills the rest of the 16; both addresses 16-byte aligned.
 //
 // sm_75 has no cp.async: there (I8RT_SM75_CODE: the tensor-core kernels' sm_75 CUBIN, compute_75
-// PTX, a simulated sm_75 GPU) the copy is a synchronous 16-byte load and shared store, so a stage has landed
-// when its copies return and commit / wait are empty — the pipelines' structure (a stage is
+// PTX, a simulated sm_75 GPU) the copy is a synchronous 16-byte load and shared store, so a stage
+// has landed when its copies return and commit / wait are empty — the pipelines' structure (a stage is
 // refilled only after a block_sync that follows its last read, read only after a block_sync
 // that follows its copies) keeps them correct; only the overlap of copies with the mma is lost.
 #ifdef I8RT_SM75_CODE

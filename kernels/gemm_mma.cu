@@ -1,6 +1,7 @@
-// kernels/gemm_mma.cu — the int8 GEMM on the tensor cores (sm_80 and newer; sm_75 through its own CUBIN) with the DESIGN.md §1
-// epilogue fused: Y[m, n] = epilogue(X[m, k] · W[n, k]ᵀ), X s8 or u8, W s8, both K-contiguous
-// with 16-byte-aligned rows (the host checks; other strides run on gemm_dp4a.cu).
+// kernels/gemm_mma.cu — the int8 GEMM on the tensor cores (sm_80 and newer; sm_75 through its own
+// CUBIN) with the DESIGN.md §1 epilogue fused: Y[m, n] = epilogue(X[m, k] · W[n, k]ᵀ), X s8 or u8,
+// W s8, both K-contiguous with 16-byte-aligned rows (the host checks; other strides run on
+// gemm_dp4a.cu).
 // I8RT_MIN_ARCH 75
 // I8RT_PTX_ARCH 80
 // (sm_75, Turing, has neither cp.async nor m16n8k32: its CUBIN, built from the same source, copies

@@ -534,8 +534,8 @@ const WGMMA_BK: usize = 128;
 
 /// Why `kernel`, forced, cannot run on a GPU of compute capability `arch` (major · 10 + minor):
 /// the tensor-core kernels need sm_75 (and on sm_75 a tile within its 64 KiB of shared memory),
-/// a `wgmma` tile sm_90 exactly; `None` when it can (`Auto` and dp4a always can). `CudaWeights::set_kernel` asks before a kernel is kept, every launch's
-/// plan again.
+/// a `wgmma` tile sm_90 exactly; `None` when it can (`Auto` and dp4a always can).
+/// `CudaWeights::set_kernel` asks before a kernel is kept, every launch's plan again.
 pub(crate) fn arch_refusal(kernel: GemmKernel, arch: u32) -> Option<String> {
     match kernel {
         GemmKernel::Auto | GemmKernel::Dp4a | GemmKernel::Dp4aGemv16 => None,
@@ -571,8 +571,8 @@ const SPLIT_READ_MAX: usize = 64 << 10;
 const MAX_SPLITS: usize = 8;
 
 /// Shared memory per multiprocessor available to blocks, by compute capability (sm_75: 64 KiB,
-/// sm_80 / sm_87: 164 KiB, sm_90 / sm_100: 228 KiB, the others (sm_86, sm_89, sm_120): 100 KiB). Occupancy
-/// arithmetic for the static report (the measured dispatch no longer needs it).
+/// sm_80 / sm_87: 164 KiB, sm_90 / sm_100: 228 KiB, the others (sm_86, sm_89, sm_120): 100 KiB).
+/// Occupancy arithmetic for the static report (the measured dispatch no longer needs it).
 #[cfg(test)]
 fn smem_per_sm(arch: u32) -> usize {
     match arch {
@@ -609,8 +609,8 @@ fn kernel_registers(tile: MmaTile, arch: u32) -> usize {
 }
 
 /// Blocks of `tile` one multiprocessor holds at once: limited by shared memory (1 KiB reserved
-/// per block), threads (2048 per SM; 1536 on sm_86 / sm_89 / sm_120, 1024 on sm_75) and registers (64 Ki per
-/// SM, allocated in units of 256 per warp).
+/// per block), threads (2048 per SM; 1536 on sm_86 / sm_89 / sm_120, 1024 on sm_75) and
+/// registers (64 Ki per SM, allocated in units of 256 per warp).
 #[cfg(test)]
 pub(crate) fn resident_blocks(tile: MmaTile, arch: u32) -> usize {
     let by_smem = smem_per_sm(arch) / (tile.smem_bytes() + 1024);
