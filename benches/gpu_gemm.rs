@@ -488,6 +488,15 @@ fn bench_shape(
         runs.push(("int8rt_mma_f32".into(), GemmKernel::Auto, true));
     }
     runs.push(("int8rt_dp4a_i32".into(), GemmKernel::Dp4a, false));
+    // Up to 8 rows dp4a runs the 16-row GEMV (the bench's rows are aligned); its warp-per-row
+    // GEMV (dp4a's only one before the ninth session) forced: row `int8rt_dp4a_warp_i32`.
+    if m <= 8 {
+        runs.push((
+            "int8rt_dp4a_warp_i32".into(),
+            GemmKernel::Dp4aWarpPerRow,
+            false,
+        ));
+    }
     if mma && m <= 128 {
         runs.push(("int8rt_gemv_i32".into(), GemmKernel::MmaGemv, false));
     }
@@ -523,14 +532,9 @@ fn bench_shape(
             ));
         }
     }
-    // The kernels not yet run on a GPU come after the proven ones (and before the sweep and the
-    // tuned row), least novel first: a kernel that faults on its first run leaves this process's
-    // CUDA context unusable, and the rows before it keep their figures.
-    // The 16-row dp4a GEMV (the tensor-core GEMV's block shape; not yet run on a GPU when added)
-    // up to 8 rows: row `int8rt_dp4a16_i32`.
-    if m <= 8 {
-        runs.push(("int8rt_dp4a16_i32".into(), GemmKernel::Dp4aGemv16, false));
-    }
+    // The kernels last to run on a GPU come after the others (and before the sweep and the
+    // tuned row), least novel first: a kernel that faults leaves this process's CUDA context
+    // unusable, and the rows before it keep their figures.
     // The bulk-copy GEMV (sm_90 and newer) up to 64 rows: row `int8rt_gemv_bulk_i32`.
     if mma && m <= 64 && dev.compute_capability().0 >= 9 {
         runs.push((

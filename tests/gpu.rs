@@ -103,7 +103,7 @@ fn arch(dev: &CudaDevice) -> u32 {
 /// tensor cores on sm_80+ (the weight-streaming GEMV up to 64 rows, tiles above), dp4a before.
 fn want_path(dev: &CudaDevice, kernel: GemmKernel) -> Path {
     match kernel {
-        GemmKernel::Dp4a | GemmKernel::Dp4aGemv16 => Path::CudaDp4a,
+        GemmKernel::Dp4a | GemmKernel::Dp4aGemv16 | GemmKernel::Dp4aWarpPerRow => Path::CudaDp4a,
         GemmKernel::Mma(_) | GemmKernel::MmaGemv | GemmKernel::MmaGemvVariant(_) => Path::CudaMma,
         GemmKernel::Auto if has_mma(dev) => Path::CudaMma,
         GemmKernel::Auto => Path::CudaDp4a,
@@ -232,8 +232,14 @@ fn gemm_matches_reference_over_shapes() {
     // (any M: 8-, 16- and 32-row block rows, several of them past 32) and its block variants.
     // Every size 1..=17 in one dimension with the others odd, tile edges ± 1, GEMV and deep
     // shapes.
-    // (the 16-row dp4a GEMV, forced: its first native run; aligned rows)
-    let mut kernels = vec![GemmKernel::Dp4a, GemmKernel::Auto, GemmKernel::Dp4aGemv16];
+    // (dp4a: up to 8 rows the 16-row GEMV on aligned rows, the warp-per-row one forced; the
+    // unaligned cases below run the latter under `Dp4a` too)
+    let mut kernels = vec![
+        GemmKernel::Dp4a,
+        GemmKernel::Auto,
+        GemmKernel::Dp4aGemv16,
+        GemmKernel::Dp4aWarpPerRow,
+    ];
     if has_mma(&dev) {
         kernels.push(GemmKernel::MmaGemv);
         kernels.push(GemmKernel::MmaGemvVariant(GemvVariant::Narrow));

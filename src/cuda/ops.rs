@@ -158,14 +158,19 @@ pub enum GemmKernel {
     /// factor of the dispatch table; `dp4a` ([`Path::CudaDp4a`]) otherwise.
     #[default]
     Auto,
-    /// Always the `dp4a` kernels.
+    /// Always the `dp4a` kernels ([`Path::CudaDp4a`]): up to 8 rows the decode GEMV — with
+    /// 16-byte-aligned rows the 16-row one ([`GemmKernel::Dp4aGemv16`]; on the H200 1.2–2.3×
+    /// faster than a warp per weight row at 1 … 8 × 4096² and 1 × 8192², bench/RESULTS.md),
+    /// else a warp per weight row ([`GemmKernel::Dp4aWarpPerRow`]) — the dp4a tile above.
     Dp4a,
-    /// The `dp4a` kernels with, for up to 8 rows of aligned operands, the decode GEMV in the
-    /// tensor-core GEMV's block shape (16 weight rows per block, K across 8 warps:
-    /// `gemv_dp4a16_*`) instead of a warp per weight row ([`Path::CudaDp4a`]; more rows run the
-    /// dp4a tile). Built and simulated, not yet run on a GPU: forced, or tuned with
-    /// `include_unproven`, only. `Err(PathUnavailable)` for unaligned rows.
+    /// The `dp4a` kernels with, for up to 8 rows, the decode GEMV in the tensor-core GEMV's
+    /// block shape (16 weight rows per block, K across 8 warps: `gemv_dp4a16_*`); what
+    /// [`GemmKernel::Dp4a`] runs for aligned rows. `Err(PathUnavailable)` for unaligned rows.
     Dp4aGemv16,
+    /// The `dp4a` kernels with, for up to 8 rows, the decode GEMV of a warp per weight row
+    /// (`gemv_dp4a_*`: [`GemmKernel::Dp4a`]'s for unaligned rows and its only one before the
+    /// ninth session) — for comparison and tuning.
+    Dp4aWarpPerRow,
     /// Always the tensor cores: `Auto`'s tensor-core choice (the GEMV up to 64 rows, the
     /// dispatch table's tile above), or the given tile and split (for tuning the table).
     /// `Err(PathUnavailable)` before sm_75 (sm_75: its own build, never run on a Turing GPU,
@@ -183,12 +188,13 @@ pub enum GemmKernel {
 
 impl GemmKernel {
     /// Whether every kernel this choice can launch has run on a GPU and matched the reference
-    /// there (bench/RESULTS.md): all since the H200 run of 2026-11-26 (the GEMV variants with
-    /// the tiles, [`MmaTile::ran_on_gpu`]); the tuner tries only these unless asked.
+    /// there (bench/RESULTS.md): all since the H200 run of 2026-11-26 (ninth session: the
+    /// bulk-copy GEMV, the 16-row dp4a GEMV and the TMA tiles the last; [`MmaTile::ran_on_gpu`]);
+    /// the tuner tries only these unless asked. A kernel added later starts `false` here until
+    /// a GPU run passes it.
     pub const fn ran_on_gpu(self) -> bool {
         match self {
             GemmKernel::Mma(Some(c)) => c.tile.ran_on_gpu(),
-            GemmKernel::MmaGemvVariant(GemvVariant::Bulk) | GemmKernel::Dp4aGemv16 => false,
             _ => true,
         }
     }
@@ -219,8 +225,8 @@ pub enum GemvVariant {
     /// 8 warps fed from a 4-stage shared-memory ring that bulk asynchronous copies fill
     /// (`gemv_mma_bulk_m8/m16/m32_*`, sm_90 and newer: `cp.async.bulk` + mbarriers): 68 KiB of
     /// weights in flight per block, whatever the registers; 8, 16 or 32 activation rows per
-    /// block row as M asks, like the default. Built and simulated, not yet run on a GPU:
-    /// forced, or tuned with `include_unproven`, only.
+    /// block row as M asks, like the default. Forced or tuned only: on the H200 slower than the
+    /// default at every size measured (1 × 4096²: 9.7 µs against 7.8; bench/RESULTS.md).
     Bulk,
 }
 
@@ -464,15 +470,16 @@ impl MmaTile {
         matches!(self.spec().family, TileFamily::Tma)
     }
     /// Whether this tile's kernels have run on a GPU and given the reference's bits there
-    /// (bench/RESULTS.md): all of them since the H200 and H100 runs of 2026-11-26 (fifth
-    /// session), whose GPU tests checked every tile × split-K factor and whose tuners bit-checked
-    /// every candidate.
-    /// A tile added later starts `false` until a GPU run passes it: the TMA tiles (sixth
-    /// session, built and simulated without a GPU).
+    /// (bench/RESULTS.md): all of them — the `mma.sync`, weight-streaming and `wgmma` tiles
+    /// since the H200 and H100 runs of 2026-11-26 (fifth session), the TMA tiles since the H200
+    /// run of the ninth session; each run's GPU tests checked every tile × split-K factor and its
+    /// tuners bit-checked every candidate. A tile added later starts `false` until a GPU run
+    /// passes it.
     pub const fn ran_on_gpu(self) -> bool {
         match self.spec().family {
-            TileFamily::Mma | TileFamily::Stream { .. } | TileFamily::Wgmma => true,
-            TileFamily::Tma => false,
+            TileFamily::Mma | TileFamily::Stream { .. } | TileFamily::Wgmma | TileFamily::Tma => {
+                true
+            }
         }
     }
     /// Whether this is a weight-streaming tile (`kernels/gemv_mma.cu`'s staged kernels).
@@ -538,7 +545,10 @@ const WGMMA_BK: usize = 128;
 /// `CudaWeights::set_kernel` asks before a kernel is kept, every launch's plan again.
 pub(crate) fn arch_refusal(kernel: GemmKernel, arch: u32) -> Option<String> {
     match kernel {
-        GemmKernel::Auto | GemmKernel::Dp4a | GemmKernel::Dp4aGemv16 => None,
+        GemmKernel::Auto
+        | GemmKernel::Dp4a
+        | GemmKernel::Dp4aGemv16
+        | GemmKernel::Dp4aWarpPerRow => None,
         _ if arch < MMA_MIN_ARCH => Some(format!(
             "the tensor-core kernels need sm_75 or newer; this GPU is sm_{arch}"
         )),
@@ -952,14 +962,15 @@ fn choose_kernel(
         Ok(())
     };
     match kernel {
-        GemmKernel::Dp4a => Ok(Plan::Dp4a { gemv16: false }),
+        GemmKernel::Dp4a => Ok(Plan::Dp4a { gemv16: aligned }),
+        GemmKernel::Dp4aWarpPerRow => Ok(Plan::Dp4a { gemv16: false }),
         GemmKernel::Dp4aGemv16 if aligned => Ok(Plan::Dp4a { gemv16: true }),
         GemmKernel::Dp4aGemv16 => Err(Error::PathUnavailable {
             path: Path::CudaDp4a,
             reason: "the 16-row dp4a GEMV needs 16-byte-aligned rows (lda, ldb and both base addresses multiples of 16)".into(),
         }),
         GemmKernel::Auto if arch >= MMA_ARCH && aligned => Ok(tensor_cores(m)),
-        GemmKernel::Auto => Ok(Plan::Dp4a { gemv16: false }),
+        GemmKernel::Auto => Ok(Plan::Dp4a { gemv16: aligned }),
         GemmKernel::Mma(cfg) => {
             forced_ok()?;
             Ok(cfg.map_or_else(|| tensor_cores(m), Plan::Tiled))

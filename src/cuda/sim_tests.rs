@@ -308,7 +308,8 @@ pub(super) fn check_gemm_on(
     }
 }
 
-/// [`check_gemm_on`] with the dp4a kernels.
+/// [`check_gemm_on`] with the dp4a kernels: the tile, and up to 8 rows the warp-per-row GEMV
+/// (`GemmKernel::Dp4aWarpPerRow`; the 16-row one has its own test below).
 #[allow(clippy::too_many_arguments)]
 fn check_gemm(
     rng: &mut Rng,
@@ -323,7 +324,7 @@ fn check_gemm(
     let e = SimExec::new();
     check_gemm_on(
         &e,
-        GemmKernel::Dp4a,
+        GemmKernel::Dp4aWarpPerRow,
         Path::CudaDp4a,
         rng,
         m,
@@ -443,6 +444,47 @@ fn dp4a_gemv16_matches_reference_around_its_steps() {
     }
     // (unaligned rows are refused with a typed error: sim_mma_tests.rs,
     // `path_choice_follows_architecture_alignment_and_forcing`)
+}
+
+#[test]
+fn dp4a_runs_the_16_row_gemv_on_aligned_rows_and_a_warp_per_row_on_others() {
+    // The dp4a family's decode GEMV as it is chosen (ninth session, from the H200's figures):
+    // `Dp4a` — and `Auto` where it means dp4a, before sm_80 — run the 16-row GEMV on aligned
+    // rows up to 8 and the warp-per-row one on unaligned rows; `Dp4aWarpPerRow` always the
+    // latter; 9 rows the tile. Each with the reference's bits (check_gemm_on).
+    use KernelId::*;
+    let mut rng = Rng::new(72);
+    let sm90 = SimExec::new();
+    let sm61 = SimExec::with_arch(61, 6);
+    for (e, kernel, m, aligned, want) in [
+        (&sm90, GemmKernel::Dp4a, 1, true, GemvDp4a16M1S8),
+        (&sm90, GemmKernel::Dp4a, 8, true, GemvDp4a16M8S8),
+        (&sm90, GemmKernel::Dp4a, 1, false, GemvDp4aS8Unaligned),
+        (&sm90, GemmKernel::Dp4a, 9, true, GemmDp4aS8),
+        (&sm90, GemmKernel::Dp4aWarpPerRow, 1, true, GemvDp4aS8),
+        (&sm90, GemmKernel::Dp4aWarpPerRow, 8, true, GemvDp4aS8),
+        (&sm61, GemmKernel::Auto, 3, true, GemvDp4a16M8S8),
+        (&sm61, GemmKernel::Auto, 3, false, GemvDp4aS8Unaligned),
+    ] {
+        check_gemm_on(
+            e,
+            kernel,
+            Path::CudaDp4a,
+            &mut rng,
+            m,
+            37,
+            600,
+            ActCase::S8Rows,
+            BiasCase::I32,
+            aligned,
+            false,
+        );
+        let ran = e.take_launched();
+        assert!(
+            !ran.is_empty() && ran.iter().all(|&k| k == want),
+            "{kernel:?} m={m} aligned={aligned}: {ran:?}"
+        );
+    }
 }
 
 #[test]
