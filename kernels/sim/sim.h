@@ -903,6 +903,9 @@ inline void tma_load_2d(void* dst, const unsigned long long* map, int c0, int c1
     if (d.swizzle != 3 || d.box0 != 128) fail("cp.async.bulk.tensor: only 128-byte rows with the 128-byte swizzle are emulated");
     if (d.box1 == 0 || d.box1 > 256 || d.dim0 == 0 || d.dim1 == 0 || d.stride1 % 16 != 0 || d.base % 16 != 0)
         fail("cp.async.bulk.tensor: an invalid tensor map");
+    // The box's first byte along the row at a multiple of 16 (u8 elements: c0 itself): the H200
+    // trapped on every other origin tried (bench/probes/tma_box_align.cu).
+    if (c0 % 16 != 0) fail("cp.async.bulk.tensor: a box whose first byte is not at a multiple of 16 (the hardware traps)");
     const unsigned bytes = (unsigned)(d.box0 * d.box1);
     check_smem(dst, bytes, 16, "cp.async.bulk.tensor destination");
     const unsigned long long at = SMEM_WINDOW + (unsigned long long)(static_cast<unsigned char*>(dst) - t_launch->dyn_base());

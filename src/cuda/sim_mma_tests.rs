@@ -260,7 +260,7 @@ fn simulated_mma_places_every_b_c_d_element_where_the_isa_says() {
 /// Run test `name` of this test binary alone in a child process with `env` = `value` (for
 /// launches the simulation is expected to abort, which ends its process): whether the child
 /// succeeded, and its standard error.
-fn run_test_in_child(name: &str, env: &str, value: &str) -> (bool, String) {
+pub(crate) fn run_test_in_child(name: &str, env: &str, value: &str) -> (bool, String) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", name, "--test-threads=1", "--nocapture"])
         .env(env, value)

@@ -6,6 +6,13 @@
 //! `128 i + 16 (j ⊕ (i mod 8))` of a 1024-byte aligned destination; zeros outside the tensor);
 //! the simulation test checks the emulation against it, `tests/gpu.rs` the hardware. No inference
 //! path uses this.
+//!
+//! A box's first byte must lie at a multiple of 16 bytes along the row (its innermost coordinate
+//! × the element size): on the H200 a box at byte 172, 8, 4, 1 or −4 trapped
+//! (`CUDA_ERROR_ILLEGAL_INSTRUCTION`), with or without the swizzle, while 0, 16, 128, 160 and −16
+//! landed byte for byte as [`tma_box_expected`] lays them out (`bench/probes/tma_box_align.cu`,
+//! ninth session). The TMA tiles' boxes start at multiples of 128; [`run`] refuses other origins
+//! with a typed error and the simulation fails such a copy as the hardware does.
 
 use super::exec::{Exec, Grid};
 use super::params::TmaProbeParams;
@@ -16,15 +23,16 @@ use crate::error::{Error, Result};
 const PROBE_THREADS: u32 = 128;
 
 /// The probe's matrix (rows, bytes per row, row stride) and its boxes (rows, byte and row of the
-/// first element): inside the matrix, across its right edge (K) and its last row, at negative
-/// coordinates, of 1 to 256 rows — for the simulation test and `tests/gpu.rs` alike.
+/// first element, the byte a multiple of 16): inside the matrix, across its right edge (K) and its
+/// last row, at negative coordinates, of 1 to 256 rows — for the simulation test and
+/// `tests/gpu.rs` alike.
 pub const TMA_PROBE_MATRIX: (usize, usize, usize) = (70, 300, 304);
 /// See [`TMA_PROBE_MATRIX`].
 pub const TMA_PROBE_BOXES: [(usize, i32, i32); 6] = [
     (8, 0, 0),
     (13, 128, 5),
     (64, 256, 30),
-    (1, 172, 69),
+    (1, 176, 69),
     (16, -16, -3),
     (256, 128, 0),
 ];
@@ -59,7 +67,8 @@ pub fn tma_box_expected(
 }
 
 /// Run `tma_probe` on `e`: the box of `box_rows` rows (1 … 256) at (`c0`, `c1`) of the tensor
-/// map of `src` (`rows × cols` bytes, row stride `ld`, a multiple of 16).
+/// map of `src` (`rows × cols` bytes, row stride `ld`, a multiple of 16); `c0` a multiple of 16
+/// (the hardware traps on others).
 pub(crate) fn run<E: Exec>(
     e: &E,
     src: &E::Buf<u8>,
@@ -71,6 +80,15 @@ pub(crate) fn run<E: Exec>(
         return Err(Error::param(
             "TMA probe box",
             format!("1 … 256 rows of a non-empty matrix (rows {rows}, cols {cols}, ld {ld}, box {box_rows})"),
+        ));
+    }
+    if c0 % 16 != 0 {
+        return Err(Error::param(
+            "TMA probe box",
+            format!(
+                "its first byte along the row ({c0}) must be a multiple of 16: the TMA traps on \
+                 others"
+            ),
         ));
     }
     let need = crate::error::checked_len("TMA probe source", rows, ld)?;
@@ -144,14 +162,66 @@ mod tests {
         let st = e.take_stats();
         assert_eq!(st.bulk_copies, 6, "{st:?}");
         assert_eq!(e.take_launched(), vec![KernelId::TmaProbe; 6]);
-        // Refused before a launch: a box of 0 or 257 rows, a stride below the row.
-        for (shape, box_rows) in [
-            ((rows, cols, ld), 0),
-            ((rows, cols, ld), 257),
-            ((rows, 310, ld), 8),
+        // Refused before a launch: a box of 0 or 257 rows, a stride below the row, a first byte
+        // off the 16-byte grid (the origins the H200 trapped on).
+        for (shape, box_rows, c0) in [
+            ((rows, cols, ld), 0, 0),
+            ((rows, cols, ld), 257, 0),
+            ((rows, 310, ld), 8, 0),
+            ((rows, cols, ld), 1, 172),
+            ((rows, cols, ld), 8, -4),
+            ((rows, cols, ld), 8, 1),
         ] {
-            assert!(run(&e, &buf, shape, box_rows, (0, 0)).is_err());
+            let r = run(&e, &buf, shape, box_rows, (c0, 0));
+            assert!(matches!(r, Err(Error::InvalidParam { .. })), "{r:?}");
         }
         assert!(e.take_launched().is_empty());
+    }
+
+    #[test]
+    fn simulated_tma_copy_from_an_unaligned_byte_fails_as_the_hardware_traps() {
+        // The probe kernel launched directly (past `run`'s check) with a box at byte 8 or −4:
+        // the emulated copy aborts the launch, as the H200's TMA trapped on those origins; at
+        // byte 16 it lands. The simulation aborts its process on a kernel fault, so each case
+        // runs in a child process (this test binary, this test alone).
+        const CHILD: &str = "INT8RT_SIM_TMA_ORIGIN_CHILD";
+        const NAME: &str = "cuda::tma_probe::tests::simulated_tma_copy_from_an_unaligned_byte_fails_as_the_hardware_traps";
+        let (rows, cols, ld) = TMA_PROBE_MATRIX;
+        let launch = |c0: i32| {
+            let e = SimExec::new();
+            let src = e.upload(&tma_probe_source()).unwrap();
+            let mut out = e.alloc::<u8>(128 * 8).unwrap();
+            let (sa, _gs) = e.addr(&src);
+            let (oa, _go) = e.addr_mut(&mut out);
+            let p = TmaProbeParams {
+                map: e.tensor_map(sa, rows, cols, ld, 8).unwrap(),
+                out: oa,
+                c0,
+                c1: 0,
+                box_bytes: 128 * 8,
+                ..Default::default()
+            };
+            let g = Grid {
+                grid: [1, 1, 1],
+                block: [PROBE_THREADS, 1, 1],
+                smem: 1024 + 128 * 8 + 8,
+            };
+            // SAFETY: as in `run`: the map covers `src`, the kernel writes out[0, 1024).
+            unsafe { e.launch(KernelId::TmaProbe, g, &p) }
+        };
+        if let Ok(c0) = std::env::var(CHILD) {
+            let r = launch(c0.parse().unwrap());
+            eprintln!("the launch returned: {r:?}");
+            std::process::exit(0);
+        }
+        for c0 in [8, -4] {
+            let (ok, err) =
+                crate::cuda::sim_mma_tests::run_test_in_child(NAME, CHILD, &c0.to_string());
+            assert!(
+                !ok && err.contains("not at a multiple of 16"),
+                "box at byte {c0}: {err}"
+            );
+        }
+        launch(16).unwrap();
     }
 }
