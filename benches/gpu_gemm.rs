@@ -488,9 +488,12 @@ fn bench_shape(
         runs.push(("int8rt_mma_f32".into(), GemmKernel::Auto, true));
     }
     runs.push(("int8rt_dp4a_i32".into(), GemmKernel::Dp4a, false));
-    // Up to 8 rows dp4a runs the 16-row GEMV (the bench's rows are aligned); its warp-per-row
-    // GEMV (dp4a's only one before the ninth session) forced: row `int8rt_dp4a_warp_i32`.
+    // Up to 8 rows dp4a runs the 16-row GEMV (the bench's rows are aligned; one row of a layer
+    // wider than one wave of its blocks in the narrow 4-warp block); its 8-warp block forced: row
+    // `int8rt_dp4a16_i32`; the warp-per-row GEMV (dp4a's only one before the ninth session)
+    // forced: row `int8rt_dp4a_warp_i32`.
     if m <= 8 {
+        runs.push(("int8rt_dp4a16_i32".into(), GemmKernel::Dp4aGemv16, false));
         runs.push((
             "int8rt_dp4a_warp_i32".into(),
             GemmKernel::Dp4aWarpPerRow,

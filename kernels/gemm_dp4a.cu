@@ -200,13 +200,14 @@ I8RT_INLINE void body(const GemmParams& p) {
 }
 }  // namespace skinny
 
-// The decode GEMV on dp4a in the tensor-core GEMV's block shape (GemmKernel::Dp4aGemv16; forced
-// or tuned until measured): the weight-streaming pattern that reached 74 % of an H100's memory
-// bandwidth at 1 × 8192² on the tensor cores (gemv_mma_m8), where the skinny kernel above (a warp
-// per weight row, the whole row in four rounds of loads) reached 64 % (bench/RESULTS.md,
-// 2026-11-26).
-// - a block is 8 warps on 16 weight rows; k advances in 64-byte steps, warp w taking steps w,
-//   w + 8, …; lane (g, t) loads 16 bytes of weight rows g and g + 8 at byte 16 t of the step
+// The decode GEMV on dp4a in the tensor-core GEMV's block shape (what GemmKernel::Dp4a runs for
+// up to 8 aligned rows; GemmKernel::Dp4aGemv16 forces it): the weight-streaming pattern that
+// reached 74 % of an H100's memory bandwidth at 1 × 8192² on the tensor cores (gemv_mma_m8), where
+// the skinny kernel above (a warp per weight row, the whole row in four rounds of loads) reached
+// 64 %; on the H200 1.2–2.3× the skinny kernel at 1 … 8 × 4096² and 1 × 8192² (bench/RESULTS.md,
+// 2026-11-26, ninth session).
+// - a block is 8 warps (the narrow M = 1 block: 4) on 16 weight rows; k advances in 64-byte steps,
+//   warp w taking steps w, w + 8, … (w + 4, … in the narrow block); lane (g, t) loads 16 bytes of weight rows g and g + 8 at byte 16 t of the step
 //   (streaming hint) and the same 16 bytes of each activation row below M (≤ MR rows: 1 for
 //   the M = 1 kernels, 8 for the others), batches of U steps double-buffered in registers; the
 //   step that crosses K with byte guards;
@@ -220,6 +221,11 @@ using gemv::BN;
 using gemv::STEP;
 constexpr int WARPS = 8;
 constexpr int THREADS = 32 * WARPS;
+// The narrow block for one activation row of a layer too wide for one wave of 8-warp blocks
+// (more than three per SM): 4 warps, four blocks per SM, so every block of an 8192-row layer is
+// resident at once (the tensor-core GEMV's narrow variant, which won there on the H200).
+constexpr int NARROW_WARPS = 4;
+constexpr int NARROW_THREADS = 32 * NARROW_WARPS;
 
 template <int MR, int U>
 struct Batch {
@@ -244,9 +250,10 @@ I8RT_INLINE void dot_step(int (&acc)[2][MR], const int4& w0, const int4& w1, con
     }
 }
 
-template <int MR, bool U8, int U>
+// W warps per block (WARPS, or NARROW_WARPS) split K between them.
+template <int MR, bool U8, int U, int W = WARPS>
 I8RT_INLINE void body(const GemmParams& p) {
-    __shared__ int red[WARPS][4][32];
+    __shared__ int red[W][4][32];
     const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, t = lane & 3;
     const int bn = (int)blockIdx.x * BN;
@@ -264,15 +271,15 @@ I8RT_INLINE void body(const GemmParams& p) {
 #pragma unroll
         for (int i = 0; i < MR; ++i) acc[h][i] = 0;
 
-    // Whole steps below K: warp w owns steps w + 8 j, j < count.
+    // Whole steps below K: warp w owns steps w + W j, j < count.
     const int full = p.k / STEP;
-    const int count = warp < full ? (full - warp + WARPS - 1) / WARPS : 0;
+    const int count = warp < full ? (full - warp + W - 1) / W : 0;
     const int4 zero = {0, 0, 0, 0};
     auto load = [&](Batch<MR, U>& b, int j0) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {
             const bool live = j0 + u < count;
-            const long long o = (long long)(warp + WARPS * (j0 + u)) * STEP;
+            const long long o = (long long)(warp + W * (j0 + u)) * STEP;
             b.w0[u] = live && w0_ok ? ldg_stream_v4(w0p + o) : zero;
             b.w1[u] = live && w1_ok ? ldg_stream_v4(w1p + o) : zero;
 #pragma unroll
@@ -290,7 +297,7 @@ I8RT_INLINE void body(const GemmParams& p) {
         }
     }
     // The step that crosses K, if any, by the warp whose turn it is.
-    if (p.k % STEP != 0 && warp == full % WARPS) {
+    if (p.k % STEP != 0 && warp == full % W) {
         const long long o = (long long)full * STEP;
         const long long end = (long long)p.k - 16 * t;  // bytes of this thread's rows below K, from o
         const int4 w0 = w0_ok ? gemv::load_guarded(w0p, o, end) : zero;
@@ -315,7 +322,7 @@ I8RT_INLINE void body(const GemmParams& p) {
             if (i == 2 * t) c[0][0][2 * h] = v;
             if (i == 2 * t + 1) c[0][0][2 * h + 1] = v;
         }
-    gemv::reduce_store<1, WARPS>(p, red, c, bn, 0);
+    gemv::reduce_store<1, W>(p, red, c, bn, 0);
 }
 
 }  // namespace rows16
@@ -334,3 +341,10 @@ I8RT_ENTRY_MIN_BLOCKS(gemv_dp4a16_m1_s8, GemmParams, rows16::THREADS, 2) { rows1
 I8RT_ENTRY_MIN_BLOCKS(gemv_dp4a16_m1_u8, GemmParams, rows16::THREADS, 2) { rows16::body<1, true, 2>(p); }
 I8RT_ENTRY(gemv_dp4a16_m8_s8, GemmParams, rows16::THREADS) { rows16::body<8, false, 1>(p); }
 I8RT_ENTRY(gemv_dp4a16_m8_u8, GemmParams, rows16::THREADS) { rows16::body<8, true, 1>(p); }
+// (M = 1, the narrow block: three steps per register batch, four blocks per SM)
+I8RT_ENTRY_MIN_BLOCKS(gemv_dp4a16_m1_narrow_s8, GemmParams, rows16::NARROW_THREADS, 4) {
+    rows16::body<1, false, 3, rows16::NARROW_WARPS>(p);
+}
+I8RT_ENTRY_MIN_BLOCKS(gemv_dp4a16_m1_narrow_u8, GemmParams, rows16::NARROW_THREADS, 4) {
+    rows16::body<1, true, 3, rows16::NARROW_WARPS>(p);
+}

@@ -30,6 +30,8 @@ const TILE_M: usize = 128;
 const TILE_N: usize = 128;
 /// Threads per block of the elementwise and per-row kernels.
 pub(crate) const THREADS: u32 = 256;
+/// Threads of the 16-row dp4a GEMV's narrow block (`rows16::NARROW_THREADS`).
+const DP4A16_NARROW_THREADS: u32 = 128;
 /// The weight-streaming tensor-core GEMV (`kernels/gemv_mma.cu`): weight rows per block
 /// (`gemv::BN`), threads per block (`gemv::THREADS`), and the most activation rows one block
 /// row covers (`8 · MT` with MT = 4).
@@ -160,12 +162,15 @@ pub enum GemmKernel {
     Auto,
     /// Always the `dp4a` kernels ([`Path::CudaDp4a`]): up to 8 rows the decode GEMV — with
     /// 16-byte-aligned rows the 16-row one ([`GemmKernel::Dp4aGemv16`]; on the H200 1.2–2.3×
-    /// faster than a warp per weight row at 1 … 8 × 4096² and 1 × 8192², bench/RESULTS.md),
-    /// else a warp per weight row ([`GemmKernel::Dp4aWarpPerRow`]) — the dp4a tile above.
+    /// faster than a warp per weight row at 1 … 8 × 4096² and 1 × 8192², bench/RESULTS.md), for
+    /// one row of a layer too wide for one wave of its blocks in a narrow 4-warp block
+    /// (`dp4a_narrow`), else a warp per weight row ([`GemmKernel::Dp4aWarpPerRow`]) — the dp4a
+    /// tile above.
     Dp4a,
     /// The `dp4a` kernels with, for up to 8 rows, the decode GEMV in the tensor-core GEMV's
-    /// block shape (16 weight rows per block, K across 8 warps: `gemv_dp4a16_*`); what
-    /// [`GemmKernel::Dp4a`] runs for aligned rows. `Err(PathUnavailable)` for unaligned rows.
+    /// block shape (16 weight rows per block, K across 8 warps: `gemv_dp4a16_*`), always its
+    /// 8-warp block (what [`GemmKernel::Dp4a`] runs for aligned rows but the narrow case).
+    /// `Err(PathUnavailable)` for unaligned rows.
     Dp4aGemv16,
     /// The `dp4a` kernels with, for up to 8 rows, the decode GEMV of a warp per weight row
     /// (`gemv_dp4a_*`: [`GemmKernel::Dp4a`]'s for unaligned rows and its only one before the
@@ -274,9 +279,11 @@ impl GemvVariant {
 /// weight-streaming tensor-core GEMV.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Plan {
-    /// The dp4a kernels; `gemv16`: the 16-row GEMV for few rows (aligned operands).
+    /// The dp4a kernels; `gemv16`: the 16-row GEMV for few rows (aligned operands), in its
+    /// narrow block for one row when `narrow` ([`dp4a_narrow`]).
     Dp4a {
         gemv16: bool,
+        narrow: bool,
     },
     Tiled(MmaConfig),
     /// The GEMV, in its default blocks (`None`) or a variant.
@@ -888,26 +895,46 @@ impl<E: Exec> ScratchCache<E> {
     }
 }
 
+/// Whether dp4a's 16-row GEMV runs one activation row in its narrow block (4 warps, four per
+/// SM): when its default blocks (8 warps, three per SM by registers) would need a second wave —
+/// more than `3 · sms` blocks of 16 weight rows — as the tensor-core GEMV's narrow variant, which
+/// won there on the H200 ([`gemv_auto_variant`]). Unlike that rule it applies on every
+/// architecture (dp4a's default matters most before sm_80), from the same wave arithmetic.
+pub(crate) fn dp4a_narrow(m: usize, n: usize, sms: u32) -> bool {
+    m <= 1 && n.div_ceil(GEMV_BN) > 3 * sms.max(1) as usize
+}
+
 /// The kernel and grid of the `dp4a` GEMM for an `m × n` product: the skinny kernel for
 /// `m ≤ SKINNY_MAX_M` — or with `gemv16` (aligned operands) the 16-row GEMV, its M = 1 kernel
-/// for one row — else the tiled one; 16-byte loads when both strides allow them.
+/// for one row (its narrow block with `narrow`) — else the tiled one; 16-byte loads when both
+/// strides allow them.
 pub(crate) fn dp4a_plan(
     m: usize,
     n: usize,
     u8_act: bool,
     aligned: bool,
     gemv16: bool,
+    narrow: bool,
 ) -> Result<(KernelId, Grid)> {
     use KernelId::*;
     if gemv16 && aligned && m <= SKINNY_MAX_M {
-        let k = match (m <= 1, u8_act) {
-            (true, false) => GemvDp4a16M1S8,
-            (true, true) => GemvDp4a16M1U8,
-            (false, false) => GemvDp4a16M8S8,
-            (false, true) => GemvDp4a16M8U8,
+        let narrow = narrow && m <= 1;
+        let k = match (m <= 1, narrow, u8_act) {
+            (true, true, false) => GemvDp4a16M1NarrowS8,
+            (true, true, true) => GemvDp4a16M1NarrowU8,
+            (true, false, false) => GemvDp4a16M1S8,
+            (true, false, true) => GemvDp4a16M1U8,
+            (false, _, false) => GemvDp4a16M8S8,
+            (false, _, true) => GemvDp4a16M8U8,
         };
-        // [⌈n / 16⌉] blocks of 8 warps (rows16::THREADS), each on 16 weight rows and all m rows.
-        return Ok((k, tile_grid(1, 1, n, GEMV_BN, 1, THREADS, 0)?));
+        // [⌈n / 16⌉] blocks of 8 warps (rows16::THREADS; narrow: 4, rows16::NARROW_THREADS),
+        // each on 16 weight rows and all m rows.
+        let threads = if narrow {
+            DP4A16_NARROW_THREADS
+        } else {
+            THREADS
+        };
+        return Ok((k, tile_grid(1, 1, n, GEMV_BN, 1, threads, 0)?));
     }
     if m <= SKINNY_MAX_M {
         let k = match (u8_act, aligned) {
@@ -961,16 +988,27 @@ fn choose_kernel(
         }
         Ok(())
     };
+    // dp4a as `Dp4a` and `Auto` run it: the 16-row GEMV on aligned rows, narrow where it pays.
+    let dp4a_default = Plan::Dp4a {
+        gemv16: aligned,
+        narrow: aligned && dp4a_narrow(m, n, sms),
+    };
     match kernel {
-        GemmKernel::Dp4a => Ok(Plan::Dp4a { gemv16: aligned }),
-        GemmKernel::Dp4aWarpPerRow => Ok(Plan::Dp4a { gemv16: false }),
-        GemmKernel::Dp4aGemv16 if aligned => Ok(Plan::Dp4a { gemv16: true }),
+        GemmKernel::Dp4a => Ok(dp4a_default),
+        GemmKernel::Dp4aWarpPerRow => Ok(Plan::Dp4a {
+            gemv16: false,
+            narrow: false,
+        }),
+        GemmKernel::Dp4aGemv16 if aligned => Ok(Plan::Dp4a {
+            gemv16: true,
+            narrow: false,
+        }),
         GemmKernel::Dp4aGemv16 => Err(Error::PathUnavailable {
             path: Path::CudaDp4a,
             reason: "the 16-row dp4a GEMV needs 16-byte-aligned rows (lda, ldb and both base addresses multiples of 16)".into(),
         }),
         GemmKernel::Auto if arch >= MMA_ARCH && aligned => Ok(tensor_cores(m)),
-        GemmKernel::Auto => Ok(Plan::Dp4a { gemv16: aligned }),
+        GemmKernel::Auto => Ok(dp4a_default),
         GemmKernel::Mma(cfg) => {
             forced_ok()?;
             Ok(cfg.map_or_else(|| tensor_cores(m), Plan::Tiled))
@@ -1170,8 +1208,8 @@ pub(crate) fn gemm<E: Exec>(
             };
             return Ok(path);
         }
-        Plan::Dp4a { gemv16 } => {
-            let (kid, grid) = dp4a_plan(m, n, u8_act, aligned, gemv16)?;
+        Plan::Dp4a { gemv16, narrow } => {
+            let (kid, grid) = dp4a_plan(m, n, u8_act, aligned, gemv16, narrow)?;
             // SAFETY: every address comes from a buffer of `e` whose guard lives to the end of this
             // function; the lengths checked above cover every index the kernel forms: x rows
             // i < m at i·lda + [0, k), w rows j < n at j·ldb + [0, k) (16-byte reads only below

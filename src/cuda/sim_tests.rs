@@ -447,6 +447,86 @@ fn dp4a_gemv16_matches_reference_around_its_steps() {
 }
 
 #[test]
+fn dp4a_narrow_gemv_matches_reference_where_a_layer_outgrows_one_wave() {
+    // One activation row on a layer with more 16-row blocks than three per SM (here a simulated
+    // GPU of one SM: more than 48 weight rows): `Dp4a` runs the narrow block (4 warps, three steps
+    // per register batch) — K around its 64-byte step, its 4-warp round (256 bytes), the
+    // three-step batch (768) and the step that crosses K; every activation mode — with the
+    // reference's bits. At 48 rows, and forced (`Dp4aGemv16`), the 8-warp block.
+    use KernelId::*;
+    let mut rng = Rng::new(73);
+    let e = SimExec::with_arch(90, 1);
+    for &(n, k) in &[
+        (49, 1),
+        (64, 64),
+        (50, 255),
+        (80, 256),
+        (97, 768 + 64 + 7),
+        (65, 2000),
+    ] {
+        for (i, act) in [
+            ActCase::S8Tensor,
+            ActCase::U8Tensor,
+            ActCase::S8Rows,
+            ActCase::U8Rows,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let bias = [BiasCase::None, BiasCase::I32, BiasCase::F32][(i + n) % 3];
+            check_gemm_on(
+                &e,
+                GemmKernel::Dp4a,
+                Path::CudaDp4a,
+                &mut rng,
+                1,
+                n,
+                k,
+                act,
+                bias,
+                true,
+                i == 3,
+            );
+            let ran = e.take_launched();
+            let u8_act = matches!(act, ActCase::U8Tensor | ActCase::U8Rows);
+            let want = if u8_act {
+                GemvDp4a16M1NarrowU8
+            } else {
+                GemvDp4a16M1NarrowS8
+            };
+            assert!(
+                !ran.is_empty() && ran.iter().all(|&k| k == want),
+                "n={n} k={k} {act:?}: {ran:?}"
+            );
+        }
+    }
+    for (kernel, n, want) in [
+        (GemmKernel::Dp4a, 48, GemvDp4a16M1S8),
+        (GemmKernel::Dp4aGemv16, 97, GemvDp4a16M1S8),
+        (GemmKernel::Dp4a, 97, GemvDp4a16M1NarrowS8),
+    ] {
+        check_gemm_on(
+            &e,
+            kernel,
+            Path::CudaDp4a,
+            &mut rng,
+            1,
+            n,
+            300,
+            ActCase::S8Rows,
+            BiasCase::I32,
+            true,
+            false,
+        );
+        let ran = e.take_launched();
+        assert!(
+            !ran.is_empty() && ran.iter().all(|&k| k == want),
+            "{kernel:?} n={n}: {ran:?}"
+        );
+    }
+}
+
+#[test]
 fn dp4a_runs_the_16_row_gemv_on_aligned_rows_and_a_warp_per_row_on_others() {
     // The dp4a family's decode GEMV as it is chosen (ninth session, from the H200's figures):
     // `Dp4a` — and `Auto` where it means dp4a, before sm_80 — run the 16-row GEMV on aligned
