@@ -2049,8 +2049,10 @@ impl<E: Exec> DevLinear<E> {
 }
 
 /// Clear status words kept per stream ([`DevLinear::status_pool`]): as many forwards may be
-/// pending at once on one stream before a new word is uploaded.
-const STATUS_POOL: usize = 64;
+/// pending at once on one stream before a new word is uploaded. A decode step that enqueues every
+/// layer and then waits on them all has hundreds pending (the `gpu_latency` example: 300); 16
+/// bytes each.
+const STATUS_POOL: usize = 1024;
 
 /// A host-slice forward's device input and output ([`DevLinear::forward_host`]), kept per
 /// stream.

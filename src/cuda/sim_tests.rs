@@ -1054,6 +1054,54 @@ fn deferred_forward_checks_later_with_the_same_bits_and_errors() {
 }
 
 #[test]
+fn a_long_deferred_chain_allocates_nothing_once_warm() {
+    // A decode step enqueues every layer's forward and then waits on all of them (the H200's
+    // `gpu_latency`: 300 pending forwards). Once one such chain has run and given its status
+    // words back, the next takes every word from the stream's pool: no allocation (each would be
+    // an allocation and a synchronous upload on a GPU), no clearing launch — and each word still
+    // reports its own forward's input. (With a pool of 64 words, the size before the ninth
+    // session, the second chain allocated 236 words.)
+    let mut rng = Rng::new(16);
+    let (m, k, n) = (1, 16, 8);
+    let w = rng.f32s(n * k, 0.5);
+    let layer = QuantLinear::from_f32("fc", &w, n, k, None, LinearConfig::default()).unwrap();
+    let e = SimExec::new();
+    let dev = DevLinear::new(&e, &layer).unwrap();
+    let x = e.upload(&rng.f32s(m * k, 1.0)).unwrap();
+    let mut nan = rng.f32s(m * k, 1.0);
+    nan[3] = f32::NAN;
+    let xn = e.upload(&nan).unwrap();
+    let mut y = e.upload(&vec![0f32; m * n]).unwrap();
+    let chain = 300;
+    for round in 0..2 {
+        e.take_allocs();
+        e.take_launched();
+        let words: Vec<_> = (0..chain)
+            .map(|i| {
+                let xi = if i == 150 { &xn } else { &x };
+                dev.enqueue(&e, xi, m, &mut DevOut::F32(&mut y)).unwrap().1
+            })
+            .collect();
+        let allocs = e.take_allocs();
+        assert_eq!(e.take_launched().len(), 2 * chain, "round {round}");
+        if round == 1 {
+            // (the NaN forward's word was dropped: one fresh word)
+            assert_eq!(
+                allocs, 1,
+                "round {round}: allocations for {chain} pending forwards"
+            );
+        }
+        for (i, wd) in words.into_iter().enumerate() {
+            let r = dev.check_input(&e, &wd);
+            assert_eq!(r.is_err(), i == 150, "round {round}, forward {i}: {r:?}");
+            if r.is_ok() {
+                dev.return_status(&e, wd);
+            }
+        }
+    }
+}
+
+#[test]
 fn device_layer_edge_shapes() {
     let mut rng = Rng::new(6);
     let dynamic = ActivationQuant::Dynamic {
