@@ -108,6 +108,16 @@ pub(super) enum ActCase {
     U8Rows,
 }
 
+impl ActCase {
+    /// Every activation mode, in the order the tests cycle their bias cases over.
+    pub(super) const ALL: [ActCase; 4] = [
+        ActCase::S8Tensor,
+        ActCase::U8Tensor,
+        ActCase::S8Rows,
+        ActCase::U8Rows,
+    ];
+}
+
 #[derive(Clone, Copy, Debug)]
 pub(super) enum BiasCase {
     None,
@@ -352,15 +362,7 @@ fn gemm_skinny_kernel_matches_reference() {
         (5, 2, 2049),
         (7, 9, 100),
     ] {
-        for (i, act) in [
-            ActCase::S8Tensor,
-            ActCase::U8Tensor,
-            ActCase::S8Rows,
-            ActCase::U8Rows,
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (i, act) in ActCase::ALL.into_iter().enumerate() {
             let bias = [BiasCase::None, BiasCase::I32, BiasCase::F32][(i + m) % 3];
             check_gemm(&mut rng, m, n, k, act, bias, true, false);
             check_gemm(&mut rng, m, n, k, act, bias, false, false);
@@ -387,15 +389,7 @@ fn dp4a_gemv16_matches_reference_around_its_steps() {
         (5, 16, 16),
         (8, 3, 0),
     ] {
-        for (i, act) in [
-            ActCase::S8Tensor,
-            ActCase::U8Tensor,
-            ActCase::S8Rows,
-            ActCase::U8Rows,
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (i, act) in ActCase::ALL.into_iter().enumerate() {
             let bias = [BiasCase::None, BiasCase::I32, BiasCase::F32][(i + m + n) % 3];
             check_gemm_on(
                 &e,
@@ -464,40 +458,16 @@ fn dp4a_narrow_gemv_matches_reference_where_a_layer_outgrows_one_wave() {
         (97, 768 + 64 + 7),
         (65, 2000),
     ] {
-        for (i, act) in [
-            ActCase::S8Tensor,
-            ActCase::U8Tensor,
-            ActCase::S8Rows,
-            ActCase::U8Rows,
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (i, act) in ActCase::ALL.into_iter().enumerate() {
             let bias = [BiasCase::None, BiasCase::I32, BiasCase::F32][(i + n) % 3];
-            check_gemm_on(
-                &e,
-                GemmKernel::Dp4a,
-                Path::CudaDp4a,
-                &mut rng,
-                1,
-                n,
-                k,
-                act,
-                bias,
-                true,
-                i == 3,
-            );
-            let ran = e.take_launched();
             let u8_act = matches!(act, ActCase::U8Tensor | ActCase::U8Rows);
             let want = if u8_act {
                 GemvDp4a16M1NarrowU8
             } else {
                 GemvDp4a16M1NarrowS8
             };
-            assert!(
-                !ran.is_empty() && ran.iter().all(|&k| k == want),
-                "n={n} k={k} {act:?}: {ran:?}"
-            );
+            let case = (GemmKernel::Dp4a, (1, n, k), act, bias);
+            check_gemm_runs(&e, &mut rng, case, true, i == 3, want);
         }
     }
     for (kernel, n, want) in [
@@ -505,25 +475,28 @@ fn dp4a_narrow_gemv_matches_reference_where_a_layer_outgrows_one_wave() {
         (GemmKernel::Dp4aGemv16, 97, GemvDp4a16M1S8),
         (GemmKernel::Dp4a, 97, GemvDp4a16M1NarrowS8),
     ] {
-        check_gemm_on(
-            &e,
-            kernel,
-            Path::CudaDp4a,
-            &mut rng,
-            1,
-            n,
-            300,
-            ActCase::S8Rows,
-            BiasCase::I32,
-            true,
-            false,
-        );
-        let ran = e.take_launched();
-        assert!(
-            !ran.is_empty() && ran.iter().all(|&k| k == want),
-            "{kernel:?} n={n}: {ran:?}"
-        );
+        let case = (kernel, (1, n, 300), ActCase::S8Rows, BiasCase::I32);
+        check_gemm_runs(&e, &mut rng, case, true, false, want);
     }
+}
+
+/// [`check_gemm_on`] for `(kernel, (m, n, k), act, bias)` on `e`, which must launch `want` and
+/// nothing else (once per output type).
+fn check_gemm_runs(
+    e: &SimExec,
+    rng: &mut Rng,
+    (kernel, (m, n, k), act, bias): (GemmKernel, (usize, usize, usize), ActCase, BiasCase),
+    aligned: bool,
+    extreme: bool,
+    want: KernelId,
+) {
+    let path = Path::CudaDp4a;
+    check_gemm_on(e, kernel, path, rng, m, n, k, act, bias, aligned, extreme);
+    let ran = e.take_launched();
+    assert!(
+        !ran.is_empty() && ran.iter().all(|&k| k == want),
+        "{kernel:?} m={m} n={n} k={k} aligned={aligned} {act:?}: {ran:?}"
+    );
 }
 
 #[test]
@@ -546,24 +519,8 @@ fn dp4a_runs_the_16_row_gemv_on_aligned_rows_and_a_warp_per_row_on_others() {
         (&sm61, GemmKernel::Auto, 3, true, GemvDp4a16M8S8),
         (&sm61, GemmKernel::Auto, 3, false, GemvDp4aS8Unaligned),
     ] {
-        check_gemm_on(
-            e,
-            kernel,
-            Path::CudaDp4a,
-            &mut rng,
-            m,
-            37,
-            600,
-            ActCase::S8Rows,
-            BiasCase::I32,
-            aligned,
-            false,
-        );
-        let ran = e.take_launched();
-        assert!(
-            !ran.is_empty() && ran.iter().all(|&k| k == want),
-            "{kernel:?} m={m} aligned={aligned}: {ran:?}"
-        );
+        let case = (kernel, (m, 37, 600), ActCase::S8Rows, BiasCase::I32);
+        check_gemm_runs(e, &mut rng, case, aligned, false, want);
     }
 }
 
@@ -579,15 +536,7 @@ fn gemm_tiled_kernel_matches_reference() {
         (12, 7, 0),
         (33, 130, 47),
     ] {
-        for (i, act) in [
-            ActCase::S8Tensor,
-            ActCase::U8Tensor,
-            ActCase::S8Rows,
-            ActCase::U8Rows,
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        for (i, act) in ActCase::ALL.into_iter().enumerate() {
             let bias = [BiasCase::None, BiasCase::I32, BiasCase::F32][(i + n) % 3];
             check_gemm(&mut rng, m, n, k, act, bias, true, false);
             check_gemm(&mut rng, m, n, k, act, bias, false, false);
@@ -1051,35 +1000,22 @@ fn deferred_forward_checks_later_with_the_same_bits_and_errors() {
         dev.forward(&e, &xc, m, &mut DevOut::F32(&mut y)).unwrap();
         assert_eq!(read(&y), read(&want));
     }
-}
 
-#[test]
-fn a_long_deferred_chain_allocates_nothing_once_warm() {
-    // A decode step enqueues every layer's forward and then waits on all of them (the H200's
-    // `gpu_latency`: 300 pending forwards). Once one such chain has run and given its status
-    // words back, the next takes every word from the stream's pool: no allocation (each would be
-    // an allocation and a synchronous upload on a GPU), no clearing launch — and each word still
-    // reports its own forward's input. (With a pool of 64 words, the size before the ninth
-    // session, the second chain allocated 236 words.)
-    let mut rng = Rng::new(16);
-    let (m, k, n) = (1, 16, 8);
-    let w = rng.f32s(n * k, 0.5);
-    let layer = QuantLinear::from_f32("fc", &w, n, k, None, LinearConfig::default()).unwrap();
-    let e = SimExec::new();
-    let dev = DevLinear::new(&e, &layer).unwrap();
-    let x = e.upload(&rng.f32s(m * k, 1.0)).unwrap();
-    let mut nan = rng.f32s(m * k, 1.0);
-    nan[3] = f32::NAN;
-    let xn = e.upload(&nan).unwrap();
-    let mut y = e.upload(&vec![0f32; m * n]).unwrap();
+    // A decode step enqueues every layer's forward and then waits on them all (the H200's
+    // `gpu_latency`: 300 pending). Once one such chain has given its words back, the next takes
+    // every word from the stream's pool — no allocation (on a GPU an allocation and a
+    // synchronous upload each), no clearing launch — and each word still reports its own
+    // forward's input. (With the pool of 64 words before the ninth session, the second chain
+    // allocated 236.)
     let chain = 300;
+    let mut y = e.upload(&vec![0f32; m * n]).unwrap();
     for round in 0..2 {
         e.take_allocs();
         e.take_launched();
         let words: Vec<_> = (0..chain)
             .map(|i| {
-                let xi = if i == 150 { &xn } else { &x };
-                dev.enqueue(&e, xi, m, &mut DevOut::F32(&mut y)).unwrap().1
+                let x = if i == 150 { &xb } else { &xc };
+                dev.enqueue(&e, x, m, &mut DevOut::F32(&mut y)).unwrap().1
             })
             .collect();
         let allocs = e.take_allocs();
@@ -1091,11 +1027,11 @@ fn a_long_deferred_chain_allocates_nothing_once_warm() {
                 "round {round}: allocations for {chain} pending forwards"
             );
         }
-        for (i, wd) in words.into_iter().enumerate() {
-            let r = dev.check_input(&e, &wd);
+        for (i, w) in words.into_iter().enumerate() {
+            let r = dev.check_input(&e, &w);
             assert_eq!(r.is_err(), i == 150, "round {round}, forward {i}: {r:?}");
             if r.is_ok() {
-                dev.return_status(&e, wd);
+                dev.return_status(&e, w);
             }
         }
     }
