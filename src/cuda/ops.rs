@@ -895,8 +895,8 @@ impl<E: Exec> ScratchCache<E> {
     }
 }
 
-/// Whether dp4a's 16-row GEMV runs one activation row in its narrow block (4 warps, four per
-/// SM): when its default blocks (8 warps, three per SM by registers) would need a second wave —
+/// Whether dp4a's 16-row GEMV runs one activation row in its narrow block (4 warps, five per
+/// SM by registers on sm_80 and sm_90): when its default blocks (8 warps, three per SM by registers) would need a second wave —
 /// more than `3 · sms` blocks of 16 weight rows — as the tensor-core GEMV's narrow variant, which
 /// won there on the H200 ([`gemv_auto_variant`]). Unlike that rule it applies on every
 /// architecture (dp4a's default matters most before sm_80), from the same wave arithmetic.
