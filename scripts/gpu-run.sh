@@ -20,6 +20,8 @@
 #                                            # each of those forced kernels run once
 #                                            # (examples/gpu_profile.rs), under Nsight Compute
 #                                            # when ncu is found (its report in profile.log)
+#   INT8RT_PROFILE_PEERS="128,4096,4096" ...  # the PyTorch peers' GEMM kernels at those shapes
+#                                            # under Nsight Compute (names, tiles, launch, time)
 #   INT8RT_TESTS="tma every_tile" ...         # only the test functions whose names contain a word
 #   INT8RT_NSYS=1 ...                         # the latency example again under Nsight Systems
 #                                            # (CUDA API and kernel summaries, latency-nsys.log)
@@ -155,6 +157,25 @@ profile() {
     done
 }
 [ -n "${INT8RT_PROFILE:-}" ] && [ -x "$bins/gpu_profile" ] && step profile profile
+# The peers' own kernels at a few shapes under Nsight Compute, one summary line set per distinct
+# kernel (cuBLAS and cuBLASLt name their tile shape, split-K and stages; grid, block, registers,
+# shared memory, duration, DRAM throughput): what the tensor-core tiles at 33 … 256 rows are up
+# against (issue 4). INT8RT_PROFILE_PEERS="64,4096,4096 128,4096,4096".
+peer_profile() {
+    local ncu shape
+    ncu="$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2> /dev/null | head -1)"
+    if [ -z "$ncu" ]; then
+        echo "no ncu on this machine"
+        return 0
+    fi
+    for shape in $INT8RT_PROFILE_PEERS; do
+        echo "== $shape"
+        timeout -k 5 150 "$ncu" -k 'regex:gemm|Gemm|xmma|cutlass|splitK|reduce' --print-summary per-kernel \
+            --section SpeedOfLight --section LaunchStats --section Occupancy \
+            python3 "$dir/gpu-peers.py" --shapes "$shape" --reps 3 || echo "ncu failed on $shape"
+    done
+}
+[ -n "${INT8RT_PROFILE_PEERS:-}" ] && step peer-profile peer_profile
 step gpu-calib-tests each_test "$bins/gpu_calib"
 step qat-gpu-tests each_test "$bins/qat_gpu"
 # INT8RT_SKIP_CALIB_BENCH=1 leaves out the calibration-collection bench (its kernels unchanged).
