@@ -347,7 +347,9 @@ pub(crate) fn candidates(m: usize, k: usize, arch: u32, unproven: bool) -> Vec<G
 fn all_candidates(m: usize, k: usize, arch: u32) -> Vec<GemmKernel> {
     let mut v = vec![GemmKernel::Auto];
     if m <= 8 {
-        // (`Dp4a` runs the 16-row GEMV on the layer's aligned rows: `Dp4aGemv16` would repeat it)
+        // (`Dp4a` runs the 16-row GEMV on the layer's aligned rows, so `Dp4aGemv16` would repeat
+        // it — but for one row of a wide layer, where `Dp4a` takes the narrow block that measured
+        // faster on the H200)
         v.push(GemmKernel::Dp4a);
         v.push(GemmKernel::Dp4aWarpPerRow);
     }
@@ -869,7 +871,7 @@ mod tests {
                     }
                     assert_eq!(has(&|k| *k == GemmKernel::Dp4a), m <= 8);
                     assert_eq!(has(&|k| *k == GemmKernel::Dp4aWarpPerRow), m <= 8);
-                    // (`Dp4a` runs it on the layer's aligned rows: no second candidate)
+                    // (`Dp4a` runs it on the layer's aligned rows: no separate candidate)
                     assert!(!has(&|k| *k == GemmKernel::Dp4aGemv16));
                     assert_eq!(
                         has(
