@@ -206,9 +206,9 @@ I8RT_INLINE void body(const GemmParams& p) {
 // the skinny kernel above (a warp per weight row, the whole row in four rounds of loads) reached
 // 64 %; on the H200 1.2–2.3× the skinny kernel at 1 … 8 × 4096² and 1 × 8192² (bench/RESULTS.md,
 // 2026-11-26, ninth session).
-// - a block is 8 warps (the narrow M = 1 block: 4) on 16 weight rows; k advances in 64-byte steps,
-//   warp w taking steps w, w + 8, … (w + 4, … in the narrow block); lane (g, t) loads 16 bytes of weight rows g and g + 8 at byte 16 t of the step
-//   (streaming hint) and the same 16 bytes of each activation row below M (≤ MR rows: 1 for
+// - a block is 8 warps (the narrow M = 1 block: 4) on 16 weight rows; k advances in 64-byte
+//   steps, warp w taking steps w, w + 8, … (w + 4, … in the narrow block); lane (g, t) loads 16
+//   bytes of weight rows g and g + 8 at byte 16 t of the step (streaming hint) and the same 16 bytes of each activation row below M (≤ MR rows: 1 for
 //   the M = 1 kernels, 8 for the others), batches of U steps double-buffered in registers; the
 //   step that crosses K with byte guards;
 // - per step 4 dp4a per weight row and activation row; the four lanes t of a row group then sum

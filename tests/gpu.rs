@@ -268,9 +268,10 @@ fn gemm_matches_reference_over_shapes() {
             check_gemm(&dev, &mut rng, m, n, k, kernel);
         }
         // One row on a layer with more 16-row blocks than three per SM: dp4a's narrow 16-row
-        // GEMV block (`Dp4a` on aligned rows; `dp4a_narrow`).
+        // GEMV block (`Dp4a` on aligned rows — K a multiple of 16, as `check_gemm` packs dp4a's
+        // rows at K bytes, and 16 past a 64-byte step; `dp4a_narrow`).
         let wide = 48 * dev.sm_count() as usize + 17;
-        check_gemm(&dev, &mut rng, 1, wide, 777, kernel);
+        check_gemm(&dev, &mut rng, 1, wide, 784, kernel);
     }
 }
 

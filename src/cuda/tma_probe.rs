@@ -97,31 +97,47 @@ pub(crate) fn run<E: Exec>(
     }
     let bytes = 128 * box_rows;
     let mut out = e.alloc::<u8>(bytes)?;
-    {
-        let (sa, _gs) = e.addr(src);
-        let (oa, _go) = e.addr_mut(&mut out);
-        let p = TmaProbeParams {
-            map: e.tensor_map(sa, rows, cols, ld, box_rows)?,
-            out: oa,
-            c0,
-            c1,
-            box_bytes: bytes as i32,
-            ..Default::default()
-        };
-        let g = Grid {
-            grid: [1, 1, 1],
-            block: [PROBE_THREADS, 1, 1],
-            // the box at the first 1024-byte boundary, then its mbarrier
-            smem: (1024 + bytes + 8) as u32,
-        };
-        // SAFETY: the map addresses `src` within rows × ld bytes (checked above), read only
-        // inside [0, rows) × [0, cols); the kernel writes out[0, bytes) (allocated above); one
-        // block of PROBE_THREADS with the dynamic shared memory its box and mbarrier take.
-        unsafe { e.launch(KernelId::TmaProbe, g, &p)? };
-    }
+    // SAFETY: `src` holds rows × ld bytes (checked above) and `out` the box's bytes.
+    unsafe { launch(e, src, &mut out, (rows, cols, ld), box_rows, (c0, c1))? };
     let mut v = vec![0u8; bytes];
     e.read(&out, &mut v)?;
     Ok(v)
+}
+
+/// Launch `tma_probe` for the box of `box_rows` rows at (`c0`, `c1`) into `out`, without
+/// [`run`]'s checks of the box.
+///
+/// # Safety
+/// `src` holds at least `rows × ld` bytes and `out` at least `128 · box_rows`.
+unsafe fn launch<E: Exec>(
+    e: &E,
+    src: &E::Buf<u8>,
+    out: &mut E::Buf<u8>,
+    (rows, cols, ld): (usize, usize, usize),
+    box_rows: usize,
+    (c0, c1): (i32, i32),
+) -> Result<()> {
+    let bytes = 128 * box_rows;
+    let (sa, _gs) = e.addr(src);
+    let (oa, _go) = e.addr_mut(out);
+    let p = TmaProbeParams {
+        map: e.tensor_map(sa, rows, cols, ld, box_rows)?,
+        out: oa,
+        c0,
+        c1,
+        box_bytes: bytes as i32,
+        ..Default::default()
+    };
+    let g = Grid {
+        grid: [1, 1, 1],
+        block: [PROBE_THREADS, 1, 1],
+        // the box at the first 1024-byte boundary, then its mbarrier
+        smem: (1024 + bytes + 8) as u32,
+    };
+    // SAFETY: the map addresses `src` within rows × ld bytes (the caller's promise), read only
+    // inside [0, rows) × [0, cols); the kernel writes out[0, bytes) (the caller's promise); one
+    // block of PROBE_THREADS with the dynamic shared memory its box and mbarrier take.
+    unsafe { e.launch(KernelId::TmaProbe, g, &p) }
 }
 
 /// [`run`] on a GPU (sm_90): the box as the hardware's TMA lands it, for `tests/gpu.rs` to
@@ -187,30 +203,15 @@ mod tests {
         const CHILD: &str = "INT8RT_SIM_TMA_ORIGIN_CHILD";
         const NAME: &str = "cuda::tma_probe::tests::simulated_tma_copy_from_an_unaligned_byte_fails_as_the_hardware_traps";
         let (rows, cols, ld) = TMA_PROBE_MATRIX;
-        let launch = |c0: i32| {
+        let launch_at = |c0: i32| {
             let e = SimExec::new();
             let src = e.upload(&tma_probe_source()).unwrap();
             let mut out = e.alloc::<u8>(128 * 8).unwrap();
-            let (sa, _gs) = e.addr(&src);
-            let (oa, _go) = e.addr_mut(&mut out);
-            let p = TmaProbeParams {
-                map: e.tensor_map(sa, rows, cols, ld, 8).unwrap(),
-                out: oa,
-                c0,
-                c1: 0,
-                box_bytes: 128 * 8,
-                ..Default::default()
-            };
-            let g = Grid {
-                grid: [1, 1, 1],
-                block: [PROBE_THREADS, 1, 1],
-                smem: 1024 + 128 * 8 + 8,
-            };
-            // SAFETY: as in `run`: the map covers `src`, the kernel writes out[0, 1024).
-            unsafe { e.launch(KernelId::TmaProbe, g, &p) }
+            // SAFETY: the source is the probe matrix, `out` one 8-row box.
+            unsafe { launch(&e, &src, &mut out, (rows, cols, ld), 8, (c0, 0)) }
         };
         if let Ok(c0) = std::env::var(CHILD) {
-            let r = launch(c0.parse().unwrap());
+            let r = launch_at(c0.parse().unwrap());
             eprintln!("the launch returned: {r:?}");
             std::process::exit(0);
         }
@@ -222,6 +223,6 @@ mod tests {
                 "box at byte {c0}: {err}"
             );
         }
-        launch(16).unwrap();
+        launch_at(16).unwrap();
     }
 }
