@@ -29,7 +29,10 @@
 //! nearest one block per SM (rows `int8rt_tma64x128_i32`, its overlapped launch
 //! `int8rt_tma64x128_overlap_i32`, and `int8rt_tma64x128d4_i32` at every M ≤ 256;
 //! `int8rt_tma128x128_i32` and `int8rt_tma64x256_i32` from M = 32; from M = 1024
-//! `int8rt_tma128x256_i32`; in the targets table too). On sm_90 up to M = 64, row
+//! `int8rt_tma128x256_i32`; in the targets table too). On sm_80+ at M = 33 … 256, the deep
+//! `cp.async` tiles (`MmaTile::M64N64`, `M128N64`) forced at the split-K factor nearest two
+//! blocks per SM (rows `int8rt_mma64x64_i32`, `int8rt_mma128x64_i32`; in the targets table
+//! too). On sm_90 up to M = 64, row
 //! `int8rt_overlap_i32`: `Auto` with the GEMV launched overlapped with the call before it
 //! (`set_overlapped_launch`). On sm_80+, last
 //! per shape, row `int8rt_tuned_i32`: `Auto` after `CudaWeights::tune` measured the shape on the
@@ -591,6 +594,25 @@ fn bench_shape(
             }
         }
     }
+    // The deep `cp.async` tiles (tenth session: cuBLASLt's shape at these rows on an H100),
+    // 33 … 256 rows, each at the split-K factor whose blocks come nearest to two per
+    // multiprocessor without exceeding it: rows `int8rt_mma64x64_i32`, `int8rt_mma128x64_i32`.
+    if mma && (33..=256).contains(&m) {
+        let sms = dev.sm_count() as usize;
+        for tile in [MmaTile::M64N64, MmaTile::M128N64] {
+            let blocks = m.div_ceil(tile.bm()) * n.div_ceil(tile.bn());
+            let kt = k.div_ceil(tile.bk());
+            let splits = [8u32, 4, 2]
+                .into_iter()
+                .find(|&s| blocks * s as usize <= 2 * sms && 2 * s as usize <= kt)
+                .unwrap_or(1);
+            runs.push((
+                format!("int8rt_mma{}_i32", tile.label()),
+                GemmKernel::Mma(Some(MmaConfig { tile, splits })),
+                false,
+            ));
+        }
+    }
     // Sweep rows `mma_<tile>_s<splits>`: the swept tiles at splits 1 … 16 (k tiles of the
     // tile's own depth).
     if mma {
@@ -811,6 +833,8 @@ fn main() {
         "int8rt_tma128x128_i32",
         "int8rt_tma64x256_i32",
         "int8rt_tma128x256_i32",
+        "int8rt_mma64x64_i32",
+        "int8rt_mma128x64_i32",
         "int8rt_tuned_i32",
         "int8rt_overlap_i32",
     ];

@@ -14,6 +14,14 @@
 //   gemm_mma_128x128  BM 128, BN 128, 4 warps (2 × 2), warp tile 64 × 64, 4 stages, 64 KiB
 //   gemm_mma_128x256  BM 128, BN 256, 8 warps (2 × 4), warp tile 64 × 64, 3 stages, 72 KiB
 //   gemm_mma_256x128  BM 256, BN 128, 8 warps (4 × 2), warp tile 64 × 64, 3 stages, 72 KiB
+//   gemm_mma_64x64    BM 64,  BN 64,  4 warps (2 × 2), warp tile 32 × 32, 12 stages, 96 KiB
+//   gemm_mma_128x64   BM 128, BN 64,  4 warps (2 × 2), warp tile 64 × 32, 6 stages, 72 KiB
+// The last two are deep pipelines for 33 … 256 rows (11 or 5 stages, 88 or 60 KiB, in flight per
+// block): the shape of the kernel cuBLASLt ran for torch._int_mm at 64 … 256 × 4096² on an H100
+// (CUTLASS's sm_80 `i16832gemm_s8_64x64_128x6` and `128x64_128x3`: 64 × 64 and 128 × 64 tiles,
+// 128-byte k stages 6 and 3 deep, one block per SM, no split-K; Nsight Compute, bench/RESULTS.md
+// 2026-11-26, tenth session), which moved 0.5–0.85× the L2 bytes of the crate's default kernels
+// there and ran 1.3–1.6× faster. Here with 64-byte stages, twice as many, and split-K.
 // each for s8 and u8 activations (`mma.sync.m16n8k32.row.col.s32.{s8,u8}.s8.s32`).
 //
 // Per block (thread → warp → block):
@@ -62,11 +70,13 @@ using C64x128 = Config<64, 128, 2, 2, 4>;
 using C128x128 = Config<128, 128, 2, 2, 4>;
 using C128x256 = Config<128, 256, 2, 4, 3>;
 using C256x128 = Config<256, 128, 4, 2, 3>;
+using C64x64 = Config<64, 64, 2, 2, 12>;
+using C128x64 = Config<128, 64, 2, 2, 6>;
 
 template <class C>
 constexpr bool STAGING_FITS = tile::FLAG_OFFSET<C::THREADS, C::WN> + 4 <= C::SMEM;
 static_assert(STAGING_FITS<C16x128> && STAGING_FITS<C64x128> && STAGING_FITS<C128x128> && STAGING_FITS<C128x256> &&
-                  STAGING_FITS<C256x128>,
+                  STAGING_FITS<C256x128> && STAGING_FITS<C64x64> && STAGING_FITS<C128x64>,
               "the epilogue's staging and the split-K flag fit in the pipeline's shared memory");
 
 // This thread's share of a stage's copies (tile.cuh), laid out as the Config says.
@@ -171,3 +181,7 @@ I8RT_ENTRY(gemm_mma_128x256_s8, MmaParams, mma::C128x256::THREADS) { mma::body<m
 I8RT_ENTRY(gemm_mma_128x256_u8, MmaParams, mma::C128x256::THREADS) { mma::body<mma::C128x256, true>(p); }
 I8RT_ENTRY(gemm_mma_256x128_s8, MmaParams, mma::C256x128::THREADS) { mma::body<mma::C256x128, false>(p); }
 I8RT_ENTRY(gemm_mma_256x128_u8, MmaParams, mma::C256x128::THREADS) { mma::body<mma::C256x128, true>(p); }
+I8RT_ENTRY(gemm_mma_64x64_s8, MmaParams, mma::C64x64::THREADS) { mma::body<mma::C64x64, false>(p); }
+I8RT_ENTRY(gemm_mma_64x64_u8, MmaParams, mma::C64x64::THREADS) { mma::body<mma::C64x64, true>(p); }
+I8RT_ENTRY(gemm_mma_128x64_s8, MmaParams, mma::C128x64::THREADS) { mma::body<mma::C128x64, false>(p); }
+I8RT_ENTRY(gemm_mma_128x64_u8, MmaParams, mma::C128x64::THREADS) { mma::body<mma::C128x64, true>(p); }

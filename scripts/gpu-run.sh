@@ -139,6 +139,9 @@ nsys_latency() {
         -o "$(mktemp -d)/latency" "$bins/gpu_latency"
 }
 [ -n "${INT8RT_NSYS:-}" ] && [ -x "$bins/gpu_latency" ] && step latency-nsys nsys_latency
+# Bytes moved per kernel (DRAM reads, L2 → SM reads, all L2 traffic): whether a tile re-reads
+# its operands from the L2 more than the arithmetic of its grid says.
+NCU_BYTES=dram__bytes_read.sum,lts__t_sectors_srcunit_tex_op_read.sum,lts__t_bytes.sum
 # One forced kernel per spec, under Nsight Compute when it is installed (the sections that say
 # whether a kernel is bound by memory, by latency or by issue), else timed by events alone.
 profile() {
@@ -150,6 +153,7 @@ profile() {
             timeout -k 5 90 "$ncu" -k 'regex:^(gemm|gemv)' --launch-skip 3 --launch-count 1 \
                 --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
                 --section LaunchStats --section WarpStateStats --section SchedulerStats \
+                --metrics "$NCU_BYTES" \
                 "$bins/gpu_profile" "$spec" && continue
             echo "ncu failed on $spec; without it:"
         fi
@@ -170,9 +174,13 @@ peer_profile() {
     fi
     for shape in $INT8RT_PROFILE_PEERS; do
         echo "== $shape"
-        timeout -k 5 150 "$ncu" -k 'regex:gemm|Gemm|xmma|cutlass|splitK|reduce' --print-summary per-kernel \
-            --section SpeedOfLight --section LaunchStats --section Occupancy \
-            python3 "$dir/gpu-peers.py" --shapes "$shape" --reps 3 || echo "ncu failed on $shape"
+        # (cuBLASLt's int8 kernel is named "Kernel2" under torch 2.11 / CUDA 13, cuBLAS's f16
+        # ones "nvjet_sm90_…": the first run of 2026-11-26 matched neither. The peers' script
+        # warms up with 10 calls, so --reps 1 profiles 11 launches of each peer.)
+        timeout -k 5 150 "$ncu" -k 'regex:Kernel|nvjet|gemm|Gemm|xmma|cutlass|splitK|reduce' \
+            --print-summary per-kernel --section SpeedOfLight --section LaunchStats --section Occupancy \
+            --metrics "$NCU_BYTES" \
+            python3 "$dir/gpu-peers.py" --shapes "$shape" --reps 1 || echo "ncu failed on $shape"
     done
 }
 [ -n "${INT8RT_PROFILE_PEERS:-}" ] && step peer-profile peer_profile

@@ -350,6 +350,12 @@ pub enum MmaTile {
     Tma128x256,
     /// `wgmma` on TMA-loaded tiles, 64 × 128 with 4 stages: two blocks per SM, sm_90.
     Tma64x128D4,
+    /// 64 × 64, 4 warps, 12 stages (96 KiB): a deep `cp.async` pipeline for 33 … 256 rows, the
+    /// shape of cuBLASLt's int8 kernel there on an H100 (`kernels/gemm_mma.cu`).
+    M64N64,
+    /// 128 × 64, 4 warps, 6 stages (72 KiB): as [`MmaTile::M64N64`], weights read once for
+    /// 128 rows.
+    M128N64,
 }
 
 /// The kernel file of a tile, with what its launch geometry depends on.
@@ -380,7 +386,7 @@ struct TileSpec {
 
 impl MmaTile {
     /// Every tile.
-    pub const ALL: [MmaTile; 19] = [
+    pub const ALL: [MmaTile; 21] = [
         MmaTile::M16N128,
         MmaTile::M64N128,
         MmaTile::M128N128,
@@ -400,6 +406,8 @@ impl MmaTile {
         MmaTile::Tma64x256,
         MmaTile::Tma128x256,
         MmaTile::Tma64x128D4,
+        MmaTile::M64N64,
+        MmaTile::M128N64,
     ];
     /// Everything the host knows of a tile, written once per tile: the twin of the kernel's
     /// compile-time configuration (`mma::Config`, `staged::Cfg`, `wg::Config`, `tma::Config`).
@@ -438,6 +446,8 @@ impl MmaTile {
             MmaTile::Tma64x256 =>    t( 64, 256, 128, 5, Tma,   "tma64x256",    [GemmTma64x256S8, GemmTma64x256U8]),
             MmaTile::Tma128x256 =>   t(128, 256, 256, 4, Tma,   "tma128x256",   [GemmTma128x256S8, GemmTma128x256U8]),
             MmaTile::Tma64x128D4 =>  t( 64, 128, 128, 4, Tma,   "tma64x128d4",  [GemmTma64x128D4S8, GemmTma64x128D4U8]),
+            MmaTile::M64N64 =>       t( 64,  64, 128, 12, Mma,  "64x64",        [GemmMma64x64S8, GemmMma64x64U8]),
+            MmaTile::M128N64 =>      t(128,  64, 128, 6, Mma,   "128x64",       [GemmMma128x64S8, GemmMma128x64U8]),
         }
     }
     /// Rows of X (and Y) per block (`BM` in the kernel).
@@ -481,8 +491,11 @@ impl MmaTile {
     /// since the H200 and H100 runs of 2026-11-26 (fifth session), the TMA tiles since the H200
     /// run of the ninth session; each run's GPU tests checked every tile × split-K factor and its
     /// tuners bit-checked every candidate. A tile added later starts `false` until a GPU run
-    /// passes it.
+    /// passes it: the deep 64 × 64 and 128 × 64 tiles (tenth session).
     pub const fn ran_on_gpu(self) -> bool {
+        if matches!(self, MmaTile::M64N64 | MmaTile::M128N64) {
+            return false;
+        }
         match self.spec().family {
             TileFamily::Mma | TileFamily::Stream { .. } | TileFamily::Wgmma | TileFamily::Tma => {
                 true

@@ -811,7 +811,13 @@ fn mma_every_tile_matches_reference_around_its_edges() {
         let (bm, bn) = (tile.bm(), tile.bn());
         // Exact tiles, ± 1 in every dimension (K around the 64-byte stage and the 32-byte mma
         // step, N odd: unpaired stores), several tiles with ragged edges, a single element,
-        // K = 0 (bias only) and a K that fills more stages than the pipeline holds.
+        // K = 0 (bias only) and a K that fills more stages than the pipeline holds (the deep
+        // 12- and 6-stage tiles: more k tiles than their stages, too).
+        let deep_k = if tile.is_wgmma() {
+            64 * 6 + 16
+        } else {
+            (64 * 6 + 16).max(64 * (tile.stages() + 1) + 16)
+        };
         for (si, &(m, n, k)) in [
             (bm, bn, 64),
             (bm + 1, bn - 1, 65),
@@ -819,7 +825,7 @@ fn mma_every_tile_matches_reference_around_its_edges() {
             (2 * bm + 3, bn + 6, 31),
             (1, 1, 1),
             (3, 5, 0),
-            (bm / 2 + 5, 2 * bn - 2, 64 * 6 + 16),
+            (bm / 2 + 5, 2 * bn - 2, deep_k),
         ]
         .iter()
         .enumerate()
