@@ -14,23 +14,25 @@
 //   gemm_mma_128x128  BM 128, BN 128, 4 warps (2 × 2), warp tile 64 × 64, 4 stages, 64 KiB
 //   gemm_mma_128x256  BM 128, BN 256, 8 warps (2 × 4), warp tile 64 × 64, 3 stages, 72 KiB
 //   gemm_mma_256x128  BM 256, BN 128, 8 warps (4 × 2), warp tile 64 × 64, 3 stages, 72 KiB
-//   gemm_mma_64x64    BM 64,  BN 64,  4 warps (2 × 2), warp tile 32 × 32, 12 stages, 96 KiB
-//   gemm_mma_128x64   BM 128, BN 64,  4 warps (2 × 2), warp tile 64 × 32, 6 stages, 72 KiB
-// The last two are deep pipelines for 33 … 256 rows (11 or 5 stages, 88 or 60 KiB, in flight per
-// block): the shape of the kernel cuBLASLt ran for torch._int_mm at 64 … 256 × 4096² on an H100
-// (CUTLASS's sm_80 `i16832gemm_s8_64x64_128x6` and `128x64_128x3`: 64 × 64 and 128 × 64 tiles,
-// 128-byte k stages 6 and 3 deep, one block per SM, no split-K; Nsight Compute, bench/RESULTS.md
-// 2026-11-26, tenth session), which moved 0.5–0.85× the L2 bytes of the crate's default kernels
-// there and ran 1.3–1.6× faster. Here with 64-byte stages, twice as many, and split-K.
+//   gemm_mma_64x64    BM 64,  BN 64,  4 warps (2 × 2), warp tile 32 × 32, 6 stages of 128 B, 96 KiB
+//   gemm_mma_128x64   BM 128, BN 64,  4 warps (2 × 2), warp tile 64 × 32, 3 stages of 128 B, 72 KiB
+// The last two are deep pipelines for 33 … 256 rows, the shape of the kernels cuBLASLt ran for
+// torch._int_mm at 64 … 256 × 4096² on an H100 (CUTLASS's sm_80 `i16832gemm_s8_64x64_128x6` and
+// `128x64_128x3`: 128-byte k stages 6 and 3 deep, one block per output tile, no split-K; Nsight
+// Compute, bench/RESULTS.md 2026-11-26, tenth session), which moved 0.5–0.85× the L2 bytes of the
+// crate's default kernels there and ran 1.3–1.6× faster. With 64-byte stages twice as deep and
+// fragments loaded in the step that uses them, these ran 1.2× slower than the default on that
+// H100 (the same session); they now take 128-byte stages and double-buffer their fragments
+// across k steps (Config's DB), as a CUTLASS block does. Forced or tuned only.
 // each for s8 and u8 activations (`mma.sync.m16n8k32.row.col.s32.{s8,u8}.s8.s32`).
 //
 // Per block (thread → warp → block):
-// - k advances in stages of BK = 64 bytes. `cp.async` copies 16-byte chunks of the X rows
-//   (A, BM × 64 B) and W rows (B, BN × 64 B) of STAGES − 1 stages ahead into shared memory,
+// - k advances in stages of BK = 64 bytes (128 for the deep tiles). `cp.async` copies 16-byte
+//   chunks of the X rows (A, BM × BK) and W rows (B, BN × BK) of STAGES − 1 stages ahead into shared memory,
 //   zero-filling past K and past the M / N edges, one commit group per stage; the one k tile that
 //   can reach past K is loaded first, so the steady-state loads need no K check;
 // - shared tiles are swizzled: chunk c (16 bytes) of tile row r lives at chunk c ^ ((r >> 1) & 3)
-//   of that row, so the 8 rows one `ldmatrix` matrix reads fall in 8 distinct bank groups (and the
+//   of that row (c ^ (r & 7) in 128-byte rows), so the 8 rows one `ldmatrix` matrix reads fall in 8 distinct bank groups (and the
 //   8 chunks a quarter-warp of `cp.async` writes do too): no bank conflicts (the simulation
 //   counts them and the tests require zero);
 // - per 32 bytes of k, each warp loads its A fragments (one `ldmatrix.x4` per 16 rows) and B
@@ -47,22 +49,25 @@
 
 namespace mma {
 
-constexpr int BK = 64;  // k bytes per stage
-
-// Byte offset of chunk `chunk` of row `row` in a [rows][BK] operand tile (tile.cuh's swizzle).
-I8RT_INLINE unsigned swz(int row, int chunk) { return tile::swz<BK>(row, chunk); }
-
-// A block tile configuration. MT × NT mma tiles (16 × 8 each) per warp.
-template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int STAGES_>
+// A block tile configuration. MT × NT mma tiles (16 × 8 each) per warp; BK k bytes per stage
+// (64, or 128 for the deep tiles); DB: the warps' fragments double-buffered across k steps (the
+// next step's ldmatrix issued before this step's mma — the deep tiles, whose four warps per
+// block, one per scheduler, have no other warp to hide that latency behind).
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int STAGES_, int BK_ = 64, bool DB_ = false>
 struct Config {
     static constexpr int BM = BM_, BN = BN_, WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, STAGES = STAGES_;
+    static constexpr int BK = BK_;
+    static constexpr bool DB = DB_;
     static constexpr int THREADS = 32 * WARPS_M * WARPS_N;
     static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
     static constexpr int MT = WM / 16, NT = WN / 8;
+    static constexpr int KK = BK / 32;  // mma k steps per stage
     static constexpr int A_BYTES = BM * BK, STAGE_BYTES = (BM + BN) * BK;
     static constexpr int SMEM = STAGES * STAGE_BYTES;
     static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tiles are whole 16 × 16 pieces");
     static_assert(STAGES >= 2, "a pipeline needs two stages");
+    static_assert(BK == 64 || BK == 128, "tile.cuh's swizzles");
+    static_assert(!DB || KK % 2 == 0, "double-buffered fragments alternate within a stage");
 };
 
 using C16x128 = Config<16, 128, 1, 4, 4>;
@@ -70,8 +75,8 @@ using C64x128 = Config<64, 128, 2, 2, 4>;
 using C128x128 = Config<128, 128, 2, 2, 4>;
 using C128x256 = Config<128, 256, 2, 4, 3>;
 using C256x128 = Config<256, 128, 4, 2, 3>;
-using C64x64 = Config<64, 64, 2, 2, 12>;
-using C128x64 = Config<128, 64, 2, 2, 6>;
+using C64x64 = Config<64, 64, 2, 2, 6, 128, true>;
+using C128x64 = Config<128, 64, 2, 2, 3, 128, true>;
 
 template <class C>
 constexpr bool STAGING_FITS = tile::FLAG_OFFSET<C::THREADS, C::WN> + 4 <= C::SMEM;
@@ -81,7 +86,7 @@ static_assert(STAGING_FITS<C16x128> && STAGING_FITS<C64x128> && STAGING_FITS<C12
 
 // This thread's share of a stage's copies (tile.cuh), laid out as the Config says.
 template <class C>
-using StageLoader = tile::StageLoader<C::THREADS, C::BM, C::BN, BK>;
+using StageLoader = tile::StageLoader<C::THREADS, C::BM, C::BN, C::BK>;
 
 template <class C, bool U8>
 I8RT_INLINE void body(const MmaParams& q) {
@@ -91,7 +96,7 @@ I8RT_INLINE void body(const MmaParams& q) {
     const int lane = (int)threadIdx.x & 31, warp = (int)threadIdx.x >> 5;
     const int wm = warp / C::WARPS_N, wn = warp % C::WARPS_N;
     const int bm = (int)blockIdx.y * C::BM, bn = (int)blockIdx.x * C::BN;
-    const tile::KTiles kts = tile::block_k_tiles<BK>(q);
+    const tile::KTiles kts = tile::block_k_tiles<C::BK>(q);
     const int kt0 = kts.first, kt1 = kts.end, nkt = kts.count;
 
     int acc[C::MT][C::NT][4];
@@ -125,43 +130,85 @@ I8RT_INLINE void body(const MmaParams& q) {
     // within a stage are a per-k-step constant plus multiples of 16 rows (computed here once).
     const int a_row = wm * C::WM + (lane & 15), a_half = lane >> 4;
     const int b_row = wn * C::WN + (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
-    unsigned a_off[BK / 32], b_off[BK / 32];
+    constexpr int BK = C::BK;
+    unsigned a_off[C::KK], b_off[C::KK];
 #pragma unroll
-    for (int kk = 0; kk < BK / 32; ++kk) {
-        a_off[kk] = swz(a_row, kk * 2 + a_half);
-        b_off[kk] = (unsigned)C::A_BYTES + swz(b_row, kk * 2 + b_half);
+    for (int kk = 0; kk < C::KK; ++kk) {
+        a_off[kk] = tile::swz<BK>(a_row, kk * 2 + a_half);
+        b_off[kk] = (unsigned)C::A_BYTES + tile::swz<BK>(b_row, kk * 2 + b_half);
     }
+    // One k step's fragments from the stage at byte `stage`: A by ldmatrix.x4 per 16 rows, B per
+    // pair of n8 tiles (its four matrices: the pair's low and high 16 bytes).
+    auto load_frags = [&](unsigned (&af)[C::MT][4], unsigned (&bf)[C::NT][2], unsigned stage, int kk) {
+        unsigned arow[C::MT], brow[C::NT / 2];
+#pragma unroll
+        for (int mt = 0; mt < C::MT; ++mt) arow[mt] = stage + a_off[kk] + (unsigned)(mt * 16 * BK);
+#pragma unroll
+        for (int np = 0; np < C::NT / 2; ++np) brow[np] = stage + b_off[kk] + (unsigned)(np * 16 * BK);
+        unsigned bq[C::NT / 2][4];
+        ldsm<4, C::MT>(af, arow);
+        ldsm<4, C::NT / 2>(bq, brow);
+#pragma unroll
+        for (int np = 0; np < C::NT / 2; ++np) {
+            bf[2 * np][0] = bq[np][0];
+            bf[2 * np][1] = bq[np][1];
+            bf[2 * np + 1][0] = bq[np][2];
+            bf[2 * np + 1][1] = bq[np][3];
+        }
+    };
 
-    int read_stage = 0, write_stage = C::STAGES - 1;
-    for (int i = 0; i < nkt; ++i) {
-        // Stage i has landed for this thread; after the barrier, for every thread — and every
-        // thread has finished computing on stage i − 1, which the prefetch below overwrites.
+    int write_stage = C::STAGES - 1;
+    if constexpr (!C::DB) {
+        int read_stage = 0;
+        for (int i = 0; i < nkt; ++i) {
+            // Stage i has landed for this thread; after the barrier, for every thread — and every
+            // thread has finished computing on stage i − 1, which the prefetch below overwrites.
+            cp_async_wait<C::STAGES - 2>();
+            block_sync();
+            if (i + C::STAGES - 1 < nkt) ld.template load<true>(0, write_stage, kt0 + i + C::STAGES - 2, p.k);
+            cp_async_commit();
+            write_stage = write_stage + 1 == C::STAGES ? 0 : write_stage + 1;
+
+            const unsigned stage = (unsigned)(read_stage * C::STAGE_BYTES);
+            read_stage = read_stage + 1 == C::STAGES ? 0 : read_stage + 1;
+#pragma unroll
+            for (int kk = 0; kk < C::KK; ++kk) {
+                unsigned af[C::MT][4], bf[C::NT][2];
+                load_frags(af, bf, stage, kk);
+                mma_16832<C::MT, C::NT, U8>(acc, af, bf);
+            }
+        }
+    } else {
+        // Fragments double-buffered: step kk's mma run on buffer kk % 2 while step kk + 1's
+        // ldmatrix fill the other. The wait and barrier for stage i + 1 come before the last
+        // step of stage i (whose fragments are already in registers), so stage i's reads are
+        // all issued before that barrier — the refill of stage i's slot, at stage i + 1's first
+        // step, is safe.
+        unsigned af[2][C::MT][4], bf[2][C::NT][2];
         cp_async_wait<C::STAGES - 2>();
         block_sync();
-        if (i + C::STAGES - 1 < nkt) ld.template load<true>(0, write_stage, kt0 + i + C::STAGES - 2, p.k);
-        cp_async_commit();
-        write_stage = write_stage + 1 == C::STAGES ? 0 : write_stage + 1;
-
-        const unsigned stage = (unsigned)(read_stage * C::STAGE_BYTES);
-        read_stage = read_stage + 1 == C::STAGES ? 0 : read_stage + 1;
+        if (nkt > 0) load_frags(af[0], bf[0], 0u, 0);
+        int read_stage = 0;
+        for (int i = 0; i < nkt; ++i) {
+            const unsigned stage = (unsigned)(read_stage * C::STAGE_BYTES);
+            read_stage = read_stage + 1 == C::STAGES ? 0 : read_stage + 1;
 #pragma unroll
-        for (int kk = 0; kk < BK / 32; ++kk) {
-            unsigned arow[C::MT], brow[C::NT / 2];
-#pragma unroll
-            for (int mt = 0; mt < C::MT; ++mt) arow[mt] = stage + a_off[kk] + (unsigned)(mt * 16 * BK);
-#pragma unroll
-            for (int np = 0; np < C::NT / 2; ++np) brow[np] = stage + b_off[kk] + (unsigned)(np * 16 * BK);
-            unsigned af[C::MT][4], bq[C::NT / 2][4], bf[C::NT][2];
-            ldsm<4, C::MT>(af, arow);
-            ldsm<4, C::NT / 2>(bq, brow);
-#pragma unroll
-            for (int np = 0; np < C::NT / 2; ++np) {
-                bf[2 * np][0] = bq[np][0];
-                bf[2 * np][1] = bq[np][1];
-                bf[2 * np + 1][0] = bq[np][2];
-                bf[2 * np + 1][1] = bq[np][3];
+            for (int kk = 0; kk < C::KK; ++kk) {
+                if (kk == 0) {
+                    if (i + C::STAGES - 1 < nkt) ld.template load<true>(0, write_stage, kt0 + i + C::STAGES - 2, p.k);
+                    cp_async_commit();
+                    write_stage = write_stage + 1 == C::STAGES ? 0 : write_stage + 1;
+                }
+                if (kk + 1 < C::KK) {
+                    load_frags(af[(kk + 1) & 1], bf[(kk + 1) & 1], stage, kk + 1);
+                } else {
+                    // Stage i + 1 has landed for this thread, then for every thread.
+                    cp_async_wait<C::STAGES - 2>();
+                    block_sync();
+                    if (i + 1 < nkt) load_frags(af[0], bf[0], (unsigned)(read_stage * C::STAGE_BYTES), 0);
+                }
+                mma_16832<C::MT, C::NT, U8>(acc, af[kk & 1], bf[kk & 1]);
             }
-            mma_16832<C::MT, C::NT, U8>(acc, af, bf);
         }
     }
     cp_async_wait<0>();  // (only empty groups remain)

@@ -350,19 +350,24 @@ pub enum MmaTile {
     Tma128x256,
     /// `wgmma` on TMA-loaded tiles, 64 × 128 with 4 stages: two blocks per SM, sm_90.
     Tma64x128D4,
-    /// 64 × 64, 4 warps, 12 stages (96 KiB): a deep `cp.async` pipeline for 33 … 256 rows, the
-    /// shape of cuBLASLt's int8 kernel there on an H100 (`kernels/gemm_mma.cu`).
+    /// 64 × 64, 4 warps, 6 stages of 128 bytes (96 KiB), fragments double-buffered: a deep
+    /// `cp.async` pipeline for 33 … 256 rows, the shape of cuBLASLt's int8 kernel there on an
+    /// H100 (`kernels/gemm_mma.cu`). Forced or tuned only (its first build, 12 stages of 64
+    /// bytes, ran 1.2× slower than `Auto` at 64 … 128 × 4096² on the H100: bench/RESULTS.md,
+    /// tenth session).
     M64N64,
-    /// 128 × 64, 4 warps, 6 stages (72 KiB): as [`MmaTile::M64N64`], weights read once for
-    /// 128 rows.
+    /// 128 × 64, 4 warps, 3 stages of 128 bytes (72 KiB): as [`MmaTile::M64N64`], weights read
+    /// once for 128 rows (its first build, 6 stages of 64 bytes, H100, 256 × 4096²: 27.8 µs
+    /// against `Auto`'s 24.7).
     M128N64,
 }
 
 /// The kernel file of a tile, with what its launch geometry depends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TileFamily {
-    /// `kernels/gemm_mma.cu`: both operands staged, `ldmatrix`, `mma.sync`.
-    Mma,
+    /// `kernels/gemm_mma.cu`: both operands staged, `ldmatrix`, `mma.sync`; `bk` k bytes per
+    /// stage (`mma::Config`'s `BK`: 64, 128 for the deep tiles).
+    Mma { bk: usize },
     /// `kernels/gemv_mma.cu`'s staged kernels: warps along K and 64-byte k steps per warp and
     /// batch (`Cfg<MT, WN, WK, U>`'s `WK` and `U`).
     Stream { wk: usize, u: usize },
@@ -415,22 +420,25 @@ impl MmaTile {
     #[rustfmt::skip]
     const fn spec(self) -> TileSpec {
         use KernelId::*;
-        use TileFamily::{Mma, Stream, Tma, Wgmma};
+        use TileFamily::{Stream, Tma, Wgmma};
         const fn t(bm: usize, bn: usize, threads: usize, stages: usize, family: TileFamily,
                    label: &'static str, kernels: [KernelId; 2]) -> TileSpec {
             TileSpec { bm, bn, threads, stages, family, label, kernels }
         }
+        // `mma.sync` with 64- or 128-byte k stages.
+        const MMA: TileFamily = TileFamily::Mma { bk: 64 };
+        const MMA128: TileFamily = TileFamily::Mma { bk: 128 };
         // Weight-streaming: stages are one activation batch in shared memory and one of
         // weights in registers, double-buffered.
         const S22: TileFamily = Stream { wk: 2, u: 2 };
         const S12: TileFamily = Stream { wk: 1, u: 2 };
         //                              bm   bn thr st family  label           kernels (s8, u8)
         match self {
-            MmaTile::M16N128 =>      t( 16, 128, 128, 4, Mma,   "16x128",       [GemmMma16x128S8, GemmMma16x128U8]),
-            MmaTile::M64N128 =>      t( 64, 128, 128, 4, Mma,   "64x128",       [GemmMma64x128S8, GemmMma64x128U8]),
-            MmaTile::M128N128 =>     t(128, 128, 128, 4, Mma,   "128x128",      [GemmMma128x128S8, GemmMma128x128U8]),
-            MmaTile::M128N256 =>     t(128, 256, 256, 3, Mma,   "128x256",      [GemmMma128x256S8, GemmMma128x256U8]),
-            MmaTile::M256N128 =>     t(256, 128, 256, 3, Mma,   "256x128",      [GemmMma256x128S8, GemmMma256x128U8]),
+            MmaTile::M16N128 =>      t( 16, 128, 128, 4, MMA,   "16x128",       [GemmMma16x128S8, GemmMma16x128U8]),
+            MmaTile::M64N128 =>      t( 64, 128, 128, 4, MMA,   "64x128",       [GemmMma64x128S8, GemmMma64x128U8]),
+            MmaTile::M128N128 =>     t(128, 128, 128, 4, MMA,   "128x128",      [GemmMma128x128S8, GemmMma128x128U8]),
+            MmaTile::M128N256 =>     t(128, 256, 256, 3, MMA,   "128x256",      [GemmMma128x256S8, GemmMma128x256U8]),
+            MmaTile::M256N128 =>     t(256, 128, 256, 3, MMA,   "256x128",      [GemmMma256x128S8, GemmMma256x128U8]),
             MmaTile::Stream32x64 =>  t( 32,  64, 256, 2, S22,   "stream32x64",  [GemmStream32x64S8, GemmStream32x64U8]),
             MmaTile::Stream64x64 =>  t( 64,  64, 256, 2, S22,   "stream64x64",  [GemmStream64x64S8, GemmStream64x64U8]),
             MmaTile::Stream128x64 => t(128,  64, 256, 2, S22,   "stream128x64", [GemmStream128x64S8, GemmStream128x64U8]),
@@ -446,8 +454,8 @@ impl MmaTile {
             MmaTile::Tma64x256 =>    t( 64, 256, 128, 5, Tma,   "tma64x256",    [GemmTma64x256S8, GemmTma64x256U8]),
             MmaTile::Tma128x256 =>   t(128, 256, 256, 4, Tma,   "tma128x256",   [GemmTma128x256S8, GemmTma128x256U8]),
             MmaTile::Tma64x128D4 =>  t( 64, 128, 128, 4, Tma,   "tma64x128d4",  [GemmTma64x128D4S8, GemmTma64x128D4U8]),
-            MmaTile::M64N64 =>       t( 64,  64, 128, 12, Mma,  "64x64",        [GemmMma64x64S8, GemmMma64x64U8]),
-            MmaTile::M128N64 =>      t(128,  64, 128, 6, Mma,   "128x64",       [GemmMma128x64S8, GemmMma128x64U8]),
+            MmaTile::M64N64 =>       t( 64,  64, 128, 6, MMA128, "64x64",       [GemmMma64x64S8, GemmMma64x64U8]),
+            MmaTile::M128N64 =>      t(128,  64, 128, 3, MMA128, "128x64",      [GemmMma128x64S8, GemmMma128x64U8]),
         }
     }
     /// Rows of X (and Y) per block (`BM` in the kernel).
@@ -468,12 +476,12 @@ impl MmaTile {
         self.spec().stages
     }
     /// K bytes per pipeline stage, the unit of [`MmaLaunch`]'s k tiles: 128 for the `wgmma`
-    /// and TMA tiles (one 128-byte swizzle row), 64 for the others.
+    /// and TMA tiles (one 128-byte swizzle row) and the deep `mma.sync` ones, 64 for the others.
     pub const fn bk(self) -> usize {
-        if self.is_wgmma() {
-            WGMMA_BK
-        } else {
-            MMA_BK
+        match self.spec().family {
+            TileFamily::Mma { bk } => bk,
+            TileFamily::Wgmma | TileFamily::Tma => WGMMA_BK,
+            TileFamily::Stream { .. } => MMA_BK,
         }
     }
     /// Whether this is a `wgmma` tile (`kernels/gemm_wgmma.cu` or, TMA-fed,
@@ -491,15 +499,18 @@ impl MmaTile {
     /// since the H200 and H100 runs of 2026-11-26 (fifth session), the TMA tiles since the H200
     /// run of the ninth session; each run's GPU tests checked every tile × split-K factor and its
     /// tuners bit-checked every candidate. A tile added later starts `false` until a GPU run
-    /// passes it: the deep 64 × 64 and 128 × 64 tiles (tenth session).
+    /// passes it: the deep 64 × 64 and 128 × 64 tiles as they are now (their first build passed
+    /// on the H100 in the tenth session; this one, 128-byte stages and double-buffered
+    /// fragments, has not run on a GPU).
     pub const fn ran_on_gpu(self) -> bool {
         if matches!(self, MmaTile::M64N64 | MmaTile::M128N64) {
             return false;
         }
         match self.spec().family {
-            TileFamily::Mma | TileFamily::Stream { .. } | TileFamily::Wgmma | TileFamily::Tma => {
-                true
-            }
+            TileFamily::Mma { .. }
+            | TileFamily::Stream { .. }
+            | TileFamily::Wgmma
+            | TileFamily::Tma => true,
         }
     }
     /// Whether this is a weight-streaming tile (`kernels/gemv_mma.cu`'s staged kernels).
@@ -515,7 +526,7 @@ impl MmaTile {
     pub const fn smem_bytes(self) -> usize {
         let (bm, bn, stages) = (self.bm(), self.bn(), self.stages());
         match self.spec().family {
-            TileFamily::Mma => stages * (bm + bn) * MMA_BK,
+            TileFamily::Mma { bk } => stages * (bm + bn) * bk,
             TileFamily::Wgmma => stages * (bm + bn) * WGMMA_BK + 1024,
             // (+ two 8-byte mbarriers per stage past the tiles: `tma::Config::SMEM`)
             TileFamily::Tma => stages * (bm + bn) * WGMMA_BK + 1024 + 16 * stages,

@@ -812,11 +812,11 @@ fn mma_every_tile_matches_reference_around_its_edges() {
         // Exact tiles, ± 1 in every dimension (K around the 64-byte stage and the 32-byte mma
         // step, N odd: unpaired stores), several tiles with ragged edges, a single element,
         // K = 0 (bias only) and a K that fills more stages than the pipeline holds (the deep
-        // 12- and 6-stage tiles: more k tiles than their stages, too).
+        // tiles of 128-byte stages: more k tiles than their stages, too).
         let deep_k = if tile.is_wgmma() {
             64 * 6 + 16
         } else {
-            (64 * 6 + 16).max(64 * (tile.stages() + 1) + 16)
+            (64 * 6 + 16).max(tile.bk() * (tile.stages() + 1) + 16)
         };
         for (si, &(m, n, k)) in [
             (bm, bn, 64),
@@ -1081,6 +1081,7 @@ fn mma_split_k_gives_the_same_bits_for_every_split() {
         MmaTile::Wgmma128x128,
         MmaTile::Wgmma64x128,
         MmaTile::Wgmma128x128D3,
+        MmaTile::M64N64,
     ]
     .into_iter()
     .enumerate()

@@ -814,7 +814,7 @@ mod tests {
                     // GPU. Elsewhere every kernel of today's list has passed on a GPU (H200 and
                     // H100, 2026-11-26; the bulk-copy GEMV, the TMA tiles and the 16-row dp4a
                     // GEMV on the H200 in the ninth session) but the deep 64 × 64 and 128 × 64
-                    // tiles of the tenth.
+                    // tiles as rebuilt in the tenth.
                     let deep = |k: &GemmKernel| {
                         matches!(k, GemmKernel::Mma(Some(t))
                             if matches!(t.tile, MmaTile::M64N64 | MmaTile::M128N64))
