@@ -41,7 +41,7 @@
 //! `INT8RT_BENCH_SWEEP=1` also times every tensor-core tile at split-K factors 1, 2, 4, 8 and 16
 //! (i32 out; rows `mma_<tile>_s<splits>`, tile as `MmaTile::label`): the data for tuning the
 //! dispatch table (`cuda::ops::mma_dispatch`). `INT8RT_BENCH_SWEEP=stream` times only the
-//! weight-streaming tiles (`MmaTile::Stream*`; the 64 × 64 one serves 33 … 128 rows in the sm_90
+//! weight-streaming tiles (`MmaTile::Stream*`; the 64 × 64 one serves 33 … 64 rows in the sm_90
 //! table) at M = 16 … 256 and the `wgmma` tiles (sm_90) at M = 64 … 256; either sweep ends with
 //! the fastest configuration per shape. `INT8RT_BENCH_QUICK=1` times every row in the sweep's
 //! shorter windows (0.1 s warm-up, 0.5 s measured) without sweeping.

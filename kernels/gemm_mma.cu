@@ -23,7 +23,9 @@
 // crate's default kernels there and ran 1.3–1.6× faster. With 64-byte stages twice as deep and
 // fragments loaded in the step that uses them, these ran 1.2× slower than the default on that
 // H100 (the same session); they now take 128-byte stages and double-buffer their fragments
-// across k steps (Config's DB), as a CUTLASS block does. Forced or tuned only.
+// across k steps (Config's DB), as a CUTLASS block does, and the 64 × 64 tile ran 1.12–1.16×
+// faster than the default at 128 and 256 × 4096² there: Hopper's table (ops.rs mma_dispatch)
+// sends it 65 … 256 rows; the 128 × 64 one is forced or tuned only.
 // each for s8 and u8 activations (`mma.sync.m16n8k32.row.col.s32.{s8,u8}.s8.s32`).
 //
 // Per block (thread → warp → block):

@@ -352,13 +352,12 @@ pub enum MmaTile {
     Tma64x128D4,
     /// 64 × 64, 4 warps, 6 stages of 128 bytes (96 KiB), fragments double-buffered: a deep
     /// `cp.async` pipeline for 33 … 256 rows, the shape of cuBLASLt's int8 kernel there on an
-    /// H100 (`kernels/gemm_mma.cu`). Forced or tuned only (its first build, 12 stages of 64
-    /// bytes, ran 1.2× slower than `Auto` at 64 … 128 × 4096² on the H100: bench/RESULTS.md,
-    /// tenth session).
+    /// H100 (`kernels/gemm_mma.cu`). Hopper's table sends 65 … 256 rows here (H100, 128 and
+    /// 256 × 4096²: 1.12–1.16× the tiles it replaced; bench/RESULTS.md, tenth session).
     M64N64,
     /// 128 × 64, 4 warps, 3 stages of 128 bytes (72 KiB): as [`MmaTile::M64N64`], weights read
-    /// once for 128 rows (its first build, 6 stages of 64 bytes, H100, 256 × 4096²: 27.8 µs
-    /// against `Auto`'s 24.7).
+    /// once for 128 rows; forced or tuned only (H100, 256 × 4096²: 26.6 µs against the 64 × 64
+    /// tile's 21.5).
     M128N64,
 }
 
@@ -499,13 +498,9 @@ impl MmaTile {
     /// since the H200 and H100 runs of 2026-11-26 (fifth session), the TMA tiles since the H200
     /// run of the ninth session; each run's GPU tests checked every tile × split-K factor and its
     /// tuners bit-checked every candidate. A tile added later starts `false` until a GPU run
-    /// passes it: the deep 64 × 64 and 128 × 64 tiles as they are now (their first build passed
-    /// on the H100 in the tenth session; this one, 128-byte stages and double-buffered
-    /// fragments, has not run on a GPU).
+    /// passes it (the deep 64 × 64 and 128 × 64 tiles passed on the H100 in the tenth session,
+    /// both their builds).
     pub const fn ran_on_gpu(self) -> bool {
-        if matches!(self, MmaTile::M64N64 | MmaTile::M128N64) {
-            return false;
-        }
         match self.spec().family {
             TileFamily::Mma { .. }
             | TileFamily::Stream { .. }
@@ -671,8 +666,13 @@ pub(crate) fn resident_blocks(tile: MmaTile, arch: u32) -> usize {
 /// On sm_90 with the `wgmma` kernels available (`hopper`), from the H200 run of 2026-11-26
 /// (fifth session: the bench's tuned rows and the weight-streaming sweep, bench/RESULTS.md; the
 /// H100 run after it agreed, its tuner within 0.7 % of this table at every design shape):
-/// - `M ≤ 128`: the 64 × 64 weight-streaming tile (64 × 4096²: 15.7 µs against 17.6 for the GEMV,
-///   the tuner's choice with split-K 4; 128 × 4096²: 19.9 µs against 25.0 for 16 × 128, split 2);
+/// - `M ≤ 64`: the 64 × 64 weight-streaming tile (64 × 4096²: 15.7 µs against 17.6 for the GEMV,
+///   the tuner's choice with split-K 4);
+/// - `65 ≤ M ≤ 256` with at most two 64 × 64 tiles per multiprocessor: the deep `mma.sync` 64 × 64
+///   tile (H100, tenth session, criterion µs in one process: 128 × 4096² 18.1 split 2 and 17.4
+///   split 1 — the tuner's choice — against 20.2 for the weight-streaming tile split 2;
+///   256 × 4096² 21.5 split 1, also the tuner's, against 24.7 for `wgmma` 64 × 128 split 2),
+///   split only below half a tile per multiprocessor;
 /// - `wgmma` 128 × 256 tiles enough for two per multiprocessor: that tile (8192³: 1.045 ms,
 ///   82 % of cuBLASLt int8, against 1.19 for the 3-stage 128 × 128 and 1.61 for `mma.sync`);
 /// - `wgmma` 128 × 128 tiles enough for one per multiprocessor: the 3-stage 128 × 128 (two
@@ -712,7 +712,10 @@ pub(crate) fn mma_dispatch(
     let tiles = |t: MmaTile| m.div_ceil(t.bm()) * n.div_ceil(t.bn());
     let sms = sms.max(1) as usize;
     let ktiles = k.div_ceil(MMA_BK);
-    let tile = if hopper {
+    let deep = hopper && (65..=256).contains(&m) && tiles(MmaTile::M64N64) <= 2 * sms;
+    let tile = if deep {
+        MmaTile::M64N64
+    } else if hopper {
         if m <= 128 {
             MmaTile::Stream64x64
         } else if tiles(MmaTile::Wgmma128x256) >= 2 * sms {
@@ -736,7 +739,14 @@ pub(crate) fn mma_dispatch(
     let t = tiles(tile).max(1);
     // Hopper's rules split only below one tile per SM: 2048³'s 256 3-stage tiles (two resident
     // per SM) the tuner kept whole among split-K 1 … 8 (28.3 µs).
-    let full = if hopper { sms } else { 2 * sms };
+    // (the deep 64 × 64 tile kept whole at 128 tiles on 132 SMs: 17.4 µs against 18.1 split 2)
+    let full = if deep {
+        sms.div_ceil(2)
+    } else if hopper {
+        sms
+    } else {
+        2 * sms
+    };
     let splits = if t >= full || ktiles < 32 {
         1
     } else {
