@@ -666,13 +666,13 @@ pub(crate) fn resident_blocks(tile: MmaTile, arch: u32) -> usize {
 /// On sm_90 with the `wgmma` kernels available (`hopper`), from the H200 run of 2026-11-26
 /// (fifth session: the bench's tuned rows and the weight-streaming sweep, bench/RESULTS.md; the
 /// H100 run after it agreed, its tuner within 0.7 % of this table at every design shape):
-/// - `M ≤ 64`: the 64 × 64 weight-streaming tile (64 × 4096²: 15.7 µs against 17.6 for the GEMV,
-///   the tuner's choice with split-K 4);
 /// - `65 ≤ M ≤ 256` with at most two 64 × 64 tiles per multiprocessor: the deep `mma.sync` 64 × 64
 ///   tile (H100, tenth session, criterion µs in one process: 128 × 4096² 18.1 split 2 and 17.4
 ///   split 1 — the tuner's choice — against 20.2 for the weight-streaming tile split 2;
 ///   256 × 4096² 21.5 split 1, also the tuner's, against 24.7 for `wgmma` 64 × 128 split 2),
 ///   split only below half a tile per multiprocessor;
+/// - other `M ≤ 128` (up to 64 rows, or wider layers): the 64 × 64 weight-streaming tile
+///   (64 × 4096²: 15.7 µs against 17.6 for the GEMV, the tuner's choice with split-K 4);
 /// - `wgmma` 128 × 256 tiles enough for two per multiprocessor: that tile (8192³: 1.045 ms,
 ///   82 % of cuBLASLt int8, against 1.19 for the 3-stage 128 × 128 and 1.61 for `mma.sync`);
 /// - `wgmma` 128 × 128 tiles enough for one per multiprocessor: the 3-stage 128 × 128 (two
