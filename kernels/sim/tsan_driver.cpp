@@ -211,6 +211,37 @@ int main() {
                 }
                 if (!check_product(t.name, y, tx, tw, m, n, tk, tld) || !counters_reset(t.name, counters)) return 1;
             }
+        // The deep 64 × 64 mma.sync tile over the same operands (14 k tiles of 128 bytes in 6
+        // stages: its slots refilled while the warps' double-buffered fragments still come from
+        // the stage before), K split 1 and 2 ways, cp.async late and early, three times: a refill
+        // issued before every warp has passed the barrier that follows its last ldmatrix of that
+        // slot is a reported race.
+        for (int rep = 0; rep < 3; ++rep)
+            for (int splits : {1, 2})
+                for (unsigned flags : {0u, 1u}) {
+                    MmaParams q{};
+                    q.g = p;
+                    q.g.x = tx.data();
+                    q.g.w = tw.data();
+                    q.g.lda = q.g.ldb = tld;
+                    q.g.k = tk;
+                    q.partials = partials.data();
+                    q.counters = counters.data();
+                    q.kt_per_split = splits == 1 ? 14 : 7;
+                    std::fill(y.begin(), y.end(), 0x7f7f7f7f);
+                    // 6 stages of (64 + 64) × 128 bytes (mma::C64x64), 4 warps.
+                    unsigned grid[3] = {(unsigned)((n + 63) / 64), (unsigned)((m + 63) / 64), (unsigned)splits};
+                    unsigned block[3] = {128, 1, 1};
+                    char err[512] = {0};
+                    if (int8rt_sim_launch_ex("gemm_mma_64x64_s8", grid, block, 6 * 128 * 128, flags, &q, sizeof q, nullptr,
+                                             err, sizeof err) != 0) {
+                        std::fprintf(stderr, "gemm_mma_64x64_s8: %s\n", err);
+                        return 1;
+                    }
+                    if (!check_product("gemm_mma_64x64_s8", y, tx, tw, m, n, tk, tld) ||
+                        !counters_reset("gemm_mma_64x64_s8", counters))
+                        return 1;
+                }
     }
     // The bulk-copy GEMV over K = 5 · 1024 + 48 (its 4-stage ring of 1 KiB chunks refilled
     // twice; the 32-row kernel's 8-stage ring of 512-byte chunks once), two blocks of 16 weight
