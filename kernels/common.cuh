@@ -41,6 +41,17 @@
 
 #define I8RT_INLINE __device__ __forceinline__
 
+// `p` unchanged, but opaque to the compiler's arithmetic: the sums after it are not merged into
+// the ones before it (so that constant offsets from it stay immediates of the instructions that
+// use them). A no-op in the simulation.
+template <class T>
+I8RT_INLINE T* opaque(T* p) {
+#ifdef I8RT_DEVICE_BUILD
+    asm("" : "+l"(p));
+#endif
+    return p;
+}
+
 // sm_75 code (Turing has neither cp.async nor mma.m16n8k32): the device build for an
 // architecture before sm_80 — the tensor-core modules' sm_75 CUBIN, or compute_75 PTX — and the
 // simulation built with I8RT_SIM_SM75 (what a simulated sm_75 GPU runs: src/cuda/sim.rs).

@@ -463,3 +463,95 @@ fn overlapped_kernels_wait_before_touching_their_predecessors_data() {
     });
     assert!(checked > 0, "no overlapped kernel checked");
 }
+
+/// The instructions of a SASS body's main loop around its `IMMA`: from the target of the first
+/// backward branch after the last `IMMA` (a target before the first one) to that branch, as
+/// (opcode, count), with the loop's length. `None` when there is no such loop.
+fn imma_loop_mix(body: &str) -> Option<(usize, HashMap<String, usize>)> {
+    // (address, opcode, operands) of every instruction line
+    let ins: Vec<(u64, String, String)> = body
+        .lines()
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix("/*")?;
+            let (addr, code) = rest.split_once("*/")?;
+            let addr = u64::from_str_radix(addr, 16).ok()?;
+            let code = code.split(';').next()?.trim();
+            let mut words = code.split_whitespace();
+            let mut op = words.next()?;
+            if op.starts_with('@') {
+                op = words.next()?;
+            }
+            let rest: Vec<&str> = words.collect();
+            Some((addr, op.to_string(), rest.join(" ")))
+        })
+        .collect();
+    let imma: Vec<usize> = (0..ins.len())
+        .filter(|&i| ins[i].1.starts_with("IMMA"))
+        .collect();
+    let (&first, &last) = (imma.first()?, imma.last()?);
+    let (head, end) = ins[last..]
+        .iter()
+        .enumerate()
+        .find_map(|(d, (_, op, args))| {
+            if !op.starts_with("BRA") {
+                return None;
+            }
+            let target =
+                u64::from_str_radix(args.rsplit(' ').next()?.trim_start_matches("0x"), 16).ok()?;
+            (target <= ins[first].0).then_some((target, last + d))
+        })?;
+    let start = ins.iter().position(|(a, _, _)| *a == head)?;
+    let mut mix = HashMap::new();
+    for (_, op, _) in &ins[start..=end] {
+        *mix.entry(op.split('.').next().unwrap().to_string())
+            .or_default() += 1;
+    }
+    Some((end + 1 - start, mix))
+}
+
+/// The deep `mma.sync` tiles (128-byte stages, `tile::PairLoader` copies) keep their refill
+/// copies inside the main loop and issue few instructions per stage: Nsight Compute found the
+/// 64 × 64 tile issue-bound on an H100 when its 8 copies per stage took a 102-instruction block
+/// the loop branched to (182 per stage in all; 107 on sm_90 with PairLoader, 101 on sm_80 —
+/// bench/RESULTS-gpu-static.md). The bound leaves room for a compiler update, not for the old
+/// layout's per-copy address arithmetic.
+#[test]
+fn deep_mma_tiles_refill_inside_a_short_main_loop() {
+    let Some(cuobjdump) = cuobjdump() else {
+        return;
+    };
+    // (kernel, copies per stage and thread, most instructions per stage)
+    let tiles = [
+        ("gemm_mma_64x64", 8usize, 120usize),
+        ("gemm_mma_128x64", 12, 176),
+    ];
+    for &arch in registry::CUBIN_ARCHS.iter().filter(|&&a| a >= 80) {
+        let funcs = module_sass(&cuobjdump, Module::GemmMma, arch);
+        for (tile, copies, most) in tiles {
+            for ty in ["s8", "u8"] {
+                let name = format!("{tile}_{ty}");
+                let body = funcs
+                    .get(&name)
+                    .unwrap_or_else(|| panic!("{name} missing from the sm_{arch} SASS"));
+                let (len, mix) = imma_loop_mix(body)
+                    .unwrap_or_else(|| panic!("{name} on sm_{arch}: no loop around its IMMA"));
+                let count = |op: &str| mix.get(op).copied().unwrap_or(0);
+                eprintln!(
+                    "{name} sm_{arch}: main loop {len} instructions, {} IMMA, {} LDSM, {} LDGSTS",
+                    count("IMMA"),
+                    count("LDSM"),
+                    count("LDGSTS")
+                );
+                assert_eq!(
+                    count("LDGSTS"),
+                    copies,
+                    "{name} on sm_{arch}: the refill is not in the loop"
+                );
+                assert!(
+                    len <= most,
+                    "{name} on sm_{arch}: {len} instructions per stage (at most {most})"
+                );
+            }
+        }
+    }
+}
