@@ -358,6 +358,17 @@ impl Sweep {
     }
 }
 
+/// The split-K factor (8, 4 or 2, two k tiles per split at least; else 1) whose blocks of `tile`
+/// at `m` × `n` × `k` come nearest to `blocks_wanted` without exceeding it.
+fn splits_filling(tile: MmaTile, m: usize, n: usize, k: usize, blocks_wanted: usize) -> u32 {
+    let blocks = m.div_ceil(tile.bm()) * n.div_ceil(tile.bn());
+    let kt = k.div_ceil(tile.bk());
+    [8u32, 4, 2]
+        .into_iter()
+        .find(|&s| blocks * s as usize <= blocks_wanted && 2 * s as usize <= kt)
+        .unwrap_or(1)
+}
+
 fn bench_shape(
     c: &mut Criterion,
     dev: &CudaDevice,
@@ -572,12 +583,7 @@ fn bench_shape(
         for &tile in tiles {
             // (the 4-stage 64 × 128 tile fits two blocks per SM)
             let per_sm = if tile == MmaTile::Tma64x128D4 { 2 } else { 1 };
-            let blocks = m.div_ceil(tile.bm()) * n.div_ceil(tile.bn());
-            let kt = k.div_ceil(tile.bk());
-            let splits = [8u32, 4, 2]
-                .into_iter()
-                .find(|&s| blocks * s as usize <= per_sm * sms && 2 * s as usize <= kt)
-                .unwrap_or(1);
+            let splits = splits_filling(tile, m, n, k, per_sm * sms);
             runs.push((
                 format!("int8rt_{}_i32", tile.label()),
                 GemmKernel::Mma(Some(MmaConfig { tile, splits })),
@@ -600,12 +606,7 @@ fn bench_shape(
     if mma && (33..=256).contains(&m) {
         let sms = dev.sm_count() as usize;
         for tile in [MmaTile::M64N64, MmaTile::M128N64] {
-            let blocks = m.div_ceil(tile.bm()) * n.div_ceil(tile.bn());
-            let kt = k.div_ceil(tile.bk());
-            let splits = [8u32, 4, 2]
-                .into_iter()
-                .find(|&s| blocks * s as usize <= 2 * sms && 2 * s as usize <= kt)
-                .unwrap_or(1);
+            let splits = splits_filling(tile, m, n, k, 2 * sms);
             runs.push((
                 format!("int8rt_mma{}_i32", tile.label()),
                 GemmKernel::Mma(Some(MmaConfig { tile, splits })),

@@ -163,7 +163,14 @@ I8RT_INLINE void body(const MmaParams& q) {
         }
     };
 
+    // The refill at iteration i: k tile i + STAGES − 1 of the block's order (the slot that stage
+    // i − 1 used, which every thread has finished reading), one commit group even when empty.
     int write_stage = C::STAGES - 1;
+    auto refill = [&](int i) {
+        if (i + C::STAGES - 1 < nkt) ld.template load<true>(0, write_stage, kt0 + i + C::STAGES - 2, p.k);
+        cp_async_commit();
+        write_stage = write_stage + 1 == C::STAGES ? 0 : write_stage + 1;
+    };
     if constexpr (!C::DB) {
         int read_stage = 0;
         for (int i = 0; i < nkt; ++i) {
@@ -171,9 +178,7 @@ I8RT_INLINE void body(const MmaParams& q) {
             // thread has finished computing on stage i − 1, which the prefetch below overwrites.
             cp_async_wait<C::STAGES - 2>();
             block_sync();
-            if (i + C::STAGES - 1 < nkt) ld.template load<true>(0, write_stage, kt0 + i + C::STAGES - 2, p.k);
-            cp_async_commit();
-            write_stage = write_stage + 1 == C::STAGES ? 0 : write_stage + 1;
+            refill(i);
 
             const unsigned stage = (unsigned)(read_stage * C::STAGE_BYTES);
             read_stage = read_stage + 1 == C::STAGES ? 0 : read_stage + 1;
@@ -200,11 +205,7 @@ I8RT_INLINE void body(const MmaParams& q) {
             read_stage = read_stage + 1 == C::STAGES ? 0 : read_stage + 1;
 #pragma unroll
             for (int kk = 0; kk < C::KK; ++kk) {
-                if (kk == 0) {
-                    if (i + C::STAGES - 1 < nkt) ld.template load<true>(0, write_stage, kt0 + i + C::STAGES - 2, p.k);
-                    cp_async_commit();
-                    write_stage = write_stage + 1 == C::STAGES ? 0 : write_stage + 1;
-                }
+                if (kk == 0) refill(i);
                 if (kk + 1 < C::KK) {
                     load_frags(af[(kk + 1) & 1], bf[(kk + 1) & 1], stage, kk + 1);
                 } else {
