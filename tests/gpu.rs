@@ -343,9 +343,7 @@ fn mma_every_tile_and_split_matches_reference() {
     let mut rng = Rng::new(17);
     for tile in MmaTile::ALL {
         let (bm, bn) = (tile.bm(), tile.bn());
-        if tile.is_wgmma() && dev.compute_capability() != (9, 0)
-            || arch(&dev) < 80 && tile.smem_bytes() > 64 << 10
-        {
+        if !tile.runs_on(arch(&dev)) {
             // The wgmma tiles (sm_90a CUBIN) run on sm_90 alone, sm_75 holds 64 KiB of shared
             // memory per block: elsewhere forcing one is an error naming the path.
             let e = refused(&dev, GemmKernel::Mma(Some(MmaConfig { tile, splits: 1 })));
@@ -399,7 +397,7 @@ fn sm75_build_of_the_tensor_core_kernels_matches_reference() {
         GemmKernel::MmaGemvVariant(GemvVariant::Wide),
     ];
     for tile in MmaTile::ALL {
-        if !tile.is_wgmma() && tile.smem_bytes() <= 64 << 10 {
+        if tile.runs_on(75) {
             for splits in [1, 3] {
                 kernels.push(GemmKernel::Mma(Some(MmaConfig { tile, splits })));
             }

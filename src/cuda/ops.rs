@@ -537,6 +537,19 @@ impl MmaTile {
     pub const fn label(self) -> &'static str {
         self.spec().label
     }
+    /// Whether the tile can run, forced or tuned, on a GPU of compute capability `arch`
+    /// (major · 10 + minor): sm_75 or newer, within sm_75's 64 KiB of shared memory per block
+    /// there, a `wgmma` tile on sm_90 alone — the refusals a forced kernel gets otherwise.
+    pub fn runs_on(self, arch: u32) -> bool {
+        arch_refusal(
+            GemmKernel::Mma(Some(MmaConfig {
+                tile: self,
+                splits: 1,
+            })),
+            arch,
+        )
+        .is_none()
+    }
     /// The kernel for s8 (`false`) or u8 (`true`) activations.
     pub(crate) const fn kernel(self, u8_act: bool) -> KernelId {
         self.spec().kernels[u8_act as usize]

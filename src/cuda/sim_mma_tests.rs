@@ -866,7 +866,7 @@ fn sm75_build_matches_reference_for_every_tile_it_runs() {
         GemmKernel::MmaGemvVariant(GemvVariant::Wide),
     ];
     for tile in MmaTile::ALL {
-        if !tile.is_wgmma() && tile.smem_bytes() <= 64 << 10 {
+        if tile.runs_on(75) {
             kernels.extend([forced(tile, 1), forced(tile, 3)]);
         }
     }
@@ -1357,6 +1357,19 @@ fn path_choice_follows_architecture_alignment_and_forcing() {
             matches!(err, crate::Error::PathUnavailable { path, .. } if path == want),
             "sm_{arch} lda {lda} {kernel:?}: {err:?}"
         );
+    }
+    // `MmaTile::runs_on`, which the tests use to pick what to run on a simulated or real sm_75,
+    // states the same rule.
+    for tile in MmaTile::ALL {
+        for arch in [70, 75, 80, 86, 90, 100] {
+            let want = arch >= 75
+                && if tile.is_wgmma() {
+                    arch == 90
+                } else {
+                    arch >= 80 || tile.smem_bytes() <= 64 << 10
+                };
+            assert_eq!(tile.runs_on(arch), want, "{tile:?} on sm_{arch}");
+        }
     }
     // A zero split factor is refused.
     let e = SimExec::new();
