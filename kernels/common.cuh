@@ -41,9 +41,9 @@
 
 #define I8RT_INLINE __device__ __forceinline__
 
-// `p` unchanged, but opaque to the compiler's arithmetic: the sums after it are not merged into
-// the ones before it (so that constant offsets from it stay immediates of the instructions that
-// use them). A no-op in the simulation.
+// `p` unchanged, but opaque to the compiler's arithmetic: a value computed once stays in its
+// register instead of being recomputed from its inputs where it is used (tile.cuh's held row
+// addresses). A no-op in the simulation.
 template <class T>
 I8RT_INLINE T* opaque(T* p) {
 #ifdef I8RT_DEVICE_BUILD

@@ -27,8 +27,8 @@
 // faster than the default at 128 and 256 × 4096² there: Hopper's table (ops.rs mma_dispatch)
 // sends it 65 … 256 rows; the 128 × 64 one is forced or tuned only. Nsight Compute found the
 // 64 × 64 tile issue-bound there, its refill copies 102 of the 182 instructions a stage issued:
-// the deep tiles now copy through tile::PairLoader (one address per row and pass, immediates for
-// the chunks), 107 per stage (bench/RESULTS-gpu-static.md).
+// the deep tiles now hold their copy rows' addresses in registers (tile::OperandLoader's HOLD),
+// 110 per stage (bench/RESULTS-gpu-static.md).
 // each for s8 and u8 activations (`mma.sync.m16n8k32.row.col.s32.{s8,u8}.s8.s32`).
 //
 // Per block (thread → warp → block):
@@ -89,8 +89,8 @@ static_assert(STAGING_FITS<C16x128> && STAGING_FITS<C64x128> && STAGING_FITS<C12
                   STAGING_FITS<C256x128> && STAGING_FITS<C64x64> && STAGING_FITS<C128x64>,
               "the epilogue's staging and the split-K flag fit in the pipeline's shared memory");
 
-// This thread's share of a stage's copies (tile.cuh), laid out as the Config says: the deep
-// tiles' 128-byte stages by tile::PairLoader (fewer instructions per refill).
+// This thread's share of a stage's copies (tile.cuh), laid out as the Config says; the deep
+// tiles (128-byte stages) hold their rows' addresses in registers (fewer instructions a refill).
 template <class C>
 using StageLoader = tile::StageLoader<C::THREADS, C::BM, C::BN, C::BK, C::BK == 128>;
 

@@ -68,18 +68,26 @@ I8RT_INLINE KTiles block_k_tiles(const MmaParams& q) {
 
 // One operand's share of the pipeline's copies for this thread. A stage holds ROWS rows of BK
 // bytes as CHUNKS 16-byte chunks; thread t copies chunk t % CHUNKS of rows t / CHUNKS + j · RPP
-// (RPP = THREADS / CHUNKS rows per pass). Everything that does not depend on k is computed once:
-// the global address of the thread's first row (clamped into the matrix: rows past the edge copy
-// nothing, src-size 0, but keep a valid address), the byte stride between its rows, which rows
-// exist, and the shared offset (the swizzle term is the same for all of the thread's rows, RPP
-// being a multiple of 8).
-template <int THREADS, int ROWS, int BK>
+// (RPP = THREADS / CHUNKS rows per pass): a warp's copy instruction fills whole 128-byte (or
+// 64-byte) row segments. Everything that does not depend on k is computed once: which rows exist
+// (rows past the edge copy nothing, src-size 0, but keep a valid address: their own clamped into
+// the matrix), the shared offset (the swizzle term is the same for all of the thread's rows, RPP
+// being a multiple of 8), and the global addresses, two ways:
+// - HOLD = false: the first row's address and the stride between rows; each copy recomputes its
+//   row's address (a 64-bit multiply-add and a select) — few registers;
+// - HOLD = true: every row's address held in registers (kept there: `opaque`), so a copy's
+//   address is one add of the k offset. The deep `mma.sync` tiles, which Nsight Compute found
+//   issue-bound on an H100 (bench/RESULTS.md, 2026-11-26): their 8 copies per stage had taken a
+//   102-instruction block beside an 80-instruction loop; 110 instructions per stage in all now,
+//   at 124 registers instead of 96 (bench/RESULTS-gpu-static.md).
+template <int THREADS, int ROWS, int BK, bool HOLD = false>
 struct OperandLoader {
     static constexpr int CHUNKS = BK / 16;
     static constexpr int RPP = THREADS / CHUNKS;
     static constexpr int ITERS = (ROWS + RPP - 1) / RPP;
     const unsigned char* src;  // row r0 (clamped), byte chunk · 16
     long long step;            // bytes from one of this thread's rows to the next (RPP · ld)
+    const unsigned char* row[HOLD ? ITERS : 1];  // HOLD: row r0 + j · RPP (clamped), byte chunk · 16
     unsigned valid;            // bit j: row r0 + j · RPP lies inside the matrix
     unsigned smem;             // shared offset of row r0's chunk within an operand tile
     int chunk, r0;
@@ -96,7 +104,23 @@ struct OperandLoader {
         const int gr = first_row + r0 < rows ? first_row + r0 : rows - 1;
         src = base + (long long)gr * ld + chunk * 16;
         step = (long long)RPP * ld;
+        if constexpr (HOLD) {
+#pragma unroll
+            for (int j = 0; j < ITERS; ++j) {
+                const int r = first_row + r0 + j * RPP;
+                row[j] = opaque(base + (long long)(r < rows ? r : rows - 1) * ld + chunk * 16);
+            }
+        }
         smem = swz<BK>(r0, chunk);
+    }
+
+    // The global address of this thread's chunk of row j at byte k0.
+    I8RT_INLINE const unsigned char* at(int j, long long k0) const {
+        if constexpr (HOLD) {
+            return row[j] + k0;
+        } else {
+            return (valid >> j) & 1u ? src + k0 + j * step : src;
+        }
     }
 
     // Copies of the k tile at byte k0 (k0 .. k0 + BK) into the operand tile at shared offset
@@ -104,13 +128,12 @@ struct OperandLoader {
     // otherwise the chunks that cross or pass K copy what is left of them and zero-fill the rest.
     template <bool FULL>
     I8RT_INLINE void load(unsigned tile, long long k0, int k) const {
-        const unsigned char* g = src + k0;
         if (FULL || k0 + BK <= k) {
 #pragma unroll
             for (int j = 0; j < ITERS; ++j) {
                 if (ROWS % RPP != 0 && r0 + j * RPP >= ROWS) break;  // threads past a short tile
                 const bool row_ok = (valid >> j) & 1u;
-                cp_async_16_or_zero(tile + smem + (unsigned)(j * RPP * BK), row_ok ? g + j * step : src, !row_ok);
+                cp_async_16_or_zero(tile + smem + (unsigned)(j * RPP * BK), at(j, k0), !row_ok);
             }
         } else {
             const int left = k - (int)k0 - chunk * 16;  // bytes of this chunk below K
@@ -119,116 +142,20 @@ struct OperandLoader {
             for (int j = 0; j < ITERS; ++j) {
                 if (ROWS % RPP != 0 && r0 + j * RPP >= ROWS) break;
                 const bool row_ok = (valid >> j) & 1u;
-                cp_async_16(tile + smem + (unsigned)(j * RPP * BK), row_ok ? g + j * step : src, row_ok ? bytes : 0);
+                cp_async_16(tile + smem + (unsigned)(j * RPP * BK), at(j, k0), row_ok ? bytes : 0);
             }
         }
     }
-};
-
-// The same share of a 128-byte-deep stage laid out so that a refill is cheap to issue (the deep
-// `mma.sync` tiles, which Nsight Compute found issue-bound: bench/RESULTS.md, 2026-11-26; with
-// OperandLoader's layout their 8 copies per stage took 102 instructions). Thread t copies four
-// chunks of ONE row per pass — chunks 2j + (t & 1), j = 0 … 3, so that a thread pair fills whole
-// 32-byte sectors — and so addresses them as one global pointer plus the immediates 32 j; the
-// shared side is four offsets computed once (the swizzle permutes the chunk pairs). Per stage:
-// one pointer update per pass and one add per chunk pair, where OperandLoader recomputes a
-// 64-bit row address and a select per copy.
-// Within a warp, lanes 0–7 copy rows 0, 2, 4, 6 (two lanes a row), lanes 8–15 rows 1, 3, 5, 7,
-// lanes 16–31 rows 8 … 15 likewise: the 8 chunks a quarter-warp writes then fall in 8 distinct
-// bank groups under the 128-byte swizzle (checked at compile time below), and each warp covers
-// 16 rows × 32 bytes per copy instruction (16 full sectors, as OperandLoader's 4 rows × 128).
-template <int THREADS, int ROWS>
-struct PairLoader {
-    static constexpr int BK = 128;
-    static constexpr int RPP = THREADS / 2;  // rows per pass
-    static constexpr int PASSES = ROWS / RPP;
-    const unsigned char* src[PASSES];  // pass p's row (clamped into the matrix) + 16 · half, at k = 0
-    unsigned smem[4];                  // shared offset of chunk pair j of pass 0's row
-    unsigned valid;                    // bit p: pass p's row lies inside the matrix
-    int half;
-
-    // The tile row thread t copies in pass 0 (above).
-    __host__ __device__ static constexpr int row_of(int t) {
-        return 16 * (t >> 5) + 2 * ((t >> 1) & 3) + ((t >> 3) & 1) + 8 * ((t >> 4) & 1);
-    }
-    // Every (row, half) of a pass copied by exactly one thread, and no quarter-warp writing two
-    // chunks of one bank group in any copy instruction.
-    __host__ __device__ static constexpr bool layout_ok() {
-        // THREADS = 2 · RPP threads into RPP × 2 (row, half) slots, no two alike: a bijection.
-        for (int t = 0; t < THREADS; ++t) {
-            if (row_of(t) < 0 || row_of(t) >= RPP) return false;
-            for (int u = t + 1; u < THREADS; ++u)
-                if (row_of(t) == row_of(u) && (t & 1) == (u & 1)) return false;
-        }
-        for (int q = 0; q < THREADS; q += 8)
-            for (int j = 0; j < 4; ++j)
-                for (int t = q; t < q + 8; ++t)
-                    for (int u = t + 1; u < q + 8; ++u)
-                        if (((2 * j + (t & 1)) ^ (row_of(t) & 7)) == ((2 * j + (u & 1)) ^ (row_of(u) & 7))) return false;
-        return true;
-    }
-    static_assert(THREADS % 32 == 0 && ROWS % RPP == 0 && PASSES <= 32, "loader geometry");
-    static_assert(layout_ok(), "a bijective, conflict-free copy layout");
-
-    I8RT_INLINE void init(const unsigned char* base, long long ld, int rows, int first_row) {
-        const int tid = (int)threadIdx.x;
-        const int r0 = row_of(tid);
-        half = tid & 1;
-        valid = 0;
-#pragma unroll
-        for (int p = 0; p < PASSES; ++p) {
-            const int gr = first_row + r0 + p * RPP;
-            if (gr < rows) valid |= 1u << p;
-            src[p] = base + (long long)(gr < rows ? gr : rows - 1) * ld + half * 16;
-        }
-#pragma unroll
-        for (int j = 0; j < 4; ++j) smem[j] = swz<BK>(r0, 2 * j + half);
-    }
-
-    // As OperandLoader::load: the k tile at byte k0 into the operand tile at shared offset `tile`.
-    // A row outside the matrix keeps its clamped address (never read: zero-filled).
-    template <bool FULL>
-    I8RT_INLINE void load(unsigned tile, long long k0, int k) const {
-        const bool full = FULL || k0 + BK <= k;
-#pragma unroll
-        for (int p = 0; p < PASSES; ++p) {
-            // One 64-bit address per pass, the chunk pairs at immediate offsets from it (left to
-            // itself the compiler folds k0 + 32 j into one add per copy).
-            const unsigned char* g = opaque(src[p] + k0);
-            const bool row_ok = (valid >> p) & 1u;
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const unsigned dst = tile + smem[j] + (unsigned)(p * RPP * BK);
-                if (full) {
-                    cp_async_16_or_zero(dst, g + 32 * j, !row_ok);
-                } else {
-                    const int left = k - (int)k0 - (2 * j + half) * 16;  // bytes of this chunk below K
-                    const int bytes = left >= 16 ? 16 : (left > 0 ? left : 0);
-                    cp_async_16(dst, g + 32 * j, row_ok ? bytes : 0);
-                }
-            }
-        }
-    }
-};
-
-template <bool PAIRS, int THREADS, int ROWS, int BK>
-struct PickLoader {
-    using type = OperandLoader<THREADS, ROWS, BK>;
-};
-template <int THREADS, int ROWS>
-struct PickLoader<true, THREADS, ROWS, 128> {
-    using type = PairLoader<THREADS, ROWS>;
 };
 
 // Both operands' share of a pipeline stage's copies for this thread: A = X rows [bm, bm + BM),
 // B = W rows [bn, bn + BN), BK bytes each; a stage holds A's rows, then B's (A_BYTES later).
-// PAIRS: PairLoader's layout (128-byte stages only), else OperandLoader's.
-template <int THREADS, int BM, int BN, int BK, bool PAIRS = false>
+// HOLD: the row addresses held in registers (OperandLoader).
+template <int THREADS, int BM, int BN, int BK, bool HOLD = false>
 struct StageLoader {
-    static_assert(!PAIRS || BK == 128, "PairLoader copies 128-byte stages");
     static constexpr int A_BYTES = BM * BK, STAGE_BYTES = (BM + BN) * BK;
-    typename PickLoader<PAIRS, THREADS, BM, BK>::type a;
-    typename PickLoader<PAIRS, THREADS, BN, BK>::type b;
+    OperandLoader<THREADS, BM, BK, HOLD> a;
+    OperandLoader<THREADS, BN, BK, HOLD> b;
 
     I8RT_INLINE void init(const GemmParams& p, int bm, int bn) {
         a.init(static_cast<const unsigned char*>(p.x), p.lda, p.m, bm);

@@ -509,11 +509,11 @@ fn imma_loop_mix(body: &str) -> Option<(usize, HashMap<String, usize>)> {
     Some((end + 1 - start, mix))
 }
 
-/// The deep `mma.sync` tiles (128-byte stages, `tile::PairLoader` copies) keep their refill
-/// copies inside the main loop and issue few instructions per stage: Nsight Compute found the
-/// 64 × 64 tile issue-bound on an H100 when its 8 copies per stage took a 102-instruction block
-/// the loop branched to (182 per stage in all; 107 on sm_90 with PairLoader, 101 on sm_80 —
-/// bench/RESULTS-gpu-static.md). The bound leaves room for a compiler update, not for the old
+/// The deep `mma.sync` tiles (128-byte stages, their copy rows' addresses held in registers:
+/// `tile::OperandLoader`'s HOLD) keep their refill copies inside the main loop and issue few
+/// instructions per stage: Nsight Compute found the 64 × 64 tile issue-bound on an H100 when its
+/// 8 copies per stage took a 102-instruction block the loop branched to (182 per stage in all;
+/// 110 on sm_90 now, 107 on sm_80 — bench/RESULTS-gpu-static.md). The bound leaves room for a compiler update, not for the old
 /// layout's per-copy address arithmetic.
 #[test]
 fn deep_mma_tiles_refill_inside_a_short_main_loop() {
