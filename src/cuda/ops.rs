@@ -40,6 +40,12 @@ const GEMV_THREADS: u32 = 256;
 const GEMV_MAX_BM: usize = 32;
 /// Activation rows per block row of the GEMV's block variants ([`GemvVariant`]; their one width).
 const GEMV_VARIANT_BM: usize = 8;
+/// Blocks of the default 8-warp GEMVs — dp4a's 16-row `gemv_dp4a16_m1` and the tensor-core
+/// `gemv_mma_m8` — one multiprocessor holds on sm_80 and sm_90: three, by registers (72 and 80
+/// per thread: `gemv_blocks_per_sm_is_what_ptxas_allows` checks it against ptxas's report). The
+/// narrow variants' rules ([`dp4a_narrow`], [`gemv_auto_variant`]) compare a layer's blocks with
+/// one wave of these.
+const GEMV_BLOCKS_PER_SM: usize = 3;
 /// `GemmKernel::Auto` runs the weight-streaming tensor-core GEMV up to this many rows without
 /// the `wgmma` rules ([`gemv_auto_max_m`]; H200, 4096², one run, before the streaming hint:
 /// 8.5 µs against 10.1 for the dp4a GEMV at M = 1, 18.6 against 19.4 for the sweep's best
@@ -632,15 +638,14 @@ fn smem_per_sm(arch: u32) -> usize {
     }
 }
 
-/// Registers per thread of a tile's kernel as ptxas reported them at build time (the sm_90
-/// CUBIN for sm_90 and newer, sm_80 otherwise; sm_90a for the wgmma tiles), or 255 when NVRTC
-/// did not run at build time.
+/// Registers per thread of a kernel as ptxas reported them at build time (the sm_90a CUBIN for
+/// the architecture-specific `wgmma` modules, else sm_90 for sm_90 and newer, sm_80 before,
+/// sm_75 there), or 255 when NVRTC did not run at build time.
 #[cfg(test)]
-fn kernel_registers(tile: MmaTile, arch: u32) -> usize {
-    // Parsed once: the dispatch runs on every GEMM call.
+fn kernel_registers(kernel: KernelId, arch: u32) -> usize {
     static REPORT: std::sync::OnceLock<Vec<super::registry::KernelResources>> =
         std::sync::OnceLock::new();
-    let want = if tile.is_wgmma() {
+    let want = if kernel.module().arch_specific() {
         "sm_90a"
     } else if arch >= 90 {
         "sm_90"
@@ -649,7 +654,7 @@ fn kernel_registers(tile: MmaTile, arch: u32) -> usize {
     } else {
         "sm_75"
     };
-    let name = tile.kernel(false).name();
+    let name = kernel.name();
     REPORT
         .get_or_init(super::registry::resources)
         .iter()
@@ -662,16 +667,54 @@ fn kernel_registers(tile: MmaTile, arch: u32) -> usize {
 /// registers (64 Ki per SM, allocated in units of 256 per warp).
 #[cfg(test)]
 pub(crate) fn resident_blocks(tile: MmaTile, arch: u32) -> usize {
-    let by_smem = smem_per_sm(arch) / (tile.smem_bytes() + 1024);
+    resident_blocks_of(tile.kernel(false), tile.threads(), tile.smem_bytes(), arch)
+}
+
+/// [`resident_blocks`] for any kernel: its block's threads and shared memory (dynamic and
+/// static) given.
+#[cfg(test)]
+fn resident_blocks_of(kernel: KernelId, threads: usize, smem: usize, arch: u32) -> usize {
+    let by_smem = smem_per_sm(arch) / (smem + 1024);
     let max_threads = match arch {
         75 => 1024,
         80 | 87 | 90 | 100 | 103 => 2048,
         _ => 1536,
     };
-    let by_threads = max_threads / tile.threads();
-    let regs_per_warp = (kernel_registers(tile, arch) * 32).div_ceil(256) * 256;
-    let by_regs = 65536 / (regs_per_warp * tile.threads() / 32);
+    let by_threads = max_threads / threads;
+    let regs_per_warp = (kernel_registers(kernel, arch) * 32).div_ceil(256) * 256;
+    let by_regs = 65536 / (regs_per_warp * threads / 32);
     by_smem.min(by_threads).min(by_regs).clamp(1, 32)
+}
+
+#[cfg(test)]
+mod occupancy_tests {
+    use super::*;
+
+    #[test]
+    fn gemv_blocks_per_sm_is_what_ptxas_allows() {
+        if !super::super::registry::BUILT_WITH_NVRTC {
+            eprintln!("no ptxas report (kernels not compiled at build time): skipped");
+            return;
+        }
+        // The default 8-warp GEMVs, with their static shared memory (ptxas's report).
+        let report = super::super::registry::resources();
+        for kernel in [KernelId::GemvDp4a16M1S8, KernelId::GemvMmaM8S8] {
+            for arch in [80, 90] {
+                let smem = report
+                    .iter()
+                    .find(|r| r.kernel == kernel.name() && r.arch == format!("sm_{arch}"))
+                    .map(|r| r.smem_bytes as usize)
+                    .expect("a ptxas report");
+                assert_eq!(
+                    resident_blocks_of(kernel, THREADS as usize, smem, arch),
+                    GEMV_BLOCKS_PER_SM,
+                    "{} on sm_{arch}",
+                    kernel.name()
+                );
+            }
+        }
+        assert_eq!(GEMV_THREADS, THREADS);
+    }
 }
 
 /// The dispatch table of the tensor-core GEMM: a block tile, then a split-K factor.
@@ -793,7 +836,9 @@ pub(crate) fn gemv_auto_max_m(arch: u32, hopper: bool) -> usize {
 /// Measured on sm_90 alone, so only there.
 pub(crate) fn gemv_auto_variant(m: usize, n: usize, arch: u32, sms: u32) -> Option<GemvVariant> {
     let blocks = n.div_ceil(GEMV_BN);
-    (arch == WGMMA_ARCH && m <= GEMV_VARIANT_BM && blocks > 3 * sms.max(1) as usize)
+    (arch == WGMMA_ARCH
+        && m <= GEMV_VARIANT_BM
+        && blocks > GEMV_BLOCKS_PER_SM * sms.max(1) as usize)
         .then_some(GemvVariant::Narrow)
 }
 
@@ -943,12 +988,13 @@ impl<E: Exec> ScratchCache<E> {
 }
 
 /// Whether dp4a's 16-row GEMV runs one activation row in its narrow block (4 warps, five per
-/// SM by registers on sm_80 and sm_90): when its default blocks (8 warps, three per SM by registers) would need a second wave —
-/// more than `3 · sms` blocks of 16 weight rows — as the tensor-core GEMV's narrow variant, which
+/// SM by registers on sm_80 and sm_90): when its default blocks (8 warps, [`GEMV_BLOCKS_PER_SM`]
+/// per SM) would need a second wave — more than `3 · sms` blocks of 16 weight rows — as the
+/// tensor-core GEMV's narrow variant, which
 /// won there on the H200 ([`gemv_auto_variant`]). Unlike that rule it applies on every
 /// architecture (dp4a's default matters most before sm_80), from the same wave arithmetic.
 pub(crate) fn dp4a_narrow(m: usize, n: usize, sms: u32) -> bool {
-    m <= 1 && n.div_ceil(GEMV_BN) > 3 * sms.max(1) as usize
+    m <= 1 && n.div_ceil(GEMV_BN) > GEMV_BLOCKS_PER_SM * sms.max(1) as usize
 }
 
 /// The kernel and grid of the `dp4a` GEMM for an `m × n` product: the skinny kernel for
