@@ -22,7 +22,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 extern "C" int int8rt_sim_launch_checked(const char* name, const unsigned* grid, const unsigned* block,
@@ -51,10 +53,17 @@ struct Function {
     unsigned max_dyn_smem;
 };
 
+// A loaded module: the function handles taken from it, one per kernel name (as the driver hands
+// out), freed when it is unloaded.
+struct Module {
+    std::map<std::string, std::unique_ptr<Function>> functions;
+};
+
 struct State {
     std::mutex m;
     bool init = false;
     std::map<unsigned long long, Alloc> allocs;  // keyed by device address
+    std::set<Module*> modules;                   // loaded, not yet unloaded
     std::map<std::string, unsigned long long> counts;
     std::string last_error;
 };
@@ -199,7 +208,6 @@ int launch(Function* f, const unsigned grid[3], const unsigned block[3], unsigne
 // Handles: one context, streams and events as distinct non-null tokens.
 int g_ctx_token;
 thread_local void* t_current = nullptr;
-int g_module_token;
 
 struct Token {
     int unused;
@@ -579,23 +587,40 @@ int cuMemcpyDtoDAsync_v2(unsigned long long dst, unsigned long long src, size_t 
 int cuModuleLoadData(void** module, const void* image) {
     COUNT();
     if (!image) return INVALID_VALUE;
-    *module = &g_module_token;
+    auto* m = new Module{};
+    std::lock_guard<std::mutex> g(st().m);
+    st().modules.insert(m);
+    *module = m;
     return OK;
 }
 
 int cuModuleUnload(void* module) {
     COUNT();
-    return module == &g_module_token ? OK : INVALID_HANDLE;
+    std::lock_guard<std::mutex> g(st().m);
+    auto* m = static_cast<Module*>(module);
+    if (st().modules.erase(m) == 0) return INVALID_HANDLE;
+    delete m;  // and its function handles
+    return OK;
 }
 
 int cuModuleGetFunction(void** f, void* module, const char* name) {
     COUNT();
-    if (module != &g_module_token) return INVALID_HANDLE;
+    if (!f || !name) return INVALID_VALUE;
+    std::unique_lock<std::mutex> g(st().m);
+    auto* m = static_cast<Module*>(module);
+    if (st().modules.count(m) == 0) return INVALID_HANDLE;
+    if (auto it = m->functions.find(name); it != m->functions.end()) {
+        *f = it->second.get();
+        return OK;
+    }
     for (const auto& e : sim::registry())
         if (std::strcmp(e.name, name) == 0) {
-            *f = new Function{&e, DEFAULT_DYN_SMEM};
+            auto& slot = m->functions[name];
+            slot = std::make_unique<Function>(Function{&e, DEFAULT_DYN_SMEM});
+            *f = slot.get();
             return OK;
         }
+    g.unlock();  // (note takes the lock)
     return note(NOT_FOUND, std::string("cuModuleGetFunction: no kernel named ") + name);
 }
 
