@@ -119,36 +119,49 @@ fn sass_functions(text: &str) -> HashMap<String, String> {
     out
 }
 
-/// Opcodes (the mnemonic before the first `.`) of a SASS function body with their counts, most
-/// frequent first.
-fn opcode_mix(body: &str) -> Vec<(String, usize)> {
+/// The instructions of a SASS function body: (address, opcode with its modifiers, operands),
+/// predicate guards dropped — `/*0040*/   @!P0 IMMA.16832.S8.S8 R4, R8.ROW, R12.COL, R4 ;`.
+fn sass_instructions(body: &str) -> Vec<(u64, String, String)> {
+    body.lines()
+        .filter_map(|line| {
+            let rest = line.trim().strip_prefix("/*")?;
+            let (addr, code) = rest.split_once("*/")?;
+            let addr = u64::from_str_radix(addr, 16).ok()?;
+            let mut words = code.split(';').next()?.split_whitespace();
+            let mut op = words.next()?;
+            if op.starts_with('@') {
+                op = words.next()?;
+            }
+            let base = op.split('.').next().unwrap_or("");
+            if base.is_empty()
+                || !base
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            {
+                return None;
+            }
+            Some((addr, op.to_string(), words.collect::<Vec<_>>().join(" ")))
+        })
+        .collect()
+}
+
+/// Opcodes (the mnemonic before the first `.`) of some instructions with their counts.
+fn opcode_counts<'a>(
+    ins: impl IntoIterator<Item = &'a (u64, String, String)>,
+) -> HashMap<String, usize> {
     let mut m: HashMap<String, usize> = HashMap::new();
-    for line in body.lines() {
-        // `/*0040*/   @!P0 IMMA.16832.S8.S8 R4, R8.ROW, R12.COL, R4 ;`
-        let Some(rest) = line.trim().strip_prefix("/*") else {
-            continue;
-        };
-        let Some((addr, code)) = rest.split_once("*/") else {
-            continue;
-        };
-        if !addr.chars().all(|c| c.is_ascii_hexdigit()) {
-            continue;
-        }
-        let mut words = code.split_whitespace();
-        let mut op = words.next().unwrap_or("");
-        if op.starts_with('@') {
-            op = words.next().unwrap_or("");
-        }
-        let op = op.split('.').next().unwrap_or("").trim_end_matches(';');
-        if !op.is_empty()
-            && op
-                .chars()
-                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-        {
-            *m.entry(op.to_string()).or_default() += 1;
-        }
+    for (_, op, _) in ins {
+        *m.entry(op.split('.').next().unwrap_or("").to_string())
+            .or_default() += 1;
     }
-    let mut v: Vec<(String, usize)> = m.into_iter().collect();
+    m
+}
+
+/// Opcodes of a SASS function body with their counts, most frequent first.
+fn opcode_mix(body: &str) -> Vec<(String, usize)> {
+    let mut v: Vec<(String, usize)> = opcode_counts(&sass_instructions(body))
+        .into_iter()
+        .collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     v
 }
@@ -468,23 +481,7 @@ fn overlapped_kernels_wait_before_touching_their_predecessors_data() {
 /// backward branch after the last `IMMA` (a target before the first one) to that branch, as
 /// (opcode, count), with the loop's length. `None` when there is no such loop.
 fn imma_loop_mix(body: &str) -> Option<(usize, HashMap<String, usize>)> {
-    // (address, opcode, operands) of every instruction line
-    let ins: Vec<(u64, String, String)> = body
-        .lines()
-        .filter_map(|line| {
-            let rest = line.trim().strip_prefix("/*")?;
-            let (addr, code) = rest.split_once("*/")?;
-            let addr = u64::from_str_radix(addr, 16).ok()?;
-            let code = code.split(';').next()?.trim();
-            let mut words = code.split_whitespace();
-            let mut op = words.next()?;
-            if op.starts_with('@') {
-                op = words.next()?;
-            }
-            let rest: Vec<&str> = words.collect();
-            Some((addr, op.to_string(), rest.join(" ")))
-        })
-        .collect();
+    let ins = sass_instructions(body);
     let imma: Vec<usize> = (0..ins.len())
         .filter(|&i| ins[i].1.starts_with("IMMA"))
         .collect();
@@ -501,12 +498,7 @@ fn imma_loop_mix(body: &str) -> Option<(usize, HashMap<String, usize>)> {
             (target <= ins[first].0).then_some((target, last + d))
         })?;
     let start = ins.iter().position(|(a, _, _)| *a == head)?;
-    let mut mix = HashMap::new();
-    for (_, op, _) in &ins[start..=end] {
-        *mix.entry(op.split('.').next().unwrap().to_string())
-            .or_default() += 1;
-    }
-    Some((end + 1 - start, mix))
+    Some((end + 1 - start, opcode_counts(&ins[start..=end])))
 }
 
 /// The deep `mma.sync` tiles (128-byte stages, their copy rows' addresses held in registers:

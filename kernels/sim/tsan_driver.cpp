@@ -56,6 +56,24 @@ static bool counters_reset(const char* name, const std::vector<unsigned>& counte
     return true;
 }
 
+// One launch of a tiled GEMM kernel (its parameter block P: MmaParams, TmaParams or GemmParams,
+// writing y), checked: no launch error, y the naive product of x and w (rows × cols, K = k, rows
+// of ld bytes), and, given `counters`, every split-K counter back at zero. y is poisoned first.
+template <class P>
+static bool run_gemm(const char* name, const unsigned (&grid)[3], unsigned threads, unsigned smem, unsigned flags,
+                     const P& params, std::vector<int>& y, const std::vector<signed char>& x,
+                     const std::vector<signed char>& w, int rows, int cols, int k, int ld,
+                     const std::vector<unsigned>* counters) {
+    std::fill(y.begin(), y.end(), 0x7f7f7f7f);
+    unsigned block[3] = {threads, 1, 1};
+    char err[512] = {0};
+    if (int8rt_sim_launch_ex(name, grid, block, smem, flags, &params, sizeof params, nullptr, err, sizeof err) != 0) {
+        std::fprintf(stderr, "%s: %s\n", name, err);
+        return false;
+    }
+    return check_product(name, y, x, w, rows, cols, k, ld) && (!counters || counters_reset(name, *counters));
+}
+
 int main() {
     // GEMM: m = 130, n = 129 (2 × 2 tiles of 128), k = 70 (3 k steps), rows padded to 80.
     const int m = 130, n = 129, k = 70, ld = 80;
@@ -96,27 +114,32 @@ int main() {
     const Run runs[] = {{"gemm_mma_128x128_s8", 128, 4 * 256 * 64, 2, 2, 1, m, 2},
                         {"gemm_mma_16x128_s8", 128, 4 * 144 * 64, 2, 2, 3, 20, 1},
                         {"gemm_stream_64x64_s8", 256, 34832, 3, 3, 2, m, 1}};
+    // A tensor-core launch's parameters: the GEMM above on operands xs, ws (rows of `l` bytes,
+    // K = kk), `kt` k tiles per split.
+    auto mma_params = [&](const std::vector<signed char>& xs, const std::vector<signed char>& ws_, int l, int kk,
+                          int kt) {
+        MmaParams q{};
+        q.g = p;
+        q.g.x = xs.data();
+        q.g.w = ws_.data();
+        q.g.lda = q.g.ldb = l;
+        q.g.k = kk;
+        q.partials = partials.data();
+        q.counters = counters.data();
+        q.kt_per_split = kt;
+        return q;
+    };
     // Three repetitions: ThreadSanitizer sees a race only when the interleaving leaves both
     // accesses in its shadow memory (a removed barrier was reported in about 2 runs of 3).
     for (int rep = 0; rep < 3; ++rep)
-    for (const Run& r : runs) {
-        for (unsigned flags : {0u, 1u}) {
-            MmaParams q{};
-            q.g = p;
-            q.g.m = r.rows;
-            q.partials = partials.data();
-            q.counters = counters.data();
-            q.kt_per_split = r.kt_per_split;
-            std::fill(y.begin(), y.end(), 0x7f7f7f7f);
-            unsigned grid[3] = {r.gx, r.gy, r.gz}, block[3] = {r.threads, 1, 1};
-            char err[512] = {0};
-            if (int8rt_sim_launch_ex(r.name, grid, block, r.smem, flags, &q, sizeof q, nullptr, err, sizeof err) != 0) {
-                std::fprintf(stderr, "%s: %s\n", r.name, err);
-                return 1;
+        for (const Run& r : runs)
+            for (unsigned flags : {0u, 1u}) {
+                MmaParams q = mma_params(x, w, ld, k, r.kt_per_split);
+                q.g.m = r.rows;
+                const unsigned grid[3] = {r.gx, r.gy, r.gz};
+                if (!run_gemm(r.name, grid, r.threads, r.smem, flags, q, y, x, w, r.rows, n, k, ld, &counters))
+                    return 1;
             }
-            if (!check_product(r.name, y, x, w, r.rows, n, k, ld) || !counters_reset(r.name, counters)) return 1;
-        }
-    }
     // The wgmma tiles 128 × 128 (2 warpgroups; 4 and 3 stages) and 64 × 128 (1 warpgroup) over
     // K = 600 (5 k tiles of 128 bytes: more than their stages, so buffers are refilled while the
     // next stage is in the tensor cores), with K split 1 and 2 ways, cp.async late and early: the emulated
@@ -137,27 +160,12 @@ int main() {
                          WgTile{"gemm_wgmma_128x128_d3_s8", 128, 3}})
             for (int splits : {1, 2})
                 for (unsigned flags : {0u, 1u}) {
-                    MmaParams q{};
-                    q.g = p;
-                    q.g.x = wx.data();
-                    q.g.w = ww.data();
-                    q.g.lda = q.g.ldb = wld;
-                    q.g.k = wk;
-                    q.partials = partials.data();
-                    q.counters = counters.data();
-                    q.kt_per_split = splits == 1 ? 5 : 3;
-                    std::fill(y.begin(), y.end(), 0x7f7f7f7f);
                     // `stages` stages of (BM + 128) × 128 bytes, + 1 KiB to align them; a
                     // warpgroup per 64 rows.
-                    unsigned grid[3] = {2, (unsigned)((m + t.bm - 1) / t.bm), (unsigned)splits};
-                    unsigned block[3] = {(unsigned)(2 * t.bm), 1, 1};
-                    char err[512] = {0};
-                    if (int8rt_sim_launch_ex(t.name, grid, block, t.stages * (t.bm + 128) * 128 + 1024, flags, &q, sizeof q,
-                                             nullptr, err, sizeof err) != 0) {
-                        std::fprintf(stderr, "%s: %s\n", t.name, err);
-                        return 1;
-                    }
-                    if (!check_product(t.name, y, wx, ww, m, n, wk, wld) || !counters_reset(t.name, counters))
+                    const unsigned grid[3] = {2, (unsigned)((m + t.bm - 1) / t.bm), (unsigned)splits};
+                    if (!run_gemm(t.name, grid, 2 * t.bm, t.stages * (t.bm + 128) * 128 + 1024, flags,
+                                  mma_params(wx, ww, wld, wk, splits == 1 ? 5 : 3), y, wx, ww, m, n, wk, wld,
+                                  &counters))
                         return 1;
                 }
     }
@@ -190,26 +198,13 @@ int main() {
                 TmaParams tp{};
                 tp.x = map(tx.data(), m, tld, t.bm);
                 tp.w = map(tw.data(), n, tld, 128);
-                tp.q.g = p;
-                tp.q.g.x = tx.data();
-                tp.q.g.w = tw.data();
-                tp.q.g.lda = tp.q.g.ldb = tld;
-                tp.q.g.k = tk;
-                tp.q.partials = partials.data();
-                tp.q.counters = counters.data();
-                tp.q.kt_per_split = splits == 1 ? 14 : 7;
-                std::fill(y.begin(), y.end(), 0x7f7f7f7f);
+                tp.q = mma_params(tx, tw, tld, tk, splits == 1 ? 14 : 7);
                 // `stages` stages of (BM + 128) × 128 bytes, + 1 KiB to align them, + two
                 // mbarriers per stage (tma::Config::SMEM); a warpgroup per 64 rows.
-                unsigned grid[3] = {2, (unsigned)((m + t.bm - 1) / t.bm), (unsigned)splits};
-                unsigned block[3] = {(unsigned)(2 * t.bm), 1, 1};
-                char err[512] = {0};
-                if (int8rt_sim_launch_ex(t.name, grid, block, t.stages * (t.bm + 128) * 128 + 1024 + 16 * t.stages, 0,
-                                         &tp, sizeof tp, nullptr, err, sizeof err) != 0) {
-                    std::fprintf(stderr, "%s: %s\n", t.name, err);
+                const unsigned grid[3] = {2, (unsigned)((m + t.bm - 1) / t.bm), (unsigned)splits};
+                if (!run_gemm(t.name, grid, 2 * t.bm, t.stages * (t.bm + 128) * 128 + 1024 + 16 * t.stages, 0, tp,
+                              y, tx, tw, m, n, tk, tld, &counters))
                     return 1;
-                }
-                if (!check_product(t.name, y, tx, tw, m, n, tk, tld) || !counters_reset(t.name, counters)) return 1;
             }
         // The deep 64 × 64 mma.sync tile over the same operands (14 k tiles of 128 bytes in 6
         // stages: its slots refilled while the warps' double-buffered fragments still come from
@@ -219,27 +214,11 @@ int main() {
         for (int rep = 0; rep < 3; ++rep)
             for (int splits : {1, 2})
                 for (unsigned flags : {0u, 1u}) {
-                    MmaParams q{};
-                    q.g = p;
-                    q.g.x = tx.data();
-                    q.g.w = tw.data();
-                    q.g.lda = q.g.ldb = tld;
-                    q.g.k = tk;
-                    q.partials = partials.data();
-                    q.counters = counters.data();
-                    q.kt_per_split = splits == 1 ? 14 : 7;
-                    std::fill(y.begin(), y.end(), 0x7f7f7f7f);
                     // 6 stages of (64 + 64) × 128 bytes (mma::C64x64), 4 warps.
-                    unsigned grid[3] = {(unsigned)((n + 63) / 64), (unsigned)((m + 63) / 64), (unsigned)splits};
-                    unsigned block[3] = {128, 1, 1};
-                    char err[512] = {0};
-                    if (int8rt_sim_launch_ex("gemm_mma_64x64_s8", grid, block, 6 * 128 * 128, flags, &q, sizeof q, nullptr,
-                                             err, sizeof err) != 0) {
-                        std::fprintf(stderr, "gemm_mma_64x64_s8: %s\n", err);
-                        return 1;
-                    }
-                    if (!check_product("gemm_mma_64x64_s8", y, tx, tw, m, n, tk, tld) ||
-                        !counters_reset("gemm_mma_64x64_s8", counters))
+                    const unsigned grid[3] = {(unsigned)((n + 63) / 64), (unsigned)((m + 63) / 64), (unsigned)splits};
+                    if (!run_gemm("gemm_mma_64x64_s8", grid, 128, 6 * 128 * 128, flags,
+                                  mma_params(tx, tw, tld, tk, splits == 1 ? 14 : 7), y, tx, tw, m, n, tk, tld,
+                                  &counters))
                         return 1;
                 }
     }
@@ -272,16 +251,9 @@ int main() {
             q.m = r.rows;
             q.n = bn_rows;
             q.k = bk;
-            for (int rep = 0; rep < 3; ++rep) {
-                std::fill(by.begin(), by.end(), 0x7f7f7f7f);
-                unsigned grid[3] = {2, 1, 1}, block[3] = {256, 1, 1};
-                char err[512] = {0};
-                if (int8rt_sim_launch_ex(r.name, grid, block, r.smem, 0, &q, sizeof q, nullptr, err, sizeof err) != 0) {
-                    std::fprintf(stderr, "%s: %s\n", r.name, err);
-                    return 1;
-                }
-                if (!check_product(r.name, by, bx, bw, r.rows, bn_rows, bk, bk)) return 1;
-            }
+            const unsigned grid[3] = {2, 1, 1};
+            for (int rep = 0; rep < 3; ++rep)
+                if (!run_gemm(r.name, grid, 256, r.smem, 0, q, by, bx, bw, r.rows, bn_rows, bk, bk, nullptr)) return 1;
         }
     }
     // The skinny kernel (warp shuffles), m = 5.
