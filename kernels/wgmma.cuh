@@ -11,6 +11,7 @@
 //   smem_desc_sw128(addr, sbo)  descriptor of a K-major operand with 128-byte swizzle at window
 //                               address `addr` (1024-byte aligned row group), 8-row groups `sbo`
 //                               bytes apart
+//   desc_advance(desc, offset)  the same descriptor `offset` bytes further into shared memory
 //   fence_proxy_async()         `fence.proxy.async.shared::cta`: this thread's earlier shared
 //                               writes (cp.async's included) visible to wgmma's reads
 //   wgmma_fence / wgmma_commit / wgmma_wait<N>
@@ -46,6 +47,16 @@ I8RT_INLINE unsigned smem_window(unsigned off) {
 I8RT_INLINE unsigned long long smem_desc_sw128(unsigned addr, unsigned sbo) {
     return (unsigned long long)((addr & 0x3ffffu) >> 4) | (1ull << 16) |
            ((unsigned long long)((sbo & 0x3ffffu) >> 4) << 32) | (1ull << 62);
+}
+
+// The descriptor `desc` with its start address `offset` bytes further: the start-address field
+// (bits 0–13: address >> 4) advanced, the others unchanged. Shared-window addresses stay below
+// 256 KiB (228 KiB of shared memory per SM at most), so the field cannot carry into bit 14.
+// A stage's descriptors are its operands' base descriptors (computed once, outside the main
+// loop) plus one 32-bit add each, instead of a mask, a shift and an or per instruction.
+I8RT_INLINE unsigned long long desc_advance(unsigned long long desc, unsigned offset) {
+    const unsigned lo = (unsigned)desc + (offset >> 4), hi = (unsigned)(desc >> 32);
+    return ((unsigned long long)hi << 32) | lo;
 }
 
 I8RT_INLINE void fence_proxy_async() {
@@ -170,10 +181,12 @@ template <int N, bool U8>
 I8RT_INLINE void wgmma_stage128(int (&acc)[1][N / 8][4], unsigned a_addr, unsigned b_addr, unsigned stage) {
     wgmma_pin(acc);
     wgmma_fence();
+    // (the operands' base descriptors depend on neither the stage nor the step: hoisted)
+    const unsigned long long a0 = smem_desc_sw128(a_addr, 1024), b0 = smem_desc_sw128(b_addr, 1024);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
-        const unsigned long long da = smem_desc_sw128(a_addr + stage + (unsigned)(kk * 32), 1024);
-        const unsigned long long db = smem_desc_sw128(b_addr + stage + (unsigned)(kk * 32), 1024);
+        const unsigned long long da = desc_advance(a0, stage + (unsigned)(kk * 32));
+        const unsigned long long db = desc_advance(b0, stage + (unsigned)(kk * 32));
         wgmma_m64k32<N, U8>(acc, da, db, 1);
     }
     wgmma_commit();
