@@ -32,7 +32,8 @@
 //! `int8rt_tma128x256_i32`; in the targets table too). On sm_80+ at M = 33 … 256, the deep
 //! `cp.async` tiles (`MmaTile::M64N64`, `M128N64`) forced at the split-K factor nearest two
 //! blocks per SM (rows `int8rt_mma64x64_i32`, `int8rt_mma128x64_i32`; in the targets table
-//! too). On sm_90 up to M = 64, row
+//! too), and on sm_90 the 64-column `wgmma` tiles in the same way (rows
+//! `int8rt_wgmma64x64_i32`, `int8rt_wgmma128x64_i32`; in the targets table too). On sm_90 up to M = 64, row
 //! `int8rt_overlap_i32`: `Auto` with the GEMV launched overlapped with the call before it
 //! (`set_overlapped_launch`). On sm_80+, last
 //! per shape, row `int8rt_tuned_i32`: `Auto` after `CudaWeights::tune` measured the shape on the
@@ -614,6 +615,21 @@ fn bench_shape(
             ));
         }
     }
+    // The 64-column `wgmma` tiles (sm_90; built without a GPU, 2026-11-27: last, as the newest),
+    // the deep tiles' shapes on Hopper's instruction, 33 … 256 rows, at the same split-K rule
+    // (two blocks per SM fit their 97 KiB): rows `int8rt_wgmma64x64_i32`,
+    // `int8rt_wgmma128x64_i32`.
+    if wgmma && (33..=256).contains(&m) {
+        let sms = dev.sm_count() as usize;
+        for tile in [MmaTile::Wgmma64x64, MmaTile::Wgmma128x64] {
+            let splits = splits_filling(tile, m, n, k, 2 * sms);
+            runs.push((
+                format!("int8rt_{}_i32", tile.label()),
+                GemmKernel::Mma(Some(MmaConfig { tile, splits })),
+                false,
+            ));
+        }
+    }
     // Sweep rows `mma_<tile>_s<splits>`: the swept tiles at splits 1 … 16 (k tiles of the
     // tile's own depth).
     if mma {
@@ -823,6 +839,12 @@ fn main() {
     println!("\n| target | shape | measured | goal | met | by events | met (events) |\n|---|---|---|---|---|---|---|");
     // The default path at every shape; the forced wgmma tiles (sm_90) at 8192³ as well, the
     // forced TMA tiles wherever they ran.
+    // (the wide wgmma tiles' rows count at 8192³ alone)
+    let wide_wgmma = [
+        "int8rt_wgmma128x256_i32",
+        "int8rt_wgmma128x128_i32",
+        "int8rt_wgmma128x128d3_i32",
+    ];
     let paths = [
         "int8rt_mma_i32",
         "int8rt_wgmma128x256_i32",
@@ -836,6 +858,8 @@ fn main() {
         "int8rt_tma128x256_i32",
         "int8rt_mma64x64_i32",
         "int8rt_mma128x64_i32",
+        "int8rt_wgmma64x64_i32",
+        "int8rt_wgmma128x64_i32",
         "int8rt_tuned_i32",
         "int8rt_overlap_i32",
     ];
@@ -844,7 +868,7 @@ fn main() {
         .chain(EXTRA_SHAPES.iter())
         .flat_map(|s| paths.iter().map(move |p| (s, *p)))
     {
-        if name.starts_with("int8rt_wgmma") && m != 8192 {
+        if wide_wgmma.contains(&name) && m != 8192 {
             continue;
         }
         let (Some(t), Some(te)) = (time_of(name, (m, k, n)), event_of(name, (m, k, n))) else {

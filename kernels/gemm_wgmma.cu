@@ -13,8 +13,16 @@
 //   gemm_wgmma_64x128   BM 64,  BN 128, 1 warpgroup, 4 stages, 97 KiB (two blocks per SM)
 //   gemm_wgmma_128x128_d3  BM 128, BN 128, 2 warpgroups, 3 stages, 97 KiB: two blocks per SM, so
 //                       one block's epilogue and pipeline ramp overlap the other's main loop
+//   gemm_wgmma_64x64    BM 64,  BN 64,  1 warpgroup, 6 stages, 97 KiB (two blocks per SM)
+//   gemm_wgmma_128x64   BM 128, BN 64,  2 warpgroups, 4 stages, 97 KiB (two blocks per SM)
 // each for s8 and u8 activations. The 64-row tiles are for 64 … 256 activation rows, where the
 // weights stream once and twice the blocks of the 128-row tiles keep more of them in flight.
+// The two 64-column tiles are the deep `mma.sync` tiles' shapes (gemm_mma.cu: those of the
+// CUTLASS kernels cuBLASLt runs at 64 … 256 × 4096² on an H100) on Hopper's own instruction:
+// the deep 64 × 64 `mma.sync` tile was found issue-bound there (bench/RESULTS.md, 2026-11-26,
+// tenth session: 32 `mma` and 16 `ldmatrix` of a 110-instruction stage per warp, one warp per
+// scheduler), where a `wgmma` stage is four instructions for the warpgroup and its copies —
+// which these two hold the addresses of in registers (Config's HOLD), as the deep tiles do.
 //
 // Per block:
 // - the output tile comes from tile.cuh's grouped order (8 tile rows per group), so the blocks
@@ -45,9 +53,11 @@ constexpr int ALIGN = 1024;  // operand tiles' alignment in the shared window (8
 static_assert(BK == 128 && ALIGN == 1024, "the stage wgmma_stage128 runs (wgmma.cuh)");
 constexpr int RASTER_GROUP = 8;  // tile rows per group of the block order (tile.cuh grouped_tile)
 
-template <int BM_, int BN_, int STAGES_>
+// HOLD: the copy rows' global addresses held in registers (tile::OperandLoader), one add a copy.
+template <int BM_, int BN_, int STAGES_, bool HOLD_ = false>
 struct Config {
     static constexpr int BM = BM_, BN = BN_, STAGES = STAGES_;
+    static constexpr bool HOLD = HOLD_;
     static constexpr int WARPGROUPS = BM / 64;
     static constexpr int THREADS = 128 * WARPGROUPS;
     static constexpr int NT = BN / 8;  // 16 × 8 C fragments per warp
@@ -64,10 +74,12 @@ using C128x128 = Config<128, 128, 4>;
 using C64x256 = Config<64, 256, 4>;
 using C64x128 = Config<64, 128, 4>;
 using C128x128D3 = Config<128, 128, 3>;
+using C64x64 = Config<64, 64, 6, true>;
+using C128x64 = Config<128, 64, 4, true>;
 
 // This thread's share of a stage's copies (tile.cuh), laid out as the Config says.
 template <class C>
-using StageLoader = tile::StageLoader<C::THREADS, C::BM, C::BN, BK>;
+using StageLoader = tile::StageLoader<C::THREADS, C::BM, C::BN, BK, C::HOLD>;
 
 template <class C, bool U8>
 I8RT_INLINE void body(const MmaParams& q) {
@@ -139,3 +151,7 @@ I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_64x128_s8, MmaParams, wg::C64x128::THREADS, 2) 
 I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_64x128_u8, MmaParams, wg::C64x128::THREADS, 2) { wg::body<wg::C64x128, true>(p); }
 I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_128x128_d3_s8, MmaParams, wg::C128x128D3::THREADS, 2) { wg::body<wg::C128x128D3, false>(p); }
 I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_128x128_d3_u8, MmaParams, wg::C128x128D3::THREADS, 2) { wg::body<wg::C128x128D3, true>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_64x64_s8, MmaParams, wg::C64x64::THREADS, 2) { wg::body<wg::C64x64, false>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_64x64_u8, MmaParams, wg::C64x64::THREADS, 2) { wg::body<wg::C64x64, true>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_128x64_s8, MmaParams, wg::C128x64::THREADS, 2) { wg::body<wg::C128x64, false>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_wgmma_128x64_u8, MmaParams, wg::C128x64::THREADS, 2) { wg::body<wg::C128x64, true>(p); }

@@ -106,10 +106,14 @@ I8RT_INLINE void wgmma_pin(int (&d)[1][NT][4]) {
 
 #ifdef I8RT_DEVICE_BUILD
 // The accumulator operands of one wgmma: d[0][j][0..3] of n8 blocks j .. j + 3 (16 registers)
-// and j .. j + 15 (64), and their numbered placeholders in the instruction's register list.
+// and j .. j + 15 (64), and their numbered placeholders in the instruction's register list
+// (32, 64 and 128 accumulators: N = 64, 128, 256).
 #define I8RT_WG_D1(j) "+r"(d[0][j][0]), "+r"(d[0][j][1]), "+r"(d[0][j][2]), "+r"(d[0][j][3])
 #define I8RT_WG_D4(j) I8RT_WG_D1(j), I8RT_WG_D1(j + 1), I8RT_WG_D1(j + 2), I8RT_WG_D1(j + 3)
 #define I8RT_WG_D16(j) I8RT_WG_D4(j), I8RT_WG_D4(j + 4), I8RT_WG_D4(j + 8), I8RT_WG_D4(j + 12)
+#define I8RT_WG_R0_31                                                                             \
+    "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, " \
+    "%21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
 #define I8RT_WG_R0_63                                                                               \
     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, " \
     "%21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, " \
@@ -129,6 +133,15 @@ I8RT_INLINE void wgmma_pin(int (&d)[1][NT][4]) {
                  : __VA_ARGS__                                                                       \
                  : "l"(da), "l"(db), "r"(accumulate)                                                 \
                  : "memory")
+
+template <bool U8>
+I8RT_INLINE void wgmma_m64n64k32_asm(int (&d)[1][8][4], unsigned long long da, unsigned long long db, int accumulate) {
+    if constexpr (U8) {
+        I8RT_WGMMA("64", "u8", I8RT_WG_R0_31, "%32", "%33", "%34", I8RT_WG_D4(0), I8RT_WG_D4(4));
+    } else {
+        I8RT_WGMMA("64", "s8", I8RT_WG_R0_31, "%32", "%33", "%34", I8RT_WG_D4(0), I8RT_WG_D4(4));
+    }
+}
 
 template <bool U8>
 I8RT_INLINE void wgmma_m64n128k32_asm(int (&d)[1][16][4], unsigned long long da, unsigned long long db, int accumulate) {
@@ -153,6 +166,7 @@ I8RT_INLINE void wgmma_m64n256k32_asm(int (&d)[1][32][4], unsigned long long da,
 #undef I8RT_WGMMA
 #undef I8RT_WG_R64_127
 #undef I8RT_WG_R0_63
+#undef I8RT_WG_R0_31
 #undef I8RT_WG_D16
 #undef I8RT_WG_D4
 #undef I8RT_WG_D1
@@ -160,9 +174,11 @@ I8RT_INLINE void wgmma_m64n256k32_asm(int (&d)[1][32][4], unsigned long long da,
 
 template <int N, bool U8>
 I8RT_INLINE void wgmma_m64k32(int (&d)[1][N / 8][4], unsigned long long da, unsigned long long db, int accumulate) {
-    static_assert(N == 128 || N == 256, "the crate's wgmma widths are 128 and 256");
+    static_assert(N == 64 || N == 128 || N == 256, "the crate's wgmma widths are 64, 128 and 256");
 #ifdef I8RT_DEVICE_BUILD
-    if constexpr (N == 128) {
+    if constexpr (N == 64) {
+        wgmma_m64n64k32_asm<U8>(d, da, db, accumulate);
+    } else if constexpr (N == 128) {
         wgmma_m64n128k32_asm<U8>(d, da, db, accumulate);
     } else {
         wgmma_m64n256k32_asm<U8>(d, da, db, accumulate);

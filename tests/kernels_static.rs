@@ -477,13 +477,14 @@ fn overlapped_kernels_wait_before_touching_their_predecessors_data() {
     assert!(checked > 0, "no overlapped kernel checked");
 }
 
-/// The instructions of a SASS body's main loop around its `IMMA`: from the target of the first
-/// backward branch after the last `IMMA` (a target before the first one) to that branch, as
-/// (opcode, count), with the loop's length. `None` when there is no such loop.
-fn imma_loop_mix(body: &str) -> Option<(usize, HashMap<String, usize>)> {
+/// The instructions of a SASS body's main loop around its tensor-core instructions (opcode
+/// `tensor_op`: `IMMA`, `IGMMA`): from the target of the first backward branch after the last
+/// of them (a target before the first one) to that branch, as (opcode, count), with the loop's
+/// length. `None` when there is no such loop.
+fn tensor_loop_mix(body: &str, tensor_op: &str) -> Option<(usize, HashMap<String, usize>)> {
     let ins = sass_instructions(body);
     let imma: Vec<usize> = (0..ins.len())
-        .filter(|&i| ins[i].1.starts_with("IMMA"))
+        .filter(|&i| ins[i].1.starts_with(tensor_op))
         .collect();
     let (&first, &last) = (imma.first()?, imma.last()?);
     let (head, end) = ins[last..]
@@ -505,44 +506,54 @@ fn imma_loop_mix(body: &str) -> Option<(usize, HashMap<String, usize>)> {
 /// `tile::OperandLoader`'s HOLD) keep their refill copies inside the main loop and issue few
 /// instructions per stage: Nsight Compute found the 64 × 64 tile issue-bound on an H100 when its
 /// 8 copies per stage took a 102-instruction block the loop branched to (182 per stage in all;
-/// 110 on sm_90 now, 107 on sm_80 — bench/RESULTS-gpu-static.md). The bound leaves room for a compiler update, not for the old
-/// layout's per-copy address arithmetic.
+/// 110 on sm_90 now, 107 on sm_80 — bench/RESULTS-gpu-static.md). The same for the 64-column
+/// `wgmma` tiles built in their shapes (addresses held too, and each stage's descriptors one add
+/// from the operands' base descriptors: 116 and 106 per stage on sm_90a). The bounds leave room
+/// for a compiler update, not for the per-copy address arithmetic of the loaders without HOLD.
 #[test]
-fn deep_mma_tiles_refill_inside_a_short_main_loop() {
+fn deep_tiles_refill_inside_a_short_main_loop() {
     let Some(cuobjdump) = cuobjdump() else {
         return;
     };
-    // (kernel, copies per stage and thread, most instructions per stage)
+    // (module, kernel, its tensor-core opcode, copies per stage and thread, most instructions
+    // per stage)
     let tiles = [
-        ("gemm_mma_64x64", 8usize, 120usize),
-        ("gemm_mma_128x64", 12, 176),
+        (Module::GemmMma, "gemm_mma_64x64", "IMMA", 8usize, 120usize),
+        (Module::GemmMma, "gemm_mma_128x64", "IMMA", 12, 176),
+        (Module::GemmWgmma, "gemm_wgmma_64x64", "IGMMA", 8, 124),
+        (Module::GemmWgmma, "gemm_wgmma_128x64", "IGMMA", 6, 114),
     ];
     for &arch in registry::CUBIN_ARCHS.iter().filter(|&&a| a >= 80) {
-        let funcs = module_sass(&cuobjdump, Module::GemmMma, arch);
-        for (tile, copies, most) in tiles {
-            for ty in ["s8", "u8"] {
-                let name = format!("{tile}_{ty}");
-                let body = funcs
-                    .get(&name)
-                    .unwrap_or_else(|| panic!("{name} missing from the sm_{arch} SASS"));
-                let (len, mix) = imma_loop_mix(body)
-                    .unwrap_or_else(|| panic!("{name} on sm_{arch}: no loop around its IMMA"));
-                let count = |op: &str| mix.get(op).copied().unwrap_or(0);
-                eprintln!(
-                    "{name} sm_{arch}: main loop {len} instructions, {} IMMA, {} LDSM, {} LDGSTS",
-                    count("IMMA"),
-                    count("LDSM"),
-                    count("LDGSTS")
-                );
-                assert_eq!(
-                    count("LDGSTS"),
-                    copies,
-                    "{name} on sm_{arch}: the refill is not in the loop"
-                );
-                assert!(
-                    len <= most,
-                    "{name} on sm_{arch}: {len} instructions per stage (at most {most})"
-                );
+        for module in [Module::GemmMma, Module::GemmWgmma] {
+            if module.cubin(arch).is_none() {
+                continue; // (the wgmma module: sm_90a alone)
+            }
+            let funcs = module_sass(&cuobjdump, module, arch);
+            for &(_, tile, op, copies, most) in tiles.iter().filter(|t| t.0 == module) {
+                for ty in ["s8", "u8"] {
+                    let name = format!("{tile}_{ty}");
+                    let body = funcs
+                        .get(&name)
+                        .unwrap_or_else(|| panic!("{name} missing from the sm_{arch} SASS"));
+                    let (len, mix) = tensor_loop_mix(body, op)
+                        .unwrap_or_else(|| panic!("{name} on sm_{arch}: no loop around its {op}"));
+                    let count = |op: &str| mix.get(op).copied().unwrap_or(0);
+                    eprintln!(
+                        "{name} sm_{arch}: main loop {len} instructions, {} {op}, {} LDSM, {} LDGSTS",
+                        count(op),
+                        count("LDSM"),
+                        count("LDGSTS")
+                    );
+                    assert_eq!(
+                        count("LDGSTS"),
+                        copies,
+                        "{name} on sm_{arch}: the refill is not in the loop"
+                    );
+                    assert!(
+                        len <= most,
+                        "{name} on sm_{arch}: {len} instructions per stage (at most {most})"
+                    );
+                }
             }
         }
     }

@@ -365,6 +365,15 @@ pub enum MmaTile {
     /// once for 128 rows; forced or tuned only (H100, 256 × 4096²: 26.6 µs against the 64 × 64
     /// tile's 21.5).
     M128N64,
+    /// `wgmma`, 64 × 64, 1 warpgroup, 6 stages (97 KiB, two blocks per SM), copy addresses held
+    /// in registers, sm_90: [`MmaTile::M64N64`]'s shape on Hopper's own instruction (that tile
+    /// was issue-bound on an H100; a `wgmma` stage is four instructions per warpgroup). Built
+    /// without a GPU (2026-11-27): forced or tuned (with unproven kernels) only.
+    Wgmma64x64,
+    /// `wgmma`, 128 × 64, 2 warpgroups, 4 stages (97 KiB, two blocks per SM), addresses held,
+    /// sm_90: [`MmaTile::M128N64`]'s shape (cuBLASLt's at 256 × 4096² on an H100). Built
+    /// without a GPU, as [`MmaTile::Wgmma64x64`].
+    Wgmma128x64,
 }
 
 /// The kernel file of a tile, with what its launch geometry depends on.
@@ -396,7 +405,7 @@ struct TileSpec {
 
 impl MmaTile {
     /// Every tile.
-    pub const ALL: [MmaTile; 21] = [
+    pub const ALL: [MmaTile; 23] = [
         MmaTile::M16N128,
         MmaTile::M64N128,
         MmaTile::M128N128,
@@ -418,6 +427,8 @@ impl MmaTile {
         MmaTile::Tma64x128D4,
         MmaTile::M64N64,
         MmaTile::M128N64,
+        MmaTile::Wgmma64x64,
+        MmaTile::Wgmma128x64,
     ];
     /// Everything the host knows of a tile, written once per tile: the twin of the kernel's
     /// compile-time configuration (`mma::Config`, `staged::Cfg`, `wg::Config`, `tma::Config`).
@@ -461,6 +472,8 @@ impl MmaTile {
             MmaTile::Tma64x128D4 =>  t( 64, 128, 128, 4, Tma,   "tma64x128d4",  [GemmTma64x128D4S8, GemmTma64x128D4U8]),
             MmaTile::M64N64 =>       t( 64,  64, 128, 6, MMA128, "64x64",       [GemmMma64x64S8, GemmMma64x64U8]),
             MmaTile::M128N64 =>      t(128,  64, 128, 3, MMA128, "128x64",      [GemmMma128x64S8, GemmMma128x64U8]),
+            MmaTile::Wgmma64x64 =>   t( 64,  64, 128, 6, Wgmma, "wgmma64x64",   [GemmWgmma64x64S8, GemmWgmma64x64U8]),
+            MmaTile::Wgmma128x64 =>  t(128,  64, 256, 4, Wgmma, "wgmma128x64",  [GemmWgmma128x64S8, GemmWgmma128x64U8]),
         }
     }
     /// Rows of X (and Y) per block (`BM` in the kernel).
@@ -500,19 +513,14 @@ impl MmaTile {
         matches!(self.spec().family, TileFamily::Tma)
     }
     /// Whether this tile's kernels have run on a GPU and given the reference's bits there
-    /// (bench/RESULTS.md): all of them — the `mma.sync`, weight-streaming and `wgmma` tiles
-    /// since the H200 and H100 runs of 2026-11-26 (fifth session), the TMA tiles since the H200
-    /// run of the ninth session; each run's GPU tests checked every tile × split-K factor and its
-    /// tuners bit-checked every candidate. A tile added later starts `false` until a GPU run
-    /// passes it (the deep 64 × 64 and 128 × 64 tiles passed on the H100 in the tenth session,
-    /// both their builds).
+    /// (bench/RESULTS.md): the `mma.sync`, weight-streaming and `wgmma` tiles since the H200
+    /// and H100 runs of 2026-11-26 (fifth session), the TMA tiles since the H200 run of the
+    /// ninth session; each run's GPU tests checked every tile × split-K factor and its tuners
+    /// bit-checked every candidate. A tile added later starts `false` until a GPU run passes it
+    /// (the deep 64 × 64 and 128 × 64 tiles passed on the H100 in the tenth session, both their
+    /// builds): the 64-column `wgmma` tiles, built without a GPU on 2026-11-27, have not.
     pub const fn ran_on_gpu(self) -> bool {
-        match self.spec().family {
-            TileFamily::Mma { .. }
-            | TileFamily::Stream { .. }
-            | TileFamily::Wgmma
-            | TileFamily::Tma => true,
-        }
+        !matches!(self, MmaTile::Wgmma64x64 | MmaTile::Wgmma128x64)
     }
     /// Whether this is a weight-streaming tile (`kernels/gemv_mma.cu`'s staged kernels).
     pub const fn is_stream(self) -> bool {

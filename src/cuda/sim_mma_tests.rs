@@ -927,8 +927,8 @@ fn sm75_build_matches_reference_for_every_tile_it_runs() {
 #[test]
 fn wgmma_tiles_match_reference_around_their_128_byte_stages() {
     // The wgmma tiles' own stage is 128 bytes of K (four 32-byte instructions): K at, around
-    // and well past it (more k tiles than the four-stage pipeline holds, so every stage buffer is
-    // refilled while the next is in the tensor cores), K = 16 (one chunk of the first
+    // and well past it (8 k tiles, more than any of the 3- to 6-stage pipelines holds, so stage
+    // buffers are refilled while the next is in the tensor cores), K = 16 (one chunk of the first
     // instruction), and ragged M / N edges; splits 1 and 2 (the K-crossing tile first in each).
     // Both legal timings of cp.async: landing at the wait (a stage read before its copies are
     // waited for fails) and at issue (a stage refilled while a wgmma in flight still reads it
@@ -944,6 +944,8 @@ fn wgmma_tiles_match_reference_around_their_128_byte_stages() {
         (MmaTile::Wgmma64x128, true),
         (MmaTile::Wgmma128x128D3, false),
         (MmaTile::Wgmma128x128D3, true),
+        (MmaTile::Wgmma64x64, true),
+        (MmaTile::Wgmma128x64, false),
     ]
     .into_iter()
     .enumerate()
