@@ -601,30 +601,27 @@ fn bench_shape(
             }
         }
     }
-    // The deep `cp.async` tiles (tenth session: cuBLASLt's shape at these rows on an H100),
-    // 33 … 256 rows, each at the split-K factor whose blocks come nearest to two per
-    // multiprocessor without exceeding it: rows `int8rt_mma64x64_i32`, `int8rt_mma128x64_i32`.
+    // The deep `cp.async` tiles (tenth session: cuBLASLt's shape at these rows on an H100) and,
+    // on sm_90, the 64-column `wgmma` tiles in their shapes (built without a GPU, 2026-11-27:
+    // last, as the newest), 33 … 256 rows, each at the split-K factor whose blocks come nearest
+    // to two per multiprocessor without exceeding it: rows `int8rt_mma64x64_i32`,
+    // `int8rt_mma128x64_i32`, `int8rt_wgmma64x64_i32`, `int8rt_wgmma128x64_i32`.
     if mma && (33..=256).contains(&m) {
         let sms = dev.sm_count() as usize;
-        for tile in [MmaTile::M64N64, MmaTile::M128N64] {
+        let wgmma_tiles: &[MmaTile] = if wgmma {
+            &[MmaTile::Wgmma64x64, MmaTile::Wgmma128x64]
+        } else {
+            &[]
+        };
+        for &tile in [MmaTile::M64N64, MmaTile::M128N64]
+            .iter()
+            .chain(wgmma_tiles)
+        {
             let splits = splits_filling(tile, m, n, k, 2 * sms);
+            // (`int8rt_mma64x64_i32`: the mma.sync tiles' labels are bare shapes)
+            let prefix = if tile.is_wgmma() { "" } else { "mma" };
             runs.push((
-                format!("int8rt_mma{}_i32", tile.label()),
-                GemmKernel::Mma(Some(MmaConfig { tile, splits })),
-                false,
-            ));
-        }
-    }
-    // The 64-column `wgmma` tiles (sm_90; built without a GPU, 2026-11-27: last, as the newest),
-    // the deep tiles' shapes on Hopper's instruction, 33 … 256 rows, at the same split-K rule
-    // (two blocks per SM fit their 97 KiB): rows `int8rt_wgmma64x64_i32`,
-    // `int8rt_wgmma128x64_i32`.
-    if wgmma && (33..=256).contains(&m) {
-        let sms = dev.sm_count() as usize;
-        for tile in [MmaTile::Wgmma64x64, MmaTile::Wgmma128x64] {
-            let splits = splits_filling(tile, m, n, k, 2 * sms);
-            runs.push((
-                format!("int8rt_{}_i32", tile.label()),
+                format!("int8rt_{prefix}{}_i32", tile.label()),
                 GemmKernel::Mma(Some(MmaConfig { tile, splits })),
                 false,
             ));
