@@ -367,8 +367,8 @@ pub enum MmaTile {
     M128N64,
     /// `wgmma`, 64 × 64, 1 warpgroup, 6 stages (97 KiB, two blocks per SM), copy addresses held
     /// in registers, sm_90: [`MmaTile::M64N64`]'s shape on Hopper's own instruction (that tile
-    /// was issue-bound on an H100; a `wgmma` stage is four instructions per warpgroup). Built
-    /// without a GPU (2026-11-27): forced or tuned (with unproven kernels) only.
+    /// was issue-bound on an H100; a `wgmma` stage is four tensor-core instructions per warp).
+    /// Built without a GPU (2026-11-27): forced or tuned (with unproven kernels) only.
     Wgmma64x64,
     /// `wgmma`, 128 × 64, 2 warpgroups, 4 stages (97 KiB, two blocks per SM), addresses held,
     /// sm_90: [`MmaTile::M128N64`]'s shape (cuBLASLt's at 256 × 4096² on an H100). Built
