@@ -33,8 +33,8 @@
 //! `cp.async` tiles (`MmaTile::M64N64`, `M128N64`) forced at the split-K factor nearest two
 //! blocks per SM (rows `int8rt_mma64x64_i32`, `int8rt_mma128x64_i32`; in the targets table
 //! too), and on sm_90 the 64-column `wgmma` tiles in the same way (rows
-//! `int8rt_wgmma64x64_i32`, `int8rt_wgmma128x64_i32`; in the targets table too). On sm_90 up to M = 64, row
-//! `int8rt_overlap_i32`: `Auto` with the GEMV launched overlapped with the call before it
+//! `int8rt_wgmma64x64_i32`, `int8rt_wgmma128x64_i32`; in the targets table too). On sm_90 up
+//! to M = 64, row `int8rt_overlap_i32`: `Auto` with the GEMV launched overlapped with the call before it
 //! (`set_overlapped_launch`). On sm_80+, last
 //! per shape, row `int8rt_tuned_i32`: `Auto` after `CudaWeights::tune` measured the shape on the
 //! card (the choice is printed as `tuned MxKxN: <kernel> …`; in the targets table too).

@@ -79,7 +79,8 @@ I8RT_INLINE KTiles block_k_tiles(const MmaParams& q) {
 //   address is one add of the k offset. The deep `mma.sync` tiles, which Nsight Compute found
 //   issue-bound on an H100 (bench/RESULTS.md, 2026-11-26): their 8 copies per stage had taken a
 //   102-instruction block beside an 80-instruction loop; 110 instructions per stage in all now,
-//   at 124 registers instead of 96 (bench/RESULTS-gpu-static.md).
+//   at 124 registers instead of 96 (bench/RESULTS-gpu-static.md). The 64-column `wgmma` tiles
+//   in their shapes hold theirs too (gemm_wgmma.cu's Config HOLD).
 template <int THREADS, int ROWS, int BK, bool HOLD = false>
 struct OperandLoader {
     static constexpr int CHUNKS = BK / 16;

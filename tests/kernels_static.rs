@@ -483,10 +483,10 @@ fn overlapped_kernels_wait_before_touching_their_predecessors_data() {
 /// length. `None` when there is no such loop.
 fn tensor_loop_mix(body: &str, tensor_op: &str) -> Option<(usize, HashMap<String, usize>)> {
     let ins = sass_instructions(body);
-    let imma: Vec<usize> = (0..ins.len())
+    let tensor: Vec<usize> = (0..ins.len())
         .filter(|&i| ins[i].1.starts_with(tensor_op))
         .collect();
-    let (&first, &last) = (imma.first()?, imma.last()?);
+    let (&first, &last) = (tensor.first()?, tensor.last()?);
     let (head, end) = ins[last..]
         .iter()
         .enumerate()
@@ -523,14 +523,19 @@ fn deep_tiles_refill_inside_a_short_main_loop() {
         (Module::GemmWgmma, "gemm_wgmma_64x64", "IGMMA", 8, 124),
         (Module::GemmWgmma, "gemm_wgmma_128x64", "IGMMA", 6, 114),
     ];
+    // (kernels checked per row of `tiles`: a module whose CUBIN went missing must not pass)
+    let mut checked = vec![0usize; tiles.len()];
     for &arch in registry::CUBIN_ARCHS.iter().filter(|&&a| a >= 80) {
         for module in [Module::GemmMma, Module::GemmWgmma] {
             if module.cubin(arch).is_none() {
                 continue; // (the wgmma module: sm_90a alone)
             }
             let funcs = module_sass(&cuobjdump, module, arch);
-            for &(_, tile, op, copies, most) in tiles.iter().filter(|t| t.0 == module) {
+            for (ti, &(_, tile, op, copies, most)) in
+                tiles.iter().enumerate().filter(|(_, t)| t.0 == module)
+            {
                 for ty in ["s8", "u8"] {
+                    checked[ti] += 1;
                     let name = format!("{tile}_{ty}");
                     let body = funcs
                         .get(&name)
@@ -556,5 +561,8 @@ fn deep_tiles_refill_inside_a_short_main_loop() {
                 }
             }
         }
+    }
+    for (t, n) in tiles.iter().zip(checked) {
+        assert!(n > 0, "{}: no CUBIN checked", t.1);
     }
 }

@@ -997,9 +997,9 @@ impl<E: Exec> ScratchCache<E> {
 
 /// Whether dp4a's 16-row GEMV runs one activation row in its narrow block (4 warps, five per
 /// SM by registers on sm_80 and sm_90): when its default blocks (8 warps, [`GEMV_BLOCKS_PER_SM`]
-/// per SM) would need a second wave — more than `3 · sms` blocks of 16 weight rows — as the
-/// tensor-core GEMV's narrow variant, which
-/// won there on the H200 ([`gemv_auto_variant`]). Unlike that rule it applies on every
+/// per SM) would need a second wave — more than `GEMV_BLOCKS_PER_SM · sms` blocks of 16 weight
+/// rows — as the tensor-core GEMV's narrow variant, which won there on the H200
+/// ([`gemv_auto_variant`]). Unlike that rule it applies on every
 /// architecture (dp4a's default matters most before sm_80), from the same wave arithmetic.
 pub(crate) fn dp4a_narrow(m: usize, n: usize, sms: u32) -> bool {
     m <= 1 && n.div_ceil(GEMV_BN) > GEMV_BLOCKS_PER_SM * sms.max(1) as usize
