@@ -1,8 +1,8 @@
 // kernels/common.cuh — the device helper layer every kernel is written against, and the device
 // twin of the epilogue. Compiled by NVRTC these helpers are CUDA intrinsics and inline PTX;
 // compiled by the host C++ compiler (`I8RT_SIM`, see sim/sim.h) the same names run on the CPU,
-// one host thread per CUDA thread, with the warp-level operations emulated from their PTX ISA
-// definitions. A kernel that only uses what is declared here (plus plain C++, `__shared__`
+// one fiber per CUDA thread (a host thread each under ThreadSanitizer), with the warp-level
+// operations emulated from their PTX ISA definitions. A kernel that only uses what is declared here (plus plain C++, `__shared__`
 // arrays and `__syncthreads()`) runs unchanged in both worlds.
 //
 // Helper layer (thread → warp → block, CUTLASS order):

@@ -4,8 +4,12 @@
 // builds) loads the resulting shared library and launches kernels by their registry names.
 //
 // The model, and why each piece is faithful enough to catch kernel bugs:
-// - every CUDA thread of a block is a host thread, so data races are real races (a build under
-//   -fsanitize=thread reports a missing barrier);
+// - every CUDA thread of a block has a stack and registers of its own: under ThreadSanitizer it
+//   is a host thread, so data races are real races (the sanitizer reports a missing barrier);
+//   otherwise it is a fiber on the launching host thread (sim_main.cpp's scheduler), switched
+//   only where a CUDA thread waits — a barrier, a warp-level operation, an mbarrier wait — to a
+//   fiber of the block picked in a shuffled order: no futex wake-up and kernel scheduling per
+//   warp-level operation (about half of a simulated launch's CPU time with host threads);
 // - `__syncthreads()` is a real barrier across the block's threads; the end of the kernel is a
 //   barrier of its own kind, and a phase in which some threads sit in `__syncthreads()` while
 //   others have returned aborts with "divergent barrier" (undefined behaviour on the GPU);
@@ -47,6 +51,7 @@
 //   fails a test instead of hanging CI.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -80,6 +85,26 @@ struct alignas(16) int4 {
     int x, y, z, w;
 };
 
+// Fibers (above) unless the build runs under ThreadSanitizer or asks for host threads.
+#if defined(I8RT_SIM_OS_THREADS) || defined(__SANITIZE_THREAD__)
+#define I8RT_SIM_FIBERS 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define I8RT_SIM_FIBERS 0
+#endif
+#endif
+#ifndef I8RT_SIM_FIBERS
+#define I8RT_SIM_FIBERS 1
+#endif
+// A CUDA thread's own state: per host thread with host threads; with fibers (all on the host
+// thread that holds sim_main.cpp's launch lock) plain globals, swapped per fiber — a
+// thread_local in a dlopen'ed library costs a __tls_get_addr call per access.
+#if I8RT_SIM_FIBERS
+#define I8RT_SIM_THREAD_LOCAL
+#else
+#define I8RT_SIM_THREAD_LOCAL thread_local
+#endif
+
 namespace sim {
 
 [[noreturn]] inline void fail(const std::string& what) {
@@ -100,7 +125,12 @@ inline std::atomic<unsigned long long>& progress() {
     return p;
 }
 
-// A barrier of n threads on atomics and futex waits (C++20 wait / notify_all).
+// Hands the host thread to another fiber of the block (sim_main.cpp); a fiber build calls it
+// wherever a CUDA thread waits, a host-thread build never does.
+void fiber_yield();
+
+// A barrier of n threads on atomics: the waiters yield their fiber, or, with host threads, wait
+// on a futex (C++20 wait / notify_all).
 class Barrier {
   public:
     explicit Barrier(unsigned n, const char* what) : n_(n), what_(what) {}
@@ -116,11 +146,17 @@ class Barrier {
             arrived_.store(0, std::memory_order_relaxed);
             kind_.store(-1, std::memory_order_relaxed);
             gen_.fetch_add(1, std::memory_order_release);
-            gen_.notify_all();
+            if (!I8RT_SIM_FIBERS) gen_.notify_all();
             progress().fetch_add(1, std::memory_order_relaxed);
             return;
         }
-        while (gen_.load(std::memory_order_acquire) == g) gen_.wait(g, std::memory_order_acquire);
+        while (gen_.load(std::memory_order_acquire) == g) {
+            if (I8RT_SIM_FIBERS) {
+                fiber_yield();
+            } else {
+                gen_.wait(g, std::memory_order_acquire);
+            }
+        }
     }
 
   private:
@@ -177,13 +213,15 @@ struct Launch {
     }
 };
 
-inline thread_local uint3 t_threadIdx;
-inline thread_local uint3 t_blockIdx;
-inline thread_local dim3 t_blockDim;
-inline thread_local dim3 t_gridDim;
-inline thread_local Launch* t_launch = nullptr;
-inline thread_local unsigned t_lane = 0;
-inline thread_local Warp* t_warp = nullptr;
+// A CUDA thread's own state. Every I8RT_SIM_THREAD_LOCAL of this file is one (a fiber build
+// swaps each of them in and out with its fiber: sim_main.cpp's `FiberLocals` lists them all).
+inline I8RT_SIM_THREAD_LOCAL uint3 t_threadIdx;
+inline I8RT_SIM_THREAD_LOCAL uint3 t_blockIdx;
+inline I8RT_SIM_THREAD_LOCAL dim3 t_blockDim;
+inline I8RT_SIM_THREAD_LOCAL dim3 t_gridDim;
+inline I8RT_SIM_THREAD_LOCAL Launch* t_launch = nullptr;
+inline I8RT_SIM_THREAD_LOCAL unsigned t_lane = 0;
+inline I8RT_SIM_THREAD_LOCAL Warp* t_warp = nullptr;
 
 // --- warp level ------------------------------------------------------------------------------
 
@@ -576,7 +614,7 @@ inline void mma_8816(int (&c)[2], unsigned a, unsigned b, bool a_unsigned, bool 
 // since its last `fence.proxy.async.shared::cta`: `wgmma` reads shared memory through the async
 // proxy, which sees generic-proxy writes (cp.async's included) only after such a fence, so a
 // wgmma issued with this non-zero fails (see `wgmma` below).
-inline thread_local unsigned long long t_unfenced_copies = 0;
+inline I8RT_SIM_THREAD_LOCAL unsigned long long t_unfenced_copies = 0;
 
 struct PendingCopy {
     unsigned char* dst;
@@ -586,8 +624,14 @@ struct PendingCopy {
 struct CpAsyncState {
     std::vector<PendingCopy> open;                 // issued since the last commit_group
     std::deque<std::vector<PendingCopy>> groups;   // committed, oldest first
+    // Every member, by the containers' own swaps (a fiber switch; std::swap of the struct would
+    // move-construct a deque, which allocates).
+    void swap(CpAsyncState& o) {
+        open.swap(o.open);
+        groups.swap(o.groups);
+    }
 };
-inline thread_local CpAsyncState t_cp;
+inline I8RT_SIM_THREAD_LOCAL CpAsyncState t_cp;
 
 inline void perform(const PendingCopy& c) {
     if (c.src_bytes > 0) std::memcpy(c.dst, c.src, (size_t)c.src_bytes);
@@ -737,7 +781,11 @@ inline void mbar_wait(void* addr, unsigned parity) {
             MBarrier& b = mbar_at(addr, "mbarrier.try_wait");
             if ((b.phase & 1u) != (parity & 1u)) return;
         }
-        std::this_thread::yield();
+        if (I8RT_SIM_FIBERS) {
+            fiber_yield();
+        } else {
+            std::this_thread::yield();
+        }
     }
 }
 
@@ -810,28 +858,53 @@ struct WgmmaState {
     std::vector<PendingWgmma> open;                 // issued since the last commit_group
     std::deque<std::vector<PendingWgmma>> groups;   // committed, oldest first
     bool fenced = false;                            // a wgmma.fence since the last commit
+    // Every member (as CpAsyncState::swap).
+    void swap(WgmmaState& o) {
+        open.swap(o.open);
+        groups.swap(o.groups);
+        std::swap(fenced, o.fenced);
+    }
 };
-inline thread_local WgmmaState t_wg;
+inline I8RT_SIM_THREAD_LOCAL WgmmaState t_wg;
 
-// Byte `b` (0 .. 31) of row `r` of a K-major operand with 128-byte swizzle.
-inline int wgmma_operand_byte(const Sw128Operand& o, int r, int b, bool is_signed) {
-    unsigned a = o.start + (unsigned)(r / 8) * o.sbo + (unsigned)(r % 8) * 128u + (unsigned)b;
-    a ^= ((a >> 7) & 7u) << 4;
-    if (a < SMEM_WINDOW) fail("wgmma: operand address below the dynamic shared memory");
-    const unsigned char* q = t_launch->dyn_base() + (a - SMEM_WINDOW);
-    check_smem(q, 1, 1, "wgmma operand");
-    return is_signed ? (int)(signed char)*q : (int)*q;
+// Row `r` of a K-major operand with 128-byte swizzle: its 32 bytes (k = 0 .. 31) into `out`, the
+// addresses checked once for the row.
+inline void wgmma_operand_row(const Sw128Operand& o, int r, bool is_signed, int out[32]) {
+    unsigned addr[32];
+    unsigned lo = ~0u, hi = 0;
+    for (int b = 0; b < 32; ++b) {
+        unsigned a = o.start + (unsigned)(r / 8) * o.sbo + (unsigned)(r % 8) * 128u + (unsigned)b;
+        a ^= ((a >> 7) & 7u) << 4;
+        addr[b] = a;
+        lo = std::min(lo, a);
+        hi = std::max(hi, a);
+    }
+    if (lo < SMEM_WINDOW) fail("wgmma: operand address below the dynamic shared memory");
+    const unsigned char* base = t_launch->dyn_base();
+    check_smem(base + (lo - SMEM_WINDOW), hi - lo + 1, 1, "wgmma operand");
+    for (int b = 0; b < 32; ++b) {
+        const unsigned char v = base[addr[b] - SMEM_WINDOW];
+        out[b] = is_signed ? (int)(signed char)v : (int)v;
+    }
 }
 
+// The issuing thread's accumulators: element i = 4c + 2h + e is row 16 · (warp in the group) +
+// lane / 4 + 8h, column 8c + 2 · (lane % 4) + e (the wgmma D fragment layout); each A row and
+// B column is read once.
 inline void perform(const PendingWgmma& w) {
     const int warp_in_group = (int)((t_threadIdx.x / 32) % 4), lane = (int)t_lane;
-    for (int i = 0; i < w.n / 2; ++i) {
-        const int row = 16 * warp_in_group + lane / 4 + 8 * ((i % 4) / 2);
-        const int col = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
-        unsigned sum = w.accumulate ? (unsigned)w.d[i] : 0u;
-        for (int k = 0; k < 32; ++k)
-            sum += (unsigned)(wgmma_operand_byte(w.a, row, k, !w.a_u8) * wgmma_operand_byte(w.b, col, k, true));
-        w.d[i] = (int)sum;
+    int a_rows[2][32], b_col[32];
+    for (int h = 0; h < 2; ++h) wgmma_operand_row(w.a, 16 * warp_in_group + lane / 4 + 8 * h, !w.a_u8, a_rows[h]);
+    for (int c = 0; c < w.n / 8; ++c) {
+        for (int e = 0; e < 2; ++e) {
+            wgmma_operand_row(w.b, 8 * c + 2 * (lane % 4) + e, true, b_col);
+            for (int h = 0; h < 2; ++h) {
+                const int i = 4 * c + 2 * h + e;
+                unsigned sum = w.accumulate ? (unsigned)w.d[i] : 0u;
+                for (int k = 0; k < 32; ++k) sum += (unsigned)(a_rows[h][k] * b_col[k]);
+                w.d[i] = (int)sum;
+            }
+        }
     }
 }
 

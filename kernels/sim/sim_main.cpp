@@ -3,7 +3,16 @@
 // sim.h); loaded by src/cuda/sim.rs.
 #include "../common.cuh"
 
+#include <algorithm>
 #include <condition_variable>
+
+#if I8RT_SIM_FIBERS
+#include <sys/mman.h>
+#include <unistd.h>
+#if !defined(__x86_64__) || defined(I8RT_SIM_UCONTEXT)
+#include <ucontext.h>
+#endif
+#endif
 
 namespace {
 
@@ -32,6 +41,220 @@ void run_thread(const sim::Entry* e, sim::Launch* l, unsigned tid, const void* p
     }
 }
 
+#if I8RT_SIM_FIBERS
+// --- fibers: a block's CUDA threads on the launching host thread ----------------------------
+//
+// Each CUDA thread runs `run_thread` on a stack of its own; a scheduler on the launching thread
+// resumes them in rounds, each round every live fiber once in a shuffled order (a fixed function
+// of the launch count: reproducible), and a fiber runs until it waits (`sim::fiber_yield`: a
+// barrier or warp-level operation not yet complete, an mbarrier phase not yet done) or returns.
+// A switch saves the callee-saved registers and the floating-point control words (x86-64; a
+// ucontext elsewhere, or with I8RT_SIM_UCONTEXT) and swaps the CUDA thread's own state
+// (FiberLocals). One launch runs at a time (the launch lock), so that state, the scheduler and
+// the stack pool are plain globals.
+
+// sim.h's per-CUDA-thread state (I8RT_SIM_THREAD_LOCAL), as one fiber's saved copy: `swap()`
+// exchanges it with the globals (in before the fiber runs, out after it yields).
+struct FiberLocals {
+    uint3 thread_idx{}, block_idx{};
+    dim3 block_dim{}, grid_dim{};
+    sim::Launch* launch = nullptr;
+    unsigned lane = 0;
+    sim::Warp* warp = nullptr;
+    unsigned long long unfenced_copies = 0;
+    sim::CpAsyncState cp;
+    sim::WgmmaState wg;
+    void swap() {
+        using std::swap;
+        swap(thread_idx, sim::t_threadIdx);
+        swap(block_idx, sim::t_blockIdx);
+        swap(block_dim, sim::t_blockDim);
+        swap(grid_dim, sim::t_gridDim);
+        swap(launch, sim::t_launch);
+        swap(lane, sim::t_lane);
+        swap(warp, sim::t_warp);
+        swap(unfenced_copies, sim::t_unfenced_copies);
+        cp.swap(sim::t_cp);
+        wg.swap(sim::t_wg);
+    }
+};
+
+// A fiber's stack: mapped once and kept for later launches, with an inaccessible guard page
+// below it (an overflow faults instead of writing over another fiber's stack).
+constexpr size_t FIBER_STACK_BYTES = 1u << 20;
+struct FiberStack {
+    unsigned char* base = nullptr;  // the guard page; the stack is [base + page, base + page + FIBER_STACK_BYTES)
+    size_t page = 0;
+    unsigned char* top() const { return base + page + FIBER_STACK_BYTES; }
+};
+FiberStack map_stack() {
+    FiberStack s;
+    s.page = (size_t)sysconf(_SC_PAGESIZE);
+    void* p = mmap(nullptr, s.page + FIBER_STACK_BYTES, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (p == MAP_FAILED) sim::fail("fiber stack: mmap failed");
+    s.base = static_cast<unsigned char*>(p);
+    if (mprotect(s.base, s.page, PROT_NONE) != 0) sim::fail("fiber stack: mprotect of the guard page failed");
+    return s;
+}
+std::vector<FiberStack>& stack_pool() {  // used under the launch lock only
+    static std::vector<FiberStack> pool;
+    return pool;
+}
+
+struct Fiber;
+extern "C" void i8rt_sim_fiber_entry(void* fiber);
+
+#if defined(__x86_64__) && !defined(I8RT_SIM_UCONTEXT)
+// i8rt_sim_fiber_switch(&save, load): pushes the callee-saved registers, rbp and the MXCSR / x87
+// control words on the current stack, stores the stack pointer in *save, continues on `load`
+// (a stack saved the same way, or one set up by `Context::start`) and pops them there.
+extern "C" void i8rt_sim_fiber_switch(void** save, void* load);
+// A new fiber's first instruction: calls r13(r12) on a 16-byte-aligned stack; never returns.
+extern "C" void i8rt_sim_fiber_start();
+asm(R"(
+    .text
+    .p2align 4
+    .globl i8rt_sim_fiber_switch
+    .hidden i8rt_sim_fiber_switch
+    .type i8rt_sim_fiber_switch, @function
+i8rt_sim_fiber_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $16, %rsp
+    stmxcsr (%rsp)
+    fnstcw 8(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 8(%rsp)
+    addq $16, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size i8rt_sim_fiber_switch, .-i8rt_sim_fiber_switch
+
+    .p2align 4
+    .globl i8rt_sim_fiber_start
+    .hidden i8rt_sim_fiber_start
+    .type i8rt_sim_fiber_start, @function
+i8rt_sim_fiber_start:
+    movq %r12, %rdi
+    andq $-16, %rsp
+    call *%r13
+    ud2
+    .size i8rt_sim_fiber_start, .-i8rt_sim_fiber_start
+)");
+
+struct Context {
+    void* sp = nullptr;
+    // A stack whose first switch-in calls i8rt_sim_fiber_entry(arg), with the current
+    // floating-point control words.
+    void start(unsigned char* top, void* arg) {
+        auto* w = reinterpret_cast<uint64_t*>(top) - 9;  // control words, 6 registers, return address
+        uint32_t mxcsr;
+        uint16_t fcw;
+        asm volatile("stmxcsr %0" : "=m"(mxcsr));
+        asm volatile("fnstcw %0" : "=m"(fcw));
+        std::memset(w, 0, 9 * sizeof(uint64_t));
+        std::memcpy(&w[0], &mxcsr, 4);
+        std::memcpy(&w[1], &fcw, 2);
+        w[4] = reinterpret_cast<uint64_t>(&i8rt_sim_fiber_entry);  // r13
+        w[5] = reinterpret_cast<uint64_t>(arg);                    // r12
+        w[8] = reinterpret_cast<uint64_t>(&i8rt_sim_fiber_start);  // returned to
+        sp = w;
+    }
+    static void swap(Context& save, Context& load) { i8rt_sim_fiber_switch(&save.sp, load.sp); }
+};
+#else
+struct Context {
+    ucontext_t uc;
+    void start(unsigned char* top, void* arg) {
+        if (getcontext(&uc) != 0) sim::fail("fiber: getcontext failed");
+        uc.uc_stack.ss_sp = top - FIBER_STACK_BYTES;
+        uc.uc_stack.ss_size = FIBER_STACK_BYTES;
+        uc.uc_link = nullptr;
+        const uintptr_t a = reinterpret_cast<uintptr_t>(arg);
+        makecontext(&uc, reinterpret_cast<void (*)()>(&trampoline), 2, (unsigned)(a >> 32), (unsigned)a);
+    }
+    static void trampoline(unsigned hi, unsigned lo) {
+        i8rt_sim_fiber_entry(reinterpret_cast<void*>(((uintptr_t)hi << 32) | lo));
+    }
+    static void swap(Context& save, Context& load) {
+        if (swapcontext(&save.uc, &load.uc) != 0) sim::fail("fiber: swapcontext failed");
+    }
+};
+#endif
+
+struct Fiber {
+    Context ctx;
+    FiberLocals locals;
+    const sim::Entry* entry = nullptr;
+    sim::Launch* launch = nullptr;
+    unsigned tid = 0;
+    const void* params = nullptr;
+    bool done = false;
+};
+
+// The scheduler of the running launch (one at a time: the launch lock).
+struct Scheduler {
+    Context host;
+    Fiber* current = nullptr;
+};
+Scheduler* t_scheduler = nullptr;
+
+extern "C" void i8rt_sim_fiber_entry(void* p) {
+    Fiber* f = static_cast<Fiber*>(p);
+    run_thread(f->entry, f->launch, f->tid, f->params);
+    f->done = true;
+    Context::swap(f->ctx, t_scheduler->host);
+    sim::fail("a finished fiber was resumed");
+}
+
+// Runs the launch's n CUDA threads as fibers until every one has returned.
+void run_fibers(const sim::Entry* e, sim::Launch* l, unsigned n, const void* params, unsigned long long seed) {
+    std::vector<FiberStack>& pool = stack_pool();
+    while (pool.size() < n) pool.push_back(map_stack());
+    std::vector<Fiber> fibers(n);
+    std::vector<unsigned> live(n);
+    for (unsigned t = 0; t < n; ++t) {
+        Fiber& f = fibers[t];
+        f.entry = e;
+        f.launch = l;
+        f.tid = t;
+        f.params = params;
+        f.ctx.start(pool[t].top(), &f);
+        live[t] = t;
+    }
+    Scheduler s;
+    t_scheduler = &s;
+    unsigned long long r = seed | 1u;
+    while (!live.empty()) {
+        for (size_t i = live.size(); i > 1; --i) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            std::swap(live[i - 1], live[(r >> 33) % i]);
+        }
+        for (unsigned t : live) {
+            Fiber& f = fibers[t];
+            s.current = &f;
+            f.locals.swap();
+            Context::swap(s.host, f.ctx);
+            f.locals.swap();
+        }
+        live.erase(std::remove_if(live.begin(), live.end(), [&](unsigned t) { return fibers[t].done; }), live.end());
+    }
+    t_scheduler = nullptr;
+}
+#endif
+
 int error(char* err, size_t len, const std::string& msg) {
     if (len > 0) {
         std::snprintf(err, len, "%s", msg.c_str());
@@ -40,6 +263,14 @@ int error(char* err, size_t len, const std::string& msg) {
 }
 
 }  // namespace
+
+void sim::fiber_yield() {
+#if I8RT_SIM_FIBERS
+    Context::swap(t_scheduler->current->ctx, t_scheduler->host);
+#else
+    sim::fail("fiber_yield in a build with host threads");
+#endif
+}
 
 extern "C" {
 
@@ -84,6 +315,7 @@ int int8rt_sim_launch_checked(const char* name, const unsigned* grid, const unsi
     sim::Launch l(g, b, (unsigned)n, dyn_smem, (flags & 1u) != 0);
     l.buffers = buffers;
     l.nbuffers = nbuffers;
+    unsigned long long shuffle_seed = 0;  // also the fibers' (I8RT_SIM_FIBERS)
     // Blocks run one at a time in a shuffled order (the GPU promises none): a kernel whose
     // result depends on which block runs last — a split-K reduction that assumes the last split
     // finishes last — fails. The order is a fixed function of the launch count: reproducible.
@@ -93,6 +325,7 @@ int int8rt_sim_launch_checked(const char* name, const unsigned* grid, const unsi
         l.order.resize(total);
         for (unsigned long long i = 0; i < total; ++i) l.order[i] = i;
         unsigned long long s = 0x9e3779b97f4a7c15ull * ++launches;
+        shuffle_seed = s;
         for (unsigned long long i = total; i > 1; --i) {
             s = s * 6364136223846793005ull + 1442695040888963407ull;
             std::swap(l.order[i - 1], l.order[(s >> 33) % i]);
@@ -118,10 +351,15 @@ int int8rt_sim_launch_checked(const char* name, const unsigned* grid, const unsi
             }
         }
     });
+#if I8RT_SIM_FIBERS
+    run_fibers(e, &l, (unsigned)n, params, shuffle_seed);
+#else
+    (void)shuffle_seed;
     std::vector<std::thread> threads;
     threads.reserve(n);
     for (unsigned t = 0; t < n; ++t) threads.emplace_back(run_thread, e, &l, t, params);
     for (auto& t : threads) t.join();
+#endif
     sim::mbar_check_drained();
     {
         std::lock_guard<std::mutex> lk(done_m);

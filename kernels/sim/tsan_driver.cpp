@@ -1,9 +1,10 @@
 // kernels/sim/tsan_driver.cpp — a stand-alone program that runs the block-cooperative kernels in
 // the simulation, built with -fsanitize=thread by the `kernels_are_race_free_under_tsan` test
-// (src/cuda/sim_tests.rs): every CUDA thread is a host thread, so a missing __syncthreads() or
-// a shared-memory race shows up as a ThreadSanitizer report — for the tensor-core GEMM also a
-// stage overwritten by cp.async while another warp still reads it, a staging row read before
-// its warp wrote it, or split-K partial sums read before their block counted them. It also
+// (src/cuda/sim_tests.rs): every CUDA thread is a host thread here (sim.h: a build under the
+// sanitizer runs no fibers), so a missing __syncthreads() or a shared-memory race shows up as a
+// ThreadSanitizer report — for the tensor-core GEMM also a stage overwritten by cp.async while
+// another warp still reads it, a staging row read before its warp wrote it, or split-K partial
+// sums read before their block counted them. It also
 // checks the GEMMs and the calibration statistics against naive loops, so a run that did nothing
 // cannot pass.
 #include <algorithm>
