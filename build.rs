@@ -471,53 +471,79 @@ fn compile_all(
         .map(|(n, p)| (n.clone(), std::fs::read_to_string(p).expect("header")))
         .collect();
     let hdr_ref: Vec<(&str, &str)> = hdr.iter().map(|(n, s)| (n.as_str(), s.as_str())).collect();
-    let mut report = String::new();
+    // Every (module, target) pair is one NVRTC program; they compile on worker threads (NVRTC
+    // is thread-safe; two threads took a pair of the GEMM module's CUBINs from 21 s to 15 s on
+    // a 2-vCPU machine), the longest sources first, and are written and reported in order.
+    let mut jobs: Vec<(&Module, Target)> = Vec::new();
     for m in modules {
-        let fname = format!("{}.cu", m.stem);
-        let targets = if m.arch_specific {
-            vec![Target::CubinArchSpecific(m.min_arch)]
+        if m.arch_specific {
+            jobs.push((m, Target::CubinArchSpecific(m.min_arch)));
         } else {
-            let mut t = vec![Target::Ptx(ptx_arch.max(m.ptx_min))];
-            t.extend(cubin_targets(m).into_iter().map(|(c, _)| Target::Cubin(c)));
-            t
-        };
-        for &t in &targets {
-            let c = match compile(&fname, &m.source, &hdr_ref, t) {
-                Ok(c) => c,
-                Err(f) => panic!(
-                    "NVRTC {version} failed to compile kernels/{fname} for {} with {:?}:\n{}",
-                    t.arch(),
-                    f.options,
-                    f.log
-                ),
-            };
-            let path = match t {
-                Target::Ptx(cc) => kout.join(format!("{}.compute_{cc}.ptx", m.stem)),
-                Target::Cubin(_) | Target::CubinArchSpecific(_) => {
-                    kout.join(format!("{}.{}.cubin", m.stem, t.arch()))
-                }
-            };
-            std::fs::write(&path, &c.image).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            if let Target::Cubin(_) | Target::CubinArchSpecific(_) = t {
-                let arch = t.arch();
-                for r in parse_resources(&c.log) {
-                    writeln!(
-                        report,
-                        "{arch}\t{}\t{}\t{}\t{}\t{}\t{}",
-                        r.kernel,
-                        r.registers,
-                        r.smem_bytes,
-                        r.stack_bytes,
-                        r.spill_stores,
-                        r.spill_loads
+            jobs.push((m, Target::Ptx(ptx_arch.max(m.ptx_min))));
+            jobs.extend(
+                cubin_targets(m)
+                    .into_iter()
+                    .map(|(c, _)| (m, Target::Cubin(c))),
+            );
+        }
+    }
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&j| std::cmp::Reverse(jobs[j].0.source.len()));
+    let results: Vec<std::sync::Mutex<Option<Result<nvrtc_compile::Compiled, String>>>> =
+        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(jobs.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&j) = order.get(i) else { break };
+                let (m, t) = jobs[j];
+                let fname = format!("{}.cu", m.stem);
+                let r = compile(&fname, &m.source, &hdr_ref, t).map_err(|f| {
+                    format!(
+                        "NVRTC {version} failed to compile kernels/{fname} for {} with {:?}:\n{}",
+                        t.arch(),
+                        f.options,
+                        f.log
                     )
-                    .unwrap();
-                    if r.spill_stores > 0 || r.spill_loads > 0 {
-                        println!(
-                            "cargo:warning=kernel {} spills on {arch}: {} bytes stored, {} loaded",
-                            r.kernel, r.spill_stores, r.spill_loads
-                        );
-                    }
+                });
+                *results[j].lock().unwrap() = Some(r);
+            });
+        }
+    });
+    let mut report = String::new();
+    for (&(m, t), r) in jobs.iter().zip(results) {
+        let c = match r.into_inner().unwrap().expect("every job ran") {
+            Ok(c) => c,
+            Err(msg) => panic!("{msg}"),
+        };
+        let path = match t {
+            Target::Ptx(cc) => kout.join(format!("{}.compute_{cc}.ptx", m.stem)),
+            Target::Cubin(_) | Target::CubinArchSpecific(_) => {
+                kout.join(format!("{}.{}.cubin", m.stem, t.arch()))
+            }
+        };
+        std::fs::write(&path, &c.image).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if let Target::Cubin(_) | Target::CubinArchSpecific(_) = t {
+            let arch = t.arch();
+            for r in parse_resources(&c.log) {
+                writeln!(
+                    report,
+                    "{arch}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    r.kernel,
+                    r.registers,
+                    r.smem_bytes,
+                    r.stack_bytes,
+                    r.spill_stores,
+                    r.spill_loads
+                )
+                .unwrap();
+                if r.spill_stores > 0 || r.spill_loads > 0 {
+                    println!(
+                        "cargo:warning=kernel {} spills on {arch}: {} bytes stored, {} loaded",
+                        r.kernel, r.spill_stores, r.spill_loads
+                    );
                 }
             }
         }
