@@ -553,17 +553,24 @@ inline void mma_16832(int (*acc)[NT][4], const unsigned (*a)[4], const unsigned 
         return v;
     };
     const int lane = (int)t_lane;
+    // The A row and B column each of this lane's accumulators e = 0 .. 3 needs, gathered once
+    // per batch from the lanes the fragment layouts name; then plain dot products.
+    int a_row[MT][4][32], b_col[NT][4][32];
+    for (int e = 0; e < 4; ++e) {
+        const frag::RC c = frag::c_16832(lane, e);
+        for (int k = 0; k < 32; ++k) {
+            const frag::Where wa = inv.a[c.row][k], wb = inv.b[k][c.col];
+            for (int i = 0; i < MT; ++i)
+                a_row[i][e][k] = reg_byte(reg(wa.lane, i * 16 + (wa.elem / 4) * 4), wa.elem % 4, !a_unsigned);
+            for (int j = 0; j < NT; ++j)
+                b_col[j][e][k] = reg_byte(reg(wb.lane, MT * 16 + j * 8 + (wb.elem / 4) * 4), wb.elem % 4, !b_unsigned);
+        }
+    }
     for (int i = 0; i < MT; ++i) {
         for (int j = 0; j < NT; ++j) {
             for (int e = 0; e < 4; ++e) {
-                const frag::RC c = frag::c_16832(lane, e);
                 unsigned sum = (unsigned)acc[i][j][e];
-                for (int k = 0; k < 32; ++k) {
-                    const frag::Where wa = inv.a[c.row][k], wb = inv.b[k][c.col];
-                    const int av = reg_byte(reg(wa.lane, i * 16 + (wa.elem / 4) * 4), wa.elem % 4, !a_unsigned);
-                    const int bv = reg_byte(reg(wb.lane, MT * 16 + j * 8 + (wb.elem / 4) * 4), wb.elem % 4, !b_unsigned);
-                    sum += (unsigned)(av * bv);
-                }
+                for (int k = 0; k < 32; ++k) sum += (unsigned)(a_row[i][e][k] * b_col[j][e][k]);
                 acc[i][j][e] = (int)sum;
             }
         }
