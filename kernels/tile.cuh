@@ -86,8 +86,8 @@ struct OperandLoader {
     static constexpr int CHUNKS = BK / 16;
     static constexpr int RPP = THREADS / CHUNKS;
     static constexpr int ITERS = (ROWS + RPP - 1) / RPP;
-    const unsigned char* src;  // row r0 (clamped), byte chunk · 16
-    long long step;            // bytes from one of this thread's rows to the next (RPP · ld)
+    const unsigned char* src;  // !HOLD: row r0 (clamped), byte chunk · 16
+    long long step;            // !HOLD: bytes from one of this thread's rows to the next (RPP · ld)
     const unsigned char* row[HOLD ? ITERS : 1];  // HOLD: row r0 + j · RPP (clamped), byte chunk · 16
     unsigned valid;            // bit j: row r0 + j · RPP lies inside the matrix
     unsigned smem;             // shared offset of row r0's chunk within an operand tile
@@ -102,15 +102,16 @@ struct OperandLoader {
 #pragma unroll
         for (int j = 0; j < ITERS; ++j)
             if (r0 + j * RPP < ROWS && first_row + r0 + j * RPP < rows) valid |= 1u << j;
-        const int gr = first_row + r0 < rows ? first_row + r0 : rows - 1;
-        src = base + (long long)gr * ld + chunk * 16;
-        step = (long long)RPP * ld;
         if constexpr (HOLD) {
 #pragma unroll
             for (int j = 0; j < ITERS; ++j) {
                 const int r = first_row + r0 + j * RPP;
                 row[j] = opaque(base + (long long)(r < rows ? r : rows - 1) * ld + chunk * 16);
             }
+        } else {
+            const int gr = first_row + r0 < rows ? first_row + r0 : rows - 1;
+            src = base + (long long)gr * ld + chunk * 16;
+            step = (long long)RPP * ld;
         }
         smem = swz<BK>(r0, chunk);
     }
