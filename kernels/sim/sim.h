@@ -53,6 +53,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -547,30 +548,44 @@ inline void mma_16832(int (*acc)[NT][4], const unsigned (*a)[4], const unsigned 
     std::memcpy(op.mine() + MT * 16, b, NT * 8);
     op.exchange();
     const frag::Inverse& inv = frag::inverse();
-    auto reg = [&](unsigned lane, int offset) {
-        unsigned v;
-        std::memcpy(&v, op.lane(lane) + offset, 4);
-        return v;
-    };
+    // Every lane's operands (a partial warp fails here: an mma.sync reads all 32 lanes). Byte e
+    // of a lane's fragment (register e / 4, byte e % 4 from the low end) lies at offset e of its
+    // slot: the registers were copied in as little-endian words.
+    static_assert(std::endian::native == std::endian::little, "fragment bytes as stored on a little-endian host");
+    const unsigned char* from[32];
+    for (unsigned j = 0; j < 32; ++j) from[j] = op.lane(j);
     const int lane = (int)t_lane;
-    // The A row and B column each of this lane's accumulators e = 0 .. 3 needs, gathered once
-    // per batch from the lanes the fragment layouts name; then plain dot products.
-    int a_row[MT][4][32], b_col[NT][4][32];
+    // The A rows and B columns this lane's accumulators e = 0 .. 3 need (two of each), gathered
+    // once per batch from the lanes the fragment layouts name; then plain dot products.
+    int rows[4], cols[4], a_of[4], b_of[4], na = 0, nb = 0;
     for (int e = 0; e < 4; ++e) {
         const frag::RC c = frag::c_16832(lane, e);
+        a_of[e] = (int)(std::find(rows, rows + na, c.row) - rows);
+        if (a_of[e] == na) rows[na++] = c.row;
+        b_of[e] = (int)(std::find(cols, cols + nb, c.col) - cols);
+        if (b_of[e] == nb) cols[nb++] = c.col;
+    }
+    auto byte = [](unsigned char v, bool is_signed) { return is_signed ? (int)(signed char)v : (int)v; };
+    int a_row[MT][4][32], b_col[NT][4][32];
+    for (int r = 0; r < na; ++r) {
         for (int k = 0; k < 32; ++k) {
-            const frag::Where wa = inv.a[c.row][k], wb = inv.b[k][c.col];
-            for (int i = 0; i < MT; ++i)
-                a_row[i][e][k] = reg_byte(reg(wa.lane, i * 16 + (wa.elem / 4) * 4), wa.elem % 4, !a_unsigned);
-            for (int j = 0; j < NT; ++j)
-                b_col[j][e][k] = reg_byte(reg(wb.lane, MT * 16 + j * 8 + (wb.elem / 4) * 4), wb.elem % 4, !b_unsigned);
+            const frag::Where w = inv.a[rows[r]][k];
+            for (int i = 0; i < MT; ++i) a_row[i][r][k] = byte(from[w.lane][i * 16 + w.elem], !a_unsigned);
+        }
+    }
+    for (int c = 0; c < nb; ++c) {
+        for (int k = 0; k < 32; ++k) {
+            const frag::Where w = inv.b[k][cols[c]];
+            for (int j = 0; j < NT; ++j) b_col[j][c][k] = byte(from[w.lane][MT * 16 + j * 8 + w.elem], !b_unsigned);
         }
     }
     for (int i = 0; i < MT; ++i) {
         for (int j = 0; j < NT; ++j) {
             for (int e = 0; e < 4; ++e) {
+                const int* av = a_row[i][a_of[e]];
+                const int* bv = b_col[j][b_of[e]];
                 unsigned sum = (unsigned)acc[i][j][e];
-                for (int k = 0; k < 32; ++k) sum += (unsigned)(a_row[i][e][k] * b_col[j][e][k]);
+                for (int k = 0; k < 32; ++k) sum += (unsigned)(av[k] * bv[k]);
                 acc[i][j][e] = (int)sum;
             }
         }
