@@ -209,13 +209,13 @@ struct Scheduler {
     Context host;
     Fiber* current = nullptr;
 };
-Scheduler* t_scheduler = nullptr;
+Scheduler* running_scheduler = nullptr;
 
 extern "C" void i8rt_sim_fiber_entry(void* p) {
     Fiber* f = static_cast<Fiber*>(p);
     run_thread(f->entry, f->launch, f->tid, f->params);
     f->done = true;
-    Context::swap(f->ctx, t_scheduler->host);
+    Context::swap(f->ctx, running_scheduler->host);
     sim::fail("a finished fiber was resumed");
 }
 
@@ -235,7 +235,7 @@ void run_fibers(const sim::Entry* e, sim::Launch* l, unsigned n, const void* par
         live[t] = t;
     }
     Scheduler s;
-    t_scheduler = &s;
+    running_scheduler = &s;
     unsigned long long r = seed | 1u;
     while (!live.empty()) {
         for (size_t i = live.size(); i > 1; --i) {
@@ -251,7 +251,7 @@ void run_fibers(const sim::Entry* e, sim::Launch* l, unsigned n, const void* par
         }
         live.erase(std::remove_if(live.begin(), live.end(), [&](unsigned t) { return fibers[t].done; }), live.end());
     }
-    t_scheduler = nullptr;
+    running_scheduler = nullptr;
 }
 #endif
 
@@ -266,7 +266,7 @@ int error(char* err, size_t len, const std::string& msg) {
 
 void sim::fiber_yield() {
 #if I8RT_SIM_FIBERS
-    Context::swap(t_scheduler->current->ctx, t_scheduler->host);
+    Context::swap(running_scheduler->current->ctx, running_scheduler->host);
 #else
     sim::fail("fiber_yield in a build with host threads");
 #endif
