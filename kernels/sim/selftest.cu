@@ -22,6 +22,31 @@ I8RT_ENTRY(sim_selftest_shfl, ShflTestParams, 64) {
     p.out[tid * 4 + 3] = __shfl_xor_sync(full, v, p.delta, p.width);
 }
 
+// Barriers: 64 threads. mode 0 — every thread shuffles within its warp, then __syncthreads(),
+// then writes out[tid] = the value from the lane above + 1; mode 1 — thread 0 shuffles while
+// the others wait at __syncthreads() (a deadlock: the shuffle waits for 31 lanes that never
+// come); mode 2 — thread 0 waits at __syncthreads() while the others return (divergent).
+struct BarrierTestParams {
+    unsigned* out;  // [64]
+    int mode;
+};
+
+I8RT_ENTRY(sim_selftest_barriers, BarrierTestParams, 64) {
+    const unsigned tid = threadIdx.x;
+    if (p.mode == 1) {
+        if (tid == 0) (void)__shfl_sync(0xffffffffu, tid, 1);
+        __syncthreads();
+        return;
+    }
+    if (p.mode == 2) {
+        if (tid == 0) __syncthreads();
+        return;
+    }
+    const unsigned v = __shfl_sync(0xffffffffu, tid, (int)((tid + 1) % 32));
+    __syncthreads();
+    p.out[tid] = v + 1;
+}
+
 // ldmatrix: the dynamic shared memory is filled from `init` (`bytes` bytes), each lane supplies
 // the row offset `rows[lane]`, and `num` (1, 2 or 4) selects .x1 / .x2 / .x4; the registers go
 // to out[lane * 4 + m]. Two instructions are issued in one batch (the second with the row

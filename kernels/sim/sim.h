@@ -127,8 +127,10 @@ inline std::atomic<unsigned long long>& progress() {
 }
 
 // Hands the host thread to another fiber of the block (sim_main.cpp); a fiber build calls it
-// wherever a CUDA thread waits, a host-thread build never does.
-void fiber_yield();
+// wherever a CUDA thread waits, a host-thread build never does. With `gen`, the fiber is not
+// resumed while *gen still equals `value` (a barrier's generation: nothing but another fiber's
+// arrival can change it).
+void fiber_yield(const std::atomic<unsigned>* gen = nullptr, unsigned value = 0);
 
 // A barrier of n threads on atomics: the waiters yield their fiber, or, with host threads, wait
 // on a futex (C++20 wait / notify_all).
@@ -153,7 +155,7 @@ class Barrier {
         }
         while (gen_.load(std::memory_order_acquire) == g) {
             if (I8RT_SIM_FIBERS) {
-                fiber_yield();
+                fiber_yield(&gen_, g);
             } else {
                 gen_.wait(g, std::memory_order_acquire);
             }

@@ -47,7 +47,8 @@ void run_thread(const sim::Entry* e, sim::Launch* l, unsigned tid, const void* p
 // Each CUDA thread runs `run_thread` on a stack of its own; a scheduler on the launching thread
 // resumes them in rounds, each round every live fiber once in a shuffled order (a fixed function
 // of the launch count: reproducible), and a fiber runs until it waits (`sim::fiber_yield`: a
-// barrier or warp-level operation not yet complete, an mbarrier phase not yet done) or returns.
+// barrier or warp-level operation not yet complete, an mbarrier phase not yet done) or returns;
+// one waiting at a barrier is skipped until the barrier's generation moves.
 // A switch saves the callee-saved registers and the floating-point control words (x86-64; a
 // ucontext elsewhere, or with I8RT_SIM_UCONTEXT) and swaps the CUDA thread's own state
 // (FiberLocals). One launch runs at a time (the launch lock), so that state, the scheduler and
@@ -202,6 +203,9 @@ struct Fiber {
     unsigned tid = 0;
     const void* params = nullptr;
     bool done = false;
+    // Waiting for a barrier: not resumed while *wait_gen == wait_value.
+    const std::atomic<unsigned>* wait_gen = nullptr;
+    unsigned wait_value = 0;
 };
 
 // The scheduler of the running launch (one at a time: the launch lock).
@@ -242,13 +246,22 @@ void run_fibers(const sim::Entry* e, sim::Launch* l, unsigned n, const void* par
             r = r * 6364136223846793005ull + 1442695040888963407ull;
             std::swap(live[i - 1], live[(r >> 33) % i]);
         }
+        bool resumed = false;
         for (unsigned t : live) {
             Fiber& f = fibers[t];
+            if (f.wait_gen) {
+                if (f.wait_gen->load(std::memory_order_relaxed) == f.wait_value) continue;
+                f.wait_gen = nullptr;
+            }
+            resumed = true;
             s.current = &f;
             f.locals.swap();
             Context::swap(s.host, f.ctx);
             f.locals.swap();
         }
+        // Only another fiber's arrival completes a barrier: a round in which every live fiber
+        // waits at one that has not completed can never end.
+        if (!resumed) sim::fail("every thread of the block waits at a barrier no other thread can complete (deadlock)");
         live.erase(std::remove_if(live.begin(), live.end(), [&](unsigned t) { return fibers[t].done; }), live.end());
     }
     running_scheduler = nullptr;
@@ -264,10 +277,15 @@ int error(char* err, size_t len, const std::string& msg) {
 
 }  // namespace
 
-void sim::fiber_yield() {
+void sim::fiber_yield(const std::atomic<unsigned>* gen, unsigned value) {
 #if I8RT_SIM_FIBERS
-    Context::swap(running_scheduler->current->ctx, running_scheduler->host);
+    Fiber* f = running_scheduler->current;
+    f->wait_gen = gen;
+    f->wait_value = value;
+    Context::swap(f->ctx, running_scheduler->host);
 #else
+    (void)gen;
+    (void)value;
     sim::fail("fiber_yield in a build with host threads");
 #endif
 }

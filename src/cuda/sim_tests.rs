@@ -1395,6 +1395,61 @@ fn simulated_warp_shuffles_follow_cuda_semantics() {
 }
 
 #[test]
+fn simulated_barriers_complete_and_report_deadlock_and_divergence() {
+    // sim_selftest_barriers (kernels/sim/selftest.cu): a warp shuffle then __syncthreads()
+    // completes; a shuffle that waits for lanes held at __syncthreads() is a deadlock the fiber
+    // scheduler reports as soon as no thread can run (not after the 30 s watchdog); a barrier
+    // some threads wait at while the others exit is divergent. Each failure aborts the
+    // simulation's process, so it runs in a child (this test binary, this test alone).
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C)]
+    struct BarrierTestParams {
+        out: u64,
+        mode: i32,
+        _pad: i32,
+    }
+    const CHILD: &str = "INT8RT_SIM_BARRIER_CHILD";
+    const NAME: &str =
+        "cuda::sim_tests::simulated_barriers_complete_and_report_deadlock_and_divergence";
+    let launch = |mode: i32, out: &mut [u32; 64]| {
+        let p = BarrierTestParams {
+            out: out.as_mut_ptr() as u64,
+            mode,
+            _pad: 0,
+        };
+        // SAFETY: `out` holds the 64 threads' results and outlives the (synchronous) launch.
+        unsafe {
+            sim::lib().launch_raw(
+                "sim_selftest_barriers",
+                [1, 1, 1],
+                [64, 1, 1],
+                0,
+                0,
+                bytemuck::bytes_of(&p),
+                false,
+            )
+        }
+    };
+    if let Ok(mode) = std::env::var(CHILD) {
+        let r = launch(mode.parse().unwrap(), &mut [0; 64]);
+        eprintln!("the launch returned: {r:?}");
+        std::process::exit(0);
+    }
+    let mut out = [0u32; 64];
+    launch(0, &mut out).unwrap();
+    for (t, &v) in out.iter().enumerate() {
+        assert_eq!(v as usize, t / 32 * 32 + (t + 1) % 32 + 1, "thread {t}");
+    }
+    for (mode, why) in [
+        (1, "waits at a barrier no other thread can complete"),
+        (2, "divergent barrier"),
+    ] {
+        let (ok, err) = super::sim_mma_tests::run_test_in_child(NAME, CHILD, &mode.to_string());
+        assert!(!ok && err.contains(why), "mode {mode}: {err}");
+    }
+}
+
+#[test]
 fn overlapped_launch_is_asked_for_the_gemv_and_tma_tiles_alone_with_the_same_bits() {
     // `overlap` on a layer (the default): its GEMV (up to 32 rows on the simulated sm_90, 64 on
     // sm_80) and a forced TMA tile go through `launch_overlapped` (which the simulation refuses
