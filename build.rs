@@ -489,32 +489,43 @@ fn compile_all(
     }
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&j| std::cmp::Reverse(jobs[j].0.source.len()));
-    let results: Vec<std::sync::Mutex<Option<Result<nvrtc_compile::Compiled, String>>>> =
-        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Each worker returns what it compiled, by job index; gathered back into job order.
+    let mut results: Vec<Option<Result<nvrtc_compile::Compiled, String>>> =
+        jobs.iter().map(|_| None).collect();
     std::thread::scope(|scope| {
-        for _ in 0..workers.min(jobs.len()) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&j) = order.get(i) else { break };
-                let (m, t) = jobs[j];
-                let fname = format!("{}.cu", m.stem);
-                let r = compile(&fname, &m.source, &hdr_ref, t).map_err(|f| {
-                    format!(
-                        "NVRTC {version} failed to compile kernels/{fname} for {} with {:?}:\n{}",
-                        t.arch(),
-                        f.options,
-                        f.log
-                    )
-                });
-                *results[j].lock().unwrap() = Some(r);
-            });
+        let handles: Vec<_> = (0..workers.min(jobs.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&j) = order.get(i) else { break done };
+                        let (m, t) = jobs[j];
+                        let fname = format!("{}.cu", m.stem);
+                        let r = compile(&fname, &m.source, &hdr_ref, t).map_err(|f| {
+                            format!(
+                                "NVRTC {version} failed to compile kernels/{fname} for {} with {:?}:\n{}",
+                                t.arch(),
+                                f.options,
+                                f.log
+                            )
+                        });
+                        done.push((j, r));
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            for (j, r) in h.join().expect("an NVRTC worker panicked") {
+                results[j] = Some(r);
+            }
         }
     });
     let mut report = String::new();
     for (&(m, t), r) in jobs.iter().zip(results) {
-        let c = match r.into_inner().unwrap().expect("every job ran") {
+        let c = match r.expect("every job ran") {
             Ok(c) => c,
             Err(msg) => panic!("{msg}"),
         };
