@@ -33,6 +33,8 @@ const CUBIN_ARCHS: [u32; 2] = [80, 90];
 struct Entry {
     name: String,
     params: String,
+    /// Blocks per thread block cluster along x (1: launched without clusters).
+    cluster: u32,
 }
 
 struct Module {
@@ -128,16 +130,19 @@ fn camel(s: &str) -> String {
         .collect()
 }
 
-/// `I8RT_ENTRY(name, Params, threads)`, `I8RT_ENTRY_MIN_BLOCKS(name, Params, threads, blocks)` and
-/// `I8RT_ENTRY_GRID_CONST(name, Params, threads, blocks)` lines of a kernel source.
+/// `I8RT_ENTRY(name, Params, threads)`, `I8RT_ENTRY_MIN_BLOCKS(name, Params, threads, blocks)`,
+/// `I8RT_ENTRY_GRID_CONST(name, Params, threads, blocks)` and
+/// `I8RT_ENTRY_CLUSTER(name, Params, threads, blocks, cluster)` lines of a kernel source.
 fn entries(source: &str, file: &Path) -> Vec<Entry> {
     let mut v = Vec::new();
     for line in source.lines() {
         let line_t = line.trim_start();
+        let clustered = line_t.starts_with("I8RT_ENTRY_CLUSTER(");
         let Some(rest) = line_t
             .strip_prefix("I8RT_ENTRY(")
             .or_else(|| line_t.strip_prefix("I8RT_ENTRY_MIN_BLOCKS("))
             .or_else(|| line_t.strip_prefix("I8RT_ENTRY_GRID_CONST("))
+            .or_else(|| line_t.strip_prefix("I8RT_ENTRY_CLUSTER("))
         else {
             continue;
         };
@@ -145,9 +150,24 @@ fn entries(source: &str, file: &Path) -> Vec<Entry> {
         if args.len() < 3 || args[0].is_empty() || args[1].is_empty() {
             panic!("{}: malformed I8RT_ENTRY line: {line}", file.display());
         }
+        // The cluster size: a literal, so that the host knows it without compiling the kernel.
+        let cluster = if clustered {
+            args.get(4)
+                .and_then(|c| c.parse::<u32>().ok())
+                .filter(|c| (1..=8).contains(c))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: I8RT_ENTRY_CLUSTER needs a literal cluster size of 1 .. 8: {line}",
+                        file.display()
+                    )
+                })
+        } else {
+            1
+        };
         v.push(Entry {
             name: args[0].to_string(),
             params: args[1].to_string(),
+            cluster,
         });
     }
     v
@@ -278,6 +298,18 @@ fn main() {
                 "            KernelId::{} => {:?},",
                 camel(&e.name),
                 e.params
+            )
+            .unwrap();
+        }
+    }
+    writeln!(g, "        }}\n    }}\n    /// Blocks per thread block cluster, along x (`I8RT_ENTRY_CLUSTER`; 1: no clusters): the\n    /// launch grid's x must be a multiple of it.\n    pub const fn cluster(self) -> u32 {{\n        match self {{").unwrap();
+    for m in &modules {
+        for e in &m.entries {
+            writeln!(
+                g,
+                "            KernelId::{} => {},",
+                camel(&e.name),
+                e.cluster
             )
             .unwrap();
         }

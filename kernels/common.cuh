@@ -12,6 +12,7 @@
 //            synchronous copies on sm_75),
 //            mbar_init / mbar_init_fence / mbar_arrive(_expect_tx) / mbar_wait, bulk_copy_g2s,
 //            tma_load_2d (sm_90), dyn_smem
+//   cluster: cluster_rank, cluster_sync, mbar_arrive_cluster, tma_load_2d_multicast (sm_90)
 //   warp:    lane_id, shfl_xor_u32 / shfl_xor_f32, ldsm<X, N> (N `ldmatrix .x<X>`), lds_v4,
 //            mma_16832<MT, NT, U8, B_U8> (MT × NT `mma.sync.m16n8k32`; on sm_75 each four
 //            `m8n8k16`: mma_8816, mma_16832_by_8816) — in the simulation each a
@@ -26,6 +27,9 @@
 //            I8RT_ENTRY_GRID_CONST(name, Params, threads, min_blocks): I8RT_ENTRY_MIN_BLOCKS with
 //            the block `__grid_constant__`, so the kernel may take the address of its fields
 //            (the TMA's tensor maps must be addressed where they lie, in the parameter space).
+//            I8RT_ENTRY_CLUSTER(name, Params, threads, min_blocks, cluster): I8RT_ENTRY_GRID_CONST
+//            launched in thread block clusters of `cluster` consecutive blocks along x
+//            (`__cluster_dims__`; the grid's x a multiple of it).
 #pragma once
 
 #if defined(__CUDACC_RTC__) || defined(__CUDACC__)
@@ -77,13 +81,17 @@ I8RT_INLINE T* opaque(T* p) {
     extern "C" __global__ void __launch_bounds__(threads, min_blocks) name(const Params p)
 #define I8RT_ENTRY_GRID_CONST(name, Params, threads, min_blocks) \
     extern "C" __global__ void __launch_bounds__(threads, min_blocks) name(const __grid_constant__ Params p)
+#define I8RT_ENTRY_CLUSTER(name, Params, threads, min_blocks, cluster)                          \
+    extern "C" __global__ void __cluster_dims__(cluster, 1, 1) __launch_bounds__(threads, min_blocks) \
+        name(const __grid_constant__ Params p)
 #else
 #define I8RT_ENTRY_MIN_BLOCKS(name, Params, threads, min_blocks) I8RT_ENTRY(name, Params, threads)
 #define I8RT_ENTRY_GRID_CONST(name, Params, threads, min_blocks) I8RT_ENTRY(name, Params, threads)
-#define I8RT_ENTRY(name, Params, threads)                                           \
+#define I8RT_ENTRY(name, Params, threads) I8RT_ENTRY_CLUSTER(name, Params, threads, 1, 1)
+#define I8RT_ENTRY_CLUSTER(name, Params, threads, min_blocks, cluster)              \
     extern "C" void name(const Params p);                                           \
     static ::sim::Registrar name##_registrar(#name, sizeof(Params), (threads),      \
-        [](const void* a) { name(*static_cast<const Params*>(a)); });              \
+        [](const void* a) { name(*static_cast<const Params*>(a)); }, (cluster));    \
     extern "C" void name(const Params p)
 #endif
 
@@ -395,7 +403,67 @@ I8RT_INLINE void tma_load_2d(unsigned dst_off, const TmaMap* map, int c0, int c1
 #elif defined(I8RT_DEVICE_BUILD)
     __trap();
 #else
-    sim::tma_load_2d(sim::dyn_smem() + dst_off, map->bits, c0, c1, sim::dyn_smem() + bar_off);
+    sim::tma_load_2d(dst_off, map->bits, c0, c1, bar_off);
+#endif
+}
+
+// Thread block clusters (sm_90; kernels declared with I8RT_ENTRY_CLUSTER, clusters of
+// consecutive blocks along x). cluster_rank() is `%cluster_ctarank` (blockIdx.x modulo the
+// cluster size); cluster_sync() is `barrier.cluster` arrive (release) + wait (acquire) by every
+// thread of the cluster — it also orders the block's own threads as block_sync does.
+I8RT_INLINE unsigned cluster_rank() {
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+    return r;
+#elif defined(I8RT_DEVICE_BUILD)
+    return 0;
+#else
+    return sim::cluster_rank();
+#endif
+}
+
+I8RT_INLINE void cluster_sync() {
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#elif defined(I8RT_DEVICE_BUILD)
+    __syncthreads();
+#else
+    sim::cluster_sync();
+#endif
+}
+
+// One arrival (release, cluster scope) on the mbarrier at shared offset `off` of the cluster's
+// block `rank` (`mapa` of this block's address, then `mbarrier.arrive.shared::cluster`).
+I8RT_INLINE void mbar_arrive_cluster(unsigned off, unsigned rank) {
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
+    asm volatile(
+        "{\n .reg .b32 remote;\n mapa.shared::cluster.u32 remote, %0, %1;\n"
+        " mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n" ::"r"(smem_addr(off)),
+        "r"(rank)
+        : "memory");
+#elif defined(I8RT_DEVICE_BUILD)
+    __trap();
+#else
+    sim::mbar_arrive_cluster(off, rank);
+#endif
+}
+
+// tma_load_2d to every block of the cluster whose rank is a bit of `mask`: the box lands at
+// shared offset `dst_off` of each, its bytes completing on each one's mbarrier at `bar_off`
+// (`.multicast::cluster`: one read of the box from L2 for all of them).
+I8RT_INLINE void tma_load_2d_multicast(unsigned dst_off, const TmaMap* map, int c0, int c1, unsigned bar_off,
+                                       unsigned short mask) {
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
+    asm volatile(
+        "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster"
+        " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(smem_addr(dst_off)),
+        "l"(reinterpret_cast<unsigned long long>(map)), "r"(c0), "r"(c1), "r"(smem_addr(bar_off)), "h"(mask)
+        : "memory");
+#elif defined(I8RT_DEVICE_BUILD)
+    __trap();
+#else
+    sim::tma_load_2d_multicast(dst_off, map->bits, c0, c1, bar_off, mask);
 #endif
 }
 

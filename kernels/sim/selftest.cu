@@ -205,3 +205,67 @@ I8RT_ENTRY(sim_selftest_wgmma, WgmmaTestParams, 128) {
         wgmma_selftest<false>(p);
     }
 }
+
+// Thread block clusters: clusters of 4 blocks along x. Every block's thread 0 initializes three
+// mbarriers past a 1024-byte aligned box area (`full`: 1 arrival; `done`: one arrival per block
+// of the cluster; `go`: 1 arrival), then the cluster synchronizes (`cluster_sync`).
+// - mode 0: each block whose rank is in `mask` expects one box; rank 0's thread 0 multicasts the
+//   box of `map` at (c0, c1) to `mask`; those blocks copy what landed to out[blockIdx.x]. Then
+//   every block's thread 0 arrives on `done` of every block of the cluster (remote arrivals),
+//   each block waits for its own `done` and writes done[blockIdx.x] = 1 + rank;
+// - mode 1: rank 0 arrives on rank 1's `go` and ends; rank 1 waits for `go`, then arrives on
+//   rank 0's `done` — after rank 0 has ended (with one thread per block, rank 0's last thread
+//   marks it ended before rank 1 can run again), which the simulation refuses;
+// - mode 2: rank 0 multicasts to a mask naming rank 4 (outside the cluster);
+// - mode 3: rank 0 arrives at an offset of rank 1 holding no mbarrier.
+struct ClusterTestParams {
+    TmaMap map;
+    unsigned char* out;  // [grid x][box_rows · 128]
+    unsigned* done;      // [grid x]
+    int c0, c1;
+    int box_rows;
+    unsigned mask;
+    int mode;
+    int pad[55];  // (384 bytes: TmaMap's 128-byte alignment)
+};
+
+I8RT_ENTRY_CLUSTER(sim_selftest_cluster, ClusterTestParams, 64, 1, 4) {
+    const unsigned tid = threadIdx.x, rank = cluster_rank();
+    const unsigned base = (unsigned)(1024 - (int)(smem_window(0) % 1024)) % 1024;
+    const unsigned box = (unsigned)p.box_rows * 128u;
+    const unsigned full = base + box, done = full + 8, go = full + 16;
+    if (tid == 0) {
+        mbar_init(full, 1);
+        mbar_init(done, 4);
+        mbar_init(go, 1);
+        mbar_init_fence();
+    }
+    cluster_sync();
+    if (p.mode == 1) {
+        if (rank == 0 && tid == 0) mbar_arrive_cluster(go, 1);
+        if (rank == 1) {
+            mbar_wait(go, 0);
+            if (tid == 0) mbar_arrive_cluster(done, 0);
+        }
+        return;
+    }
+    if (p.mode == 2 || p.mode == 3) {
+        if (rank == 0 && tid == 0) {
+            if (p.mode == 2) tma_load_2d_multicast(base, &p.map, p.c0, p.c1, full, 0x11);
+            else mbar_arrive_cluster(full + 64, 1);
+        }
+        cluster_sync();
+        return;
+    }
+    const bool mine = (p.mask >> rank & 1u) != 0;
+    if (tid == 0 && mine) mbar_arrive_expect_tx(full, box);
+    if (tid == 0 && rank == 0) tma_load_2d_multicast(base, &p.map, p.c0, p.c1, full, (unsigned short)p.mask);
+    if (mine) {
+        mbar_wait(full, 0);
+        for (unsigned i = tid; i < box; i += blockDim.x) p.out[(size_t)blockIdx.x * box + i] = dyn_smem()[base + i];
+    }
+    if (tid == 0)
+        for (unsigned r = 0; r < 4; ++r) mbar_arrive_cluster(done, r);
+    mbar_wait(done, 0);
+    if (tid == 0) p.done[blockIdx.x] = 1 + rank;
+}

@@ -17,6 +17,11 @@
 //   block finishes before the next block starts), in a shuffled order (the GPU promises no
 //   order), and launches are serialized, so each block sees its own shared memory, as on the
 //   GPU; its initial contents are unspecified there, too;
+// - thread block clusters (sm_90, `I8RT_ENTRY_CLUSTER`: consecutive blocks along x) run their
+//   blocks together, each with its own barrier, warps and dynamic shared memory (the kernels
+//   launched in clusters keep no function-static `__shared__` state); `barrier.cluster` spans
+//   the cluster's threads, remote mbarrier arrivals and multicast tensor copies reach the
+//   peers' shared memory, and one that reaches a block after it has ended fails;
 // - warp-level operations run on a per-warp barrier and a per-warp scratch buffer
 //   (`WarpOp`): a lane publishes its operands, the warp synchronizes once, each lane reads the
 //   lanes that the PTX ISA definition of the instruction names. Consecutive operations use
@@ -116,7 +121,7 @@ namespace sim {
 
 // Barrier phases are tagged with what the threads are waiting at; every thread of a phase must
 // be at the same kind of point.
-enum BarrierKind { BAR_SYNCTHREADS = 0, BAR_BLOCK_EXIT = 1, BAR_WARP = 2 };
+enum BarrierKind { BAR_SYNCTHREADS = 0, BAR_BLOCK_EXIT = 1, BAR_WARP = 2, BAR_CLUSTER = 3 };
 
 // Progress of the running launch (barrier phases completed): a watchdog in sim_main.cpp aborts a
 // launch that makes none for 30 s (a deadlock), so a broken kernel fails a test instead of
@@ -137,7 +142,8 @@ void fiber_yield(const std::atomic<unsigned>* gen = nullptr, unsigned value = 0)
 class Barrier {
   public:
     explicit Barrier(unsigned n, const char* what) : n_(n), what_(what) {}
-    void arrive_and_wait(int kind) {
+    // Returns whether this thread was the last to arrive (it completed the phase without waiting).
+    bool arrive_and_wait(int kind) {
         int expected = -1;
         if (!kind_.compare_exchange_strong(expected, kind) && expected != kind) {
             fail(std::string("divergent barrier in ") + what_ + ": some threads wait at " + name(expected) +
@@ -151,7 +157,7 @@ class Barrier {
             gen_.fetch_add(1, std::memory_order_release);
             if (!I8RT_SIM_FIBERS) gen_.notify_all();
             progress().fetch_add(1, std::memory_order_relaxed);
-            return;
+            return true;
         }
         while (gen_.load(std::memory_order_acquire) == g) {
             if (I8RT_SIM_FIBERS) {
@@ -160,11 +166,15 @@ class Barrier {
                 gen_.wait(g, std::memory_order_acquire);
             }
         }
+        return false;
     }
 
   private:
     static const char* name(int k) {
-        return k == BAR_SYNCTHREADS ? "__syncthreads()" : k == BAR_BLOCK_EXIT ? "kernel exit" : "a warp operation";
+        return k == BAR_SYNCTHREADS  ? "__syncthreads()"
+               : k == BAR_BLOCK_EXIT ? "kernel exit"
+               : k == BAR_CLUSTER    ? "barrier.cluster"
+                                     : "a warp operation";
     }
     const unsigned n_;
     const char* what_;
@@ -196,14 +206,37 @@ struct Stats {
     std::atomic<unsigned long long> bulk_copies{0};       // cp.async.bulk instructions (per thread)
 };
 
+struct Launch;
+
+// The thread blocks of one cluster (sm_90 thread block clusters, one-dimensional along x: the
+// kernel's I8RT_ENTRY_CLUSTER size): they run at the same time, each with its own `Launch`
+// (barrier, warps, shared memory), and reach one another's shared memory only through the
+// cluster operations below (remote mbarrier arrivals, multicast tensor copies). `bar` spans
+// every thread of the cluster (`barrier.cluster`, and the end of a cluster's blocks). A launch
+// without clusters has clusters of one block.
+struct Cluster {
+    Cluster(unsigned size, unsigned threads) : size(size), bar(threads, "a cluster") {}
+    unsigned size;
+    std::vector<Launch*> ctas;  // by rank (%cluster_ctarank = blockIdx.x % size)
+    Barrier bar;
+};
+
+// One block's context (one per rank of a cluster; the launch's grid, order and buffers are
+// repeated in each).
 struct Launch {
     Launch(dim3 g, dim3 b, unsigned nthreads, size_t dyn_bytes, bool cp_async_early)
         : grid(g), block(b), bar(nthreads, "a thread block"), dyn(dyn_bytes + 16, 0xCD),
           dyn_bytes(dyn_bytes), cp_async_early(cp_async_early) {}
     dim3 grid, block;
     Barrier bar;
+    Cluster* cluster = nullptr;
+    unsigned rank = 0;  // in the cluster
+    // The linear index of the last cluster whose run of this block has ended (-1: none): a
+    // cluster operation that reaches this block after its end fails (on the GPU the block's
+    // shared memory is gone; a kernel must keep its blocks alive until its peers are done).
+    std::atomic<long long> ended{-1};
     std::vector<std::unique_ptr<Warp>> warps;
-    std::vector<unsigned long long> order;  // linear block indices in the order they run
+    std::vector<unsigned long long> order;  // linear cluster indices in the order they run
     std::vector<unsigned char> dyn;  // dynamic shared memory (+ slack for 16-byte alignment)
     size_t dyn_bytes;
     bool cp_async_early;
@@ -368,6 +401,47 @@ inline void check_smem(const void* p, size_t bytes, size_t align, const char* wh
     if (reinterpret_cast<uintptr_t>(q) % align != 0)
         fail(std::string(what) + ": shared address not " + std::to_string(align) + "-byte aligned");
 }
+
+// --- clusters (sm_90) ----------------------------------------------------------------------------
+
+// The running block's linear index in the grid (x fastest), and its cluster's: a cluster is
+// `size` consecutive blocks along x (the grid's x a multiple of it, checked at launch).
+inline unsigned long long block_linear() {
+    return ((unsigned long long)t_blockIdx.z * t_gridDim.y + t_blockIdx.y) * t_gridDim.x + t_blockIdx.x;
+}
+inline unsigned long long cluster_linear() { return block_linear() / t_launch->cluster->size; }
+
+// `%cluster_ctarank` and `%cluster_nctarank`.
+inline unsigned cluster_rank() { return t_launch->rank; }
+inline unsigned cluster_size() { return t_launch->cluster->size; }
+
+// The block of rank `rank` in the running thread's cluster, for a cluster operation `what`
+// that reaches it: fails when there is no such rank or that block has already ended.
+inline Launch* cluster_cta(unsigned rank, const char* what) {
+    Cluster* c = t_launch->cluster;
+    if (rank >= c->size)
+        fail(std::string(what) + ": rank " + std::to_string(rank) + " outside a cluster of " + std::to_string(c->size));
+    Launch* l = c->ctas[rank];
+    if (l != t_launch && l->ended.load(std::memory_order_acquire) == (long long)cluster_linear())
+        fail(std::string(what) + ": reaches block rank " + std::to_string(rank) +
+             " of the cluster after that block has ended");
+    return l;
+}
+
+// The block of the running thread's cluster whose dynamic shared memory holds [p, p + bytes)
+// (null: none).
+inline Launch* cta_of(const void* p, size_t bytes) {
+    const unsigned char* q = static_cast<const unsigned char*>(p);
+    auto holds = [&](Launch* l) { return q >= l->dyn_base() && q + bytes <= l->dyn_base() + l->dyn_bytes; };
+    if (holds(t_launch)) return t_launch;
+    for (Launch* l : t_launch->cluster->ctas)
+        if (l != t_launch && holds(l)) return l;
+    return nullptr;
+}
+
+// `barrier.cluster.arrive.release` + `barrier.cluster.wait.acquire`: every thread of the
+// cluster (a launch without clusters: of the block).
+inline void cluster_sync() { t_launch->cluster->bar.arrive_and_wait(BAR_CLUSTER); }
 
 // --- fragment layouts (PTX ISA) ----------------------------------------------------------------
 
@@ -736,8 +810,9 @@ struct MBarrier {
     unsigned phase = 0;    // phases completed
     std::vector<BulkCopy> copies;  // issued in the current phase, not landed
 };
-// The launch's objects, by (linear block index, shared offset): blocks run one at a time, but
-// keying by block makes a block that uses an object it did not initialize fail.
+// The launch's objects, by (linear block index, shared offset): keying by block makes a block
+// that uses an object it did not initialize fail. Objects of another block of the cluster are
+// reached through its shared memory (`mbar_arrive_cluster`).
 struct MBarriers {
     std::mutex m;
     std::map<std::pair<unsigned long long, size_t>, MBarrier> bars;
@@ -747,18 +822,28 @@ inline MBarriers& mbarriers() {
     return b;
 }
 
-inline std::pair<unsigned long long, size_t> mbar_key(const void* addr) {
-    const unsigned long long block =
-        ((unsigned long long)t_blockIdx.z * t_gridDim.y + t_blockIdx.y) * t_gridDim.x + t_blockIdx.x;
-    return {block, (size_t)(static_cast<const unsigned char*>(addr) - t_launch->dyn_base())};
+// The key of the object at `addr`, in the shared memory of `l` (a block of the running
+// thread's cluster).
+inline std::pair<unsigned long long, size_t> mbar_key(Launch* l, const void* addr) {
+    const unsigned long long block = cluster_linear() * t_launch->cluster->size + l->rank;
+    return {block, (size_t)(static_cast<const unsigned char*>(addr) - l->dyn_base())};
 }
 
+// The object at `addr`: in this block's shared memory, or (a remote arrival) another block's of
+// the cluster that has not ended.
 inline MBarrier& mbar_at(const void* addr, const char* what) {
-    check_smem(addr, 8, 8, what);
-    auto it = mbarriers().bars.find(mbar_key(addr));
+    Launch* l = cta_of(addr, 8);
+    if (!l) {
+        check_smem(addr, 8, 8, what);  // (fails, naming the offset in this block)
+        fail(std::string(what) + ": shared address outside the cluster's shared memory");
+    }
+    if (reinterpret_cast<uintptr_t>(addr) % 8 != 0) fail(std::string(what) + ": shared address not 8-byte aligned");
+    if (l != t_launch) cluster_cta(l->rank, what);
+    const auto key = mbar_key(l, addr);
+    auto it = mbarriers().bars.find(key);
     if (it == mbarriers().bars.end())
-        fail(std::string(what) + ": no mbarrier.init at shared offset " + std::to_string(mbar_key(addr).second) +
-             " in this block");
+        fail(std::string(what) + ": no mbarrier.init at shared offset " + std::to_string(key.second) +
+             (l == t_launch ? std::string(" in this block") : " in block rank " + std::to_string(l->rank)));
     return it->second;
 }
 
@@ -782,7 +867,7 @@ inline void mbar_init(void* addr, unsigned count) {
     check_smem(addr, 8, 8, "mbarrier.init");
     if (count == 0) fail("mbarrier.init with count 0");
     std::lock_guard<std::mutex> g(mbarriers().m);
-    MBarrier& b = mbarriers().bars[mbar_key(addr)];
+    MBarrier& b = mbarriers().bars[mbar_key(t_launch, addr)];
     if (!b.copies.empty()) fail("mbarrier.init of an object with bulk copies in flight");
     b = MBarrier{count, count, 0, 0, {}};
 }
@@ -795,6 +880,13 @@ inline void mbar_arrive(void* addr, unsigned tx) {
     b.tx += (long long)tx;
     b.pending -= 1;
     mbar_progress(b);
+}
+
+// `mapa.shared::cluster` + `mbarrier.arrive.release.cluster.shared::cluster.b64 _, [addr]`:
+// one arrival on the object at shared offset `off` of the cluster's block `rank`.
+inline void mbar_arrive_cluster(size_t off, unsigned rank) {
+    Launch* l = cluster_cta(rank, "a remote mbarrier.arrive");
+    mbar_arrive(l->dyn_base() + off, 0);
 }
 
 // `mbarrier.try_wait.parity.shared::cta.b64 p, [addr], parity`, repeated until it succeeds.
@@ -993,7 +1085,15 @@ struct TmaDesc {
 };
 constexpr unsigned long long TMA_MAGIC = 0x7a6d5f7472386931ull;
 
-inline void tma_load_2d(void* dst, const unsigned long long* map, int c0, int c1, void* bar) {
+// The box of tensor map `map` at (c0, c1), gathered, with the 128-byte swizzle's order of its
+// 16-byte chunks: chunk j lands at shared offset `chunk_off[j]` of the destination's block,
+// for a box whose destination is at shared offset `dst_off` (checked against this block's
+// shared memory: a multicast lands at the same offsets in every block it reaches).
+struct TmaBox {
+    std::vector<unsigned char> gathered;
+    std::vector<size_t> chunk_off;
+};
+inline TmaBox tma_gather(size_t dst_off, const unsigned long long* map, int c0, int c1) {
     TmaDesc d;
     std::memcpy(&d, map, sizeof d);
     if (d.magic != TMA_MAGIC) fail("cp.async.bulk.tensor: the tensor map was not written by the simulation's host");
@@ -1004,11 +1104,11 @@ inline void tma_load_2d(void* dst, const unsigned long long* map, int c0, int c1
     // trapped on every other origin tried (bench/probes/tma_box_align.cu).
     if (c0 % 16 != 0) fail("cp.async.bulk.tensor: a box whose first byte is not at a multiple of 16 (the hardware traps)");
     const unsigned bytes = (unsigned)(d.box0 * d.box1);
-    check_smem(dst, bytes, 16, "cp.async.bulk.tensor destination");
-    const unsigned long long at = SMEM_WINDOW + (unsigned long long)(static_cast<unsigned char*>(dst) - t_launch->dyn_base());
+    check_smem(t_launch->dyn_base() + dst_off, bytes, 16, "cp.async.bulk.tensor destination");
+    const unsigned long long at = SMEM_WINDOW + (unsigned long long)dst_off;
     if (at % 1024 != 0) fail("cp.async.bulk.tensor: a 128-byte-swizzled destination not 1024-byte aligned");
-    BulkCopy c{nullptr, nullptr, bytes, std::vector<unsigned char>(bytes, 0), {}};
-    c.chunk_dst.reserve(bytes / 16);
+    TmaBox box{std::vector<unsigned char>(bytes, 0), {}};
+    box.chunk_off.reserve(bytes / 16);
     for (unsigned long long i = 0; i < d.box1; ++i) {
         const long long row = (long long)c1 + (long long)i;
         if (row >= 0 && row < (long long)d.dim1) {
@@ -1019,20 +1119,51 @@ inline void tma_load_2d(void* dst, const unsigned long long* map, int c0, int c1
             if (hi > lo) {
                 const unsigned char* src = reinterpret_cast<const unsigned char*>(d.base + (unsigned long long)row * d.stride1) + lo;
                 check_global(src, (size_t)(hi - lo), "a cp.async.bulk.tensor box");
-                std::memcpy(c.gathered.data() + i * d.box0 + (lo - c0), src, (size_t)(hi - lo));
+                std::memcpy(box.gathered.data() + i * d.box0 + (lo - c0), src, (size_t)(hi - lo));
             }
         }
         for (unsigned j = 0; j < d.box0 / 16; ++j) {
             const unsigned long long a = at + i * 128 + 16 * j;
             const unsigned long long sw = a ^ (((a >> 7) & 7ull) << 4);
-            c.chunk_dst.push_back(t_launch->dyn_base() + (sw - SMEM_WINDOW));
+            box.chunk_off.push_back((size_t)(sw - SMEM_WINDOW));
         }
     }
-    t_launch->stats.bulk_copies.fetch_add(1, std::memory_order_relaxed);
-    std::lock_guard<std::mutex> g(mbarriers().m);
-    MBarrier& b = mbar_at(bar, "cp.async.bulk.tensor's mbarrier");
+    return box;
+}
+
+// With the lock held: a box's bytes (`gathered`, chunks at `chunk_off`) land in block `l`'s
+// shared memory, completing them on the object at shared offset `bar_off` there.
+inline void tma_deliver(Launch* l, const std::vector<size_t>& chunk_off, size_t bar_off,
+                        std::vector<unsigned char> gathered) {
+    BulkCopy c{nullptr, nullptr, (unsigned)gathered.size(), std::move(gathered), {}};
+    c.chunk_dst.reserve(chunk_off.size());
+    for (size_t off : chunk_off) c.chunk_dst.push_back(l->dyn_base() + off);
+    MBarrier& b = mbar_at(l->dyn_base() + bar_off, "cp.async.bulk.tensor's mbarrier");
     b.copies.push_back(std::move(c));
     mbar_progress(b);
+}
+
+inline void tma_load_2d(size_t dst_off, const unsigned long long* map, int c0, int c1, size_t bar_off) {
+    TmaBox box = tma_gather(dst_off, map, c0, c1);
+    t_launch->stats.bulk_copies.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> g(mbarriers().m);
+    tma_deliver(t_launch, box.chunk_off, bar_off, std::move(box.gathered));
+}
+
+// `cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+// .multicast::cluster [dst], [map, {c0, c1}], [bar], mask`: the same box lands at shared offset
+// `dst_off` of every block of the cluster whose rank is a bit of `mask`, completing its bytes on
+// the object at `bar_off` of that block. One instruction (counted once).
+inline void tma_load_2d_multicast(size_t dst_off, const unsigned long long* map, int c0, int c1, size_t bar_off,
+                                  unsigned mask) {
+    if (mask == 0 || mask >> 16 != 0) fail("cp.async.bulk.tensor multicast: a mask outside 1 .. 0xffff");
+    const TmaBox box = tma_gather(dst_off, map, c0, c1);
+    std::vector<Launch*> to;
+    for (unsigned r = 0; r < 16; ++r)
+        if (mask >> r & 1u) to.push_back(cluster_cta(r, "cp.async.bulk.tensor multicast"));
+    t_launch->stats.bulk_copies.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> g(mbarriers().m);
+    for (Launch* l : to) tma_deliver(l, box.chunk_off, bar_off, box.gathered);
 }
 
 // At the end of a block: nothing may be in flight (its accumulators are gone).
@@ -1049,6 +1180,7 @@ struct Entry {
     size_t params_size;
     unsigned max_threads;
     void (*thunk)(const void*);
+    unsigned cluster;  // blocks per cluster along x (1: no clusters)
 };
 
 inline std::vector<Entry>& registry() {
@@ -1057,8 +1189,9 @@ inline std::vector<Entry>& registry() {
 }
 
 struct Registrar {
-    Registrar(const char* name, size_t params_size, unsigned max_threads, void (*thunk)(const void*)) {
-        registry().push_back(Entry{name, params_size, max_threads, thunk});
+    Registrar(const char* name, size_t params_size, unsigned max_threads, void (*thunk)(const void*),
+              unsigned cluster = 1) {
+        registry().push_back(Entry{name, params_size, max_threads, thunk, cluster});
     }
 };
 

@@ -21,23 +21,33 @@ std::mutex& launch_lock() {
     return m;
 }
 
+// CUDA thread `tid` of block rank `l->rank` in each cluster of the launch's order.
 void run_thread(const sim::Entry* e, sim::Launch* l, unsigned tid, const void* params) {
     const dim3 b = l->block, g = l->grid;
+    const unsigned cs = l->cluster->size;
     sim::t_launch = l;
     sim::t_blockDim = b;
     sim::t_gridDim = g;
     sim::t_threadIdx = uint3{tid % b.x, (tid / b.x) % b.y, tid / (b.x * b.y)};
     sim::t_lane = tid % 32;
     sim::t_warp = l->warps[tid / 32].get();
-    for (unsigned long long b : l->order) {
-        const unsigned x = (unsigned)(b % g.x), y = (unsigned)(b / g.x % g.y), z = (unsigned)(b / g.x / g.y);
+    for (unsigned long long c : l->order) {
+        const unsigned long long blk = c * cs + l->rank;  // (clusters are consecutive along x)
+        const unsigned x = (unsigned)(blk % g.x), y = (unsigned)(blk / g.x % g.y), z = (unsigned)(blk / g.x / g.y);
         sim::t_blockIdx = uint3{x, y, z};
         e->thunk(params);
         sim::cp_async_drain();
         sim::wgmma_check_drained();
         // Every thread of this block finishes before any starts the next block, so the
-        // function-static __shared__ arrays belong to one block at a time.
-        l->bar.arrive_and_wait(sim::BAR_BLOCK_EXIT);
+        // function-static __shared__ arrays belong to one block at a time (a kernel launched in
+        // clusters keeps its shared state in dynamic shared memory: its blocks run together).
+        const bool last = l->bar.arrive_and_wait(sim::BAR_BLOCK_EXIT);
+        if (cs > 1) {
+            // The block has ended (its last thread marks it before yielding): a peer's cluster
+            // operation that reaches it from now on fails.
+            if (last) l->ended.store((long long)c, std::memory_order_release);
+            l->cluster->bar.arrive_and_wait(sim::BAR_BLOCK_EXIT);
+        }
     }
 }
 
@@ -199,7 +209,7 @@ struct Fiber {
     Context ctx;
     FiberLocals locals;
     const sim::Entry* entry = nullptr;
-    sim::Launch* launch = nullptr;
+    sim::Launch* launch = nullptr;  // its block (rank) of the cluster
     unsigned tid = 0;
     const void* params = nullptr;
     bool done = false;
@@ -223,17 +233,20 @@ extern "C" void i8rt_sim_fiber_entry(void* p) {
     sim::fail("a finished fiber was resumed");
 }
 
-// Runs the launch's n CUDA threads as fibers until every one has returned.
-void run_fibers(const sim::Entry* e, sim::Launch* l, unsigned n, const void* params, unsigned long long seed) {
+// Runs the n CUDA threads of each of the cluster's blocks (`ctas`, by rank) as fibers until
+// every one has returned.
+void run_fibers(const sim::Entry* e, const std::vector<sim::Launch*>& ctas, unsigned n, const void* params,
+                unsigned long long seed) {
+    const unsigned total = n * (unsigned)ctas.size();
     std::vector<FiberStack>& pool = stack_pool();
-    while (pool.size() < n) pool.push_back(map_stack());
-    std::vector<Fiber> fibers(n);
-    std::vector<unsigned> live(n);
-    for (unsigned t = 0; t < n; ++t) {
+    while (pool.size() < total) pool.push_back(map_stack());
+    std::vector<Fiber> fibers(total);
+    std::vector<unsigned> live(total);
+    for (unsigned t = 0; t < total; ++t) {
         Fiber& f = fibers[t];
         f.entry = e;
-        f.launch = l;
-        f.tid = t;
+        f.launch = ctas[t / n];
+        f.tid = t % n;
         f.params = params;
         f.ctx.start(pool[t].top(), &f);
         live[t] = t;
@@ -261,7 +274,8 @@ void run_fibers(const sim::Entry* e, sim::Launch* l, unsigned n, const void* par
         }
         // Only another fiber's arrival completes a barrier: a round in which every live fiber
         // waits at one that has not completed can never end.
-        if (!resumed) sim::fail("every thread of the block waits at a barrier no other thread can complete (deadlock)");
+        if (!resumed)
+            sim::fail("every thread of the block (or cluster) waits at a barrier no other thread can complete (deadlock)");
         live.erase(std::remove_if(live.begin(), live.end(), [&](unsigned t) { return fibers[t].done; }), live.end());
     }
     running_scheduler = nullptr;
@@ -298,6 +312,9 @@ const char* int8rt_sim_kernel_name(size_t i) {
     return i < sim::registry().size() ? sim::registry()[i].name : nullptr;
 }
 
+// Blocks per cluster of kernel i (I8RT_ENTRY_CLUSTER; 1 for the others, 0 past the end).
+unsigned int8rt_sim_kernel_cluster(size_t i) { return i < sim::registry().size() ? sim::registry()[i].cluster : 0; }
+
 // Launch `name` on grid × block with one parameter block of `params_size` bytes and
 // `dyn_smem` bytes of dynamic shared memory; runs to completion. `flags` bit 0: cp.async copies
 // land at issue instead of at the wait that completes them. `stats` (or null) receives 7 counts:
@@ -326,31 +343,47 @@ int int8rt_sim_launch_checked(const char* name, const unsigned* grid, const unsi
     if (dyn_smem > 227u * 1024u)
         return error(err, err_len, std::string(name) + ": " + std::to_string(dyn_smem) +
                                        " bytes of dynamic shared memory exceed any GPU's 227 KiB");
+    const unsigned cs = e->cluster;
+    if (cs == 0 || cs > 8 || g.x % cs != 0)
+        return error(err, err_len, std::string(name) + ": a grid of " + std::to_string(g.x) +
+                                       " blocks along x in clusters of " + std::to_string(cs) +
+                                       " (the grid's x must be a multiple of a cluster size of 1 .. 8)");
     if (stats)
         for (int i = 0; i < 7; ++i) stats[i] = 0;
     if ((unsigned long long)g.x * g.y * g.z == 0) return 0;
     std::lock_guard<std::mutex> guard(launch_lock());
-    sim::Launch l(g, b, (unsigned)n, dyn_smem, (flags & 1u) != 0);
-    l.buffers = buffers;
-    l.nbuffers = nbuffers;
+    // One context per block of a cluster (a launch without clusters: one).
+    sim::Cluster cluster(cs, (unsigned)n * cs);
+    std::vector<std::unique_ptr<sim::Launch>> ctas;
+    for (unsigned r = 0; r < cs; ++r) {
+        ctas.push_back(std::make_unique<sim::Launch>(g, b, (unsigned)n, dyn_smem, (flags & 1u) != 0));
+        sim::Launch& l = *ctas.back();
+        l.buffers = buffers;
+        l.nbuffers = nbuffers;
+        l.cluster = &cluster;
+        l.rank = r;
+        for (unsigned w = 0; w * 32 < n; ++w)
+            l.warps.push_back(std::make_unique<sim::Warp>((unsigned)std::min<unsigned long long>(32, n - w * 32)));
+        cluster.ctas.push_back(&l);
+    }
     unsigned long long shuffle_seed = 0;  // also the fibers' (I8RT_SIM_FIBERS)
-    // Blocks run one at a time in a shuffled order (the GPU promises none): a kernel whose
-    // result depends on which block runs last — a split-K reduction that assumes the last split
-    // finishes last — fails. The order is a fixed function of the launch count: reproducible.
+    // Clusters (blocks) run one at a time in a shuffled order (the GPU promises none): a kernel
+    // whose result depends on which block runs last — a split-K reduction that assumes the last
+    // split finishes last — fails. The order is a fixed function of the launch count:
+    // reproducible.
     {
         static unsigned long long launches = 0;
-        const unsigned long long total = (unsigned long long)g.x * g.y * g.z;
-        l.order.resize(total);
-        for (unsigned long long i = 0; i < total; ++i) l.order[i] = i;
+        const unsigned long long total = (unsigned long long)g.x * g.y * g.z / cs;
+        std::vector<unsigned long long> order(total);
+        for (unsigned long long i = 0; i < total; ++i) order[i] = i;
         unsigned long long s = 0x9e3779b97f4a7c15ull * ++launches;
         shuffle_seed = s;
         for (unsigned long long i = total; i > 1; --i) {
             s = s * 6364136223846793005ull + 1442695040888963407ull;
-            std::swap(l.order[i - 1], l.order[(s >> 33) % i]);
+            std::swap(order[i - 1], order[(s >> 33) % i]);
         }
+        for (auto& l : ctas) l->order = order;
     }
-    for (unsigned w = 0; w * 32 < n; ++w)
-        l.warps.push_back(std::make_unique<sim::Warp>((unsigned)std::min<unsigned long long>(32, n - w * 32)));
     bool done = false;
     std::mutex done_m;
     std::condition_variable done_cv;
@@ -370,12 +403,13 @@ int int8rt_sim_launch_checked(const char* name, const unsigned* grid, const unsi
         }
     });
 #if I8RT_SIM_FIBERS
-    run_fibers(e, &l, (unsigned)n, params, shuffle_seed);
+    run_fibers(e, cluster.ctas, (unsigned)n, params, shuffle_seed);
 #else
     (void)shuffle_seed;
     std::vector<std::thread> threads;
-    threads.reserve(n);
-    for (unsigned t = 0; t < n; ++t) threads.emplace_back(run_thread, e, &l, t, params);
+    threads.reserve(n * cs);
+    for (sim::Launch* l : cluster.ctas)
+        for (unsigned t = 0; t < n; ++t) threads.emplace_back(run_thread, e, l, t, params);
     for (auto& t : threads) t.join();
 #endif
     sim::mbar_check_drained();
@@ -386,13 +420,15 @@ int int8rt_sim_launch_checked(const char* name, const unsigned* grid, const unsi
     done_cv.notify_all();
     watchdog.join();
     if (stats) {
-        stats[0] = l.stats.ldmatrix.load();
-        stats[1] = l.stats.smem_extra_wavefronts.load();
-        stats[2] = l.stats.mma.load();
-        stats[3] = l.stats.cp_async.load();
-        stats[4] = l.stats.lds_v4.load();
-        stats[5] = l.stats.wgmma.load();
-        stats[6] = l.stats.bulk_copies.load();
+        for (const auto& l : ctas) {
+            stats[0] += l->stats.ldmatrix.load();
+            stats[1] += l->stats.smem_extra_wavefronts.load();
+            stats[2] += l->stats.mma.load();
+            stats[3] += l->stats.cp_async.load();
+            stats[4] += l->stats.lds_v4.load();
+            stats[5] += l->stats.wgmma.load();
+            stats[6] += l->stats.bulk_copies.load();
+        }
     }
     return 0;
 }

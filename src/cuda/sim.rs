@@ -38,12 +38,14 @@ type LaunchFn = unsafe extern "C" fn(
 ) -> i32;
 type CountFn = unsafe extern "C" fn() -> usize;
 type NameFn = unsafe extern "C" fn(usize) -> *const c_char;
+type ClusterFn = unsafe extern "C" fn(usize) -> u32;
 
 pub(crate) struct SimLib {
     _lib: libloading::Library,
     launch: LaunchFn,
     count: CountFn,
     name: NameFn,
+    cluster: ClusterFn,
 }
 
 fn kernels_dir() -> PathBuf {
@@ -149,11 +151,15 @@ fn build_and_load(sm75: bool) -> std::result::Result<SimLib, String> {
         let name = *lib
             .get::<NameFn>(b"int8rt_sim_kernel_name")
             .map_err(|e| e.to_string())?;
+        let cluster = *lib
+            .get::<ClusterFn>(b"int8rt_sim_kernel_cluster")
+            .map_err(|e| e.to_string())?;
         Ok(SimLib {
             _lib: lib,
             launch,
             count,
             name,
+            cluster,
         })
     }
 }
@@ -279,16 +285,18 @@ impl SimLib {
         })
     }
 
-    /// Names of the kernels the library registered.
-    pub(crate) fn kernel_names(&self) -> Vec<String> {
+    /// Names of the kernels the library registered, with their cluster sizes (blocks along x;
+    /// 1: launched without clusters).
+    pub(crate) fn kernel_names(&self) -> Vec<(String, u32)> {
         // SAFETY: the functions come from the loaded library; indices below `count()` return
-        // NUL-terminated static strings.
+        // NUL-terminated static strings and a cluster size.
         unsafe {
             (0..(self.count)())
                 .map(|i| {
-                    std::ffi::CStr::from_ptr((self.name)(i))
+                    let name = std::ffi::CStr::from_ptr((self.name)(i))
                         .to_string_lossy()
-                        .into_owned()
+                        .into_owned();
+                    (name, (self.cluster)(i))
                 })
                 .collect()
         }

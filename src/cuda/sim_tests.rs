@@ -47,17 +47,22 @@ impl Rng {
 
 #[test]
 fn every_registered_kernel_runs_in_the_simulation() {
-    let mut names: Vec<String> = sim::lib()
+    // … with the cluster size build.rs read from its I8RT_ENTRY line (what the host rounds a
+    // clustered kernel's grid to) equal to the one the simulation launches it with.
+    let mut names: Vec<(String, u32)> = sim::lib()
         .kernel_names()
         .into_iter()
-        .filter(|n| !n.starts_with("sim_selftest"))
+        .filter(|(n, _)| !n.starts_with("sim_selftest"))
         .collect();
     names.sort();
-    let mut ids: Vec<String> = KernelId::ALL.iter().map(|k| k.name().to_string()).collect();
+    let mut ids: Vec<(String, u32)> = KernelId::ALL
+        .iter()
+        .map(|k| (k.name().to_string(), k.cluster()))
+        .collect();
     ids.sort();
     assert_eq!(
         names, ids,
-        "the simulation library and the registry list different kernels"
+        "the simulation library and the registry list different kernels (or cluster sizes)"
     );
 }
 
@@ -1443,6 +1448,115 @@ fn simulated_barriers_complete_and_report_deadlock_and_divergence() {
     for (mode, why) in [
         (1, "waits at a barrier no other thread can complete"),
         (2, "divergent barrier"),
+    ] {
+        let (ok, err) = super::sim_mma_tests::run_test_in_child(NAME, CHILD, &mode.to_string());
+        assert!(!ok && err.contains(why), "mode {mode}: {err}");
+    }
+}
+
+#[test]
+fn simulated_clusters_multicast_arrive_remotely_and_refuse_ended_or_foreign_blocks() {
+    // sim_selftest_cluster (kernels/sim/selftest.cu), clusters of 4 blocks along x: a tensor
+    // box multicast by rank 0 lands (swizzled, zeros past the matrix) in exactly the blocks of
+    // its mask, and once per instruction in the counts; remote arrivals from every block
+    // complete each block's barrier; a remote arrival on a block that has ended, a multicast to
+    // a rank outside the cluster and an arrival where the peer has no mbarrier each abort the
+    // launch (in a child: this test binary, this test alone); a grid whose x is not a multiple
+    // of the cluster is refused before it runs.
+    #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+    #[repr(C, align(128))]
+    struct ClusterTestParams {
+        map: [u64; 16],
+        out: u64,
+        done: u64,
+        c0: i32,
+        c1: i32,
+        box_rows: i32,
+        mask: u32,
+        mode: i32,
+        pad: [[i32; 5]; 11],
+    }
+    const _: () = assert!(std::mem::size_of::<ClusterTestParams>() == 384);
+    const CHILD: &str = "INT8RT_SIM_CLUSTER_CHILD";
+    const NAME: &str =
+        "cuda::sim_tests::simulated_clusters_multicast_arrive_remotely_and_refuse_ended_or_foreign_blocks";
+    let (rows, cols, ld) = crate::cuda::TMA_PROBE_MATRIX;
+    let src = crate::cuda::tma_probe_source();
+    let (box_rows, c0, c1) = (13usize, 256i32, 60i32); // across the right edge and the last row
+    let e = SimExec::new();
+    let map = e
+        .tensor_map(src.as_ptr() as u64, rows, cols, ld, box_rows)
+        .unwrap();
+    let launch =
+        |mode: i32, mask: u32, grid_x: u32, threads: u32, out: &mut [u8], done: &mut [u32]| {
+            let p = ClusterTestParams {
+                map: map.bits,
+                out: out.as_mut_ptr() as u64,
+                done: done.as_mut_ptr() as u64,
+                c0,
+                c1,
+                box_rows: box_rows as i32,
+                mask,
+                mode,
+                pad: [[0; 5]; 11],
+            };
+            let smem = (1024 + 128 * box_rows + 64) as u32;
+            // SAFETY: `out` holds grid_x boxes and `done` grid_x words, `src` the tensor map's
+            // matrix; all outlive the (synchronous) launch.
+            unsafe {
+                sim::lib().launch_raw(
+                    "sim_selftest_cluster",
+                    [grid_x, 1, 1],
+                    [threads, 1, 1],
+                    smem,
+                    0,
+                    bytemuck::bytes_of(&p),
+                    false,
+                )
+            }
+        };
+    if let Ok(mode) = std::env::var(CHILD) {
+        let mut out = vec![0u8; 4 * 128 * box_rows];
+        let r = launch(mode.parse().unwrap(), 0xf, 4, 1, &mut out, &mut [0; 4]);
+        eprintln!("the launch returned: {r:?}");
+        std::process::exit(0);
+    }
+    let want =
+        crate::cuda::tma_box_expected(&src, (rows, cols, ld), box_rows, (c0 as i64, c1 as i64));
+    for mask in [0xfu32, 0b0110, 0b0001] {
+        let mut out = vec![0u8; 8 * 128 * box_rows];
+        let mut done = [0u32; 8];
+        let st = launch(0, mask, 8, 64, &mut out, &mut done).unwrap();
+        assert_eq!(st.bulk_copies, 2, "one multicast per cluster: {st:?}");
+        for b in 0..8 {
+            let got = &out[b * 128 * box_rows..(b + 1) * 128 * box_rows];
+            if mask >> (b % 4) & 1 == 1 {
+                assert_eq!(got, &want[..], "mask {mask:#x}, block {b}");
+            } else {
+                assert!(
+                    got.iter().all(|&v| v == 0),
+                    "mask {mask:#x}: block {b} wrote a box"
+                );
+            }
+            assert_eq!(done[b] as usize, 1 + b % 4, "mask {mask:#x}, block {b}");
+        }
+    }
+    let r = launch(
+        0,
+        0xf,
+        6,
+        64,
+        &mut vec![0u8; 6 * 128 * box_rows],
+        &mut [0; 6],
+    );
+    assert!(
+        matches!(&r, Err(crate::error::Error::Cuda { detail, .. }) if detail.contains("multiple of a cluster")),
+        "{r:?}"
+    );
+    for (mode, why) in [
+        (1, "after that block has ended"),
+        (2, "rank 4 outside a cluster of 4"),
+        (3, "no mbarrier.init at shared offset"),
     ] {
         let (ok, err) = super::sim_mma_tests::run_test_in_child(NAME, CHILD, &mode.to_string());
         assert!(!ok && err.contains(why), "mode {mode}: {err}");
