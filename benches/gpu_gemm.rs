@@ -33,7 +33,9 @@
 //! `cp.async` tiles (`MmaTile::M64N64`, `M128N64`) forced at the split-K factor nearest two
 //! blocks per SM (rows `int8rt_mma64x64_i32`, `int8rt_mma128x64_i32`; in the targets table
 //! too), and on sm_90 the 64-column `wgmma` tiles in the same way (rows
-//! `int8rt_wgmma64x64_i32`, `int8rt_wgmma128x64_i32`; in the targets table too). On sm_90 up
+//! `int8rt_wgmma64x64_i32`, `int8rt_wgmma128x64_i32`; in the targets table too), and the
+//! clustered TMA tiles (`int8rt_tmc64x64m2n2_i32` and `int8rt_tmc128x64m2n2_i32` once M fills
+//! two tile rows, `int8rt_tmc64x64n4_i32`; in the targets table too). On sm_90 up
 //! to M = 64, row `int8rt_overlap_i32`: `Auto` with the GEMV launched overlapped with the call before it
 //! (`set_overlapped_launch`). On sm_80+, last
 //! per shape, row `int8rt_tuned_i32`: `Auto` after `CudaWeights::tune` measured the shape on the
@@ -608,14 +610,23 @@ fn bench_shape(
     // `int8rt_mma128x64_i32`, `int8rt_wgmma64x64_i32`, `int8rt_wgmma128x64_i32`.
     if mma && (33..=256).contains(&m) {
         let sms = dev.sm_count() as usize;
+        // (and the clustered TMA tiles, built without a GPU the same day: each where M fills
+        // more than all but one of its cluster's tile rows, as the tuner offers them)
         let wgmma_tiles: &[MmaTile] = if wgmma {
-            &[MmaTile::Wgmma64x64, MmaTile::Wgmma128x64]
+            &[
+                MmaTile::Wgmma64x64,
+                MmaTile::Wgmma128x64,
+                MmaTile::Tmc64x64M2N2,
+                MmaTile::Tmc128x64M2N2,
+                MmaTile::Tmc64x64N4,
+            ]
         } else {
             &[]
         };
         for &tile in [MmaTile::M64N64, MmaTile::M128N64]
             .iter()
             .chain(wgmma_tiles)
+            .filter(|t| m > t.bm() * (t.cluster().0 - 1))
         {
             let splits = splits_filling(tile, m, n, k, 2 * sms);
             // (`int8rt_mma64x64_i32`: the mma.sync tiles' labels are bare shapes)
@@ -857,6 +868,9 @@ fn main() {
         "int8rt_mma128x64_i32",
         "int8rt_wgmma64x64_i32",
         "int8rt_wgmma128x64_i32",
+        "int8rt_tmc64x64m2n2_i32",
+        "int8rt_tmc128x64m2n2_i32",
+        "int8rt_tmc64x64n4_i32",
         "int8rt_tuned_i32",
         "int8rt_overlap_i32",
     ];

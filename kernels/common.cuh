@@ -433,13 +433,16 @@ I8RT_INLINE void cluster_sync() {
 #endif
 }
 
-// One arrival (release, cluster scope) on the mbarrier at shared offset `off` of the cluster's
-// block `rank` (`mapa` of this block's address, then `mbarrier.arrive.shared::cluster`).
+// One arrival on the mbarrier at shared offset `off` of the cluster's block `rank` (`mapa` of
+// this block's address, then `mbarrier.arrive.shared::cluster` with the default semantics,
+// release at CTA scope, as CUTLASS's cluster barrier arrives: what it orders here are the
+// caller's completed wgmma reads of a stage before the peer's tensor copy refills it; an
+// explicit `.release.cluster` costs a MEMBAR per arrival in the SASS).
 I8RT_INLINE void mbar_arrive_cluster(unsigned off, unsigned rank) {
 #if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
     asm volatile(
         "{\n .reg .b32 remote;\n mapa.shared::cluster.u32 remote, %0, %1;\n"
-        " mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n}\n" ::"r"(smem_addr(off)),
+        " mbarrier.arrive.shared::cluster.b64 _, [remote];\n}\n" ::"r"(smem_addr(off)),
         "r"(rank)
         : "memory");
 #elif defined(I8RT_DEVICE_BUILD)

@@ -17,7 +17,11 @@
 //   gemm_tma_64x128_d4  BM 64, BN 128, 1 warpgroup, 4 stages (96 KiB): two blocks per SM, for
 //                     split-K grids of two blocks per SM (a block's finish overlapping the
 //                     other's stream)
-// each for s8 and u8 activations; one block per multiprocessor but the last.
+// each for s8 and u8 activations; one block per multiprocessor but the last. And in thread
+// block clusters whose blocks share their operand boxes through the TMA's multicast (below):
+//   gemm_tmc_64x64_m2n2   BM 64,  BN 64, 1 warpgroup,  6 stages (97 KiB), 2 × 2 tiles a cluster
+//   gemm_tmc_128x64_m2n2  BM 128, BN 64, 2 warpgroups, 4 stages (97 KiB), 2 × 2 tiles a cluster
+//   gemm_tmc_64x64_n4     BM 64,  BN 64, 1 warpgroup,  6 stages (97 KiB), 1 × 4 tiles a cluster
 //
 // Per block:
 // - the output tile from tile.cuh's grouped order, the k tiles [first, end) of its split;
@@ -59,7 +63,7 @@ struct Config {
     static constexpr int BARS = ALIGN + STAGES * STAGE_BYTES;
     static constexpr int SMEM = BARS + 16 * STAGES;  // dynamic shared memory (ops.rs: smem_bytes)
     static_assert(BM == 64 || BM == 128, "one or two warpgroups of 64 rows");
-    static_assert(BN == 128 || BN == 256, "the crate's wgmma widths");
+    static_assert(BN == 64 || BN == 128 || BN == 256, "the crate's wgmma widths");
     static_assert(STAGES >= 2, "one stage in the tensor cores, one landing");
     static_assert(A_BYTES % ALIGN == 0 && STAGE_BYTES % ALIGN == 0, "every operand tile 1024-byte aligned");
     static_assert(tile::FLAG_OFFSET<THREADS, BN> + 4 <= STAGES * STAGE_BYTES, "the epilogue's staging below the barriers");
@@ -175,6 +179,151 @@ I8RT_ENTRY_GRID_CONST(gemm_tma_128x256_u8, TmaParams, tma::C128x256::THREADS, 1)
 // (two blocks per SM: 96 KiB of shared memory each, registers held to 256 per thread pair)
 I8RT_ENTRY_GRID_CONST(gemm_tma_64x128_d4_s8, TmaParams, tma::C64x128D4::THREADS, 2) { tma::body<tma::C64x128D4, false>(p); }
 I8RT_ENTRY_GRID_CONST(gemm_tma_64x128_d4_u8, TmaParams, tma::C64x128D4::THREADS, 2) { tma::body<tma::C64x128D4, true>(p); }
+
+// --- clustered tiles: each operand box read once per cluster, multicast to the blocks that share it
+namespace tma {
+//
+// At 128 … 256 × 4096² on an H100 every kernel measured moved 46–94 MB through the L2 for 17 MB
+// of weights and activations (bench/RESULTS.md, tenth session: cuBLASLt's own int8 kernel 46 MB,
+// the crate's deep 64 × 64 tile 66 MB in 21.9 µs), each block reading its own copy of the X
+// rows and W rows it shares with its neighbours. Here the blocks of a thread block cluster of
+// CM × CN output tiles (CM along M, CN along N; launched as CM · CN consecutive blocks along x)
+// share them through the TMA's multicast: the X box of a tile row is read once for the CN
+// blocks of that row, the W box of a tile column once for the CM blocks of that column (64 ×
+// 64 tiles in 2 × 2 clusters at 128 × 4096²: 32 MB instead of 64).
+//
+// Per block (rank r of its cluster: rm = r / CN, rn = r % CN):
+// - its tile: cluster c = blockIdx.x / (CM · CN) covers tile rows CM · (c / ccols) … and tile
+//   columns CN · (c % ccols) … (ccols = ⌈⌈N / BN⌉ / CN⌉ clusters per tile row; the host pads the
+//   grid to whole clusters: a tile past M or N reads zeros and stores nothing);
+// - per stage a `full` mbarrier (1 arrival: its own thread 0, which expects the stage's bytes)
+//   and an `empty` one that every warp of every block of the cluster arrives on (remote
+//   arrivals), once that warp is done with the stage and a refill follows;
+// - thread 0 of a block with rn = 0 issues the stage's X box to its tile row's blocks, thread 0
+//   of a block with rm = 0 the W box to its tile column's blocks (a group of one: a plain
+//   copy), each once its own `empty` barrier says every block of the cluster has released the
+//   stage (so every receiver's `full` phase for it is done); each receiver expects the whole
+//   stage on its own `full` barrier, whichever copy lands first;
+// - the cluster synchronizes once, after the barriers' initialization (no copy may reach a peer
+//   before its barriers exist); no block exits before its peers are done with it: every copy to
+//   a block is one it waits for, and every remote arrival on it one its thread 0 waits for.
+template <int BM_, int BN_, int STAGES_, int CM_, int CN_>
+struct ClusterConfig : Config<BM_, BN_, STAGES_> {
+    static constexpr int CM = CM_, CN = CN_, CLUSTER = CM_ * CN_;
+    static_assert(CLUSTER >= 2 && CLUSTER <= 8, "a portable cluster of 2 … 8 blocks");
+};
+
+template <class C, bool U8>
+I8RT_INLINE void body_cluster(const TmaParams& tp) {
+    check_launch_geometry(C::THREADS, C::SMEM, "gemm_tma (cluster)");
+    griddep_launch_dependents();
+    const MmaParams& q = tp.q;
+    const GemmParams& p = q.g;
+    const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5, wgi = warp >> 2;
+    const unsigned rank = cluster_rank();
+    const int rm = (int)rank / C::CN, rn = (int)rank % C::CN;
+    const int ccols = ((p.n + C::BN - 1) / C::BN + C::CN - 1) / C::CN;
+    const int c = (int)blockIdx.x / C::CLUSTER;
+    const int bm = (c / ccols * C::CM + rm) * C::BM, bn = (c % ccols * C::CN + rn) * C::BN;
+    const tile::KTiles kts = tile::block_k_tiles<BK>(q);
+    const int kt0 = kts.first, nkt = kts.count;
+    const unsigned base = (unsigned)(ALIGN - (int)(smem_window(0) % ALIGN)) % ALIGN;
+    // The ranks a tile row's X box and a tile column's W box go to.
+    const unsigned short x_mask = (unsigned short)(((1u << C::CN) - 1u) << (rm * C::CN));
+    unsigned short w_mask = 0;
+#pragma unroll
+    for (int i = 0; i < C::CM; ++i) w_mask = (unsigned short)(w_mask | (1u << (i * C::CN + rn)));
+
+    // k tile kt0 + i into stage i % STAGES (thread 0 only): `arm` expects the stage's bytes on
+    // this block's `full` barrier; `issue_w` / `issue_x` send the boxes this block issues.
+    auto arm = [&](int i) { mbar_arrive_expect_tx(C::full_bar(i % C::STAGES), (unsigned)C::STAGE_BYTES); };
+    auto issue_w = [&](int i) {
+        if (rm != 0) return;
+        const int s = i % C::STAGES;
+        const unsigned at = base + (unsigned)(s * C::STAGE_BYTES + C::A_BYTES);
+        if (C::CM == 1) tma_load_2d(at, &tp.w, (kt0 + i) * BK, bn, C::full_bar(s));
+        else tma_load_2d_multicast(at, &tp.w, (kt0 + i) * BK, bn, C::full_bar(s), w_mask);
+    };
+    auto issue_x = [&](int i) {
+        if (rn != 0) return;
+        const int s = i % C::STAGES;
+        const unsigned at = base + (unsigned)(s * C::STAGE_BYTES);
+        if (C::CN == 1) tma_load_2d(at, &tp.x, (kt0 + i) * BK, bm, C::full_bar(s));
+        else tma_load_2d_multicast(at, &tp.x, (kt0 + i) * BK, bm, C::full_bar(s), x_mask);
+    };
+    if (tid == 0) {
+        for (int s = 0; s < C::STAGES; ++s) {
+            mbar_init(C::full_bar(s), 1);
+            mbar_init(C::empty_bar(s), C::WARPS * C::CLUSTER);
+        }
+        mbar_init_fence();
+    }
+    cluster_sync();
+    // As body(): the weights (immutable) before the wait for the kernel before this one, X after.
+    const int prologue = nkt < C::STAGES ? nkt : C::STAGES;
+    if (tid == 0)
+        for (int i = 0; i < prologue; ++i) {
+            arm(i);
+            issue_w(i);
+        }
+    griddep_wait();
+    if (tid == 0)
+        for (int i = 0; i < prologue; ++i) issue_x(i);
+    if (p.status && p.status->count != 0) {
+        // Nothing is stored; every copy to this block (the prologue's, none after) lands first.
+        for (int i = 0; i < prologue; ++i) mbar_wait(C::full_bar(i), 0);
+        return;
+    }
+
+    int acc[1][C::NT][4];
+#pragma unroll
+    for (int j = 0; j < C::NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[0][j][e] = 0;
+
+    const unsigned a_addr = smem_window(base) + (unsigned)(wgi * 64 * BK);
+    const unsigned b_addr = smem_window(base) + (unsigned)C::A_BYTES;
+    for (int i = 0; i < nkt; ++i) {
+        const int s = i % C::STAGES;
+        mbar_wait(C::full_bar(s), (unsigned)(i / C::STAGES) & 1u);
+        wgmma_stage128<C::BN, U8>(acc, a_addr, b_addr, (unsigned)(s * C::STAGE_BYTES));
+        // Step i − 1's wgmma are complete. Its stage is released to the whole cluster only when
+        // a refill follows (the same steps in every block: one split, one k range), so every
+        // remote arrival is one that its block waits for.
+        if (i == 0 || i - 1 + C::STAGES >= nkt) continue;
+        const int ps = (i - 1) % C::STAGES;
+        __syncwarp();
+        if (lane == 0)
+#pragma unroll
+            for (int r = 0; r < C::CLUSTER; ++r) mbar_arrive_cluster(C::empty_bar(ps), (unsigned)r);
+        if (tid == 0) {
+            mbar_wait(C::empty_bar(ps), (unsigned)((i - 1) / C::STAGES) & 1u);
+            arm(i - 1 + C::STAGES);
+            issue_w(i - 1 + C::STAGES);
+            issue_x(i - 1 + C::STAGES);
+        }
+        __syncwarp();
+    }
+    wgmma_wait<0>();
+    wgmma_pin(acc);
+
+    tile::finish<1, C::NT, C::THREADS>(q, acc, bm + warp * 16, bn);
+}
+
+// BM × BN, stages, CM × CN blocks per cluster.
+using C64x64M2N2 = ClusterConfig<64, 64, 6, 2, 2>;
+using C128x64M2N2 = ClusterConfig<128, 64, 4, 2, 2>;
+using C64x64N4 = ClusterConfig<64, 64, 6, 1, 4>;
+
+}  // namespace tma
+
+// (two blocks per SM: 97 KiB of shared memory each)
+I8RT_ENTRY_CLUSTER(gemm_tmc_64x64_m2n2_s8, TmaParams, tma::C64x64M2N2::THREADS, 2, 4) { tma::body_cluster<tma::C64x64M2N2, false>(p); }
+I8RT_ENTRY_CLUSTER(gemm_tmc_64x64_m2n2_u8, TmaParams, tma::C64x64M2N2::THREADS, 2, 4) { tma::body_cluster<tma::C64x64M2N2, true>(p); }
+I8RT_ENTRY_CLUSTER(gemm_tmc_128x64_m2n2_s8, TmaParams, tma::C128x64M2N2::THREADS, 2, 4) { tma::body_cluster<tma::C128x64M2N2, false>(p); }
+I8RT_ENTRY_CLUSTER(gemm_tmc_128x64_m2n2_u8, TmaParams, tma::C128x64M2N2::THREADS, 2, 4) { tma::body_cluster<tma::C128x64M2N2, true>(p); }
+I8RT_ENTRY_CLUSTER(gemm_tmc_64x64_n4_s8, TmaParams, tma::C64x64N4::THREADS, 2, 4) { tma::body_cluster<tma::C64x64N4, false>(p); }
+I8RT_ENTRY_CLUSTER(gemm_tmc_64x64_n4_u8, TmaParams, tma::C64x64N4::THREADS, 2, 4) { tma::body_cluster<tma::C64x64N4, true>(p); }
 
 // The TMA probe (src/cuda/tma_probe.rs; tests only): thread 0 loads one box of the map into
 // shared memory at the 1024-byte aligned base, every thread waits for it, and the block copies

@@ -254,7 +254,15 @@ void run_fibers(const sim::Entry* e, const std::vector<sim::Launch*>& ctas, unsi
     Scheduler s;
     running_scheduler = &s;
     unsigned long long r = seed | 1u;
+    // In a cluster one block (a rank chosen from the seed) runs only every fourth round, as
+    // long as another can run: the others get as far ahead of it as the kernel's own waits
+    // allow, so a block that ends while a slow peer still reaches it (a remote arrival, a
+    // multicast) is caught (sim.h `cluster_cta`).
+    const unsigned slow = ctas.size() > 1 ? (unsigned)((seed >> 17) % ctas.size()) : ~0u;
+    unsigned long long round = 0;
     while (!live.empty()) {
+        const bool slow_waits = ++round % 4 != 0;
+        bool held = false;
         for (size_t i = live.size(); i > 1; --i) {
             r = r * 6364136223846793005ull + 1442695040888963407ull;
             std::swap(live[i - 1], live[(r >> 33) % i]);
@@ -266,6 +274,10 @@ void run_fibers(const sim::Entry* e, const std::vector<sim::Launch*>& ctas, unsi
                 if (f.wait_gen->load(std::memory_order_relaxed) == f.wait_value) continue;
                 f.wait_gen = nullptr;
             }
+            if (slow_waits && f.launch->rank == slow) {
+                held = true;
+                continue;
+            }
             resumed = true;
             s.current = &f;
             f.locals.swap();
@@ -274,7 +286,7 @@ void run_fibers(const sim::Entry* e, const std::vector<sim::Launch*>& ctas, unsi
         }
         // Only another fiber's arrival completes a barrier: a round in which every live fiber
         // waits at one that has not completed can never end.
-        if (!resumed)
+        if (!resumed && !held)
             sim::fail("every thread of the block (or cluster) waits at a barrier no other thread can complete (deadlock)");
         live.erase(std::remove_if(live.begin(), live.end(), [&](unsigned t) { return fibers[t].done; }), live.end());
     }

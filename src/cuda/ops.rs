@@ -374,6 +374,18 @@ pub enum MmaTile {
     /// sm_90: [`MmaTile::M128N64`]'s shape (cuBLASLt's at 256 × 4096² on an H100). Built
     /// without a GPU, as [`MmaTile::Wgmma64x64`].
     Wgmma128x64,
+    /// `wgmma` on TMA-loaded tiles, 64 × 64, 6 stages (97 KiB, two blocks per SM), in thread
+    /// block clusters of 2 × 2 tiles that share their X and W boxes through the TMA's multicast
+    /// (each box read from L2 once per cluster: at 128 × 4096², 32 MB of operand traffic
+    /// instead of 64), sm_90. Built without a GPU (2026-11-27): forced or tuned (with unproven
+    /// kernels) only.
+    Tmc64x64M2N2,
+    /// As [`MmaTile::Tmc64x64M2N2`] with 128 × 64 tiles (2 warpgroups, 4 stages): W read once
+    /// per two tile rows, X once per two tile columns (256 rows).
+    Tmc128x64M2N2,
+    /// As [`MmaTile::Tmc64x64M2N2`] in clusters of 1 × 4 tiles: one X box for four tile columns
+    /// (up to 64 rows, where a second tile row would be padding).
+    Tmc64x64N4,
 }
 
 /// The kernel file of a tile, with what its launch geometry depends on.
@@ -401,11 +413,13 @@ struct TileSpec {
     label: &'static str,
     /// s8, u8 activations.
     kernels: [KernelId; 2],
+    /// Tiles per thread block cluster along M and N ((1, 1): launched without clusters).
+    cluster: (usize, usize),
 }
 
 impl MmaTile {
     /// Every tile.
-    pub const ALL: [MmaTile; 23] = [
+    pub const ALL: [MmaTile; 26] = [
         MmaTile::M16N128,
         MmaTile::M64N128,
         MmaTile::M128N128,
@@ -429,6 +443,9 @@ impl MmaTile {
         MmaTile::M128N64,
         MmaTile::Wgmma64x64,
         MmaTile::Wgmma128x64,
+        MmaTile::Tmc64x64M2N2,
+        MmaTile::Tmc128x64M2N2,
+        MmaTile::Tmc64x64N4,
     ];
     /// Everything the host knows of a tile, written once per tile: the twin of the kernel's
     /// compile-time configuration (`mma::Config`, `staged::Cfg`, `wg::Config`, `tma::Config`).
@@ -439,7 +456,12 @@ impl MmaTile {
         use TileFamily::{Stream, Tma, Wgmma};
         const fn t(bm: usize, bn: usize, threads: usize, stages: usize, family: TileFamily,
                    label: &'static str, kernels: [KernelId; 2]) -> TileSpec {
-            TileSpec { bm, bn, threads, stages, family, label, kernels }
+            TileSpec { bm, bn, threads, stages, family, label, kernels, cluster: (1, 1) }
+        }
+        // The TMA tiles in clusters of cm × cn tiles (`tma::ClusterConfig`).
+        const fn tc(bm: usize, threads: usize, stages: usize, cluster: (usize, usize),
+                    label: &'static str, kernels: [KernelId; 2]) -> TileSpec {
+            TileSpec { bm, bn: 64, threads, stages, family: Tma, label, kernels, cluster }
         }
         // `mma.sync` with 64- or 128-byte k stages.
         const MMA: TileFamily = TileFamily::Mma { bk: 64 };
@@ -474,6 +496,10 @@ impl MmaTile {
             MmaTile::M128N64 =>      t(128,  64, 128, 3, MMA128, "128x64",      [GemmMma128x64S8, GemmMma128x64U8]),
             MmaTile::Wgmma64x64 =>   t( 64,  64, 128, 6, Wgmma, "wgmma64x64",   [GemmWgmma64x64S8, GemmWgmma64x64U8]),
             MmaTile::Wgmma128x64 =>  t(128,  64, 256, 4, Wgmma, "wgmma128x64",  [GemmWgmma128x64S8, GemmWgmma128x64U8]),
+            //                               bm  thr st cluster
+            MmaTile::Tmc64x64M2N2 =>  tc( 64, 128, 6, (2, 2), "tmc64x64m2n2",  [GemmTmc64x64M2n2S8, GemmTmc64x64M2n2U8]),
+            MmaTile::Tmc128x64M2N2 => tc(128, 256, 4, (2, 2), "tmc128x64m2n2", [GemmTmc128x64M2n2S8, GemmTmc128x64M2n2U8]),
+            MmaTile::Tmc64x64N4 =>    tc( 64, 128, 6, (1, 4), "tmc64x64n4",    [GemmTmc64x64N4S8, GemmTmc64x64N4U8]),
         }
     }
     /// Rows of X (and Y) per block (`BM` in the kernel).
@@ -518,9 +544,22 @@ impl MmaTile {
     /// ninth session; each run's GPU tests checked every tile × split-K factor and its tuners
     /// bit-checked every candidate. A tile added later starts `false` until a GPU run passes it
     /// (the deep 64 × 64 and 128 × 64 tiles passed on the H100 in the tenth session, both their
-    /// builds): the 64-column `wgmma` tiles, built without a GPU on 2026-11-27, have not.
+    /// builds): the 64-column `wgmma` tiles and the clustered TMA tiles, built without a GPU on
+    /// 2026-11-27, have not.
     pub const fn ran_on_gpu(self) -> bool {
-        !matches!(self, MmaTile::Wgmma64x64 | MmaTile::Wgmma128x64)
+        !matches!(
+            self,
+            MmaTile::Wgmma64x64
+                | MmaTile::Wgmma128x64
+                | MmaTile::Tmc64x64M2N2
+                | MmaTile::Tmc128x64M2N2
+                | MmaTile::Tmc64x64N4
+        )
+    }
+    /// Output tiles per thread block cluster, along M and along N (`(1, 1)`: no clusters). A
+    /// clustered tile's grid is one row of whole clusters (`tma::body_cluster` places them).
+    pub const fn cluster(self) -> (usize, usize) {
+        self.spec().cluster
     }
     /// Whether this is a weight-streaming tile (`kernels/gemv_mma.cu`'s staged kernels).
     pub const fn is_stream(self) -> bool {
@@ -870,19 +909,36 @@ impl MmaLaunch {
         let want = (cfg.splits as usize).clamp(1, ktiles.max(1));
         let kt_per_split = ktiles.div_ceil(want).max(1);
         let splits = ktiles.div_ceil(kt_per_split).max(1);
+        let mut grid = tile_grid(
+            m,
+            t.bm(),
+            n,
+            t.bn(),
+            splits,
+            t.threads() as u32,
+            t.smem_bytes(),
+        )?;
+        let (cm, cn) = t.cluster();
+        if (cm, cn) != (1, 1) {
+            // One row of whole clusters, each CM × CN tiles (`tma::body_cluster`): the tile grid
+            // padded to whole clusters along both sides.
+            let (gx, gy) = (grid.grid[0] as usize, grid.grid[1] as usize);
+            let blocks = gx.div_ceil(cn) * cn * gy.div_ceil(cm) * cm;
+            grid.grid = [
+                u32::try_from(blocks).map_err(|_| Error::Dimension {
+                    what: "n",
+                    detail: format!("{m} × {n} outputs exceed the grid in clusters"),
+                })?,
+                1,
+                grid.grid[2],
+            ];
+            debug_assert_eq!(grid.grid[0] as usize % (cm * cn), 0);
+        }
         Ok(MmaLaunch {
             tile: t,
             splits,
             kt_per_split,
-            grid: tile_grid(
-                m,
-                t.bm(),
-                n,
-                t.bn(),
-                splits,
-                t.threads() as u32,
-                t.smem_bytes(),
-            )?,
+            grid,
         })
     }
     /// Output tiles (blocks per split).

@@ -1000,6 +1000,9 @@ fn tma_tiles_match_reference_across_their_rings_and_edges() {
         MmaTile::Tma64x256,
         MmaTile::Tma128x256,
         MmaTile::Tma64x128D4,
+        MmaTile::Tmc64x64M2N2,
+        MmaTile::Tmc128x64M2N2,
+        MmaTile::Tmc64x64N4,
     ]
     .into_iter()
     .enumerate()
@@ -1033,6 +1036,72 @@ fn tma_tiles_match_reference_across_their_rings_and_edges() {
         }
         let stats = assert_tma_stats(&e, &format!("{tile:?}"));
         eprintln!("{tile:?}: {stats:?}");
+    }
+}
+
+#[test]
+fn clustered_tma_tiles_cover_every_tile_once_and_read_each_box_once_per_cluster() {
+    // The clustered TMA tiles (`tma::body_cluster`): grids of several clusters along N and M,
+    // ragged (tiles past M or N padding whole clusters: zeros in, nothing stored), split 1 and 3,
+    // more k tiles than the ring holds. A block that computes another's tile leaves its own
+    // unwritten (poisoned); a multicast to the wrong blocks, or a refill before every block of
+    // the cluster released the stage, gives wrong sums or a deadlock; a remote arrival after its
+    // target ended aborts. The count of tensor copies shows the sharing: per cluster and k tile,
+    // CM X boxes and CN W boxes (not CM · CN of each).
+    let mut rng = Rng::new(67);
+    let e = SimExec::new();
+    for (i, &(tile, m, n, k, splits)) in [
+        (
+            MmaTile::Tmc64x64M2N2,
+            64 * 3 - 1,
+            64 * 5 + 1,
+            128 * 9 + 3,
+            1,
+        ),
+        (MmaTile::Tmc64x64M2N2, 64 * 4, 64 * 4, 128 * 8, 3),
+        (MmaTile::Tmc128x64M2N2, 128 + 1, 64 * 3 - 7, 128 * 6, 1),
+        (MmaTile::Tmc128x64M2N2, 256, 64 * 2, 128 * 7 + 64, 2),
+        (MmaTile::Tmc64x64N4, 33, 64 * 9 - 3, 128 * 8, 1),
+        (MmaTile::Tmc64x64N4, 64 * 2 + 5, 64 * 4, 128 * 10, 3),
+    ]
+    .iter()
+    .enumerate()
+    {
+        check_gemm_on(
+            &e,
+            forced(tile, splits),
+            Path::CudaMma,
+            &mut rng,
+            m,
+            n,
+            k,
+            ACTS[i % 4],
+            BIASES[i % 3],
+            true,
+            false,
+        );
+        let st = assert_tma_stats(&e, &format!("{tile:?} {m}x{n}x{k} s{splits}"));
+        // (check_gemm_on launches the GEMM once per output kind)
+        let launches = e
+            .take_launched()
+            .iter()
+            .filter(|&&k| k == tile.kernel(false) || k == tile.kernel(true))
+            .count() as u64;
+        assert!(launches > 0);
+        let (cm, cn) = tile.cluster();
+        let rows = m.div_ceil(tile.bm()).div_ceil(cm);
+        let cols = n.div_ceil(tile.bn()).div_ceil(cn);
+        // (the splits' k tiles together: every k tile once per cluster)
+        let k_tiles = k.div_ceil(128) as u64;
+        assert_eq!(
+            st.bulk_copies,
+            (rows * cols * (cm + cn)) as u64 * k_tiles * launches,
+            "{tile:?} {m}x{n}x{k} s{splits}: {st:?}"
+        );
+        let l = MmaLaunch::new(MmaConfig { tile, splits }, m, n, k).unwrap();
+        assert_eq!(l.grid.grid[0] as usize, rows * cols * cm * cn);
+        assert_eq!(tile.kernel(false).cluster() as usize, cm * cn);
+        assert_eq!(tile.kernel(true).cluster() as usize, cm * cn);
     }
 }
 

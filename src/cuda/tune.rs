@@ -334,7 +334,8 @@ const SPLITS: [u32; 4] = [1, 2, 4, 8];
 /// 8 rows; from sm_75 the tensor-core GEMV up to 128 rows, its narrow
 /// and wide variants up to 8 and its bulk-copy one (sm_90+) up to 128, the weight-streaming
 /// tiles at 16 … 256 rows, the other tiles whose row count does not exceed `m` rounded up to a
-/// power of two (at least 16) — the 64-row TMA tiles at any `m` — and the `wgmma` tiles (the
+/// power of two (at least 16) — the 64-row TMA tiles at any `m`, a clustered tile once `m`
+/// fills more than all but one of its cluster's tile rows — and the `wgmma` tiles (the
 /// TMA-fed ones included) on sm_90 alone — each at split-K 1, 2, 4, 8 while every split keeps
 /// two k tiles; without `unproven`, only kernels that have run on a GPU of that architecture's
 /// build ([`GemmKernel::ran_on_gpu_for`]: on sm_75, dp4a alone).
@@ -371,10 +372,13 @@ fn all_candidates(m: usize, k: usize, arch: u32) -> Vec<GemmKernel> {
     for tile in MmaTile::ALL {
         // (the TMA tiles at any row count: X's rows past M arrive as zeros without a
         // guard, and their tensor work, 64 rows at least, hides under the weight stream)
+        // (a tile whose clusters span CM tile rows only once M fills more than CM − 1 of them:
+        // below that a cluster's second row is padding)
+        let (cm, _) = tile.cluster();
         let useful = if tile.is_stream() {
             (16..=256).contains(&m)
         } else {
-            tile.bm() <= rows || (tile.is_tma() && tile.bm() == 64)
+            (tile.bm() <= rows || (tile.is_tma() && tile.bm() == 64)) && m > tile.bm() * (cm - 1)
         };
         let kt = k.div_ceil(tile.bk());
         for splits in SPLITS {
@@ -814,8 +818,8 @@ mod tests {
                     // GPU. Elsewhere every kernel of today's list has passed on a GPU (H200 and
                     // H100, 2026-11-26; the bulk-copy GEMV, the TMA tiles and the 16-row dp4a
                     // GEMV on the H200 in the ninth session, the deep 64 × 64 and 128 × 64
-                    // tiles on the H100 in the tenth) but the 64-column `wgmma` tiles, built
-                    // without a GPU on 2026-11-27 (sm_90 alone).
+                    // tiles on the H100 in the tenth) but the 64-column `wgmma` tiles and the
+                    // clustered TMA tiles, built without a GPU on 2026-11-27 (sm_90 alone).
                     let dp4a = |k: &GemmKernel| {
                         matches!(
                             k,
@@ -824,7 +828,14 @@ mod tests {
                     };
                     let unproven = |k: &GemmKernel| {
                         matches!(k, GemmKernel::Mma(Some(t))
-                            if matches!(t.tile, MmaTile::Wgmma64x64 | MmaTile::Wgmma128x64))
+                            if matches!(t.tile, MmaTile::Wgmma64x64 | MmaTile::Wgmma128x64
+                                | MmaTile::Tmc64x64M2N2 | MmaTile::Tmc128x64M2N2
+                                | MmaTile::Tmc64x64N4))
+                    };
+                    // (the 2 × 2 clusters once M fills more than one tile row of them)
+                    let tile_offered = |tile: MmaTile| {
+                        c.iter()
+                            .any(|k| matches!(k, GemmKernel::Mma(Some(t)) if t.tile == tile))
                     };
                     if arch == 75 {
                         assert!(proven.iter().all(dp4a), "m={m} k={k}: {proven:?}");
@@ -832,9 +843,25 @@ mod tests {
                         let expect: Vec<GemmKernel> =
                             c.iter().copied().filter(|k| !unproven(k)).collect();
                         assert_eq!(proven, expect, "m={m} k={k} sm_{arch}");
+                        assert_eq!(c.iter().any(unproven), arch == 90, "m={m} k={k} sm_{arch}");
                         assert_eq!(
-                            c.iter().any(unproven),
+                            tile_offered(MmaTile::Wgmma64x64),
                             arch == 90 && m > 32,
+                            "m={m} k={k} sm_{arch}"
+                        );
+                        assert_eq!(
+                            tile_offered(MmaTile::Tmc64x64M2N2),
+                            arch == 90 && m > 64,
+                            "m={m} k={k} sm_{arch}"
+                        );
+                        assert_eq!(
+                            tile_offered(MmaTile::Tmc128x64M2N2),
+                            arch == 90 && m > 128,
+                            "m={m} k={k} sm_{arch}"
+                        );
+                        assert_eq!(
+                            tile_offered(MmaTile::Tmc64x64N4),
+                            arch == 90,
                             "m={m} k={k} sm_{arch}"
                         );
                     }
