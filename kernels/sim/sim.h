@@ -411,9 +411,8 @@ inline unsigned long long block_linear() {
 }
 inline unsigned long long cluster_linear() { return block_linear() / t_launch->cluster->size; }
 
-// `%cluster_ctarank` and `%cluster_nctarank`.
+// `%cluster_ctarank`.
 inline unsigned cluster_rank() { return t_launch->rank; }
-inline unsigned cluster_size() { return t_launch->cluster->size; }
 
 // The block of rank `rank` in the running thread's cluster, for a cluster operation `what`
 // that reaches it: fails when there is no such rank or that block has already ended.
@@ -882,8 +881,8 @@ inline void mbar_arrive(void* addr, unsigned tx) {
     mbar_progress(b);
 }
 
-// `mapa.shared::cluster` + `mbarrier.arrive.release.cluster.shared::cluster.b64 _, [addr]`:
-// one arrival on the object at shared offset `off` of the cluster's block `rank`.
+// `mapa.shared::cluster` + `mbarrier.arrive.shared::cluster.b64 _, [addr]`: one arrival on the
+// object at shared offset `off` of the cluster's block `rank`.
 inline void mbar_arrive_cluster(size_t off, unsigned rank) {
     Launch* l = cluster_cta(rank, "a remote mbarrier.arrive");
     mbar_arrive(l->dyn_base() + off, 0);

@@ -66,6 +66,34 @@ fn every_registered_kernel_runs_in_the_simulation() {
     );
 }
 
+#[test]
+fn every_per_thread_variable_of_the_simulation_is_swapped_with_its_fiber() {
+    // A fiber build keeps sim.h's per-CUDA-thread state (each `I8RT_SIM_THREAD_LOCAL`) in plain
+    // globals that sim_main.cpp's `FiberLocals::swap` exchanges with each fiber's copy: a
+    // variable missing from that list would be shared by every CUDA thread of a block — silently,
+    // wherever the threads happen not to interleave. Each must be swapped there, by name.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/sim");
+    let header = std::fs::read_to_string(dir.join("sim.h")).unwrap();
+    let main = std::fs::read_to_string(dir.join("sim_main.cpp")).unwrap();
+    let start = main.find("void swap() {").expect("FiberLocals::swap in sim_main.cpp");
+    let swap = &main[start..start + main[start..].find("\n    }").unwrap()];
+    let vars: Vec<&str> = header
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("inline I8RT_SIM_THREAD_LOCAL "))
+        .map(|rest| {
+            let decl = rest.split(['=', ';']).next().unwrap().trim();
+            decl.rsplit([' ', '*']).next().unwrap()
+        })
+        .collect();
+    assert!(vars.len() >= 10, "{vars:?}");
+    for v in &vars {
+        assert!(
+            swap.contains(&format!("sim::{v})")) || swap.contains(&format!("swap(sim::{v}")),
+            "sim.h's per-thread `{v}` is not swapped in FiberLocals::swap:\n{swap}"
+        );
+    }
+}
+
 #[path = "../../tests/common/outputs.rs"]
 mod outputs;
 use outputs::{out_kinds, HostOut};
