@@ -202,8 +202,9 @@ namespace tma {
 // - thread 0 of a block with rn = 0 issues the stage's X box to its tile row's blocks, thread 0
 //   of a block with rm = 0 the W box to its tile column's blocks (a group of one: a plain
 //   copy), each once its own `empty` barrier says every block of the cluster has released the
-//   stage (so every receiver's `full` phase for it is done); each receiver expects the whole
-//   stage on its own `full` barrier, whichever copy lands first;
+//   stage (so every receiver's `full` phase for it is done) — the stage read two steps before,
+//   so that a peer a step behind does not stall it; each receiver expects the whole stage on
+//   its own `full` barrier, whichever copy lands first;
 // - the cluster synchronizes once, after the barriers' initialization (no copy may reach a peer
 //   before its barriers exist); no block exits before its peers are done with it: every copy to
 //   a block is one it waits for, and every remote arrival on it one its thread 0 waits for.
@@ -211,6 +212,7 @@ template <int BM_, int BN_, int STAGES_, int CM_, int CN_>
 struct ClusterConfig : Config<BM_, BN_, STAGES_> {
     static constexpr int CM = CM_, CN = CN_, CLUSTER = CM_ * CN_;
     static_assert(CLUSTER >= 2 && CLUSTER <= 8, "a portable cluster of 2 … 8 blocks");
+    static_assert(STAGES_ >= 3, "a stage refilled two steps after it was read, before it is needed");
 };
 
 template <class C, bool U8>
@@ -287,20 +289,23 @@ I8RT_INLINE void body_cluster(const TmaParams& tp) {
         const int s = i % C::STAGES;
         mbar_wait(C::full_bar(s), (unsigned)(i / C::STAGES) & 1u);
         wgmma_stage128<C::BN, U8>(acc, a_addr, b_addr, (unsigned)(s * C::STAGE_BYTES));
-        // Step i − 1's wgmma are complete. Its stage is released to the whole cluster only when
-        // a refill follows (the same steps in every block: one split, one k range), so every
-        // remote arrival is one that its block waits for.
-        if (i == 0 || i - 1 + C::STAGES >= nkt) continue;
-        const int ps = (i - 1) % C::STAGES;
+        // Step i − 1's wgmma are complete: its stage is released to the whole cluster, but only
+        // when a refill follows (the same steps in every block: one split, one k range), so
+        // every remote arrival is one that its block waits for. Thread 0 refills the stage of
+        // step i − 2, released a step ago: a peer running up to a step behind does not hold
+        // this block's warpgroup (whose wgmma wait for thread 0) at the wait.
+        const bool release = i >= 1 && i - 1 + C::STAGES < nkt;
+        const bool refill = i >= 2 && i - 2 + C::STAGES < nkt;
+        if (!release && !refill) continue;
         __syncwarp();
-        if (lane == 0)
+        if (release && lane == 0)
 #pragma unroll
-            for (int r = 0; r < C::CLUSTER; ++r) mbar_arrive_cluster(C::empty_bar(ps), (unsigned)r);
-        if (tid == 0) {
-            mbar_wait(C::empty_bar(ps), (unsigned)((i - 1) / C::STAGES) & 1u);
-            arm(i - 1 + C::STAGES);
-            issue_w(i - 1 + C::STAGES);
-            issue_x(i - 1 + C::STAGES);
+            for (int r = 0; r < C::CLUSTER; ++r) mbar_arrive_cluster(C::empty_bar((i - 1) % C::STAGES), (unsigned)r);
+        if (refill && tid == 0) {
+            mbar_wait(C::empty_bar((i - 2) % C::STAGES), (unsigned)((i - 2) / C::STAGES) & 1u);
+            arm(i - 2 + C::STAGES);
+            issue_w(i - 2 + C::STAGES);
+            issue_x(i - 2 + C::STAGES);
         }
         __syncwarp();
     }
