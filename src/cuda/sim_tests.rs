@@ -75,7 +75,9 @@ fn every_per_thread_variable_of_the_simulation_is_swapped_with_its_fiber() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels/sim");
     let header = std::fs::read_to_string(dir.join("sim.h")).unwrap();
     let main = std::fs::read_to_string(dir.join("sim_main.cpp")).unwrap();
-    let start = main.find("void swap() {").expect("FiberLocals::swap in sim_main.cpp");
+    let start = main
+        .find("void swap() {")
+        .expect("FiberLocals::swap in sim_main.cpp");
     let swap = &main[start..start + main[start..].find("\n    }").unwrap()];
     let vars: Vec<&str> = header
         .lines()
@@ -1664,9 +1666,13 @@ fn tma_tiles_refuse_nan_input_and_store_nothing() {
     let layer = QuantLinear::from_f32("fc", &w, n, k, None, LinearConfig::default()).unwrap();
     let ctx = Context::new().with_path(Path::Reference).with_threads(1);
     let e = SimExec::new();
+    // (and the clustered tiles: every block of a cluster leaves together once the copies to it
+    // have landed, the 2 × 2 one with a padded second tile row)
     for (tile, splits) in [
         (super::ops::MmaTile::Tma64x128, 1),
         (super::ops::MmaTile::Tma128x256, 3),
+        (super::ops::MmaTile::Tmc64x64M2N2, 2),
+        (super::ops::MmaTile::Tmc64x64N4, 1),
     ] {
         let mut dev = DevLinear::new(&e, &layer).unwrap();
         dev.kernel = GemmKernel::Mma(Some(super::ops::MmaConfig { tile, splits }));
