@@ -1152,7 +1152,13 @@ inline void tma_load_2d(size_t dst_off, const unsigned long long* map, int c0, i
 // `cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
 // .multicast::cluster [dst], [map, {c0, c1}], [bar], mask`: the same box lands at shared offset
 // `dst_off` of every block of the cluster whose rank is a bit of `mask`, completing its bytes on
-// the object at `bar_off` of that block. One instruction (counted once).
+// the object at `bar_off` of that block. One instruction (counted once). The ISA lets a copy
+// land any time from its issue until its phase completes, so the emulation takes both ends: in
+// the issuing block at the latest moment (as tma_load_2d: a read before the wait sees old
+// bytes), in every other block at once, from the issuing thread (its bytes counted on the
+// object's current phase, which may then go negative until that block expects them) — so a
+// refill that does not wait for the peers' release overwrites a stage a peer still reads: wrong
+// bits, or a ThreadSanitizer report.
 inline void tma_load_2d_multicast(size_t dst_off, const unsigned long long* map, int c0, int c1, size_t bar_off,
                                   unsigned mask) {
     if (mask == 0 || mask >> 16 != 0) fail("cp.async.bulk.tensor multicast: a mask outside 1 .. 0xffff");
@@ -1162,7 +1168,17 @@ inline void tma_load_2d_multicast(size_t dst_off, const unsigned long long* map,
         if (mask >> r & 1u) to.push_back(cluster_cta(r, "cp.async.bulk.tensor multicast"));
     t_launch->stats.bulk_copies.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard<std::mutex> g(mbarriers().m);
-    for (Launch* l : to) tma_deliver(l, box.chunk_off, bar_off, box.gathered);
+    for (Launch* l : to) {
+        if (l == t_launch) {
+            tma_deliver(l, box.chunk_off, bar_off, box.gathered);
+            continue;
+        }
+        MBarrier& b = mbar_at(l->dyn_base() + bar_off, "cp.async.bulk.tensor's mbarrier");
+        for (size_t j = 0; j < box.chunk_off.size(); ++j)
+            std::memcpy(l->dyn_base() + box.chunk_off[j], box.gathered.data() + 16 * j, 16);
+        b.tx -= (long long)box.gathered.size();
+        mbar_progress(b);
+    }
 }
 
 // At the end of a block: nothing may be in flight (its accumulators are gone).

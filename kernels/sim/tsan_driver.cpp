@@ -207,6 +207,24 @@ int main() {
                               y, tx, tw, m, n, tk, tld, &counters))
                     return 1;
             }
+        // The clustered TMA tile 64 × 64 in 2 × 2 tiles a cluster (tma::body_cluster) on the
+        // first 128 rows × 128 columns, K split 1 and 2 ways: the four blocks of a cluster are
+        // host threads at once here, so a multicast box landing in a peer's stage while that
+        // peer's warpgroup still reads it (a refill before the whole cluster's release on the
+        // `empty` barriers) is a reported race.
+        for (int splits : {1, 2}) {
+            TmaParams tp{};
+            tp.x = map(tx.data(), m, tld, 64);
+            tp.w = map(tw.data(), n, tld, 64);
+            tp.q = mma_params(tx, tw, tld, tk, splits == 1 ? 14 : 7);
+            tp.q.g.m = 128;
+            tp.q.g.n = tp.q.g.ldy = 128;
+            // 6 stages of (64 + 64) × 128 bytes + 1 KiB + two mbarriers per stage; 4 blocks.
+            const unsigned grid[3] = {4, 1, (unsigned)splits};
+            if (!run_gemm("gemm_tmc_64x64_m2n2_s8", grid, 128, 6 * 128 * 128 + 1024 + 16 * 6, 0, tp, y, tx, tw, 128,
+                          128, tk, tld, &counters))
+                return 1;
+        }
         // The deep 64 × 64 mma.sync tile over the same operands (14 k tiles of 128 bytes in 6
         // stages: its slots refilled while the warps' double-buffered fragments still come from
         // the stage before), K split 1 and 2 ways, cp.async late and early, three times: a refill
