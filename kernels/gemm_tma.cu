@@ -78,6 +78,24 @@ using C64x256 = Config<64, 256, 5>;
 using C128x256 = Config<128, 256, 4>;
 using C64x128D4 = Config<64, 128, 4>;
 
+// Whether the input had NaN/inf (the status word, read after griddep_wait): then the block stores
+// nothing (the host reports it), once the copies in flight to it — its first `prologue` stages'
+// — have landed.
+template <class C>
+I8RT_INLINE bool input_flagged(const GemmParams& p, int prologue) {
+    if (!p.status || p.status->count == 0) return false;
+    for (int i = 0; i < prologue; ++i) mbar_wait(C::full_bar(i), 0);
+    return true;
+}
+
+template <int NT>
+I8RT_INLINE void zero_acc(int (&acc)[1][NT][4]) {
+#pragma unroll
+    for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[0][j][e] = 0;
+}
+
 template <class C, bool U8>
 I8RT_INLINE void body(const TmaParams& tp) {
     check_launch_geometry(C::THREADS, C::SMEM, "gemm_tma");
@@ -126,18 +144,10 @@ I8RT_INLINE void body(const TmaParams& tp) {
     griddep_wait();
     if (tid == 0)
         for (int i = 0; i < prologue; ++i) issue_x(i);
-    if (p.status && p.status->count != 0) {
-        // The input had NaN/inf: nothing is stored (the host reports it) once the copies in
-        // flight have landed.
-        for (int i = 0; i < prologue; ++i) mbar_wait(C::full_bar(i), 0);
-        return;
-    }
+    if (input_flagged<C>(p, prologue)) return;
 
     int acc[1][C::NT][4];
-#pragma unroll
-    for (int j = 0; j < C::NT; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[0][j][e] = 0;
+    zero_acc(acc);
 
     // Descriptor addresses: the warpgroup's 64 rows of A, all BN rows of B; 8-row groups 1024
     // bytes apart; + 32 bytes per k step inside the swizzle row.
@@ -271,17 +281,11 @@ I8RT_INLINE void body_cluster(const TmaParams& tp) {
     griddep_wait();
     if (tid == 0)
         for (int i = 0; i < prologue; ++i) issue_x(i);
-    if (p.status && p.status->count != 0) {
-        // Nothing is stored; every copy to this block (the prologue's, none after) lands first.
-        for (int i = 0; i < prologue; ++i) mbar_wait(C::full_bar(i), 0);
-        return;
-    }
+    // (every copy to this block is a prologue's: no block issues more before the loop)
+    if (input_flagged<C>(p, prologue)) return;
 
     int acc[1][C::NT][4];
-#pragma unroll
-    for (int j = 0; j < C::NT; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[0][j][e] = 0;
+    zero_acc(acc);
 
     const unsigned a_addr = smem_window(base) + (unsigned)(wgi * 64 * BK);
     const unsigned b_addr = smem_window(base) + (unsigned)C::A_BYTES;
