@@ -205,7 +205,8 @@ namespace tma {
 // Per block (rank r of its cluster: rm = r / CN, rn = r % CN):
 // - its tile: cluster c = blockIdx.x / (CM · CN) covers tile rows CM · (c / ccols) … and tile
 //   columns CN · (c % ccols) … (ccols = ⌈⌈N / BN⌉ / CN⌉ clusters per tile row; the host pads the
-//   grid to whole clusters: a tile past M or N reads zeros and stores nothing);
+//   grid to whole clusters: a tile wholly past M or N loads the matrix's first rows instead and
+//   stores nothing);
 // - per stage a `full` mbarrier (1 arrival: its own thread 0, which expects the stage's bytes)
 //   and an `empty` one that every warp of every block of the cluster arrives on (remote
 //   arrivals), once that warp is done with the stage and a refill follows;
@@ -237,6 +238,10 @@ I8RT_INLINE void body_cluster(const TmaParams& tp) {
     const int ccols = ((p.n + C::BN - 1) / C::BN + C::CN - 1) / C::CN;
     const int c = (int)blockIdx.x / C::CLUSTER;
     const int bm = (c / ccols * C::CM + rm) * C::BM, bn = (c % ccols * C::CN + rn) * C::BN;
+    // The rows a padded tile (wholly past M or N: its results are never stored) loads instead:
+    // the matrix's first, so that no box lies wholly outside its tensor (a case no GPU run of
+    // the crate has shown the TMA's byte count for; the simulation refuses it).
+    const int x_row = bm < p.m ? bm : 0, w_row = bn < p.n ? bn : 0;
     const tile::KTiles kts = tile::block_k_tiles<BK>(q);
     const int kt0 = kts.first, nkt = kts.count;
     const unsigned base = (unsigned)(ALIGN - (int)(smem_window(0) % ALIGN)) % ALIGN;
@@ -253,15 +258,15 @@ I8RT_INLINE void body_cluster(const TmaParams& tp) {
         if (rm != 0) return;
         const int s = i % C::STAGES;
         const unsigned at = base + (unsigned)(s * C::STAGE_BYTES + C::A_BYTES);
-        if (C::CM == 1) tma_load_2d(at, &tp.w, (kt0 + i) * BK, bn, C::full_bar(s));
-        else tma_load_2d_multicast(at, &tp.w, (kt0 + i) * BK, bn, C::full_bar(s), w_mask);
+        if (C::CM == 1) tma_load_2d(at, &tp.w, (kt0 + i) * BK, w_row, C::full_bar(s));
+        else tma_load_2d_multicast(at, &tp.w, (kt0 + i) * BK, w_row, C::full_bar(s), w_mask);
     };
     auto issue_x = [&](int i) {
         if (rn != 0) return;
         const int s = i % C::STAGES;
         const unsigned at = base + (unsigned)(s * C::STAGE_BYTES);
-        if (C::CN == 1) tma_load_2d(at, &tp.x, (kt0 + i) * BK, bm, C::full_bar(s));
-        else tma_load_2d_multicast(at, &tp.x, (kt0 + i) * BK, bm, C::full_bar(s), x_mask);
+        if (C::CN == 1) tma_load_2d(at, &tp.x, (kt0 + i) * BK, x_row, C::full_bar(s));
+        else tma_load_2d_multicast(at, &tp.x, (kt0 + i) * BK, x_row, C::full_bar(s), x_mask);
     };
     if (tid == 0) {
         for (int s = 0; s < C::STAGES; ++s) {

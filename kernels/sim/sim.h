@@ -1102,6 +1102,12 @@ inline TmaBox tma_gather(size_t dst_off, const unsigned long long* map, int c0, 
     // The box's first byte along the row at a multiple of 16 (u8 elements: c0 itself): the H200
     // trapped on every other origin tried (bench/probes/tma_box_align.cu).
     if (c0 % 16 != 0) fail("cp.async.bulk.tensor: a box whose first byte is not at a multiple of 16 (the hardware traps)");
+    // A box wholly outside the tensor: the TMA's handling of it (zero fill, and whether the
+    // whole box's bytes still complete) has not been seen on a GPU run of the crate; the
+    // kernels avoid it, and the simulation holds them to that.
+    if ((long long)c0 >= (long long)d.dim0 || (long long)c0 + (long long)d.box0 <= 0 || (long long)c1 >= (long long)d.dim1 ||
+        (long long)c1 + (long long)d.box1 <= 0)
+        fail("cp.async.bulk.tensor: a box wholly outside the tensor (not verified on a GPU; the kernels avoid it)");
     const unsigned bytes = (unsigned)(d.box0 * d.box1);
     check_smem(t_launch->dyn_base() + dst_off, bytes, 16, "cp.async.bulk.tensor destination");
     const unsigned long long at = SMEM_WINDOW + (unsigned long long)dst_off;
