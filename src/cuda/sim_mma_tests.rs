@@ -1042,12 +1042,13 @@ fn tma_tiles_match_reference_across_their_rings_and_edges() {
 #[test]
 fn clustered_tma_tiles_cover_every_tile_once_and_read_each_box_once_per_cluster() {
     // The clustered TMA tiles (`tma::body_cluster`): grids of several clusters along N and M,
-    // ragged (tiles past M or N padding whole clusters: zeros in, nothing stored), split 1 and 3,
-    // more k tiles than the ring holds. A block that computes another's tile leaves its own
-    // unwritten (poisoned); a multicast to the wrong blocks, or a refill before every block of
-    // the cluster released the stage, gives wrong sums or a deadlock; a remote arrival after its
-    // target ended aborts. The count of tensor copies shows the sharing: per cluster and k tile,
-    // CM X boxes and CN W boxes (not CM · CN of each).
+    // ragged (tiles wholly past M or N padding whole clusters: they load the matrix's first rows,
+    // since the simulation refuses a box wholly outside its tensor, and store nothing), split 1
+    // and 3, more k tiles than the ring holds. A block that computes another's tile leaves its
+    // own unwritten (poisoned); a multicast to the wrong blocks, or a refill before every block
+    // of the cluster released the stage, gives wrong sums or a deadlock; a remote arrival after
+    // its target ended aborts. The count of tensor copies shows the sharing: per cluster and k
+    // tile, CM X boxes and CN W boxes (not CM · CN of each).
     let mut rng = Rng::new(67);
     let e = SimExec::new();
     for (i, &(tile, m, n, k, splits)) in [
