@@ -626,7 +626,7 @@ fn bench_shape(
         for &tile in [MmaTile::M64N64, MmaTile::M128N64]
             .iter()
             .chain(wgmma_tiles)
-            .filter(|t| m > t.bm() * (t.cluster().0 - 1))
+            .filter(|t| t.clusters_filled_by(m))
         {
             let splits = splits_filling(tile, m, n, k, 2 * sms);
             // (`int8rt_mma64x64_i32`: the mma.sync tiles' labels are bare shapes)

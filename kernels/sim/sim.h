@@ -1137,14 +1137,20 @@ inline TmaBox tma_gather(size_t dst_off, const unsigned long long* map, int c0, 
 }
 
 // With the lock held: a box's bytes (`gathered`, chunks at `chunk_off`) land in block `l`'s
-// shared memory, completing them on the object at shared offset `bar_off` there.
+// shared memory, completing them on the object at shared offset `bar_off` there — when its
+// phase could otherwise complete, or (`now`) at once, the bytes counted on the current phase.
 inline void tma_deliver(Launch* l, const std::vector<size_t>& chunk_off, size_t bar_off,
-                        std::vector<unsigned char> gathered) {
+                        std::vector<unsigned char> gathered, bool now = false) {
     BulkCopy c{nullptr, nullptr, (unsigned)gathered.size(), std::move(gathered), {}};
     c.chunk_dst.reserve(chunk_off.size());
     for (size_t off : chunk_off) c.chunk_dst.push_back(l->dyn_base() + off);
     MBarrier& b = mbar_at(l->dyn_base() + bar_off, "cp.async.bulk.tensor's mbarrier");
-    b.copies.push_back(std::move(c));
+    if (now) {
+        c.land();
+        b.tx -= (long long)c.bytes;
+    } else {
+        b.copies.push_back(std::move(c));
+    }
     mbar_progress(b);
 }
 
@@ -1174,17 +1180,7 @@ inline void tma_load_2d_multicast(size_t dst_off, const unsigned long long* map,
         if (mask >> r & 1u) to.push_back(cluster_cta(r, "cp.async.bulk.tensor multicast"));
     t_launch->stats.bulk_copies.fetch_add(1, std::memory_order_relaxed);
     std::lock_guard<std::mutex> g(mbarriers().m);
-    for (Launch* l : to) {
-        if (l == t_launch) {
-            tma_deliver(l, box.chunk_off, bar_off, box.gathered);
-            continue;
-        }
-        MBarrier& b = mbar_at(l->dyn_base() + bar_off, "cp.async.bulk.tensor's mbarrier");
-        for (size_t j = 0; j < box.chunk_off.size(); ++j)
-            std::memcpy(l->dyn_base() + box.chunk_off[j], box.gathered.data() + 16 * j, 16);
-        b.tx -= (long long)box.gathered.size();
-        mbar_progress(b);
-    }
+    for (Launch* l : to) tma_deliver(l, box.chunk_off, bar_off, box.gathered, l != t_launch);
 }
 
 // At the end of a block: nothing may be in flight (its accumulators are gone).

@@ -561,6 +561,12 @@ impl MmaTile {
     pub const fn cluster(self) -> (usize, usize) {
         self.spec().cluster
     }
+    /// Whether `m` rows fill more than all but one of the tile rows of this tile's clusters
+    /// (always, without clusters): below that a cluster's last tile row would be padding only.
+    /// The tuner offers a tile, and the bench times it, only then.
+    pub const fn clusters_filled_by(self, m: usize) -> bool {
+        m > self.bm() * (self.cluster().0 - 1)
+    }
     /// Whether this is a weight-streaming tile (`kernels/gemv_mma.cu`'s staged kernels).
     pub const fn is_stream(self) -> bool {
         matches!(self.spec().family, TileFamily::Stream { .. })

@@ -374,11 +374,10 @@ fn all_candidates(m: usize, k: usize, arch: u32) -> Vec<GemmKernel> {
         // guard, and their tensor work, 64 rows at least, hides under the weight stream)
         // (a tile whose clusters span CM tile rows only once M fills more than CM − 1 of them:
         // below that a cluster's second row is padding)
-        let (cm, _) = tile.cluster();
         let useful = if tile.is_stream() {
             (16..=256).contains(&m)
         } else {
-            (tile.bm() <= rows || (tile.is_tma() && tile.bm() == 64)) && m > tile.bm() * (cm - 1)
+            (tile.bm() <= rows || (tile.is_tma() && tile.bm() == 64)) && tile.clusters_filled_by(m)
         };
         let kt = k.div_ceil(tile.bk());
         for splits in SPLITS {
