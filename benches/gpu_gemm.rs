@@ -22,7 +22,9 @@
 //! Besides the design shapes: the decode sizes M = 2, 4, 16, 64 at 4096² and M = 1, 8 at 8192²
 //! (64 MiB of weights: the streaming rate with the fixed launch cost amortized), where the
 //! weight-streaming tensor-core GEMV (`GemmKernel::MmaGemv`, also timed forced up to M = 128;
-//! its block variants `MmaGemvVariant(Narrow | Wide)` up to M = 8) competes with the dp4a GEMV
+//! its block variants `MmaGemvVariant(Narrow | Wide)` up to M = 8, on sm_90 the bulk-copy and
+//! prefetching ones up to M = 64: rows `int8rt_gemv_bulk_i32`, `int8rt_gemv_prefetch_i32` and,
+//! launched overlapped, `int8rt_gemv_prefetch_overlap_i32`) competes with the dp4a GEMV
 //! and the tiles. On sm_90, from M = 256, the `wgmma` tiles forced (rows
 //! `int8rt_wgmma128x256_i32`, `int8rt_wgmma128x128_i32`, `int8rt_wgmma128x128d3_i32`; at 8192³
 //! also in the targets table). On sm_90 the TMA-fed `wgmma` tiles forced at the split-K factor
@@ -562,6 +564,20 @@ fn bench_shape(
             GemmKernel::MmaGemvVariant(GemvVariant::Bulk),
             false,
         ));
+        // The prefetching GEMV (sm_90 and newer; built without a GPU, fifteenth session),
+        // launched normally and overlapped with the call before it (its first 4 KiB of every
+        // weight row requested before it waits for that call): rows `int8rt_gemv_prefetch_i32`,
+        // `int8rt_gemv_prefetch_overlap_i32`, beside `int8rt_gemv_i32` and `int8rt_overlap_i32`.
+        for name in [
+            "int8rt_gemv_prefetch_i32",
+            "int8rt_gemv_prefetch_overlap_i32",
+        ] {
+            runs.push((
+                name.into(),
+                GemmKernel::MmaGemvVariant(GemvVariant::Prefetch),
+                false,
+            ));
+        }
     }
     // The TMA-fed wgmma tiles (sm_90; built without a GPU, sixth session), each at the split-K
     // factor (1, 2, 4 or 8, two k tiles per split at least) whose blocks come nearest to one
@@ -873,6 +889,8 @@ fn main() {
         "int8rt_tmc64x64n4_i32",
         "int8rt_tuned_i32",
         "int8rt_overlap_i32",
+        "int8rt_gemv_prefetch_i32",
+        "int8rt_gemv_prefetch_overlap_i32",
     ];
     for (&(m, k, n), name) in SHAPES
         .iter()

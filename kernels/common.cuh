@@ -7,6 +7,7 @@
 //
 // Helper layer (thread → warp → block, CUTLASS order):
 //   thread:  dp4a_s8 / dp4a_u8, f32_to_f16_rn / f32_to_bf16_rn, round_shift_clamp, ldg_v4, ldg_stream_v4,
+//            prefetch_l2 (sm_90),
 //            is_nan_bits / is_nonfinite_bits, f32_to_ordered / ordered_to_f32, ldcg_u64,
 //            cp_async_16 / cp_async_16_or_zero / cp_async_commit / cp_async_wait<N> (sm_80;
 //            synchronous copies on sm_75),
@@ -188,8 +189,27 @@ I8RT_INLINE int4 ldg_stream_v4(const void* p) {
         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
         : "l"(p));
     return v;
-#else
+#elif defined(I8RT_DEVICE_BUILD)
     return ldg_v4(p);
+#else
+    return sim::load_stream_v4(p);  // (its bytes recorded against the launch's L2 prefetches)
+#endif
+}
+
+// `cp.async.bulk.prefetch.L2.global`: ask for `bytes` (a positive multiple of 16) of global
+// memory from `src` (16-byte aligned) to be brought into L2, without waiting and without a
+// destination — the whole range in one instruction, so a thread can put a weight slice's bytes
+// in flight without holding them in registers or shared memory. A hint: it changes no value.
+// sm_90; earlier builds emit nothing (the host runs no kernel that uses it there). The
+// simulation checks its operands and records its range (sim.h, `prefetch_l2`).
+I8RT_INLINE void prefetch_l2(const void* src, unsigned bytes) {
+#if defined(I8RT_DEVICE_BUILD) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
+#elif defined(I8RT_DEVICE_BUILD)
+    (void)src;
+    (void)bytes;
+#else
+    sim::prefetch_l2(src, bytes);
 #endif
 }
 

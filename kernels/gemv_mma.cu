@@ -3,9 +3,10 @@
 // X s8 or u8, W s8, both K-contiguous with 16-byte-aligned rows (the host checks; other strides
 // run on gemm_dp4a.cu). Chosen by the host's dispatch (src/cuda/ops.rs) for small M, where the
 // tiled kernels of gemm_mma.cu stage weights through shared memory that no other row reuses.
-// Two families: the GEMV (gemv_mma_m8 / m16 / m32, activations read from global memory) and,
-// at the end of the file, its staged variant for 32 … 256 rows (gemm_stream_*, activations
-// staged in shared memory; forced only until measured).
+// Two families: the GEMV (gemv_mma_m8 / m16 / m32, activations read from global memory; its
+// block variants narrow, wide and, on sm_90, prefetching — gemv_mma_pf_*, the block's weight
+// rows also requested from L2 ahead of its loads) and, at the end of the file, its staged
+// variant for 32 … 256 rows (gemm_stream_*, activations staged in shared memory).
 // I8RT_MIN_ARCH 75
 // I8RT_PTX_ARCH 80
 // (sm_75, Turing, has neither cp.async nor m16n8k32: its CUBIN, built from the same source, copies
@@ -65,9 +66,15 @@ struct Batch {
     int4 x[U][MT];
 };
 
+// Bytes of each weight row the prefetching variant (PF) keeps requested ahead of its warps'
+// batches: at 1 × 4096² a block's whole slice (64 KiB; the launch's 16 MiB at once, a third of
+// an H100's L2), at longer rows a window of 64 KiB per block.
+constexpr int PF_AHEAD = 4096;
+
 // W warps per block (8; 4 for the narrow variant, 12 for the wide one), U steps per register
-// batch.
-template <int MT, bool U8, int W = WARPS, int U = Cfg<MT>::U>
+// batch; PF: the prefetching variant (sm_90, `gemv_mma_pf_*`), which also asks L2 for the
+// block's weight rows ahead of its loads (below).
+template <int MT, bool U8, int W = WARPS, int U = Cfg<MT>::U, bool PF = false>
 I8RT_INLINE void body(const GemmParams& p) {
     using C = Cfg<MT>;
     __shared__ int red[W][MT * 4][32];
@@ -126,6 +133,32 @@ I8RT_INLINE void body(const GemmParams& p) {
             for (int j = 0; j < MT; ++j) b.x[u][j] = live && x_ok[j] ? ldg_v4(xp[j] + o) : zero;
         }
     };
+    // The prefetching variant: besides its own loads (in flight only as far as registers hold
+    // them: ~31 KiB per SM at 1 × 4096², where Nsight Compute found the GEMV waiting on them),
+    // lane 0 of warp w asks L2 for the block's weight rows r ≡ w (mod W), whole rows of K
+    // rounded up to 16 (inside the row: its stride is a multiple of 16) in contiguous pieces,
+    // each byte once: PF_AHEAD bytes before the first batch — before the wait for the previous
+    // kernel, so under an overlapped launch they stream while it finishes — then at each batch
+    // up to PF_AHEAD past that batch's last round. That reaches the row's end (K rounded up to
+    // 16) even for a warp with one batch fewer than warp 0, or none: a warp's last batch ends
+    // at most W steps short of K's last whole step, within PF_AHEAD. Block row 0 only
+    // (blockIdx.y): the others read the same weights.
+    static_assert(!PF || PF_AHEAD >= (W + 1) * STEP, "the prefetch window reaches the row's end");
+    const long long kc = ((long long)p.k + 15) & ~15ll;
+    const bool pf_lane = PF && lane == 0 && blockIdx.y == 0;
+    long long pf_done = 0;
+    auto prefetch_to = [&](long long to) {
+        to = to < kc ? to : kc;
+        if (!pf_lane || to <= pf_done) return;
+#pragma unroll
+        for (int i = 0; i < (BN + W - 1) / W; ++i) {
+            const int r = warp + W * i;
+            if (r < BN && bn + r < p.n) prefetch_l2(wb + (long long)(bn + r) * p.ldb + pf_done, (unsigned)(to - pf_done));
+        }
+        pf_done = to;
+    };
+    if (PF) prefetch_to(PF_AHEAD);
+
     Batch<MT, U> cur, nxt{};  // (nxt is copied even when the last batch loaded none)
     if (count > 0) load_w(cur, 0);
     // Launched overlapped (sm_90), this kernel may start while the one that writes X, the
@@ -135,6 +168,7 @@ I8RT_INLINE void body(const GemmParams& p) {
     if (count > 0) {
         load_x(cur, 0);
         for (int i0 = 0; i0 < count; i0 += U) {
+            if (PF) prefetch_to(PF_AHEAD + (long long)(i0 + U) * W * STEP);
             if (i0 + U < count) {
                 load_w(nxt, i0 + U);
                 load_x(nxt, i0 + U);
@@ -180,6 +214,18 @@ I8RT_ENTRY_MIN_BLOCKS(gemv_mma_m8_narrow_u8, GemmParams, gemv::NARROW_THREADS, 4
 // block's 16: ~46 KiB per SM instead of ~31.
 I8RT_ENTRY_MIN_BLOCKS(gemv_mma_m8_wide_s8, GemmParams, gemv::WIDE_THREADS, 2) { gemv::body<1, false, 12, 2>(p); }
 I8RT_ENTRY_MIN_BLOCKS(gemv_mma_m8_wide_u8, GemmParams, gemv::WIDE_THREADS, 2) { gemv::body<1, true, 12, 2>(p); }
+// The prefetching variant (sm_90: `cp.async.bulk.prefetch.L2`; forced or tuned only until
+// measured): the default blocks and register batches, plus each block's weight rows requested
+// from L2 ahead of its loads (PF in body), 8, 16 or 32 activation rows per block row like the
+// default. Below sm_90 the prefetch is nothing and the host refuses the variant.
+// (m8 held to three blocks per SM, as the default's 80 registers allow: under an overlapped
+// launch at 1 × 4096² the third block's place is where the next call's blocks start early)
+I8RT_ENTRY_MIN_BLOCKS(gemv_mma_pf_m8_s8, GemmParams, gemv::THREADS, 3) { gemv::body<1, false, gemv::WARPS, gemv::Cfg<1>::U, true>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemv_mma_pf_m8_u8, GemmParams, gemv::THREADS, 3) { gemv::body<1, true, gemv::WARPS, gemv::Cfg<1>::U, true>(p); }
+I8RT_ENTRY(gemv_mma_pf_m16_s8, GemmParams, gemv::THREADS) { gemv::body<2, false, gemv::WARPS, gemv::Cfg<2>::U, true>(p); }
+I8RT_ENTRY(gemv_mma_pf_m16_u8, GemmParams, gemv::THREADS) { gemv::body<2, true, gemv::WARPS, gemv::Cfg<2>::U, true>(p); }
+I8RT_ENTRY(gemv_mma_pf_m32_s8, GemmParams, gemv::THREADS) { gemv::body<4, false, gemv::WARPS, gemv::Cfg<4>::U, true>(p); }
+I8RT_ENTRY(gemv_mma_pf_m32_u8, GemmParams, gemv::THREADS) { gemv::body<4, true, gemv::WARPS, gemv::Cfg<4>::U, true>(p); }
 
 // ---------------------------------------------------------------------------------------------
 // The staged variant (kernels gemm_stream_*): weights streamed the same way, activations staged

@@ -246,8 +246,9 @@ fn gemm_matches_reference_over_shapes() {
         kernels.push(GemmKernel::MmaGemvVariant(GemvVariant::Wide));
     }
     if dev.compute_capability().0 >= 9 {
-        // (the bulk-copy GEMV: its first native run)
+        // (the bulk-copy GEMV; the prefetching GEMV: its first native run)
         kernels.push(GemmKernel::MmaGemvVariant(GemvVariant::Bulk));
+        kernels.push(GemmKernel::MmaGemvVariant(GemvVariant::Prefetch));
     }
     for kernel in kernels {
         for d in 1..=17 {

@@ -6,7 +6,8 @@
 //! shared memory filled by `LDGSTS` (cp.async), of every weight-streaming one
 //! (`kernels/gemv_mma*.cu`) `IMMA` fed by `LDG` (global loads) — its staged variant's also by
 //! `LDS` from shared memory that `LDGSTS` filled, its bulk-copy variant's by `LDS` from shared
-//! memory that `UBLKCP` filled on `SYNCS` (mbarriers), of every `wgmma` kernel `IGMMA` on shared
+//! memory that `UBLKCP` filled on `SYNCS` (mbarriers), its prefetching variant's on sm_90 beside
+//! L2 bulk prefetches (`UBLKPF`; the others none), of every `wgmma` kernel `IGMMA` on shared
 //! memory filled by `LDGSTS` or, in `kernels/gemm_tma.cu`, by `UTMALDG` (tensor copies) on
 //! `SYNCS`; the instruction mix of each tensor-core kernel is
 //! printed (bench/RESULTS-gpu-static.md); the instruction-peak kernels (`kernels/peak.cu`) hold
@@ -283,7 +284,12 @@ fn dp4a_kernels_compile_to_idp4a() {
                 // weights by bulk copies (UBLKCP) completing on mbarriers (SYNCS) into shared
                 // memory, read back with LDS; activations by LDG
                 &["IMMA", "LDG", "UBLKCP", "SYNCS", "LDS"]
+            } else if k.name().starts_with("gemv_mma_pf") && arch >= 90 {
+                // the prefetching GEMV: the default's loads plus its L2 bulk prefetches
+                &["IMMA", "LDG", "UBLKPF"]
             } else if k.module().file().starts_with("gemv_mma") {
+                // (and no prefetch: before sm_90 the prefetching variant's compiles to none)
+                assert_eq!(count("UBLKPF"), 0, "{} on sm_{arch}: UBLKPF", k.name());
                 &["IMMA", "LDG"]
             } else {
                 &["IMMA", "LDSM", staged_copy]
@@ -404,8 +410,8 @@ fn peak_kernels_loop_over_exactly_the_measured_instruction() {
 
 /// The kernels the host may launch overlapped with their predecessor (programmatic dependent
 /// launch, `KernelId::waits_for_predecessor`) wait for it (`griddepcontrol.wait`, SASS `ACQBULK`)
-/// before any global load but the weights' (the streaming-hinted `LDG.E.NA…` or bulk copies
-/// `UBLKCP`, immutable) and
+/// before any global load but the weights' (the streaming-hinted `LDG.E.NA…`, bulk copies
+/// `UBLKCP` or L2 bulk prefetches `UBLKPF`, immutable) and
 /// before any global store, and let the next launch begin (`PREEXIT`, as does the activation
 /// quantization before them); on sm_90 only — the sm_80 CUBIN has neither — and no other kernel
 /// has them (the registry and the sources agree).
@@ -451,8 +457,12 @@ fn overlapped_kernels_wait_before_touching_their_predecessors_data() {
         for (i, c) in code.iter().enumerate().take(wait) {
             let o = op(c);
             // (the weights: streaming-hinted loads, bulk copies or tensor copies into shared
-            // memory — the TMA tiles issue only their W boxes before the wait)
-            if o.starts_with("LDG.E.NA") || o.starts_with("UBLKCP") || o.starts_with("UTMALDG") {
+            // memory — the TMA tiles issue only their W boxes before the wait — or L2 bulk
+            // prefetches)
+            if ["LDG.E.NA", "UBLKCP", "UTMALDG", "UBLKPF"]
+                .iter()
+                .any(|p| o.starts_with(p))
+            {
                 weights_before += 1;
             }
             let touches_data = (o.starts_with("LDG") && !o.starts_with("LDG.E.NA"))

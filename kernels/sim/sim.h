@@ -204,6 +204,7 @@ struct Stats {
     std::atomic<unsigned long long> lds_v4{0};            // warp-wide 16-byte shared loads (per warp)
     std::atomic<unsigned long long> wgmma{0};             // wgmma.mma_async instructions (per warpgroup)
     std::atomic<unsigned long long> bulk_copies{0};       // cp.async.bulk instructions (per thread)
+    std::atomic<unsigned long long> l2_prefetches{0};     // cp.async.bulk.prefetch.L2 instructions (per thread)
 };
 
 struct Launch;
@@ -384,6 +385,86 @@ inline int4 load_v4(const void* p) {
     int4 v;
     std::memcpy(&v, p, 16);
     return v;
+}
+
+// --- L2 prefetches and the weight stream they serve ---------------------------------------------
+//
+// A prefetch into L2 changes no value, so the simulation checks what it can of one — its operands
+// (a positive multiple of 16 bytes from a 16-byte-aligned address inside a device buffer) — and
+// records where it reached, beside where the streaming loads (`ldg_stream_v4`) of the same launch
+// read. At the launch's end (`l2_coverage_stats`) the two meet: bytes prefetched, bytes
+// prefetched more than once, and streamed bytes that no prefetch of the launch covered. Order
+// within the launch is not checked (a prefetch is a hint; a warp may run ahead of the one that
+// issues it), only coverage. Launches run one at a time (sim_main.cpp's launch lock).
+struct L2Coverage {
+    std::mutex m;
+    std::vector<std::pair<unsigned long long, unsigned long long>> prefetched, streamed;  // [begin, end)
+};
+inline L2Coverage& l2_coverage() {
+    static L2Coverage c;
+    return c;
+}
+
+// `cp.async.bulk.prefetch.L2.global [src], bytes`.
+inline void prefetch_l2(const void* src, unsigned bytes) {
+    if (bytes == 0 || bytes % 16 != 0) fail("cp.async.bulk.prefetch: size not a positive multiple of 16");
+    if (reinterpret_cast<uintptr_t>(src) % 16 != 0) fail("cp.async.bulk.prefetch: global address not 16-byte aligned");
+    check_global(src, bytes, "a cp.async.bulk.prefetch.L2 source");
+    t_launch->stats.l2_prefetches.fetch_add(1, std::memory_order_relaxed);
+    const unsigned long long a = (unsigned long long)reinterpret_cast<uintptr_t>(src);
+    std::lock_guard<std::mutex> g(l2_coverage().m);
+    l2_coverage().prefetched.emplace_back(a, a + bytes);
+}
+
+// `ld.global.nc.L1::no_allocate.L2::256B.v4`: load_v4, its bytes recorded as streamed.
+inline int4 load_stream_v4(const void* p) {
+    const int4 v = load_v4(p);
+    const unsigned long long a = (unsigned long long)reinterpret_cast<uintptr_t>(p);
+    std::lock_guard<std::mutex> g(l2_coverage().m);
+    l2_coverage().streamed.emplace_back(a, a + 16);
+    return v;
+}
+
+// The launch's coverage, then cleared: {bytes prefetched, of them prefetched again (the sum of
+// the prefetches' sizes less the size of their union), streamed bytes outside that union}.
+inline void l2_coverage_stats(unsigned long long (&out)[3]) {
+    L2Coverage& c = l2_coverage();
+    std::lock_guard<std::mutex> g(c.m);
+    using Ranges = std::vector<std::pair<unsigned long long, unsigned long long>>;
+    auto merged = [](Ranges r) {
+        std::sort(r.begin(), r.end());
+        Ranges u;
+        for (const auto& x : r)
+            if (!u.empty() && x.first <= u.back().second)
+                u.back().second = std::max(u.back().second, x.second);
+            else
+                u.push_back(x);
+        return u;
+    };
+    unsigned long long total = 0, in_union = 0, outside = 0;
+    for (const auto& x : c.prefetched) total += x.second - x.first;
+    const Ranges pf = merged(c.prefetched);
+    for (const auto& x : pf) in_union += x.second - x.first;
+    const Ranges st = merged(c.streamed);
+    // Streamed bytes outside the prefetched union: walk both sorted, disjoint lists.
+    size_t j = 0;
+    for (const auto& x : st) {
+        unsigned long long at = x.first;
+        while (at < x.second) {
+            while (j < pf.size() && pf[j].second <= at) ++j;
+            if (j == pf.size() || pf[j].first >= x.second) {
+                outside += x.second - at;
+                break;
+            }
+            if (pf[j].first > at) outside += pf[j].first - at;
+            at = pf[j].second;
+        }
+    }
+    out[0] = total;
+    out[1] = total - in_union;
+    out[2] = outside;
+    c.prefetched.clear();
+    c.streamed.clear();
 }
 
 // --- dynamic shared memory, fences -------------------------------------------------------------

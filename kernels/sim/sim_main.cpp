@@ -294,6 +294,9 @@ void run_fibers(const sim::Entry* e, const std::vector<sim::Launch*>& ctas, unsi
 }
 #endif
 
+// Counts a launch reports (`int8rt_sim_launch_checked`'s `stats`).
+constexpr int SIM_STATS = 11;
+
 int error(char* err, size_t len, const std::string& msg) {
     if (len > 0) {
         std::snprintf(err, len, "%s", msg.c_str());
@@ -329,10 +332,12 @@ unsigned int8rt_sim_kernel_cluster(size_t i) { return i < sim::registry().size()
 
 // Launch `name` on grid × block with one parameter block of `params_size` bytes and
 // `dyn_smem` bytes of dynamic shared memory; runs to completion. `flags` bit 0: cp.async copies
-// land at issue instead of at the wait that completes them. `stats` (or null) receives 7 counts:
-// ldmatrix instructions, extra shared-memory wavefronts they and lds_v4 cost (bank conflicts),
-// mma.sync instructions, cp.async instructions, warp-wide 16-byte shared loads (lds_v4),
-// wgmma.mma_async instructions (per warpgroup), cp.async.bulk instructions (per thread).
+// land at issue instead of at the wait that completes them. `stats` (or null) receives
+// SIM_STATS (11) counts: ldmatrix instructions, extra shared-memory wavefronts they and lds_v4
+// cost (bank conflicts), mma.sync instructions, cp.async instructions, warp-wide 16-byte shared
+// loads (lds_v4), wgmma.mma_async instructions (per warpgroup), cp.async.bulk instructions (per
+// thread), cp.async.bulk.prefetch.L2 instructions (per thread), then sim.h's L2 coverage: bytes
+// prefetched, bytes prefetched again, streamed bytes (ldg_stream_v4) no prefetch covered.
 // `buffers` (or null) lists the live device buffers as `nbuffers` sorted [begin, end) address
 // pairs: the 16-byte global loads, cp.async sources and ld.global.cg of the launch must each lie
 // inside one of them (a read past a buffer's end is a failure, not a silent read of the host's
@@ -361,9 +366,13 @@ int int8rt_sim_launch_checked(const char* name, const unsigned* grid, const unsi
                                        " blocks along x in clusters of " + std::to_string(cs) +
                                        " (the grid's x must be a multiple of a cluster size of 1 .. 8)");
     if (stats)
-        for (int i = 0; i < 7; ++i) stats[i] = 0;
+        for (int i = 0; i < SIM_STATS; ++i) stats[i] = 0;
     if ((unsigned long long)g.x * g.y * g.z == 0) return 0;
     std::lock_guard<std::mutex> guard(launch_lock());
+    {
+        unsigned long long stale[3];  // (what a failed launch before this one left)
+        sim::l2_coverage_stats(stale);
+    }
     // One context per block of a cluster (a launch without clusters: one).
     sim::Cluster cluster(cs, (unsigned)n * cs);
     std::vector<std::unique_ptr<sim::Launch>> ctas;
@@ -440,8 +449,13 @@ int int8rt_sim_launch_checked(const char* name, const unsigned* grid, const unsi
             stats[4] += l->stats.lds_v4.load();
             stats[5] += l->stats.wgmma.load();
             stats[6] += l->stats.bulk_copies.load();
+            stats[7] += l->stats.l2_prefetches.load();
         }
     }
+    unsigned long long coverage[3];
+    sim::l2_coverage_stats(coverage);
+    if (stats)
+        for (int i = 0; i < 3; ++i) stats[8 + i] = coverage[i];
     return 0;
 }
 

@@ -206,6 +206,7 @@ impl GemmKernel {
     pub const fn ran_on_gpu(self) -> bool {
         match self {
             GemmKernel::Mma(Some(c)) => c.tile.ran_on_gpu(),
+            GemmKernel::MmaGemvVariant(GemvVariant::Prefetch) => false,
             _ => true,
         }
     }
@@ -220,8 +221,8 @@ impl GemmKernel {
     }
 }
 
-/// Block shapes of the weight-streaming GEMV besides its default (8 warps, 2 register steps),
-/// for up to 8 activation rows per block row; each keeps more weight bytes in flight per SM than
+/// Block shapes of the weight-streaming GEMV besides its default (8 warps, 2 register steps);
+/// each keeps more weight bytes in flight per SM than
 /// the default at one of the sizes it streams slowest (`bench/RESULTS-gpu-static.md`). `Auto`
 /// runs the narrow one where the H200 measured it faster (`gemv_auto_variant`); the others are
 /// forced or tuned only.
@@ -239,6 +240,15 @@ pub enum GemvVariant {
     /// block row as M asks, like the default. Forced or tuned only: on the H200 slower than the
     /// default at every size measured (1 × 4096²: 9.7 µs against 7.8; bench/RESULTS.md).
     Bulk,
+    /// The default blocks and register batches, plus each block's weight rows requested from
+    /// L2 ahead of its loads (`gemv_mma_pf_m8/m16/m32_*`, sm_90 and newer:
+    /// `cp.async.bulk.prefetch.L2`, 4 KiB of every row ahead — at 1 × 4096² the whole layer at
+    /// the start, before the wait for the kernel before it when launched overlapped): the
+    /// bytes in flight no longer bounded by registers (Nsight Compute found the default waiting
+    /// on its loads at 51 % of the H100's DRAM throughput there). 8, 16 or 32 activation rows
+    /// per block row like the default. Not yet run on a GPU: forced, or tuned with unproven
+    /// kernels.
+    Prefetch,
 }
 
 impl GemvVariant {
@@ -247,7 +257,7 @@ impl GemvVariant {
         match self {
             GemvVariant::Narrow => 128,
             GemvVariant::Wide => 384,
-            GemvVariant::Bulk => 256,
+            GemvVariant::Bulk | GemvVariant::Prefetch => 256,
         }
     }
     /// Dynamic shared memory per block for `bm` activation rows per block row: the bulk
@@ -263,7 +273,8 @@ impl GemvVariant {
     }
     /// The activation rows per block row and the kernel for `m` rows of s8 (`false`) or u8
     /// (`true`) activations: the narrow and wide variants' one 8-row block row (repeated over M);
-    /// the bulk one's 8, 16 or 32 rows as M asks, like the default GEMV's (`gemv_plan`).
+    /// the bulk and prefetching ones' 8, 16 or 32 rows as M asks, like the default GEMV's
+    /// (`gemv_plan`).
     const fn block_row(self, m: usize, u8_act: bool) -> (usize, KernelId) {
         use KernelId::*;
         match (self, m, u8_act) {
@@ -277,6 +288,12 @@ impl GemvVariant {
             (GemvVariant::Bulk, 9..=16, true) => (16, GemvMmaBulkM16U8),
             (GemvVariant::Bulk, _, false) => (GEMV_MAX_BM, GemvMmaBulkM32S8),
             (GemvVariant::Bulk, _, true) => (GEMV_MAX_BM, GemvMmaBulkM32U8),
+            (GemvVariant::Prefetch, 0..=8, false) => (8, GemvMmaPfM8S8),
+            (GemvVariant::Prefetch, 0..=8, true) => (8, GemvMmaPfM8U8),
+            (GemvVariant::Prefetch, 9..=16, false) => (16, GemvMmaPfM16S8),
+            (GemvVariant::Prefetch, 9..=16, true) => (16, GemvMmaPfM16U8),
+            (GemvVariant::Prefetch, _, false) => (GEMV_MAX_BM, GemvMmaPfM32S8),
+            (GemvVariant::Prefetch, _, true) => (GEMV_MAX_BM, GemvMmaPfM32U8),
         }
     }
 }
@@ -665,6 +682,9 @@ pub(crate) fn arch_refusal(kernel: GemmKernel, arch: u32) -> Option<String> {
         )),
         GemmKernel::MmaGemvVariant(GemvVariant::Bulk) if arch < 90 => Some(format!(
             "the bulk-copy GEMV needs sm_90 or newer (cp.async.bulk); this GPU is sm_{arch}"
+        )),
+        GemmKernel::MmaGemvVariant(GemvVariant::Prefetch) if arch < 90 => Some(format!(
+            "the prefetching GEMV needs sm_90 or newer (cp.async.bulk.prefetch); this GPU is sm_{arch}"
         )),
         _ => None,
     }

@@ -62,8 +62,8 @@ impl KernelId {
 
     /// Whether this kernel waits for the kernel before it on the stream (`griddep_wait` in
     /// kernels/common.cuh) before touching anything that kernel may write or read, and so may be
-    /// launched overlapped with it (`Exec::launch_overlapped`): the weight-streaming GEMV and
-    /// the TMA tiles.
+    /// launched overlapped with it (`Exec::launch_overlapped`): the weight-streaming GEMV (its
+    /// block variants included) and the TMA tiles.
     pub const fn waits_for_predecessor(self) -> bool {
         use KernelId::*;
         self.uses_tma() && !matches!(self, TmaProbe)
@@ -85,6 +85,12 @@ impl KernelId {
                     | GemvMmaBulkM16U8
                     | GemvMmaBulkM32S8
                     | GemvMmaBulkM32U8
+                    | GemvMmaPfM8S8
+                    | GemvMmaPfM8U8
+                    | GemvMmaPfM16S8
+                    | GemvMmaPfM16U8
+                    | GemvMmaPfM32S8
+                    | GemvMmaPfM32U8
             )
     }
 

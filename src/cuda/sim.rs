@@ -197,6 +197,14 @@ pub(crate) struct SimStats {
     pub wgmma: u64,
     /// `cp.async.bulk` instructions (per thread).
     pub bulk_copies: u64,
+    /// `cp.async.bulk.prefetch.L2` instructions (per thread).
+    pub l2_prefetches: u64,
+    /// Bytes those asked for, each prefetch counted.
+    pub l2_prefetch_bytes: u64,
+    /// Of them, bytes a launch asked for more than once.
+    pub l2_prefetch_repeated_bytes: u64,
+    /// Bytes streaming loads (`ldg_stream_v4`) read that no prefetch of their launch asked for.
+    pub streamed_unprefetched_bytes: u64,
 }
 
 impl SimStats {
@@ -208,6 +216,10 @@ impl SimStats {
         self.lds_v4 += o.lds_v4;
         self.wgmma += o.wgmma;
         self.bulk_copies += o.bulk_copies;
+        self.l2_prefetches += o.l2_prefetches;
+        self.l2_prefetch_bytes += o.l2_prefetch_bytes;
+        self.l2_prefetch_repeated_bytes += o.l2_prefetch_repeated_bytes;
+        self.streamed_unprefetched_bytes += o.streamed_unprefetched_bytes;
     }
 }
 
@@ -242,9 +254,9 @@ impl SimLib {
         };
         let cname = CString::new(name).map_err(|_| Error::param("kernel name", "contains NUL"))?;
         let mut err = [0 as c_char; 512];
-        let mut st = [0u64; 7];
+        let mut st = [0u64; 11];
         // SAFETY: `cname` is NUL-terminated, grid and block point at 3 u32 each, `st` holds the
-        // 6 counts the library writes, `buffers` the pairs whose count is passed (u64 pairs are
+        // 11 counts the library writes, `buffers` the pairs whose count is passed (u64 pairs are
         // the C side's [2 n] array), `err` has the length passed; the library checks the
         // parameter block's length against the kernel's sizeof, and the caller vouches for its
         // addresses.
@@ -282,6 +294,10 @@ impl SimLib {
             lds_v4: st[4],
             wgmma: st[5],
             bulk_copies: st[6],
+            l2_prefetches: st[7],
+            l2_prefetch_bytes: st[8],
+            l2_prefetch_repeated_bytes: st[9],
+            streamed_unprefetched_bytes: st[10],
         })
     }
 
@@ -404,6 +420,10 @@ impl SimExec {
                 lds_v4: 0,
                 wgmma: 0,
                 bulk_copies: 0,
+                l2_prefetches: 0,
+                l2_prefetch_bytes: 0,
+                l2_prefetch_repeated_bytes: 0,
+                streamed_unprefetched_bytes: 0,
             }),
             overlapped: std::cell::Cell::new(0),
             allocs: std::cell::Cell::new(0),

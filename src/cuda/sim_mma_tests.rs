@@ -1834,6 +1834,106 @@ fn gemv_bulk_copies_match_reference_around_every_edge() {
 }
 
 #[test]
+fn gemv_prefetch_matches_reference_and_streams_only_weight_bytes_it_prefetched_once() {
+    // The prefetching GEMV (`GemvVariant::Prefetch`, sm_90): the default GEMV's edge shapes (M
+    // around its 8-, 16- and 32-row block rows and over several of them, N around a block's 16
+    // rows, K around the 64-byte step, its 16-byte pieces, a round of 8 warps, idle warps, K = 0),
+    // then K around its 4 KiB window (the window exactly, one piece more, several windows with a
+    // short tail, a warp with a batch fewer than warp 0). Bits against the reference, and per
+    // shape what its L2 prefetches asked for (sim.h's coverage, summed over the launches): every
+    // weight row of the layer, K rounded up to 16, exactly once per launch (block row 0 alone
+    // prefetches; the others read the same rows), nothing twice, and no streamed weight byte
+    // that no prefetch of its launch covered. The default GEMV, the same way, prefetches nothing
+    // and streams bytes outside any prefetch: the coverage can fail.
+    let mut rng = Rng::new(72);
+    let e = SimExec::new();
+    let pf = GemmKernel::MmaGemvVariant(GemvVariant::Prefetch);
+    for (i, &(m, n, k)) in [
+        (1, 16, 64),
+        (1, 17, 1),
+        (2, 15, 15),
+        (3, 33, 17),
+        (8, 31, 65),
+        (9, 16, 512),
+        (17, 16, 3 * 64),
+        (16, 20, 8 * 64 + 40),
+        (5, 9, 0),
+        (1, 40, 4096),
+        (4, 17, 4096 + 16),
+        (12, 18, 4096 + 3 * 512 + 40),
+        (32, 20, 9 * 1024 + 8),
+        (33, 18, 5000),
+        (70, 17, 4096 + 9 * 64),
+    ]
+    .iter()
+    .enumerate()
+    {
+        check_gemm_on(
+            &e,
+            pf,
+            Path::CudaMma,
+            &mut rng,
+            m,
+            n,
+            k,
+            ACTS[i % 4],
+            BIASES[(i / 4 + i) % 3],
+            true,
+            i == 11,
+        );
+        let st = e.take_stats();
+        let launched = e.take_launched();
+        assert!(
+            !launched.is_empty()
+                && launched
+                    .iter()
+                    .all(|k| k.name().starts_with("gemv_mma_pf_")),
+            "{m}x{n}x{k}: {launched:?}"
+        );
+        let kc = k.next_multiple_of(16) as u64;
+        assert_eq!(
+            st.l2_prefetch_bytes,
+            launched.len() as u64 * n as u64 * kc,
+            "{m}x{n}x{k}: every weight row once per launch; {st:?}"
+        );
+        assert_eq!(
+            (
+                st.l2_prefetch_repeated_bytes,
+                st.streamed_unprefetched_bytes
+            ),
+            (0, 0),
+            "{m}x{n}x{k}: {st:?}"
+        );
+        assert!(st.mma > 0 || k == 0, "{m}x{n}x{k}: {st:?}");
+        assert_eq!(
+            (st.ldmatrix, st.cp_async, st.bulk_copies),
+            (0, 0, 0),
+            "{m}x{n}x{k}: {st:?}"
+        );
+    }
+    check_gemm_on(
+        &e,
+        GemmKernel::MmaGemv,
+        Path::CudaMma,
+        &mut rng,
+        4,
+        17,
+        4096 + 16,
+        ActCase::S8Tensor,
+        BiasCase::None,
+        true,
+        false,
+    );
+    let st = e.take_stats();
+    assert_eq!(st.l2_prefetches, 0, "default GEMV: {st:?}");
+    assert!(st.streamed_unprefetched_bytes > 0, "default GEMV: {st:?}");
+    // Before sm_90 it is refused, not launched.
+    let old = SimExec::with_arch(80, 108);
+    let err = ops::arch_refusal(pf, old.arch).expect("refused on sm_80");
+    assert!(err.contains("sm_90"), "{err}");
+}
+
+#[test]
 fn gemv_extreme_operands_are_exact_and_auto_chooses_it_for_few_rows() {
     // All-extreme operands over a deep K: any saturating or sign-misread step shows.
     let mut rng = Rng::new(49);

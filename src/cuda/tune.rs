@@ -278,6 +278,7 @@ impl fmt::Display for GemmKernel {
             GemmKernel::MmaGemvVariant(GemvVariant::Narrow) => f.write_str("gemv:narrow"),
             GemmKernel::MmaGemvVariant(GemvVariant::Wide) => f.write_str("gemv:wide"),
             GemmKernel::MmaGemvVariant(GemvVariant::Bulk) => f.write_str("gemv:bulk"),
+            GemmKernel::MmaGemvVariant(GemvVariant::Prefetch) => f.write_str("gemv:prefetch"),
         }
     }
 }
@@ -295,6 +296,7 @@ impl std::str::FromStr for GemmKernel {
             "gemv:narrow" => GemmKernel::MmaGemvVariant(GemvVariant::Narrow),
             "gemv:wide" => GemmKernel::MmaGemvVariant(GemvVariant::Wide),
             "gemv:bulk" => GemmKernel::MmaGemvVariant(GemvVariant::Bulk),
+            "gemv:prefetch" => GemmKernel::MmaGemvVariant(GemvVariant::Prefetch),
             _ => {
                 let mut p = s.split(':');
                 let (Some("mma"), Some(tile), Some(splits), None) =
@@ -364,9 +366,11 @@ fn all_candidates(m: usize, k: usize, arch: u32) -> Vec<GemmKernel> {
         v.push(GemmKernel::MmaGemvVariant(GemvVariant::Narrow));
         v.push(GemmKernel::MmaGemvVariant(GemvVariant::Wide));
     }
-    let bulk = GemmKernel::MmaGemvVariant(GemvVariant::Bulk);
-    if m <= 128 && ops::arch_refusal(bulk, arch).is_none() {
-        v.push(bulk);
+    for v_ in [GemvVariant::Bulk, GemvVariant::Prefetch] {
+        let kernel = GemmKernel::MmaGemvVariant(v_);
+        if m <= 128 && ops::arch_refusal(kernel, arch).is_none() {
+            v.push(kernel);
+        }
     }
     let rows = m.next_power_of_two().max(16);
     for tile in MmaTile::ALL {
@@ -760,6 +764,7 @@ mod tests {
             GemmKernel::MmaGemvVariant(GemvVariant::Narrow),
             GemmKernel::MmaGemvVariant(GemvVariant::Wide),
             GemmKernel::MmaGemvVariant(GemvVariant::Bulk),
+            GemmKernel::MmaGemvVariant(GemvVariant::Prefetch),
         ];
         for tile in MmaTile::ALL {
             for splits in [1, 3, 16] {
@@ -818,15 +823,18 @@ mod tests {
                     // H100, 2026-11-26; the bulk-copy GEMV, the TMA tiles and the 16-row dp4a
                     // GEMV on the H200 in the ninth session, the deep 64 × 64 and 128 × 64
                     // tiles on the H100 in the tenth) but the 64-column `wgmma` tiles and the
-                    // clustered TMA tiles, built without a GPU on 2026-11-27 (sm_90 alone).
+                    // clustered TMA tiles, built without a GPU on 2026-11-27 (sm_90 alone), and
+                    // the prefetching GEMV (sm_90 and newer, up to 128 rows).
                     let dp4a = |k: &GemmKernel| {
                         matches!(
                             k,
                             GemmKernel::Auto | GemmKernel::Dp4a | GemmKernel::Dp4aWarpPerRow
                         )
                     };
+                    let prefetch = GemmKernel::MmaGemvVariant(GemvVariant::Prefetch);
                     let unproven = |k: &GemmKernel| {
-                        matches!(k, GemmKernel::Mma(Some(t))
+                        *k == prefetch
+                            || matches!(k, GemmKernel::Mma(Some(t))
                             if matches!(t.tile, MmaTile::Wgmma64x64 | MmaTile::Wgmma128x64
                                 | MmaTile::Tmc64x64M2N2 | MmaTile::Tmc128x64M2N2
                                 | MmaTile::Tmc64x64N4))
@@ -842,7 +850,16 @@ mod tests {
                         let expect: Vec<GemmKernel> =
                             c.iter().copied().filter(|k| !unproven(k)).collect();
                         assert_eq!(proven, expect, "m={m} k={k} sm_{arch}");
-                        assert_eq!(c.iter().any(unproven), arch == 90, "m={m} k={k} sm_{arch}");
+                        assert_eq!(
+                            c.iter().any(unproven),
+                            arch == 90 || (arch > 90 && m <= 128),
+                            "m={m} k={k} sm_{arch}"
+                        );
+                        assert_eq!(
+                            c.contains(&prefetch),
+                            arch >= 90 && m <= 128,
+                            "m={m} k={k} sm_{arch}"
+                        );
                         assert_eq!(
                             tile_offered(MmaTile::Wgmma64x64),
                             arch == 90 && m > 32,
