@@ -91,6 +91,16 @@ const EXTRA_SHAPES: [(usize, usize, usize); 6] = [
     (8, 8192, 8192),
 ];
 const ROTATE_BYTES: usize = 64 << 20;
+/// The wide `wgmma` tiles, forced from M = 256 (their rows count in the targets at 8192³ alone).
+const WIDE_WGMMA: [MmaTile; 3] = [
+    MmaTile::Wgmma128x256,
+    MmaTile::Wgmma128x128,
+    MmaTile::Wgmma128x128D3,
+];
+/// A forced tile's row: `int8rt_<label>_i32`.
+fn tile_row(tile: MmaTile) -> String {
+    format!("int8rt_{}_i32", tile.label())
+}
 /// Calls timed with events per path (the peers' `--reps` default).
 const EVENT_REPS: usize = 50;
 
@@ -542,13 +552,9 @@ fn bench_shape(
     // `int8rt_wgmma128x128d3_i32`.
     let wgmma = dev.compute_capability() == (9, 0);
     if wgmma && m >= 256 {
-        for tile in [
-            MmaTile::Wgmma128x256,
-            MmaTile::Wgmma128x128,
-            MmaTile::Wgmma128x128D3,
-        ] {
+        for tile in WIDE_WGMMA {
             runs.push((
-                format!("int8rt_{}_i32", tile.label()),
+                tile_row(tile),
                 GemmKernel::Mma(Some(MmaConfig { tile, splits: 1 })),
                 false,
             ));
@@ -604,7 +610,7 @@ fn bench_shape(
             let per_sm = if tile == MmaTile::Tma64x128D4 { 2 } else { 1 };
             let splits = splits_filling(tile, m, n, k, per_sm * sms);
             runs.push((
-                format!("int8rt_{}_i32", tile.label()),
+                tile_row(tile),
                 GemmKernel::Mma(Some(MmaConfig { tile, splits })),
                 false,
             ));
@@ -864,40 +870,36 @@ fn main() {
     // The default path at every shape; the forced wgmma tiles (sm_90) at 8192³ as well, the
     // forced TMA tiles wherever they ran.
     // (the wide wgmma tiles' rows count at 8192³ alone)
-    let wide_wgmma = [
-        "int8rt_wgmma128x256_i32",
-        "int8rt_wgmma128x128_i32",
-        "int8rt_wgmma128x128d3_i32",
-    ];
-    let paths = [
-        "int8rt_mma_i32",
-        "int8rt_wgmma128x256_i32",
-        "int8rt_wgmma128x128_i32",
-        "int8rt_wgmma128x128d3_i32",
-        "int8rt_tma64x128_i32",
-        "int8rt_tma64x128_overlap_i32",
-        "int8rt_tma64x128d4_i32",
-        "int8rt_tma128x128_i32",
-        "int8rt_tma64x256_i32",
-        "int8rt_tma128x256_i32",
-        "int8rt_mma64x64_i32",
-        "int8rt_mma128x64_i32",
-        "int8rt_wgmma64x64_i32",
-        "int8rt_wgmma128x64_i32",
-        "int8rt_tmc64x64m2n2_i32",
-        "int8rt_tmc128x64m2n2_i32",
-        "int8rt_tmc64x64n4_i32",
-        "int8rt_tuned_i32",
-        "int8rt_overlap_i32",
-        "int8rt_gemv_prefetch_i32",
-        "int8rt_gemv_prefetch_overlap_i32",
-    ];
+    let wide_wgmma: Vec<String> = WIDE_WGMMA.into_iter().map(tile_row).collect();
+    let paths: Vec<&str> = ["int8rt_mma_i32"]
+        .into_iter()
+        .chain(wide_wgmma.iter().map(String::as_str))
+        .chain([
+            "int8rt_tma64x128_i32",
+            "int8rt_tma64x128_overlap_i32",
+            "int8rt_tma64x128d4_i32",
+            "int8rt_tma128x128_i32",
+            "int8rt_tma64x256_i32",
+            "int8rt_tma128x256_i32",
+            "int8rt_mma64x64_i32",
+            "int8rt_mma128x64_i32",
+            "int8rt_wgmma64x64_i32",
+            "int8rt_wgmma128x64_i32",
+            "int8rt_tmc64x64m2n2_i32",
+            "int8rt_tmc128x64m2n2_i32",
+            "int8rt_tmc64x64n4_i32",
+            "int8rt_tuned_i32",
+            "int8rt_overlap_i32",
+            "int8rt_gemv_prefetch_i32",
+            "int8rt_gemv_prefetch_overlap_i32",
+        ])
+        .collect();
     for (&(m, k, n), name) in SHAPES
         .iter()
         .chain(EXTRA_SHAPES.iter())
         .flat_map(|s| paths.iter().map(move |p| (s, *p)))
     {
-        if wide_wgmma.contains(&name) && m != 8192 {
+        if wide_wgmma.iter().any(|w| w == name) && m != 8192 {
             continue;
         }
         let (Some(t), Some(te)) = (time_of(name, (m, k, n)), event_of(name, (m, k, n))) else {
