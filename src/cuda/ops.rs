@@ -282,20 +282,37 @@ impl GemvVariant {
             (GemvVariant::Narrow, _, true) => (GEMV_VARIANT_BM, GemvMmaM8NarrowU8),
             (GemvVariant::Wide, _, false) => (GEMV_VARIANT_BM, GemvMmaM8WideS8),
             (GemvVariant::Wide, _, true) => (GEMV_VARIANT_BM, GemvMmaM8WideU8),
-            (GemvVariant::Bulk, 0..=8, false) => (8, GemvMmaBulkM8S8),
-            (GemvVariant::Bulk, 0..=8, true) => (8, GemvMmaBulkM8U8),
-            (GemvVariant::Bulk, 9..=16, false) => (16, GemvMmaBulkM16S8),
-            (GemvVariant::Bulk, 9..=16, true) => (16, GemvMmaBulkM16U8),
-            (GemvVariant::Bulk, _, false) => (GEMV_MAX_BM, GemvMmaBulkM32S8),
-            (GemvVariant::Bulk, _, true) => (GEMV_MAX_BM, GemvMmaBulkM32U8),
-            (GemvVariant::Prefetch, 0..=8, false) => (8, GemvMmaPfM8S8),
-            (GemvVariant::Prefetch, 0..=8, true) => (8, GemvMmaPfM8U8),
-            (GemvVariant::Prefetch, 9..=16, false) => (16, GemvMmaPfM16S8),
-            (GemvVariant::Prefetch, 9..=16, true) => (16, GemvMmaPfM16U8),
-            (GemvVariant::Prefetch, _, false) => (GEMV_MAX_BM, GemvMmaPfM32S8),
-            (GemvVariant::Prefetch, _, true) => (GEMV_MAX_BM, GemvMmaPfM32U8),
+            (GemvVariant::Bulk, _, _) => by_block_row(
+                m,
+                u8_act,
+                [
+                    [GemvMmaBulkM8S8, GemvMmaBulkM8U8],
+                    [GemvMmaBulkM16S8, GemvMmaBulkM16U8],
+                    [GemvMmaBulkM32S8, GemvMmaBulkM32U8],
+                ],
+            ),
+            (GemvVariant::Prefetch, _, _) => by_block_row(
+                m,
+                u8_act,
+                [
+                    [GemvMmaPfM8S8, GemvMmaPfM8U8],
+                    [GemvMmaPfM16S8, GemvMmaPfM16U8],
+                    [GemvMmaPfM32S8, GemvMmaPfM32U8],
+                ],
+            ),
         }
     }
+}
+
+/// The narrowest GEMV block row (8, 16 or 32 activation rows; 32, repeated, beyond) that covers
+/// `m` rows, and its kernel among `kernels` (8-, 16-, 32-row, each for s8 then u8 activations).
+const fn by_block_row(m: usize, u8_act: bool, kernels: [[KernelId; 2]; 3]) -> (usize, KernelId) {
+    let (i, bm) = match m {
+        0..=8 => (0, 8),
+        9..=16 => (1, 16),
+        _ => (2, GEMV_MAX_BM),
+    };
+    (bm, kernels[i][u8_act as usize])
 }
 
 /// What a GEMM launches: the dp4a kernels, a tiled tensor-core configuration, or the
@@ -1217,14 +1234,17 @@ fn gemv_plan(
     variant: Option<GemvVariant>,
 ) -> Result<(KernelId, Grid)> {
     use KernelId::*;
-    let (bm, kid) = match (variant, m, u8_act) {
-        (Some(v), _, _) => v.block_row(m, u8_act),
-        (None, 0..=8, false) => (8, GemvMmaM8S8),
-        (None, 0..=8, true) => (8, GemvMmaM8U8),
-        (None, 9..=16, false) => (16, GemvMmaM16S8),
-        (None, 9..=16, true) => (16, GemvMmaM16U8),
-        (None, _, false) => (GEMV_MAX_BM, GemvMmaM32S8),
-        (None, _, true) => (GEMV_MAX_BM, GemvMmaM32U8),
+    let (bm, kid) = match variant {
+        Some(v) => v.block_row(m, u8_act),
+        None => by_block_row(
+            m,
+            u8_act,
+            [
+                [GemvMmaM8S8, GemvMmaM8U8],
+                [GemvMmaM16S8, GemvMmaM16U8],
+                [GemvMmaM32S8, GemvMmaM32U8],
+            ],
+        ),
     };
     let (threads, smem) = variant.map_or((GEMV_THREADS, 0), |v| (v.threads(), v.smem(bm)));
     Ok((kid, tile_grid(m, bm, n, GEMV_BN, 1, threads, smem)?))

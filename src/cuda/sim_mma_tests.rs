@@ -1769,6 +1769,20 @@ fn gemv_matches_reference_around_every_edge() {
     }
 }
 
+/// The GEMV's edge shapes that its sm_90 variants (bulk-copy, prefetching) run before their
+/// own: M around the 8-, 16- and 32-row block rows, N around a block's 16 rows, K around the
+/// 64-byte step and its 16-byte pieces, a round of 8 warps, idle warps (K = 3 · 64), K = 0.
+const GEMV_VARIANT_EDGES: [(usize, usize, usize); 8] = [
+    (1, 16, 64),
+    (1, 17, 1),
+    (2, 15, 15),
+    (3, 33, 17),
+    (8, 31, 65),
+    (9, 16, 512),
+    (17, 16, 3 * 64),
+    (5, 9, 0),
+];
+
 #[test]
 fn gemv_bulk_copies_match_reference_around_every_edge() {
     // The bulk-copy GEMV (`GemvVariant::Bulk`, sm_90): the GEMV's edge shapes (M around its 8-,
@@ -1782,26 +1796,19 @@ fn gemv_bulk_copies_match_reference_around_every_edge() {
     let mut rng = Rng::new(71);
     let e = SimExec::new();
     let bulk = GemmKernel::MmaGemvVariant(GemvVariant::Bulk);
-    for (i, &(m, n, k)) in [
-        (1, 16, 64),
-        (1, 17, 1),
-        (2, 15, 15),
-        (3, 33, 17),
-        (8, 31, 65),
-        (9, 16, 512),
-        (17, 16, 3 * 64),
-        (5, 9, 0),
-        (1, 40, 1024),
-        (4, 17, 4 * 1024),
-        (3, 18, 4 * 1024 + 16),
-        (8, 33, 9 * 1024 + 40),
-        (12, 16, 5000),
-        (32, 20, 4 * 1024 + 48),
-        (33, 18, 130),
-        (70, 17, 5 * 1024),
-    ]
-    .iter()
-    .enumerate()
+    for (i, &(m, n, k)) in GEMV_VARIANT_EDGES
+        .iter()
+        .chain(&[
+            (1, 40, 1024),
+            (4, 17, 4 * 1024),
+            (3, 18, 4 * 1024 + 16),
+            (8, 33, 9 * 1024 + 40),
+            (12, 16, 5000),
+            (32, 20, 4 * 1024 + 48),
+            (33, 18, 130),
+            (70, 17, 5 * 1024),
+        ])
+        .enumerate()
     {
         check_gemm_on(
             &e,
@@ -1848,25 +1855,18 @@ fn gemv_prefetch_matches_reference_and_streams_only_weight_bytes_it_prefetched_o
     let mut rng = Rng::new(72);
     let e = SimExec::new();
     let pf = GemmKernel::MmaGemvVariant(GemvVariant::Prefetch);
-    for (i, &(m, n, k)) in [
-        (1, 16, 64),
-        (1, 17, 1),
-        (2, 15, 15),
-        (3, 33, 17),
-        (8, 31, 65),
-        (9, 16, 512),
-        (17, 16, 3 * 64),
-        (16, 20, 8 * 64 + 40),
-        (5, 9, 0),
-        (1, 40, 4096),
-        (4, 17, 4096 + 16),
-        (12, 18, 4096 + 3 * 512 + 40),
-        (32, 20, 9 * 1024 + 8),
-        (33, 18, 5000),
-        (70, 17, 4096 + 9 * 64),
-    ]
-    .iter()
-    .enumerate()
+    for (i, &(m, n, k)) in GEMV_VARIANT_EDGES
+        .iter()
+        .chain(&[
+            (16, 20, 8 * 64 + 40),
+            (1, 40, 4096),
+            (4, 17, 4096 + 16),
+            (12, 18, 4096 + 3 * 512 + 40),
+            (32, 20, 9 * 1024 + 8),
+            (33, 18, 5000),
+            (70, 17, 4096 + 9 * 64),
+        ])
+        .enumerate()
     {
         check_gemm_on(
             &e,
