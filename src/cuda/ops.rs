@@ -222,10 +222,9 @@ impl GemmKernel {
 }
 
 /// Block shapes of the weight-streaming GEMV besides its default (8 warps, 2 register steps);
-/// each keeps more weight bytes in flight per SM than
-/// the default at one of the sizes it streams slowest (`bench/RESULTS-gpu-static.md`). `Auto`
-/// runs the narrow one where the H200 measured it faster (`gemv_auto_variant`); the others are
-/// forced or tuned only.
+/// each keeps more weight bytes in flight per SM than the default at one of the sizes it streams
+/// slowest (`bench/RESULTS-gpu-static.md`). `Auto` runs the narrow one where the H200 measured
+/// it faster (`gemv_auto_variant`); the others are forced or tuned only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GemvVariant {
     /// 4 warps, 3 register steps (`gemv_mma_m8_narrow_*`, 4 blocks per SM): at 8192 weight
