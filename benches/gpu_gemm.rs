@@ -24,7 +24,9 @@
 //! weight-streaming tensor-core GEMV (`GemmKernel::MmaGemv`, also timed forced up to M = 128;
 //! its block variants `MmaGemvVariant(Narrow | Wide)` up to M = 8, on sm_90 the bulk-copy and
 //! prefetching ones up to M = 64: rows `int8rt_gemv_bulk_i32`, `int8rt_gemv_prefetch_i32` and,
-//! launched overlapped, `int8rt_gemv_prefetch_overlap_i32`) competes with the dp4a GEMV
+//! launched overlapped, `int8rt_gemv_prefetch_overlap_i32`; at M = 16 … 64 the 64 × 64 stream
+//! tile and its prefetching twin, `int8rt_stream64x64_i32` and `int8rt_stream64x64pf_i32`)
+//! competes with the dp4a GEMV
 //! and the tiles. On sm_90, from M = 256, the `wgmma` tiles forced (rows
 //! `int8rt_wgmma128x256_i32`, `int8rt_wgmma128x128_i32`, `int8rt_wgmma128x128d3_i32`; at 8192³
 //! also in the targets table). On sm_90 the TMA-fed `wgmma` tiles forced at the split-K factor
@@ -585,6 +587,20 @@ fn bench_shape(
             ));
         }
     }
+    // The 64 × 64 stream tile (Hopper's `Auto` at 33 … 64 rows) and its prefetching twin (sm_90;
+    // built without a GPU, fifteenth session), forced at the split-K factor nearest two blocks
+    // per SM (`Auto`'s at 64 × 4096²): rows `int8rt_stream64x64_i32`, `int8rt_stream64x64pf_i32`.
+    if mma && (16..=64).contains(&m) && dev.compute_capability().0 >= 9 {
+        let sms = dev.sm_count() as usize;
+        for tile in [MmaTile::Stream64x64, MmaTile::Stream64x64Pf] {
+            let splits = splits_filling(tile, m, n, k, 2 * sms);
+            runs.push((
+                tile_row(tile),
+                GemmKernel::Mma(Some(MmaConfig { tile, splits })),
+                false,
+            ));
+        }
+    }
     // The TMA-fed wgmma tiles (sm_90; built without a GPU, sixth session), each at the split-K
     // factor (1, 2, 4 or 8, two k tiles per split at least) whose blocks come nearest to one
     // per multiprocessor (two for the 4-stage 64 × 128) without exceeding it: the 64 × 128 ones
@@ -892,6 +908,8 @@ fn main() {
             "int8rt_overlap_i32",
             "int8rt_gemv_prefetch_i32",
             "int8rt_gemv_prefetch_overlap_i32",
+            "int8rt_stream64x64_i32",
+            "int8rt_stream64x64pf_i32",
         ])
         .collect();
     for (&(m, k, n), name) in SHAPES

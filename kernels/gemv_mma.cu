@@ -296,7 +296,9 @@ I8RT_INLINE void step_mma_tile(int (&acc)[4], const int4& w0, const int4& w1, co
     for (int e = 0; e < 4; ++e) acc[e] = c[0][0][e];
 }
 
-template <class C, bool U8>
+// PF: the prefetching tile (sm_90, `gemm_stream_pf_*`), which also asks L2 for the block's
+// weight rows ahead of its loads (below).
+template <class C, bool U8, bool PF = false>
 I8RT_INLINE void body(const MmaParams& q) {
     check_launch_geometry(C::THREADS, C::SMEM, "gemm_stream");
     const GemmParams& p = q.g;
@@ -362,6 +364,33 @@ I8RT_INLINE void body(const MmaParams& q) {
         }
     };
 
+    // The prefetching tile: as the prefetching GEMV (gemv::body), the block's weight rows are
+    // asked of L2 ahead of the warps' loads — lane 0 of warp w the block's rows PF_ROWS w …
+    // PF_ROWS w + PF_ROWS − 1, bytes [lo, hi) of its k range (the last split's up to K rounded
+    // up to 16), in contiguous pieces, each byte once: gemv::PF_AHEAD bytes before the first
+    // loads, then every PF_EVERY batches (2 KiB of each row) up to gemv::PF_AHEAD past the
+    // batches that follow. Batches are the block's (every warp runs them all), so the last
+    // advance reaches hi. Block row 0 only (blockIdx.y): the others read the same weights.
+    constexpr int PF_ROWS = C::BN / (C::THREADS / 32);
+    constexpr int BATCH_BYTES = C::STEPS * STEP;  // of each weight row per batch
+    constexpr int PF_EVERY = 2048 / BATCH_BYTES;
+    static_assert(C::BN % (C::THREADS / 32) == 0 && 2048 % BATCH_BYTES == 0, "prefetch geometry");
+    const long long pf_lo = (long long)s0 * STEP;
+    const long long pf_kc = ((long long)p.k + 15) & ~15ll;
+    const long long pf_hi = (long long)s1 * STEP < pf_kc ? (long long)s1 * STEP : pf_kc;
+    const bool pf_lane = PF && lane == 0 && blockIdx.y == 0;
+    long long pf_done = pf_lo;
+    auto prefetch_to = [&](long long to) {
+        to = to < pf_hi ? to : pf_hi;
+        if (!pf_lane || to <= pf_done) return;
+#pragma unroll
+        for (int i = 0; i < PF_ROWS; ++i) {
+            const int r = bn + PF_ROWS * warp + i;
+            if (r < p.n) prefetch_l2(wb + (long long)r * p.ldb + pf_done, (unsigned)(to - pf_done));
+        }
+        pf_done = to;
+    };
+
     int acc[C::MT][4];
 #pragma unroll
     for (int j = 0; j < C::MT; ++j)
@@ -370,6 +399,7 @@ I8RT_INLINE void body(const MmaParams& q) {
 
     if (batches > 0) {
         WBatch<C::U> cur, nxt{};  // (nxt is copied even when the last batch loaded none)
+        if (PF) prefetch_to(pf_lo + gemv::PF_AHEAD);
         load_x(0, 0);
         cp_async_commit();
         load_w(cur, 0);
@@ -378,6 +408,7 @@ I8RT_INLINE void body(const MmaParams& q) {
             // whose buffer the copies below overwrite.
             cp_async_wait<0>();
             block_sync();
+            if (PF && b % PF_EVERY == 0) prefetch_to(pf_lo + gemv::PF_AHEAD + (long long)(b + PF_EVERY) * BATCH_BYTES);
             if (b + 1 < batches) {
                 load_x((unsigned)(((b + 1) & 1) * C::XBUF), b + 1);
                 load_w(nxt, b + 1);
@@ -488,6 +519,11 @@ I8RT_ENTRY_MIN_BLOCKS(gemm_stream_32x64_s8, MmaParams, staged::S32x64::THREADS, 
 I8RT_ENTRY_MIN_BLOCKS(gemm_stream_32x64_u8, MmaParams, staged::S32x64::THREADS, STREAM_MIN_BLOCKS) { staged::body<staged::S32x64, true>(p); }
 I8RT_ENTRY_MIN_BLOCKS(gemm_stream_64x64_s8, MmaParams, staged::S64x64::THREADS, STREAM_MIN_BLOCKS) { staged::body<staged::S64x64, false>(p); }
 I8RT_ENTRY_MIN_BLOCKS(gemm_stream_64x64_u8, MmaParams, staged::S64x64::THREADS, STREAM_MIN_BLOCKS) { staged::body<staged::S64x64, true>(p); }
+// The 64 × 64 tile prefetching its weight rows into L2 (sm_90: `cp.async.bulk.prefetch.L2`;
+// below sm_90 the prefetch is nothing and the host refuses the tile): MmaTile::Stream64x64Pf,
+// forced or tuned only until measured.
+I8RT_ENTRY_MIN_BLOCKS(gemm_stream_pf_64x64_s8, MmaParams, staged::S64x64::THREADS, STREAM_MIN_BLOCKS) { staged::body<staged::S64x64, false, true>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_stream_pf_64x64_u8, MmaParams, staged::S64x64::THREADS, STREAM_MIN_BLOCKS) { staged::body<staged::S64x64, true, true>(p); }
 I8RT_ENTRY(gemm_stream_128x64_s8, MmaParams, staged::S128x64::THREADS) { staged::body<staged::S128x64, false>(p); }
 I8RT_ENTRY(gemm_stream_128x64_u8, MmaParams, staged::S128x64::THREADS) { staged::body<staged::S128x64, true>(p); }
 I8RT_ENTRY_MIN_BLOCKS(gemm_stream_64x128_s8, MmaParams, staged::S64x128::THREADS, STREAM_MIN_BLOCKS) { staged::body<staged::S64x128, false>(p); }

@@ -6,8 +6,9 @@
 //! shared memory filled by `LDGSTS` (cp.async), of every weight-streaming one
 //! (`kernels/gemv_mma*.cu`) `IMMA` fed by `LDG` (global loads) — its staged variant's also by
 //! `LDS` from shared memory that `LDGSTS` filled, its bulk-copy variant's by `LDS` from shared
-//! memory that `UBLKCP` filled on `SYNCS` (mbarriers), its prefetching variant's on sm_90 beside
-//! L2 bulk prefetches (`UBLKPF`; the others none), of every `wgmma` kernel `IGMMA` on shared
+//! memory that `UBLKCP` filled on `SYNCS` (mbarriers); on sm_90 the prefetching kernels'
+//! (`…_pf_…`) beside L2 bulk prefetches (`UBLKPF`; no other `mma` kernel has one); of every
+//! `wgmma` kernel `IGMMA` on shared
 //! memory filled by `LDGSTS` or, in `kernels/gemm_tma.cu`, by `UTMALDG` (tensor copies) on
 //! `SYNCS`; the instruction mix of each tensor-core kernel is
 //! printed (bench/RESULTS-gpu-static.md); the instruction-peak kernels (`kernels/peak.cu`) hold
@@ -277,6 +278,16 @@ fn dp4a_kernels_compile_to_idp4a() {
                     k.name()
                 );
             }
+            // The prefetching kernels (`gemv_mma_pf_*`, `gemm_stream_pf_*`) ask L2 for their
+            // weights by bulk prefetches on sm_90 (below it the prefetch compiles to nothing);
+            // no other kernel does.
+            assert_eq!(
+                count("UBLKPF") > 0,
+                k.name().contains("_pf_") && arch >= 90,
+                "{} on sm_{arch}: {} UBLKPF",
+                k.name(),
+                count("UBLKPF")
+            );
             let staged_copy = if arch < 80 { "STS" } else { "LDGSTS" };
             let ops: &[&str] = if k.name().starts_with("gemm_stream") {
                 &["IMMA", "LDG", staged_copy, "LDS"]
@@ -284,12 +295,7 @@ fn dp4a_kernels_compile_to_idp4a() {
                 // weights by bulk copies (UBLKCP) completing on mbarriers (SYNCS) into shared
                 // memory, read back with LDS; activations by LDG
                 &["IMMA", "LDG", "UBLKCP", "SYNCS", "LDS"]
-            } else if k.name().starts_with("gemv_mma_pf") && arch >= 90 {
-                // the prefetching GEMV: the default's loads plus its L2 bulk prefetches
-                &["IMMA", "LDG", "UBLKPF"]
             } else if k.module().file().starts_with("gemv_mma") {
-                // (and no prefetch: before sm_90 the prefetching variant's compiles to none)
-                assert_eq!(count("UBLKPF"), 0, "{} on sm_{arch}: UBLKPF", k.name());
                 &["IMMA", "LDG"]
             } else {
                 &["IMMA", "LDSM", staged_copy]

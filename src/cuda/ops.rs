@@ -419,6 +419,12 @@ pub enum MmaTile {
     /// As [`MmaTile::Tmc64x64M2N2`] in clusters of 1 × 4 tiles: one X box for four tile columns
     /// (up to 64 rows, where a second tile row would be padding).
     Tmc64x64N4,
+    /// [`MmaTile::Stream64x64`] (Hopper's `Auto` at 33 … 64 rows) whose blocks also ask L2 for
+    /// their weight rows ahead of their loads (`cp.async.bulk.prefetch.L2`, sm_90 and newer),
+    /// as [`GemvVariant::Prefetch`] does for the GEMV: Nsight Compute found the register-fed
+    /// stream tile waiting on its loads at 26 % of the H100's DRAM throughput (64 × 4096²).
+    /// Built without a GPU (2026-11-27): forced or tuned (with unproven kernels) only.
+    Stream64x64Pf,
 }
 
 /// The kernel file of a tile, with what its launch geometry depends on.
@@ -452,7 +458,7 @@ struct TileSpec {
 
 impl MmaTile {
     /// Every tile.
-    pub const ALL: [MmaTile; 26] = [
+    pub const ALL: [MmaTile; 27] = [
         MmaTile::M16N128,
         MmaTile::M64N128,
         MmaTile::M128N128,
@@ -479,6 +485,7 @@ impl MmaTile {
         MmaTile::Tmc64x64M2N2,
         MmaTile::Tmc128x64M2N2,
         MmaTile::Tmc64x64N4,
+        MmaTile::Stream64x64Pf,
     ];
     /// Everything the host knows of a tile, written once per tile: the twin of the kernel's
     /// compile-time configuration (`mma::Config`, `staged::Cfg`, `wg::Config`, `tma::Config`).
@@ -533,6 +540,8 @@ impl MmaTile {
             MmaTile::Tmc64x64M2N2 =>  tc( 64, 128, 6, (2, 2), "tmc64x64m2n2",  [GemmTmc64x64M2n2S8, GemmTmc64x64M2n2U8]),
             MmaTile::Tmc128x64M2N2 => tc(128, 256, 4, (2, 2), "tmc128x64m2n2", [GemmTmc128x64M2n2S8, GemmTmc128x64M2n2U8]),
             MmaTile::Tmc64x64N4 =>    tc( 64, 128, 6, (1, 4), "tmc64x64n4",    [GemmTmc64x64N4S8, GemmTmc64x64N4U8]),
+            //                              bm   bn thr st family  label           kernels (s8, u8)
+            MmaTile::Stream64x64Pf => t( 64,  64, 256, 2, S22,   "stream64x64pf", [GemmStreamPf64x64S8, GemmStreamPf64x64U8]),
         }
     }
     /// Rows of X (and Y) per block (`BM` in the kernel).
@@ -577,8 +586,8 @@ impl MmaTile {
     /// ninth session; each run's GPU tests checked every tile × split-K factor and its tuners
     /// bit-checked every candidate. A tile added later starts `false` until a GPU run passes it
     /// (the deep 64 × 64 and 128 × 64 tiles passed on the H100 in the tenth session, both their
-    /// builds): the 64-column `wgmma` tiles and the clustered TMA tiles, built without a GPU on
-    /// 2026-11-27, have not.
+    /// builds): the 64-column `wgmma` tiles, the clustered TMA tiles and the prefetching stream
+    /// tile, built without a GPU on 2026-11-27, have not.
     pub const fn ran_on_gpu(self) -> bool {
         !matches!(
             self,
@@ -587,6 +596,7 @@ impl MmaTile {
                 | MmaTile::Tmc64x64M2N2
                 | MmaTile::Tmc128x64M2N2
                 | MmaTile::Tmc64x64N4
+                | MmaTile::Stream64x64Pf
         )
     }
     /// Output tiles per thread block cluster, along M and along N (`(1, 1)`: no clusters). A
@@ -701,6 +711,10 @@ pub(crate) fn arch_refusal(kernel: GemmKernel, arch: u32) -> Option<String> {
         )),
         GemmKernel::MmaGemvVariant(GemvVariant::Prefetch) if arch < 90 => Some(format!(
             "the prefetching GEMV needs sm_90 or newer (cp.async.bulk.prefetch); this GPU is sm_{arch}"
+        )),
+        GemmKernel::Mma(Some(c)) if c.tile == MmaTile::Stream64x64Pf && arch < 90 => Some(format!(
+            "the {} tile needs sm_90 or newer (cp.async.bulk.prefetch); this GPU is sm_{arch}",
+            c.tile.label()
         )),
         _ => None,
     }

@@ -1934,6 +1934,108 @@ fn gemv_prefetch_matches_reference_and_streams_only_weight_bytes_it_prefetched_o
 }
 
 #[test]
+fn stream_prefetch_tile_matches_reference_and_streams_only_weight_bytes_it_prefetched_once() {
+    // The prefetching 64 × 64 stream tile (`MmaTile::Stream64x64Pf`, sm_90) at split-K 1, 2, 3
+    // and 5 (each split prefetching its own k range), over M around its 64 rows and past them
+    // (block rows past the first prefetch nothing), N around its 64 weight rows, K around the
+    // 64-byte step, its 16-byte pieces, a batch of 4 steps, the 2 KiB advance and the 4 KiB
+    // window, K = 0. Bits against the reference, and what its L2 prefetches asked for, summed
+    // over the launches: every weight row once per launch (K rounded up to 16), nothing twice,
+    // no streamed weight byte outside a prefetch. The plain 64 × 64 stream tile prefetches
+    // nothing and streams bytes outside any prefetch: the coverage can fail.
+    let mut rng = Rng::new(73);
+    let e = SimExec::new();
+    let tile = MmaTile::Stream64x64Pf;
+    for (i, &(m, n, k, splits)) in [
+        (64, 64, 64, 1),
+        (65, 63, 65, 1),
+        (1, 17, 15, 1),
+        (33, 70, 256 + 40, 2),
+        (63, 65, 2048, 3),
+        (9, 64, 2048 + 16, 2),
+        (40, 100, 4096 + 3 * 256 + 8, 1),
+        (130, 20, 4096 + 512, 5),
+        (17, 64, 9 * 1024 + 40, 3),
+        (5, 9, 0, 1),
+    ]
+    .iter()
+    .enumerate()
+    {
+        check_gemm_on(
+            &e,
+            GemmKernel::Mma(Some(MmaConfig { tile, splits })),
+            Path::CudaMma,
+            &mut rng,
+            m,
+            n,
+            k,
+            ACTS[i % 4],
+            BIASES[(i / 4 + i) % 3],
+            true,
+            i == 6,
+        );
+        let st = e.take_stats();
+        let launched = e.take_launched();
+        assert!(
+            !launched.is_empty()
+                && launched
+                    .iter()
+                    .all(|k| k.name().starts_with("gemm_stream_pf_64x64_")),
+            "{m}x{n}x{k}: {launched:?}"
+        );
+        let kc = k.next_multiple_of(16) as u64;
+        assert_eq!(
+            st.l2_prefetch_bytes,
+            launched.len() as u64 * n as u64 * kc,
+            "{m}x{n}x{k} split {splits}: every weight row once per launch; {st:?}"
+        );
+        assert_eq!(
+            (
+                st.l2_prefetch_repeated_bytes,
+                st.streamed_unprefetched_bytes
+            ),
+            (0, 0),
+            "{m}x{n}x{k} split {splits}: {st:?}"
+        );
+        assert!(
+            k == 0 || (st.mma > 0 && st.lds_v4 > 0 && st.cp_async > 0),
+            "{m}x{n}x{k}: {st:?}"
+        );
+        assert_eq!(
+            (st.ldmatrix, st.bulk_copies, st.smem_extra_wavefronts),
+            (0, 0, 0),
+            "{m}x{n}x{k}: {st:?}"
+        );
+    }
+    check_gemm_on(
+        &e,
+        GemmKernel::Mma(Some(MmaConfig {
+            tile: MmaTile::Stream64x64,
+            splits: 2,
+        })),
+        Path::CudaMma,
+        &mut rng,
+        40,
+        65,
+        4096 + 16,
+        ActCase::S8Tensor,
+        BiasCase::None,
+        true,
+        false,
+    );
+    let st = e.take_stats();
+    assert_eq!(st.l2_prefetches, 0, "plain stream tile: {st:?}");
+    assert!(
+        st.streamed_unprefetched_bytes > 0,
+        "plain stream tile: {st:?}"
+    );
+    // Before sm_90 it is refused, not launched.
+    let err = ops::arch_refusal(GemmKernel::Mma(Some(MmaConfig { tile, splits: 1 })), 80)
+        .expect("refused on sm_80");
+    assert!(err.contains("sm_90"), "{err}");
+}
+
+#[test]
 fn gemv_extreme_operands_are_exact_and_auto_chooses_it_for_few_rows() {
     // All-extreme operands over a deep K: any saturating or sign-misread step shows.
     let mut rng = Rng::new(49);

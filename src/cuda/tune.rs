@@ -366,8 +366,8 @@ fn all_candidates(m: usize, k: usize, arch: u32) -> Vec<GemmKernel> {
         v.push(GemmKernel::MmaGemvVariant(GemvVariant::Narrow));
         v.push(GemmKernel::MmaGemvVariant(GemvVariant::Wide));
     }
-    for v_ in [GemvVariant::Bulk, GemvVariant::Prefetch] {
-        let kernel = GemmKernel::MmaGemvVariant(v_);
+    for variant in [GemvVariant::Bulk, GemvVariant::Prefetch] {
+        let kernel = GemmKernel::MmaGemvVariant(variant);
         if m <= 128 && ops::arch_refusal(kernel, arch).is_none() {
             v.push(kernel);
         }
@@ -824,7 +824,8 @@ mod tests {
                     // GEMV on the H200 in the ninth session, the deep 64 × 64 and 128 × 64
                     // tiles on the H100 in the tenth) but the 64-column `wgmma` tiles and the
                     // clustered TMA tiles, built without a GPU on 2026-11-27 (sm_90 alone), and
-                    // the prefetching GEMV (sm_90 and newer, up to 128 rows).
+                    // the prefetching GEMV and stream tile (sm_90 and newer, up to 128 rows and
+                    // 16 … 256 rows).
                     let dp4a = |k: &GemmKernel| {
                         matches!(
                             k,
@@ -837,7 +838,7 @@ mod tests {
                             || matches!(k, GemmKernel::Mma(Some(t))
                             if matches!(t.tile, MmaTile::Wgmma64x64 | MmaTile::Wgmma128x64
                                 | MmaTile::Tmc64x64M2N2 | MmaTile::Tmc128x64M2N2
-                                | MmaTile::Tmc64x64N4))
+                                | MmaTile::Tmc64x64N4 | MmaTile::Stream64x64Pf))
                     };
                     // (the 2 × 2 clusters once M fills more than one tile row of them)
                     let tile_offered = |tile: MmaTile| {
@@ -852,7 +853,12 @@ mod tests {
                         assert_eq!(proven, expect, "m={m} k={k} sm_{arch}");
                         assert_eq!(
                             c.iter().any(unproven),
-                            arch == 90 || (arch > 90 && m <= 128),
+                            arch == 90 || (arch > 90 && m <= 256),
+                            "m={m} k={k} sm_{arch}"
+                        );
+                        assert_eq!(
+                            tile_offered(MmaTile::Stream64x64Pf),
+                            arch >= 90 && (16..=256).contains(&m),
                             "m={m} k={k} sm_{arch}"
                         );
                         assert_eq!(
