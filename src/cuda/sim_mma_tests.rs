@@ -1840,6 +1840,42 @@ fn gemv_bulk_copies_match_reference_around_every_edge() {
     assert!(err.contains("sm_90"), "{err}");
 }
 
+/// The launches since the last call were all kernels named `prefix…`, and their L2 prefetches
+/// (sim.h's coverage, summed over the launches) asked for every row of the [n, k] weights once
+/// per launch, K rounded up to 16, nothing twice, and left no streamed weight byte uncovered.
+/// Returns the statistics.
+fn assert_prefetched_once(e: &SimExec, prefix: &str, n: usize, k: usize, what: &str) -> SimStats {
+    let st = e.take_stats();
+    let launched = e.take_launched();
+    assert!(
+        !launched.is_empty() && launched.iter().all(|id| id.name().starts_with(prefix)),
+        "{what}: {launched:?}"
+    );
+    let kc = k.next_multiple_of(16) as u64;
+    assert_eq!(
+        st.l2_prefetch_bytes,
+        launched.len() as u64 * n as u64 * kc,
+        "{what}: every weight row once per launch; {st:?}"
+    );
+    assert_eq!(
+        (
+            st.l2_prefetch_repeated_bytes,
+            st.streamed_unprefetched_bytes
+        ),
+        (0, 0),
+        "{what}: {st:?}"
+    );
+    st
+}
+
+/// The launches since the last call prefetched nothing and streamed weight bytes outside any
+/// prefetch: what the coverage of [`assert_prefetched_once`] reports for a kernel without one.
+fn assert_streams_unprefetched(e: &SimExec, what: &str) {
+    let st = e.take_stats();
+    assert_eq!(st.l2_prefetches, 0, "{what}: {st:?}");
+    assert!(st.streamed_unprefetched_bytes > 0, "{what}: {st:?}");
+}
+
 #[test]
 fn gemv_prefetch_matches_reference_and_streams_only_weight_bytes_it_prefetched_once() {
     // The prefetching GEMV (`GemvVariant::Prefetch`, sm_90): the default GEMV's edge shapes (M
@@ -1881,29 +1917,7 @@ fn gemv_prefetch_matches_reference_and_streams_only_weight_bytes_it_prefetched_o
             true,
             i == 11,
         );
-        let st = e.take_stats();
-        let launched = e.take_launched();
-        assert!(
-            !launched.is_empty()
-                && launched
-                    .iter()
-                    .all(|k| k.name().starts_with("gemv_mma_pf_")),
-            "{m}x{n}x{k}: {launched:?}"
-        );
-        let kc = k.next_multiple_of(16) as u64;
-        assert_eq!(
-            st.l2_prefetch_bytes,
-            launched.len() as u64 * n as u64 * kc,
-            "{m}x{n}x{k}: every weight row once per launch; {st:?}"
-        );
-        assert_eq!(
-            (
-                st.l2_prefetch_repeated_bytes,
-                st.streamed_unprefetched_bytes
-            ),
-            (0, 0),
-            "{m}x{n}x{k}: {st:?}"
-        );
+        let st = assert_prefetched_once(&e, "gemv_mma_pf_", n, k, &format!("{m}x{n}x{k}"));
         assert!(st.mma > 0 || k == 0, "{m}x{n}x{k}: {st:?}");
         assert_eq!(
             (st.ldmatrix, st.cp_async, st.bulk_copies),
@@ -1924,9 +1938,7 @@ fn gemv_prefetch_matches_reference_and_streams_only_weight_bytes_it_prefetched_o
         true,
         false,
     );
-    let st = e.take_stats();
-    assert_eq!(st.l2_prefetches, 0, "default GEMV: {st:?}");
-    assert!(st.streamed_unprefetched_bytes > 0, "default GEMV: {st:?}");
+    assert_streams_unprefetched(&e, "default GEMV");
     // Before sm_90 it is refused, not launched.
     let old = SimExec::with_arch(80, 108);
     let err = ops::arch_refusal(pf, old.arch).expect("refused on sm_80");
@@ -1974,28 +1986,12 @@ fn stream_prefetch_tile_matches_reference_and_streams_only_weight_bytes_it_prefe
             true,
             i == 6,
         );
-        let st = e.take_stats();
-        let launched = e.take_launched();
-        assert!(
-            !launched.is_empty()
-                && launched
-                    .iter()
-                    .all(|k| k.name().starts_with("gemm_stream_pf_64x64_")),
-            "{m}x{n}x{k}: {launched:?}"
-        );
-        let kc = k.next_multiple_of(16) as u64;
-        assert_eq!(
-            st.l2_prefetch_bytes,
-            launched.len() as u64 * n as u64 * kc,
-            "{m}x{n}x{k} split {splits}: every weight row once per launch; {st:?}"
-        );
-        assert_eq!(
-            (
-                st.l2_prefetch_repeated_bytes,
-                st.streamed_unprefetched_bytes
-            ),
-            (0, 0),
-            "{m}x{n}x{k} split {splits}: {st:?}"
+        let st = assert_prefetched_once(
+            &e,
+            "gemm_stream_pf_64x64_",
+            n,
+            k,
+            &format!("{m}x{n}x{k} split {splits}"),
         );
         assert!(
             k == 0 || (st.mma > 0 && st.lds_v4 > 0 && st.cp_async > 0),
@@ -2023,12 +2019,7 @@ fn stream_prefetch_tile_matches_reference_and_streams_only_weight_bytes_it_prefe
         true,
         false,
     );
-    let st = e.take_stats();
-    assert_eq!(st.l2_prefetches, 0, "plain stream tile: {st:?}");
-    assert!(
-        st.streamed_unprefetched_bytes > 0,
-        "plain stream tile: {st:?}"
-    );
+    assert_streams_unprefetched(&e, "plain stream tile");
     // Before sm_90 it is refused, not launched.
     let err = ops::arch_refusal(GemmKernel::Mma(Some(MmaConfig { tile, splits: 1 })), 80)
         .expect("refused on sm_80");
