@@ -1425,6 +1425,10 @@ fn path_choice_follows_architecture_alignment_and_forcing() {
         (80, 16, forced(MmaTile::Wgmma64x128, 1)),
         (80, 16, forced(MmaTile::Tma64x128, 1)),
         (100, 16, forced(MmaTile::Tma128x256, 1)),
+        // The L2-prefetching kernels before sm_90 (cp.async.bulk.prefetch).
+        (80, 16, forced(MmaTile::Stream64x64Pf, 1)),
+        (80, 16, GemmKernel::MmaGemvVariant(GemvVariant::Prefetch)),
+        (75, 16, GemmKernel::MmaGemvVariant(GemvVariant::Prefetch)),
         // The 16-row dp4a GEMV on unaligned rows (it has no byte-guarded loads but at K's end).
         (90, 17, GemmKernel::Dp4aGemv16),
         (75, 17, GemmKernel::Dp4aGemv16),
@@ -1447,6 +1451,8 @@ fn path_choice_follows_architecture_alignment_and_forcing() {
             let want = arch >= 75
                 && if tile.is_wgmma() {
                     arch == 90
+                } else if tile == MmaTile::Stream64x64Pf {
+                    arch >= 90
                 } else {
                     arch >= 80 || tile.smem_bytes() <= 64 << 10
                 };
