@@ -857,35 +857,26 @@ mod tests {
                             "m={m} k={k} sm_{arch}"
                         );
                         assert_eq!(
-                            tile_offered(MmaTile::Stream64x64Pf),
-                            arch >= 90 && (16..=256).contains(&m),
-                            "m={m} k={k} sm_{arch}"
-                        );
-                        assert_eq!(
                             c.contains(&prefetch),
                             arch >= 90 && m <= 128,
                             "m={m} k={k} sm_{arch}"
                         );
-                        assert_eq!(
-                            tile_offered(MmaTile::Wgmma64x64),
-                            arch == 90 && m > 32,
-                            "m={m} k={k} sm_{arch}"
-                        );
-                        assert_eq!(
-                            tile_offered(MmaTile::Tmc64x64M2N2),
-                            arch == 90 && m > 64,
-                            "m={m} k={k} sm_{arch}"
-                        );
-                        assert_eq!(
-                            tile_offered(MmaTile::Tmc128x64M2N2),
-                            arch == 90 && m > 128,
-                            "m={m} k={k} sm_{arch}"
-                        );
-                        assert_eq!(
-                            tile_offered(MmaTile::Tmc64x64N4),
-                            arch == 90,
-                            "m={m} k={k} sm_{arch}"
-                        );
+                        for (tile, offered) in [
+                            (
+                                MmaTile::Stream64x64Pf,
+                                arch >= 90 && (16..=256).contains(&m),
+                            ),
+                            (MmaTile::Wgmma64x64, arch == 90 && m > 32),
+                            (MmaTile::Tmc64x64M2N2, arch == 90 && m > 64),
+                            (MmaTile::Tmc128x64M2N2, arch == 90 && m > 128),
+                            (MmaTile::Tmc64x64N4, arch == 90),
+                        ] {
+                            assert_eq!(
+                                tile_offered(tile),
+                                offered,
+                                "{tile:?} m={m} k={k} sm_{arch}"
+                            );
+                        }
                     }
                     let bulk = GemmKernel::MmaGemvVariant(GemvVariant::Bulk);
                     let is_tma =
