@@ -730,6 +730,38 @@ fn forced(tile: MmaTile, splits: u32) -> GemmKernel {
     GemmKernel::Mma(Some(MmaConfig { tile, splits }))
 }
 
+/// The activation case `ACTS[a % 4]` and the bias case `BIASES[b % 3]`: how the loops below
+/// vary both over their shapes.
+fn case(a: usize, b: usize) -> (ActCase, BiasCase) {
+    (ACTS[a % 4], BIASES[b % 3])
+}
+
+/// One launch of `kernel` on the tensor-core path at `m × n × k`, rows aligned, bit-checked
+/// against the reference (`check_gemm_on`); `extreme`: every operand at its extreme instead of
+/// random.
+fn check_mma(
+    e: &SimExec,
+    kernel: GemmKernel,
+    rng: &mut Rng,
+    (m, n, k): (usize, usize, usize),
+    (act, bias): (ActCase, BiasCase),
+    extreme: bool,
+) {
+    check_gemm_on(
+        e,
+        kernel,
+        Path::CudaMma,
+        rng,
+        m,
+        n,
+        k,
+        act,
+        bias,
+        true,
+        extreme,
+    );
+}
+
 /// The statistics of the tensor-core launches since the last call: some ldmatrix, mma and
 /// cp.async ran, and no ldmatrix had a bank conflict.
 fn assert_tensor_core_stats(e: &SimExec, what: &str) -> SimStats {
@@ -830,19 +862,12 @@ fn mma_every_tile_matches_reference_around_its_edges() {
         .iter()
         .enumerate()
         {
-            let act = ACTS[(ti + si) % 4];
-            let bias = BIASES[(ti + 2 * si) % 3];
-            check_gemm_on(
+            check_mma(
                 &e,
                 forced(tile, 1),
-                Path::CudaMma,
                 &mut rng,
-                m,
-                n,
-                k,
-                act,
-                bias,
-                true,
+                (m, n, k),
+                case(ti + si, ti + 2 * si),
                 false,
             );
         }
@@ -893,17 +918,12 @@ fn sm75_build_matches_reference_for_every_tile_it_runs() {
                 &[&turing]
             };
             for (&e, count) in archs.iter().zip(&mut mma) {
-                check_gemm_on(
+                check_mma(
                     e,
                     kernel,
-                    Path::CudaMma,
                     &mut rng,
-                    m,
-                    n,
-                    k,
-                    ACTS[(i + si) % 4],
-                    BIASES[(i + 2 * si) % 3],
-                    true,
+                    (m, n, k),
+                    case(i + si, i + 2 * si),
                     false,
                 );
                 let st = e.take_stats();
@@ -963,17 +983,12 @@ fn wgmma_tiles_match_reference_around_their_128_byte_stages() {
         .iter()
         .enumerate()
         {
-            check_gemm_on(
+            check_mma(
                 &e,
                 forced(tile, splits),
-                Path::CudaMma,
                 &mut rng,
-                m,
-                n,
-                k,
-                ACTS[(ti + si) % 4],
-                BIASES[(ti + si) % 3],
-                true,
+                (m, n, k),
+                case(ti + si, ti + si),
                 false,
             );
         }
@@ -1020,17 +1035,12 @@ fn tma_tiles_match_reference_across_their_rings_and_edges() {
         .iter()
         .enumerate()
         {
-            check_gemm_on(
+            check_mma(
                 &e,
                 forced(tile, splits),
-                Path::CudaMma,
                 &mut rng,
-                m,
-                n,
-                k,
-                ACTS[(ti + si) % 4],
-                BIASES[(ti + 2 * si) % 3],
-                true,
+                (m, n, k),
+                case(ti + si, ti + 2 * si),
                 false,
             );
         }
@@ -1068,17 +1078,12 @@ fn clustered_tma_tiles_cover_every_tile_once_and_read_each_box_once_per_cluster(
     .iter()
     .enumerate()
     {
-        check_gemm_on(
+        check_mma(
             &e,
             forced(tile, splits),
-            Path::CudaMma,
             &mut rng,
-            m,
-            n,
-            k,
-            ACTS[i % 4],
-            BIASES[i % 3],
-            true,
+            (m, n, k),
+            case(i, i),
             false,
         );
         let st = assert_tma_stats(&e, &format!("{tile:?} {m}x{n}x{k} s{splits}"));
@@ -1128,17 +1133,12 @@ fn wgmma_grouped_block_order_covers_every_tile_once() {
     .iter()
     .enumerate()
     {
-        check_gemm_on(
+        check_mma(
             &e,
             forced(tile, splits),
-            Path::CudaMma,
             &mut rng,
-            m,
-            n,
-            k,
-            ACTS[i % 4],
-            BIASES[i % 3],
-            true,
+            (m, n, k),
+            case(i, i),
             false,
         );
         assert_wgmma_stats(&e, &format!("{tile:?} {m}x{n}x{k} s{splits}"));
@@ -1170,17 +1170,12 @@ fn mma_split_k_gives_the_same_bits_for_every_split() {
     {
         for (si, splits) in [1u32, 2, 3, 5, 16].into_iter().enumerate() {
             let m = if tile == MmaTile::M16N128 { 13 } else { 20 };
-            check_gemm_on(
+            check_mma(
                 &e,
                 forced(tile, splits),
-                Path::CudaMma,
                 &mut rng,
-                m,
-                130,
-                700,
-                ACTS[(ti + si) % 4],
-                BIASES[si % 3],
-                true,
+                (m, 130, 700),
+                case(ti + si, si),
                 false,
             );
         }
@@ -1209,17 +1204,12 @@ fn mma_dispatch_choice_runs_and_matches_reference() {
         if m <= 5 {
             assert!(cfg.splits > 1, "{cfg:?}");
         }
-        check_gemm_on(
+        check_mma(
             &e,
             forced(cfg.tile, cfg.splits),
-            Path::CudaMma,
             &mut rng,
-            m,
-            n,
-            k,
-            ACTS[i % 4],
-            BIASES[(i + 1) % 3],
-            true,
+            (m, n, k),
+            case(i, i + 1),
             false,
         );
     }
@@ -1242,17 +1232,12 @@ fn auto_on_hopper_runs_the_tables_stream_and_wgmma_tiles_exactly() {
     ] {
         let cfg = mma_dispatch(m, n, deep, e.arch, e.sms, true);
         assert_eq!(cfg.tile, tile, "M = {m}");
-        check_gemm_on(
+        check_mma(
             &e,
             GemmKernel::Auto,
-            Path::CudaMma,
             &mut rng,
-            m,
-            n,
-            deep,
-            ActCase::U8Rows,
-            BiasCase::I32,
-            true,
+            (m, n, deep),
+            (ActCase::U8Rows, BiasCase::I32),
             false,
         );
         let st = e.take_stats();
@@ -1268,17 +1253,12 @@ fn mma_extreme_operands_are_exact() {
     let e = SimExec::new();
     for act in [ActCase::S8Tensor, ActCase::U8Tensor, ActCase::U8Rows] {
         for splits in [1, 3] {
-            check_gemm_on(
+            check_mma(
                 &e,
                 forced(MmaTile::M16N128, splits),
-                Path::CudaMma,
                 &mut rng,
-                18,
-                24,
-                1200,
-                act,
-                BiasCase::I32,
-                true,
+                (18, 24, 1200),
+                (act, BiasCase::I32),
                 true,
             );
         }
@@ -1306,17 +1286,12 @@ fn mma_is_exact_when_cp_async_lands_at_issue() {
     .iter()
     .enumerate()
     {
-        check_gemm_on(
+        check_mma(
             &e,
             forced(tile, if i % 3 == 2 { 3 } else { 1 }),
-            Path::CudaMma,
             &mut rng,
-            m,
-            n,
-            k,
-            ACTS[i % 4],
-            BIASES[i % 3],
-            true,
+            (m, n, k),
+            case(i, i),
             false,
         );
         assert_tile_stats(&e, tile, &format!("cp.async early {tile:?}"));
@@ -1352,17 +1327,12 @@ fn path_choice_follows_architecture_alignment_and_forcing() {
     // Forced tensor cores on sm_75 (their own sm_75 build on a GPU; the simulation runs the
     // same source): a tile within Turing's 64 KiB of shared memory, and the GEMV.
     for kernel in [forced(MmaTile::M64N128, 1), GemmKernel::MmaGemv] {
-        check_gemm_on(
+        check_mma(
             &SimExec::with_arch(75, 40),
             kernel,
-            Path::CudaMma,
             &mut rng,
-            17,
-            9,
-            40,
-            ActCase::U8Rows,
-            BiasCase::F32,
-            true,
+            (17, 9, 40),
+            (ActCase::U8Rows, BiasCase::F32),
             false,
         );
     }
@@ -1757,19 +1727,7 @@ fn gemv_matches_reference_around_every_edge() {
         .iter()
         .enumerate()
         {
-            check_gemm_on(
-                &e,
-                kernel,
-                Path::CudaMma,
-                &mut rng,
-                m,
-                n,
-                k,
-                ACTS[i % 4],
-                BIASES[(i / 4 + i) % 3],
-                true,
-                false,
-            );
+            check_mma(&e, kernel, &mut rng, (m, n, k), case(i, i / 4 + i), false);
         }
         assert_gemv_stats(&e, &format!("{kernel:?}"));
     }
@@ -1816,19 +1774,7 @@ fn gemv_bulk_copies_match_reference_around_every_edge() {
         ])
         .enumerate()
     {
-        check_gemm_on(
-            &e,
-            bulk,
-            Path::CudaMma,
-            &mut rng,
-            m,
-            n,
-            k,
-            ACTS[i % 4],
-            BIASES[(i / 4 + i) % 3],
-            true,
-            i == 11,
-        );
+        check_mma(&e, bulk, &mut rng, (m, n, k), case(i, i / 4 + i), i == 11);
     }
     let st = e.take_stats();
     assert!(
@@ -1910,19 +1856,7 @@ fn gemv_prefetch_matches_reference_and_streams_only_weight_bytes_it_prefetched_o
         ])
         .enumerate()
     {
-        check_gemm_on(
-            &e,
-            pf,
-            Path::CudaMma,
-            &mut rng,
-            m,
-            n,
-            k,
-            ACTS[i % 4],
-            BIASES[(i / 4 + i) % 3],
-            true,
-            i == 11,
-        );
+        check_mma(&e, pf, &mut rng, (m, n, k), case(i, i / 4 + i), i == 11);
         let st = assert_prefetched_once(&e, "gemv_mma_pf_", n, k, &format!("{m}x{n}x{k}"));
         assert!(st.mma > 0 || k == 0, "{m}x{n}x{k}: {st:?}");
         assert_eq!(
@@ -1931,17 +1865,12 @@ fn gemv_prefetch_matches_reference_and_streams_only_weight_bytes_it_prefetched_o
             "{m}x{n}x{k}: {st:?}"
         );
     }
-    check_gemm_on(
+    check_mma(
         &e,
         GemmKernel::MmaGemv,
-        Path::CudaMma,
         &mut rng,
-        4,
-        17,
-        4096 + 16,
-        ActCase::S8Tensor,
-        BiasCase::None,
-        true,
+        (4, 17, 4096 + 16),
+        (ActCase::S8Tensor, BiasCase::None),
         false,
     );
     assert_streams_unprefetched(&e, "default GEMV");
@@ -1979,17 +1908,12 @@ fn stream_prefetch_tile_matches_reference_and_streams_only_weight_bytes_it_prefe
     .iter()
     .enumerate()
     {
-        check_gemm_on(
+        check_mma(
             &e,
-            GemmKernel::Mma(Some(MmaConfig { tile, splits })),
-            Path::CudaMma,
+            forced(tile, splits),
             &mut rng,
-            m,
-            n,
-            k,
-            ACTS[i % 4],
-            BIASES[(i / 4 + i) % 3],
-            true,
+            (m, n, k),
+            case(i, i / 4 + i),
             i == 6,
         );
         let st = assert_prefetched_once(
@@ -2009,20 +1933,12 @@ fn stream_prefetch_tile_matches_reference_and_streams_only_weight_bytes_it_prefe
             "{m}x{n}x{k}: {st:?}"
         );
     }
-    check_gemm_on(
+    check_mma(
         &e,
-        GemmKernel::Mma(Some(MmaConfig {
-            tile: MmaTile::Stream64x64,
-            splits: 2,
-        })),
-        Path::CudaMma,
+        forced(MmaTile::Stream64x64, 2),
         &mut rng,
-        40,
-        65,
-        4096 + 16,
-        ActCase::S8Tensor,
-        BiasCase::None,
-        true,
+        (40, 65, 4096 + 16),
+        (ActCase::S8Tensor, BiasCase::None),
         false,
     );
     assert_streams_unprefetched(&e, "plain stream tile");
@@ -2041,21 +1957,16 @@ fn gemv_extreme_operands_are_exact_and_auto_chooses_it_for_few_rows() {
         .into_iter()
         .enumerate()
     {
-        check_gemm_on(
+        check_mma(
             &e,
             match i {
                 1 => GemmKernel::MmaGemvVariant(GemvVariant::Narrow),
                 2 => GemmKernel::MmaGemvVariant(GemvVariant::Wide),
                 _ => GemmKernel::MmaGemv,
             },
-            Path::CudaMma,
             &mut rng,
-            10,
-            20,
-            1200,
-            act,
-            BiasCase::I32,
-            true,
+            (10, 20, 1200),
+            (act, BiasCase::I32),
             true,
         );
     }
@@ -2069,33 +1980,23 @@ fn gemv_extreme_operands_are_exact_and_auto_chooses_it_for_few_rows() {
     ] {
         assert_eq!(ops::gemv_auto_max_m(e.arch, true), last);
         for m in [1, 2, last] {
-            check_gemm_on(
+            check_mma(
                 &e,
                 GemmKernel::Auto,
-                Path::CudaMma,
                 &mut rng,
-                m,
-                24,
-                200,
-                ActCase::S8Rows,
-                BiasCase::F32,
-                true,
+                (m, 24, 200),
+                (ActCase::S8Rows, BiasCase::F32),
                 false,
             );
             let st = e.take_stats();
             assert!(st.mma > 0 && st.ldmatrix == 0, "M = {m}: {st:?}");
         }
-        check_gemm_on(
+        check_mma(
             &e,
             GemmKernel::Auto,
-            Path::CudaMma,
             &mut rng,
-            last + 1,
-            24,
-            200,
-            ActCase::U8Tensor,
-            BiasCase::None,
-            true,
+            (last + 1, 24, 200),
+            (ActCase::U8Tensor, BiasCase::None),
             false,
         );
         let st = e.take_stats();
