@@ -78,6 +78,9 @@ using C64x256 = Config<64, 256, 5>;
 using C128x256 = Config<128, 256, 4>;
 using C64x128D4 = Config<64, 128, 4>;
 
+// The operand tiles' offset in the shared window: its first 1024-byte boundary.
+I8RT_INLINE unsigned aligned_base() { return (unsigned)(ALIGN - (int)(smem_window(0) % ALIGN)) % ALIGN; }
+
 // Whether the input had NaN/inf (the status word, read after griddep_wait): then the block stores
 // nothing (the host reports it), once the copies in flight to it — its first `prologue` stages'
 // — have landed.
@@ -96,6 +99,35 @@ I8RT_INLINE void zero_acc(int (&acc)[1][NT][4]) {
         for (int e = 0; e < 4; ++e) acc[0][j][e] = 0;
 }
 
+// Thread 0 initializes every stage's barriers: `full` (one arrival: the thread that expects the
+// stage's bytes) and `empty` (`releases` arrivals: the warps that read the stage), then fences
+// them for the async proxy. The caller synchronizes the block (or cluster) after it.
+template <class C>
+I8RT_INLINE void init_barriers(int tid, unsigned releases) {
+    if (tid != 0) return;
+    for (int s = 0; s < C::STAGES; ++s) {
+        mbar_init(C::full_bar(s), 1);
+        mbar_init(C::empty_bar(s), releases);
+    }
+    mbar_init_fence();
+}
+
+// The first stages' copies (thread 0; `issue_w(i)` arms stage i's `full` barrier and sends its W
+// box, `issue_x(i)` its X box): the weights (immutable) before the wait for the kernel before
+// this one (overlapped launch, sm_90: the activation quantization, which writes X, the scales and
+// the status word), X, the status and everything after only once it has finished. False when
+// the input was flagged: the block then stores nothing.
+template <class C, class IssueW, class IssueX>
+I8RT_INLINE bool start_stages(const GemmParams& p, int tid, int nkt, IssueW issue_w, IssueX issue_x) {
+    const int prologue = nkt < C::STAGES ? nkt : C::STAGES;
+    if (tid == 0)
+        for (int i = 0; i < prologue; ++i) issue_w(i);
+    griddep_wait();
+    if (tid == 0)
+        for (int i = 0; i < prologue; ++i) issue_x(i);
+    return !input_flagged<C>(p, prologue);
+}
+
 template <class C, bool U8>
 I8RT_INLINE void body(const TmaParams& tp) {
     check_launch_geometry(C::THREADS, C::SMEM, "gemm_tma");
@@ -108,8 +140,7 @@ I8RT_INLINE void body(const TmaParams& tp) {
     const int bm = rc.row * C::BM, bn = rc.col * C::BN;
     const tile::KTiles kts = tile::block_k_tiles<BK>(q);
     const int kt0 = kts.first, nkt = kts.count;
-    // The operand tiles start at the first 1024-byte boundary of the shared window.
-    const unsigned base = (unsigned)(ALIGN - (int)(smem_window(0) % ALIGN)) % ALIGN;
+    const unsigned base = aligned_base();
 
     // k tile kt0 + i into stage i % STAGES (thread 0 only): arm the stage's `full` barrier
     // with the bytes of both boxes, then the W box and (`x`) the X box.
@@ -127,24 +158,9 @@ I8RT_INLINE void body(const TmaParams& tp) {
         issue_w(i);
         issue_x(i);
     };
-    if (tid == 0) {
-        for (int s = 0; s < C::STAGES; ++s) {
-            mbar_init(C::full_bar(s), 1);
-            mbar_init(C::empty_bar(s), C::WARPS);
-        }
-        mbar_init_fence();
-    }
+    init_barriers<C>(tid, C::WARPS);
     block_sync();
-    // The first stages' weights (immutable) go out before the wait for the kernel before this
-    // one (overlapped launch, sm_90: the activation quantization, which writes X, the scales and
-    // the status word); X, the status and everything after only once it has finished.
-    const int prologue = nkt < C::STAGES ? nkt : C::STAGES;
-    if (tid == 0)
-        for (int i = 0; i < prologue; ++i) issue_w(i);
-    griddep_wait();
-    if (tid == 0)
-        for (int i = 0; i < prologue; ++i) issue_x(i);
-    if (input_flagged<C>(p, prologue)) return;
+    if (!start_stages<C>(p, tid, nkt, issue_w, issue_x)) return;
 
     int acc[1][C::NT][4];
     zero_acc(acc);
@@ -244,7 +260,7 @@ I8RT_INLINE void body_cluster(const TmaParams& tp) {
     const int x_row = bm < p.m ? bm : 0, w_row = bn < p.n ? bn : 0;
     const tile::KTiles kts = tile::block_k_tiles<BK>(q);
     const int kt0 = kts.first, nkt = kts.count;
-    const unsigned base = (unsigned)(ALIGN - (int)(smem_window(0) % ALIGN)) % ALIGN;
+    const unsigned base = aligned_base();
     // The ranks a tile row's X box and a tile column's W box go to.
     const unsigned short x_mask = (unsigned short)(((1u << C::CN) - 1u) << (rm * C::CN));
     unsigned short w_mask = 0;
@@ -268,26 +284,15 @@ I8RT_INLINE void body_cluster(const TmaParams& tp) {
         if (C::CN == 1) tma_load_2d(at, &tp.x, (kt0 + i) * BK, x_row, C::full_bar(s));
         else tma_load_2d_multicast(at, &tp.x, (kt0 + i) * BK, x_row, C::full_bar(s), x_mask);
     };
-    if (tid == 0) {
-        for (int s = 0; s < C::STAGES; ++s) {
-            mbar_init(C::full_bar(s), 1);
-            mbar_init(C::empty_bar(s), C::WARPS * C::CLUSTER);
-        }
-        mbar_init_fence();
-    }
+    // (every warp of every block of the cluster releases each stage)
+    init_barriers<C>(tid, C::WARPS * C::CLUSTER);
     cluster_sync();
-    // As body(): the weights (immutable) before the wait for the kernel before this one, X after.
-    const int prologue = nkt < C::STAGES ? nkt : C::STAGES;
-    if (tid == 0)
-        for (int i = 0; i < prologue; ++i) {
-            arm(i);
-            issue_w(i);
-        }
-    griddep_wait();
-    if (tid == 0)
-        for (int i = 0; i < prologue; ++i) issue_x(i);
-    // (every copy to this block is a prologue's: no block issues more before the loop)
-    if (input_flagged<C>(p, prologue)) return;
+    // (every copy to a flagged block is a prologue's: no block issues more before the loop)
+    auto arm_issue_w = [&](int i) {
+        arm(i);
+        issue_w(i);
+    };
+    if (!start_stages<C>(p, tid, nkt, arm_issue_w, issue_x)) return;
 
     int acc[1][C::NT][4];
     zero_acc(acc);
@@ -346,7 +351,7 @@ I8RT_ENTRY_CLUSTER(gemm_tmc_64x64_n4_u8, TmaParams, tma::C64x64N4::THREADS, 2, 4
 namespace tma {
 constexpr int PROBE_THREADS = 128;
 I8RT_INLINE void probe(const TmaProbeParams& p) {
-    const unsigned base = (unsigned)(ALIGN - (int)(smem_window(0) % ALIGN)) % ALIGN;
+    const unsigned base = aligned_base();
     const unsigned bar = base + (unsigned)p.box_bytes;
     const int tid = (int)threadIdx.x;
     if (tid == 0) {
