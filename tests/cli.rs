@@ -43,6 +43,31 @@ fn text(o: &[u8]) -> String {
     String::from_utf8_lossy(o).into_owned()
 }
 
+/// `int8rt quantize <input> -o <out> <extra…>`.
+fn quantize(input: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "quantize",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    int8rt(&args)
+}
+
+/// The command succeeded (its output is the failure message otherwise); returns its stdout.
+fn succeeded(o: &Output) -> String {
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    text(&o.stdout)
+}
+
+/// The command failed, and its stderr says `what`.
+fn refused_with(o: &Output, what: &str) {
+    assert!(!o.status.success(), "{}", text(&o.stdout));
+    let e = text(&o.stderr);
+    assert!(e.contains(what), "{e}");
+}
+
 /// A small f16 model: two Linears, an embedding table, a norm; and its config.json.
 fn write_model(dir: &Path) -> BTreeMap<String, Vec<f32>> {
     let mut rng = Rng::new(3);
@@ -88,21 +113,14 @@ fn quantize_writes_a_checkpoint_the_strict_loader_accepts() {
     let input = d.0.join("model.safetensors");
     for (full_range, out_name) in [(false, "narrow"), (true, "full")] {
         let out = d.0.join(out_name);
-        let mut args = vec![
-            "quantize",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--ignore",
-            // A `.weight` suffix names the same module.
-            if full_range { "emb.weight" } else { "emb" },
-        ];
-        if full_range {
-            args.push("--full-range");
-        }
-        let o = int8rt(&args);
-        assert!(o.status.success(), "{}", text(&o.stderr));
-        let stdout = text(&o.stdout);
+        // (a `.weight` suffix names the same module)
+        let ignore = if full_range { "emb.weight" } else { "emb" };
+        let extra: &[&str] = if full_range {
+            &["--ignore", ignore, "--full-range"]
+        } else {
+            &["--ignore", ignore]
+        };
+        let stdout = succeeded(&quantize(&input, &out, extra));
         assert!(
             stdout.contains("blk.0.fc1") && stdout.contains("8×16"),
             "{stdout}"
@@ -151,9 +169,7 @@ fn quantize_writes_a_checkpoint_the_strict_loader_accepts() {
             );
         }
         // inspect reads it back.
-        let o = int8rt(&["inspect", out.to_str().unwrap()]);
-        assert!(o.status.success(), "{}", text(&o.stderr));
-        let s = text(&o.stdout);
+        let s = succeeded(&int8rt(&["inspect", out.to_str().unwrap()]));
         assert!(
             s.contains("2 quantized Linear layers, all validated"),
             "{s}"
@@ -169,22 +185,12 @@ fn static_and_weight_only_schemes() {
     let input = d.0.join("model.safetensors");
     let out = d.0.join("static");
     // Without calibration data: a clear refusal.
-    let o = int8rt(&[
-        "quantize",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--scheme",
-        "w8a8-static",
-        "--ignore",
-        "emb",
-    ]);
-    assert!(!o.status.success());
-    assert!(
-        text(&o.stderr).contains("--calib-data"),
-        "{}",
-        text(&o.stderr)
+    let o = quantize(
+        &input,
+        &out,
+        &["--scheme", "w8a8-static", "--ignore", "emb"],
     );
+    refused_with(&o, "--calib-data");
 
     // Calibration inputs: one [rows, in] tensor per Linear.
     let mut rng = Rng::new(5);
@@ -201,22 +207,22 @@ fn static_and_weight_only_schemes() {
     );
     let calib = d.0.join("calib.safetensors");
     safetensors::write(&calib, &c, &BTreeMap::new()).unwrap();
-    let o = int8rt(&[
-        "quantize",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--scheme",
-        "w8a8-static",
-        "--calib-data",
-        calib.to_str().unwrap(),
-        "--method",
-        "max",
-        "--ignore",
-        "emb",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    assert!(text(&o.stdout).contains("input scale"));
+    // w8a8-static from `calib` by `method`, into `out`.
+    let calibrated = |method: &str| {
+        let calib = calib.to_str().unwrap();
+        let args = [
+            "--scheme",
+            "w8a8-static",
+            "--calib-data",
+            calib,
+            "--method",
+            method,
+            "--ignore",
+            "emb",
+        ];
+        quantize(&input, &out, &args)
+    };
+    assert!(succeeded(&calibrated("max")).contains("input scale"));
     let ck = CompressedCheckpoint::open_dir(&out).unwrap();
     let l = ck.linear("blk.0.fc1").unwrap();
     let amax = x1.iter().fold(0f32, |a, &x| a.max(x.abs()));
@@ -233,21 +239,7 @@ fn static_and_weight_only_schemes() {
         ("mse", AmaxMethod::Mse),
         ("entropy", AmaxMethod::Entropy),
     ] {
-        let o = int8rt(&[
-            "quantize",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--scheme",
-            "w8a8-static",
-            "--calib-data",
-            calib.to_str().unwrap(),
-            "--method",
-            flag,
-            "--ignore",
-            "emb",
-        ]);
-        assert!(o.status.success(), "{}", text(&o.stderr));
+        succeeded(&calibrated(flag));
         let cfg = ObserverConfig {
             signed_histogram: false,
             moving_average: None,
@@ -270,36 +262,15 @@ fn static_and_weight_only_schemes() {
     let mut bad = c.clone();
     bad.remove("blk.0.fc2");
     safetensors::write(&calib, &bad, &BTreeMap::new()).unwrap();
-    let o = int8rt(&[
-        "quantize",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--scheme",
-        "w8a8-static",
-        "--calib-data",
-        calib.to_str().unwrap(),
-        "--method",
-        "max",
-        "--ignore",
-        "emb",
-    ]);
-    assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("blk.0.fc2"), "{}", text(&o.stderr));
+    refused_with(&calibrated("max"), "blk.0.fc2");
 
     // Weight-only.
     let wo = d.0.join("wo");
-    let o = int8rt(&[
-        "quantize",
-        input.to_str().unwrap(),
-        "-o",
-        wo.to_str().unwrap(),
-        "--scheme",
-        "w8-only",
-        "--ignore",
-        "re:emb.*",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    succeeded(&quantize(
+        &input,
+        &wo,
+        &["--scheme", "w8-only", "--ignore", "re:emb.*"],
+    ));
     let ck = CompressedCheckpoint::open_dir(&wo).unwrap();
     assert_eq!(ck.linear("blk.0.fc2").unwrap().input, InputQuant::None);
     assert!(ck.config().config_groups["group_0"]
@@ -313,13 +284,8 @@ fn refusals_the_user_meets() {
     let _ = write_model(&d.0);
     let input = d.0.join("model.safetensors");
     let out = d.0.join("q");
-    let o = int8rt(&[
-        "quantize",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success());
+    let o = quantize(&input, &out, &[]);
+    succeeded(&o);
     // The embedding table is quantized when not ignored, with a warning that says so.
     assert!(
         text(&o.stderr).contains("looks like an embedding"),
@@ -328,40 +294,22 @@ fn refusals_the_user_meets() {
     );
     // Quantizing an int8 checkpoint again.
     let again = d.0.join("again");
-    let o = int8rt(&[
-        "quantize",
-        out.join("model.safetensors").to_str().unwrap(),
-        "-o",
-        again.to_str().unwrap(),
-    ]);
-    assert!(!o.status.success());
-    assert!(
-        text(&o.stderr).contains("already int8"),
-        "{}",
-        text(&o.stderr)
+    refused_with(
+        &quantize(&out.join("model.safetensors"), &again, &[]),
+        "already int8",
     );
     // A bad --method.
-    let o = int8rt(&[
-        "quantize",
-        input.to_str().unwrap(),
-        "-o",
-        again.to_str().unwrap(),
-        "--method",
-        "percentile:101",
-    ]);
-    assert!(!o.status.success());
-    assert!(text(&o.stderr).contains("(0, 100]"), "{}", text(&o.stderr));
+    refused_with(
+        &quantize(&input, &again, &["--method", "percentile:101"]),
+        "(0, 100]",
+    );
     // A truncated file: inspect names it and fails.
     let bytes = std::fs::read(&input).unwrap();
     let cut = d.0.join("cut.safetensors");
     std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
     let o = int8rt(&["inspect", cut.to_str().unwrap()]);
-    assert!(!o.status.success());
-    let e = text(&o.stderr);
-    assert!(
-        e.contains("cut.safetensors") && e.contains("data section"),
-        "{e}"
-    );
+    refused_with(&o, "cut.safetensors");
+    refused_with(&o, "data section");
     // A scale tampered into the wrong shape: inspect refuses, naming the tensor.
     let ck = SafeTensors::open(out.join("model.safetensors")).unwrap();
     let mut t = BTreeMap::new();
@@ -383,12 +331,9 @@ fn refusals_the_user_meets() {
     }
     drop(ck);
     safetensors::write(out.join("model.safetensors"), &t, &BTreeMap::new()).unwrap();
-    let o = int8rt(&["inspect", out.to_str().unwrap()]);
-    assert!(!o.status.success());
-    assert!(
-        text(&o.stderr).contains("blk.0.fc1.weight_scale"),
-        "{}",
-        text(&o.stderr)
+    refused_with(
+        &int8rt(&["inspect", out.to_str().unwrap()]),
+        "blk.0.fc1.weight_scale",
     );
 }
 
@@ -400,15 +345,11 @@ fn tune_writes_one_tuning_per_shape_or_refuses_on_the_cpu() {
     let d = Dir::new("t");
     let _ = write_model(&d.0);
     let q = d.0.join("q");
-    let o = int8rt(&[
-        "quantize",
-        d.0.join("model.safetensors").to_str().unwrap(),
-        "-o",
-        q.to_str().unwrap(),
-        "--ignore",
-        "emb",
-    ]);
-    assert!(o.status.success(), "{}", text(&o.stderr));
+    succeeded(&quantize(
+        &d.0.join("model.safetensors"),
+        &q,
+        &["--ignore", "emb"],
+    ));
     let tunings = d.0.join("tunings");
     let o = int8rt(&[
         "tune",
@@ -418,12 +359,7 @@ fn tune_writes_one_tuning_per_shape_or_refuses_on_the_cpu() {
         "--device",
         "cpu",
     ]);
-    assert!(!o.status.success());
-    assert!(
-        text(&o.stderr).contains("tune measures GPU kernels, and the device is cpu"),
-        "{}",
-        text(&o.stderr)
-    );
+    refused_with(&o, "tune measures GPU kernels, and the device is cpu");
     assert!(!tunings.exists(), "nothing is written on a refusal");
 
     let gpu = int8rt::cuda::CudaDevice::new(0);
@@ -442,7 +378,7 @@ fn tune_writes_one_tuning_per_shape_or_refuses_on_the_cpu() {
         "--reps",
         "3",
     ]);
-    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let stdout = succeeded(&o);
     // fc1 [8, 16] and fc2 [16, 8]: two shapes, two files.
     for (n, k) in [(8, 16), (16, 8)] {
         let t = std::fs::read_to_string(tunings.join(format!("{n}x{k}.tuning"))).unwrap();
@@ -450,9 +386,5 @@ fn tune_writes_one_tuning_per_shape_or_refuses_on_the_cpu() {
         assert_eq!(t.shape(), (n, k));
         assert_eq!(t.entries().iter().map(|e| e.m).collect::<Vec<_>>(), [1, 4]);
     }
-    assert!(
-        text(&o.stdout).contains("≤     4 rows"),
-        "{}",
-        text(&o.stdout)
-    );
+    assert!(stdout.contains("≤     4 rows"), "{stdout}");
 }
