@@ -762,6 +762,20 @@ fn check_mma(
     );
 }
 
+/// [`check_mma`] of `tile` forced at each `(m, n, k, splits)` of `shapes`, the `i`-th with the
+/// activation and bias cases `cases(i)`.
+fn check_tile_shapes(
+    e: &SimExec,
+    tile: MmaTile,
+    rng: &mut Rng,
+    shapes: &[(usize, usize, usize, u32)],
+    cases: impl Fn(usize) -> (ActCase, BiasCase),
+) {
+    for (i, &(m, n, k, splits)) in shapes.iter().enumerate() {
+        check_mma(e, forced(tile, splits), rng, (m, n, k), cases(i), false);
+    }
+}
+
 /// The statistics of the tensor-core launches since the last call: some ldmatrix, mma and
 /// cp.async ran, and no ldmatrix had a bank conflict.
 fn assert_tensor_core_stats(e: &SimExec, what: &str) -> SimStats {
@@ -850,27 +864,16 @@ fn mma_every_tile_matches_reference_around_its_edges() {
         } else {
             (64 * 6 + 16).max(tile.bk() * (tile.stages() + 1) + 16)
         };
-        for (si, &(m, n, k)) in [
-            (bm, bn, 64),
-            (bm + 1, bn - 1, 65),
-            (bm - 1, bn + 1, 63),
-            (2 * bm + 3, bn + 6, 31),
-            (1, 1, 1),
-            (3, 5, 0),
-            (bm / 2 + 5, 2 * bn - 2, deep_k),
-        ]
-        .iter()
-        .enumerate()
-        {
-            check_mma(
-                &e,
-                forced(tile, 1),
-                &mut rng,
-                (m, n, k),
-                case(ti + si, ti + 2 * si),
-                false,
-            );
-        }
+        let shapes = [
+            (bm, bn, 64, 1),
+            (bm + 1, bn - 1, 65, 1),
+            (bm - 1, bn + 1, 63, 1),
+            (2 * bm + 3, bn + 6, 31, 1),
+            (1, 1, 1, 1),
+            (3, 5, 0, 1),
+            (bm / 2 + 5, 2 * bn - 2, deep_k, 1),
+        ];
+        check_tile_shapes(&e, tile, &mut rng, &shapes, |si| case(ti + si, ti + 2 * si));
         assert_tile_stats(&e, tile, &format!("{tile:?}"));
     }
 }
@@ -972,26 +975,15 @@ fn wgmma_tiles_match_reference_around_their_128_byte_stages() {
     {
         e.cp_async_early = early;
         let (bm, bn) = (tile.bm(), tile.bn());
-        for (si, &(m, n, k, splits)) in [
+        let shapes = [
             (bm, bn, 128, 1),
             (bm - 3, bn + 2, 129, 1),
             (bm + 7, bn - 1, 127, 1),
             (17, 40, 16, 1),
             (bm + 1, bn, 128 * 7 + 48, 1),
             (60, bn + 9, 128 * 9, 2),
-        ]
-        .iter()
-        .enumerate()
-        {
-            check_mma(
-                &e,
-                forced(tile, splits),
-                &mut rng,
-                (m, n, k),
-                case(ti + si, ti + si),
-                false,
-            );
-        }
+        ];
+        check_tile_shapes(&e, tile, &mut rng, &shapes, |si| case(ti + si, ti + si));
         let st = assert_wgmma_stats(&e, &format!("{tile:?}, cp.async early: {early}"));
         eprintln!("{tile:?}, cp.async early: {early}: {st:?}");
     }
@@ -1023,7 +1015,7 @@ fn tma_tiles_match_reference_across_their_rings_and_edges() {
     .enumerate()
     {
         let (bm, bn, st) = (tile.bm(), tile.bn(), tile.stages());
-        for (si, &(m, n, k, splits)) in [
+        let shapes = [
             (bm, bn, 128, 1),
             (bm - 3, bn + 2, 129, 1),
             (17, 40, 16, 1),
@@ -1031,19 +1023,8 @@ fn tma_tiles_match_reference_across_their_rings_and_edges() {
             (bm + 7, bn - 1, 128 * (2 * st + 1) + 48, 1),
             (60, bn + 9, 128 * (st + 3) - 5, 2),
             (bm / 2 + 1, 2 * bn + 3, 128 * 7, 3),
-        ]
-        .iter()
-        .enumerate()
-        {
-            check_mma(
-                &e,
-                forced(tile, splits),
-                &mut rng,
-                (m, n, k),
-                case(ti + si, ti + 2 * si),
-                false,
-            );
-        }
+        ];
+        check_tile_shapes(&e, tile, &mut rng, &shapes, |si| case(ti + si, ti + 2 * si));
         let stats = assert_tma_stats(&e, &format!("{tile:?}"));
         eprintln!("{tile:?}: {stats:?}");
     }
