@@ -16,6 +16,8 @@
 //   gemm_mma_256x128  BM 256, BN 128, 8 warps (4 × 2), warp tile 64 × 64, 3 stages, 72 KiB
 //   gemm_mma_64x64    BM 64,  BN 64,  4 warps (2 × 2), warp tile 32 × 32, 6 stages of 128 B, 96 KiB
 //   gemm_mma_128x64   BM 128, BN 64,  4 warps (2 × 2), warp tile 64 × 32, 3 stages of 128 B, 72 KiB
+//   gemm_mma_64x64k2  BM 64,  BN 64,  8 warps (2 slices of 2 × 2), as gemm_mma_64x64, each slice
+//                     over two of a stage's four k steps (Config's SLICES)
 // The last two are deep pipelines for 33 … 256 rows, the shape of the kernels cuBLASLt ran for
 // torch._int_mm at 64 … 256 × 4096² on an H100 (CUTLASS's sm_80 `i16832gemm_s8_64x64_128x6` and
 // `128x64_128x3`: 128-byte k stages 6 and 3 deep, one block per output tile, no split-K; Nsight
@@ -28,7 +30,12 @@
 // sends it 65 … 256 rows; the 128 × 64 one is forced or tuned only. Nsight Compute found the
 // 64 × 64 tile issue-bound there, its refill copies 102 of the 182 instructions a stage issued:
 // the deep tiles now hold their copy rows' addresses in registers (tile::OperandLoader's HOLD),
-// 110 per stage (bench/RESULTS-gpu-static.md).
+// 110 per stage (bench/RESULTS-gpu-static.md). It also issued one instruction every 3.76
+// cycles, stalled mostly on its own results (a fixed-latency dependency, 44 % of those cycles):
+// its four warps, one per scheduler, leave none to issue in the meantime. The sliced tile runs
+// the same block tile, copies and pipeline with two warps per scheduler (73 instructions per
+// stage and warp, 16 of them mma), adding the two slices' partial sums in shared memory before
+// the epilogue.
 // each for s8 and u8 activations (`mma.sync.m16n8k32.row.col.s32.{s8,u8}.s8.s32`).
 //
 // Per block (thread → warp → block):
@@ -57,22 +64,32 @@ namespace mma {
 // A block tile configuration. MT × NT mma tiles (16 × 8 each) per warp; BK k bytes per stage
 // (64, or 128 for the deep tiles); DB: the warps' fragments double-buffered across k steps (the
 // next step's ldmatrix issued before this step's mma — the deep tiles, whose four warps per
-// block, one per scheduler, have no other warp to hide that latency behind).
-template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int STAGES_, int BK_ = 64, bool DB_ = false>
+// block, one per scheduler, have no other warp to hide that latency behind); SLICES: that many
+// sets of WARPS_M × WARPS_N warps, each over its own k steps of every stage ("sliced K": slice s
+// takes steps [s · KKS, (s + 1) · KKS)), their partial sums added in shared memory at the end —
+// more warps per scheduler for the same block tile, the same copies and the same bits.
+template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int STAGES_, int BK_ = 64, bool DB_ = false,
+          int SLICES_ = 1>
 struct Config {
     static constexpr int BM = BM_, BN = BN_, WARPS_M = WARPS_M_, WARPS_N = WARPS_N_, STAGES = STAGES_;
     static constexpr int BK = BK_;
     static constexpr bool DB = DB_;
-    static constexpr int THREADS = 32 * WARPS_M * WARPS_N;
+    static constexpr int SLICES = SLICES_;
+    static constexpr int SLICE_WARPS = WARPS_M * WARPS_N;
+    static constexpr int THREADS = 32 * SLICE_WARPS * SLICES;
     static constexpr int WM = BM / WARPS_M, WN = BN / WARPS_N;
     static constexpr int MT = WM / 16, NT = WN / 8;
-    static constexpr int KK = BK / 32;  // mma k steps per stage
+    static constexpr int KK = BK / 32;       // mma k steps per stage
+    static constexpr int KKS = KK / SLICES;  // … per slice
+    static constexpr int MT_OUT = MT / SLICES;  // 16-row pieces of its warp tile a warp finishes
     static constexpr int A_BYTES = BM * BK, STAGE_BYTES = (BM + BN) * BK;
     static constexpr int SMEM = STAGES * STAGE_BYTES;
     static_assert(WM % 16 == 0 && WN % 16 == 0, "warp tiles are whole 16 × 16 pieces");
     static_assert(STAGES >= 2, "a pipeline needs two stages");
     static_assert(BK == 64 || BK == 128, "tile.cuh's swizzles");
-    static_assert(!DB || KK % 2 == 0, "double-buffered fragments alternate within a stage");
+    static_assert(!DB || KKS % 2 == 0, "double-buffered fragments alternate within a stage");
+    static_assert(SLICES == 1 || (SLICES == 2 && DB && MT % 2 == 0 && KK % 2 == 0),
+                  "two slices of the double-buffered loop, each finishing half its warp tile");
 };
 
 using C16x128 = Config<16, 128, 1, 4, 4>;
@@ -82,11 +99,14 @@ using C128x256 = Config<128, 256, 2, 4, 3>;
 using C256x128 = Config<256, 128, 4, 2, 3>;
 using C64x64 = Config<64, 64, 2, 2, 6, 128, true>;
 using C128x64 = Config<128, 64, 2, 2, 3, 128, true>;
+// The 64 × 64 deep tile with 8 warps: two slices of 2 × 2, two k steps of each stage apiece.
+using C64x64K2 = Config<64, 64, 2, 2, 6, 128, true, 2>;
 
 template <class C>
 constexpr bool STAGING_FITS = tile::FLAG_OFFSET<C::THREADS, C::WN> + 4 <= C::SMEM;
 static_assert(STAGING_FITS<C16x128> && STAGING_FITS<C64x128> && STAGING_FITS<C128x128> && STAGING_FITS<C128x256> &&
-                  STAGING_FITS<C256x128> && STAGING_FITS<C64x64> && STAGING_FITS<C128x64>,
+                  STAGING_FITS<C256x128> && STAGING_FITS<C64x64> && STAGING_FITS<C128x64> &&
+                  STAGING_FITS<C64x64K2>,
               "the epilogue's staging and the split-K flag fit in the pipeline's shared memory");
 
 // This thread's share of a stage's copies (tile.cuh), laid out as the Config says; the deep
@@ -100,7 +120,10 @@ I8RT_INLINE void body(const MmaParams& q) {
     const GemmParams& p = q.g;
     if (p.status && p.status->count != 0) return;  // the input had NaN/inf: the host reports it
     const int lane = (int)threadIdx.x & 31, warp = (int)threadIdx.x >> 5;
-    const int wm = warp / C::WARPS_N, wn = warp % C::WARPS_N;
+    // (unsliced: slice 0, sw = warp — written so, for the compiler does not know warp < 4)
+    const int slice = C::SLICES == 1 ? 0 : warp / C::SLICE_WARPS;
+    const int sw = C::SLICES == 1 ? warp : warp % C::SLICE_WARPS;
+    const int wm = sw / C::WARPS_N, wn = sw % C::WARPS_N;
     const int bm = (int)blockIdx.y * C::BM, bn = (int)blockIdx.x * C::BN;
     const tile::KTiles kts = tile::block_k_tiles<C::BK>(q);
     const int kt0 = kts.first, kt1 = kts.end, nkt = kts.count;
@@ -137,14 +160,16 @@ I8RT_INLINE void body(const MmaParams& q) {
     const int a_row = wm * C::WM + (lane & 15), a_half = lane >> 4;
     const int b_row = wn * C::WN + (lane & 7) + ((lane >> 4) << 3), b_half = (lane >> 3) & 1;
     constexpr int BK = C::BK;
-    unsigned a_off[C::KK], b_off[C::KK];
+    // (k step kk of this warp's slice: step slice · KKS + kk of the stage)
+    unsigned a_off[C::KKS], b_off[C::KKS];
 #pragma unroll
-    for (int kk = 0; kk < C::KK; ++kk) {
-        a_off[kk] = tile::swz<BK>(a_row, kk * 2 + a_half);
-        b_off[kk] = (unsigned)C::A_BYTES + tile::swz<BK>(b_row, kk * 2 + b_half);
+    for (int kk = 0; kk < C::KKS; ++kk) {
+        const int step = slice * C::KKS + kk;
+        a_off[kk] = tile::swz<BK>(a_row, step * 2 + a_half);
+        b_off[kk] = (unsigned)C::A_BYTES + tile::swz<BK>(b_row, step * 2 + b_half);
     }
-    // One k step's fragments from the stage at byte `stage`: A by ldmatrix.x4 per 16 rows, B per
-    // pair of n8 tiles (its four matrices: the pair's low and high 16 bytes).
+    // One of this warp's k steps' fragments from the stage at byte `stage`: A by ldmatrix.x4 per
+    // 16 rows, B per pair of n8 tiles (its four matrices: the pair's low and high 16 bytes).
     auto load_frags = [&](unsigned (&af)[C::MT][4], unsigned (&bf)[C::NT][2], unsigned stage, int kk) {
         unsigned arow[C::MT], brow[C::NT / 2];
 #pragma unroll
@@ -183,7 +208,7 @@ I8RT_INLINE void body(const MmaParams& q) {
             const unsigned stage = (unsigned)(read_stage * C::STAGE_BYTES);
             read_stage = read_stage + 1 == C::STAGES ? 0 : read_stage + 1;
 #pragma unroll
-            for (int kk = 0; kk < C::KK; ++kk) {
+            for (int kk = 0; kk < C::KKS; ++kk) {
                 unsigned af[C::MT][4], bf[C::NT][2];
                 load_frags(af, bf, stage, kk);
                 mma_16832<C::MT, C::NT, U8>(acc, af, bf);
@@ -204,9 +229,9 @@ I8RT_INLINE void body(const MmaParams& q) {
             const unsigned stage = (unsigned)(read_stage * C::STAGE_BYTES);
             read_stage = read_stage + 1 == C::STAGES ? 0 : read_stage + 1;
 #pragma unroll
-            for (int kk = 0; kk < C::KK; ++kk) {
+            for (int kk = 0; kk < C::KKS; ++kk) {
                 if (kk == 0) refill(i);
-                if (kk + 1 < C::KK) {
+                if (kk + 1 < C::KKS) {
                     load_frags(af[(kk + 1) & 1], bf[(kk + 1) & 1], stage, kk + 1);
                 } else {
                     // Stage i + 1 has landed for this thread, then for every thread.
@@ -220,7 +245,46 @@ I8RT_INLINE void body(const MmaParams& q) {
     }
     cp_async_wait<0>();  // (only empty groups remain)
 
-    tile::finish<C::MT, C::NT, C::THREADS>(q, acc, bm + wm * C::WM, bn + wn * C::WN);
+    if constexpr (C::SLICES == 1) {
+        tile::finish<C::MT, C::NT, C::THREADS>(q, acc, bm + wm * C::WM, bn + wn * C::WN);
+    } else {
+        // Two slices: warp sw of slice s and its partner (warp sw of the other slice) hold
+        // partial sums of the same warp tile over complementary k steps. Each keeps the 16-row
+        // pieces [s · MT_OUT, (s + 1) · MT_OUT) of it and hands the others to its partner through
+        // shared memory, laid out [giving slice][sw][piece, nt, e][lane] (a warp's stores and
+        // loads: 32 consecutive words), then adds what it receives — wrapping adds, exact: the
+        // same bits as one warp over every step.
+        constexpr int WORDS = C::MT_OUT * C::NT * 4;  // words a lane hands over
+        int kept[C::MT_OUT][C::NT][4];
+        int* xchg = reinterpret_cast<int*>(dyn_smem());
+        int* give = xchg + (slice * C::SLICE_WARPS + sw) * WORDS * 32 + lane;
+        const int* take = xchg + ((1 - slice) * C::SLICE_WARPS + sw) * WORDS * 32 + lane;
+        // (the main loop's last barrier already follows every warp's last fragment load; this one
+        // keeps the exchange area's reuse independent of how that loop ends)
+        block_sync();
+#pragma unroll
+        for (int mt = 0; mt < C::MT_OUT; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < C::NT; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    // (selects, not an index by `slice`: the accumulators stay in registers)
+                    const int lo = acc[mt][nt][e], hi = acc[C::MT_OUT + mt][nt][e];
+                    give[((mt * C::NT + nt) * 4 + e) * 32] = slice == 0 ? hi : lo;
+                    kept[mt][nt][e] = slice == 0 ? lo : hi;
+                }
+        block_sync();
+#pragma unroll
+        for (int mt = 0; mt < C::MT_OUT; ++mt)
+#pragma unroll
+            for (int nt = 0; nt < C::NT; ++nt)
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    kept[mt][nt][e] = (int)((unsigned)kept[mt][nt][e] + (unsigned)take[((mt * C::NT + nt) * 4 + e) * 32]);
+        // (finish begins with a barrier: every lane has read its share before the staging rows
+        // overwrite it)
+        tile::finish<C::MT_OUT, C::NT, C::THREADS>(q, kept, bm + wm * C::WM + slice * C::MT_OUT * 16, bn + wn * C::WN);
+    }
 }
 
 }  // namespace mma
@@ -239,3 +303,6 @@ I8RT_ENTRY(gemm_mma_64x64_s8, MmaParams, mma::C64x64::THREADS) { mma::body<mma::
 I8RT_ENTRY(gemm_mma_64x64_u8, MmaParams, mma::C64x64::THREADS) { mma::body<mma::C64x64, true>(p); }
 I8RT_ENTRY(gemm_mma_128x64_s8, MmaParams, mma::C128x64::THREADS) { mma::body<mma::C128x64, false>(p); }
 I8RT_ENTRY(gemm_mma_128x64_u8, MmaParams, mma::C128x64::THREADS) { mma::body<mma::C128x64, true>(p); }
+// (two blocks per SM: 96 KiB of shared memory each, registers held to 128 a thread)
+I8RT_ENTRY_MIN_BLOCKS(gemm_mma_64x64k2_s8, MmaParams, mma::C64x64K2::THREADS, 2) { mma::body<mma::C64x64K2, false>(p); }
+I8RT_ENTRY_MIN_BLOCKS(gemm_mma_64x64k2_u8, MmaParams, mma::C64x64K2::THREADS, 2) { mma::body<mma::C64x64K2, true>(p); }

@@ -425,6 +425,14 @@ pub enum MmaTile {
     /// stream tile waiting on its loads at 26 % of the H100's DRAM throughput (64 × 4096²).
     /// Built without a GPU (2026-11-27): forced or tuned (with unproven kernels) only.
     Stream64x64Pf,
+    /// [`MmaTile::M64N64`] (Hopper's `Auto` at 65 … 256 rows) with 8 warps: two slices of
+    /// 2 × 2 warps, each over two of a stage's four k steps, their partial sums added in shared
+    /// memory before the epilogue ("sliced K"). The same block tile, copies, pipeline and bits,
+    /// two warps per scheduler instead of one: Nsight Compute found the 4-warp tile issuing once
+    /// every 3.76 cycles on an H100, stalled on its own dependencies (128 × 4096²), with no
+    /// other warp to issue from. Built without a GPU (2026-11-27): forced or tuned (with
+    /// unproven kernels) only.
+    M64N64K2,
 }
 
 /// The kernel file of a tile, with what its launch geometry depends on.
@@ -458,7 +466,7 @@ struct TileSpec {
 
 impl MmaTile {
     /// Every tile.
-    pub const ALL: [MmaTile; 27] = [
+    pub const ALL: [MmaTile; 28] = [
         MmaTile::M16N128,
         MmaTile::M64N128,
         MmaTile::M128N128,
@@ -486,6 +494,7 @@ impl MmaTile {
         MmaTile::Tmc128x64M2N2,
         MmaTile::Tmc64x64N4,
         MmaTile::Stream64x64Pf,
+        MmaTile::M64N64K2,
     ];
     /// Everything the host knows of a tile, written once per tile: the twin of the kernel's
     /// compile-time configuration (`mma::Config`, `staged::Cfg`, `wg::Config`, `tma::Config`).
@@ -542,6 +551,7 @@ impl MmaTile {
             MmaTile::Tmc64x64N4 =>    tc( 64, 128, 6, (1, 4), "tmc64x64n4",    [GemmTmc64x64N4S8, GemmTmc64x64N4U8]),
             //                              bm   bn thr st family  label           kernels (s8, u8)
             MmaTile::Stream64x64Pf => t( 64,  64, 256, 2, S22,   "stream64x64pf", [GemmStreamPf64x64S8, GemmStreamPf64x64U8]),
+            MmaTile::M64N64K2 =>      t( 64,  64, 256, 6, MMA128, "64x64k2",      [GemmMma64x64k2S8, GemmMma64x64k2U8]),
         }
     }
     /// Rows of X (and Y) per block (`BM` in the kernel).
@@ -586,8 +596,8 @@ impl MmaTile {
     /// ninth session; each run's GPU tests checked every tile × split-K factor and its tuners
     /// bit-checked every candidate. A tile added later starts `false` until a GPU run passes it
     /// (the deep 64 × 64 and 128 × 64 tiles passed on the H100 in the tenth session, both their
-    /// builds): the 64-column `wgmma` tiles, the clustered TMA tiles and the prefetching stream
-    /// tile, built without a GPU on 2026-11-27, have not.
+    /// builds): the 64-column `wgmma` tiles, the clustered TMA tiles, the prefetching stream
+    /// tile and the sliced 64 × 64 tile, built without a GPU on 2026-11-27, have not.
     pub const fn ran_on_gpu(self) -> bool {
         !matches!(
             self,
@@ -597,6 +607,7 @@ impl MmaTile {
                 | MmaTile::Tmc128x64M2N2
                 | MmaTile::Tmc64x64N4
                 | MmaTile::Stream64x64Pf
+                | MmaTile::M64N64K2
         )
     }
     /// Output tiles per thread block cluster, along M and along N (`(1, 1)`: no clusters). A

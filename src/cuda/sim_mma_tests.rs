@@ -1145,6 +1145,7 @@ fn mma_split_k_gives_the_same_bits_for_every_split() {
         MmaTile::Wgmma64x128,
         MmaTile::Wgmma128x128D3,
         MmaTile::M64N64,
+        MmaTile::M64N64K2,
     ]
     .into_iter()
     .enumerate()
@@ -1263,6 +1264,7 @@ fn mma_is_exact_when_cp_async_lands_at_issue() {
         (MmaTile::Wgmma128x256, 129, 257, 128 * 5 + 16),
         (MmaTile::Wgmma128x128, 70, 129, 128 * 3),
         (MmaTile::Wgmma64x256, 65, 300, 128 * 5 + 1),
+        (MmaTile::M64N64K2, 130, 70, 128 * 7 + 16),
     ]
     .iter()
     .enumerate()

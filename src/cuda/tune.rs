@@ -825,7 +825,8 @@ mod tests {
                     // tiles on the H100 in the tenth) but the 64-column `wgmma` tiles and the
                     // clustered TMA tiles, built without a GPU on 2026-11-27 (sm_90 alone), and
                     // the prefetching GEMV and stream tile (sm_90 and newer, up to 128 rows and
-                    // 16 … 256 rows).
+                    // 16 … 256 rows), and the sliced 64 × 64 tile (sm_80 and newer, from 33
+                    // rows).
                     let dp4a = |k: &GemmKernel| {
                         matches!(
                             k,
@@ -838,7 +839,8 @@ mod tests {
                             || matches!(k, GemmKernel::Mma(Some(t))
                             if matches!(t.tile, MmaTile::Wgmma64x64 | MmaTile::Wgmma128x64
                                 | MmaTile::Tmc64x64M2N2 | MmaTile::Tmc128x64M2N2
-                                | MmaTile::Tmc64x64N4 | MmaTile::Stream64x64Pf))
+                                | MmaTile::Tmc64x64N4 | MmaTile::Stream64x64Pf
+                                | MmaTile::M64N64K2))
                     };
                     // (the 2 × 2 clusters once M fills more than one tile row of them)
                     let tile_offered = |tile: MmaTile| {
@@ -853,7 +855,7 @@ mod tests {
                         assert_eq!(proven, expect, "m={m} k={k} sm_{arch}");
                         assert_eq!(
                             c.iter().any(unproven),
-                            arch == 90 || (arch > 90 && m <= 256),
+                            arch == 90 || (arch > 90 && m <= 256) || (arch >= 80 && m > 32),
                             "m={m} k={k} sm_{arch}"
                         );
                         assert_eq!(
@@ -867,6 +869,7 @@ mod tests {
                                 arch >= 90 && (16..=256).contains(&m),
                             ),
                             (MmaTile::Wgmma64x64, arch == 90 && m > 32),
+                            (MmaTile::M64N64K2, arch >= 80 && m > 32),
                             (MmaTile::Tmc64x64M2N2, arch == 90 && m > 64),
                             (MmaTile::Tmc128x64M2N2, arch == 90 && m > 128),
                             (MmaTile::Tmc64x64N4, arch == 90),
