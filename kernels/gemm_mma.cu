@@ -262,25 +262,22 @@ I8RT_INLINE void body(const MmaParams& q) {
         // (the main loop's last barrier already follows every warp's last fragment load; this one
         // keeps the exchange area's reuse independent of how that loop ends)
         block_sync();
+        // (word i of a lane's hand-over: piece i / (NT · 4), n8 tile i / 4 % NT, element i % 4;
+        // unrolled, so every accumulator index is a constant and they stay in registers —
+        // selects, not an index by `slice`)
 #pragma unroll
-        for (int mt = 0; mt < C::MT_OUT; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < C::NT; ++nt)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) {
-                    // (selects, not an index by `slice`: the accumulators stay in registers)
-                    const int lo = acc[mt][nt][e], hi = acc[C::MT_OUT + mt][nt][e];
-                    give[((mt * C::NT + nt) * 4 + e) * 32] = slice == 0 ? hi : lo;
-                    kept[mt][nt][e] = slice == 0 ? lo : hi;
-                }
+        for (int i = 0; i < WORDS; ++i) {
+            const int mt = i / (C::NT * 4), nt = i / 4 % C::NT, e = i % 4;
+            const int lo = acc[mt][nt][e], hi = acc[C::MT_OUT + mt][nt][e];
+            give[i * 32] = slice == 0 ? hi : lo;
+            kept[mt][nt][e] = slice == 0 ? lo : hi;
+        }
         block_sync();
 #pragma unroll
-        for (int mt = 0; mt < C::MT_OUT; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < C::NT; ++nt)
-#pragma unroll
-                for (int e = 0; e < 4; ++e)
-                    kept[mt][nt][e] = (int)((unsigned)kept[mt][nt][e] + (unsigned)take[((mt * C::NT + nt) * 4 + e) * 32]);
+        for (int i = 0; i < WORDS; ++i) {
+            int& v = kept[i / (C::NT * 4)][i / 4 % C::NT][i % 4];
+            v = (int)((unsigned)v + (unsigned)take[i * 32]);
+        }
         // (finish begins with a barrier: every lane has read its share before the staging rows
         // overwrite it)
         tile::finish<C::MT_OUT, C::NT, C::THREADS>(q, kept, bm + wm * C::WM + slice * C::MT_OUT * 16, bn + wn * C::WN);
