@@ -24,6 +24,15 @@ use int8rt::npy::{self, NpyData};
 use int8rt::quant::QuantParams;
 use int8rt::Error;
 
+// The device-against-host comparisons, shared with the simulated run
+// (src/cuda/calib_sim_tests.rs).
+#[path = "common/calib_eq.rs"]
+mod calib_eq;
+use calib_eq::{
+    assert_same_hist, assert_same_observer, assert_same_ranges, assert_same_signed, bits,
+    golden_batches_of,
+};
+
 /// Device 0, or `None` (skip) — a failure under `INT8RT_REQUIRE_CUDA=1`.
 fn gpu() -> Option<CudaDevice> {
     match CudaDevice::new(0) {
@@ -82,106 +91,9 @@ golden!(
     "multibatch"
 );
 
-/// The batches the reference collected: rows for `multibatch`, the whole tensor otherwise.
+/// The batches the reference collected from an embedded input (`calib_eq::golden_batches_of`).
 fn golden_batches(name: &str, bytes: &[u8]) -> Vec<(Vec<f32>, Vec<usize>)> {
-    let a = npy::parse(bytes, name).unwrap();
-    let shape = a.shape.clone();
-    let x = a.into_f32(name).unwrap();
-    if name == "multibatch" {
-        x.chunks(shape[1])
-            .map(|r| (r.to_vec(), vec![1, shape[1]]))
-            .collect()
-    } else {
-        vec![(x, shape)]
-    }
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
-fn first_diff<T: PartialEq + std::fmt::Debug>(a: &[T], b: &[T]) -> Option<String> {
-    if let Some(i) = a.iter().zip(b).position(|(x, y)| x != y) {
-        return Some(format!("index {i}: GPU {:?}, host {:?}", a[i], b[i]));
-    }
-    (a.len() != b.len()).then(|| format!("lengths: GPU {}, host {}", a.len(), b.len()))
-}
-
-fn assert_same_hist(dev: &Histogram, cpu: &Histogram, what: &str) {
-    if let Some(d) = first_diff(dev.counts(), cpu.counts()) {
-        panic!("{what}: histogram counts differ at {d}");
-    }
-    if let Some(d) = first_diff(&bits(dev.edges()), &bits(cpu.edges())) {
-        panic!("{what}: edge bits differ at {d}");
-    }
-    assert!(
-        dev == cpu,
-        "{what}: totals / extremes / counters differ: {:?} vs {:?}",
-        (
-            dev.total(),
-            dev.min_max(),
-            dev.zeros_skipped(),
-            dev.nonfinite_skipped()
-        ),
-        (
-            cpu.total(),
-            cpu.min_max(),
-            cpu.zeros_skipped(),
-            cpu.nonfinite_skipped()
-        )
-    );
-}
-
-fn assert_same_signed(dev: &SignedHistogram, cpu: &SignedHistogram, what: &str) {
-    if let Some(d) = first_diff(dev.counts(), cpu.counts()) {
-        panic!("{what}: signed counts differ at {d}");
-    }
-    assert!(dev == cpu, "{what}: signed histograms differ");
-}
-
-fn assert_same_observer(dev: &TensorObserver, cpu: &TensorObserver, what: &str) {
-    assert_same_hist(dev.histogram(), cpu.histogram(), what);
-    if let (Some(a), Some(b)) = (dev.signed_histogram(), cpu.signed_histogram()) {
-        assert_same_signed(a, b, what);
-    }
-    assert!(dev == cpu, "{what}: observers differ");
-}
-
-/// Every method gives the same scale bits and zero point (or both an error).
-fn assert_same_ranges(dev: &TensorObserver, cpu: &TensorObserver, what: &str) {
-    use AmaxMethod as A;
-    let mut methods = vec![
-        Method::Symmetric(A::Max),
-        Method::Symmetric(A::Percentile(99.9)),
-        Method::Symmetric(A::Percentile(99.99)),
-        Method::Symmetric(A::Mse),
-        Method::Symmetric(A::Entropy),
-        Method::Symmetric(A::CrossEntropy),
-        Method::Unsigned(A::Max),
-        Method::Unsigned(A::Percentile(99.99)),
-        Method::Unsigned(A::Mse),
-        Method::Unsigned(A::Entropy),
-        Method::Asymmetric(RangeMethod::MinMax),
-        Method::Asymmetric(RangeMethod::MovingAverage),
-        Method::Asymmetric(RangeMethod::Percentile(99.9)),
-    ];
-    methods.push(Method::Asymmetric(RangeMethod::Mse));
-    let mut compared = 0;
-    for m in methods {
-        match (dev.params(m), cpu.params(m)) {
-            (Ok(a), Ok(b)) => {
-                assert_eq!(
-                    (a.scale().to_bits(), a.zero_point()),
-                    (b.scale().to_bits(), b.zero_point()),
-                    "{what}: {m}"
-                );
-                compared += 1;
-            }
-            (Err(_), Err(_)) => {}
-            (a, b) => panic!("{what}: {m}: GPU {a:?}, host {b:?}"),
-        }
-    }
-    assert!(compared > 0, "{what}: no method gave a range");
+    golden_batches_of(name, npy::parse(bytes, name).unwrap())
 }
 
 #[test]

@@ -23,6 +23,14 @@ use crate::error::{Error, Result};
 use crate::nn::CalibrationRun;
 use crate::npy::{self, NpyData};
 
+// The device-against-host comparisons, shared with tests/gpu_calib.rs.
+#[path = "../../tests/common/calib_eq.rs"]
+mod calib_eq;
+use calib_eq::{
+    assert_same_hist, assert_same_observer, assert_same_ranges, assert_same_signed, bits,
+    golden_batches_of,
+};
+
 /// SplitMix64.
 struct Rng(u64);
 impl Rng {
@@ -92,19 +100,12 @@ fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/calibration-golden")
 }
 
-/// The batches the reference collected, with their shapes: rows for `multibatch`, the whole
-/// tensor otherwise.
+/// The batches the reference collected, with their shapes (`calib_eq::golden_batches_of`).
 fn golden_batches(name: &str) -> Vec<(Vec<f32>, Vec<usize>)> {
-    let a = npy::read(golden_dir().join(format!("{name}.npy"))).unwrap();
-    let shape = a.shape.clone();
-    let x = a.into_f32(name).unwrap();
-    if name == "multibatch" {
-        x.chunks(shape[1])
-            .map(|r| (r.to_vec(), vec![1, shape[1]]))
-            .collect()
-    } else {
-        vec![(x, shape)]
-    }
+    golden_batches_of(
+        name,
+        npy::read(golden_dir().join(format!("{name}.npy"))).unwrap(),
+    )
 }
 
 /// The reference's own histogram of a case (pytorch-quantization's counts and edges, as saved).
@@ -121,125 +122,6 @@ fn golden_histogram(name: &str) -> (Vec<u64>, Vec<f32>) {
         .into_f32(name)
         .unwrap();
     (counts, edges)
-}
-
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
-/// The first index where two slices differ (or where one ends), with both values.
-fn first_diff<T: PartialEq + std::fmt::Debug>(a: &[T], b: &[T]) -> Option<String> {
-    if let Some(i) = a.iter().zip(b).position(|(x, y)| x != y) {
-        return Some(format!("index {i}: device {:?}, host {:?}", a[i], b[i]));
-    }
-    (a.len() != b.len()).then(|| format!("lengths: device {}, host {}", a.len(), b.len()))
-}
-
-/// Equal histograms (every field), reporting the first differing bin or edge rather than the
-/// whole state.
-fn assert_same_hist(dev: &Histogram, cpu: &Histogram, what: &str) {
-    if let Some(d) = first_diff(dev.counts(), cpu.counts()) {
-        panic!("{what}: histogram counts differ at {d}");
-    }
-    if let Some(d) = first_diff(&bits(dev.edges()), &bits(cpu.edges())) {
-        panic!("{what}: histogram edge bits differ at {d}");
-    }
-    if dev != cpu {
-        panic!(
-            "{what}: histograms differ: total {} / {}, batches {} / {}, min/max {:?} / {:?}, skipped non-finite {} / {}, zeros {} / {}",
-            dev.total(), cpu.total(), dev.batches(), cpu.batches(), dev.min_max(), cpu.min_max(),
-            dev.nonfinite_skipped(), cpu.nonfinite_skipped(), dev.zeros_skipped(), cpu.zeros_skipped()
-        );
-    }
-}
-
-/// Equal signed histograms, reporting the first differing bin.
-fn assert_same_signed(dev: &SignedHistogram, cpu: &SignedHistogram, what: &str) {
-    if let Some(d) = first_diff(dev.counts(), cpu.counts()) {
-        panic!(
-            "{what}: signed counts differ at {d} (first bin {} / {}, width {} / {})",
-            dev.first_bin(),
-            cpu.first_bin(),
-            dev.width(),
-            cpu.width()
-        );
-    }
-    if dev != cpu {
-        panic!(
-            "{what}: signed histograms differ: first bin {} / {}, width {} / {}, total {} / {}, range {:?} / {:?}",
-            dev.first_bin(), cpu.first_bin(), dev.width(), cpu.width(), dev.total(), cpu.total(),
-            dev.range().ok(), cpu.range().ok()
-        );
-    }
-}
-
-/// Equal tensor observers: the histograms first (concise), then every other field.
-fn assert_same_observer(dev: &TensorObserver, cpu: &TensorObserver, what: &str) {
-    assert_same_hist(dev.histogram(), cpu.histogram(), what);
-    if let (Some(a), Some(b)) = (dev.signed_histogram(), cpu.signed_histogram()) {
-        assert_same_signed(a, b, what);
-    }
-    if dev != cpu {
-        panic!(
-            "{what}: observers differ: range {:?} / {:?}, skipped {} / {}, moving average {:?} / {:?}, cross-entropy {:?} / {:?}",
-            dev.range().ok(), cpu.range().ok(), dev.nonfinite_skipped(), cpu.nonfinite_skipped(),
-            dev.asymmetric_range(RangeMethod::MovingAverage).ok(),
-            cpu.asymmetric_range(RangeMethod::MovingAverage).ok(),
-            dev.cross_entropy().map(|c| c.losses().to_vec()),
-            cpu.cross_entropy().map(|c| c.losses().to_vec()),
-        );
-    }
-}
-
-/// Every method that applies to an observer.
-fn methods(nonneg: bool, cross_entropy: bool) -> Vec<Method> {
-    use AmaxMethod as A;
-    let mut v = vec![
-        Method::Symmetric(A::Max),
-        Method::Symmetric(A::Percentile(99.9)),
-        Method::Symmetric(A::Percentile(99.99)),
-        Method::Symmetric(A::Percentile(100.0)),
-        Method::Symmetric(A::Mse),
-        Method::Symmetric(A::Entropy),
-        Method::Asymmetric(RangeMethod::MinMax),
-        Method::Asymmetric(RangeMethod::MovingAverage),
-        Method::Asymmetric(RangeMethod::Percentile(99.9)),
-        Method::Asymmetric(RangeMethod::Mse),
-    ];
-    if nonneg {
-        v.extend([
-            Method::Unsigned(A::Max),
-            Method::Unsigned(A::Percentile(99.99)),
-            Method::Unsigned(A::Mse),
-            Method::Unsigned(A::Entropy),
-        ]);
-    }
-    if cross_entropy {
-        v.push(Method::Symmetric(A::CrossEntropy));
-    }
-    v
-}
-
-/// Every method gives the same parameters (scale bits and zero point, or both an error).
-fn assert_same_ranges(dev: &TensorObserver, cpu: &TensorObserver, what: &str) {
-    let nonneg = cpu.range().map(|(lo, _)| lo >= 0.0).unwrap_or(false);
-    let ce = cpu.cross_entropy().is_some();
-    let mut compared = 0;
-    for m in methods(nonneg, ce) {
-        match (dev.params(m), cpu.params(m)) {
-            (Ok(a), Ok(b)) => {
-                assert_eq!(
-                    (a.scale().to_bits(), a.zero_point()),
-                    (b.scale().to_bits(), b.zero_point()),
-                    "{what}: {m}: device {a:?}, host {b:?}"
-                );
-                compared += 1;
-            }
-            (Err(_), Err(_)) => {}
-            (a, b) => panic!("{what}: {m}: device {a:?}, host {b:?}"),
-        }
-    }
-    assert!(compared > 0, "{what}: no method gave a range");
 }
 
 #[test]
