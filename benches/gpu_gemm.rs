@@ -34,10 +34,10 @@
 //! `int8rt_tma64x128_overlap_i32`, and `int8rt_tma64x128d4_i32` at every M ≤ 256;
 //! `int8rt_tma128x128_i32` and `int8rt_tma64x256_i32` from M = 32; from M = 1024
 //! `int8rt_tma128x256_i32`; in the targets table too). On sm_80+ at M = 33 … 256, the deep
-//! `cp.async` tiles (`MmaTile::M64N64`, `M128N64`, and the 64 × 64 one in two k slices of
-//! four warps, `M64N64K2`) forced at the split-K factor nearest two blocks per SM (rows
-//! `int8rt_mma64x64_i32`, `int8rt_mma128x64_i32`, `int8rt_mma64x64k2_i32`; in the targets table
-//! too), and on sm_90 the 64-column `wgmma` tiles in the same way (rows
+//! `cp.async` tiles (`MmaTile::M64N64`, `M128N64`, and both in two k slices of four warps,
+//! `M64N64K2`, `M128N64K2`) forced at the split-K factor nearest two blocks per SM (rows
+//! `int8rt_mma64x64_i32`, `int8rt_mma128x64_i32`, `int8rt_mma64x64k2_i32`,
+//! `int8rt_mma128x64k2_i32`; in the targets table too), and on sm_90 the 64-column `wgmma` tiles in the same way (rows
 //! `int8rt_wgmma64x64_i32`, `int8rt_wgmma128x64_i32`; in the targets table too), and the
 //! clustered TMA tiles (`int8rt_tmc64x64m2n2_i32` and `int8rt_tmc128x64m2n2_i32` once M fills
 //! two tile rows, `int8rt_tmc64x64n4_i32`; in the targets table too). On sm_90 up
@@ -646,8 +646,8 @@ fn bench_shape(
     // on sm_90, the 64-column `wgmma` tiles in their shapes (built without a GPU, 2026-11-27:
     // last, as the newest), 33 … 256 rows, each at the split-K factor whose blocks come nearest
     // to two per multiprocessor without exceeding it: rows `int8rt_mma64x64_i32`,
-    // `int8rt_mma128x64_i32`, `int8rt_mma64x64k2_i32` (the sliced 64 × 64 tile, built without a
-    // GPU the same day), `int8rt_wgmma64x64_i32`, `int8rt_wgmma128x64_i32`.
+    // `int8rt_mma128x64_i32`, `int8rt_mma64x64k2_i32` and `int8rt_mma128x64k2_i32` (the sliced
+    // deep tiles, built without a GPU the same day), `int8rt_wgmma64x64_i32`, `int8rt_wgmma128x64_i32`.
     if mma && (33..=256).contains(&m) {
         let sms = dev.sm_count() as usize;
         // (and the clustered TMA tiles, built without a GPU the same day: each where M fills
@@ -663,10 +663,15 @@ fn bench_shape(
         } else {
             &[]
         };
-        for &tile in [MmaTile::M64N64, MmaTile::M128N64, MmaTile::M64N64K2]
-            .iter()
-            .chain(wgmma_tiles)
-            .filter(|t| t.clusters_filled_by(m))
+        for &tile in [
+            MmaTile::M64N64,
+            MmaTile::M128N64,
+            MmaTile::M64N64K2,
+            MmaTile::M128N64K2,
+        ]
+        .iter()
+        .chain(wgmma_tiles)
+        .filter(|t| t.clusters_filled_by(m))
         {
             let splits = splits_filling(tile, m, n, k, 2 * sms);
             // (`int8rt_mma64x64_i32`: the mma.sync tiles' labels are bare shapes)
@@ -902,6 +907,7 @@ fn main() {
             "int8rt_mma64x64_i32",
             "int8rt_mma128x64_i32",
             "int8rt_mma64x64k2_i32",
+            "int8rt_mma128x64k2_i32",
             "int8rt_wgmma64x64_i32",
             "int8rt_wgmma128x64_i32",
             "int8rt_tmc64x64m2n2_i32",

@@ -18,6 +18,7 @@
 //   gemm_mma_128x64   BM 128, BN 64,  4 warps (2 × 2), warp tile 64 × 32, 3 stages of 128 B, 72 KiB
 //   gemm_mma_64x64k2  BM 64,  BN 64,  8 warps (2 slices of 2 × 2), as gemm_mma_64x64, each slice
 //                     over two of a stage's four k steps (Config's SLICES)
+//   gemm_mma_128x64k2 BM 128, BN 64,  8 warps (2 slices of 2 × 2), as gemm_mma_128x64, likewise
 // The last two are deep pipelines for 33 … 256 rows, the shape of the kernels cuBLASLt ran for
 // torch._int_mm at 64 … 256 × 4096² on an H100 (CUTLASS's sm_80 `i16832gemm_s8_64x64_128x6` and
 // `128x64_128x3`: 128-byte k stages 6 and 3 deep, one block per output tile, no split-K; Nsight
@@ -99,14 +100,15 @@ using C128x256 = Config<128, 256, 2, 4, 3>;
 using C256x128 = Config<256, 128, 4, 2, 3>;
 using C64x64 = Config<64, 64, 2, 2, 6, 128, true>;
 using C128x64 = Config<128, 64, 2, 2, 3, 128, true>;
-// The 64 × 64 deep tile with 8 warps: two slices of 2 × 2, two k steps of each stage apiece.
+// The deep tiles with 8 warps: two slices of 2 × 2, two k steps of each stage apiece.
 using C64x64K2 = Config<64, 64, 2, 2, 6, 128, true, 2>;
+using C128x64K2 = Config<128, 64, 2, 2, 3, 128, true, 2>;
 
 template <class C>
 constexpr bool STAGING_FITS = tile::FLAG_OFFSET<C::THREADS, C::WN> + 4 <= C::SMEM;
 static_assert(STAGING_FITS<C16x128> && STAGING_FITS<C64x128> && STAGING_FITS<C128x128> && STAGING_FITS<C128x256> &&
                   STAGING_FITS<C256x128> && STAGING_FITS<C64x64> && STAGING_FITS<C128x64> &&
-                  STAGING_FITS<C64x64K2>,
+                  STAGING_FITS<C64x64K2> && STAGING_FITS<C128x64K2>,
               "the epilogue's staging and the split-K flag fit in the pipeline's shared memory");
 
 // This thread's share of a stage's copies (tile.cuh), laid out as the Config says; the deep
@@ -303,3 +305,5 @@ I8RT_ENTRY(gemm_mma_128x64_u8, MmaParams, mma::C128x64::THREADS) { mma::body<mma
 // (two blocks per SM: 96 KiB of shared memory each, registers held to 128 a thread)
 I8RT_ENTRY_MIN_BLOCKS(gemm_mma_64x64k2_s8, MmaParams, mma::C64x64K2::THREADS, 2) { mma::body<mma::C64x64K2, false>(p); }
 I8RT_ENTRY_MIN_BLOCKS(gemm_mma_64x64k2_u8, MmaParams, mma::C64x64K2::THREADS, 2) { mma::body<mma::C64x64K2, true>(p); }
+I8RT_ENTRY(gemm_mma_128x64k2_s8, MmaParams, mma::C128x64K2::THREADS) { mma::body<mma::C128x64K2, false>(p); }
+I8RT_ENTRY(gemm_mma_128x64k2_u8, MmaParams, mma::C128x64K2::THREADS) { mma::body<mma::C128x64K2, true>(p); }

@@ -526,7 +526,7 @@ fn tensor_loop_mix(body: &str, tensor_op: &str) -> Option<(usize, HashMap<String
 /// `wgmma` tiles built in their shapes (addresses held too, and each stage's descriptors one add
 /// from the operands' base descriptors: 116 and 106 per stage on sm_90a), and the sliced 64 × 64
 /// tile (8 warps, each with half a stage's k steps and copies: 73 per stage on sm_90, 70 on
-/// sm_80). The bounds leave room
+/// sm_80; the sliced 128 × 64 tile 99). The bounds leave room
 /// for a compiler update, not for the per-copy address arithmetic of the loaders without HOLD.
 #[test]
 fn deep_tiles_refill_inside_a_short_main_loop() {
@@ -539,6 +539,7 @@ fn deep_tiles_refill_inside_a_short_main_loop() {
         (Module::GemmMma, "gemm_mma_64x64", "IMMA", 8usize, 120usize),
         (Module::GemmMma, "gemm_mma_128x64", "IMMA", 12, 176),
         (Module::GemmMma, "gemm_mma_64x64k2", "IMMA", 4, 80),
+        (Module::GemmMma, "gemm_mma_128x64k2", "IMMA", 6, 110),
         (Module::GemmWgmma, "gemm_wgmma_64x64", "IGMMA", 8, 124),
         (Module::GemmWgmma, "gemm_wgmma_128x64", "IGMMA", 6, 114),
     ];

@@ -433,6 +433,11 @@ pub enum MmaTile {
     /// other warp to issue from. Built without a GPU (2026-11-27): forced or tuned (with
     /// unproven kernels) only.
     M64N64K2,
+    /// [`MmaTile::M128N64`] in two k slices of 2 × 2 warps, as [`MmaTile::M64N64K2`]: the
+    /// weights read once per 128 rows (48 MB of L2 traffic at 128 × 4096² where the 64-row tiles
+    /// read 64), 8 warps per block, one block per SM (162 registers). Built without a GPU
+    /// (2026-11-27): forced or tuned (with unproven kernels) only.
+    M128N64K2,
 }
 
 /// The kernel file of a tile, with what its launch geometry depends on.
@@ -466,7 +471,7 @@ struct TileSpec {
 
 impl MmaTile {
     /// Every tile.
-    pub const ALL: [MmaTile; 28] = [
+    pub const ALL: [MmaTile; 29] = [
         MmaTile::M16N128,
         MmaTile::M64N128,
         MmaTile::M128N128,
@@ -495,6 +500,7 @@ impl MmaTile {
         MmaTile::Tmc64x64N4,
         MmaTile::Stream64x64Pf,
         MmaTile::M64N64K2,
+        MmaTile::M128N64K2,
     ];
     /// Everything the host knows of a tile, written once per tile: the twin of the kernel's
     /// compile-time configuration (`mma::Config`, `staged::Cfg`, `wg::Config`, `tma::Config`).
@@ -552,6 +558,7 @@ impl MmaTile {
             //                              bm   bn thr st family  label           kernels (s8, u8)
             MmaTile::Stream64x64Pf => t( 64,  64, 256, 2, S22,   "stream64x64pf", [GemmStreamPf64x64S8, GemmStreamPf64x64U8]),
             MmaTile::M64N64K2 =>      t( 64,  64, 256, 6, MMA128, "64x64k2",      [GemmMma64x64k2S8, GemmMma64x64k2U8]),
+            MmaTile::M128N64K2 =>     t(128,  64, 256, 3, MMA128, "128x64k2",     [GemmMma128x64k2S8, GemmMma128x64k2U8]),
         }
     }
     /// Rows of X (and Y) per block (`BM` in the kernel).
@@ -597,7 +604,7 @@ impl MmaTile {
     /// bit-checked every candidate. A tile added later starts `false` until a GPU run passes it
     /// (the deep 64 × 64 and 128 × 64 tiles passed on the H100 in the tenth session, both their
     /// builds): the 64-column `wgmma` tiles, the clustered TMA tiles, the prefetching stream
-    /// tile and the sliced 64 × 64 tile, built without a GPU on 2026-11-27, have not.
+    /// tile and the sliced deep tiles, built without a GPU on 2026-11-27, have not.
     pub const fn ran_on_gpu(self) -> bool {
         !matches!(
             self,
@@ -608,6 +615,7 @@ impl MmaTile {
                 | MmaTile::Tmc64x64N4
                 | MmaTile::Stream64x64Pf
                 | MmaTile::M64N64K2
+                | MmaTile::M128N64K2
         )
     }
     /// Output tiles per thread block cluster, along M and along N (`(1, 1)`: no clusters). A

@@ -1146,6 +1146,7 @@ fn mma_split_k_gives_the_same_bits_for_every_split() {
         MmaTile::Wgmma128x128D3,
         MmaTile::M64N64,
         MmaTile::M64N64K2,
+        MmaTile::M128N64K2,
     ]
     .into_iter()
     .enumerate()
@@ -1265,6 +1266,7 @@ fn mma_is_exact_when_cp_async_lands_at_issue() {
         (MmaTile::Wgmma128x128, 70, 129, 128 * 3),
         (MmaTile::Wgmma64x256, 65, 300, 128 * 5 + 1),
         (MmaTile::M64N64K2, 130, 70, 128 * 7 + 16),
+        (MmaTile::M128N64K2, 129, 65, 128 * 5 + 8),
     ]
     .iter()
     .enumerate()

@@ -825,8 +825,8 @@ mod tests {
                     // tiles on the H100 in the tenth) but the 64-column `wgmma` tiles and the
                     // clustered TMA tiles, built without a GPU on 2026-11-27 (sm_90 alone), and
                     // the prefetching GEMV and stream tile (sm_90 and newer, up to 128 rows and
-                    // 16 … 256 rows), and the sliced 64 × 64 tile (sm_80 and newer, from 33
-                    // rows).
+                    // 16 … 256 rows), and the sliced deep tiles (sm_80 and newer, from 33 and
+                    // 65 rows).
                     let dp4a = |k: &GemmKernel| {
                         matches!(
                             k,
@@ -840,7 +840,7 @@ mod tests {
                             if matches!(t.tile, MmaTile::Wgmma64x64 | MmaTile::Wgmma128x64
                                 | MmaTile::Tmc64x64M2N2 | MmaTile::Tmc128x64M2N2
                                 | MmaTile::Tmc64x64N4 | MmaTile::Stream64x64Pf
-                                | MmaTile::M64N64K2))
+                                | MmaTile::M64N64K2 | MmaTile::M128N64K2))
                     };
                     // (the 2 × 2 clusters once M fills more than one tile row of them)
                     let tile_offered = |tile: MmaTile| {
@@ -870,6 +870,7 @@ mod tests {
                             ),
                             (MmaTile::Wgmma64x64, arch == 90 && m > 32),
                             (MmaTile::M64N64K2, arch >= 80 && m > 32),
+                            (MmaTile::M128N64K2, arch >= 80 && m > 64),
                             (MmaTile::Tmc64x64M2N2, arch == 90 && m > 64),
                             (MmaTile::Tmc128x64M2N2, arch == 90 && m > 128),
                             (MmaTile::Tmc64x64N4, arch == 90),
