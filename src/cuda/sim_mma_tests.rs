@@ -776,6 +776,19 @@ fn check_tile_shapes(
     }
 }
 
+/// A forced launch: the tile, `m`, `n`, `k` and the split-K factor.
+type Forced = (MmaTile, usize, usize, usize, u32);
+
+/// [`check_mma`] of each row of `rows` forced, the `i`-th with the cases `case(i, i)`, then
+/// `after(row)` (the caller's statistics and launch checks).
+fn check_forced_rows(e: &SimExec, rng: &mut Rng, rows: &[Forced], mut after: impl FnMut(Forced)) {
+    for (i, &row) in rows.iter().enumerate() {
+        let (tile, m, n, k, splits) = row;
+        check_mma(e, forced(tile, splits), rng, (m, n, k), case(i, i), false);
+        after(row);
+    }
+}
+
 /// The statistics of the tensor-core launches since the last call: some ldmatrix, mma and
 /// cp.async ran, and no ldmatrix had a bank conflict.
 fn assert_tensor_core_stats(e: &SimExec, what: &str) -> SimStats {
@@ -1042,7 +1055,7 @@ fn clustered_tma_tiles_cover_every_tile_once_and_read_each_box_once_per_cluster(
     // tile, CM X boxes and CN W boxes (not CM · CN of each).
     let mut rng = Rng::new(67);
     let e = SimExec::new();
-    for (i, &(tile, m, n, k, splits)) in [
+    let rows = [
         (
             MmaTile::Tmc64x64M2N2,
             64 * 3 - 1,
@@ -1055,18 +1068,8 @@ fn clustered_tma_tiles_cover_every_tile_once_and_read_each_box_once_per_cluster(
         (MmaTile::Tmc128x64M2N2, 256, 64 * 2, 128 * 7 + 64, 2),
         (MmaTile::Tmc64x64N4, 33, 64 * 9 - 3, 128 * 8, 1),
         (MmaTile::Tmc64x64N4, 64 * 2 + 5, 64 * 4, 128 * 10, 3),
-    ]
-    .iter()
-    .enumerate()
-    {
-        check_mma(
-            &e,
-            forced(tile, splits),
-            &mut rng,
-            (m, n, k),
-            case(i, i),
-            false,
-        );
+    ];
+    check_forced_rows(&e, &mut rng, &rows, |(tile, m, n, k, splits)| {
         let st = assert_tma_stats(&e, &format!("{tile:?} {m}x{n}x{k} s{splits}"));
         // (check_gemm_on launches the GEMM once per output kind)
         let launches = e
@@ -1089,7 +1092,7 @@ fn clustered_tma_tiles_cover_every_tile_once_and_read_each_box_once_per_cluster(
         assert_eq!(l.grid.grid[0] as usize, rows * cols * cm * cn);
         assert_eq!(tile.kernel(false).cluster() as usize, cm * cn);
         assert_eq!(tile.kernel(true).cluster() as usize, cm * cn);
-    }
+    });
 }
 
 #[test]
@@ -1100,7 +1103,7 @@ fn wgmma_grouped_block_order_covers_every_tile_once() {
     // another unwritten (poisoned); a split of the wrong tile gives wrong sums.
     let mut rng = Rng::new(53);
     let e = SimExec::new();
-    for (i, &(tile, m, n, k, splits)) in [
+    let rows = [
         (
             MmaTile::Wgmma64x128,
             64 * 10 - 5,
@@ -1110,20 +1113,10 @@ fn wgmma_grouped_block_order_covers_every_tile_once() {
         ),
         (MmaTile::Wgmma64x128, 64 * 17 + 1, 128 + 1, 3 * 128, 2),
         (MmaTile::Wgmma128x128, 128 * 9 - 1, 130, 128, 1),
-    ]
-    .iter()
-    .enumerate()
-    {
-        check_mma(
-            &e,
-            forced(tile, splits),
-            &mut rng,
-            (m, n, k),
-            case(i, i),
-            false,
-        );
+    ];
+    check_forced_rows(&e, &mut rng, &rows, |(tile, m, n, k, splits)| {
         assert_wgmma_stats(&e, &format!("{tile:?} {m}x{n}x{k} s{splits}"));
-    }
+    });
 }
 
 #[test]
@@ -1256,31 +1249,21 @@ fn mma_is_exact_when_cp_async_lands_at_issue() {
     let mut rng = Rng::new(45);
     let mut e = SimExec::new();
     e.cp_async_early = true;
-    for (i, &(tile, m, n, k)) in [
-        (MmaTile::M64N128, 70, 129, 64 * 5 + 3),
-        (MmaTile::M128N256, 129, 257, 64 * 4),
-        (MmaTile::M16N128, 9, 200, 64 * 9 + 1),
-        (MmaTile::Stream64x64, 70, 129, 64 * 9 + 1),
-        (MmaTile::Stream128x64, 129, 65, 64 * 4),
-        (MmaTile::Wgmma128x256, 129, 257, 128 * 5 + 16),
-        (MmaTile::Wgmma128x128, 70, 129, 128 * 3),
-        (MmaTile::Wgmma64x256, 65, 300, 128 * 5 + 1),
-        (MmaTile::M64N64K2, 130, 70, 128 * 7 + 16),
-        (MmaTile::M128N64K2, 129, 65, 128 * 5 + 8),
-    ]
-    .iter()
-    .enumerate()
-    {
-        check_mma(
-            &e,
-            forced(tile, if i % 3 == 2 { 3 } else { 1 }),
-            &mut rng,
-            (m, n, k),
-            case(i, i),
-            false,
-        );
+    let rows = [
+        (MmaTile::M64N128, 70, 129, 64 * 5 + 3, 1),
+        (MmaTile::M128N256, 129, 257, 64 * 4, 1),
+        (MmaTile::M16N128, 9, 200, 64 * 9 + 1, 3),
+        (MmaTile::Stream64x64, 70, 129, 64 * 9 + 1, 1),
+        (MmaTile::Stream128x64, 129, 65, 64 * 4, 1),
+        (MmaTile::Wgmma128x256, 129, 257, 128 * 5 + 16, 3),
+        (MmaTile::Wgmma128x128, 70, 129, 128 * 3, 1),
+        (MmaTile::Wgmma64x256, 65, 300, 128 * 5 + 1, 1),
+        (MmaTile::M64N64K2, 130, 70, 128 * 7 + 16, 3),
+        (MmaTile::M128N64K2, 129, 65, 128 * 5 + 8, 1),
+    ];
+    check_forced_rows(&e, &mut rng, &rows, |(tile, ..)| {
         assert_tile_stats(&e, tile, &format!("cp.async early {tile:?}"));
-    }
+    });
 }
 
 #[test]
