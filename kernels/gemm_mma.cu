@@ -91,6 +91,8 @@ struct Config {
     static_assert(!DB || KKS % 2 == 0, "double-buffered fragments alternate within a stage");
     static_assert(SLICES == 1 || (SLICES == 2 && DB && MT % 2 == 0 && KK % 2 == 0),
                   "two slices of the double-buffered loop, each finishing half its warp tile");
+    static_assert(SLICES == 1 || SLICES * SLICE_WARPS * MT_OUT * NT * 4 * 32 * 4 <= SMEM,
+                  "the slices' hand-over (a word per lane and accumulator handed over) fits in the pipeline's shared memory");
 };
 
 using C16x128 = Config<16, 128, 1, 4, 4>;
