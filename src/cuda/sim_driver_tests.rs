@@ -5,7 +5,8 @@
 //! [`CudaDevice`], the `CudaExec` launches (plain and overlapped), tensor-map encoding, module
 //! loading and the layer's device paths — bits against the reference, then the census of driver
 //! calls a steady-state forward makes (allocations, launches, copies, synchronizations), which
-//! the library counts by entry point. `scripts/sim-driver.sh` runs any program (tests/gpu.rs,
+//! the library counts by entry point, and that of a steady-state `CudaWeights::gemm` (one
+//! launch). `scripts/sim-driver.sh` runs any program (tests/gpu.rs,
 //! the latency example) the same way.
 
 use std::path::{Path as FsPath, PathBuf};
@@ -15,7 +16,11 @@ use std::sync::Arc;
 use super::exec::Exec;
 use super::sim::{compile_command, sources_hash};
 use crate::cuda::cudarc::driver::CudaStream;
-use crate::cuda::{CudaDevice, CudaOut, CudaQuantLinear};
+use crate::cuda::{
+    CudaActScales, CudaActivations, CudaDevice, CudaOut, CudaQuantLinear, CudaWeights, GemmKernel,
+    MmaConfig, MmaTile,
+};
+use crate::gemm::Bias;
 use crate::gemm::{Context, OutBuf, Path};
 use crate::nn::{ActivationQuant, LinearConfig, QuantLinear};
 use crate::quant::{Granularity, Scheme};
@@ -321,5 +326,87 @@ fn child() {
         "{all:?}"
     );
     assert_eq!(sum(&all, &unused), 0, "{all:?}");
+    gemm_calls_are_one_launch(&dev, &census, &stream);
     println!("simulated-driver child ok");
+}
+
+/// A steady-state `CudaWeights::gemm` (the bench's and a serving loop's call) asks the driver
+/// for its one launch and nothing else — no allocation (the split-K scratch is cached), no
+/// synchronization, no copy, no event created — and, with cudarc's event tracking off (as the
+/// bench runs), no event recorded or waited on either: whatever the host spends between CUDA
+/// events around a call is this crate's own code and that launch. The GEMV (`Auto` at 3 rows),
+/// the GEMV launched overlapped (`cuLaunchKernelEx`), and a tile forced at split-K 3; their i32
+/// outputs alike.
+fn gemm_calls_are_one_launch(dev: &CudaDevice, census: &Census, stream: &Arc<CudaStream>) {
+    let (k, n) = (200usize, 72usize);
+    let lda = k.div_ceil(16) * 16;
+    let wq: Vec<i8> = (0..n * k).map(|i| (i * 29 % 255) as i8).collect();
+    let mut w = CudaWeights::new(dev, &wq, n, k, &[0.01], Bias::None).unwrap();
+    let scale = stream.clone_htod(&[0.02f32]).unwrap();
+    let sliced = GemmKernel::Mma(Some(MmaConfig {
+        tile: MmaTile::M64N64K2,
+        splits: 3,
+    }));
+    for tracking in [true, false] {
+        if !tracking {
+            // SAFETY: every buffer below lives on `stream` alone (the weights were uploaded
+            // and synchronized before), so no cross-stream order depends on cudarc's events.
+            unsafe { dev.context().disable_event_tracking() };
+        }
+        for (kernel, overlapped, m) in [
+            (GemmKernel::Auto, false, 3usize),
+            (GemmKernel::Auto, true, 3),
+            (sliced, false, 70),
+        ] {
+            w.set_kernel(kernel).unwrap();
+            w.set_overlapped_launch(overlapped);
+            let xq: Vec<i8> = (0..m * lda).map(|i| (i * 7 % 251) as i8).collect();
+            let x = stream.clone_htod(&xq).unwrap();
+            let mut y = stream.alloc_zeros::<i32>(m * n).unwrap();
+            let call = |w: &CudaWeights, y: &mut crate::cuda::cudarc::driver::CudaSlice<i32>| {
+                let act = CudaActScales::PerTensor {
+                    scale: &scale,
+                    zero_point: None,
+                };
+                let x = CudaActivations::S8 { x: &x, lda };
+                w.gemm(stream, m, x, act, CudaOut::I32(y)).unwrap();
+            };
+            call(&w, &mut y); // (warm: the scratch and the status word are cached from here)
+            let c = census.per_call(4, || call(&w, &mut y));
+            let what = format!("{kernel} overlapped {overlapped}, tracking {tracking}");
+            println!("gemm {what}: per call {c:?}");
+            let launches = if overlapped {
+                ["cuLaunchKernelEx"]
+            } else {
+                ["cuLaunchKernel"]
+            };
+            assert_eq!(sum(&c, &launches), 1, "{what}");
+            assert_eq!(sum(&c, LAUNCHES), 1, "{what}");
+            for (label, names) in [
+                ("allocations", ALLOCS),
+                ("frees", FREES),
+                ("synchronizations", SYNCS),
+                ("reads", READS),
+                ("writes", WRITES),
+                ("event creations", &["cuEventCreate"][..]),
+            ] {
+                assert_eq!(sum(&c, names), 0, "{what}: {label}");
+            }
+            if !tracking {
+                assert_eq!(
+                    sum(&c, &["cuEventRecord", "cuStreamWaitEvent"]),
+                    0,
+                    "{what}: event calls"
+                );
+            }
+            // Against the GEMV's output, which the layer test above checks against the
+            // reference through the same launch path.
+            let got = stream.clone_dtoh(&y).unwrap();
+            w.set_kernel(GemmKernel::MmaGemv).unwrap();
+            w.set_overlapped_launch(false);
+            let mut want = stream.alloc_zeros::<i32>(m * n).unwrap();
+            call(&w, &mut want);
+            assert_eq!(got, stream.clone_dtoh(&want).unwrap(), "{what}: output");
+        }
+    }
 }
