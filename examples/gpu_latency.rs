@@ -4,16 +4,19 @@
 //! after all of them (`forward_device_async`, with the GEMV launched overlapped with the
 //! quantization before it — a layer's default — and without, `set_overlapped_launch(false)`),
 //! per shape, then the same with cudarc's event
-//! tracking off. The figures quoted in bench/RESULTS.md ("per-call fixed cost") come from this
-//! program; the GEMM alone is timed by benches/gpu_gemm.rs.
+//! tracking off. Then the host's side of a bare GEMM call (`CudaWeights::gemm`, int8 activations
+//! in, i32 out, as benches/gpu_gemm.rs calls it): the time to enqueue one, 300 in a row with no
+//! wait, and the same calls waited for, per shape and tracking mode — what a call adds inside the
+//! bench's CUDA-event window. The figures quoted in bench/RESULTS.md ("per-call fixed cost") come
+//! from this program; the GEMM alone is timed by benches/gpu_gemm.rs.
 //!
 //!   cargo run --release --example gpu_latency        # needs a GPU; errors out without one
 
 use std::time::Instant;
 
 use anyhow::{anyhow, Result};
-use int8rt::cuda::{CudaDevice, CudaOut};
-use int8rt::gemm::OutBuf;
+use int8rt::cuda::{CudaActScales, CudaActivations, CudaDevice, CudaOut, CudaWeights};
+use int8rt::gemm::{Bias, OutBuf};
 use int8rt::nn::{LinearConfig, QuantLinear};
 
 fn main() -> Result<()> {
@@ -79,6 +82,59 @@ fn main() -> Result<()> {
                 if tracking { "on" } else { "off" }
             );
         }
+    }
+    gemm_enqueue(&dev)
+}
+
+/// The host's side of bare GEMM calls, event tracking off (the mode left by the table above, and
+/// the bench's): per shape, µs per call to enqueue 300 with no wait, and per call with the wait
+/// for all of them.
+fn gemm_enqueue(dev: &CudaDevice) -> Result<()> {
+    println!("\n| shape M×K×N | `CudaWeights::gemm` enqueued, host (µs per call) | the same, waited for (µs per call) |");
+    println!("|---|---:|---:|");
+    for &(m, k, n) in &[
+        (1usize, 4096usize, 4096usize),
+        (64, 4096, 4096),
+        (128, 4096, 4096),
+    ] {
+        let wq: Vec<i8> = (0..n * k).map(|i| (i * 37 % 255) as i8).collect();
+        let w = CudaWeights::new(dev, &wq, n, k, &[0.01], Bias::None)?;
+        let stream = dev.new_stream()?;
+        let lda = k.div_ceil(16) * 16;
+        let xq: Vec<i8> = (0..m * lda).map(|i| (i * 13 % 251) as i8).collect();
+        let x = stream.clone_htod(&xq).map_err(|e| anyhow!("{e:?}"))?;
+        let scale = stream
+            .clone_htod(&[0.02f32])
+            .map_err(|e| anyhow!("{e:?}"))?;
+        let mut y = stream
+            .alloc_zeros::<i32>(m * n)
+            .map_err(|e| anyhow!("{e:?}"))?;
+        let mut call = || {
+            let act = CudaActScales::PerTensor {
+                scale: &scale,
+                zero_point: None,
+            };
+            w.gemm(
+                &stream,
+                m,
+                CudaActivations::S8 { x: &x, lda },
+                act,
+                CudaOut::I32(&mut y),
+            )
+        };
+        for _ in 0..20 {
+            call()?;
+        }
+        stream.synchronize().map_err(|e| anyhow!("{e:?}"))?;
+        let calls = 300;
+        let t = Instant::now();
+        for _ in 0..calls {
+            call()?;
+        }
+        let enqueue = t.elapsed().as_secs_f64() / calls as f64 * 1e6;
+        stream.synchronize().map_err(|e| anyhow!("{e:?}"))?;
+        let waited = t.elapsed().as_secs_f64() / calls as f64 * 1e6;
+        println!("| {m}×{k}×{n} | {enqueue:.2} | {waited:.1} |");
     }
     Ok(())
 }
