@@ -1715,6 +1715,23 @@ const GEMV_VARIANT_EDGES: [(usize, usize, usize); 8] = [
     (5, 9, 0),
 ];
 
+/// [`check_mma`] of a GEMV variant over [`GEMV_VARIANT_EDGES`] and then `own` shapes, shape `i`
+/// with the cases `case(i, i / 4 + i)` and extreme operands at `i == 11`; `after(shape)` runs
+/// after each (the caller's per-launch checks).
+fn check_gemv_variant(
+    e: &SimExec,
+    variant: GemvVariant,
+    rng: &mut Rng,
+    own: &[(usize, usize, usize)],
+    mut after: impl FnMut((usize, usize, usize)),
+) {
+    let kernel = GemmKernel::MmaGemvVariant(variant);
+    for (i, &shape) in GEMV_VARIANT_EDGES.iter().chain(own).enumerate() {
+        check_mma(e, kernel, rng, shape, case(i, i / 4 + i), i == 11);
+        after(shape);
+    }
+}
+
 #[test]
 fn gemv_bulk_copies_match_reference_around_every_edge() {
     // The bulk-copy GEMV (`GemvVariant::Bulk`, sm_90): the GEMV's edge shapes (M around its 8-,
@@ -1728,22 +1745,17 @@ fn gemv_bulk_copies_match_reference_around_every_edge() {
     let mut rng = Rng::new(71);
     let e = SimExec::new();
     let bulk = GemmKernel::MmaGemvVariant(GemvVariant::Bulk);
-    for (i, &(m, n, k)) in GEMV_VARIANT_EDGES
-        .iter()
-        .chain(&[
-            (1, 40, 1024),
-            (4, 17, 4 * 1024),
-            (3, 18, 4 * 1024 + 16),
-            (8, 33, 9 * 1024 + 40),
-            (12, 16, 5000),
-            (32, 20, 4 * 1024 + 48),
-            (33, 18, 130),
-            (70, 17, 5 * 1024),
-        ])
-        .enumerate()
-    {
-        check_mma(&e, bulk, &mut rng, (m, n, k), case(i, i / 4 + i), i == 11);
-    }
+    let own = [
+        (1, 40, 1024),
+        (4, 17, 4 * 1024),
+        (3, 18, 4 * 1024 + 16),
+        (8, 33, 9 * 1024 + 40),
+        (12, 16, 5000),
+        (32, 20, 4 * 1024 + 48),
+        (33, 18, 130),
+        (70, 17, 5 * 1024),
+    ];
+    check_gemv_variant(&e, GemvVariant::Bulk, &mut rng, &own, |_| {});
     let st = e.take_stats();
     assert!(
         st.mma > 0 && st.bulk_copies > 0 && st.lds_v4 > 0,
@@ -1811,20 +1823,16 @@ fn gemv_prefetch_matches_reference_and_streams_only_weight_bytes_it_prefetched_o
     let mut rng = Rng::new(72);
     let e = SimExec::new();
     let pf = GemmKernel::MmaGemvVariant(GemvVariant::Prefetch);
-    for (i, &(m, n, k)) in GEMV_VARIANT_EDGES
-        .iter()
-        .chain(&[
-            (16, 20, 8 * 64 + 40),
-            (1, 40, 4096),
-            (4, 17, 4096 + 16),
-            (12, 18, 4096 + 3 * 512 + 40),
-            (32, 20, 9 * 1024 + 8),
-            (33, 18, 5000),
-            (70, 17, 4096 + 9 * 64),
-        ])
-        .enumerate()
-    {
-        check_mma(&e, pf, &mut rng, (m, n, k), case(i, i / 4 + i), i == 11);
+    let own = [
+        (16, 20, 8 * 64 + 40),
+        (1, 40, 4096),
+        (4, 17, 4096 + 16),
+        (12, 18, 4096 + 3 * 512 + 40),
+        (32, 20, 9 * 1024 + 8),
+        (33, 18, 5000),
+        (70, 17, 4096 + 9 * 64),
+    ];
+    check_gemv_variant(&e, GemvVariant::Prefetch, &mut rng, &own, |(m, n, k)| {
         let st = assert_prefetched_once(&e, "gemv_mma_pf_", n, k, &format!("{m}x{n}x{k}"));
         assert!(st.mma > 0 || k == 0, "{m}x{n}x{k}: {st:?}");
         assert_eq!(
@@ -1832,7 +1840,7 @@ fn gemv_prefetch_matches_reference_and_streams_only_weight_bytes_it_prefetched_o
             (0, 0, 0),
             "{m}x{n}x{k}: {st:?}"
         );
-    }
+    });
     check_mma(
         &e,
         GemmKernel::MmaGemv,
