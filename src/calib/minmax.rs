@@ -2,6 +2,11 @@
 //! `MaxCalibrator`), running `(min, max)` (torch.ao's `MinMaxObserver` and
 //! `PerChannelMinMaxObserver`), per tensor or per channel along any axis, and torch.ao's
 //! `MovingAverageMinMaxObserver`. Their ranges feed [`crate::quant::QuantParams`] directly.
+//!
+//! `MaxObserver` and `MinMaxObserver` are one bookkeeping (`Running`: channels, the non-finite
+//! policy, batches, merging) over two per-channel statistics (`AbsMax`, `Extremes`).
+
+use std::fmt::Debug;
 
 use super::source::{nonfinite_policy, BatchSource, BatchStats};
 use super::{
@@ -57,25 +62,88 @@ fn for_each_run(
     }
 }
 
-/// Running `max |x|`, per tensor or per channel.
+/// What a running observer keeps per channel, and how it folds values in.
+trait Stat: Copy + Debug + PartialEq {
+    /// Nothing seen yet (the identity of [`Stat::join`]).
+    const NONE: Self;
+    /// The statistic of non-empty, all-finite values.
+    fn of_finite(xs: &[f32]) -> Self;
+    /// The statistic of values whose `(min, max)` is `(lo, hi)`; `lo > hi` means none.
+    fn of_range(lo: f32, hi: f32) -> Self;
+    /// The statistic of one finite value.
+    fn of_value(x: f32) -> Self;
+    /// Both statistics together.
+    fn join(self, other: Self) -> Self;
+}
+
+/// `max |x|` (0 when nothing was seen). Transparent, so the per-channel values read as `&[f32]`.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+struct AbsMax(f32);
+
+impl Stat for AbsMax {
+    const NONE: Self = AbsMax(0.0);
+    fn of_finite(xs: &[f32]) -> Self {
+        AbsMax(super::max_abs(xs))
+    }
+    fn of_range(lo: f32, hi: f32) -> Self {
+        // max |x| of finite values: the larger magnitude of the two extremes.
+        AbsMax(if lo <= hi {
+            lo.abs().max(hi.abs())
+        } else {
+            0.0
+        })
+    }
+    fn of_value(x: f32) -> Self {
+        AbsMax(x.abs())
+    }
+    fn join(self, other: Self) -> Self {
+        AbsMax(self.0.max(other.0))
+    }
+}
+
+/// `(min, max)` (`(+inf, −inf)` when nothing was seen).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Extremes(f32, f32);
+
+impl Stat for Extremes {
+    const NONE: Self = Extremes(f32::INFINITY, f32::NEG_INFINITY);
+    fn of_finite(xs: &[f32]) -> Self {
+        let (l, h) = min_max(xs);
+        Extremes(l, h)
+    }
+    fn of_range(lo: f32, hi: f32) -> Self {
+        Extremes(lo, hi)
+    }
+    fn of_value(x: f32) -> Self {
+        Extremes(x, x)
+    }
+    fn join(self, other: Self) -> Self {
+        Extremes(self.0.min(other.0), self.1.max(other.1))
+    }
+}
+
+/// A running statistic per tensor or per channel, under a non-finite policy.
 #[derive(Clone, Debug, PartialEq)]
-pub struct MaxObserver {
+struct Running<S: Stat> {
     name: String,
     channels: Option<Channels>,
-    amax: Vec<f32>,
+    /// One statistic per channel (one for a per-tensor observer; none before a per-channel
+    /// observer's first batch).
+    vals: Vec<S>,
+    /// Per tensor: some finite value was seen. Per channel: some non-empty batch was seen.
     seen: bool,
     nonfinite: NonFinite,
     nonfinite_skipped: u64,
     batches: u64,
 }
 
-impl MaxObserver {
-    /// Per-tensor `max |x|` for the tensor `name`.
-    pub fn new(name: &str, nonfinite: NonFinite) -> Self {
-        MaxObserver {
+impl<S: Stat> Running<S> {
+    fn new(name: &str, nonfinite: NonFinite) -> Self {
+        Running {
             name: name.to_string(),
             channels: None,
-            amax: vec![0.0],
+            vals: vec![S::NONE],
             seen: false,
             nonfinite,
             nonfinite_skipped: 0,
@@ -83,18 +151,15 @@ impl MaxObserver {
         }
     }
 
-    /// Per-channel `max |x|`: one value per index along `axis`, reduced over every other axis
-    /// (pytorch-quantization `MaxCalibrator(axis=…)`, keeping that axis).
-    pub fn per_channel(name: &str, axis: usize, nonfinite: NonFinite) -> Self {
-        MaxObserver {
+    fn per_channel(name: &str, axis: usize, nonfinite: NonFinite) -> Self {
+        Running {
             channels: Some(Channels { axis, count: None }),
-            amax: Vec::new(),
-            ..MaxObserver::new(name, nonfinite)
+            vals: Vec::new(),
+            ..Running::new(name, nonfinite)
         }
     }
 
-    /// Observe a batch of a per-tensor observer (any shape).
-    pub fn observe(&mut self, xs: &[f32]) -> Result<()> {
+    fn observe(&mut self, xs: &[f32]) -> Result<()> {
         if self.channels.is_some() {
             return Err(Error::Calibration {
                 tensor: self.name.clone(),
@@ -104,8 +169,15 @@ impl MaxObserver {
         self.observe_shaped(xs, &[xs.len()])
     }
 
-    /// Observe a batch of shape `shape` (C order).
-    pub fn observe_shaped(&mut self, xs: &[f32], shape: &[usize]) -> Result<()> {
+    /// Size the per-channel statistics for `c` channels (kept while the count stays).
+    fn channel_vals(&mut self, c: usize) -> &mut [S] {
+        if self.vals.len() != c {
+            self.vals = vec![S::NONE; c];
+        }
+        &mut self.vals
+    }
+
+    fn observe_shaped(&mut self, xs: &[f32], shape: &[usize]) -> Result<()> {
         super::check_shape(&self.name, shape, xs.len())?;
         let policy = self.nonfinite;
         match &mut self.channels {
@@ -113,7 +185,7 @@ impl MaxObserver {
                 let (data, dropped) = finite_values(&self.name, xs, policy)?;
                 self.nonfinite_skipped += dropped;
                 if !data.is_empty() {
-                    self.amax[0] = self.amax[0].max(super::max_abs(&data));
+                    self.vals[0] = self.vals[0].join(S::of_finite(&data));
                     self.seen = true;
                 }
             }
@@ -122,22 +194,18 @@ impl MaxObserver {
                 if max_abs_bits(xs) >= NONFINITE_ABS_BITS && policy == NonFinite::Error {
                     return Err(super::nonfinite_error(&self.name, xs));
                 }
-                if self.amax.len() != c {
-                    self.amax = vec![0.0; c];
-                }
                 let mut dropped = 0u64;
-                let amax = &mut self.amax;
+                let vals = self.channel_vals(c);
                 for_each_run(xs, outer, c, inner, |k, run| {
-                    let bits = max_abs_bits(run);
-                    let m = if bits < NONFINITE_ABS_BITS {
-                        f32::from_bits(bits)
+                    let s = if max_abs_bits(run) < NONFINITE_ABS_BITS {
+                        S::of_finite(run)
                     } else {
                         dropped += run.iter().filter(|x| !x.is_finite()).count() as u64;
                         run.iter()
                             .filter(|x| x.is_finite())
-                            .fold(0.0f32, |a, x| a.max(x.abs()))
+                            .fold(S::NONE, |a, &x| a.join(S::of_value(x)))
                     };
-                    amax[k] = amax[k].max(m);
+                    vals[k] = vals[k].join(s);
                 });
                 self.nonfinite_skipped += dropped;
                 self.seen |= !xs.is_empty();
@@ -147,10 +215,7 @@ impl MaxObserver {
         Ok(())
     }
 
-    /// Observe a batch that lives elsewhere (GPU memory), per tensor or per channel as this
-    /// observer was built; leaves it as [`MaxObserver::observe_shaped`] of the same values would.
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
-    pub(crate) fn observe_source<S: BatchSource>(&mut self, src: &mut S) -> Result<()> {
+    fn observe_source<B: BatchSource>(&mut self, src: &mut B) -> Result<()> {
         let shape = src.shape().to_vec();
         let len = super::check_len(&self.name, &shape)?;
         let policy = self.nonfinite;
@@ -159,74 +224,38 @@ impl MaxObserver {
                 let st = src.stats()?;
                 let dropped = st.policy(&self.name, policy)?;
                 self.observe_stats(&st, dropped);
-                return Ok(());
             }
             Some(chan) => {
                 let (outer, c, inner) = channel_count(&self.name, chan, &shape, len)?;
                 let cs = src.channel_stats(outer, c, inner)?;
                 nonfinite_policy(&self.name, policy, cs.nonfinite, cs.first_nonfinite)?;
-                if self.amax.len() != c {
-                    self.amax = vec![0.0; c];
-                }
-                for (a, &(lo, hi)) in self.amax.iter_mut().zip(&cs.ranges) {
-                    let m = if lo <= hi {
-                        lo.abs().max(hi.abs())
-                    } else {
-                        0.0
-                    };
-                    *a = a.max(m);
+                for (v, &(lo, hi)) in self.channel_vals(c).iter_mut().zip(&cs.ranges) {
+                    *v = v.join(S::of_range(lo, hi));
                 }
                 self.nonfinite_skipped += cs.nonfinite;
                 self.seen |= len > 0;
+                self.batches += 1;
             }
         }
-        self.batches += 1;
         Ok(())
     }
 
     /// A per-tensor batch known by its statistics, after the non-finite policy.
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
     fn observe_stats(&mut self, st: &BatchStats, dropped: u64) {
         self.nonfinite_skipped += dropped;
         if let Some((lo, hi)) = st.range {
-            // max |x| of the finite values: the larger magnitude of the two extremes.
-            self.amax[0] = self.amax[0].max(lo.abs().max(hi.abs()));
+            self.vals[0] = self.vals[0].join(S::of_range(lo, hi));
             self.seen = true;
         }
         self.batches += 1;
     }
 
-    /// The per-tensor `max |x|` (for a per-channel observer: the max over channels).
-    pub fn amax(&self) -> Result<f32> {
-        if !self.seen {
-            return Err(no_data(&self.name));
-        }
-        Ok(self.amax.iter().copied().fold(0.0, f32::max))
-    }
-
-    /// One `max |x|` per channel (a single value for a per-tensor observer).
-    pub fn amax_per_channel(&self) -> Result<&[f32]> {
-        if !self.seen {
-            return Err(no_data(&self.name));
-        }
-        Ok(&self.amax)
-    }
-
-    /// The axis of a per-channel observer.
-    pub fn axis(&self) -> Option<usize> {
+    fn axis(&self) -> Option<usize> {
         self.channels.as_ref().map(|c| c.axis)
     }
-    /// NaN / ±inf values dropped under [`NonFinite::Skip`].
-    pub fn nonfinite_skipped(&self) -> u64 {
-        self.nonfinite_skipped
-    }
-    /// Batches observed.
-    pub fn batches(&self) -> u64 {
-        self.batches
-    }
 
-    /// Merge an observer that saw other batches of the same tensor: the elementwise max (exact).
-    pub fn merge(&mut self, other: &MaxObserver) -> Result<()> {
+    /// Merge a running statistic of other batches of the same tensor (exact).
+    fn merge(&mut self, other: &Running<S>) -> Result<()> {
         if self.axis() != other.axis() {
             return Err(Error::Calibration {
                 tensor: self.name.clone(),
@@ -237,240 +266,155 @@ impl MaxObserver {
                 ),
             });
         }
-        if other.seen {
-            if !self.seen {
-                self.amax = other.amax.clone();
+        if !other.vals.is_empty() {
+            if self.vals.is_empty() {
+                self.vals = other.vals.clone();
                 self.channels = other.channels.clone();
-            } else if self.amax.len() != other.amax.len() {
+            } else if self.vals.len() != other.vals.len() {
                 return Err(Error::Calibration {
                     tensor: self.name.clone(),
                     detail: format!(
                         "cannot merge {} channels with {}",
-                        self.amax.len(),
-                        other.amax.len()
+                        self.vals.len(),
+                        other.vals.len()
                     ),
                 });
             } else {
-                for (a, b) in self.amax.iter_mut().zip(&other.amax) {
-                    *a = a.max(*b);
+                for (a, b) in self.vals.iter_mut().zip(&other.vals) {
+                    *a = a.join(*b);
                 }
             }
-            self.seen = true;
         }
+        self.seen |= other.seen;
         self.batches += other.batches;
         self.nonfinite_skipped += other.nonfinite_skipped;
         Ok(())
+    }
+}
+
+/// The methods `MaxObserver` and `MinMaxObserver` share, each a call into their `Running`.
+macro_rules! running_observer_api {
+    ($ty:ident, $new_doc:expr, $per_channel_doc:expr, $merge_doc:expr) => {
+        #[doc = $new_doc]
+        pub fn new(name: &str, nonfinite: NonFinite) -> Self {
+            $ty {
+                run: Running::new(name, nonfinite),
+            }
+        }
+
+        #[doc = $per_channel_doc]
+        pub fn per_channel(name: &str, axis: usize, nonfinite: NonFinite) -> Self {
+            $ty {
+                run: Running::per_channel(name, axis, nonfinite),
+            }
+        }
+
+        /// Observe a batch of a per-tensor observer (any shape).
+        pub fn observe(&mut self, xs: &[f32]) -> Result<()> {
+            self.run.observe(xs)
+        }
+
+        /// Observe a batch of shape `shape` (C order).
+        pub fn observe_shaped(&mut self, xs: &[f32], shape: &[usize]) -> Result<()> {
+            self.run.observe_shaped(xs, shape)
+        }
+
+        /// Observe a batch that lives elsewhere (GPU memory), per tensor or per channel as this
+        /// observer was built; leaves it as `observe_shaped` of the same values would.
+        #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
+        pub(crate) fn observe_source<S: BatchSource>(&mut self, src: &mut S) -> Result<()> {
+            self.run.observe_source(src)
+        }
+
+        /// The axis of a per-channel observer.
+        pub fn axis(&self) -> Option<usize> {
+            self.run.axis()
+        }
+
+        /// NaN / ±inf values dropped under [`NonFinite::Skip`].
+        pub fn nonfinite_skipped(&self) -> u64 {
+            self.run.nonfinite_skipped
+        }
+
+        /// Batches observed.
+        pub fn batches(&self) -> u64 {
+            self.run.batches
+        }
+
+        #[doc = $merge_doc]
+        pub fn merge(&mut self, other: &$ty) -> Result<()> {
+            self.run.merge(&other.run)
+        }
+    };
+}
+
+/// Running `max |x|`, per tensor or per channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MaxObserver {
+    run: Running<AbsMax>,
+}
+
+impl MaxObserver {
+    running_observer_api!(
+        MaxObserver,
+        "Per-tensor `max |x|` for the tensor `name`.",
+        "Per-channel `max |x|`: one value per index along `axis`, reduced over every other axis (pytorch-quantization `MaxCalibrator(axis=…)`, keeping that axis).",
+        "Merge an observer that saw other batches of the same tensor: the elementwise max (exact)."
+    );
+
+    /// The per-tensor `max |x|` (for a per-channel observer: the max over channels).
+    pub fn amax(&self) -> Result<f32> {
+        Ok(self.amax_per_channel()?.iter().fold(0.0, |a, m| a.max(*m)))
+    }
+
+    /// One `max |x|` per channel (a single value for a per-tensor observer). A per-channel
+    /// observer that saw values, all of them skipped as non-finite, reports 0.
+    pub fn amax_per_channel(&self) -> Result<&[f32]> {
+        if !self.run.seen {
+            return Err(no_data(&self.run.name));
+        }
+        Ok(bytemuck::cast_slice(&self.run.vals))
     }
 }
 
 /// Running `(min, max)`, per tensor or per channel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MinMaxObserver {
-    name: String,
-    channels: Option<Channels>,
-    lo: Vec<f32>,
-    hi: Vec<f32>,
-    nonfinite: NonFinite,
-    nonfinite_skipped: u64,
-    batches: u64,
+    run: Running<Extremes>,
 }
 
 impl MinMaxObserver {
-    /// Per-tensor running `(min, max)`.
-    pub fn new(name: &str, nonfinite: NonFinite) -> Self {
-        MinMaxObserver {
-            name: name.to_string(),
-            channels: None,
-            lo: vec![f32::INFINITY],
-            hi: vec![f32::NEG_INFINITY],
-            nonfinite,
-            nonfinite_skipped: 0,
-            batches: 0,
-        }
-    }
-
-    /// Per-channel running `(min, max)` along `axis` (torch.ao `PerChannelMinMaxObserver(ch_axis)`).
-    pub fn per_channel(name: &str, axis: usize, nonfinite: NonFinite) -> Self {
-        MinMaxObserver {
-            channels: Some(Channels { axis, count: None }),
-            lo: Vec::new(),
-            hi: Vec::new(),
-            ..MinMaxObserver::new(name, nonfinite)
-        }
-    }
-
-    /// Observe a batch of a per-tensor observer.
-    pub fn observe(&mut self, xs: &[f32]) -> Result<()> {
-        if self.channels.is_some() {
-            return Err(Error::Calibration {
-                tensor: self.name.clone(),
-                detail: "a per-channel observer needs the batch's shape: use observe_shaped".into(),
-            });
-        }
-        self.observe_shaped(xs, &[xs.len()])
-    }
-
-    /// Observe a batch of shape `shape` (C order).
-    pub fn observe_shaped(&mut self, xs: &[f32], shape: &[usize]) -> Result<()> {
-        super::check_shape(&self.name, shape, xs.len())?;
-        let policy = self.nonfinite;
-        match &mut self.channels {
-            None => {
-                let (data, dropped) = finite_values(&self.name, xs, policy)?;
-                self.nonfinite_skipped += dropped;
-                if !data.is_empty() {
-                    let (l, h) = min_max(&data);
-                    self.lo[0] = self.lo[0].min(l);
-                    self.hi[0] = self.hi[0].max(h);
-                }
-            }
-            Some(chan) => {
-                let (outer, c, inner) = channel_count(&self.name, chan, shape, xs.len())?;
-                if max_abs_bits(xs) >= NONFINITE_ABS_BITS && policy == NonFinite::Error {
-                    return Err(super::nonfinite_error(&self.name, xs));
-                }
-                if self.lo.len() != c {
-                    self.lo = vec![f32::INFINITY; c];
-                    self.hi = vec![f32::NEG_INFINITY; c];
-                }
-                let mut dropped = 0u64;
-                let (lo, hi) = (&mut self.lo, &mut self.hi);
-                for_each_run(xs, outer, c, inner, |k, run| {
-                    let (l, h) = if max_abs_bits(run) < NONFINITE_ABS_BITS {
-                        min_max(run)
-                    } else {
-                        dropped += run.iter().filter(|x| !x.is_finite()).count() as u64;
-                        run.iter()
-                            .filter(|x| x.is_finite())
-                            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &x| {
-                                (a.min(x), b.max(x))
-                            })
-                    };
-                    lo[k] = lo[k].min(l);
-                    hi[k] = hi[k].max(h);
-                });
-                self.nonfinite_skipped += dropped;
-            }
-        }
-        self.batches += 1;
-        Ok(())
-    }
-
-    /// Observe a batch that lives elsewhere (GPU memory), per tensor or per channel as this
-    /// observer was built; leaves it as [`MinMaxObserver::observe_shaped`] of the same values
-    /// would.
-    #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
-    pub(crate) fn observe_source<S: BatchSource>(&mut self, src: &mut S) -> Result<()> {
-        let shape = src.shape().to_vec();
-        let len = super::check_len(&self.name, &shape)?;
-        let policy = self.nonfinite;
-        match &mut self.channels {
-            None => {
-                let st = src.stats()?;
-                let dropped = st.policy(&self.name, policy)?;
-                self.observe_stats(&st, dropped);
-                return Ok(());
-            }
-            Some(chan) => {
-                let (outer, c, inner) = channel_count(&self.name, chan, &shape, len)?;
-                let cs = src.channel_stats(outer, c, inner)?;
-                nonfinite_policy(&self.name, policy, cs.nonfinite, cs.first_nonfinite)?;
-                if self.lo.len() != c {
-                    self.lo = vec![f32::INFINITY; c];
-                    self.hi = vec![f32::NEG_INFINITY; c];
-                }
-                for (k, &(l, h)) in cs.ranges.iter().enumerate() {
-                    self.lo[k] = self.lo[k].min(l);
-                    self.hi[k] = self.hi[k].max(h);
-                }
-                self.nonfinite_skipped += cs.nonfinite;
-            }
-        }
-        self.batches += 1;
-        Ok(())
-    }
+    running_observer_api!(
+        MinMaxObserver,
+        "Per-tensor running `(min, max)`.",
+        "Per-channel running `(min, max)` along `axis` (torch.ao `PerChannelMinMaxObserver(ch_axis)`).",
+        "Merge an observer that saw other batches of the same tensor (exact)."
+    );
 
     /// A per-tensor batch known by its statistics, after the non-finite policy.
     #[cfg_attr(not(feature = "cuda"), allow(dead_code))] // the device path (`observe_cuda`)
     pub(crate) fn observe_stats(&mut self, st: &BatchStats, dropped: u64) {
-        self.nonfinite_skipped += dropped;
-        if let Some((l, h)) = st.range {
-            self.lo[0] = self.lo[0].min(l);
-            self.hi[0] = self.hi[0].max(h);
-        }
-        self.batches += 1;
+        self.run.observe_stats(st, dropped)
     }
 
     /// The per-tensor `(min, max)` (over all channels for a per-channel observer).
     pub fn range(&self) -> Result<(f32, f32)> {
-        let lo = self.lo.iter().copied().fold(f32::INFINITY, f32::min);
-        let hi = self.hi.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if lo > hi {
-            return Err(no_data(&self.name));
+        let all = self.run.vals.iter().fold(Extremes::NONE, |a, b| a.join(*b));
+        if all.0 > all.1 {
+            return Err(no_data(&self.run.name));
         }
-        Ok((lo, hi))
+        Ok((all.0, all.1))
     }
 
     /// One `(min, max)` per channel. A channel that saw no finite value reports `(0, 0)`.
     pub fn ranges_per_channel(&self) -> Result<Vec<(f32, f32)>> {
         self.range()?;
         Ok(self
-            .lo
+            .run
+            .vals
             .iter()
-            .zip(&self.hi)
-            .map(|(&l, &h)| if l > h { (0.0, 0.0) } else { (l, h) })
+            .map(|&Extremes(l, h)| if l > h { (0.0, 0.0) } else { (l, h) })
             .collect())
-    }
-
-    /// The axis of a per-channel observer.
-    pub fn axis(&self) -> Option<usize> {
-        self.channels.as_ref().map(|c| c.axis)
-    }
-    /// NaN / ±inf values dropped under [`NonFinite::Skip`].
-    pub fn nonfinite_skipped(&self) -> u64 {
-        self.nonfinite_skipped
-    }
-    /// Batches observed.
-    pub fn batches(&self) -> u64 {
-        self.batches
-    }
-
-    /// Merge an observer that saw other batches of the same tensor (exact).
-    pub fn merge(&mut self, other: &MinMaxObserver) -> Result<()> {
-        if self.axis() != other.axis() {
-            return Err(Error::Calibration {
-                tensor: self.name.clone(),
-                detail: format!(
-                    "cannot merge observers over axis {:?} and {:?}",
-                    self.axis(),
-                    other.axis()
-                ),
-            });
-        }
-        if !other.lo.is_empty() {
-            if self.lo.is_empty() {
-                self.lo = other.lo.clone();
-                self.hi = other.hi.clone();
-                self.channels = other.channels.clone();
-            } else if self.lo.len() != other.lo.len() {
-                return Err(Error::Calibration {
-                    tensor: self.name.clone(),
-                    detail: format!(
-                        "cannot merge {} channels with {}",
-                        self.lo.len(),
-                        other.lo.len()
-                    ),
-                });
-            } else {
-                for k in 0..self.lo.len() {
-                    self.lo[k] = self.lo[k].min(other.lo[k]);
-                    self.hi[k] = self.hi[k].max(other.hi[k]);
-                }
-            }
-        }
-        self.batches += other.batches;
-        self.nonfinite_skipped += other.nonfinite_skipped;
-        Ok(())
     }
 }
 
@@ -648,6 +592,48 @@ mod tests {
         m.observe(&[f32::NAN]).unwrap();
         assert!(m.range().is_err());
         assert_eq!(m.nonfinite_skipped(), 1);
+    }
+
+    #[test]
+    fn skipped_channels_and_merges() {
+        // A per-channel batch whose values were all skipped: max |x| reports 0 per channel (the
+        // batch was seen), (min, max) has no range.
+        let nan = [f32::NAN; 4];
+        let mut m = MaxObserver::per_channel("t", 0, NonFinite::Skip);
+        m.observe_shaped(&nan, &[2, 2]).unwrap();
+        assert_eq!(m.amax_per_channel().unwrap(), &[0.0, 0.0]);
+        let mut mm = MinMaxObserver::per_channel("t", 0, NonFinite::Skip);
+        mm.observe_shaped(&nan, &[2, 2]).unwrap();
+        assert!(mm.range().is_err());
+        assert_eq!((m.nonfinite_skipped(), mm.nonfinite_skipped()), (4, 4));
+        // Merging: the elementwise statistic, batches and skips add up; channel counts must agree.
+        let mut a = MinMaxObserver::per_channel("t", 1, NonFinite::Skip);
+        a.observe_shaped(&[1.0, -2.0, f32::INFINITY, 4.0], &[2, 2])
+            .unwrap();
+        let mut b = MinMaxObserver::per_channel("t", 1, NonFinite::Skip);
+        b.observe_shaped(&[-3.0, 5.0], &[1, 2]).unwrap();
+        a.merge(&b).unwrap();
+        assert_eq!(
+            a.ranges_per_channel().unwrap(),
+            vec![(-3.0, 1.0), (-2.0, 5.0)]
+        );
+        assert_eq!((a.batches(), a.nonfinite_skipped()), (2, 1));
+        let mut three = MinMaxObserver::per_channel("t", 1, NonFinite::Skip);
+        three.observe_shaped(&[0.0; 3], &[1, 3]).unwrap();
+        assert!(a.merge(&three).is_err());
+        let mut x = MaxObserver::per_channel("t", 1, NonFinite::Error);
+        x.observe_shaped(&[1.0, -2.0], &[1, 2]).unwrap();
+        let mut y = MaxObserver::per_channel("t", 1, NonFinite::Error);
+        y.observe_shaped(&[-3.0, 0.5], &[1, 2]).unwrap();
+        x.merge(&y).unwrap();
+        assert_eq!(x.amax_per_channel().unwrap(), &[3.0, 2.0]);
+        assert_eq!(x.amax().unwrap(), 3.0);
+        assert!(x.merge(&MaxObserver::new("t", NonFinite::Error)).is_err());
+        // An unseen per-tensor observer merges as a no-op.
+        let mut p = MaxObserver::new("t", NonFinite::Error);
+        p.observe(&[-7.0]).unwrap();
+        p.merge(&MaxObserver::new("t", NonFinite::Error)).unwrap();
+        assert_eq!((p.amax().unwrap(), p.batches()), (7.0, 1));
     }
 
     #[test]
