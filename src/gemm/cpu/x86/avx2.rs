@@ -25,16 +25,7 @@ pub(crate) struct Avx2Kernel {
 
 impl Avx2Kernel {
     pub(crate) fn pack(w: &[i8], n: usize, k: usize) -> Self {
-        let kpairs = k.div_ceil(2);
-        let panels = n.div_ceil(NR);
-        let mut b = AlignedBuf::zeroed(panels * kpairs * NR * 2);
-        let dst: &mut [i8] = b.as_mut_slice();
-        for j in 0..n {
-            let (p, c) = (j / NR, j % NR);
-            for kk in 0..k {
-                dst[((p * kpairs + kk / 2) * NR + c) * 2 + kk % 2] = w[j * k + kk];
-            }
-        }
+        let (b, kpairs) = super::pack_k_groups(w, n, k, NR, 2);
         Avx2Kernel { b, kpairs }
     }
 }
@@ -54,21 +45,12 @@ impl Kernel for Avx2Kernel {
         self.kpairs * 2
     }
     fn tile(&self, a: &PreparedA, i0: usize, rows: usize, panel: usize, acc: &mut [i32]) {
-        let av: &[i16] = a.buf.as_slice();
-        let bv: &[i8] = self.b.as_slice();
-        let panel_len = self.kpairs * NR * 2;
-        // Bounds for the unsafe loop below: MR rows of A (padded), one whole panel of B, one tile.
-        assert!((1..=MR).contains(&rows) && a.lda == self.kpairs * 2);
-        assert!((i0 + MR) * a.lda <= av.len());
-        assert!((panel + 1) * panel_len <= bv.len() && acc.len() >= MR * NR);
-        let (ap, bp, cp) = (
-            av[i0 * a.lda..].as_ptr(),
-            bv[panel * panel_len..].as_ptr(),
-            acc.as_mut_ptr(),
-        );
-        // SAFETY: the asserts above bound every read (rows × lda of A from ap, panel_len bytes
-        // from bp) and write (rows × NR i32 at cp); the kernel path was selected only after
-        // `detect` confirmed AVX2.
+        let (ap, bp) =
+            super::tile_start::<i16>(a, i0, rows, (MR, NR), (self.kpairs, 2), &self.b, panel, acc);
+        let cp = acc.as_mut_ptr();
+        // SAFETY: `tile_start` checked every read (rows × lda of A from ap, one panel from bp)
+        // and write (rows × NR i32 at cp); the kernel path was selected only after `detect`
+        // confirmed AVX2.
         unsafe {
             match rows {
                 1 => tile_rows::<1>(ap, a.lda, bp, self.kpairs, cp),

@@ -23,16 +23,7 @@ pub(crate) struct VnniKernel {
 
 impl VnniKernel {
     pub(crate) fn pack(w: &[i8], n: usize, k: usize) -> Self {
-        let k4 = k.div_ceil(4);
-        let panels = n.div_ceil(NR);
-        let mut b = AlignedBuf::zeroed(panels * k4 * NR * 4);
-        let dst: &mut [i8] = b.as_mut_slice();
-        for j in 0..n {
-            let (p, c) = (j / NR, j % NR);
-            for kk in 0..k {
-                dst[((p * k4 + kk / 4) * NR + c) * 4 + kk % 4] = w[j * k + kk];
-            }
-        }
+        let (b, k4) = super::pack_k_groups(w, n, k, NR, 4);
         VnniKernel { b, k4 }
     }
 }
@@ -52,19 +43,11 @@ impl Kernel for VnniKernel {
         self.k4 * 4
     }
     fn tile(&self, a: &PreparedA, i0: usize, rows: usize, panel: usize, acc: &mut [i32]) {
-        let av: &[u8] = a.buf.as_slice();
-        let bv: &[i8] = self.b.as_slice();
-        let panel_len = self.k4 * NR * 4;
-        assert!((1..=MR).contains(&rows) && a.lda == self.k4 * 4);
-        assert!((i0 + MR) * a.lda <= av.len());
-        assert!((panel + 1) * panel_len <= bv.len() && acc.len() >= MR * NR);
-        let (ap, bp, cp) = (
-            av[i0 * a.lda..].as_ptr(),
-            bv[panel * panel_len..].as_ptr(),
-            acc.as_mut_ptr(),
-        );
-        // SAFETY: the asserts bound every read and write as in the AVX2 kernel; this kernel is
-        // only built after `detect` confirmed AVX-512 F/BW/VNNI.
+        let (ap, bp) =
+            super::tile_start::<u8>(a, i0, rows, (MR, NR), (self.k4, 4), &self.b, panel, acc);
+        let cp = acc.as_mut_ptr();
+        // SAFETY: `tile_start` checked every read and write as in the AVX2 kernel; this kernel
+        // is only built after `detect` confirmed AVX-512 F/BW/VNNI.
         unsafe {
             match rows {
                 1 => tile_rows_2k::<1>(ap, a.lda, bp, self.k4, cp),
