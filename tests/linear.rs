@@ -260,8 +260,12 @@ fn non_finite_inputs_name_the_tensor_and_count() {
     let mut x = vec![0.25f32; 2 * 8];
     x[3] = f32::NAN;
     x[9] = f32::INFINITY;
-    for act in modes() {
-        let l = layer(&mut rng, 4, 8, false, true, act);
+    // Also with no outputs (n = 0): nothing is written, but the input is refused all the same.
+    for (n, act) in [4, 0]
+        .into_iter()
+        .flat_map(|n| modes().into_iter().map(move |act| (n, act)))
+    {
+        let l = layer(&mut rng, n, 8, false, true, act);
         for p in cpu_paths().into_iter().chain([Path::Reference]) {
             let ctx = Context::new().with_path(p);
             let err = l.forward_f32(&ctx, &x, 2).unwrap_err();
@@ -277,14 +281,14 @@ fn non_finite_inputs_name_the_tensor_and_count() {
                     assert_eq!(
                         (tensor.as_str(), count, first_index),
                         ("fc.input", 2, 3),
-                        "{act:?} {p:?}"
+                        "n = {n}, {act:?} {p:?}"
                     );
                 }
                 // A static scale saturates ±inf (like ONNX QuantizeLinear) but has no integer for NaN.
                 (ActivationQuant::Static(_), Error::NonFinite { tensor, .. }) => {
                     assert_eq!(tensor, "fc.input")
                 }
-                (_, e) => panic!("{act:?} {p:?}: unexpected {e}"),
+                (_, e) => panic!("n = {n}, {act:?} {p:?}: unexpected {e}"),
             }
         }
     }

@@ -738,8 +738,12 @@ fn device_layer_matches_cpu_layer_every_mode_and_output() {
 #[test]
 fn device_layer_reports_non_finite_input_like_the_cpu() {
     let mut rng = Rng::new(5);
-    for act in act_modes() {
-        let (m, k, n) = (4, 6, 3);
+    // Also a layer with no outputs: nothing to write, the input refused all the same.
+    for (n, act) in [3, 0]
+        .into_iter()
+        .flat_map(|n| act_modes().into_iter().map(move |act| (n, act)))
+    {
+        let (m, k) = (4, 6);
         let w = rng.f32s(n * k, 0.5);
         let layer = QuantLinear::from_f32(
             "proj",
@@ -768,7 +772,7 @@ fn device_layer_reports_non_finite_input_like_the_cpu() {
         let gpu = dev
             .forward_host(&e, &x, m, &mut OutBuf::F32(&mut y))
             .unwrap_err();
-        assert_eq!(gpu.to_string(), cpu.to_string(), "{act:?}");
+        assert_eq!(gpu.to_string(), cpu.to_string(), "n = {n}, {act:?}");
         assert!(
             matches!(
                 gpu,
@@ -778,7 +782,7 @@ fn device_layer_reports_non_finite_input_like_the_cpu() {
                     ..
                 }
             ),
-            "{gpu:?}"
+            "n = {n}: {gpu:?}"
         );
         assert!(
             y.iter().all(|&v| v == 7.5),

@@ -466,6 +466,17 @@ fn run_inner(
 ) -> Result<()> {
     let (n, k) = (w.n(), w.k());
     if m == 0 || n == 0 {
+        // Nothing to write, but a float input is refused where quantizing it would be (NaN, or
+        // any non-finite value under per-row dynamic scales), as the reference path does.
+        if let ASource::Floats { x, quant } = src {
+            let bad = match quant {
+                FloatQuant::Tensor(_) => x.iter().any(|v| v.is_nan()),
+                FloatQuant::DynamicRows(_) => crate::quant::check_finite(tensor, x).is_err(),
+            };
+            if bad {
+                return Err(crate::quant::nonfinite_error(tensor, x));
+            }
+        }
         return Ok(());
     }
     let scalar_kernel;
