@@ -40,6 +40,17 @@ fn degenerate_ranges_give_scale_one() {
     assert!(QuantParams::symmetric(f32::NAN).is_err());
     assert!(QuantParams::symmetric(-1.0).is_err());
     assert!(QuantParams::asymmetric(1.0, 0.0).is_err());
+    // A span past f32::MAX overflows torch.ao's (hi − lo) / (qmax − qmin) to inf: refused, in
+    // every torch.ao preset that divides the span, rather than a scale of inf.
+    for (dtype, reduce_range) in [(TorchDtype::QUInt8, true), (TorchDtype::QInt8, false)] {
+        let ao = Convention::TorchAo {
+            dtype,
+            symmetric: false,
+            reduce_range,
+        };
+        assert!(QuantParams::from_range(ao, -f32::MAX, f32::MAX).is_err());
+        assert!(QuantParams::from_range(ao, -1.0, 2.0).is_ok());
+    }
 }
 
 #[test]

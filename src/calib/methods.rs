@@ -73,7 +73,20 @@ fn check_hist(counts: &[u64], edges: &[f32]) -> Result<u64> {
             edges.len(),
         ));
     }
-    let total: u64 = counts.iter().sum();
+    // A histogram of |x|: finite edges from 0 upwards (the searches return an edge or a centre).
+    let edges = &edges[..counts.len() + 1];
+    if !(edges[0] >= 0.0 && edges.iter().all(|e| e.is_finite()))
+        || edges.windows(2).any(|w| w[1] < w[0])
+    {
+        return Err(Error::param(
+            "histogram edges",
+            "must be finite, ≥ 0 and non-decreasing (a histogram of |x|)",
+        ));
+    }
+    let total = counts
+        .iter()
+        .try_fold(0u64, |t, &c| t.checked_add(c))
+        .ok_or_else(|| Error::param("counts", "their total overflows u64"))?;
     if total == 0 {
         return Err(Error::param("counts", "the histogram is empty"));
     }
@@ -451,6 +464,29 @@ mod tests {
         assert!(percentile_amax(&counts, &e, 0.0).is_err());
         assert!(percentile_amax(&counts, &e, 100.5).is_err());
         assert!(percentile_amax(&[0, 0], &edges(2, 1.0), 50.0).is_err());
+    }
+
+    #[test]
+    fn histograms_that_are_not_of_abs_x_are_refused() {
+        let opts = (MseOptions::default(), EntropyOptions::default());
+        let searches = |c: &[u64], e: &[f32]| {
+            [
+                percentile_amax(c, e, 50.0).is_err(),
+                mse_amax(c, e, false, &opts.0).is_err(),
+                entropy_amax(c, e, false, &opts.1).is_err(),
+            ]
+        };
+        let counts = [3u64, 1, 4];
+        assert_eq!(searches(&counts, &edges(3, 0.5)), [false; 3]);
+        for bad in [
+            vec![-0.5, 0.0, 0.5, 1.0],     // below 0
+            vec![0.0, 1.0, 0.5, 1.5],      // decreasing
+            vec![0.0, 0.5, f32::NAN, 1.5], // not finite
+        ] {
+            assert_eq!(searches(&counts, &bad), [true; 3], "{bad:?}");
+        }
+        // Counts whose total overflows u64.
+        assert_eq!(searches(&[u64::MAX, 2, 0], &edges(3, 0.5)), [true; 3]);
     }
 
     #[test]

@@ -202,8 +202,8 @@ impl QuantParams {
             return Err(Error::param("lo/hi", format!("lo {lo} > hi {hi}")));
         }
         let amax = lo.abs().max(hi.abs());
-        match convention {
-            Convention::Int8rt => Self::symmetric(amax),
+        let (scale, zero_point, qmin, qmax, rule) = match convention {
+            Convention::Int8rt => return Self::symmetric(amax),
             Convention::PytorchQuantization {
                 narrow_range,
                 unsigned,
@@ -217,13 +217,7 @@ impl QuantParams {
                 let (unit, qmin, qmax) =
                     reference::pytorch_quantization_unit(amax, narrow_range, unsigned);
                 let scale = if unit == 0.0 { 1.0 } else { 1.0 / unit };
-                Ok(QuantParams {
-                    scale,
-                    zero_point: 0,
-                    qmin,
-                    qmax,
-                    rule: Rule::UnitScale { unit },
-                })
+                (scale, 0, qmin, qmax, Rule::UnitScale { unit })
             }
             Convention::TorchAo {
                 dtype,
@@ -249,22 +243,22 @@ impl QuantParams {
                     symmetric,
                     dtype == TorchDtype::QUInt8,
                 );
-                Ok(QuantParams {
-                    scale,
-                    zero_point,
-                    qmin,
-                    qmax,
-                    rule: Rule::MultiplyInverse { inv: 1.0 / scale },
-                })
+                let rule = Rule::MultiplyInverse { inv: 1.0 / scale };
+                (scale, zero_point, qmin, qmax, rule)
             }
-            Convention::CompressedTensors => Ok(QuantParams {
-                scale: if amax == 0.0 { 1.0 } else { amax / 127.5 },
-                zero_point: 0,
-                qmin: -128,
-                qmax: 127,
-                rule: Rule::Divide,
-            }),
-        }
+            Convention::CompressedTensors => {
+                let scale = if amax == 0.0 { 1.0 } else { amax / 127.5 };
+                (scale, 0, -128, 127, Rule::Divide)
+            }
+        };
+        // A range near f32's limits can overflow the convention's arithmetic (a span past
+        // f32::MAX, a unit of 127 / subnormal): refuse it rather than return unusable parameters.
+        Self::with_rule(scale, zero_point, qmin, qmax, rule).map_err(|e| {
+            Error::param(
+                "lo/hi",
+                format!("[{lo}, {hi}] has no usable parameters in {convention:?}: {e}"),
+            )
+        })
     }
 
     /// Scale 1, zero point 0, `[-127, 127]`: a placeholder for buffers about to be filled.
