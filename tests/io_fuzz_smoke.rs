@@ -1,7 +1,8 @@
 //! tests/io_fuzz_smoke.rs — the `load_checkpoint` fuzz target's body (fuzz/harness) on its seeds
 //! and on deterministic mutations of them (bit flips, truncations, spliced bytes, edited header
 //! lengths), so every `cargo test` exercises the malformed-input paths that `cargo fuzz` explores
-//! at length. A panic here is a loader bug.
+//! at length. A panic here is a loader bug. The `.npy` parser gets the same treatment from its own
+//! seeds.
 
 #[path = "../fuzz/harness/load_checkpoint.rs"]
 mod harness;
@@ -102,5 +103,94 @@ fn mutated_seeds_never_panic() {
             }
         }
         harness::check(&d);
+    }
+}
+
+/// `.npy` files the parser must take: version 1 from the crate's writer, and a version-2
+/// header by hand for each other dtype.
+fn npy_seeds() -> Vec<Vec<u8>> {
+    let mut v = Vec::new();
+    for shape in [vec![], vec![0], vec![3], vec![2, 3]] {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|i| i as f32 - 1.5).collect();
+        v.push(int8rt::npy::to_bytes_f32(&shape, &data).unwrap());
+    }
+    for (descr, size) in [("<f8", 8), ("<i4", 4), ("<i8", 8)] {
+        let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': (2, 2), }}\n");
+        let mut b = b"\x93NUMPY\x02\x00".to_vec();
+        b.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        b.extend_from_slice(header.as_bytes());
+        b.extend((0..4 * size).map(|i| i as u8));
+        v.push(b);
+    }
+    v
+}
+
+#[test]
+fn npy_parse_survives_mutations() {
+    use int8rt::npy::{parse, NpyData};
+    let seeds = npy_seeds();
+    for s in &seeds {
+        parse(s, "seed.npy").expect("every seed parses");
+    }
+    let mut rng = Rng::new(0x6e70);
+    for i in 0..6000 {
+        let mut d = seeds[i % seeds.len()].clone();
+        let len = d.len();
+        match rng.int(0, 4) {
+            0 => {
+                for _ in 0..rng.int(1, 6) {
+                    let p = rng.int(0, len as i32 - 1) as usize;
+                    d[p] ^= 1 << rng.int(0, 7);
+                }
+            }
+            1 => d.truncate(rng.int(0, len as i32) as usize),
+            // A digit of the header (the shape, the version, the lengths) becomes another.
+            2 => {
+                let digits: Vec<usize> = (0..len.min(128))
+                    .filter(|&p| d[p].is_ascii_digit())
+                    .collect();
+                if !digits.is_empty() {
+                    let p = digits[rng.int(0, digits.len() as i32 - 1) as usize];
+                    d[p] = b"0123456789L-,)"[rng.int(0, 13) as usize];
+                }
+            }
+            // A header token swapped for one the parser gives another meaning to.
+            3 => {
+                let swaps = [
+                    ("<f4", "<f8"),
+                    ("<f4", ">f4"),
+                    ("<f8", "<i4"),
+                    ("False", "True"),
+                    ("False", "Nope"),
+                    ("(2, 3)", "(99999999999999999999, 3)"),
+                    ("(2, 3)", "(4294967296, 4294967296)"),
+                    ("(2, 2)", "(2, 2, (1))"),
+                    ("'shape'", "'shap'"),
+                    ("}", ","),
+                ];
+                let (a, b) = swaps[rng.int(0, swaps.len() as i32 - 1) as usize];
+                if let Some(p) = d.windows(a.len()).position(|w| w == a.as_bytes()) {
+                    d.splice(p..p + a.len(), b.bytes());
+                }
+            }
+            // The header length, moved by a little or a lot.
+            _ => {
+                if len >= 10 {
+                    let v = u16::from_le_bytes([d[8], d[9]]);
+                    let nv = v.wrapping_add(rng.int(-20, 20) as u16);
+                    d[8..10].copy_from_slice(&nv.to_le_bytes());
+                }
+            }
+        }
+        if let Ok(a) = parse(&d, "mutated.npy") {
+            let n = match &a.data {
+                NpyData::F32(x) => x.len(),
+                NpyData::F64(x) => x.len(),
+                NpyData::I32(x) => x.len(),
+                NpyData::I64(x) => x.len(),
+            };
+            assert_eq!(n, a.shape.iter().product::<usize>(), "{:?}", a.shape);
+        }
     }
 }
