@@ -129,7 +129,8 @@ I8RT_INLINE void row_range(const ActQuantParams& p, int row, float& a, float& b)
     if (!ASYM) a = -b;
 }
 
-// Quantize row `row` into q[row, 0 .. ldq) with the given parameters (zeros past k).
+// Quantize row `row` into q[row, 0 .. ldq) with the given parameters (zeros past k); `check`
+// (static scales) reports NaN inputs.
 template <bool U8>
 I8RT_INLINE void quantize_row(const ActQuantParams& p, int row, bool multiply, float s, int zp, int qmin, int qmax,
                               bool check) {
@@ -138,7 +139,9 @@ I8RT_INLINE void quantize_row(const ActQuantParams& p, int row, bool multiply, f
         int q = 0;  // padding columns k..ldq hold 0 (their weights are 0 too)
         if (j < p.k) {
             const float x = xr[j];
-            if (check && is_nonfinite_bits(__float_as_uint(x)))
+            // (a static scale saturates ±inf, as on the CPU and in ONNX QuantizeLinear; NaN
+            // has no integer)
+            if (check && is_nan_bits(__float_as_uint(x)))
                 status_report(p.status, (unsigned long long)row * (unsigned long long)p.k + (unsigned long long)j);
             q = round_shift_clamp(multiply ? __fmul_rn(x, s) : __fdiv_rn(x, s), zp, qmin, qmax);
         }

@@ -5,14 +5,19 @@
 //! does: the same bits when it accepts the call, an error of the same kind when it refuses.
 
 mod common;
+#[path = "common/layer_cases.rs"]
+mod layer_cases;
+#[allow(dead_code)] // (its list of output kinds: the faults here choose their own)
+#[path = "common/outputs.rs"]
+mod outputs;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use half::{bf16, f16};
-use int8rt::gemm::{gemm, ActScales, Activations, Bias, GemmArgs, OutBuf, OutQuant, Path};
-use int8rt::nn::{ActivationQuant, LinearConfig, QuantLinear};
-use int8rt::quant::{Granularity, Scheme};
-use int8rt::{Context, Error};
+use int8rt::gemm::{gemm, ActScales, Activations, Bias, GemmArgs, OutBuf, OutKind, OutQuant, Path};
+use int8rt::Context;
+use layer_cases::{layer_answer, layer_case, Answer};
+use outputs::HostOut;
 use proptest::prelude::*;
 
 /// A bad scale: zero, negative, NaN, infinite or subnormal.
@@ -122,14 +127,6 @@ fn call() -> impl Strategy<Value = Call> {
         )
 }
 
-/// What one path answered: its output's bits, or the kind of its error, or that it panicked.
-#[derive(Debug, PartialEq)]
-enum Answer {
-    Bits(Vec<u32>),
-    Refused(std::mem::Discriminant<Error>),
-    Panicked,
-}
-
 fn run(c: &Call, path: Path) -> Answer {
     let mut rng = common::Rng::new(c.seed);
     let (m, n, k) = (c.m, c.n, c.k);
@@ -197,8 +194,6 @@ fn run(c: &Call, path: Path) -> Answer {
         bias,
     };
     let yl = c.len(6, m * n);
-    let (mut yi, mut yf) = (vec![0i32; yl], vec![0f32; yl]);
-    let (mut yh, mut yb, mut y8) = (vec![f16::ZERO; yl], vec![bf16::ZERO; yl], vec![0i8; yl]);
     let oq = c
         .fault(|f| match *f {
             Fault::OutQuant(s, z, lo, hi) => Some(OutQuant {
@@ -215,92 +210,20 @@ fn run(c: &Call, path: Path) -> Answer {
             qmin: -128,
             qmax: 127,
         });
-    let mut out = match c.out_kind {
-        0 => OutBuf::I32(&mut yi),
-        1 => OutBuf::F32(&mut yf),
-        2 => OutBuf::F16(&mut yh),
-        3 => OutBuf::Bf16(&mut yb),
-        _ => OutBuf::I8(&mut y8, oq),
-    };
+    let kind = [
+        OutKind::I32,
+        OutKind::F32,
+        OutKind::F16,
+        OutKind::Bf16,
+        OutKind::I8(oq),
+    ][c.out_kind as usize];
+    let mut y = HostOut::new(kind, yl);
     let ctx = Context::new().with_path(path);
-    let r = catch_unwind(AssertUnwindSafe(|| gemm(&ctx, &args, &mut out)));
+    let r = catch_unwind(AssertUnwindSafe(|| gemm(&ctx, &args, &mut y.as_buf())));
     match r {
         Err(_) => Answer::Panicked,
         Ok(Err(e)) => Answer::Refused(std::mem::discriminant(&e)),
-        Ok(Ok(_)) => Answer::Bits(match c.out_kind {
-            0 => yi.iter().map(|&v| v as u32).collect(),
-            1 => yf.iter().map(|v| v.to_bits()).collect(),
-            2 => yh.iter().map(|v| v.to_bits() as u32).collect(),
-            3 => yb.iter().map(|v| v.to_bits() as u32).collect(),
-            _ => y8.iter().map(|&v| v as u8 as u32).collect(),
-        }),
-    }
-}
-
-/// One layer call: `(n, k, m)`, which lengths are off, the activation mode and bias, a value
-/// written into x at an index (NaN, −inf or ordinary), the seed.
-type LayerCase = ((usize, usize, usize), [u8; 3], u8, (usize, f32), u64);
-
-fn layer_case() -> impl Strategy<Value = LayerCase> {
-    (
-        (0usize..12, 0usize..40, 0usize..5),
-        any::<[u8; 3]>(),
-        0u8..6,
-        (
-            0usize..200,
-            prop_oneof![Just(0.5f32), Just(f32::NAN), Just(f32::NEG_INFINITY)],
-        ),
-        any::<u64>(),
-    )
-}
-
-/// One layer call with arbitrary shapes, weights, bias and input (some NaN or infinite).
-fn layer_answer(c: &LayerCase, path: Path) -> Answer {
-    let &((n, k, m), picks, mode, poison, seed) = c;
-    let mut rng = common::Rng::new(seed);
-    // One length in 16 is off: one more, one less, or zero.
-    let near = |want: usize, pick: u8| match pick % 16 {
-        0 => want + 1,
-        1 => want.saturating_sub(1),
-        2 => 0,
-        _ => want,
-    };
-    let w = rng.f32s(near(n * k, picks[0]), 0.3);
-    let b = rng.f32s(near(n, picks[1]), 0.5);
-    let mut x = rng.f32s(near(m * k, picks[2]), 1.0);
-    if let Some(v) = x.get_mut(poison.0) {
-        *v = poison.1;
-    }
-    let activations = match mode % 3 {
-        0 => ActivationQuant::Dynamic {
-            scheme: Scheme::Asymmetric,
-            granularity: Granularity::PerRow,
-        },
-        1 => ActivationQuant::Dynamic {
-            scheme: Scheme::Symmetric,
-            granularity: Granularity::PerTensor,
-        },
-        _ => ActivationQuant::default(),
-    };
-    let cfg = LinearConfig {
-        activations,
-        ..Default::default()
-    };
-    let r = catch_unwind(AssertUnwindSafe(|| {
-        let l = QuantLinear::from_f32("fc", &w, n, k, (mode >= 3).then_some(&b[..]), cfg)?;
-        let mut y = vec![0f32; m * n];
-        l.forward(
-            &Context::new().with_path(path),
-            &x,
-            m,
-            &mut OutBuf::F32(&mut y),
-        )?;
-        Ok::<_, Error>(y)
-    }));
-    match r {
-        Err(_) => Answer::Panicked,
-        Ok(Err(e)) => Answer::Refused(std::mem::discriminant(&e)),
-        Ok(Ok(y)) => Answer::Bits(y.iter().map(|v| v.to_bits()).collect()),
+        Ok(Ok(_)) => Answer::Bits(y.bits()),
     }
 }
 
@@ -326,7 +249,9 @@ proptest! {
 
     #[test]
     fn layers_never_panic_and_every_path_answers_as_the_reference(c in layer_case()) {
-        every_path_answers_as_the_reference(|p| layer_answer(&c, p))?;
+        every_path_answers_as_the_reference(|p| {
+            layer_answer(&c, &|l, x, m, y| l.forward(&Context::new().with_path(p), x, m, y).map(|_| ()))
+        })?;
     }
 }
 
@@ -347,7 +272,11 @@ fn the_draws_reach_both_answers() {
         let c = call().new_tree(&mut runner).unwrap().current();
         tally(run(&c, Path::Reference), &mut raw);
         let c = layer_case().new_tree(&mut runner).unwrap().current();
-        tally(layer_answer(&c, Path::Reference), &mut layer);
+        let reference = Context::new().with_path(Path::Reference);
+        tally(
+            layer_answer(&c, &|l, x, m, y| l.forward(&reference, x, m, y).map(|_| ())),
+            &mut layer,
+        );
     }
     eprintln!("(accepted, refused): raw {raw:?}, layer {layer:?}");
     for (ok, refused) in [raw, layer] {

@@ -46,6 +46,9 @@ fn gpu() -> Option<CudaDevice> {
 mod outputs;
 use outputs::{out_kinds, HostOut};
 
+#[path = "common/layer_cases.rs"]
+mod layer_cases;
+
 impl HostOut {
     /// Run `f` on a device copy of this buffer, then copy the result back.
     fn on_device(
@@ -632,6 +635,34 @@ fn non_finite_input_is_an_error_and_leaves_output_unwritten() {
                 "{act:?}: a clean forward after a refused one"
             );
         }
+    }
+}
+
+#[test]
+fn device_layers_answer_arbitrary_calls_as_the_cpu_reference() {
+    // tests/api_props.rs's layer property on the device: arbitrary, often wrong, calls (lengths
+    // off by one or zero, n, k or m = 0, every activation mode, bias or none, four output kinds,
+    // NaN / -inf inputs). Building, uploading and running the layer must give the reference
+    // path's bits or an error of the same kind, and never panic.
+    use layer_cases::{layer_answer, layer_case};
+    use proptest::test_runner::{Config, TestRunner};
+    let Some(dev) = gpu() else { return };
+    let reference = Context::new().with_path(Path::Reference);
+    let mut runner = TestRunner::new(Config {
+        cases: 256,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let r = runner.run(&layer_case(), |c| {
+        let want = layer_answer(&c, &|l, x, m, y| l.forward(&reference, x, m, y).map(|_| ()));
+        let got = layer_answer(&c, &|l, x, m, y| {
+            l.to_cuda(&dev)?.forward(x, m, y).map(|_| ())
+        });
+        proptest::prop_assert_eq!(got, want);
+        Ok(())
+    });
+    if let Err(e) = r {
+        panic!("{e}");
     }
 }
 

@@ -215,7 +215,8 @@ impl CudaQuantLinear {
 
     /// `out = x · Wᵀ + b` with `x: [m, in_features]` and `out: [m, out_features]` in device
     /// memory, enqueued on `stream`. It waits for `stream` at the end to read the 16-byte
-    /// non-finite report: NaN or ±inf in `x` is `Err(NonFinite)` naming `<layer>.input`, as on
+    /// non-finite report: input the layer cannot quantize (NaN; under dynamic scales also ±inf,
+    /// which a static scale saturates) is `Err(NonFinite)` naming `<layer>.input`, as on
     /// the CPU, and `out` is then left unwritten.
     pub fn forward_device(
         &self,
@@ -282,7 +283,8 @@ impl PendingForward<'_> {
         self.path
     }
     /// Wait for the stream up to this forward; the path, or `Err(NonFinite)` naming
-    /// `<layer>.input` when its input held NaN or ±inf (its output then left unwritten).
+    /// `<layer>.input` when its input held what the layer cannot quantize (NaN; under dynamic
+    /// scales also ±inf), its output then left unwritten.
     pub fn wait(self) -> Result<Path> {
         let e = self.layer.dev.exec(&self.stream)?;
         self.layer.layer.check_input(&e, &self.status)?;

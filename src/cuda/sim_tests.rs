@@ -773,14 +773,21 @@ fn device_layer_reports_non_finite_input_like_the_cpu() {
             .forward_host(&e, &x, m, &mut OutBuf::F32(&mut y))
             .unwrap_err();
         assert_eq!(gpu.to_string(), cpu.to_string(), "n = {n}, {act:?}");
+        // Dynamic scales refuse all three non-finite values; a static scale only the NaN (it
+        // saturates ±inf).
+        let want_count = if matches!(act, ActivationQuant::Static(_)) {
+            1
+        } else {
+            3
+        };
         assert!(
             matches!(
                 gpu,
                 crate::Error::NonFinite {
-                    count: 3,
+                    count,
                     first_index: 7,
                     ..
-                }
+                } if count == want_count
             ),
             "n = {n}: {gpu:?}"
         );
@@ -788,6 +795,23 @@ fn device_layer_reports_non_finite_input_like_the_cpu() {
             y.iter().all(|&v| v == 7.5),
             "the output was written despite the error"
         );
+        // Without the NaN, a static scale takes the infinities (saturated to the range ends) on
+        // both, with the same bits; dynamic scales still refuse them.
+        x[7] = 0.5;
+        let cpu = layer.forward(&ctx, &x, m, &mut OutBuf::F32(&mut y_cpu));
+        let gpu = dev.forward_host(&e, &x, m, &mut OutBuf::F32(&mut y));
+        if matches!(act, ActivationQuant::Static(_)) {
+            cpu.unwrap();
+            gpu.unwrap();
+            assert!(
+                y.iter()
+                    .zip(&y_cpu)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "n = {n}, {act:?}: saturated infinities"
+            );
+        } else {
+            assert_eq!(gpu.unwrap_err().to_string(), cpu.unwrap_err().to_string());
+        }
     }
 }
 

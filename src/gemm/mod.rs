@@ -578,8 +578,8 @@ impl PackedWeights {
         Ok(path)
     }
 
-    /// The layer's forward GEMM: f32 activations `[m, k]` quantized on the fly as `quant` says
-    /// , straight into the kernel's layout, then the same
+    /// The layer's forward GEMM: f32 activations `[m, k]` quantized on the fly as `quant` says,
+    /// straight into the kernel's layout, then the same
     /// GEMM and epilogue as [`PackedWeights::gemm`] on the integers. `act` gives the activation
     /// scales, or is `None` for [`cpu::FloatQuant::DynamicRows`], whose per-row scales are
     /// computed in the quantizing pass. NaN or ±inf in `x` under dynamic quantization (NaN under
@@ -598,27 +598,7 @@ impl PackedWeights {
         tensor: &str,
     ) -> Result<Path> {
         let src = cpu::ASource::Floats { x, quant };
-        // Validate with the activations' integer type (their values do not exist yet) and, for
-        // dynamic per-row scales, unit stand-ins (the real ones are finite and > 0 by construction).
-        let ones = vec![1.0f32; if act.is_none() { m } else { 0 }];
-        let args = GemmArgs {
-            m,
-            n: self.n,
-            k: self.k,
-            x: if src.signed() {
-                Activations::S8(&[])
-            } else {
-                Activations::U8(&[])
-            },
-            act: act.unwrap_or(ActScales::PerRow {
-                scales: &ones,
-                zero_points: None,
-            }),
-            w: &self.raw,
-            w_scales,
-            bias,
-        };
-        args.validate_parts(out, self.wmax, x.len())?;
+        self.check_quantizing(m, x, quant, act, w_scales, bias, out)?;
         let path = match ctx.path {
             Some(p) => p,
             None => cpu::choose(m, self.n, self.k),
@@ -638,6 +618,42 @@ impl PackedWeights {
                 Ok(p)
             }
         }
+    }
+
+    /// Every check of [`PackedWeights::gemm_quantizing`] on its arguments, none on the values of
+    /// `x`: shapes and lengths, scales, zero points, bias, output kind, the accumulator bound.
+    /// The activations' integer type stands for the values (which do not exist yet) and unit
+    /// scales stand for dynamic per-row ones (finite and > 0 by construction).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn check_quantizing(
+        &self,
+        m: usize,
+        x: &[f32],
+        quant: cpu::FloatQuant,
+        act: Option<ActScales<'_>>,
+        w_scales: &[f32],
+        bias: Bias<'_>,
+        out: &OutBuf<'_>,
+    ) -> Result<()> {
+        let ones = vec![1.0f32; if act.is_none() { m } else { 0 }];
+        let args = GemmArgs {
+            m,
+            n: self.n,
+            k: self.k,
+            x: if (cpu::ASource::Floats { x, quant }).signed() {
+                Activations::S8(&[])
+            } else {
+                Activations::U8(&[])
+            },
+            act: act.unwrap_or(ActScales::PerRow {
+                scales: &ones,
+                zero_points: None,
+            }),
+            w: &self.raw,
+            w_scales,
+            bias,
+        };
+        args.validate_parts(out, self.wmax, x.len())
     }
 
     /// [`PackedWeights::gemm_quantizing`] spelled out on the reference path: quantize every row
@@ -671,8 +687,10 @@ impl PackedWeights {
         let ints: Vec<i32> = (0..m * k)
             .map(|e| {
                 let v = x[e];
+                // (only a per-tensor scale gets here with non-finite values: ±inf saturates,
+                // NaN has no integer)
                 if v.is_nan() {
-                    Err(crate::quant::nonfinite_error(tensor, x))
+                    Err(crate::quant::nan_error(tensor, x))
                 } else {
                     Ok(reference::quantize(v, &params[e / k]))
                 }

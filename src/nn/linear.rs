@@ -226,6 +226,22 @@ impl QuantLinear {
                 scheme,
                 granularity: Granularity::PerTensor,
             } => {
+                // The arguments first, as on the other modes and the device: a wrong length or
+                // parameter is reported before anything about the values (a stand-in of the
+                // scheme's integer type takes the place of the range-derived parameters).
+                let stand_in = match scheme {
+                    Scheme::Symmetric => QuantParams::symmetric(1.0)?,
+                    Scheme::Asymmetric => QuantParams::asymmetric(0.0, 1.0)?,
+                };
+                self.packed.check_quantizing(
+                    m,
+                    x,
+                    FloatQuant::Tensor(stand_in),
+                    Some(per_tensor(stand_in)),
+                    w_scales,
+                    bias,
+                    out,
+                )?;
                 let p = match scheme {
                     Scheme::Symmetric => QuantParams::symmetric(quant::amax(input, x)?)?,
                     Scheme::Asymmetric => {

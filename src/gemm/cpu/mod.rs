@@ -445,6 +445,20 @@ pub(crate) fn run(
     run_inner(ctx, path, w, m, src, act, w_scales, bias, out, tensor)
 }
 
+/// The error for float input `x` that `quant` cannot quantize, if any: under a per-tensor scale
+/// ±inf saturates and NaN has no integer ([`crate::quant::nan_error`], counting the NaN); under
+/// per-row dynamic scales any non-finite value leaves its row without a range
+/// ([`crate::quant::nonfinite_error`]).
+fn input_error(x: &[f32], quant: &FloatQuant, tensor: &str) -> Option<Error> {
+    match quant {
+        FloatQuant::Tensor(_) => x
+            .iter()
+            .any(|v| v.is_nan())
+            .then(|| crate::quant::nan_error(tensor, x)),
+        FloatQuant::DynamicRows(_) => crate::quant::check_finite(tensor, x).err(),
+    }
+}
+
 /// Waking the pool costs several microseconds, more than a small GEMM takes on one core
 /// (2^21 MACs is about 2 µs at VNNI speed): those run on the calling thread.
 fn is_small(m: usize, n: usize, k: usize) -> bool {
@@ -466,18 +480,12 @@ fn run_inner(
 ) -> Result<()> {
     let (n, k) = (w.n(), w.k());
     if m == 0 || n == 0 {
-        // Nothing to write, but a float input is refused where quantizing it would be (NaN, or
-        // any non-finite value under per-row dynamic scales), as the reference path does.
-        if let ASource::Floats { x, quant } = src {
-            let bad = match quant {
-                FloatQuant::Tensor(_) => x.iter().any(|v| v.is_nan()),
-                FloatQuant::DynamicRows(_) => crate::quant::check_finite(tensor, x).is_err(),
-            };
-            if bad {
-                return Err(crate::quant::nonfinite_error(tensor, x));
-            }
-        }
-        return Ok(());
+        // Nothing to write, but a float input is refused where quantizing it would be, as the
+        // reference path does.
+        return match src {
+            ASource::Floats { x, quant } => input_error(x, quant, tensor).map_or(Ok(()), Err),
+            ASource::Ints(_) => Ok(()),
+        };
     }
     let scalar_kernel;
     let kernel: &dyn Kernel = match path {
@@ -528,7 +536,8 @@ fn run_inner(
         Err(buf) => {
             A_SCRATCH.with(|c| *c.borrow_mut() = buf);
             return Err(match src {
-                ASource::Floats { x, .. } => crate::quant::nonfinite_error(tensor, x),
+                ASource::Floats { x, quant } => input_error(x, quant, tensor)
+                    .unwrap_or_else(|| crate::quant::nonfinite_error(tensor, x)),
                 ASource::Ints(_) => Error::Unsupported("integer input cannot be non-finite".into()),
             });
         }
