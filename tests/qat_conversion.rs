@@ -95,7 +95,9 @@ fn quant_linear_reproduces_the_deployable_forward_bit_for_bit() {
                         .iter()
                         .zip(&codes)
                         .all(|(&a, &b)| a as i32 == b));
-                    let scales: Vec<f32> = (0..wq.channels()).map(|c| wq.effective(c).0).collect();
+                    let scales: Vec<f32> = (0..wq.channels())
+                        .map(|c| wq.effective(c).unwrap().0)
+                        .collect();
                     assert_eq!(q.weights().scales, scales);
                     for &p in &paths {
                         let c = ctx.with_path(p);

@@ -454,17 +454,19 @@ fn quantizer_backward_accumulates_lsq_gradients_per_channel() {
 fn learnt_zero_point_rounds_and_projection_keeps_parameters_valid() {
     let mut fq = FakeQuantizer::new(FakeQuantConfig::activations(4, false), 1).unwrap();
     fq.init_from_ranges(&[-1.0], &[2.0]).unwrap();
-    let (s, zp) = fq.effective(0);
+    let (s, zp) = fq.effective(0).unwrap();
     assert_eq!((s, zp), reference::asymmetric_params_for(-1.0, 2.0, 15));
     // A real-valued zero point is used rounded (ties to even) and clamped.
     fq.zero_point.value[0] = 4.5;
-    assert_eq!(fq.effective(0).1, 4);
+    assert_eq!(fq.effective(0).unwrap().1, 4);
     fq.zero_point.value[0] = 5.5;
-    assert_eq!(fq.effective(0).1, 6);
+    assert_eq!(fq.effective(0).unwrap().1, 6);
     fq.zero_point.value[0] = 40.0;
     fq.scale.value[0] = -3.0;
     fq.project();
     assert_eq!(fq.zero_point.value[0], 15.0);
     assert_eq!(fq.scale.value[0], int8rt::qat::MIN_LEARNED_SCALE);
     assert!(fq.params(0).is_ok());
+    // Past the last channel: an error, not a panic.
+    assert!(fq.effective(1).is_err() && fq.params(1).is_err());
 }

@@ -398,10 +398,10 @@ fn run(
             .iter()
             .filter_map(|l| l.input_quantizer())
             .map(|xq| {
-                let (s, zp) = xq.effective(0);
-                format!("{s:.4} (zp {zp})")
+                let (s, zp) = xq.effective(0)?;
+                Ok(format!("{s:.4} (zp {zp})"))
             })
-            .collect();
+            .collect::<int8rt::Result<_>>()?;
         println!(
             "[{name}] QAT {bits}-bit: {} epochs in {:.2} s, final training loss {loss:.4}; engine ({path:?}) logits == \
              deployable forward bit for bit on all {} values (fake-quant float forward: {:.2}%); learnt input scales {}",

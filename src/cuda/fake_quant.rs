@@ -267,7 +267,7 @@ mod tests {
     fn probes(rng: &mut Rng, fq: &FakeQuantizer, inner: usize) -> Vec<f32> {
         let mut x = Vec::new();
         for c in 0..fq.channels() {
-            let (s, zp) = fq.effective(c);
+            let (s, zp) = fq.channel_params(c);
             let mut v = vec![0.0, -0.0, -1e-30, 1e-30, 1e-40, -1e-40, 3e38, -3e38];
             for k in (fq.qmin() - zp - 2)..=(fq.qmax() - zp + 2) {
                 for off in [-0.5f32, 0.0, 0.5] {
@@ -356,7 +356,7 @@ mod tests {
 
                     for i in 0..len {
                         let ch = if fq.channels() == 1 { 0 } else { i / inner };
-                        let (s, zp) = fq.effective(ch);
+                        let (s, zp) = fq.channel_params(ch);
                         let want = reference::fake_quantize(x[i], s, zp, fq.qmin(), fq.qmax());
                         let ctx = format!(
                             "{bits}-bit sym={symmetric} per_channel={per_channel} x[{i}] = {:e} (s {s}, zp {zp})",

@@ -197,9 +197,21 @@ impl FakeQuantizer {
         Ok(())
     }
 
-    /// The scale and integer zero point the forward uses for channel `c`.
+    /// The scale and integer zero point the forward uses for channel `c`; an error past the last
+    /// channel.
+    pub fn effective(&self, c: usize) -> Result<(f32, i32)> {
+        if c >= self.channels() {
+            return Err(Error::Dimension {
+                what: "fake-quant channel",
+                detail: format!("channel {c} of a quantizer with {}", self.channels()),
+            });
+        }
+        Ok(self.channel_params(c))
+    }
+
+    /// [`FakeQuantizer::effective`] for a channel the caller knows exists (the kernels' loops).
     #[inline]
-    pub fn effective(&self, c: usize) -> (f32, i32) {
+    pub(crate) fn channel_params(&self, c: usize) -> (f32, i32) {
         let z = self.zero_point.value[c];
         let zp = reference::round_to_i64(z).clamp(self.qmin as i64, self.qmax as i64) as i32;
         (self.scale.value[c], zp)
@@ -207,7 +219,7 @@ impl FakeQuantizer {
 
     /// The forward's parameters of channel `c` as [`QuantParams`] (the crate's divide rule).
     pub fn params(&self, c: usize) -> Result<QuantParams> {
-        let (s, zp) = self.effective(c);
+        let (s, zp) = self.effective(c)?;
         QuantParams::new(s, zp, self.qmin, self.qmax)
     }
 
@@ -258,7 +270,7 @@ impl FakeQuantizer {
             return Ok(());
         }
         for (c, (xs, ys)) in x.chunks(inner).zip(out.chunks_mut(inner)).enumerate() {
-            let (s, zp) = self.effective(c);
+            let (s, zp) = self.channel_params(c);
             fake_quantize_slice(xs, s, zp, self.qmin, self.qmax, ys);
         }
         Ok(())
@@ -273,7 +285,7 @@ impl FakeQuantizer {
             return Ok(q);
         }
         for (c, (xs, qs)) in x.chunks(inner).zip(q.chunks_mut(inner)).enumerate() {
-            let (s, zp) = self.effective(c);
+            let (s, zp) = self.channel_params(c);
             for (o, &v) in qs.iter_mut().zip(xs) {
                 *o = reference::fake_quant_code(v, s, zp, self.qmin, self.qmax);
             }
@@ -300,7 +312,7 @@ impl FakeQuantizer {
         }
         let g = reference::lsq_grad_scale(inner, self.qmax) as f64;
         for c in 0..x.len() / inner {
-            let (s, zp) = self.effective(c);
+            let (s, zp) = self.channel_params(c);
             let r = c * inner..(c + 1) * inner;
             let (mut ds, mut dz) = (0f64, 0f64);
             for ((&xv, &d), o) in x[r.clone()].iter().zip(&dy[r.clone()]).zip(&mut dx[r]) {

@@ -233,10 +233,10 @@ impl QatLinear {
                     &self.weight.value,
                     &mut w_hat,
                 )?;
-                let (s_x, _) = xq.effective(0);
+                let (s_x, _) = xq.channel_params(0);
                 let b_hat = (0..self.out_features)
                     .map(|n| {
-                        let (s_w, _) = wq.effective(if wq.channels() == 1 { 0 } else { n });
+                        let (s_w, _) = wq.channel_params(if wq.channels() == 1 { 0 } else { n });
                         reference::fake_quantize_bias(self.bias.value[n], s_x, s_w)
                     })
                     .collect();
@@ -334,7 +334,7 @@ impl QatLinear {
         let codes = wq.codes(&format!("{}.weight", self.name), &self.weight.value)?;
         // Symmetric codes of ≤ 8 bits lie in [-127, 127]: they fit i8 exactly.
         let w_codes: Vec<i8> = codes.iter().map(|&q| q as i8).collect();
-        let w_scales: Vec<f32> = (0..wq.channels()).map(|c| wq.effective(c).0).collect();
+        let w_scales: Vec<f32> = (0..wq.channels()).map(|c| wq.channel_params(c).0).collect();
         let x_params = xq.params(0)?;
         let bias_q = crate::quant::quantize_bias(&self.bias.value, x_params.scale(), &w_scales)?;
         Ok(IntegerParts {
