@@ -156,7 +156,7 @@ fn quantize_writes_a_checkpoint_the_strict_loader_accepts() {
         let row0 = &floats["blk.0.fc1.weight"][..16];
         let amax = row0.iter().fold(0f32, |a, &x| a.max(x.abs()));
         let div = if full_range { 127.5 } else { 127.0 };
-        assert_eq!(l.weights.scales[0], f16::from_f32(amax / div).to_f32());
+        assert_eq!(l.weights.scales()[0], f16::from_f32(amax / div).to_f32());
         assert_eq!(l.bias.as_deref(), Some(&floats["blk.0.fc1.bias"][..]));
         assert!(matches!(l.input, InputQuant::Dynamic { .. }));
         // Untouched tensors are copied byte for byte.

@@ -59,21 +59,21 @@ fn llm_compressor_checkpoint_loads_with_its_stored_scales() {
             .unwrap()
             .to_f32()
             .unwrap();
-        assert_eq!(l.weights.data, stored_q, "{name}: weights as stored");
+        assert_eq!(l.weights.data(), stored_q, "{name}: weights as stored");
         // Bit for bit: the stored f16 scales, widened to f32, never re-derived.
-        let got: Vec<u32> = l.weights.scales.iter().map(|s| s.to_bits()).collect();
+        let got: Vec<u32> = l.weights.scales().iter().map(|s| s.to_bits()).collect();
         let want: Vec<u32> = stored_s.iter().map(|s| s.to_bits()).collect();
         assert_eq!(got, want, "{name}: scales as stored");
         assert_eq!(l.scale_dtype, Dtype::F16);
         // llm-compressor's full range: some weight sits at -128 or 127 only because its divisor
         // is 127.5 — the narrow-range re-derivation `amax / 127` would not reproduce these scales.
-        let rederived: Vec<f32> = (0..l.weights.rows)
+        let rederived: Vec<f32> = (0..l.weights.rows())
             .map(|r| {
-                let row = &l.weights.dequantize()[r * l.weights.cols..(r + 1) * l.weights.cols];
+                let row = &l.weights.dequantize()[r * l.weights.cols()..(r + 1) * l.weights.cols()];
                 row.iter().fold(0f32, |a, &x| a.max(x.abs())) / 127.0
             })
             .collect();
-        assert_ne!(rederived, l.weights.scales, "{name}");
+        assert_ne!(rederived, l.weights.scales(), "{name}");
     }
     let up = ck.linear("model.layers.0.mlp.up_proj").unwrap();
     assert_eq!(
@@ -122,7 +122,7 @@ fn llm_compressor_checkpoint_computes_what_numpy_computes() {
         // ulps of |y|, and a static layer's i32 bias is off by at most half a step s_x · s_w.
         let bias_step = match l.input {
             InputQuant::Static(p) => {
-                0.5 * p.scale() * l.weights.scales.iter().fold(0f32, |a, &s| a.max(s))
+                0.5 * p.scale() * l.weights.scales().iter().fold(0f32, |a, &s| a.max(s))
             }
             _ => 0.0,
         };
@@ -216,9 +216,9 @@ fn own_checkpoint_round_trips_through_files_bit_for_bit() {
                 -127
             };
             for r in 0..rows {
-                let p = QuantParams::new(q.scales[r], 0, qmin, 127).unwrap();
+                let p = QuantParams::new(q.scales()[r], 0, qmin, 127).unwrap();
                 for c in 0..cols {
-                    assert_eq!(q.data[r * cols + c] as i32, p.quantize(w[r * cols + c]));
+                    assert_eq!(q.data()[r * cols + c] as i32, p.quantize(w[r * cols + c]));
                 }
             }
         }

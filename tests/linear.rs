@@ -148,8 +148,8 @@ fn reference_path_is_the_composition_of_the_definitions() {
             scales: &scales,
             zero_points: None,
         },
-        w: &l.weights().data,
-        w_scales: &l.weights().scales,
+        w: l.weights().data(),
+        w_scales: l.weights().scales(),
         bias: Bias::F32(l.bias().unwrap()),
     };
     let mut want = vec![0f32; m * out_f];
@@ -166,7 +166,7 @@ fn reference_path_is_the_composition_of_the_definitions() {
     for (n, &b) in l2.bias().unwrap().iter().enumerate() {
         assert_eq!(
             bq[n],
-            reference::quantize_bias(b, p.scale(), l2.weights().scales[n])
+            reference::quantize_bias(b, p.scale(), l2.weights().scales()[n])
         );
     }
 }

@@ -91,14 +91,14 @@ fn quant_linear_reproduces_the_deployable_forward_bit_for_bit() {
                     let codes = wq.codes("w", &l.weight.value).unwrap();
                     assert!(q
                         .weights()
-                        .data
+                        .data()
                         .iter()
                         .zip(&codes)
                         .all(|(&a, &b)| a as i32 == b));
                     let scales: Vec<f32> = (0..wq.channels())
                         .map(|c| wq.effective(c).unwrap().0)
                         .collect();
-                    assert_eq!(q.weights().scales, scales);
+                    assert_eq!(q.weights().scales(), scales);
                     for &p in &paths {
                         let c = ctx.with_path(p);
                         let got = q.forward_f32(&c, &x, m).unwrap();

@@ -113,16 +113,16 @@ proptest! {
             ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
         }).collect();
         let q = quant::quantize_weights("w", &w, rows, cols, WeightQuantConfig::default()).unwrap();
-        prop_assert_eq!(q.scales.len(), rows);
+        prop_assert_eq!(q.scales().len(), rows);
         for r in 0..rows {
-            let row = &q.data[r * cols..(r + 1) * cols];
+            let row = &q.data()[r * cols..(r + 1) * cols];
             let amax = w[r * cols..(r + 1) * cols].iter().fold(0f32, |a, v| a.max(v.abs()));
             if amax > 0.0 {
                 prop_assert_eq!(row.iter().map(|v| v.unsigned_abs()).max().unwrap(), 127);
-                prop_assert_eq!(q.scales[r], amax / 127.0);
+                prop_assert_eq!(q.scales()[r], amax / 127.0);
             }
         }
         let t = quant::quantize_weights("w", &w, rows, cols, WeightQuantConfig { granularity: Granularity::PerTensor, ..Default::default() }).unwrap();
-        prop_assert_eq!(t.scales.len(), 1);
+        prop_assert_eq!(t.scales().len(), 1);
     }
 }

@@ -64,9 +64,9 @@ pub enum ActScales<'a> {
 }
 
 impl ActScales<'_> {
-    /// The zero point of row `i`.
+    /// The zero point of row `i < m` (the GEMM has checked the per-row lengths).
     #[inline]
-    pub fn zero_point(&self, i: usize) -> i32 {
+    pub(crate) fn zero_point(&self, i: usize) -> i32 {
         match self {
             ActScales::PerTensor { zero_point, .. } => *zero_point,
             ActScales::PerRow { zero_points, .. } => zero_points.map_or(0, |z| z[i]),

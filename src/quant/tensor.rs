@@ -245,14 +245,11 @@ impl Default for WeightQuantConfig {
 /// output channel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuantizedWeights {
-    /// Row-major `i8` values.
-    pub data: Vec<i8>,
-    /// One scale (per tensor) or one per row.
-    pub scales: Vec<f32>,
-    /// Output features.
-    pub rows: usize,
-    /// Input features.
-    pub cols: usize,
+    // (private outside the crate: `from_parts` and `quantize_weights` keep them consistent)
+    pub(crate) data: Vec<i8>,
+    pub(crate) scales: Vec<f32>,
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
 }
 
 impl QuantizedWeights {
@@ -284,8 +281,33 @@ impl QuantizedWeights {
         })
     }
 
-    /// The scale of output channel `n`.
-    pub fn scale(&self, n: usize) -> f32 {
+    /// Row-major `i8` values `[rows, cols]`.
+    pub fn data(&self) -> &[i8] {
+        &self.data
+    }
+
+    /// One scale (per tensor) or one per row.
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+
+    /// Output features.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input features.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The values and scales, by value.
+    pub fn into_parts(self) -> (Vec<i8>, Vec<f32>) {
+        (self.data, self.scales)
+    }
+
+    /// The scale of output channel `n < rows` (the only one, per tensor).
+    pub(crate) fn scale(&self, n: usize) -> f32 {
         if self.scales.len() == 1 {
             self.scales[0]
         } else {

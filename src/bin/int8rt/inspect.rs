@@ -114,10 +114,10 @@ fn report(a: &Args, out: &mut String) -> Result<()> {
         let l = ck.linear(name)?;
         let (lo, hi) = l
             .weights
-            .scales
+            .scales()
             .iter()
             .fold((f32::INFINITY, 0f32), |(lo, hi), &s| (lo.min(s), hi.max(s)));
-        let per = if l.weights.scales.len() == 1 {
+        let per = if l.weights.scales().len() == 1 {
             "tensor"
         } else {
             "channel"
@@ -138,11 +138,11 @@ fn report(a: &Args, out: &mut String) -> Result<()> {
                 p.zero_point()
             ),
         };
-        let qmin = l.weights.data.iter().copied().min().unwrap_or(0);
-        let qmax = l.weights.data.iter().copied().max().unwrap_or(0);
+        let qmin = l.weights.data().iter().copied().min().unwrap_or(0);
+        let qmax = l.weights.data().iter().copied().max().unwrap_or(0);
         writeln!(out,
             "  {name:<w$}  {}×{}  int8 [{qmin}, {qmax}]  scale per {per} ({}) {lo:.3e}…{hi:.3e}  {input}  [{}]",
-            l.weights.rows, l.weights.cols, l.scale_dtype, l.group
+            l.weights.rows(), l.weights.cols(), l.scale_dtype, l.group
         )?;
     }
     Ok(())

@@ -245,19 +245,19 @@ pub fn run(a: Args) -> Result<()> {
                 let w = st.tensor(&spec.name)?.to_f32()?;
                 let q = quantize_for_checkpoint(&spec.name, &w, rows, cols, dtype, wcfg)?;
                 let err = weight_error(&w, &q);
-                let scale_bytes = int8rt::io::safetensors::encode_f32(dtype, &q.scales)?;
+                let scale_bytes = int8rt::io::safetensors::encode_f32(dtype, q.scales())?;
                 pending_scales.insert(format!("{m}.weight_scale"), scale_bytes);
                 reports.push(LayerReport {
                     name: m.to_string(),
                     shape: [rows, cols],
-                    scale_min: q.scales.iter().copied().fold(f32::INFINITY, f32::min),
-                    scale_max: q.scales.iter().copied().fold(0.0, f32::max),
+                    scale_min: q.scales().iter().copied().fold(f32::INFINITY, f32::min),
+                    scale_max: q.scales().iter().copied().fold(0.0, f32::max),
                     max_abs: err.max_abs,
                     rel_l2: err.rel_l2,
                     input_scale: input_scales.as_ref().and_then(|s| s.get(m).copied()),
                 });
                 progress.tick(m);
-                return Ok(bytemuck::cast_slice::<i8, u8>(&q.data).to_vec());
+                return Ok(bytemuck::cast_slice::<i8, u8>(q.data()).to_vec());
             }
         }
         if let Some(b) = pending_scales.remove(&spec.name) {
