@@ -173,3 +173,48 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn resized_public_parameters_are_refused_not_indexed() {
+    // `Param`'s value and gradient vectors are public (optimizers and tests write them): a
+    // caller that changes their length gets an error from the next call, never a panic.
+    use int8rt::qat::QatLinear;
+    let cfg = FakeQuantConfig::activations(8, false);
+    let shrink_zp = |fq: &mut FakeQuantizer| {
+        fq.zero_point.value.pop();
+    };
+    let grow_scale_grad = |fq: &mut FakeQuantizer| fq.scale.grad.push(0.0);
+    for change in [&shrink_zp as &dyn Fn(&mut FakeQuantizer), &grow_scale_grad] {
+        let mut fq = FakeQuantizer::new(cfg, 1).unwrap();
+        fq.init_from_ranges(&[-1.0], &[2.0]).unwrap();
+        change(&mut fq);
+        let x = [0.5f32, -0.25];
+        let (mut y, mut dx) = ([0f32; 2], [0f32; 2]);
+        assert!(fq.forward("t", &x, &mut y).is_err());
+        assert!(fq.codes("t", &x).is_err());
+        assert!(fq.backward(&x, &x, &mut dx).is_err());
+        assert!(fq.effective(0).is_err() && fq.params(0).is_err());
+    }
+    let layer = || {
+        let mut l = QatLinear::from_f32("fc", vec![0.1; 6], vec![0.0; 3], 3, 2).unwrap();
+        l.enable_fake_quant(FakeQuantConfig::weights(8), cfg, (-1.0, 1.0))
+            .unwrap();
+        l
+    };
+    let x = [0.5f32, -0.5];
+    let mut l = layer();
+    l.weight.value.pop();
+    assert!(l.forward(&x, 1).is_err() && l.forward_train(&x, 1).is_err());
+    let mut l = layer();
+    l.forward_train(&x, 1).unwrap();
+    l.bias.grad.clear();
+    assert!(l.backward(&[1.0; 3], true).is_err());
+    let mut l = layer();
+    let wq = l.weight_quantizer_mut().unwrap();
+    wq.scale.value.truncate(2);
+    wq.scale.grad.truncate(2);
+    wq.zero_point.value.truncate(2);
+    wq.zero_point.grad.truncate(2);
+    assert!(l.forward(&x, 1).is_err() && l.to_quant_linear().is_err());
+    assert!(l.forward_deploy(&x, 1).is_err());
+}

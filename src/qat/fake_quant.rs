@@ -200,6 +200,7 @@ impl FakeQuantizer {
     /// The scale and integer zero point the forward uses for channel `c`; an error past the last
     /// channel.
     pub fn effective(&self, c: usize) -> Result<(f32, i32)> {
+        self.check_params()?;
         if c >= self.channels() {
             return Err(Error::Dimension {
                 what: "fake-quant channel",
@@ -242,8 +243,18 @@ impl FakeQuantizer {
         }
     }
 
-    /// `inner` for a tensor of `len` elements: `len / channels`, an error when it does not divide.
+    /// Err unless the (public) scale and zero-point parameters still hold one value and one
+    /// gradient per channel.
+    fn check_params(&self) -> Result<()> {
+        let n = self.channels();
+        self.scale.check_len("fake-quant scale", n)?;
+        self.zero_point.check_len("fake-quant zero point", n)
+    }
+
+    /// `inner` for a tensor of `len` elements: `len / channels`, an error when it does not divide
+    /// (or when the parameters no longer match the channels, see `check_params`).
     fn inner(&self, what: &'static str, len: usize) -> Result<usize> {
+        self.check_params()?;
         let n = self.channels();
         if self.cfg.granularity == Granularity::PerTensor {
             return Ok(len);

@@ -212,11 +212,32 @@ impl QatLinear {
     }
 
     fn check_input(&self, x: &[f32], m: usize) -> Result<()> {
+        self.check_params()?;
         let len = crate::error::checked_len("QatLinear input [m, in]", m, self.in_features)?;
         if x.len() != len {
             return Err(Error::shape("QatLinear input [m, in]", len, x.len()));
         }
         check_finite(&format!("{}.input", self.name), x)
+    }
+
+    /// Err unless the (public) weight and bias still hold `[out, in]` and `[out]` values and
+    /// gradients, and the weight quantizer one parameter set or one per output feature.
+    fn check_params(&self) -> Result<()> {
+        let (n, k) = (self.out_features, self.in_features);
+        self.weight
+            .check_len(&format!("{}.weight", self.name), n * k)?;
+        self.bias.check_len(&format!("{}.bias", self.name), n)?;
+        match &self.weight_fq {
+            Some(wq) if wq.channels() != 1 && wq.channels() != n => Err(Error::Dimension {
+                what: "weight fake quantizer",
+                detail: format!(
+                    "`{}`: {} channels for {n} output features",
+                    self.name,
+                    wq.channels()
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The operands and bias the training forward multiplies: `(x̂, ŵ, b̂)`. With fake
@@ -289,6 +310,7 @@ impl QatLinear {
     /// weight, bias and quantizer-parameter gradients, and returns `dx: [m, in]` when `need_dx`.
     /// The bias gradient passes straight through the bias quantization.
     pub fn backward(&mut self, dy: &[f32], need_dx: bool) -> Result<Option<Vec<f32>>> {
+        self.check_params()?;
         let cache = self.cache.take().ok_or_else(|| {
             Error::Unsupported(format!(
                 "`{}`: backward without a preceding forward_train",
@@ -325,6 +347,7 @@ impl QatLinear {
     /// Everything the integer forms need, checked: the input's `(scale, zp, qmin, qmax)`, the
     /// weight codes as `i8`, the weight scales, and the i32 bias.
     fn integer_parts(&self) -> Result<IntegerParts> {
+        self.check_params()?;
         let (Some(wq), Some(xq)) = (&self.weight_fq, &self.input_fq) else {
             return Err(Error::Unsupported(format!(
                 "`{}`: fake quantization is off; there is no integer form to deploy",

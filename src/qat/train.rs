@@ -51,6 +51,21 @@ impl Param {
     pub fn is_empty(&self) -> bool {
         self.value.is_empty()
     }
+    /// Err unless it holds `want` values and as many gradients (the fields are public: a caller
+    /// may have resized them).
+    pub(crate) fn check_len(&self, what: &str, want: usize) -> Result<()> {
+        if self.value.len() == want && self.grad.len() == want {
+            return Ok(());
+        }
+        Err(Error::Dimension {
+            what: "trainable parameter",
+            detail: format!(
+                "`{what}` holds {} values and {} gradients, expected {want}",
+                self.value.len(),
+                self.grad.len()
+            ),
+        })
+    }
 }
 
 /// An optimizer updates parameters from their gradients.
