@@ -30,8 +30,12 @@ use int8rt::Error;
 mod calib_eq;
 use calib_eq::{
     assert_same_hist, assert_same_observer, assert_same_ranges, assert_same_signed, bits,
-    golden_batches_of,
+    compare_ranges, golden_batches_of,
 };
+
+// Arbitrary observer configurations and batches, shared with tests/calib_api_props.rs.
+#[path = "common/calib_cases.rs"]
+mod calib_cases;
 
 /// Device 0, or `None` (skip) — a failure under `INT8RT_REQUIRE_CUDA=1`.
 fn gpu() -> Option<CudaDevice> {
@@ -284,6 +288,57 @@ fn nonfinite_values_are_refused_or_skipped() {
     ema.observe(&x).unwrap();
     on_gpu(&dev, &x, &shape, |b| ema_g.observe_cuda(b)).unwrap();
     assert_eq!(ema_g, ema);
+}
+
+#[test]
+fn arbitrary_batches_collect_identically_on_the_device() {
+    // tests/calib_api_props.rs's draws on the device: observer configurations (usually valid),
+    // one to three batches whose shapes usually match their lengths, values usually ordinary
+    // and sometimes huge, subnormal, zero, NaN or infinite, under either non-finite policy.
+    // Each batch goes to a host observer and, through a CudaBatch, to a copy of it: both accept
+    // it or both refuse it with the same message, and the two observers stay equal bit for bit,
+    // every method's range included.
+    use calib_cases::{batch, observer_config};
+    use proptest::test_runner::{Config, TestRunner};
+    let Some(dev) = gpu() else { return };
+    let mut runner = TestRunner::new(Config {
+        cases: 128,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let cases = (observer_config(), proptest::collection::vec(batch(), 1..4));
+    let r = runner.run(&cases, |(cfg, batches)| {
+        let Ok(mut cpu) = TensorObserver::new("t", cfg) else {
+            return Ok(());
+        };
+        let mut g = cpu.clone();
+        for (i, (xs, shape)) in batches.iter().enumerate() {
+            // A device batch is the first shape-many values of its buffer, which may be longer
+            // (and is never empty: `on_gpu` uploads one 0 for no values): the host observes
+            // those.
+            let buf = if xs.is_empty() { vec![0.0] } else { xs.clone() };
+            let need = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            let (host_xs, fits) = match need {
+                Some(n) if n <= buf.len() => (&buf[..n], true),
+                _ => (&buf[..], false),
+            };
+            let want = cpu.observe(host_xs, shape).map_err(|e| e.to_string());
+            let got = on_gpu(&dev, &buf, shape, |b| g.observe_cuda(b)).map_err(|e| e.to_string());
+            if fits {
+                proptest::prop_assert_eq!(got, want, "batch {} of shape {:?}", i, shape);
+            } else {
+                // Too few values for the shape: refused on both sides (the device batch
+                // names itself, not the observer's tensor).
+                proptest::prop_assert!(got.is_err() && want.is_err(), "batch {}", i);
+            }
+        }
+        assert_same_observer(&g, &cpu, "arbitrary batches");
+        compare_ranges(&g, &cpu, "arbitrary batches");
+        Ok(())
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
 }
 
 #[test]
