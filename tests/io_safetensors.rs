@@ -308,3 +308,90 @@ fn a_valid_hand_written_header_parses_with_unaligned_data() {
     assert_eq!(st.tensor("x").unwrap().to_f32().unwrap(), vec![1.25]);
     assert_eq!(st.tensor("y").unwrap().to_i64().unwrap(), vec![-3]);
 }
+
+mod round_trip_props {
+    //! Property: any set of tensors (any names — empty, unicode, quotes, backslashes, the
+    //! reserved `__metadata__` —, any dtype, shapes with zero dimensions, data of the right or a
+    //! wrong length) and any metadata either serialize and read back exactly, or are refused by
+    //! the writer with a typed error. Nothing panics.
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[a-z][a-z0-9_.]{0,12}",
+            1 => Just(String::new()),
+            1 => Just("__metadata__".to_string()),
+            1 => "\\PC{0,6}",
+            1 => Just("q\"u\\o\nte".to_string()),
+        ]
+    }
+
+    fn dtype() -> impl Strategy<Value = Dtype> {
+        prop_oneof![
+            Just(Dtype::Bool),
+            Just(Dtype::U8),
+            Just(Dtype::I8),
+            Just(Dtype::F8E4M3),
+            Just(Dtype::I16),
+            Just(Dtype::F16),
+            Just(Dtype::BF16),
+            Just(Dtype::I32),
+            Just(Dtype::F32),
+            Just(Dtype::F64),
+            Just(Dtype::I64),
+            Just(Dtype::U64),
+        ]
+    }
+
+    fn tensor() -> impl Strategy<Value = (String, TensorBuf)> {
+        (
+            name(),
+            dtype(),
+            prop::collection::vec(0usize..5, 0..4),
+            prop_oneof![6 => Just(0i64), 1 => -2i64..3],
+            any::<u8>(),
+        )
+            .prop_map(|(name, dtype, shape, off, fill)| {
+                let n = shape.iter().product::<usize>() * dtype.size();
+                let len = (n as i64 + off).max(0) as usize;
+                let data = (0..len).map(|i| fill.wrapping_add(i as u8)).collect();
+                (name, TensorBuf { dtype, shape, data })
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        #[test]
+        fn tensors_round_trip_or_are_refused(
+            tensors in prop::collection::btree_map(name(), tensor().prop_map(|t| t.1), 0..5),
+            metadata in prop::collection::btree_map(name(), "\\PC{0,8}", 0..3),
+        ) {
+            let bytes = match safetensors::to_bytes(&tensors, &metadata) {
+                Ok(b) => b,
+                Err(e) => {
+                    // Refused: a reserved name or data of the wrong length, said so.
+                    let bad_len = tensors.values().any(|t| {
+                        t.data.len() != t.shape.iter().product::<usize>() * t.dtype.size()
+                    });
+                    prop_assert!(
+                        tensors.contains_key("__metadata__") || bad_len,
+                        "refused a valid set: {e}"
+                    );
+                    return Ok(());
+                }
+            };
+            let st = SafeTensors::from_bytes("props.safetensors", bytes)
+                .map_err(|e| TestCaseError::fail(format!("written bytes do not read back: {e}")))?;
+            prop_assert_eq!(st.len(), tensors.len());
+            prop_assert_eq!(st.metadata(), &metadata);
+            for (name, t) in &tensors {
+                let v = st.tensor(name).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(v.dtype(), t.dtype);
+                prop_assert_eq!(v.shape(), &t.shape[..]);
+                prop_assert_eq!(v.bytes(), &t.data[..]);
+            }
+        }
+    }
+}
