@@ -28,6 +28,36 @@ fn seeds_load() {
     }
 }
 
+/// Flip 1 … `most` bits anywhere.
+fn flip_bits(d: &mut [u8], rng: &mut Rng, most: i32) {
+    for _ in 0..rng.int(1, most) {
+        let p = rng.int(0, d.len() as i32 - 1) as usize;
+        d[p] ^= 1 << rng.int(0, 7);
+    }
+}
+
+/// Cut the bytes at a random length.
+fn truncate(d: &mut Vec<u8>, rng: &mut Rng) {
+    d.truncate(rng.int(0, d.len() as i32) as usize);
+}
+
+/// Overwrite one ASCII digit among the first `within` bytes with one of `with`.
+fn swap_digit(d: &mut [u8], rng: &mut Rng, within: usize, with: &[u8]) {
+    let digits: Vec<usize> = (0..within).filter(|&p| d[p].is_ascii_digit()).collect();
+    if !digits.is_empty() {
+        let p = digits[rng.int(0, digits.len() as i32 - 1) as usize];
+        d[p] = with[rng.int(0, with.len() as i32 - 1) as usize];
+    }
+}
+
+/// Replace the first occurrence of one of the `(from, to)` tokens, byte for byte.
+fn swap_token(d: &mut Vec<u8>, rng: &mut Rng, swaps: &[(&str, &str)]) {
+    let (a, b) = swaps[rng.int(0, swaps.len() as i32 - 1) as usize];
+    if let Some(p) = d.windows(a.len()).position(|w| w == a.as_bytes()) {
+        d.splice(p..p + a.len(), b.bytes());
+    }
+}
+
 #[test]
 fn mutated_seeds_never_panic() {
     let seeds = seeds();
@@ -36,23 +66,10 @@ fn mutated_seeds_never_panic() {
         let mut d = seeds[i % seeds.len()].clone();
         let len = d.len();
         match rng.int(0, 6) {
-            // Flip a few bits anywhere.
-            0 => {
-                for _ in 0..rng.int(1, 8) {
-                    let p = rng.int(0, len as i32 - 1) as usize;
-                    d[p] ^= 1 << rng.int(0, 7);
-                }
-            }
-            // Truncate.
-            1 => d.truncate(rng.int(0, len as i32) as usize),
-            // Overwrite a digit inside the JSON parts (shapes, offsets, lengths, bits).
-            2 => {
-                let digits: Vec<usize> = (0..len).filter(|&p| d[p].is_ascii_digit()).collect();
-                if !digits.is_empty() {
-                    let p = digits[rng.int(0, digits.len() as i32 - 1) as usize];
-                    d[p] = b"0123456789-.e"[rng.int(0, 12) as usize];
-                }
-            }
+            0 => flip_bits(&mut d, &mut rng, 8),
+            1 => truncate(&mut d, &mut rng),
+            // A digit inside the JSON parts (shapes, offsets, lengths, bits).
+            2 => swap_digit(&mut d, &mut rng, len, b"0123456789-.e"),
             // Insert or delete a byte.
             3 => {
                 let p = rng.int(0, len as i32 - 1) as usize;
@@ -91,11 +108,7 @@ fn mutated_seeds_never_panic() {
                     ("int-quantized", "pack-quantized"),
                     ("8", "4"),
                 ];
-                let (a, b) = swaps[rng.int(0, swaps.len() as i32 - 1) as usize];
-                // Replace the first occurrence, byte for byte.
-                if let Some(p) = d.windows(a.len()).position(|w| w == a.as_bytes()) {
-                    d.splice(p..p + a.len(), b.bytes());
-                }
+                swap_token(&mut d, &mut rng, &swaps);
             }
             // Random bytes.
             _ => {
@@ -138,23 +151,10 @@ fn npy_parse_survives_mutations() {
         let mut d = seeds[i % seeds.len()].clone();
         let len = d.len();
         match rng.int(0, 4) {
-            0 => {
-                for _ in 0..rng.int(1, 6) {
-                    let p = rng.int(0, len as i32 - 1) as usize;
-                    d[p] ^= 1 << rng.int(0, 7);
-                }
-            }
-            1 => d.truncate(rng.int(0, len as i32) as usize),
-            // A digit of the header (the shape, the version, the lengths) becomes another.
-            2 => {
-                let digits: Vec<usize> = (0..len.min(128))
-                    .filter(|&p| d[p].is_ascii_digit())
-                    .collect();
-                if !digits.is_empty() {
-                    let p = digits[rng.int(0, digits.len() as i32 - 1) as usize];
-                    d[p] = b"0123456789L-,)"[rng.int(0, 13) as usize];
-                }
-            }
+            0 => flip_bits(&mut d, &mut rng, 6),
+            1 => truncate(&mut d, &mut rng),
+            // A digit of the header (the shape, the version, the lengths).
+            2 => swap_digit(&mut d, &mut rng, len.min(128), b"0123456789L-,)"),
             // A header token swapped for one the parser gives another meaning to.
             3 => {
                 let swaps = [
@@ -169,10 +169,7 @@ fn npy_parse_survives_mutations() {
                     ("'shape'", "'shap'"),
                     ("}", ","),
                 ];
-                let (a, b) = swaps[rng.int(0, swaps.len() as i32 - 1) as usize];
-                if let Some(p) = d.windows(a.len()).position(|w| w == a.as_bytes()) {
-                    d.splice(p..p + a.len(), b.bytes());
-                }
+                swap_token(&mut d, &mut rng, &swaps);
             }
             // The header length, moved by a little or a lot.
             _ => {
