@@ -789,6 +789,167 @@ fn quantize_kernels_match_reference() {
 }
 
 #[test]
+fn quantize_kernels_take_any_values_and_parameters_as_the_host() {
+    // The elementwise quantize / dequantize on arbitrary input: any shape (empty included), each
+    // axis, parameters of every convention and rule (divide, multiply by the inverse, unit
+    // scale) from ranges up to f32's limits, values huge, subnormal, ±0, ±inf or NaN, into s8
+    // or u8 whichever the parameters fit (or not). The device gives the host's integers and
+    // floats bit for bit (`reference::quantize` / `dequantize`), or refuses: NaN, parameters
+    // outside the output type, or groups that differ in integer range or kind of rule (the
+    // device's documented limit).
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let Some(dev) = gpu() else { return };
+    let s = dev.default_stream();
+    let value = prop_oneof![
+        8 => -300.0f32..300.0,
+        1 => Just(0.0f32),
+        1 => Just(-0.0f32),
+        1 => Just(f32::INFINITY),
+        1 => Just(f32::NEG_INFINITY),
+        1 => Just(f32::NAN),
+        1 => Just(f32::MAX),
+        1 => Just(f32::MIN_POSITIVE / 8.0),
+        1 => any::<u32>().prop_map(f32::from_bits),
+    ];
+    let range = prop_oneof![
+        4 => (-10.0f32..0.0, 0.0f32..10.0),
+        1 => (Just(-f32::MAX / 4.0), Just(f32::MAX / 4.0)),
+        1 => (Just(-1e-30f32), Just(1e-30f32)),
+    ];
+    let cases = (
+        (0usize..6, 0usize..9, 0u8..3, any::<bool>(), 0u8..5),
+        proptest::collection::vec((range, 0u8..8), 1..9),
+        proptest::collection::vec(value, 0..54),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 256,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let accepted = std::cell::Cell::new(0usize);
+    let r = runner.run(&cases, |((rows, cols, ax, unsigned, mix), sets, xs)| {
+        let axis = [Axis::Tensor, Axis::Row, Axis::Column][ax as usize];
+        let groups = match axis {
+            Axis::Tensor => 1,
+            Axis::Row => rows,
+            Axis::Column => cols,
+        };
+        let ao = |dtype, symmetric| Convention::TorchAo {
+            dtype,
+            symmetric,
+            reduce_range: false,
+        };
+        let conventions = [
+            Convention::Int8rt,
+            Convention::CompressedTensors,
+            Convention::PytorchQuantization {
+                narrow_range: true,
+                unsigned: false,
+            },
+            ao(TorchDtype::QInt8, true),
+            ao(TorchDtype::QUInt8, false),
+            ao(TorchDtype::QInt8, false),
+        ];
+        let params: Vec<QuantParams> = (0..groups)
+            .filter_map(|g| {
+                // One convention for the whole tensor, or (one case in five) one per group.
+                let ((lo, hi), own) = sets[g % sets.len()];
+                let kind = if mix == 0 { own } else { sets[0].1 };
+                match kind {
+                    6 => QuantParams::asymmetric(lo, hi).ok(),
+                    7 => QuantParams::symmetric(hi).ok(),
+                    c => QuantParams::from_range(conventions[c as usize], lo, hi).ok(),
+                }
+            })
+            .collect();
+        let n = rows * cols;
+        let x: Vec<f32> = (0..n).map(|i| xs.get(i).copied().unwrap_or(0.5)).collect();
+        let xd = s
+            .clone_htod(if n == 0 { &[0.0f32][..] } else { &x })
+            .unwrap();
+        // The host: refused on a wrong parameter count, on parameters the output type cannot
+        // hold, or on NaN.
+        let fits = |p: &QuantParams| {
+            if unsigned {
+                p.qmin() >= 0 && p.qmax() <= 255
+            } else {
+                p.qmin() >= -128 && p.qmax() <= 127
+            }
+        };
+        let group = |i: usize| match axis {
+            Axis::Tensor => 0,
+            Axis::Row => i / cols,
+            Axis::Column => i % cols,
+        };
+        // (the device takes one integer range and one kind of rule per tensor)
+        let shared = |p: &QuantParams| {
+            let r = |p: &QuantParams| (p.qmin(), p.qmax(), std::mem::discriminant(&p.rule()));
+            r(p) == r(&params[0])
+        };
+        let host_ok = params.len() == groups
+            && params.iter().all(|p| fits(p) && shared(p))
+            && !x.iter().any(|v| v.is_nan());
+        let want: Vec<i32> = if host_ok {
+            (0..n)
+                .map(|i| reference::quantize(x[i], &params[group(i)]))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let len = n.max(1);
+        let (mut q8, mut qu): (CudaSlice<i8>, CudaSlice<u8>) =
+            (s.alloc_zeros(len).unwrap(), s.alloc_zeros(len).unwrap());
+        let out = if unsigned {
+            CudaQuantized::U8(&mut qu)
+        } else {
+            CudaQuantized::S8(&mut q8)
+        };
+        let got = dev.quantize(&s, "x", &xd, rows, cols, axis, &params, out);
+        prop_assert_eq!(got.is_ok(), host_ok, "device {:?}", got);
+        if !host_ok {
+            return Ok(());
+        }
+        let q: Vec<i32> = if unsigned {
+            s.clone_dtoh(&qu).unwrap()[..n]
+                .iter()
+                .map(|&v| v as i32)
+                .collect()
+        } else {
+            s.clone_dtoh(&q8).unwrap()[..n]
+                .iter()
+                .map(|&v| v as i32)
+                .collect()
+        };
+        prop_assert_eq!(&q, &want);
+        accepted.set(accepted.get() + 1);
+        let mut y: CudaSlice<f32> = s.alloc_zeros(len).unwrap();
+        let back = if unsigned {
+            CudaQuantized::U8(&mut qu)
+        } else {
+            CudaQuantized::S8(&mut q8)
+        };
+        dev.dequantize(&s, back, rows, cols, axis, &params, &mut y)
+            .unwrap();
+        let yh = s.clone_dtoh(&y).unwrap();
+        for i in 0..n {
+            let wy = reference::dequantize(want[i], &params[group(i)]);
+            prop_assert_eq!(yh[i].to_bits(), wy.to_bits(), "element {}", i);
+        }
+        Ok(())
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+    // Not vacuous: a good share of the cases is accepted and compared.
+    assert!(
+        accepted.get() >= 64,
+        "only {} of 256 accepted",
+        accepted.get()
+    );
+}
+
+#[test]
 fn one_layer_shared_by_threads_on_their_own_streams() {
     let Some(dev) = gpu() else { return };
     let mut rng = Rng::new(16);
