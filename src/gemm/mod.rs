@@ -578,35 +578,33 @@ impl PackedWeights {
         Ok(path)
     }
 
-    /// The layer's forward GEMM: f32 activations `[m, k]` quantized on the fly as `quant` says,
-    /// straight into the kernel's layout, then the same
-    /// GEMM and epilogue as [`PackedWeights::gemm`] on the integers. `act` gives the activation
-    /// scales, or is `None` for [`cpu::FloatQuant::DynamicRows`], whose per-row scales are
-    /// computed in the quantizing pass. NaN or ±inf in `x` under dynamic quantization (NaN under
-    /// fixed parameters) is an error naming `tensor`.
-    #[allow(clippy::too_many_arguments)]
+    /// The layer's forward GEMM: f32 activations `[m, k]` quantized on the fly as `call.quant`
+    /// says, straight into the kernel's layout, then the same GEMM and epilogue as
+    /// [`PackedWeights::gemm`] on the integers. NaN or ±inf in `x` under dynamic quantization (NaN
+    /// under fixed parameters) is an error naming `tensor`.
     pub(crate) fn gemm_quantizing(
         &self,
         ctx: &Context,
-        m: usize,
-        x: &[f32],
-        quant: cpu::FloatQuant,
-        act: Option<ActScales<'_>>,
-        w_scales: &[f32],
-        bias: Bias<'_>,
+        call: FloatCall<'_>,
         out: &mut OutBuf<'_>,
         tensor: &str,
     ) -> Result<Path> {
+        let FloatCall {
+            m,
+            x,
+            quant,
+            act,
+            w_scales,
+            bias,
+        } = call;
         let src = cpu::ASource::Floats { x, quant };
-        self.check_quantizing(m, x, quant, act, w_scales, bias, out)?;
+        self.check_quantizing(&call, out)?;
         let path = match ctx.path {
             Some(p) => p,
             None => cpu::choose(m, self.n, self.k),
         };
         match path {
-            Path::Reference => {
-                self.gemm_quantizing_reference(ctx, m, x, quant, act, w_scales, bias, out, tensor)
-            }
+            Path::Reference => self.gemm_quantizing_reference(ctx, call, out, tensor),
             Path::CudaDp4a | Path::CudaMma => Err(Error::PathUnavailable {
                 path,
                 reason: "CUDA paths run on a device: upload the layer with QuantLinear::to_cuda (or the weights with cuda::CudaWeights), not through a CPU Context".into(),
@@ -624,53 +622,38 @@ impl PackedWeights {
     /// `x`: shapes and lengths, scales, zero points, bias, output kind, the accumulator bound.
     /// The activations' integer type stands for the values (which do not exist yet) and unit
     /// scales stand for dynamic per-row ones (finite and > 0 by construction).
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn check_quantizing(
-        &self,
-        m: usize,
-        x: &[f32],
-        quant: cpu::FloatQuant,
-        act: Option<ActScales<'_>>,
-        w_scales: &[f32],
-        bias: Bias<'_>,
-        out: &OutBuf<'_>,
-    ) -> Result<()> {
-        let ones = vec![1.0f32; if act.is_none() { m } else { 0 }];
+    pub(crate) fn check_quantizing(&self, call: &FloatCall<'_>, out: &OutBuf<'_>) -> Result<()> {
+        let ones = vec![1.0f32; if call.act.is_none() { call.m } else { 0 }];
         let args = GemmArgs {
-            m,
+            m: call.m,
             n: self.n,
             k: self.k,
-            x: if (cpu::ASource::Floats { x, quant }).signed() {
+            x: if call.signed() {
                 Activations::S8(&[])
             } else {
                 Activations::U8(&[])
             },
-            act: act.unwrap_or(ActScales::PerRow {
+            act: call.act.unwrap_or(ActScales::PerRow {
                 scales: &ones,
                 zero_points: None,
             }),
             w: &self.raw,
-            w_scales,
-            bias,
+            w_scales: call.w_scales,
+            bias: call.bias,
         };
-        args.validate_parts(out, self.wmax, x.len())
+        args.validate_parts(out, self.wmax, call.x.len())
     }
 
     /// [`PackedWeights::gemm_quantizing`] spelled out on the reference path: quantize every row
     /// with the scalar definition, then [`reference::gemm`].
-    #[allow(clippy::too_many_arguments)]
     fn gemm_quantizing_reference(
         &self,
         ctx: &Context,
-        m: usize,
-        x: &[f32],
-        quant: cpu::FloatQuant,
-        act: Option<ActScales<'_>>,
-        w_scales: &[f32],
-        bias: Bias<'_>,
+        call: FloatCall<'_>,
         out: &mut OutBuf<'_>,
         tensor: &str,
     ) -> Result<Path> {
+        let (m, x, quant) = (call.m, call.x, call.quant);
         let k = self.k;
         let mut params = Vec::with_capacity(m);
         for i in 0..m {
@@ -683,7 +666,7 @@ impl PackedWeights {
                 }
             });
         }
-        let signed = cpu::ASource::Floats { x, quant }.signed();
+        let signed = call.signed();
         let ints: Vec<i32> = (0..m * k)
             .map(|e| {
                 let v = x[e];
@@ -698,7 +681,7 @@ impl PackedWeights {
             .collect::<Result<_>>()?;
         let scales: Vec<f32> = params.iter().map(|p| p.scale()).collect();
         let zps: Vec<i32> = params.iter().map(|p| p.zero_point()).collect();
-        let act = act.unwrap_or(ActScales::PerRow {
+        let act = call.act.unwrap_or(ActScales::PerRow {
             scales: &scales,
             zero_points: (!signed).then_some(&zps[..]),
         });
@@ -709,8 +692,8 @@ impl PackedWeights {
                 m,
                 Activations::S8(&q),
                 act,
-                w_scales,
-                bias,
+                call.w_scales,
+                call.bias,
                 out,
             )
         } else {
@@ -720,8 +703,8 @@ impl PackedWeights {
                 m,
                 Activations::U8(&q),
                 act,
-                w_scales,
-                bias,
+                call.w_scales,
+                call.bias,
                 out,
             )
         }
@@ -729,6 +712,31 @@ impl PackedWeights {
 
     pub(crate) fn cpu_packs(&self) -> &cpu::CpuPacks {
         &self.cpu
+    }
+}
+
+/// One forward's float activations and how they become integers, as
+/// [`PackedWeights::gemm_quantizing`] takes them: `x: [m, k]` quantized as `quant` says, with
+/// the activation scales `act` (`None` for [`cpu::FloatQuant::DynamicRows`], whose per-row
+/// scales come out of the quantizing pass), the weight scales and the bias.
+#[derive(Clone, Copy)]
+pub(crate) struct FloatCall<'a> {
+    pub m: usize,
+    pub x: &'a [f32],
+    pub quant: cpu::FloatQuant,
+    pub act: Option<ActScales<'a>>,
+    pub w_scales: &'a [f32],
+    pub bias: Bias<'a>,
+}
+
+impl FloatCall<'_> {
+    /// Whether the activations become `s8` (else `u8`).
+    fn signed(&self) -> bool {
+        cpu::ASource::Floats {
+            x: self.x,
+            quant: self.quant,
+        }
+        .signed()
     }
 }
 

@@ -5,7 +5,9 @@
 
 use crate::error::{Error, Result};
 use crate::gemm::cpu::FloatQuant;
-use crate::gemm::{check_accumulator_bound, ActScales, Bias, Context, OutBuf, PackedWeights, Path};
+use crate::gemm::{
+    check_accumulator_bound, ActScales, Bias, Context, FloatCall, OutBuf, PackedWeights, Path,
+};
 use crate::quant::{self, Granularity, QuantParams, QuantizedWeights, Scheme, WeightQuantConfig};
 
 /// How a layer quantizes its input.
@@ -216,9 +218,17 @@ impl QuantLinear {
             scale: p.scale(),
             zero_point: p.zero_point(),
         };
-        let run = |quant: FloatQuant, act: Option<ActScales<'_>>, out: &mut OutBuf<'_>| {
+        let call = |quant, act| FloatCall {
+            m,
+            x,
+            quant,
+            act,
+            w_scales,
+            bias,
+        };
+        let run = |quant: FloatQuant, act: Option<ActScales<'static>>, out: &mut OutBuf<'_>| {
             self.packed
-                .gemm_quantizing(ctx, m, x, quant, act, w_scales, bias, out, input)
+                .gemm_quantizing(ctx, call(quant, act), out, input)
         };
         match self.act {
             ActivationQuant::Static(p) => run(FloatQuant::Tensor(p), Some(per_tensor(p)), out),
@@ -234,12 +244,7 @@ impl QuantLinear {
                     Scheme::Asymmetric => QuantParams::asymmetric(0.0, 1.0)?,
                 };
                 self.packed.check_quantizing(
-                    m,
-                    x,
-                    FloatQuant::Tensor(stand_in),
-                    Some(per_tensor(stand_in)),
-                    w_scales,
-                    bias,
+                    &call(FloatQuant::Tensor(stand_in), Some(per_tensor(stand_in))),
                     out,
                 )?;
                 let p = match scheme {
