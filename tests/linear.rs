@@ -238,6 +238,20 @@ fn bad_shapes_are_typed_errors() {
     ));
     // m = 0 is a valid empty call.
     assert!(l.forward(&ctx, &[], 0, &mut OutBuf::F32(&mut [])).is_ok());
+    // The arguments are checked before the values, in every activation mode (per-tensor dynamic
+    // scales, which read the input's range first, included): a NaN input with a wrong output
+    // length is a shape error, as on the device.
+    let mut xn = x.clone();
+    xn[5] = f32::NAN;
+    for act in modes() {
+        let l = layer(&mut rng, 4, 8, true, true, act);
+        for p in cpu_paths().into_iter().chain([Path::Reference]) {
+            let e = l
+                .forward(&ctx.with_path(p), &xn, 3, &mut OutBuf::F32(&mut y[..11]))
+                .unwrap_err();
+            assert!(matches!(e, Error::Shape { .. }), "{act:?} {p:?}: {e}");
+        }
+    }
     // Bias of the wrong length, weights of the wrong length.
     let w = vec![0.1f32; 32];
     let err = QuantLinear::from_f32("fc", &w, 4, 8, Some(&[0.0; 3]), LinearConfig::default())
