@@ -6,8 +6,6 @@
 //! from any pair of floats. No call may panic; what is accepted must be usable (finite scales
 //! > 0, zero points inside their integer range).
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 use int8rt::calib::{
     entropy_amax, mse_amax, percentile_amax, AmaxMethod, EntropyOptions, Method, MseOptions,
     ObserverConfig, RangeMethod, TensorObserver,
@@ -17,7 +15,7 @@ use proptest::prelude::*;
 
 #[path = "common/calib_cases.rs"]
 mod calib_cases;
-use calib_cases::{batch, observer_config, wild_f32, wild_f64};
+use calib_cases::{batch, no_panic, observer_config, wild_f32, wild_f64};
 
 fn amax_method() -> impl Strategy<Value = AmaxMethod> {
     prop_oneof![
@@ -54,10 +52,6 @@ fn usable(p: &QuantParams) -> Result<(), String> {
     } else {
         Err(format!("unusable parameters {p:?}"))
     }
-}
-
-fn no_panic<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, TestCaseError> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|_| TestCaseError::fail(format!("{what} panicked")))
 }
 
 /// Build an observer, feed it the batches, ask it for every method's parameters, merge another

@@ -5,23 +5,15 @@
 //! in any order, with labels past the classes and NaN in their batches. No call may panic; what
 //! a quantizer accepts keeps its codes in range and its output finite on finite input.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 use int8rt::qat::train::{Adam, Sgd};
 use int8rt::qat::{FakeQuantConfig, FakeQuantizer, Mlp};
 use int8rt::quant::Granularity;
 use proptest::prelude::*;
 
-fn wild_f32() -> impl Strategy<Value = f32> {
-    prop_oneof![
-        8 => -4.0f32..4.0,
-        1 => Just(0.0f32),
-        1 => Just(f32::NAN),
-        1 => Just(f32::INFINITY),
-        1 => Just(-f32::MAX),
-        1 => Just(f32::MIN_POSITIVE / 8.0),
-    ]
-}
+// (the floats that break arithmetic, shared with the calibration properties)
+#[path = "common/calib_cases.rs"]
+mod calib_cases;
+use calib_cases::{no_panic, wild_f32};
 
 /// A quantizer configuration: usually one of the presets, sometimes anything (a width outside
 /// 2..=8, per-row granularity, a learnt zero point on a symmetric scheme).
@@ -72,10 +64,6 @@ fn near(want: usize, pick: u8) -> usize {
         2 => 0,
         _ => want,
     }
-}
-
-fn no_panic<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, TestCaseError> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|_| TestCaseError::fail(format!("{what} panicked")))
 }
 
 proptest! {

@@ -247,8 +247,8 @@ impl FakeQuantizer {
     /// gradient per channel.
     fn check_params(&self) -> Result<()> {
         let n = self.channels();
-        self.scale.check_len("fake-quant scale", n)?;
-        self.zero_point.check_len("fake-quant zero point", n)
+        self.scale.check_size("fake-quant", "scale", n)?;
+        self.zero_point.check_size("fake-quant", "zero_point", n)
     }
 
     /// `inner` for a tensor of `len` elements: `len / channels`, an error when it does not divide

@@ -224,9 +224,8 @@ impl QatLinear {
     /// gradients, and the weight quantizer one parameter set or one per output feature.
     fn check_params(&self) -> Result<()> {
         let (n, k) = (self.out_features, self.in_features);
-        self.weight
-            .check_len(&format!("{}.weight", self.name), n * k)?;
-        self.bias.check_len(&format!("{}.bias", self.name), n)?;
+        self.weight.check_size(&self.name, "weight", n * k)?;
+        self.bias.check_size(&self.name, "bias", n)?;
         match &self.weight_fq {
             Some(wq) if wq.channels() != 1 && wq.channels() != n => Err(Error::Dimension {
                 what: "weight fake quantizer",

@@ -52,15 +52,16 @@ impl Param {
         self.value.is_empty()
     }
     /// Err unless it holds `want` values and as many gradients (the fields are public: a caller
-    /// may have resized them).
-    pub(crate) fn check_len(&self, what: &str, want: usize) -> Result<()> {
+    /// may have resized them). `owner.part` names it in the error, formatted only then (this
+    /// runs on every forward and backward).
+    pub(crate) fn check_size(&self, owner: &str, part: &str, want: usize) -> Result<()> {
         if self.value.len() == want && self.grad.len() == want {
             return Ok(());
         }
         Err(Error::Dimension {
             what: "trainable parameter",
             detail: format!(
-                "`{what}` holds {} values and {} gradients, expected {want}",
+                "`{owner}.{part}` holds {} values and {} gradients, expected {want}",
                 self.value.len(),
                 self.grad.len()
             ),

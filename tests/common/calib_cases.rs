@@ -1,7 +1,8 @@
 //! tests/common/calib_cases.rs — arbitrary calibration input: floats weighted towards the ones
 //! that break arithmetic, observer configurations (usually valid), batches whose shape usually
-//! matches their length. Shared by the API property tests (tests/calib_api_props.rs) and the
-//! device-against-host property (tests/gpu_calib.rs), each including it by path.
+//! matches their length; and `no_panic`, a call whose panic fails the case. Shared by the API
+//! property tests (tests/calib_api_props.rs, tests/qat_props.rs) and the device-against-host
+//! property (tests/gpu_calib.rs), each including it by path.
 
 #![allow(dead_code)] // (each includer uses its own subset)
 
@@ -9,6 +10,13 @@ use int8rt::calib::{
     Binning, CrossEntropyConfig, HistogramConfig, NonFinite, ObserverConfig, DEFAULT_MAX_BINS,
 };
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+/// `f()`, or a failed case naming `what` if it panics.
+pub fn no_panic<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, TestCaseError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|_| TestCaseError::fail(format!("{what} panicked")))
+}
 
 /// Any float, weighted towards the ones that break arithmetic.
 pub fn wild_f32() -> impl Strategy<Value = f32> {
