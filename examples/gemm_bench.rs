@@ -13,6 +13,11 @@ use int8rt::gemm::{Context, Path};
 use int8rt::nn::{ActivationQuant, LinearConfig, QuantLinear};
 use int8rt::quant::{Granularity, Scheme};
 
+const USAGE: &str =
+    "usage: gemm_bench [--threads N] [--json] [--per-tensor] [--seconds S | --iters N]
+                  [--path scalar|avx2|vnni|amx|reference] [--shapes M,K,N;M,K,N...]
+  Times QuantLinear::forward (dynamic int8 activations, f32 out) per shape: median and best call.";
+
 const SHAPES: [(usize, usize, usize); 7] = [
     (1, 4096, 4096),
     (8, 4096, 4096),
@@ -34,6 +39,10 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
             "--threads" => threads = args.next().context("--threads N")?.parse()?,
             "--json" => json = true,
             "--per-tensor" => per_tensor = true,
@@ -66,7 +75,7 @@ fn main() -> Result<()> {
                     })
                     .collect::<Result<_>>()?
             }
-            other => bail!("unknown argument {other}"),
+            other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
     let mut ctx = Context::new().with_threads(threads);

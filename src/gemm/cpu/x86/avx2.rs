@@ -4,7 +4,12 @@
 //! i16 (255·127·2 overflows it), which is why ONNX Runtime's and fbgemm's AVX2 paths are inexact
 //! on full-range activations (DESIGN.md §1). This kernel widens both operands to i16 and uses
 //! `vpmaddwd` (two i16 products summed into an i32: at most 2·255·128, far from overflow), which
-//! costs the same number of multiply-port µops per MAC as `vpmaddubsw` + `vpmaddwd`.
+//! costs the same number of multiply-port µops per MAC as `vpmaddubsw` + `vpmaddwd` but one more
+//! vector µop per 32 MACs (4 against 3). Measured on an AVX2-only Zen 3 core
+//! (`bench/probes/avx2_ceiling.rs`, bench/RESULTS.md): this loop issues ~160 GOP/s against ~200
+//! for the saturating one; six-row tiles, i16-stored weights and the exact sign recipe
+//! (`vpabsb`/`vpsignb` + `vpmaddubsw`, 137 GOP/s, and wrong when an activation and a weight are
+//! both −128) were no faster.
 //!
 //! Layouts: A is i16 `[m, lda]` with `lda = 2·⌈k/2⌉`; a weight panel is `NR = 16` columns stored as
 //! i8 `[k/2][16][2]` (one 32-byte row per k pair), widened to i16 in registers with `vpmovsxbw`.
