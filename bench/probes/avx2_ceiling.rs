@@ -12,79 +12,78 @@ use std::time::Instant;
 
 const NR: usize = 16;
 
-/// The crate's kernel: A i16 pairs broadcast, B i8 `[k/2][16][2]` widened with `vpmovsxbw`.
-#[target_feature(enable = "avx2")]
-unsafe fn exact_i8<const R: usize>(a: *const i16, lda: usize, b: *const i8, steps: usize) -> [[__m256i; 2]; R] {
-    let mut c = [[_mm256_setzero_si256(); 2]; R];
-    for s in 0..steps {
-        let bq = b.add(s * NR * 2);
-        let b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bq as *const __m128i));
-        let b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(bq.add(16) as *const __m128i));
-        for (r, cr) in c.iter_mut().enumerate() {
-            let av = _mm256_set1_epi32((a.add(r * lda + 2 * s) as *const i32).read_unaligned());
-            cr[0] = _mm256_add_epi32(cr[0], _mm256_madd_epi16(av, b0));
-            cr[1] = _mm256_add_epi32(cr[1], _mm256_madd_epi16(av, b1));
+/// One R-row × 16-column loop over `steps` k steps of `per_step` k each: A's `per_step` values of a
+/// row broadcast as one i32, B's two 32-byte halves loaded per step (`$load`), and the two
+/// products of a row (`$prod`) added into its two i32 accumulators.
+// The helpers below carry no target feature of their own: `#[inline(always)]` puts them inside
+// the AVX2 loops.
+macro_rules! panel_loop {
+    ($(#[$doc:meta])* $name:ident, $a:ty, $b:ty, $per_step:expr, $load:expr, $prod:expr) => {
+        $(#[$doc])*
+        #[target_feature(enable = "avx2")]
+        unsafe fn $name<const R: usize>(a: *const $a, lda: usize, b: *const $b, steps: usize) -> [[__m256i; 2]; R] {
+            let mut c = [[_mm256_setzero_si256(); 2]; R];
+            for s in 0..steps {
+                let (b0, b1): (__m256i, __m256i) = $load(b.add(s * NR * $per_step));
+                for (r, cr) in c.iter_mut().enumerate() {
+                    let av = _mm256_set1_epi32((a.add(r * lda + $per_step * s) as *const i32).read_unaligned());
+                    let (p0, p1): (__m256i, __m256i) = $prod(av, b0, b1);
+                    cr[0] = _mm256_add_epi32(cr[0], p0);
+                    cr[1] = _mm256_add_epi32(cr[1], p1);
+                }
+            }
+            c
         }
-    }
-    c
+    };
 }
 
-/// The same with B stored already widened to i16 (no `vpmovsxbw`, twice the weight bytes).
-#[target_feature(enable = "avx2")]
-unsafe fn exact_i16<const R: usize>(a: *const i16, lda: usize, b: *const i16, steps: usize) -> [[__m256i; 2]; R] {
-    let mut c = [[_mm256_setzero_si256(); 2]; R];
-    for s in 0..steps {
-        let bq = b.add(s * NR * 2);
-        let b0 = _mm256_loadu_si256(bq as *const __m256i);
-        let b1 = _mm256_loadu_si256(bq.add(16) as *const __m256i);
-        for (r, cr) in c.iter_mut().enumerate() {
-            let av = _mm256_set1_epi32((a.add(r * lda + 2 * s) as *const i32).read_unaligned());
-            cr[0] = _mm256_add_epi32(cr[0], _mm256_madd_epi16(av, b0));
-            cr[1] = _mm256_add_epi32(cr[1], _mm256_madd_epi16(av, b1));
-        }
-    }
-    c
+#[inline(always)]
+unsafe fn widen_i8(bq: *const i8) -> (__m256i, __m256i) {
+    let lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(bq as *const __m128i));
+    (lo, _mm256_cvtepi8_epi16(_mm_loadu_si128(bq.add(16) as *const __m128i)))
 }
-
-/// Exact `vpmaddubsw` by signs (DESIGN.md §1): |a| unsigned, `vpsignb(b, a)` signed — one more
-/// µop per product vector (and wrong for a = w = -128, which the crate's weights may hold).
-#[target_feature(enable = "avx2")]
-unsafe fn exact_sign<const R: usize>(a: *const i8, lda: usize, b: *const i8, steps: usize) -> [[__m256i; 2]; R] {
+#[inline(always)]
+unsafe fn load_i16(bq: *const i16) -> (__m256i, __m256i) {
+    (_mm256_loadu_si256(bq as *const __m256i), _mm256_loadu_si256(bq.add(16) as *const __m256i))
+}
+#[inline(always)]
+unsafe fn load_i8(bq: *const i8) -> (__m256i, __m256i) {
+    (_mm256_loadu_si256(bq as *const __m256i), _mm256_loadu_si256(bq.add(32) as *const __m256i))
+}
+#[inline(always)]
+unsafe fn madd(av: __m256i, b0: __m256i, b1: __m256i) -> (__m256i, __m256i) {
+    (_mm256_madd_epi16(av, b0), _mm256_madd_epi16(av, b1))
+}
+#[inline(always)]
+unsafe fn by_signs(av: __m256i, b0: __m256i, b1: __m256i) -> (__m256i, __m256i) {
+    let (ones, aa) = (_mm256_set1_epi16(1), _mm256_abs_epi8(av));
+    let p = |b| _mm256_madd_epi16(_mm256_maddubs_epi16(aa, _mm256_sign_epi8(b, av)), ones);
+    (p(b0), p(b1))
+}
+#[inline(always)]
+unsafe fn saturating_pairs(av: __m256i, b0: __m256i, b1: __m256i) -> (__m256i, __m256i) {
     let ones = _mm256_set1_epi16(1);
-    let mut c = [[_mm256_setzero_si256(); 2]; R];
-    for s in 0..steps {
-        let bq = b.add(s * NR * 4);
-        let b0 = _mm256_loadu_si256(bq as *const __m256i);
-        let b1 = _mm256_loadu_si256(bq.add(32) as *const __m256i);
-        for (r, cr) in c.iter_mut().enumerate() {
-            let av = _mm256_set1_epi32((a.add(r * lda + 4 * s) as *const i32).read_unaligned());
-            let aa = _mm256_abs_epi8(av);
-            let p0 = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(b0, av));
-            let p1 = _mm256_maddubs_epi16(aa, _mm256_sign_epi8(b1, av));
-            cr[0] = _mm256_add_epi32(cr[0], _mm256_madd_epi16(p0, ones));
-            cr[1] = _mm256_add_epi32(cr[1], _mm256_madd_epi16(p1, ones));
-        }
-    }
-    c
+    let p = |b| _mm256_madd_epi16(_mm256_maddubs_epi16(av, b), ones);
+    (p(b0), p(b1))
 }
 
-/// The peers' loop (inexact: `vpmaddubsw` saturates): u8 A quads broadcast, B s8 `[k/4][16][4]`.
-#[target_feature(enable = "avx2")]
-unsafe fn saturating<const R: usize>(a: *const u8, lda: usize, b: *const i8, steps: usize) -> [[__m256i; 2]; R] {
-    let ones = _mm256_set1_epi16(1);
-    let mut c = [[_mm256_setzero_si256(); 2]; R];
-    for s in 0..steps {
-        let bq = b.add(s * NR * 4);
-        let b0 = _mm256_loadu_si256(bq as *const __m256i);
-        let b1 = _mm256_loadu_si256(bq.add(32) as *const __m256i);
-        for (r, cr) in c.iter_mut().enumerate() {
-            let av = _mm256_set1_epi32((a.add(r * lda + 4 * s) as *const i32).read_unaligned());
-            cr[0] = _mm256_add_epi32(cr[0], _mm256_madd_epi16(_mm256_maddubs_epi16(av, b0), ones));
-            cr[1] = _mm256_add_epi32(cr[1], _mm256_madd_epi16(_mm256_maddubs_epi16(av, b1), ones));
-        }
-    }
-    c
-}
+panel_loop!(
+    /// The crate's kernel: A i16 pairs broadcast, B i8 `[k/2][16][2]` widened with `vpmovsxbw`.
+    exact_i8, i16, i8, 2, widen_i8, madd
+);
+panel_loop!(
+    /// The same with B stored already widened to i16 (no `vpmovsxbw`, twice the weight bytes).
+    exact_i16, i16, i16, 2, load_i16, madd
+);
+panel_loop!(
+    /// Exact `vpmaddubsw` by signs (DESIGN.md §1): |a| unsigned, `vpsignb(b, a)` signed — one more
+    /// µop per product vector (and wrong for a = w = -128, which the crate's weights may hold).
+    exact_sign, i8, i8, 4, load_i8, by_signs
+);
+panel_loop!(
+    /// The peers' loop (inexact: `vpmaddubsw` saturates): u8 A quads broadcast, B s8 `[k/4][16][4]`.
+    saturating, u8, i8, 4, load_i8, saturating_pairs
+);
 
 fn best_gops(macs: usize, mut f: impl FnMut()) -> f64 {
     let mut best = f64::MAX;
