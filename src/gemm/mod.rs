@@ -620,10 +620,9 @@ impl PackedWeights {
 
     /// Every check of [`PackedWeights::gemm_quantizing`] on its arguments, none on the values of
     /// `x`: shapes and lengths, scales, zero points, bias, output kind, the accumulator bound.
-    /// The activations' integer type stands for the values (which do not exist yet) and unit
-    /// scales stand for dynamic per-row ones (finite and > 0 by construction).
+    /// The activations' integer type stands for the values (which do not exist yet) and a unit
+    /// scale for dynamic per-row ones.
     pub(crate) fn check_quantizing(&self, call: &FloatCall<'_>, out: &OutBuf<'_>) -> Result<()> {
-        let ones = vec![1.0f32; if call.act.is_none() { call.m } else { 0 }];
         let args = GemmArgs {
             m: call.m,
             n: self.n,
@@ -633,9 +632,12 @@ impl PackedWeights {
             } else {
                 Activations::U8(&[])
             },
-            act: call.act.unwrap_or(ActScales::PerRow {
-                scales: &ones,
-                zero_points: None,
+            // Per-row scales and zero points computed in the quantizing pass are valid by
+            // construction (m of them, finite and > 0, in the integer type's range), so one unit
+            // scale stands for them instead of an m-long vector of ones on every forward.
+            act: call.act.unwrap_or(ActScales::PerTensor {
+                scale: 1.0,
+                zero_point: 0,
             }),
             w: &self.raw,
             w_scales: call.w_scales,

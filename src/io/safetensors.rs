@@ -46,6 +46,25 @@ pub enum Dtype {
 }
 
 impl Dtype {
+    /// Every dtype, in declaration order.
+    pub const ALL: [Dtype; 15] = [
+        Dtype::Bool,
+        Dtype::U8,
+        Dtype::I8,
+        Dtype::F8E5M2,
+        Dtype::F8E4M3,
+        Dtype::I16,
+        Dtype::U16,
+        Dtype::F16,
+        Dtype::BF16,
+        Dtype::I32,
+        Dtype::U32,
+        Dtype::F32,
+        Dtype::F64,
+        Dtype::I64,
+        Dtype::U64,
+    ];
+
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
@@ -77,26 +96,9 @@ impl Dtype {
         }
     }
 
-    /// Parse a header dtype name.
+    /// Parse a header dtype name (the inverse of [`Dtype::as_str`]).
     pub fn parse(s: &str) -> Option<Dtype> {
-        Some(match s {
-            "BOOL" => Dtype::Bool,
-            "U8" => Dtype::U8,
-            "I8" => Dtype::I8,
-            "F8_E5M2" => Dtype::F8E5M2,
-            "F8_E4M3" => Dtype::F8E4M3,
-            "I16" => Dtype::I16,
-            "U16" => Dtype::U16,
-            "F16" => Dtype::F16,
-            "BF16" => Dtype::BF16,
-            "I32" => Dtype::I32,
-            "U32" => Dtype::U32,
-            "F32" => Dtype::F32,
-            "F64" => Dtype::F64,
-            "I64" => Dtype::I64,
-            "U64" => Dtype::U64,
-            _ => return None,
-        })
+        Dtype::ALL.into_iter().find(|d| d.as_str() == s)
     }
 
     /// Whether [`TensorView::to_f32`] reads this dtype (F32, F16, BF16).
