@@ -4,9 +4,10 @@
 //! f32 out) on the automatically chosen path unless `--path` forces one.
 //!
 //!   cargo run --release --example gemm_bench -- --threads 2 --json
+//!   cargo run --release --example gemm_bench -- --threads 2 --spin-us 500   (Context::with_spin)
 //!   PROJECT_BENCH='target/release/examples/gemm_bench --threads $T --json' bash ../shared/bench/cpu-peers.sh
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use int8rt::gemm::{Context, Path};
@@ -16,7 +17,9 @@ use int8rt::quant::{Granularity, Scheme};
 const USAGE: &str =
     "usage: gemm_bench [--threads N] [--json] [--per-tensor] [--seconds S | --iters N]
                   [--path scalar|avx2|vnni|amx|reference] [--shapes M,K,N;M,K,N...]
-  Times QuantLinear::forward (dynamic int8 activations, f32 out) per shape: median and best call.";
+                  [--spin-us US]
+  Times QuantLinear::forward (dynamic int8 activations, f32 out) per shape: median and best call.
+  --spin-us runs on the spinning pool (Context::with_spin) with a window of US microseconds.";
 
 const SHAPES: [(usize, usize, usize); 7] = [
     (1, 4096, 4096),
@@ -35,6 +38,7 @@ fn main() -> Result<()> {
     let mut per_tensor = false;
     let mut target_s = 1.0f64;
     let mut iters: Option<usize> = None;
+    let mut spin_us: Option<u64> = None;
     let mut shapes: Vec<(usize, usize, usize)> = SHAPES.to_vec();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -45,6 +49,7 @@ fn main() -> Result<()> {
             }
             "--threads" => threads = args.next().context("--threads N")?.parse()?,
             "--json" => json = true,
+            "--spin-us" => spin_us = Some(args.next().context("--spin-us US")?.parse()?),
             "--per-tensor" => per_tensor = true,
             "--seconds" => target_s = args.next().context("--seconds S")?.parse()?,
             // Exactly N timed calls after one warm-up call (for `perf stat` cycle counts).
@@ -82,6 +87,14 @@ fn main() -> Result<()> {
     if let Some(p) = path {
         ctx = ctx.with_path(p);
     }
+    if let Some(us) = spin_us {
+        ctx = ctx.with_spin(Duration::from_micros(us));
+    }
+    let peer = format!(
+        "int8rt{}{}",
+        if per_tensor { "_per_tensor" } else { "" },
+        if spin_us.is_some() { "_spin" } else { "" }
+    );
     let granularity = if per_tensor {
         Granularity::PerTensor
     } else {
@@ -131,8 +144,7 @@ fn main() -> Result<()> {
         let ran = ctx.last_path();
         if json {
             println!(
-                "{{\"peer\":\"{}\",\"threads\":{threads},\"M\":{m},\"K\":{k},\"N\":{n},\"median_ms\":{:.6},\"min_ms\":{:.6},\"gops_median\":{:.3},\"gops_best\":{:.3},\"path\":\"{:?}\",\"act\":\"{}\"}}",
-                if per_tensor { "int8rt_per_tensor" } else { "int8rt" },
+                "{{\"peer\":\"{peer}\",\"threads\":{threads},\"M\":{m},\"K\":{k},\"N\":{n},\"median_ms\":{:.6},\"min_ms\":{:.6},\"gops_median\":{:.3},\"gops_best\":{:.3},\"path\":\"{:?}\",\"act\":\"{}\"}}",
                 med * 1e3,
                 best * 1e3,
                 ops / med / 1e9,
@@ -142,7 +154,7 @@ fn main() -> Result<()> {
             );
         } else {
             println!(
-                "M={m:5} K={k:5} N={n:5} threads={threads} path={:?}: median {:.3} ms ({:.1} GOP/s), best {:.3} ms",
+                "M={m:5} K={k:5} N={n:5} threads={threads} {peer} path={:?}: median {:.3} ms ({:.1} GOP/s), best {:.3} ms",
                 ran,
                 med * 1e3,
                 ops / med / 1e9,

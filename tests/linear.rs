@@ -118,6 +118,54 @@ fn every_mode_and_output_on_every_path_matches_the_reference_path() {
     }
 }
 
+/// Layers big enough that both the activation quantization and the tile loop fan out (m·k ≥ 2^16,
+/// m·n·k ≥ 2^21), on the spinning pool (`Context::with_spin`) and on rayon's, against the
+/// reference path; then four threads sharing one spinning context at once, so calls that find the
+/// pool busy take rayon's, and every result keeps the reference's bits.
+#[test]
+fn the_spinning_pool_gives_the_reference_bits_alone_and_under_concurrent_callers() {
+    use std::time::Duration;
+    let mut rng = Rng::new(2611);
+    let reference = Context::new().with_path(Path::Reference);
+    let (m, out_f, in_f) = (96, 160, 1024);
+    let mut cases = Vec::new();
+    for (i, act) in modes().into_iter().enumerate() {
+        let l = layer(&mut rng, out_f, in_f, i % 2 == 0, i % 3 != 0, act);
+        let x = rng.f32s(m * in_f, 1.0);
+        let want = forward_bits(&l, &reference, &x, m, i % 4);
+        for window in [Duration::ZERO, Duration::from_millis(2)] {
+            for p in cpu_paths() {
+                let ctx = Context::new()
+                    .with_threads(3)
+                    .with_spin(window)
+                    .with_path(p);
+                assert_eq!(ctx.spin(), Some(window));
+                for _ in 0..3 {
+                    let got = forward_bits(&l, &ctx, &x, m, i % 4);
+                    assert!(got == want, "{act:?} {p:?} spin {window:?}");
+                }
+            }
+        }
+        cases.push((l, x, want, i % 4));
+    }
+    let shared = Context::new()
+        .with_threads(2)
+        .with_spin(Duration::from_millis(1));
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (cases, shared) = (&cases, &shared);
+            s.spawn(move || {
+                let ctx = shared.clone();
+                for round in 0..12 {
+                    let (l, x, want, kind) = &cases[(t + round) % cases.len()];
+                    let got = forward_bits(l, &ctx, x, m, *kind);
+                    assert!(got == *want, "thread {t} round {round}");
+                }
+            });
+        }
+    });
+}
+
 /// The reference path of the layer, spelled out with the scalar definitions: quantize each row
 /// with its own scale (`amax / 127`), run `reference::gemm` with per-row scales and the f32 bias.
 #[test]

@@ -7,9 +7,11 @@
 //! [`crate::reference::gemm`], which defines the result.
 
 pub mod cpu;
+mod pool;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use half::{bf16, f16};
 
@@ -395,6 +397,9 @@ pub struct Context {
     path: Option<Path>,
     threads: usize,
     pool: Arc<OnceLock<Option<rayon::ThreadPool>>>,
+    /// `Some` after [`Context::with_spin`]: the spin window and its pool (started on first use).
+    spin: Option<Duration>,
+    spin_pool: Arc<OnceLock<Option<pool::SpinPool>>>,
     last: Arc<AtomicU8>,
 }
 
@@ -412,6 +417,8 @@ impl Context {
             path: None,
             threads,
             pool: Arc::new(OnceLock::new()),
+            spin: None,
+            spin_pool: Arc::new(OnceLock::new()),
             last: Arc::new(AtomicU8::new(0)),
         }
     }
@@ -420,7 +427,31 @@ impl Context {
     pub fn with_threads(mut self, threads: usize) -> Self {
         self.threads = threads.max(1);
         self.pool = Arc::new(OnceLock::new());
+        self.spin_pool = Arc::new(OnceLock::new());
         self
+    }
+
+    /// Run multi-threaded GEMMs on a pool whose `threads − 1` helper threads keep spinning for
+    /// `window` after each call before they sleep, with the calling thread working beside them.
+    /// Starts a fresh pool.
+    ///
+    /// This is for latency-bound serving, where one small GEMM follows another (a decoder's
+    /// layers at batch 1): a sleeping pool takes tens of microseconds to wake, a large share of a
+    /// call that streams a layer's weights in a few hundred. The price is CPU time: while the
+    /// window lasts the helpers keep their cores busy. A window that covers the gap between two
+    /// layers' calls is enough; `Duration::ZERO` parks the helpers at once and keeps only the
+    /// caller's participation. Results are the same bits either way. When another thread is
+    /// already using the pool (clones share it), a call runs on the context's rayon pool instead.
+    /// Without `with_spin` (the default) the workers are rayon's and sleep between calls.
+    pub fn with_spin(mut self, window: Duration) -> Self {
+        self.spin = Some(window);
+        self.spin_pool = Arc::new(OnceLock::new());
+        self
+    }
+
+    /// The spin window set by [`Context::with_spin`], if any.
+    pub fn spin(&self) -> Option<Duration> {
+        self.spin
     }
 
     /// Force `path` for every call made with the returned context (shares this one's pool).
@@ -472,6 +503,32 @@ impl Context {
             Some(p) => p.install(f),
             None => f(),
         }
+    }
+
+    /// Whether multi-threaded calls go through the spinning pool ([`Context::with_spin`]).
+    pub(crate) fn spins(&self) -> bool {
+        self.threads > 1 && self.spin.is_some()
+    }
+
+    /// Run `f(i)` for every `i < tasks` on this context's workers (inline for one task or one
+    /// thread): on the spinning pool when there is one and it is free, else on rayon's.
+    pub(crate) fn for_each(&self, tasks: usize, f: impl Fn(usize) + Sync) {
+        if tasks <= 1 || self.threads <= 1 {
+            (0..tasks).for_each(f);
+            return;
+        }
+        if let Some(window) = self.spin {
+            let sp = self
+                .spin_pool
+                .get_or_init(|| pool::SpinPool::new(self.threads - 1, window).ok());
+            if let Some(sp) = sp {
+                if sp.try_for_each(tasks, &f) {
+                    return;
+                }
+            }
+        }
+        use rayon::prelude::*;
+        self.install(|| (0..tasks).into_par_iter().for_each(&f));
     }
 }
 

@@ -348,13 +348,21 @@ impl Case {
     }
 }
 
-/// Check a case on every CPU path (and with one and two threads).
+/// Check a case on every CPU path: one thread, two on rayon's pool, two on the spinning pool.
 pub fn check_all_paths(case: &Case, label: &str) {
     let want = case.expected();
     for p in cpu_paths() {
-        for threads in [1, 2] {
-            let ctx = Context::new().with_threads(threads).with_path(p);
-            case.check_path(&ctx, &want, &format!("{label} {p:?} threads={threads}"));
+        for (threads, spin) in [(1, false), (2, false), (2, true)] {
+            let mut ctx = Context::new().with_threads(threads);
+            if spin {
+                ctx = ctx.with_spin(std::time::Duration::from_micros(200));
+            }
+            let ctx = ctx.with_path(p);
+            case.check_path(
+                &ctx,
+                &want,
+                &format!("{label} {p:?} threads={threads} spin={spin}"),
+            );
         }
     }
 }

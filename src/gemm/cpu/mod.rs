@@ -21,9 +21,7 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use std::sync::OnceLock;
-
-use rayon::prelude::*;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 pub(crate) use epilogue::{Block, CpuEpilogue, OutPtr};
 
@@ -251,12 +249,12 @@ fn prepare_a(
             .chunks_exact_mut(group_bytes)
             .zip(params[..m].chunks_mut(group));
         if m * k >= 1 << 16 && groups > 1 && ctx.threads() > 1 {
-            let chunks: Vec<_> = chunks.collect();
-            ctx.install(|| {
-                chunks
-                    .into_par_iter()
-                    .enumerate()
-                    .for_each(|(g, (d, p))| fill_group(g, d, p))
+            // Each group is one task; its (uncontended) lock hands the task its disjoint slices.
+            let chunks: Vec<_> = chunks.map(Mutex::new).collect();
+            ctx.for_each(chunks.len(), |g| {
+                let mut c = chunks[g].lock().unwrap_or_else(PoisonError::into_inner);
+                let (d, p) = &mut *c;
+                fill_group(g, d, p)
             });
         } else {
             chunks
@@ -436,10 +434,11 @@ pub(crate) fn run(
     out: &mut OutBuf<'_>,
     tensor: &str,
 ) -> Result<()> {
-    // A multi-threaded GEMM runs entirely inside the pool: the preparation happens on a worker,
-    // so the workers are awake (spinning) when the tile loop fans out, instead of being woken
-    // from sleep after a serial preparation on the calling thread.
-    if ctx.threads() > 1 && !is_small(m, w.n(), w.k()) {
+    // A multi-threaded GEMM on rayon's pool runs entirely inside it: the preparation happens on a
+    // worker, so the workers are awake (spinning) when the tile loop fans out, instead of being
+    // woken from sleep after a serial preparation on the calling thread. The spinning pool
+    // (`Context::with_spin`) needs no such help: its helpers are awake and the caller works.
+    if ctx.threads() > 1 && !ctx.spins() && !is_small(m, w.n(), w.k()) {
         return ctx.install(|| run_inner(ctx, path, w, m, src, act, w_scales, bias, out, tensor));
     }
     run_inner(ctx, path, w, m, src, act, w_scales, bias, out, tensor)
@@ -645,7 +644,7 @@ fn run_inner(
     if tasks == 1 || ctx.threads() <= 1 || is_small(m, n, k) {
         (0..tasks).for_each(task);
     } else {
-        ctx.install(|| (0..tasks).into_par_iter().for_each(task));
+        ctx.for_each(tasks, task);
     }
     A_SCRATCH.with(|c| *c.borrow_mut() = a.buf);
     Ok(())
