@@ -646,6 +646,23 @@ impl PackedWeights {
         out: &mut OutBuf<'_>,
         tensor: &str,
     ) -> Result<Path> {
+        self.check_quantizing(&call, out)?;
+        self.gemm_quantizing_checked(ctx, call, out, tensor)
+    }
+
+    /// [`PackedWeights::gemm_quantizing`] for a caller that has run
+    /// [`PackedWeights::check_quantizing`] on the same shapes, weight scales, bias and output, and
+    /// whose activation parameters are valid by construction (a [`QuantParams`] of the same
+    /// integer type): the O(n) argument checks are not repeated.
+    ///
+    /// [`QuantParams`]: crate::quant::QuantParams
+    pub(crate) fn gemm_quantizing_checked(
+        &self,
+        ctx: &Context,
+        call: FloatCall<'_>,
+        out: &mut OutBuf<'_>,
+        tensor: &str,
+    ) -> Result<Path> {
         let FloatCall {
             m,
             x,
@@ -655,7 +672,6 @@ impl PackedWeights {
             bias,
         } = call;
         let src = cpu::ASource::Floats { x, quant };
-        self.check_quantizing(&call, out)?;
         let path = match ctx.path {
             Some(p) => p,
             None => cpu::choose(m, self.n, self.k),

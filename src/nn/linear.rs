@@ -254,7 +254,13 @@ impl QuantLinear {
                         QuantParams::asymmetric(lo, hi)?
                     }
                 };
-                run(FloatQuant::Tensor(p), Some(per_tensor(p)), out)
+                // Checked above with the stand-in, whose integer type `p` shares.
+                self.packed.gemm_quantizing_checked(
+                    ctx,
+                    call(FloatQuant::Tensor(p), Some(per_tensor(p))),
+                    out,
+                    input,
+                )
             }
             ActivationQuant::Dynamic { scheme, .. } => {
                 run(FloatQuant::DynamicRows(scheme), None, out)
