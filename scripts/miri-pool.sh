@@ -4,10 +4,11 @@
 # missing happens-before edges that the native tests can only hit by chance. The module has no
 # dependencies, so it is compiled alone in a throw-away crate under target/ (Miri cannot build
 # the whole crate: cudarc and the x86 intrinsics). Needs the nightly toolchain's `miri` and
-# `rust-src` components (installed here if rustup can); about 3 minutes the first time (Miri
-# builds its sysroot), 30 s after. Not in .ci/run: CI already takes 22–26 of its 30 minutes on
-# the slowest development VM. Extra Miri flags pass through MIRIFLAGS, e.g.
-#   MIRIFLAGS="-Zmiri-many-seeds=0..8" bash scripts/miri-pool.sh
+# `rust-src` components (installed here if rustup can). One run interprets the six tests in
+# about 2.5 minutes on a 2-vCPU Zen 3 VM (plus the sysroot build the first time). Not in
+# .ci/run: CI already takes 22–26 of its 30 minutes there. Miri's scheduler takes a seed, so
+# other interleavings come from other seeds, one run each:
+#   for s in 1 2 3; do MIRIFLAGS="-Zmiri-seed=$s" bash scripts/miri-pool.sh; done
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="$ROOT/target/miri-pool"

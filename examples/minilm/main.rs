@@ -4,7 +4,8 @@
 //! ```text
 //! scripts/fetch-real-data.sh
 //! cargo run --release --example minilm -- [--pairs 1000] [--calib 128] [--batch 32]
-//!     [--threads N] [--reps 3] [--checkpoint DIR] [--ranges] [--device auto|cpu|cuda[:N]]
+//!     [--threads N] [--spin-us US] [--reps 3] [--checkpoint DIR] [--ranges]
+//!     [--device auto|cpu|cuda[:N]]
 //! ```
 //!
 //! Reports, for every variant, the mean and minimum cosine similarity of its embeddings to the
@@ -14,7 +15,8 @@
 //! `--ranges` prints the input range each calibration method picks for each layer. On a machine
 //! with a GPU (`--device auto`, the default, finds one), a GPU row runs the per-token W8A8 layers
 //! through `CudaQuantLinear` (host slices in and out, copies included), and its embeddings are
-//! checked bit for bit against the CPU's.
+//! checked bit for bit against the CPU's. `--spin-us US` runs the CPU layers on the spinning pool
+//! (`Context::with_spin`, a window of US microseconds) instead of rayon's.
 
 mod eval;
 mod model;
@@ -36,6 +38,7 @@ struct Args {
     calib: usize,
     batch: usize,
     threads: usize,
+    spin_us: Option<u64>,
     checkpoint: Option<String>,
     ranges: bool,
     reps: usize,
@@ -50,6 +53,7 @@ fn parse_args() -> Result<Args> {
         calib: 128,
         batch: 32,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        spin_us: None,
         checkpoint: None,
         ranges: false,
         reps: 3,
@@ -65,6 +69,7 @@ fn parse_args() -> Result<Args> {
             "--calib" => a.calib = v()?.parse()?,
             "--batch" => a.batch = v()?.parse()?,
             "--threads" => a.threads = v()?.parse()?,
+            "--spin-us" => a.spin_us = Some(v()?.parse()?),
             "--checkpoint" => a.checkpoint = Some(v()?),
             "--ranges" => a.ranges = true,
             "--reps" => a.reps = v()?.parse()?,
@@ -91,7 +96,10 @@ fn main() -> Result<()> {
     let calib_sentences = eval::sentences(&calib_pairs);
     let batches = Batches::new(&tok, &sentences, args.batch);
     let calib_batches = Batches::new(&tok, &calib_sentences, args.batch);
-    let ctx = Context::new().with_threads(args.threads);
+    let mut ctx = Context::new().with_threads(args.threads);
+    if let Some(us) = args.spin_us {
+        ctx = ctx.with_spin(std::time::Duration::from_micros(us));
+    }
     let device = int8rt::Device::from_spec(&args.device)?;
     println!("device: {device}");
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -103,12 +111,14 @@ fn main() -> Result<()> {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     println!(
-        "all-MiniLM-L6-v2, {} eval sentences ({} WordNet pairs), {} calibration sentences, batch {}, {} threads on {cpu}",
+        "all-MiniLM-L6-v2, {} eval sentences ({} WordNet pairs), {} calibration sentences, batch {}, {} threads{} on {cpu}",
         sentences.len(),
         pairs.len(),
         calib_sentences.len(),
         args.batch,
-        args.threads
+        args.threads,
+        args.spin_us
+            .map_or(String::new(), |us| format!(" (spinning pool, {us} µs window)"))
     );
     let tokens: usize = batches
         .batches
