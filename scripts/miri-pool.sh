@@ -6,7 +6,7 @@
 # the whole crate: cudarc and the x86 intrinsics). Needs the nightly toolchain's `miri` and
 # `rust-src` components (installed here if rustup can). One run interprets the six tests in
 # about 2.5 minutes on a 2-vCPU Zen 3 VM (plus the sysroot build the first time). Not in
-# .ci/run: CI already takes 22–26 of its 30 minutes there. Miri's scheduler takes a seed, so
+# .ci/run: CI already takes 21–26 of its 30 minutes there. Miri's scheduler takes a seed, so
 # other interleavings come from other seeds, one run each:
 #   for s in 1 2 3; do MIRIFLAGS="-Zmiri-seed=$s" bash scripts/miri-pool.sh; done
 set -euo pipefail

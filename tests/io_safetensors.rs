@@ -309,16 +309,18 @@ fn a_valid_hand_written_header_parses_with_unaligned_data() {
     assert_eq!(st.tensor("y").unwrap().to_i64().unwrap(), vec![-3]);
 }
 
+/// `Dtype::ALL` is generated with the enum (every variant once, in order); this pins the order
+/// and that `parse` inverts `as_str` with distinct names, and refuses near misses.
 #[test]
 fn dtype_all_lists_every_dtype_once_and_parse_inverts_as_str() {
     for (i, d) in Dtype::ALL.iter().enumerate() {
         assert_eq!(*d as usize, i, "{d:?} out of declaration order");
         assert_eq!(Dtype::parse(d.as_str()), Some(*d));
     }
-    // The last declared variant closes the list (a variant added after it fails here).
-    assert_eq!(Dtype::U64 as usize + 1, Dtype::ALL.len());
+    assert_eq!(Dtype::ALL.len(), 15);
     assert_eq!(Dtype::parse("F32 "), None);
     assert_eq!(Dtype::parse("f32"), None);
+    assert_eq!(Dtype::parse(""), None);
 }
 
 mod round_trip_props {

@@ -441,8 +441,8 @@ impl Context {
     /// window lasts the helpers keep their cores busy. A window that covers the gap between two
     /// layers' calls is enough; `Duration::ZERO` parks the helpers at once and keeps only the
     /// caller's participation. Results are the same bits either way. When another thread is
-    /// already using the pool (clones share it), a call runs on the context's rayon pool instead.
-    /// Without `with_spin` (the default) the workers are rayon's and sleep between calls.
+    /// already using the pool (clones share it), a call runs on the context's rayon pool instead,
+    /// as every call does if the helper threads cannot be started. Without `with_spin` (the default) the workers are rayon's and sleep between calls.
     pub fn with_spin(mut self, window: Duration) -> Self {
         self.spin = Some(window);
         self.spin_pool = Arc::new(OnceLock::new());
@@ -819,4 +819,57 @@ impl FloatCall<'_> {
 pub fn gemm(ctx: &Context, args: &GemmArgs<'_>, out: &mut OutBuf<'_>) -> Result<Path> {
     let w = PackedWeights::new(args.w.to_vec(), args.n, args.k)?;
     w.gemm(ctx, args.m, args.x, args.act, args.w_scales, args.bias, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Context;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    fn thread_name() -> String {
+        std::thread::current().name().unwrap_or("").to_owned()
+    }
+
+    /// A spinning context's `for_each` runs on the caller and its pool's helper, not on rayon's
+    /// workers (two tasks that wait for each other prove both threads ran at once); a call made
+    /// while that pool is busy, here from inside a task, runs on the context's rayon workers.
+    #[test]
+    fn a_spinning_context_runs_on_its_pool_and_a_busy_one_on_rayon() {
+        let ctx = Context::new()
+            .with_threads(2)
+            .with_spin(Duration::from_millis(1));
+        let names = Mutex::new(Vec::new());
+        let nested = Mutex::new(Vec::new());
+        let entered = AtomicUsize::new(0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        ctx.for_each(2, |i| {
+            names.lock().unwrap().push(thread_name());
+            entered.fetch_add(1, Ordering::SeqCst);
+            while entered.load(Ordering::SeqCst) < 2 {
+                assert!(Instant::now() < deadline, "the helper never joined");
+                std::hint::spin_loop();
+            }
+            if i == 0 {
+                ctx.for_each(4, |_| nested.lock().unwrap().push(thread_name()));
+            }
+        });
+        let mut names = names.into_inner().unwrap();
+        names.sort();
+        let mut want = vec![thread_name(), "int8rt-spin-0".to_owned()];
+        want.sort();
+        assert_eq!(names, want);
+        let nested = nested.into_inner().unwrap();
+        assert_eq!(nested.len(), 4);
+        for n in &nested {
+            let worker = n
+                .strip_prefix("int8rt-")
+                .and_then(|i| i.parse::<usize>().ok());
+            assert!(
+                worker.is_some(),
+                "a nested task ran on {n:?}, not a rayon worker"
+            );
+        }
+    }
 }

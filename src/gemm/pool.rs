@@ -311,8 +311,8 @@ mod tests {
     #[test]
     fn helpers_take_part_and_parked_helpers_wake_for_the_next_job() {
         // With no spin window the helper parks right after each job; a task that waits until a
-        // second thread has entered shows the helper woke and joined (the caller alone would
-        // never finish it, so a lost wake-up hangs this test instead of passing it).
+        // second thread has entered shows the helper woke and joined (the caller alone never
+        // finishes it, so a lost wake-up fails this test at the deadline instead of passing).
         let pool = SpinPool::new(1, Duration::ZERO).unwrap();
         for round in 0..REPS * 2 {
             if round % 10 == 0 {

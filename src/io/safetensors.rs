@@ -25,77 +25,56 @@ use crate::error::{Error, Result};
 /// Headers larger than this are refused (the reference library's limit).
 pub const MAX_HEADER_LEN: u64 = 100_000_000;
 
-/// Element types of the safetensors format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Dtype {
-    Bool,
-    U8,
-    I8,
-    F8E5M2,
-    F8E4M3,
-    I16,
-    U16,
-    F16,
-    BF16,
-    I32,
-    U32,
-    F32,
-    F64,
-    I64,
-    U64,
+/// Declares [`Dtype`] and its per-variant tables from one list, so the variants, [`Dtype::ALL`],
+/// the header names and the element sizes cannot drift apart.
+macro_rules! dtypes {
+    ($($(#[$doc:meta])* $v:ident = $name:literal, $size:literal;)*) => {
+        /// Element types of the safetensors format.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Dtype {
+            $($(#[$doc])* $v,)*
+        }
+
+        impl Dtype {
+            /// Every dtype, in declaration order.
+            pub const ALL: [Dtype; [$(Dtype::$v),*].len()] = [$(Dtype::$v),*];
+
+            /// Bytes per element.
+            pub fn size(self) -> usize {
+                match self {
+                    $(Dtype::$v => $size,)*
+                }
+            }
+
+            /// The name in the header (`"F32"`, `"BF16"`, ...).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Dtype::$v => $name,)*
+                }
+            }
+        }
+    };
+}
+
+dtypes! {
+    Bool = "BOOL", 1;
+    U8 = "U8", 1;
+    I8 = "I8", 1;
+    F8E5M2 = "F8_E5M2", 1;
+    F8E4M3 = "F8_E4M3", 1;
+    I16 = "I16", 2;
+    U16 = "U16", 2;
+    F16 = "F16", 2;
+    BF16 = "BF16", 2;
+    I32 = "I32", 4;
+    U32 = "U32", 4;
+    F32 = "F32", 4;
+    F64 = "F64", 8;
+    I64 = "I64", 8;
+    U64 = "U64", 8;
 }
 
 impl Dtype {
-    /// Every dtype, in declaration order.
-    pub const ALL: [Dtype; 15] = [
-        Dtype::Bool,
-        Dtype::U8,
-        Dtype::I8,
-        Dtype::F8E5M2,
-        Dtype::F8E4M3,
-        Dtype::I16,
-        Dtype::U16,
-        Dtype::F16,
-        Dtype::BF16,
-        Dtype::I32,
-        Dtype::U32,
-        Dtype::F32,
-        Dtype::F64,
-        Dtype::I64,
-        Dtype::U64,
-    ];
-
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            Dtype::Bool | Dtype::U8 | Dtype::I8 | Dtype::F8E5M2 | Dtype::F8E4M3 => 1,
-            Dtype::I16 | Dtype::U16 | Dtype::F16 | Dtype::BF16 => 2,
-            Dtype::I32 | Dtype::U32 | Dtype::F32 => 4,
-            Dtype::F64 | Dtype::I64 | Dtype::U64 => 8,
-        }
-    }
-
-    /// The name in the header (`"F32"`, `"BF16"`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dtype::Bool => "BOOL",
-            Dtype::U8 => "U8",
-            Dtype::I8 => "I8",
-            Dtype::F8E5M2 => "F8_E5M2",
-            Dtype::F8E4M3 => "F8_E4M3",
-            Dtype::I16 => "I16",
-            Dtype::U16 => "U16",
-            Dtype::F16 => "F16",
-            Dtype::BF16 => "BF16",
-            Dtype::I32 => "I32",
-            Dtype::U32 => "U32",
-            Dtype::F32 => "F32",
-            Dtype::F64 => "F64",
-            Dtype::I64 => "I64",
-            Dtype::U64 => "U64",
-        }
-    }
-
     /// Parse a header dtype name (the inverse of [`Dtype::as_str`]).
     pub fn parse(s: &str) -> Option<Dtype> {
         Dtype::ALL.into_iter().find(|d| d.as_str() == s)
