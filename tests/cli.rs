@@ -219,6 +219,7 @@ fn static_and_weight_only_schemes() {
             method,
             "--ignore",
             "emb",
+            "--force",
         ];
         quantize(&input, &out, &args)
     };
@@ -303,6 +304,71 @@ fn refusals_the_user_meets() {
         &quantize(&input, &again, &["--method", "percentile:101"]),
         "(0, 100]",
     );
+    // Nothing is lost: files already in the output directory are replaced only under --force,
+    // and the input checkpoint and its config never (quantizing in place, by any path).
+    let written = std::fs::read(out.join("model.safetensors")).unwrap();
+    refused_with(&quantize(&input, &out, &[]), "pass --force");
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        written
+    );
+    succeeded(&quantize(&input, &out, &["--force"]));
+    let float_model = std::fs::read(&input).unwrap();
+    let float_config = std::fs::read(d.0.join("config.json")).unwrap();
+    let same_dir = d.0.join("q").join("..");
+    for dir in [&d.0, &same_dir] {
+        refused_with(
+            &quantize(&input, dir, &["--force"]),
+            "would replace the input checkpoint",
+        );
+    }
+    let cfg = d.0.join("config.json");
+    let cfg_arg = ["--config", cfg.to_str().unwrap(), "--force"];
+    refused_with(
+        &quantize(&out.join("model.safetensors"), &d.0, &cfg_arg),
+        "would replace the model config",
+    );
+    assert_eq!(std::fs::read(&input).unwrap(), float_model);
+    assert_eq!(std::fs::read(&cfg).unwrap(), float_config);
+    // A Linear with an empty dimension: refused up front, naming it, and no output directory is
+    // left behind; kept float with --ignore, the empty tensor is copied.
+    let mut t = BTreeMap::new();
+    t.insert(
+        "fc.weight".to_string(),
+        TensorBuf::from_f32(Dtype::F32, vec![0, 16], &[]).unwrap(),
+    );
+    t.insert(
+        "head.weight".to_string(),
+        TensorBuf::from_f32(Dtype::F32, vec![2, 2], &[1.0, -1.0, 0.5, 0.25]).unwrap(),
+    );
+    let empty = d.0.join("empty.safetensors");
+    safetensors::write(&empty, &t, &BTreeMap::new()).unwrap();
+    let nowhere = d.0.join("a").join("b");
+    let o = quantize(&empty, &nowhere, &[]);
+    refused_with(&o, "`fc.weight` has shape [0, 16]");
+    refused_with(&o, "--ignore fc");
+    assert!(!nowhere.exists());
+    succeeded(&quantize(&empty, &nowhere, &["--ignore", "fc"]));
+    let ck = CompressedCheckpoint::open_dir(&nowhere).unwrap();
+    assert_eq!(ck.validate().unwrap(), ["head"]);
+    assert_eq!(ck.tensors().tensor("fc.weight").unwrap().shape(), [0, 16]);
+    // A failure after the output directory was made (a NaN weight) leaves no directory behind.
+    t.insert(
+        "head.weight".to_string(),
+        TensorBuf::from_f32(Dtype::F32, vec![2, 2], &[1.0, f32::NAN, 0.5, 0.25]).unwrap(),
+    );
+    safetensors::write(&empty, &t, &BTreeMap::new()).unwrap();
+    let nan_out = d.0.join("nan");
+    refused_with(
+        &quantize(&empty, &nan_out, &["--ignore", "fc"]),
+        "non-finite",
+    );
+    assert!(!nan_out.exists());
+    // A missing file: the system's reason is said once.
+    let o = quantize(&d.0.join("missing.safetensors"), &again, &[]);
+    refused_with(&o, "missing.safetensors");
+    let e = text(&o.stderr);
+    assert_eq!(e.matches("No such file or directory").count(), 1, "{e}");
     // A truncated file: inspect names it and fails.
     let bytes = std::fs::read(&input).unwrap();
     let cut = d.0.join("cut.safetensors");

@@ -229,3 +229,39 @@ fn non_finite_values_are_refused_or_counted() {
     ]);
     assert!(!out.status.success());
 }
+
+/// A range past f32::MAX has no affine parameters: those entries say why, and the report stands
+/// (the command succeeds with every amax). Extreme magnitudes print with an exponent; a 0-d
+/// array keeps its shape.
+#[test]
+fn extreme_ranges_report_what_has_no_parameters() {
+    let path = tmp("extreme.npy");
+    int8rt::npy::write_f32(&path, &[3], &[3e38, -3e38, 1.0]).unwrap();
+    let got = calibrate(&path, &[]);
+    assert_eq!(f(&got["amax"]["max"]), 3e38);
+    assert!(
+        got["asymmetric"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("wider than f32")),
+        "{got}"
+    );
+    assert!(
+        got["torch_ao"]["affine_quint8"]["error"].is_string(),
+        "{got}"
+    );
+    assert!(f(&got["torch_ao"]["symmetric_qint8"]["scale"]) > 1e36);
+    let out = run(&["calibrate", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(table.contains("min, max    -3e38, 3e38"), "{table}");
+    assert!(table.contains("asymmetric u8        none: "), "{table}");
+    let _ = std::fs::remove_file(&path);
+
+    let path = tmp("scalar.npy");
+    int8rt::npy::write_f32(&path, &[], &[2.5]).unwrap();
+    let got = calibrate(&path, &[]);
+    assert_eq!(got["shape"], serde_json::json!([]));
+    assert_eq!(got["count"], 1);
+    assert_eq!(f(&got["amax"]["max"]), 2.5);
+    let _ = std::fs::remove_file(&path);
+}

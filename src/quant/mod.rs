@@ -175,12 +175,12 @@ impl QuantParams {
         check_range_value("lo", lo)?;
         check_range_value("hi", hi)?;
         if lo > hi {
-            return Err(Error::param("lo/hi", format!("lo {lo} > hi {hi}")));
+            return Err(Error::param("lo/hi", format!("lo {lo:?} > hi {hi:?}")));
         }
         if !(hi.max(0.0) - lo.min(0.0)).is_finite() {
             return Err(Error::param(
                 "lo/hi",
-                format!("the range [{lo}, {hi}] is wider than f32 can represent"),
+                format!("the range [{lo:?}, {hi:?}] is wider than f32 can represent"),
             ));
         }
         let (scale, zero_point) = reference::asymmetric_params(lo, hi);
@@ -199,7 +199,7 @@ impl QuantParams {
         check_range_value("lo", lo)?;
         check_range_value("hi", hi)?;
         if lo > hi {
-            return Err(Error::param("lo/hi", format!("lo {lo} > hi {hi}")));
+            return Err(Error::param("lo/hi", format!("lo {lo:?} > hi {hi:?}")));
         }
         let amax = lo.abs().max(hi.abs());
         let (scale, zero_point, qmin, qmax, rule) = match convention {
@@ -256,7 +256,7 @@ impl QuantParams {
         Self::with_rule(scale, zero_point, qmin, qmax, rule).map_err(|e| {
             Error::param(
                 "lo/hi",
-                format!("[{lo}, {hi}] has no usable parameters in {convention:?}: {e}"),
+                format!("[{lo:?}, {hi:?}] has no usable parameters in {convention:?}: {e}"),
             )
         })
     }

@@ -55,11 +55,16 @@ struct Report {
     width: f32,
     amax: Vec<(&'static str, f32)>,
     amax_unsigned: Option<Vec<(&'static str, f32)>>,
-    asymmetric: QuantParams,
-    torch_affine: QuantParams,
-    torch_symmetric: QuantParams,
+    // (each an error of its own where the range has no such parameters, e.g. a span past
+    // f32::MAX: the rest of the report stands)
+    asymmetric: Params,
+    torch_affine: Params,
+    torch_symmetric: Params,
     per_channel: Option<(usize, Vec<f32>)>,
 }
+
+/// Parameters for the range, or why the range has none.
+type Params = std::result::Result<QuantParams, String>;
 
 /// Split a C-order array along `axis`: the slices in order, and the shape of each.
 fn slices(x: &[f32], shape: &[usize], axis: usize) -> (Vec<Vec<f32>>, Vec<usize>) {
@@ -96,11 +101,14 @@ fn slice_axis(flag: &str, axis: usize, ndim: usize, batch_axis: Option<usize>) -
 fn compute(args: &Args) -> Result<(Report, Histogram)> {
     let name = args.file.display().to_string();
     let arr = npy::read(&args.file)?;
-    let mut shape = arr.shape.clone();
+    let file_shape = arr.shape.clone();
     let x = arr.into_f32(&name)?;
-    if shape.is_empty() {
-        shape = vec![1];
-    }
+    // (a 0-d array is observed as one value)
+    let shape = if file_shape.is_empty() {
+        vec![1]
+    } else {
+        file_shape.clone()
+    };
     let ndim = shape.len();
     let (batches, bshape) = match args.batch_axis {
         Some(b) => {
@@ -190,6 +198,7 @@ fn compute(args: &Args) -> Result<(Report, Histogram)> {
             min,
             max,
         )
+        .map_err(|e| e.to_string())
     };
     let per_channel = match (&per_channel, args.axis) {
         (Some(pc), Some(a)) => Some((a, pc.amax_per_channel()?.to_vec())),
@@ -198,7 +207,7 @@ fn compute(args: &Args) -> Result<(Report, Histogram)> {
     let report = Report {
         file: name,
         count: x.len(),
-        shape,
+        shape: file_shape,
         nonfinite: hist.nonfinite_skipped(),
         min,
         max,
@@ -206,9 +215,9 @@ fn compute(args: &Args) -> Result<(Report, Histogram)> {
         width: hist.width(),
         amax,
         amax_unsigned,
-        asymmetric: QuantParams::asymmetric(min, max)?,
-        torch_affine: torch(TorchDtype::QUInt8, false)?,
-        torch_symmetric: torch(TorchDtype::QInt8, true)?,
+        asymmetric: QuantParams::asymmetric(min, max).map_err(|e| e.to_string()),
+        torch_affine: torch(TorchDtype::QUInt8, false),
+        torch_symmetric: torch(TorchDtype::QInt8, true),
         per_channel,
     };
     Ok((report, hist))
@@ -229,21 +238,36 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// A JSON number for an f32: the shortest decimal that reads back as the same f32.
+/// A JSON number for an f32: the shortest decimal that reads back as the same f32, with an
+/// exponent outside [1e-4, 1e9) (`3e38`, not 39 digits).
 fn num(v: f32) -> String {
     if v.is_finite() {
-        format!("{v}")
+        short(v)
     } else {
         "null".into()
     }
 }
 
-fn qp(p: &QuantParams) -> String {
-    format!(
-        "{{\"scale\": {}, \"zero_point\": {}}}",
-        num(p.scale()),
-        p.zero_point()
-    )
+/// The shortest decimal of `v` that reads back as `v`: positional for magnitudes in [1e-4, 1e9)
+/// and zero, with an exponent otherwise.
+fn short(v: f32) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-4..1e9).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
+}
+
+/// Parameters as a JSON object, or `{"error": …}` when the range has none.
+fn qp(p: &Params) -> String {
+    match p {
+        Ok(p) => format!(
+            "{{\"scale\": {}, \"zero_point\": {}}}",
+            num(p.scale()),
+            p.zero_point()
+        ),
+        Err(e) => format!("{{\"error\": {}}}", serde_json::Value::from(e.as_str())),
+    }
 }
 
 fn obj(fields: &[(&str, f32)]) -> String {
@@ -298,12 +322,12 @@ fn table(r: &Report) -> String {
         "count       {} ({} non-finite skipped)",
         r.count, r.nonfinite
     );
-    let _ = writeln!(s, "min, max    {}, {}", r.min, r.max);
-    let _ = writeln!(s, "histogram   {} bins of width {}", r.bins, r.width);
+    let _ = writeln!(s, "min, max    {}, {}", short(r.min), short(r.max));
+    let _ = writeln!(s, "histogram   {} bins of width {}", r.bins, short(r.width));
     let _ = writeln!(s, "\namax, symmetric (s8 [-127, 127], scale = amax / 127)");
     for (k, v) in &r.amax {
         let scale = QuantParams::symmetric(*v).map_or(f32::NAN, |q| q.scale());
-        let _ = writeln!(s, "  {k:<20} {v:<14} scale {scale}");
+        let _ = writeln!(s, "  {k:<20} {:<14} scale {}", short(*v), short(scale));
     }
     if let Some(u) = &r.amax_unsigned {
         let _ = writeln!(
@@ -312,11 +336,18 @@ fn table(r: &Report) -> String {
         );
         for (k, v) in u {
             let scale = QuantParams::asymmetric(0.0, *v).map_or(f32::NAN, |q| q.scale());
-            let _ = writeln!(s, "  {k:<20} {v:<14} scale {scale}");
+            let _ = writeln!(s, "  {k:<20} {:<14} scale {}", short(*v), short(scale));
         }
     }
     let _ = writeln!(s, "\nrange [min, max] as parameters");
-    let p = |q: &QuantParams| format!("scale {:<14} zero point {}", q.scale(), q.zero_point());
+    let p = |q: &Params| match q {
+        Ok(q) => format!(
+            "scale {:<14} zero point {}",
+            short(q.scale()),
+            q.zero_point()
+        ),
+        Err(e) => format!("none: {e}"),
+    };
     let _ = writeln!(s, "  {:<20} {}", "asymmetric u8", p(&r.asymmetric));
     let _ = writeln!(s, "  {:<20} {}", "torch.ao quint8", p(&r.torch_affine));
     let _ = writeln!(
@@ -332,7 +363,7 @@ fn table(r: &Report) -> String {
             a.len()
         );
         for (i, v) in a.iter().enumerate() {
-            let _ = writeln!(s, "  [{i}] {v}");
+            let _ = writeln!(s, "  [{i}] {}", short(*v));
         }
     }
     s
@@ -436,7 +467,7 @@ fn plot(r: &Report, h: &Histogram) -> String {
             left + pw + 16.0,
             top + 14.0 + 16.0 * i as f64,
             escape(name),
-            v
+            short(*v)
         );
     }
     s.push_str("</svg>\n");

@@ -56,8 +56,25 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, `outer: inner: …`, leaving out a cause whose text the
+/// message already holds (the library's errors quote their source, as in `I/O error on `x`: No
+/// such file or directory`, and also return it from `source()`, so anyhow's `{:#}` said it twice).
+fn report(e: &anyhow::Error) -> String {
+    let mut s = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            if !s.is_empty() {
+                s.push_str(": ");
+            }
+            s.push_str(&c);
+        }
+    }
+    s
 }

@@ -8,10 +8,12 @@
 //! after the module, `[rows, in_features]`), reduced by `--method`. Every other tensor is copied
 //! unchanged. The output directory gets `model.safetensors` and `config.json` (the input config,
 //! if any, plus `quantization_config`), and is read back and validated before the command ends.
+//! An output that would replace the input checkpoint or the config carried over is refused, and
+//! files already in the output directory are replaced only under `--force`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args as ClapArgs, ValueEnum};
@@ -80,6 +82,10 @@ pub struct Args {
     /// Output directory (created): model.safetensors and config.json.
     #[arg(short, long)]
     output: PathBuf,
+    /// Replace model.safetensors and config.json in an output directory that holds them already
+    /// (never the input checkpoint or the config it carries over: those are always refused).
+    #[arg(long)]
+    force: bool,
     /// The model's config.json to carry over (default: config.json next to the input, if any).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -117,6 +123,19 @@ struct LayerReport {
 
 pub fn run(a: Args) -> Result<()> {
     let st = SafeTensors::open(&a.input)?;
+    let base_path = a.config.clone().or_else(|| {
+        let p = a.input.with_file_name("config.json");
+        p.exists().then_some(p)
+    });
+    let out_file = a.output.join("model.safetensors");
+    let out_config = a.output.join("config.json");
+    check_outputs(
+        &a.input,
+        base_path.as_deref(),
+        &out_file,
+        &out_config,
+        a.force,
+    )?;
     // Module names, as compressed-tensors' `ignore` lists them (a `.weight` suffix is dropped).
     let ignore_names: Vec<String> = a
         .ignore
@@ -161,6 +180,12 @@ pub fn run(a: Args) -> Result<()> {
                 bail!("`{name}` is already int8: quantize a float checkpoint");
             }
             continue;
+        }
+        if info.shape.contains(&0) {
+            bail!(
+                "`{name}` has shape {:?}: a Linear with an empty dimension has nothing to quantize; keep it float with --ignore {module}",
+                info.shape
+            );
         }
         let last = module.rsplit('.').next().unwrap_or(module);
         if module.contains("embed") || last.contains("emb") || last == "wte" || last == "wpe" {
@@ -233,9 +258,10 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
 
+    // A directory this run creates is removed again if the run fails before writing into it.
+    let _created = (!a.output.exists()).then(|| RemoveIfEmpty(a.output.clone()));
     std::fs::create_dir_all(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
-    let out_file = a.output.join("model.safetensors");
     let mut pending_scales: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut reports = Vec::new();
     let mut progress = Progress::new(linears.len());
@@ -275,10 +301,6 @@ pub fn run(a: Args) -> Result<()> {
     progress.finish();
 
     // config.json: the model's, plus quantization_config.
-    let base_path = a.config.clone().or_else(|| {
-        let p = a.input.with_file_name("config.json");
-        p.exists().then_some(p)
-    });
     let base = match &base_path {
         Some(p) => Some(compressed::read_config_json(p)?),
         None => None,
@@ -308,6 +330,57 @@ pub fn run(a: Args) -> Result<()> {
             .unwrap_or_default()
     );
     crate::emit(&out)
+}
+
+/// Refuse, before anything is read or written, an output that would replace the input checkpoint
+/// or the config carried over (always), or files already in the output directory (unless
+/// `force`): a quantization run never loses the float model.
+fn check_outputs(
+    input: &Path,
+    config: Option<&Path>,
+    out_file: &Path,
+    out_config: &Path,
+    force: bool,
+) -> Result<()> {
+    let sources = [
+        (out_file, Some(input), "the input checkpoint"),
+        (out_config, config, "the model config it carries over"),
+    ];
+    for (out, src, what) in sources {
+        if let Some(src) = src.filter(|s| same_file(out, s)) {
+            bail!(
+                "{} would replace {what} ({}): choose another --output directory",
+                out.display(),
+                src.display()
+            );
+        }
+    }
+    if !force {
+        if let Some(out) = [out_file, out_config].into_iter().find(|p| p.exists()) {
+            bail!(
+                "{} exists: pass --force to replace it, or choose another --output directory",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Whether two paths name one existing file (through links and `..` alike).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// A directory removed when dropped if it is empty (`remove_dir` refuses one that is not).
+struct RemoveIfEmpty(PathBuf);
+
+impl Drop for RemoveIfEmpty {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 fn table(reports: &[LayerReport]) -> String {
