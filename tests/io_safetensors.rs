@@ -292,6 +292,17 @@ fn malformed_headers_are_refused_with_errors_naming_the_problem() {
     // Deeply nested JSON is an error (serde_json's recursion limit), not a stack overflow.
     let deep = format!("{{\"a\": {}{}}}", "[".repeat(10_000), "]".repeat(10_000));
     expect_format_err(raw(&deep, &[]), "not a JSON object");
+    // A path that is not a regular file: said so, not as the mapping's "No such device".
+    let e = SafeTensors::open(std::env::temp_dir()).err().unwrap();
+    assert!(
+        matches!(&e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::IsADirectory),
+        "{e}"
+    );
+    #[cfg(unix)]
+    {
+        let e = SafeTensors::open("/dev/null").err().unwrap();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
 }
 
 #[test]

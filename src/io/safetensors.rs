@@ -362,7 +362,18 @@ impl SafeTensors {
             source,
         };
         let f = File::open(path).map_err(io_err)?;
-        let len = f.metadata().map_err(io_err)?.len();
+        let meta = f.metadata().map_err(io_err)?;
+        // (mapping a directory fails with ENODEV, "No such device": say what it is instead)
+        if meta.is_dir() {
+            return Err(io_err(std::io::ErrorKind::IsADirectory.into()));
+        }
+        if !meta.is_file() {
+            return Err(format_err(
+                &name,
+                "not a regular file (a checkpoint is memory-mapped)",
+            ));
+        }
+        let len = meta.len();
         if len < 8 {
             return Err(format_err(
                 &name,
