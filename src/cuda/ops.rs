@@ -204,10 +204,19 @@ impl GemmKernel {
     /// the tuner tries only these unless asked. A kernel added later starts `false` here until
     /// a GPU run passes it.
     pub const fn ran_on_gpu(self) -> bool {
+        // (no wildcard: a kernel added later must be classified here before the crate builds)
         match self {
             GemmKernel::Mma(Some(c)) => c.tile.ran_on_gpu(),
-            GemmKernel::MmaGemvVariant(GemvVariant::Prefetch) => false,
-            _ => true,
+            GemmKernel::MmaGemvVariant(v) => match v {
+                GemvVariant::Narrow | GemvVariant::Wide | GemvVariant::Bulk => true,
+                GemvVariant::Prefetch => false,
+            },
+            GemmKernel::Auto
+            | GemmKernel::Dp4a
+            | GemmKernel::Dp4aGemv16
+            | GemmKernel::Dp4aWarpPerRow
+            | GemmKernel::Mma(None)
+            | GemmKernel::MmaGemv => true,
         }
     }
     /// [`ran_on_gpu`](Self::ran_on_gpu) for compute capability `arch`: the tensor-core kernels'
@@ -601,22 +610,44 @@ impl MmaTile {
     /// (bench/RESULTS.md): the `mma.sync`, weight-streaming and `wgmma` tiles since the H200
     /// and H100 runs of 2026-11-26 (fifth session), the TMA tiles since the H200 run of the
     /// ninth session; each run's GPU tests checked every tile × split-K factor and its tuners
-    /// bit-checked every candidate. A tile added later starts `false` until a GPU run passes it
+    /// bit-checked every candidate. The match has no wildcard, so a tile added later does not
+    /// build until it is placed, and it goes with the `false` ones until a GPU run passes it
     /// (the deep 64 × 64 and 128 × 64 tiles passed on the H100 in the tenth session, both their
     /// builds): the 64-column `wgmma` tiles, the clustered TMA tiles, the prefetching stream
     /// tile and the sliced deep tiles, built without a GPU on 2026-11-27, have not.
     pub const fn ran_on_gpu(self) -> bool {
-        !matches!(
-            self,
+        // (no wildcard: a tile added later must be classified here before the crate builds)
+        match self {
+            MmaTile::M16N128
+            | MmaTile::M64N128
+            | MmaTile::M128N128
+            | MmaTile::M128N256
+            | MmaTile::M256N128
+            | MmaTile::Stream32x64
+            | MmaTile::Stream64x64
+            | MmaTile::Stream128x64
+            | MmaTile::Stream64x128
+            | MmaTile::Wgmma128x256
+            | MmaTile::Wgmma128x128
+            | MmaTile::Wgmma64x256
+            | MmaTile::Wgmma64x128
+            | MmaTile::Wgmma128x128D3
+            | MmaTile::Tma64x128
+            | MmaTile::Tma128x128
+            | MmaTile::Tma64x256
+            | MmaTile::Tma128x256
+            | MmaTile::Tma64x128D4
+            | MmaTile::M64N64
+            | MmaTile::M128N64 => true,
             MmaTile::Wgmma64x64
-                | MmaTile::Wgmma128x64
-                | MmaTile::Tmc64x64M2N2
-                | MmaTile::Tmc128x64M2N2
-                | MmaTile::Tmc64x64N4
-                | MmaTile::Stream64x64Pf
-                | MmaTile::M64N64K2
-                | MmaTile::M128N64K2
-        )
+            | MmaTile::Wgmma128x64
+            | MmaTile::Tmc64x64M2N2
+            | MmaTile::Tmc128x64M2N2
+            | MmaTile::Tmc64x64N4
+            | MmaTile::Stream64x64Pf
+            | MmaTile::M64N64K2
+            | MmaTile::M128N64K2 => false,
+        }
     }
     /// Output tiles per thread block cluster, along M and along N (`(1, 1)`: no clusters). A
     /// clustered tile's grid is one row of whole clusters (`tma::body_cluster` places them).
