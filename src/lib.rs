@@ -4,7 +4,7 @@
 //! quantizes their inputs (dynamically per call, or with a calibrated static scale), and runs an
 //! integer GEMM with the requantization fused into its epilogue: on NVIDIA GPUs (`dp4a` and
 //! tensor-core kernels, feature `cuda`) or on the CPU (AMX, AVX-512 VNNI, AVX2 or portable Rust,
-//! chosen at run time). **Every path gives the same bits**: the scalar code in [`reference`] is the
+//! chosen at run time). **Every path gives the same bits**: the scalar code in [`reference`](mod@reference) is the
 //! definition, and the fast paths are tested against it exactly.
 //!
 //! ## The numeric contract in brief (DESIGN.md §1)

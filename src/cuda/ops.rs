@@ -587,7 +587,7 @@ impl MmaTile {
     pub const fn stages(self) -> usize {
         self.spec().stages
     }
-    /// K bytes per pipeline stage, the unit of [`MmaLaunch`]'s k tiles: 128 for the `wgmma`
+    /// K bytes per pipeline stage, the unit of `MmaLaunch`'s k tiles: 128 for the `wgmma`
     /// and TMA tiles (one 128-byte swizzle row) and the deep `mma.sync` ones, 64 for the others.
     pub const fn bk(self) -> usize {
         match self.spec().family {
@@ -602,7 +602,7 @@ impl MmaTile {
         matches!(self.spec().family, TileFamily::Wgmma | TileFamily::Tma)
     }
     /// Whether this is a TMA-fed `wgmma` tile (`kernels/gemm_tma.cu`: its launch carries
-    /// tensor maps of X and W, [`TmaParams`]).
+    /// tensor maps of X and W, `TmaParams`).
     pub const fn is_tma(self) -> bool {
         matches!(self.spec().family, TileFamily::Tma)
     }

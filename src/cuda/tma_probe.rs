@@ -140,7 +140,7 @@ unsafe fn launch<E: Exec>(
     unsafe { e.launch(KernelId::TmaProbe, g, &p) }
 }
 
-/// [`run`] on a GPU (sm_90): the box as the hardware's TMA lands it, for `tests/gpu.rs` to
+/// `run` on a GPU (sm_90): the box as the hardware's TMA lands it, for `tests/gpu.rs` to
 /// compare with [`tma_box_expected`].
 #[cfg(feature = "cuda")]
 pub fn tma_box_on_gpu(

@@ -1,6 +1,6 @@
 //! gemm/cpu — the CPU GEMM driver: path detection, operand preparation, cache blocking, threads,
 //! and the fused epilogue. The microkernels live one per file (`scalar`, `avx2`, `avx512`, `amx`)
-//! behind the [`Kernel`] trait; this module owns the loops around them.
+//! behind the `Kernel` trait; this module owns the loops around them.
 //!
 //! Vocabulary, defined once here:
 //! - `mr` × `nr`: the rows × columns of the output tile one microkernel call produces;
