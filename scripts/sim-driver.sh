@@ -16,7 +16,7 @@
 # kernels' sm_75 code runs, from target/sim-driver-sm75/),
 # INT8RT_SIMDRV_SMS (default 132), INT8RT_SIMDRV_POOLS=0 (no memory pools),
 # INT8RT_SIMDRV_SKIP_KERNELS=1. The compile flags are kernels/sim/cxxflags, which
-# src/cuda/sim.rs's `compile_command` (the simulation library of the unit tests) reads too.
+# src/cuda/sim.rs's `build_cxx` (the simulation library of the unit tests) reads too.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${CARGO_TARGET_DIR:-$root/target}/sim-driver"
@@ -31,11 +31,23 @@ mkdir -p "$out"
 srcs=("$root"/kernels/*.cu "$root"/kernels/*.cuh "$root"/kernels/sim/*)
 hash="$(cat "${srcs[@]}" | sha256sum | cut -c1-16)"
 if [ ! -f "$out/libcuda.so.1" ] || [ "$(cat "$out/hash" 2>/dev/null)" != "$hash" ]; then
-    echo "sim-driver: compiling the kernels for the host simulation (a minute or two)" >&2
-    # shellcheck disable=SC2046
-    "${CXX:-c++}" $(grep -v '^ *#' "$root/kernels/sim/cxxflags") ${variant[@]+"${variant[@]}"} -Wno-psabi -I "$root/kernels" \
-        -x c++ "$root"/kernels/*.cu -x none "$root/kernels/sim/sim_main.cpp" \
-        "$root/kernels/sim/libcuda_sim.cpp" -Wl,-soname,libcuda.so.1 -o "$out/libcuda.so.1.tmp"
+    echo "sim-driver: compiling the kernels for the host simulation (about a minute)" >&2
+    # One compiler per core, a translation unit each (one command compiles them one by one),
+    # then one link.
+    # shellcheck disable=SC2207
+    flags=($(grep -v '^ *#' "$root/kernels/sim/cxxflags") ${variant[@]+"${variant[@]}"})
+    objs="$out/obj"
+    rm -rf "$objs"
+    mkdir -p "$objs"
+    export CXX="${CXX:-c++}" SIMDRV_OBJS="$objs" SIMDRV_INC="$root/kernels"
+    printf '%s\0' "$root"/kernels/*.cu "$root/kernels/sim/sim_main.cpp" "$root/kernels/sim/libcuda_sim.cpp" |
+        xargs -0 -P "$(nproc)" -I{} bash -c '
+            src="$1"; shift
+            lang=(); case "$src" in *.cu) lang=(-x c++) ;; esac
+            exec "$CXX" "$@" -I "$SIMDRV_INC" "${lang[@]}" -c "$src" -o "$SIMDRV_OBJS/$(basename "$src").o"
+        ' _ {} "${flags[@]}"
+    "$CXX" "${flags[@]}" "$objs"/*.o -Wl,-soname,libcuda.so.1 -o "$out/libcuda.so.1.tmp"
+    rm -rf "$objs"
     # (renamed into place, never rewritten: a program still running on the previous build keeps
     # its mapped file — copying over it killed such a run with SIGBUS)
     mv "$out/libcuda.so.1.tmp" "$out/libcuda.so.1"

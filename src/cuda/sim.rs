@@ -61,27 +61,117 @@ fn cxx_flags() -> impl Iterator<Item = &'static str> {
         .flat_map(str::split_whitespace)
 }
 
-/// The compile command for the simulation library (also used by the ThreadSanitizer test and,
-/// with the stand-in driver added, by the simulated-driver test).
-pub(crate) fn compile_command(out: &Path, extra: &[&str]) -> std::process::Command {
+/// One build of the simulation's C++: every kernel module, `sim/selftest.cu`, `sim/sim_main.cpp`
+/// and `extra_sources`, with `kernels/sim/cxxflags` plus `flags`, linked with `link` into a shared
+/// library (or an executable). The unit tests' library, its sm_75 twin, the ThreadSanitizer
+/// driver and the simulated-driver test's stand-in `libcuda` are four such builds.
+pub(crate) struct CxxBuild<'a> {
+    /// Compile flags beyond `cxxflags` (a variant: `-DI8RT_SIM_SM75=1`, `-fsanitize=thread`).
+    pub flags: &'a [&'a str],
+    /// Sources beyond the kernels, the self-tests and `sim_main.cpp`.
+    pub extra_sources: &'a [PathBuf],
+    /// Link arguments.
+    pub link: &'a [&'a str],
+    /// An executable rather than a shared library.
+    pub executable: bool,
+}
+
+/// Compile `b`'s sources into objects, several compilers at once (one per core), and link them
+/// into `out`. Objects are kept per flag set and source hash (`$OUT_DIR/sim/obj-…`), so builds
+/// with the same flags share them: the stand-in driver's library compiles only its own source.
+/// Compiling one translation unit at a time, as a single compiler command does, left the second
+/// core idle for the minute each build took.
+pub(crate) fn build_cxx<'a>(out: &Path, b: &CxxBuild<'a>) -> std::result::Result<(), String> {
     let dir = kernels_dir();
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".to_string());
-    let mut c = std::process::Command::new(cxx);
-    c.args(cxx_flags())
-        .args(extra)
-        .arg("-I")
-        .arg(&dir)
-        .arg("-x")
-        .arg("c++");
-    for m in Module::ALL {
-        c.arg(dir.join(m.file()));
+    let compile_flags: Vec<&str> = cxx_flags()
+        .filter(|f| *f != "-shared")
+        .map(|f| -> &'a str { f })
+        .chain(b.flags.iter().copied())
+        .collect();
+    let mut sources: Vec<PathBuf> = Module::ALL.iter().map(|m| dir.join(m.file())).collect();
+    sources.push(dir.join("sim/selftest.cu"));
+    sources.push(dir.join("sim/sim_main.cpp"));
+    sources.extend(b.extra_sources.iter().cloned());
+    // The objects' folder: named by the sources and the compile flags (FNV-1a over both).
+    let mut key = sources_hash();
+    for byte in compile_flags.join(" ").bytes() {
+        key = (key ^ byte as u64).wrapping_mul(0x100_0000_01b3);
     }
-    c.arg(dir.join("sim/selftest.cu"));
-    c.args(["-x", "none"])
-        .arg(dir.join("sim/sim_main.cpp"))
+    let objs = Path::new(env!("OUT_DIR")).join(format!("sim/obj-{key:016x}"));
+    std::fs::create_dir_all(&objs).map_err(|e| format!("{}: {e}", objs.display()))?;
+    let object = |src: &Path| {
+        let stem = src.file_name().and_then(|n| n.to_str()).unwrap_or("src");
+        objs.join(format!("{stem}.o"))
+    };
+    let compile = |src: &Path| -> std::result::Result<(), String> {
+        let obj = object(src);
+        if obj.exists() {
+            return Ok(());
+        }
+        // (written under a name of this compile's own, then renamed: concurrent builds — of
+        // other test processes, or of this one's threads — of one object each end with a whole
+        // file)
+        static COMPILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COMPILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = obj.with_extension(format!("o.{}.{n}", std::process::id()));
+        let mut c = std::process::Command::new(&cxx);
+        c.args(&compile_flags).arg("-I").arg(&dir);
+        if src.extension().is_some_and(|e| e == "cu") {
+            c.args(["-x", "c++"]);
+        }
+        let o = c
+            .arg("-c")
+            .arg(src)
+            .arg("-o")
+            .arg(&tmp)
+            .output()
+            .map_err(|e| format!("running the C++ compiler {cxx}: {e}"))?;
+        if !o.status.success() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!(
+                "compiling {} failed:\n{}",
+                src.display(),
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+        std::fs::rename(&tmp, &obj).map_err(|e| format!("{}: {e}", obj.display()))
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let errors = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers.min(sources.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(src) = sources.get(i) else { break };
+                if let Err(e) = compile(src) {
+                    errors.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    let o = std::process::Command::new(&cxx)
+        .args(cxx_flags().filter(|f| !(b.executable && *f == "-shared")))
+        .args(b.flags)
+        .args(sources.iter().map(|s| object(s)))
+        .args(b.link)
         .arg("-o")
-        .arg(out);
-    c
+        .arg(out)
+        .output()
+        .map_err(|e| format!("running the C++ compiler {cxx}: {e}"))?;
+    if !o.status.success() {
+        return Err(format!(
+            "linking {} failed:\n{}",
+            out.display(),
+            String::from_utf8_lossy(&o.stderr)
+        ));
+    }
+    Ok(())
 }
 
 /// A hash (FNV-1a) of every file in `kernels/` and `kernels/sim/` — sources, headers, the
@@ -120,20 +210,19 @@ fn build_and_load(sm75: bool) -> std::result::Result<SimLib, String> {
             "-Wl,--version-script={}",
             kernels_dir().join("sim/exports.map").display()
         );
-        let extra: Vec<&str> = if sm75 {
-            vec!["-DI8RT_SIM_SM75=1", &script]
+        let (flags, link): (&[&str], Vec<&str>) = if sm75 {
+            (&["-DI8RT_SIM_SM75=1"], vec![&script])
         } else {
-            vec![]
+            (&[], vec![])
         };
-        let out = compile_command(&tmp, &extra)
-            .output()
-            .map_err(|e| format!("running the C++ compiler: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "compiling the kernel simulation failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
+        let build = CxxBuild {
+            flags,
+            extra_sources: &[],
+            link: &link,
+            executable: false,
+        };
+        build_cxx(&tmp, &build)
+            .map_err(|e| format!("building the kernel simulation failed:\n{e}"))?;
         std::fs::rename(&tmp, &so).map_err(|e| format!("{}: {e}", so.display()))?;
     }
     // SAFETY: the library was built from this crate's kernel sources and sim_main.cpp, whose

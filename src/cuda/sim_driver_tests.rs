@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use super::exec::Exec;
-use super::sim::{compile_command, sources_hash};
+use super::sim::{build_cxx, sources_hash, CxxBuild};
 use crate::cuda::cudarc::driver::CudaStream;
 use crate::cuda::{
     CudaActScales, CudaActivations, CudaDevice, CudaOut, CudaQuantLinear, CudaWeights, GemmKernel,
@@ -38,15 +38,16 @@ fn build() -> PathBuf {
     if !so.exists() {
         std::fs::create_dir_all(&dir).unwrap();
         let tmp = dir.join(format!("tmp_{}.so", std::process::id()));
-        let driver = driver_src.to_str().unwrap();
-        let out = compile_command(&tmp, &[driver, "-Wl,-soname,libcuda.so.1", "-Wno-psabi"])
-            .output()
-            .expect("running the C++ compiler");
-        assert!(
-            out.status.success(),
-            "building the simulated driver failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // (the unit tests' objects with the stand-in driver's own: only it is compiled here)
+        let build = CxxBuild {
+            flags: &[],
+            extra_sources: &[driver_src],
+            link: &["-Wl,-soname,libcuda.so.1"],
+            executable: false,
+        };
+        if let Err(e) = build_cxx(&tmp, &build) {
+            panic!("building the simulated driver failed:\n{e}");
+        }
         std::fs::rename(&tmp, &so).unwrap();
     }
     // cudarc opens `libcuda.so` first: a link to the same file, so a second `dlopen` by either

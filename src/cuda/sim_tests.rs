@@ -1368,19 +1368,13 @@ fn kernels_are_race_free_under_tsan() {
     std::fs::create_dir_all(&dir).unwrap();
     let exe = dir.join(format!("tsan_driver_{}", std::process::id()));
     let kdir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
-    let mut c = sim::compile_command(&exe, &["-fsanitize=thread", "-O1"]);
-    // An executable, not the shared library compile_command builds by default.
-    let args: Vec<std::ffi::OsString> = c
-        .get_args()
-        .filter(|a| *a != "-shared" && *a != "-fPIC")
-        .map(|a| a.to_os_string())
-        .collect();
-    let mut cmd = std::process::Command::new(c.get_program());
-    cmd.args(args).arg(kdir.join("sim/tsan_driver.cpp"));
-    c = cmd;
-    let out = c.output().expect("running the C++ compiler");
-    if !out.status.success() {
-        let msg = String::from_utf8_lossy(&out.stderr).into_owned();
+    let build = sim::CxxBuild {
+        flags: &["-fsanitize=thread", "-O1"],
+        extra_sources: &[kdir.join("sim/tsan_driver.cpp")],
+        link: &[],
+        executable: true,
+    };
+    if let Err(msg) = sim::build_cxx(&exe, &build) {
         if std::env::var_os("CI").is_some() {
             panic!("building the ThreadSanitizer driver failed:\n{msg}");
         }
