@@ -1083,7 +1083,10 @@ pub fn write_config_json(dir: impl AsRef<Path>, config: &Value) -> Result<()> {
 /// represent them exactly — F32 always does), its float bias, and for static activations its
 /// input scale. `others` are written unchanged (embeddings, norms, layers kept in float), and
 /// `base_config` (the model's `config.json`) gets the `quantization_config`; `ignore` lists the
-/// float Linear modules. Biases are stored as F32, exactly as the layers hold them.
+/// float Linear modules. Biases are stored as F32, exactly as the layers hold them. Files of
+/// those names already in `dir` are replaced: `model.safetensors` whole or not at all (written
+/// beside it, then renamed over it), `config.json` after it. (`int8rt quantize` refuses to
+/// replace its input, and replaces other files only under `--force`.)
 ///
 /// All layers share one config group, so they must share one activation scheme: symmetric
 /// dynamic per token (W8A8 dynamic) or symmetric static per tensor (W8A8 static). A static
