@@ -49,8 +49,8 @@
 //! `INT8RT_BENCH_SWEEP=1` also times every tensor-core tile at split-K factors 1, 2, 4, 8 and 16
 //! (i32 out; rows `mma_<tile>_s<splits>`, tile as `MmaTile::label`): the data for tuning the
 //! dispatch table (`cuda::ops::mma_dispatch`). `INT8RT_BENCH_SWEEP=stream` times only the
-//! weight-streaming tiles (`MmaTile::Stream*`; the 64 × 64 one serves 33 … 64 rows in the sm_90
-//! table) at M = 16 … 256 and the `wgmma` tiles (sm_90) at M = 64 … 256; either sweep ends with
+//! weight-streaming tiles (`MmaTile::Stream*`; the 64 × 64 one serves 33 … 128 rows of wide
+//! layers in the sm_90 table) at M = 16 … 256 and the `wgmma` tiles (sm_90) at M = 64 … 256; either sweep ends with
 //! the fastest configuration per shape. `INT8RT_BENCH_QUICK=1` times every row in the sweep's
 //! shorter windows (0.1 s warm-up, 0.5 s measured) without sweeping.
 //!
@@ -588,9 +588,9 @@ fn bench_shape(
             ));
         }
     }
-    // The 64 × 64 stream tile (Hopper's `Auto` at 33 … 64 rows) and its prefetching twin (sm_90;
-    // built without a GPU, fifteenth session), forced at the split-K factor nearest two blocks
-    // per SM (`Auto`'s at 64 × 4096²): rows `int8rt_stream64x64_i32`, `int8rt_stream64x64pf_i32`.
+    // The 64 × 64 stream tile (Hopper's `Auto` at 33 … 128 rows of wide layers) and its
+    // prefetching twin (sm_90), forced at the split-K factor nearest two blocks per SM: rows
+    // `int8rt_stream64x64_i32`, `int8rt_stream64x64pf_i32`.
     if mma && (16..=64).contains(&m) && dev.compute_capability().0 >= 9 {
         let sms = dev.sm_count() as usize;
         for tile in [MmaTile::Stream64x64, MmaTile::Stream64x64Pf] {

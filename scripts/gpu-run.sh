@@ -15,6 +15,7 @@
 #   INT8RT_BENCH_FILTER="4096x4096 x8192x8192" ...  # the GEMM bench on those shapes only
 #   INT8RT_BENCH_FILTER=per-shape ...          # every shape in its own bench process
 #   INT8RT_SKIP_PEERS=1 ...                   # without the PyTorch peers
+#   INT8RT_PEER_SHAPES="1,4096,4096 ..." ...  # the peers at those M,K,N shapes only
 #   INT8RT_BENCH_QUICK=1 ...                  # the bench's shorter timing windows, no sweep
 #   INT8RT_PROFILE="64x4096x4096=gemv 64x4096x4096=mma:stream64x64:4" ...
 #                                            # each of those forced kernels run once
@@ -122,6 +123,9 @@ fi
 shapes="1,4096,4096 8,4096,4096 32,4096,4096 128,4096,4096 512,1024,1024 1024,4096,1024 2048,2048,2048"
 shapes="$shapes 8192,8192,8192 2,4096,4096 4,4096,4096 16,4096,4096 64,4096,4096 1,8192,8192 8,8192,8192"
 shapes="$shapes 256,4096,4096"
+# (INT8RT_PEER_SHAPES="1,4096,4096 64,4096,4096": the peers at those M,K,N alone — a short call
+# on another card times its own peers at the shapes it benches, no more)
+shapes="${INT8RT_PEER_SHAPES:-$shapes}"
 # shellcheck disable=SC2086
 [ -z "${INT8RT_SKIP_PEERS:-}" ] && step peers python3 "$dir/gpu-peers.py" --shapes $shapes
 [ -x "$bins/gpu_latency" ] && step latency "$bins/gpu_latency"

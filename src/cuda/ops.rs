@@ -199,17 +199,19 @@ pub enum GemmKernel {
 
 impl GemmKernel {
     /// Whether every kernel this choice can launch has run on a GPU and matched the reference
-    /// there (bench/RESULTS.md): all since the H200 run of 2026-11-26 (ninth session: the
-    /// bulk-copy GEMV, the 16-row dp4a GEMV and the TMA tiles the last; [`MmaTile::ran_on_gpu`]);
-    /// the tuner tries only these unless asked. A kernel added later starts `false` here until
-    /// a GPU run passes it.
+    /// there (bench/RESULTS.md): all since the H200 run of 2026-11-28 (twenty-first session:
+    /// the prefetching GEMV and the tiles [`MmaTile::ran_on_gpu`] names the last); the tuner
+    /// tries only these unless asked. A kernel added later starts `false` here until a GPU run
+    /// passes it.
     pub const fn ran_on_gpu(self) -> bool {
         // (no wildcard: a kernel added later must be classified here before the crate builds)
         match self {
             GemmKernel::Mma(Some(c)) => c.tile.ran_on_gpu(),
             GemmKernel::MmaGemvVariant(v) => match v {
-                GemvVariant::Narrow | GemvVariant::Wide | GemvVariant::Bulk => true,
-                GemvVariant::Prefetch => false,
+                GemvVariant::Narrow
+                | GemvVariant::Wide
+                | GemvVariant::Bulk
+                | GemvVariant::Prefetch => true,
             },
             GemmKernel::Auto
             | GemmKernel::Dp4a
@@ -254,8 +256,8 @@ pub enum GemvVariant {
     /// the start, before the wait for the kernel before it when launched overlapped): the
     /// bytes in flight no longer bounded by registers (Nsight Compute found the default waiting
     /// on its loads at 51 % of the H100's DRAM throughput there). 8, 16 or 32 activation rows
-    /// per block row like the default. Not yet run on a GPU: forced, or tuned with unproven
-    /// kernels.
+    /// per block row like the default. Forced or tuned only: on the H200 (2026-11-28) no faster
+    /// than the default at 1 … 64 rows (1 × 4096²: 7.9 µs against 7.7, by criterion medians).
     Prefetch,
 }
 
@@ -400,8 +402,10 @@ pub enum MmaTile {
     Tma64x128D4,
     /// 64 × 64, 4 warps, 6 stages of 128 bytes (96 KiB), fragments double-buffered: a deep
     /// `cp.async` pipeline for 33 … 256 rows, the shape of cuBLASLt's int8 kernel there on an
-    /// H100 (`kernels/gemm_mma.cu`). Hopper's table sends 65 … 256 rows here (H100, 128 and
-    /// 256 × 4096²: 1.12–1.16× the tiles it replaced; bench/RESULTS.md, tenth session).
+    /// H100 (`kernels/gemm_mma.cu`). Hopper's table sent 65 … 256 rows here from the tenth
+    /// session (H100, 128 and 256 × 4096²: 1.12–1.16× the tiles it replaced) until the H200
+    /// run of 2026-11-28 measured its sliced twin and [`MmaTile::Wgmma64x64`] faster there;
+    /// forced or tuned since.
     M64N64,
     /// 128 × 64, 4 warps, 3 stages of 128 bytes (72 KiB): as [`MmaTile::M64N64`], weights read
     /// once for 128 rows; forced or tuned only (H100, 256 × 4096²: 26.6 µs against the 64 × 64
@@ -410,17 +414,18 @@ pub enum MmaTile {
     /// `wgmma`, 64 × 64, 1 warpgroup, 6 stages (97 KiB, two blocks per SM), copy addresses held
     /// in registers, sm_90: [`MmaTile::M64N64`]'s shape on Hopper's own instruction (that tile
     /// was issue-bound on an H100; a `wgmma` stage is four tensor-core instructions per warp).
-    /// Built without a GPU (2026-11-27): forced or tuned (with unproven kernels) only.
+    /// Hopper's table sends 129 … 256 rows here (H200, 256 × 4096²: 18.3 µs against 23.6 for
+    /// the `mma.sync` 64 × 64 tile; bench/RESULTS.md, 2026-11-28).
     Wgmma64x64,
     /// `wgmma`, 128 × 64, 2 warpgroups, 4 stages (97 KiB, two blocks per SM), addresses held,
-    /// sm_90: [`MmaTile::M128N64`]'s shape (cuBLASLt's at 256 × 4096² on an H100). Built
-    /// without a GPU, as [`MmaTile::Wgmma64x64`].
+    /// sm_90: [`MmaTile::M128N64`]'s shape (cuBLASLt's at 256 × 4096² on an H100). Forced or
+    /// tuned only (H200, 256 × 4096²: 21.7 µs split 2 against [`MmaTile::Wgmma64x64`]'s 18.3).
     Wgmma128x64,
     /// `wgmma` on TMA-loaded tiles, 64 × 64, 6 stages (97 KiB, two blocks per SM), in thread
     /// block clusters of 2 × 2 tiles that share their X and W boxes through the TMA's multicast
     /// (each box read from L2 once per cluster: at 128 × 4096², 32 MB of operand traffic
-    /// instead of 64), sm_90. Built without a GPU (2026-11-27): forced or tuned (with unproven
-    /// kernels) only.
+    /// instead of 64), sm_90. Forced or tuned only: on the H200 (2026-11-28) half the speed of
+    /// the unclustered 64 × 64 tiles (128 × 4096²: 32.6 µs against 15.5, criterion medians).
     Tmc64x64M2N2,
     /// As [`MmaTile::Tmc64x64M2N2`] with 128 × 64 tiles (2 warpgroups, 4 stages): W read once
     /// per two tile rows, X once per two tile columns (256 rows).
@@ -428,24 +433,26 @@ pub enum MmaTile {
     /// As [`MmaTile::Tmc64x64M2N2`] in clusters of 1 × 4 tiles: one X box for four tile columns
     /// (up to 64 rows, where a second tile row would be padding).
     Tmc64x64N4,
-    /// [`MmaTile::Stream64x64`] (Hopper's `Auto` at 33 … 64 rows) whose blocks also ask L2 for
-    /// their weight rows ahead of their loads (`cp.async.bulk.prefetch.L2`, sm_90 and newer),
-    /// as [`GemvVariant::Prefetch`] does for the GEMV: Nsight Compute found the register-fed
+    /// [`MmaTile::Stream64x64`] (Hopper's `Auto` at 33 … 128 rows of wide layers) whose blocks
+    /// also ask L2 for their weight rows ahead of their loads (`cp.async.bulk.prefetch.L2`,
+    /// sm_90 and newer), as [`GemvVariant::Prefetch`] does for the GEMV: Nsight Compute found the register-fed
     /// stream tile waiting on its loads at 26 % of the H100's DRAM throughput (64 × 4096²).
-    /// Built without a GPU (2026-11-27): forced or tuned (with unproven kernels) only.
+    /// Forced or tuned only: slower than the plain stream tile on the H200 (64 × 4096²:
+    /// 18.5 µs against 15.6, criterion medians).
     Stream64x64Pf,
-    /// [`MmaTile::M64N64`] (Hopper's `Auto` at 65 … 256 rows) with 8 warps: two slices of
+    /// [`MmaTile::M64N64`] with 8 warps: two slices of
     /// 2 × 2 warps, each over two of a stage's four k steps, their partial sums added in shared
     /// memory before the epilogue ("sliced K"). The same block tile, copies, pipeline and bits,
     /// two warps per scheduler instead of one: Nsight Compute found the 4-warp tile issuing once
     /// every 3.76 cycles on an H100, stalled on its own dependencies (128 × 4096²), with no
-    /// other warp to issue from. Built without a GPU (2026-11-27): forced or tuned (with
-    /// unproven kernels) only.
+    /// other warp to issue from. Hopper's table sends 33 … 128 rows here (H200, 2026-11-28:
+    /// 64 × 4096² 14.5 µs split 2, 128 × 4096² 16.8 whole, against 17.9 and 18.8 for the
+    /// tiles it replaced, by the tuner's events).
     M64N64K2,
     /// [`MmaTile::M128N64`] in two k slices of 2 × 2 warps, as [`MmaTile::M64N64K2`]: the
     /// weights read once per 128 rows (48 MB of L2 traffic at 128 × 4096² where the 64-row tiles
-    /// read 64), 8 warps per block, one block per SM (162 registers). Built without a GPU
-    /// (2026-11-27): forced or tuned (with unproven kernels) only.
+    /// read 64), 8 warps per block, one block per SM (162 registers). Forced or tuned only
+    /// (H200, 128 × 4096²: 24.3 µs against the 64-row sliced tile's 15.6, criterion medians).
     M128N64K2,
 }
 
@@ -609,12 +616,13 @@ impl MmaTile {
     /// Whether this tile's kernels have run on a GPU and given the reference's bits there
     /// (bench/RESULTS.md): the `mma.sync`, weight-streaming and `wgmma` tiles since the H200
     /// and H100 runs of 2026-11-26 (fifth session), the TMA tiles since the H200 run of the
-    /// ninth session; each run's GPU tests checked every tile × split-K factor and its tuners
-    /// bit-checked every candidate. The match has no wildcard, so a tile added later does not
-    /// build until it is placed, and it goes with the `false` ones until a GPU run passes it
-    /// (the deep 64 × 64 and 128 × 64 tiles passed on the H100 in the tenth session, both their
-    /// builds): the 64-column `wgmma` tiles, the clustered TMA tiles, the prefetching stream
-    /// tile and the sliced deep tiles, built without a GPU on 2026-11-27, have not.
+    /// ninth session, the deep 64 × 64 and 128 × 64 tiles since the H100 run of the tenth; the
+    /// 64-column `wgmma` tiles, the clustered TMA tiles, the prefetching stream tile and the
+    /// sliced deep tiles (built without a GPU on 2026-11-27) since the H200 run of 2026-11-28.
+    /// Each run's GPU tests checked every tile × split-K factor, both builds (sm_90 CUBIN and
+    /// the sm_75 PTX), and its tuners bit-checked every candidate. The match has no wildcard,
+    /// so a tile added later does not build until it is placed here, `false` until a GPU run
+    /// passes it.
     pub const fn ran_on_gpu(self) -> bool {
         match self {
             MmaTile::M16N128
@@ -637,15 +645,15 @@ impl MmaTile {
             | MmaTile::Tma128x256
             | MmaTile::Tma64x128D4
             | MmaTile::M64N64
-            | MmaTile::M128N64 => true,
-            MmaTile::Wgmma64x64
+            | MmaTile::M128N64
+            | MmaTile::Wgmma64x64
             | MmaTile::Wgmma128x64
             | MmaTile::Tmc64x64M2N2
             | MmaTile::Tmc128x64M2N2
             | MmaTile::Tmc64x64N4
             | MmaTile::Stream64x64Pf
             | MmaTile::M64N64K2
-            | MmaTile::M128N64K2 => false,
+            | MmaTile::M128N64K2 => true,
         }
     }
     /// Output tiles per thread block cluster, along M and along N (`(1, 1)`: no clusters). A
@@ -874,13 +882,19 @@ mod occupancy_tests {
 /// On sm_90 with the `wgmma` kernels available (`hopper`), from the H200 run of 2026-11-26
 /// (fifth session: the bench's tuned rows and the weight-streaming sweep, bench/RESULTS.md; the
 /// H100 run after it agreed, its tuner within 0.7 % of this table at every design shape):
-/// - `65 ≤ M ≤ 256` with at most two 64 × 64 tiles per multiprocessor: the deep `mma.sync` 64 × 64
-///   tile (H100, tenth session, criterion µs in one process: 128 × 4096² 18.1 split 2 and 17.4
-///   split 1 — the tuner's choice — against 20.2 for the weight-streaming tile split 2;
-///   256 × 4096² 21.5 split 1, also the tuner's, against 24.7 for `wgmma` 64 × 128 split 2),
-///   split only below half a tile per multiprocessor;
-/// - other `M ≤ 128` (up to 64 rows, or wider layers): the 64 × 64 weight-streaming tile
-///   (64 × 4096²: 15.7 µs against 17.6 for the GEMV, the tuner's choice with split-K 4);
+/// - `33 ≤ M ≤ 256` with at most two 64 × 64 tiles per multiprocessor, from the H200 run of
+///   2026-11-28 (twenty-first session; its tuner, events around single calls with the L2
+///   flushed, bench/RESULTS.md):
+///   - up to 128 rows the sliced deep `mma.sync` 64 × 64 tile (two warps per output slice,
+///     each summing half of every k tile): 64 × 4096² 14.5 µs split 2, against 17.9 for the
+///     weight-streaming tile split 4 that this table gave before; 128 × 4096² 16.8 whole,
+///     against 18.8 for the unsliced deep tile and 17.2 for `wgmma` 64 × 64;
+///   - above, the 64 × 64 `wgmma` tile: 256 × 4096² 18.3 µs whole, against 22.0 for the
+///     sliced tile and 23.6 for the unsliced one (the H100's choice in the tenth session);
+///
+///   split toward one block per multiprocessor, only below half a tile per multiprocessor;
+/// - other `M ≤ 128` (wider layers): the 64 × 64 weight-streaming tile (64 × 4096² on the
+///   H200 of 2026-11-26: 15.7 µs against 17.6 for the GEMV, with split-K 4);
 /// - `wgmma` 128 × 256 tiles enough for two per multiprocessor: that tile (8192³: 1.045 ms,
 ///   82 % of cuBLASLt int8, against 1.19 for the 3-stage 128 × 128 and 1.61 for `mma.sync`);
 /// - `wgmma` 128 × 128 tiles enough for one per multiprocessor: the 3-stage 128 × 128 (two
@@ -902,9 +916,10 @@ mod occupancy_tests {
 /// - otherwise (few tiles, shallow K): 16 × 128 (512 × 1024 × 1024: 11.0 µs against 18.5).
 ///
 /// Then split-K when the tiles give fewer than two blocks per multiprocessor (with Hopper's
-/// rules: fewer than one) and K has at least 32 64-byte k tiles: the power of two at or below
-/// the factor that reaches two per multiprocessor, at most 8, at least two k tiles each, and at
-/// most 64 KiB of partial sums for the finishing block to read.
+/// rules: fewer than one; the deep tiles: fewer than half) and K has at least 32 64-byte k
+/// tiles: the power of two at or below the factor that reaches two blocks per multiprocessor
+/// (the deep tiles: one), at most 8, at least two k tiles each, and at most 64 KiB of partial
+/// sums for the finishing block to read.
 ///
 /// `GemmKernel::Auto` and `Mma(None)` come here only above [`gemv_auto_max_m`] rows (fewer run
 /// the weight-streaming GEMV); below that the table is only what a caller who forces it gets.
@@ -920,9 +935,11 @@ pub(crate) fn mma_dispatch(
     let tiles = |t: MmaTile| m.div_ceil(t.bm()) * n.div_ceil(t.bn());
     let sms = sms.max(1) as usize;
     let ktiles = k.div_ceil(MMA_BK);
-    let deep = hopper && (65..=256).contains(&m) && tiles(MmaTile::M64N64) <= 2 * sms;
-    let tile = if deep {
-        MmaTile::M64N64
+    let deep = hopper && (33..=256).contains(&m) && tiles(MmaTile::M64N64) <= 2 * sms;
+    let tile = if deep && m <= 128 {
+        MmaTile::M64N64K2
+    } else if deep {
+        MmaTile::Wgmma64x64
     } else if hopper {
         if m <= 128 {
             MmaTile::Stream64x64
@@ -947,7 +964,9 @@ pub(crate) fn mma_dispatch(
     let t = tiles(tile).max(1);
     // Hopper's rules split only below one tile per SM: 2048³'s 256 3-stage tiles (two resident
     // per SM) the tuner kept whole among split-K 1 … 8 (28.3 µs).
-    // (the deep 64 × 64 tile kept whole at 128 tiles on 132 SMs: 17.4 µs against 18.1 split 2)
+    // (the deep 64 × 64 tiles kept whole at 128 tiles on 132 SMs: 17.4 µs against 18.1 split 2
+    // on the H100; split toward one block per SM below half a tile per SM: 64 × 4096²'s 64
+    // tiles split twice, 14.5 µs against 15.8 split 4 and 15.5 whole on the H200)
     let full = if deep {
         sms.div_ceil(2)
     } else if hopper {
@@ -958,7 +977,8 @@ pub(crate) fn mma_dispatch(
     let splits = if t >= full || ktiles < 32 {
         1
     } else {
-        let want = (2 * sms).div_ceil(t);
+        let blocks_wanted = if deep { sms } else { 2 * sms };
+        let want = blocks_wanted.div_ceil(t);
         let pow2 = 1usize << (usize::BITS - 1 - want.leading_zeros());
         let rows = tile.bm().min(m.next_multiple_of(8));
         let by_traffic = 1 + SPLIT_READ_MAX / (rows * tile.bn() * 4);
@@ -971,8 +991,8 @@ pub(crate) fn mma_dispatch(
 }
 
 /// Rows up to which `GemmKernel::Auto` runs the weight-streaming tensor-core GEMV: 32 where the
-/// dispatch table has Hopper's rules (the 64 × 64 weight-streaming tile beat it at 64 rows on
-/// the H200), else [`GEMV_AUTO_MAX_M`].
+/// dispatch table has Hopper's rules (its 64 × 64 tiles beat it at 64 rows on the H200), else
+/// [`GEMV_AUTO_MAX_M`].
 pub(crate) fn gemv_auto_max_m(arch: u32, hopper: bool) -> usize {
     if hopper && arch == WGMMA_ARCH {
         GEMV_MAX_BM

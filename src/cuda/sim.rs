@@ -93,9 +93,14 @@ pub(crate) fn build_cxx<'a>(out: &Path, b: &CxxBuild<'a>) -> std::result::Result
     sources.push(dir.join("sim/selftest.cu"));
     sources.push(dir.join("sim/sim_main.cpp"));
     sources.extend(b.extra_sources.iter().cloned());
-    // The objects' folder: named by the sources and the compile flags (FNV-1a over both).
+    // The objects' folder: named by the sources, the compiler and the compile flags (FNV-1a
+    // over them: objects from another `$CXX` are not linked with this one's).
     let mut key = sources_hash();
-    for byte in compile_flags.join(" ").bytes() {
+    for byte in cxx
+        .bytes()
+        .chain([0])
+        .chain(compile_flags.join(" ").bytes())
+    {
         key = (key ^ byte as u64).wrapping_mul(0x100_0000_01b3);
     }
     let objs = Path::new(env!("OUT_DIR")).join(format!("sim/obj-{key:016x}"));

@@ -822,11 +822,9 @@ mod tests {
                     // GPU. Elsewhere every kernel of today's list has passed on a GPU (H200 and
                     // H100, 2026-11-26; the bulk-copy GEMV, the TMA tiles and the 16-row dp4a
                     // GEMV on the H200 in the ninth session, the deep 64 × 64 and 128 × 64
-                    // tiles on the H100 in the tenth) but the 64-column `wgmma` tiles and the
-                    // clustered TMA tiles, built without a GPU on 2026-11-27 (sm_90 alone), and
-                    // the prefetching GEMV and stream tile (sm_90 and newer, up to 128 rows and
-                    // 16 … 256 rows), and the sliced deep tiles (sm_80 and newer, from 33 and
-                    // 65 rows).
+                    // tiles on the H100 in the tenth, the 64-column `wgmma` tiles, the
+                    // clustered TMA tiles, the prefetching GEMV and stream tile and the sliced
+                    // deep tiles on the H200 on 2026-11-28).
                     let dp4a = |k: &GemmKernel| {
                         matches!(
                             k,
@@ -834,14 +832,6 @@ mod tests {
                         )
                     };
                     let prefetch = GemmKernel::MmaGemvVariant(GemvVariant::Prefetch);
-                    let unproven = |k: &GemmKernel| {
-                        *k == prefetch
-                            || matches!(k, GemmKernel::Mma(Some(t))
-                            if matches!(t.tile, MmaTile::Wgmma64x64 | MmaTile::Wgmma128x64
-                                | MmaTile::Tmc64x64M2N2 | MmaTile::Tmc128x64M2N2
-                                | MmaTile::Tmc64x64N4 | MmaTile::Stream64x64Pf
-                                | MmaTile::M64N64K2 | MmaTile::M128N64K2))
-                    };
                     // (the 2 × 2 clusters once M fills more than one tile row of them)
                     let tile_offered = |tile: MmaTile| {
                         c.iter()
@@ -850,14 +840,7 @@ mod tests {
                     if arch == 75 {
                         assert!(proven.iter().all(dp4a), "m={m} k={k}: {proven:?}");
                     } else {
-                        let expect: Vec<GemmKernel> =
-                            c.iter().copied().filter(|k| !unproven(k)).collect();
-                        assert_eq!(proven, expect, "m={m} k={k} sm_{arch}");
-                        assert_eq!(
-                            c.iter().any(unproven),
-                            arch == 90 || (arch > 90 && m <= 256) || (arch >= 80 && m > 32),
-                            "m={m} k={k} sm_{arch}"
-                        );
+                        assert_eq!(proven, c, "m={m} k={k} sm_{arch}");
                         assert_eq!(
                             c.contains(&prefetch),
                             arch >= 90 && m <= 128,
