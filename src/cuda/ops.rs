@@ -882,8 +882,8 @@ mod occupancy_tests {
 /// On sm_90 with the `wgmma` kernels available (`hopper`), from the H200 run of 2026-11-26
 /// (fifth session: the bench's tuned rows and the weight-streaming sweep, bench/RESULTS.md; the
 /// H100 run after it agreed, its tuner within 0.7 % of this table at every design shape):
-/// - `33 ≤ M ≤ 256` with at most two 64 × 64 tiles per multiprocessor, from the H200 run of
-///   2026-11-28 (twenty-first session; its tuner, events around single calls with the L2
+/// - `M ≥ 33` with at most two 64 × 64 tiles per multiprocessor, from the H200 runs of
+///   2026-11-28 (twenty-first session; their tuners, events around single calls with the L2
 ///   flushed, bench/RESULTS.md):
 ///   - up to 128 rows the sliced deep `mma.sync` 64 × 64 tile (two warps per output slice,
 ///     each summing half of every k tile): 64 × 4096² 14.5 µs split 2, against 17.9 for the
@@ -891,6 +891,7 @@ mod occupancy_tests {
 ///     against 18.8 for the unsliced deep tile and 17.2 for `wgmma` 64 × 64;
 ///   - above, the 64 × 64 `wgmma` tile: 256 × 4096² 18.3 µs whole, against 22.0 for the
 ///     sliced tile and 23.6 for the unsliced one (the H100's choice in the tenth session);
+///     1024 × 4096 × 1024 17.7 whole, against 23.9 for `wgmma` 64 × 128 split 2 (below);
 ///
 ///   split toward one block per multiprocessor, only below half a tile per multiprocessor;
 /// - other `M ≤ 128` (wider layers): the 64 × 64 weight-streaming tile (64 × 4096² on the
@@ -935,7 +936,7 @@ pub(crate) fn mma_dispatch(
     let tiles = |t: MmaTile| m.div_ceil(t.bm()) * n.div_ceil(t.bn());
     let sms = sms.max(1) as usize;
     let ktiles = k.div_ceil(MMA_BK);
-    let deep = hopper && (33..=256).contains(&m) && tiles(MmaTile::M64N64) <= 2 * sms;
+    let deep = hopper && m > 32 && tiles(MmaTile::M64N64) <= 2 * sms;
     let tile = if deep && m <= 128 {
         MmaTile::M64N64K2
     } else if deep {

@@ -1195,16 +1195,17 @@ fn mma_dispatch_choice_runs_and_matches_reference() {
 #[test]
 fn auto_on_hopper_runs_the_tables_stream_and_wgmma_tiles_exactly() {
     // `Auto` on the simulated sm_90 (whose wgmma kernels are available): 40 rows go to the
-    // sliced deep 64 × 64 mma.sync tile, split K; 200 rows to the 64 × 64 wgmma tile; 300 rows
-    // over a deep K to wgmma 64 × 128 (wgmma instructions counted); on a 4-SM sm_90, 40 rows
-    // of a layer too wide for the deep tiles (nine 64 × 64 tiles, over two per SM) to the
-    // 64 × 64 weight-streaming tile (no wgmma); all give the reference's bits.
+    // sliced deep 64 × 64 mma.sync tile, split K; 200 rows to the 64 × 64 wgmma tile (wgmma
+    // instructions counted). On a 4-SM sm_90, where the same layers are too wide for the 64 × 64
+    // tiles (over two per SM): 300 rows over a deep K to wgmma 64 × 128, and 40 rows (nine
+    // 64 × 64 tiles) to the 64 × 64 weight-streaming tile (no wgmma). All give the reference's
+    // bits.
     let mut rng = Rng::new(53);
     let deep = 64 * 32;
     for (e, m, n, tile) in [
         (SimExec::new(), 40, 72, MmaTile::M64N64K2),
         (SimExec::new(), 200, 72, MmaTile::Wgmma64x64),
-        (SimExec::new(), 300, 72, MmaTile::Wgmma64x128),
+        (SimExec::with_arch(90, 4), 300, 72, MmaTile::Wgmma64x128),
         (SimExec::with_arch(90, 4), 40, 9 * 64, MmaTile::Stream64x64),
     ] {
         let cfg = mma_dispatch(m, n, deep, e.arch, e.sms, true);
@@ -1496,7 +1497,7 @@ fn dispatch_table_covers_the_design_shapes_sensibly() {
                     let want = if wg {
                         match m {
                             33..=128 if tiles(MmaTile::M64N64) <= 2 * sms => MmaTile::M64N64K2,
-                            129..=256 if tiles(MmaTile::M64N64) <= 2 * sms => MmaTile::Wgmma64x64,
+                            129.. if tiles(MmaTile::M64N64) <= 2 * sms => MmaTile::Wgmma64x64,
                             0..=128 => MmaTile::Stream64x64,
                             _ if tiles(MmaTile::Wgmma128x256) >= 2 * sms => MmaTile::Wgmma128x256,
                             _ if tiles(MmaTile::Wgmma128x128D3) >= sms => MmaTile::Wgmma128x128D3,
@@ -1524,19 +1525,18 @@ fn dispatch_table_covers_the_design_shapes_sensibly() {
         }
     }
     // The measured tables. Hopper (H200 run of 2026-11-26, the tuner's choices): 8192³ on
-    // wgmma 128 × 256, 2048³ on the 3-stage 128 × 128, 1024 × 4096 × 1024 on wgmma 64 × 128
-    // split twice, 512 × 1024 × 1024 on 16-row tiles.
+    // wgmma 128 × 256, 2048³ on the 3-stage 128 × 128.
     let h = |m, n, k| {
         let c = mma_dispatch(m, n, k, 90, 132, true);
         (c.tile, c.splits)
     };
     assert_eq!(h(8192, 8192, 8192), (MmaTile::Wgmma128x256, 1));
     assert_eq!(h(2048, 2048, 2048), (MmaTile::Wgmma128x128D3, 1));
-    assert_eq!(h(1024, 1024, 4096), (MmaTile::Wgmma64x128, 2));
-    // (H200 run of 2026-11-28, the tuner's choices: 64 rows on the sliced deep 64 × 64
-    // mma.sync tile split twice, 128 rows on it whole, 256 rows on the 64 × 64 wgmma tile
-    // whole; split below half a tile per SM, toward one block per SM; past two tiles per SM
-    // the rules above)
+    // (H200 runs of 2026-11-28, the tuner's choices: 64 rows on the sliced deep 64 × 64
+    // mma.sync tile split twice, 128 rows on it whole, 256 rows and 1024 × 4096 × 1024 on the
+    // 64 × 64 wgmma tile whole; split below half a tile per SM, toward one block per SM; past
+    // two tiles per SM the rules above)
+    assert_eq!(h(1024, 1024, 4096), (MmaTile::Wgmma64x64, 1));
     assert_eq!(h(64, 4096, 4096), (MmaTile::M64N64K2, 2));
     assert_eq!(h(128, 4096, 4096), (MmaTile::M64N64K2, 1));
     assert_eq!(h(256, 4096, 4096), (MmaTile::Wgmma64x64, 1));
@@ -1545,7 +1545,7 @@ fn dispatch_table_covers_the_design_shapes_sensibly() {
     assert_eq!(h(256, 4096, 1024), (MmaTile::Wgmma64x64, 1));
     // (wider layers, over two 64 × 64 tiles per SM, up to 128 rows: the weight-streaming tile)
     assert_eq!(h(64, 16384 + 1024, 4096).0, MmaTile::Stream64x64);
-    assert_eq!(h(512, 1024, 1024), (MmaTile::M16N128, 1));
+    assert_eq!(h(512, 1024, 1024), (MmaTile::Wgmma64x64, 1));
     // mma.sync (H200 sweep of 2026-11-25): 8192³ on 128 × 128 tiles without a split; decode
     // splits K 8 ways; 512 × 1024 × 1024 on 16-row tiles; 1024 × 4096 × 1024 on 64 × 128 split
     // twice.
