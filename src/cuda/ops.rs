@@ -885,13 +885,17 @@ mod occupancy_tests {
 /// - `M ≥ 33` with at most two 64 × 64 tiles per multiprocessor, from the H200 runs of
 ///   2026-11-28 (twenty-first session; their tuners, events around single calls with the L2
 ///   flushed, bench/RESULTS.md):
-///   - up to 128 rows the sliced deep `mma.sync` 64 × 64 tile (two warps per output slice,
-///     each summing half of every k tile): 64 × 4096² 14.5 µs split 2, against 17.9 for the
-///     weight-streaming tile split 4 that this table gave before; 128 × 4096² 16.8 whole,
-///     against 18.8 for the unsliced deep tile and 17.2 for `wgmma` 64 × 64;
+///   - up to 128 rows, or K shallower than 2048, the sliced deep `mma.sync` 64 × 64 tile (two
+///     warps per output slice, each summing half of every k tile): 64 × 4096² 14.5 µs split 2,
+///     against 17.9 for the weight-streaming tile split 4 that this table gave before;
+///     128 × 4096² 16.8 whole, against 18.8 for the unsliced deep tile and 17.2 for `wgmma`
+///     64 × 64; 512 × 1024 × 1024 8.9 whole, against 9.9 for `wgmma` 64 × 64 and 11.0 for the
+///     16 × 128 tile this table gave before (ninth session); 256 rows of a 1000 × 1040 layer
+///     9.1–9.5 against 10.4–10.7 for `wgmma` 64 × 64;
 ///   - above, the 64 × 64 `wgmma` tile: 256 × 4096² 18.3 µs whole, against 22.0 for the
 ///     sliced tile and 23.6 for the unsliced one (the H100's choice in the tenth session);
-///     1024 × 4096 × 1024 17.7 whole, against 23.9 for `wgmma` 64 × 128 split 2 (below);
+///     1024 × 4096 × 1024 17.6–17.7 whole, against 21.4 for the sliced tile and 23.9 for
+///     `wgmma` 64 × 128 split 2 (below);
 ///
 ///   split toward one block per multiprocessor, only below half a tile per multiprocessor;
 /// - other `M ≤ 128` (wider layers): the 64 × 64 weight-streaming tile (64 × 4096² on the
@@ -937,7 +941,7 @@ pub(crate) fn mma_dispatch(
     let sms = sms.max(1) as usize;
     let ktiles = k.div_ceil(MMA_BK);
     let deep = hopper && m > 32 && tiles(MmaTile::M64N64) <= 2 * sms;
-    let tile = if deep && m <= 128 {
+    let tile = if deep && (m <= 128 || ktiles < 32) {
         MmaTile::M64N64K2
     } else if deep {
         MmaTile::Wgmma64x64

@@ -1496,8 +1496,12 @@ fn dispatch_table_covers_the_design_shapes_sensibly() {
                     let sms = sms as usize;
                     let want = if wg {
                         match m {
-                            33..=128 if tiles(MmaTile::M64N64) <= 2 * sms => MmaTile::M64N64K2,
-                            129.. if tiles(MmaTile::M64N64) <= 2 * sms => MmaTile::Wgmma64x64,
+                            33.. if tiles(MmaTile::M64N64) <= 2 * sms
+                                && (m <= 128 || k.div_ceil(64) < 32) =>
+                            {
+                                MmaTile::M64N64K2
+                            }
+                            33.. if tiles(MmaTile::M64N64) <= 2 * sms => MmaTile::Wgmma64x64,
                             0..=128 => MmaTile::Stream64x64,
                             _ if tiles(MmaTile::Wgmma128x256) >= 2 * sms => MmaTile::Wgmma128x256,
                             _ if tiles(MmaTile::Wgmma128x128D3) >= sms => MmaTile::Wgmma128x128D3,
@@ -1533,19 +1537,19 @@ fn dispatch_table_covers_the_design_shapes_sensibly() {
     assert_eq!(h(8192, 8192, 8192), (MmaTile::Wgmma128x256, 1));
     assert_eq!(h(2048, 2048, 2048), (MmaTile::Wgmma128x128D3, 1));
     // (H200 runs of 2026-11-28, the tuner's choices: 64 rows on the sliced deep 64 × 64
-    // mma.sync tile split twice, 128 rows on it whole, 256 rows and 1024 × 4096 × 1024 on the
-    // 64 × 64 wgmma tile whole; split below half a tile per SM, toward one block per SM; past
-    // two tiles per SM the rules above)
+    // mma.sync tile split twice, 128 rows and 512 × 1024 × 1024 (K shallower than 2048) on it
+    // whole, 256 × 4096² and 1024 × 4096 × 1024 on the 64 × 64 wgmma tile whole; split below
+    // half a tile per SM, toward one block per SM; past two tiles per SM the rules above)
     assert_eq!(h(1024, 1024, 4096), (MmaTile::Wgmma64x64, 1));
     assert_eq!(h(64, 4096, 4096), (MmaTile::M64N64K2, 2));
     assert_eq!(h(128, 4096, 4096), (MmaTile::M64N64K2, 1));
     assert_eq!(h(256, 4096, 4096), (MmaTile::Wgmma64x64, 1));
     assert_eq!(h(100, 1024, 4096), (MmaTile::M64N64K2, 4));
     assert_eq!(h(256, 8192, 4096), (MmaTile::Wgmma64x128, 1));
-    assert_eq!(h(256, 4096, 1024), (MmaTile::Wgmma64x64, 1));
+    assert_eq!(h(256, 4096, 1024), (MmaTile::M64N64K2, 1));
     // (wider layers, over two 64 × 64 tiles per SM, up to 128 rows: the weight-streaming tile)
     assert_eq!(h(64, 16384 + 1024, 4096).0, MmaTile::Stream64x64);
-    assert_eq!(h(512, 1024, 1024), (MmaTile::Wgmma64x64, 1));
+    assert_eq!(h(512, 1024, 1024), (MmaTile::M64N64K2, 1));
     // mma.sync (H200 sweep of 2026-11-25): 8192³ on 128 × 128 tiles without a split; decode
     // splits K 8 ways; 512 × 1024 × 1024 on 16-row tiles; 1024 × 4096 × 1024 on 64 × 128 split
     // twice.
