@@ -36,9 +36,10 @@ if [ ! -f "$out/libcuda.so.1" ] || [ "$(cat "$out/hash" 2>/dev/null)" != "$hash"
     # then one link.
     # shellcheck disable=SC2207
     flags=($(grep -v '^ *#' "$root/kernels/sim/cxxflags") ${variant[@]+"${variant[@]}"})
-    objs="$out/obj"
-    rm -rf "$objs"
-    mkdir -p "$objs"
+    # (objects and the linked library under names of this run's own: two runs building at once
+    # — two test processes, say — each link whole objects, and the last rename wins)
+    objs="$(mktemp -d "$out/obj.XXXXXX")"
+    trap 'rm -rf "$objs"' EXIT
     export CXX="${CXX:-c++}" SIMDRV_OBJS="$objs" SIMDRV_INC="$root/kernels"
     printf '%s\0' "$root"/kernels/*.cu "$root/kernels/sim/sim_main.cpp" "$root/kernels/sim/libcuda_sim.cpp" |
         xargs -0 -P "$(nproc)" -I{} bash -c '
@@ -46,11 +47,12 @@ if [ ! -f "$out/libcuda.so.1" ] || [ "$(cat "$out/hash" 2>/dev/null)" != "$hash"
             lang=(); case "$src" in *.cu) lang=(-x c++) ;; esac
             exec "$CXX" "$@" -I "$SIMDRV_INC" "${lang[@]}" -c "$src" -o "$SIMDRV_OBJS/$(basename "$src").o"
         ' _ {} "${flags[@]}"
-    "$CXX" "${flags[@]}" "$objs"/*.o -Wl,-soname,libcuda.so.1 -o "$out/libcuda.so.1.tmp"
-    rm -rf "$objs"
+    "$CXX" "${flags[@]}" "$objs"/*.o -Wl,-soname,libcuda.so.1 -o "$objs/libcuda.so.1"
     # (renamed into place, never rewritten: a program still running on the previous build keeps
     # its mapped file — copying over it killed such a run with SIGBUS)
-    mv "$out/libcuda.so.1.tmp" "$out/libcuda.so.1"
+    mv "$objs/libcuda.so.1" "$out/libcuda.so.1"
+    rm -rf "$objs"
+    trap - EXIT
     # cudarc tries the unversioned name first: a real driver elsewhere must not win.
     ln -sfn libcuda.so.1 "$out/libcuda.so"
     echo "$hash" > "$out/hash"

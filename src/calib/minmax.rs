@@ -574,8 +574,25 @@ mod tests {
         let mut a1 = MaxObserver::per_channel("w", 1, NonFinite::Error);
         a1.observe_shaped(&x, &[2, 3]).unwrap();
         assert_eq!(a1.amax_per_channel().unwrap(), &[3.0, 5.0, 2.0]);
-        assert!(a1.observe_shaped(&x, &[3, 2]).is_err());
-        assert!(a1.observe_shaped(&x, &[2, 2]).is_err());
+        // A channel count that changes, a shape that does not hold the values (as a device
+        // batch's shape past its buffer), a shape whose count overflows.
+        let e = a1.observe_shaped(&x, &[3, 2]).unwrap_err();
+        assert!(matches!(e, Error::Calibration { .. }), "{e}");
+        let e = a1.observe_shaped(&x, &[2, 2]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Shape {
+                    expected: 4,
+                    got: 6,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = a1.observe_shaped(&x, &[usize::MAX, 3]).unwrap_err();
+        assert!(matches!(e, Error::Dimension { .. }), "{e}");
+        assert_eq!(a1.amax_per_channel().unwrap(), &[3.0, 5.0, 2.0]);
         let mut mm = MinMaxObserver::per_channel("w", 1, NonFinite::Error);
         mm.observe_shaped(&x, &[2, 3]).unwrap();
         assert_eq!(

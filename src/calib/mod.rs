@@ -178,14 +178,12 @@ pub(crate) fn check_len(tensor: &str, shape: &[usize]) -> Result<usize> {
         })
 }
 
-/// Check that `shape`'s element count is `len`.
+/// Check that `shape`'s element count is `len`: [`Error::Shape`] when it is not, as a device
+/// batch whose shape exceeds its buffer is; [`Error::Dimension`] when it overflows.
 pub(crate) fn check_shape(tensor: &str, shape: &[usize], len: usize) -> Result<()> {
     let count = check_len(tensor, shape)?;
     if count != len {
-        return Err(Error::Dimension {
-            what: "tensor shape",
-            detail: format!("`{tensor}`: shape {shape:?} holds {count} values, got {len}"),
-        });
+        return Err(Error::shape("calibration batch", count, len));
     }
     Ok(())
 }
