@@ -414,8 +414,9 @@ pub enum MmaTile {
     /// `wgmma`, 64 × 64, 1 warpgroup, 6 stages (97 KiB, two blocks per SM), copy addresses held
     /// in registers, sm_90: [`MmaTile::M64N64`]'s shape on Hopper's own instruction (that tile
     /// was issue-bound on an H100; a `wgmma` stage is four tensor-core instructions per warp).
-    /// Hopper's table sends 129 … 256 rows here (H200, 256 × 4096²: 18.3 µs against 23.6 for
-    /// the `mma.sync` 64 × 64 tile; bench/RESULTS.md, 2026-11-28).
+    /// Hopper's table sends 129 rows and more here, where K is 2048 or deeper and the layer
+    /// has at most two 64 × 64 tiles per SM (H200, 256 × 4096²: 18.3 µs against 23.6 for the
+    /// `mma.sync` 64 × 64 tile; bench/RESULTS.md, 2026-11-28).
     Wgmma64x64,
     /// `wgmma`, 128 × 64, 2 warpgroups, 4 stages (97 KiB, two blocks per SM), addresses held,
     /// sm_90: [`MmaTile::M128N64`]'s shape (cuBLASLt's at 256 × 4096² on an H100). Forced or
@@ -435,19 +436,21 @@ pub enum MmaTile {
     Tmc64x64N4,
     /// [`MmaTile::Stream64x64`] (Hopper's `Auto` at 33 … 128 rows of wide layers) whose blocks
     /// also ask L2 for their weight rows ahead of their loads (`cp.async.bulk.prefetch.L2`,
-    /// sm_90 and newer), as [`GemvVariant::Prefetch`] does for the GEMV: Nsight Compute found the register-fed
-    /// stream tile waiting on its loads at 26 % of the H100's DRAM throughput (64 × 4096²).
+    /// sm_90 and newer), as [`GemvVariant::Prefetch`] does for the GEMV: Nsight Compute found
+    /// the register-fed stream tile waiting on its loads at 26 % of the H100's DRAM throughput
+    /// (64 × 4096²).
     /// Forced or tuned only: slower than the plain stream tile on the H200 (64 × 4096²:
     /// 18.5 µs against 15.6, criterion medians).
     Stream64x64Pf,
-    /// [`MmaTile::M64N64`] with 8 warps: two slices of
-    /// 2 × 2 warps, each over two of a stage's four k steps, their partial sums added in shared
-    /// memory before the epilogue ("sliced K"). The same block tile, copies, pipeline and bits,
+    /// [`MmaTile::M64N64`] with 8 warps: two slices of 2 × 2 warps, each over two of a stage's
+    /// four k steps, their partial sums added in shared memory before the epilogue ("sliced
+    /// K"). The same block tile, copies, pipeline and bits,
     /// two warps per scheduler instead of one: Nsight Compute found the 4-warp tile issuing once
     /// every 3.76 cycles on an H100, stalled on its own dependencies (128 × 4096²), with no
-    /// other warp to issue from. Hopper's table sends 33 … 128 rows here (H200, 2026-11-28:
-    /// 64 × 4096² 14.5 µs split 2, 128 × 4096² 16.8 whole, against 17.9 and 18.8 for the
-    /// tiles it replaced, by the tuner's events).
+    /// other warp to issue from. Hopper's table sends 33 … 128 rows here, and more where K is
+    /// below 2048, in layers with at most two such tiles per SM (H200, 2026-11-28: 64 × 4096²
+    /// 14.5 µs split 2, 128 × 4096² 16.8 whole, against 17.9 and 18.8 for the tiles it
+    /// replaced, by the tuner's events).
     M64N64K2,
     /// [`MmaTile::M128N64`] in two k slices of 2 × 2 warps, as [`MmaTile::M64N64K2`]: the
     /// weights read once per 128 rows (48 MB of L2 traffic at 128 × 4096² where the 64-row tiles
@@ -889,9 +892,9 @@ mod occupancy_tests {
 ///     warps per output slice, each summing half of every k tile): 64 × 4096² 14.5 µs split 2,
 ///     against 17.9 for the weight-streaming tile split 4 that this table gave before;
 ///     128 × 4096² 16.8 whole, against 18.8 for the unsliced deep tile and 17.2 for `wgmma`
-///     64 × 64; 512 × 1024 × 1024 8.9 whole, against 9.9 for `wgmma` 64 × 64 and 11.0 for the
-///     16 × 128 tile this table gave before (ninth session); 256 rows of a 1000 × 1040 layer
-///     9.1–9.5 against 10.4–10.7 for `wgmma` 64 × 64;
+///     64 × 64; 512 × 1024 × 1024 8.9 whole, against 9.9 for `wgmma` 64 × 64 (11.0–11.1 for
+///     the 16 × 128 tile this table gave before, H200 runs of 2026-11-25 and 26); 256 rows of a
+///     1000 × 1040 layer 9.1–9.5 against 10.4–10.7 for `wgmma` 64 × 64;
 ///   - above, the 64 × 64 `wgmma` tile: 256 × 4096² 18.3 µs whole, against 22.0 for the
 ///     sliced tile and 23.6 for the unsliced one (the H100's choice in the tenth session);
 ///     1024 × 4096 × 1024 17.6–17.7 whole, against 21.4 for the sliced tile and 23.9 for
@@ -905,9 +908,10 @@ mod occupancy_tests {
 /// - `wgmma` 128 × 128 tiles enough for one per multiprocessor: the 3-stage 128 × 128 (two
 ///   blocks per SM; 2048³: 26.1 µs against 30.0 for 128 × 256 and 37.2 for `mma.sync`);
 /// - `wgmma` 64 × 128 tiles enough for two per multiprocessor, or K deep enough (≥ 2048) for
-///   split-K to fill the GPU: 64 × 128 (256 × 4096²: 23.7 µs against 29.7; 1024 × 4096 × 1024:
-///   22.9 against 29.7; the tuner split both twice);
-/// - otherwise (few tiles, shallow K) 16 × 128, as below (512 × 1024 × 1024: the tuner kept it).
+///   split-K to fill the GPU: 64 × 128 (fifth session, before the 64 × 64 rules above took
+///   these shapes: 256 × 4096² 23.7 µs against 29.7; 1024 × 4096 × 1024 22.9 against 29.7;
+///   the tuner split both twice);
+/// - otherwise (few tiles, shallow K) 16 × 128, as below.
 ///
 /// Elsewhere (sm_80 and sm_90 without `wgmma`: `mma.sync` tiles; from the H200 sweep of
 /// 2026-11-25, which sm_80 follows unmeasured; sm_75, forced only, the same but never the
