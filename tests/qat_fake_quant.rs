@@ -470,3 +470,64 @@ fn learnt_zero_point_rounds_and_projection_keeps_parameters_valid() {
     // Past the last channel: an error, not a panic.
     assert!(fq.effective(1).is_err() && fq.params(1).is_err());
 }
+
+#[test]
+fn parameters_whose_extreme_codes_overflow_are_refused_or_projected() {
+    // 127 · (f32::MAX / 127) rounds past f32::MAX: a range reaching it has no scale whose every
+    // code dequantizes finitely, so it is refused (a finite input keeps a finite output;
+    // proptest found [0, f32::MAX] giving inf, tests/qat_props.proptest-regressions).
+    let s_max = f32::MAX / 127.0;
+    assert!((127.0 * s_max).is_infinite());
+    let mut fq = FakeQuantizer::new(FakeQuantConfig::activations(8, true), 1).unwrap();
+    let e = fq.init_from_ranges(&[0.0], &[f32::MAX]).unwrap_err();
+    assert!(matches!(e, Error::InvalidParam { .. }), "{e}");
+    assert!(fq.set_params(&[s_max], &[0]).is_err());
+    // (the quantizer kept what it had: the forward still works)
+    let mut y = [0.0f32; 3];
+    fq.forward("a", &[1.0, -2.0, 0.5], &mut y).unwrap();
+    // One step of scale below, the largest whose every code (±127) is finite, is accepted,
+    // and f32::MAX and -f32::MAX come back finite.
+    assert_eq!((fq.qmin(), fq.qmax()), (-127, 127));
+    let s = s_max.next_down();
+    assert!((127.0 * s).is_finite());
+    fq.set_params(&[s], &[0]).unwrap();
+    fq.forward("a", &[f32::MAX, -f32::MAX, 1e38], &mut y)
+        .unwrap();
+    assert!(y.iter().all(|v| v.is_finite()), "{y:?}");
+    assert_eq!(y[0], 127.0 * s);
+    // Wide asymmetric ranges: whatever is accepted keeps every code finite, and a range whose
+    // scale is refused leaves an error naming the largest scale there.
+    for (lo, hi) in [
+        (-f32::MAX, 0.0),
+        (0.0, f32::MAX),
+        (-1e38, 1e38),
+        (-3e38, 1e37),
+    ] {
+        let mut fq = FakeQuantizer::new(FakeQuantConfig::activations(8, false), 1).unwrap();
+        match fq.init_from_ranges(&[lo], &[hi]) {
+            Ok(()) => {
+                let mut y = [0.0f32; 2];
+                fq.forward("a", &[f32::MAX, -f32::MAX], &mut y).unwrap();
+                assert!(y.iter().all(|v| v.is_finite()), "[{lo}, {hi}]: {y:?}");
+            }
+            Err(e) => assert!(e.to_string().contains("at most"), "[{lo}, {hi}]: {e}"),
+        }
+    }
+    // A learnt scale that grew past the limit is projected back under it (the zero point's
+    // codes on either side counted), as a negative one is projected up.
+    let mut fq = FakeQuantizer::new(FakeQuantConfig::activations(8, false), 1).unwrap();
+    fq.init_from_ranges(&[-1.0], &[3.0]).unwrap();
+    fq.zero_point.value[0] = 200.0;
+    fq.scale.value[0] = f32::MAX;
+    fq.project();
+    let (s, zp) = fq.effective(0).unwrap();
+    assert_eq!(zp, 200);
+    assert!(
+        (-200.0 * s).is_finite() && (-200.0 * s.next_up()).is_infinite(),
+        "{s}"
+    );
+    let mut y = [0.0f32; 2];
+    fq.forward("a", &[f32::MAX, -f32::MAX], &mut y).unwrap();
+    assert!(y.iter().all(|v| v.is_finite()), "{y:?}");
+    assert!(fq.params(0).is_ok());
+}

@@ -70,6 +70,25 @@ impl FakeQuantConfig {
 /// optimizer step (see [`FakeQuantizer::project`]), so a step can never make it 0 or negative.
 pub const MIN_LEARNED_SCALE: f32 = 1e-8;
 
+/// Whether codes `qmin` and `qmax` (so every code between) dequantize to finite values at
+/// `scale` and `zp`, in the reference's arithmetic (`(q − zp) as f32 · scale`).
+fn dequantizes_finitely(scale: f32, zp: i32, qmin: i32, qmax: i32) -> bool {
+    ((qmax - zp) as f32 * scale).is_finite() && ((qmin - zp) as f32 * scale).is_finite()
+}
+
+/// The largest scale at which every code of `[qmin, qmax]` dequantizes to a finite value with
+/// zero point `zp` ([`dequantizes_finitely`]).
+fn largest_finite_scale(zp: i32, qmin: i32, qmax: i32) -> f32 {
+    let span = (qmax - zp).abs().max((qmin - zp).abs()).max(1) as f32;
+    let mut s = f32::MAX / span;
+    // (f32::MAX / span rounds to nearest, and span · s can round past f32::MAX: one step
+    // down, at most a few, ends that)
+    while !dequantizes_finitely(s, zp, qmin, qmax) {
+        s = s.next_down();
+    }
+    s
+}
+
 /// A fake quantizer: its configuration and its parameters (one scale and one real-valued zero
 /// point per channel), with their gradients and optimizer state.
 ///
@@ -164,10 +183,31 @@ impl FakeQuantizer {
             } else {
                 reference::asymmetric_params_for(lo[c], hi[c], self.qmax)
             };
+            self.check_finite_codes(c, s, zp)?;
             self.scale.value[c] = s;
             self.zero_point.value[c] = zp as f32;
         }
         Ok(())
+    }
+
+    /// Err unless every code of `[qmin, qmax]` dequantizes to a finite value at scale `s` and
+    /// zero point `zp` (`(q − zp) · s`, [`reference::fake_quantize`]), so that a finite input
+    /// has a finite output: a range reaching f32::MAX can give a scale whose extreme codes do
+    /// not (`127 · (f32::MAX / 127)` rounds past it).
+    fn check_finite_codes(&self, c: usize, s: f32, zp: i32) -> Result<()> {
+        if dequantizes_finitely(s, zp, self.qmin, self.qmax) {
+            return Ok(());
+        }
+        Err(Error::param(
+            "scale",
+            format!(
+                "channel {c}: scale {s:?} with zero point {zp} dequantizes the codes of [{}, {}] \
+                 past f32::MAX (at most {:?} here)",
+                self.qmin,
+                self.qmax,
+                largest_finite_scale(zp, self.qmin, self.qmax)
+            ),
+        ))
     }
 
     /// Set explicit parameters (scales > 0 and finite; zero points inside `[qmin, qmax]`, 0 when
@@ -189,6 +229,7 @@ impl FakeQuantizer {
                     "a symmetric fake quantizer has zero point 0",
                 ));
             }
+            self.check_finite_codes(c, scales[c], zero_points[c])?;
         }
         self.scale.value.copy_from_slice(scales);
         for (z, &zp) in self.zero_point.value.iter_mut().zip(zero_points) {
@@ -224,21 +265,28 @@ impl FakeQuantizer {
         QuantParams::new(s, zp, self.qmin, self.qmax)
     }
 
-    /// Keep learnt parameters in their domain after an optimizer step: scales ≥
-    /// [`MIN_LEARNED_SCALE`] (and finite), zero points within `[qmin, qmax]`.
+    /// Keep learnt parameters in their domain after an optimizer step: zero points within
+    /// `[qmin, qmax]`, scales ≥ [`MIN_LEARNED_SCALE`] and small enough that every code
+    /// dequantizes to a finite value with the channel's zero point (a finite input keeps a
+    /// finite output).
     pub fn project(&mut self) {
-        for s in &mut self.scale.value {
-            *s = if s.is_nan() {
-                MIN_LEARNED_SCALE
-            } else {
-                s.clamp(MIN_LEARNED_SCALE, f32::MAX)
-            };
-        }
         for z in &mut self.zero_point.value {
             *z = if z.is_nan() {
                 0.0
             } else {
                 z.clamp(self.qmin as f32, self.qmax as f32)
+            };
+        }
+        for (c, s) in self.scale.value.iter_mut().enumerate() {
+            // (the zero point the forward rounds to; 0 for a scale the public fields left
+            // without one, which `forward` refuses anyway)
+            let z = self.zero_point.value.get(c).copied().unwrap_or(0.0);
+            let zp = reference::round_to_i64(z).clamp(self.qmin as i64, self.qmax as i64) as i32;
+            let cap = largest_finite_scale(zp, self.qmin, self.qmax);
+            *s = if s.is_nan() {
+                MIN_LEARNED_SCALE
+            } else {
+                s.clamp(MIN_LEARNED_SCALE, cap)
             };
         }
     }
