@@ -495,6 +495,12 @@ fn parameters_whose_extreme_codes_overflow_are_refused_or_projected() {
         .unwrap();
     assert!(y.iter().all(|v| v.is_finite()), "{y:?}");
     assert_eq!(y[0], 127.0 * s);
+    // A refused channel leaves the others as they were.
+    let mut fq = FakeQuantizer::new(FakeQuantConfig::weights(8), 2).unwrap();
+    fq.init_from_ranges(&[-1.0, -2.0], &[1.0, 2.0]).unwrap();
+    let before = (fq.effective(0).unwrap(), fq.effective(1).unwrap());
+    assert!(fq.init_from_ranges(&[-3.0, 0.0], &[3.0, f32::MAX]).is_err());
+    assert_eq!((fq.effective(0).unwrap(), fq.effective(1).unwrap()), before);
     // Wide asymmetric ranges: whatever is accepted keeps every code finite, and a range whose
     // scale is refused leaves an error naming the largest scale there.
     for (lo, hi) in [

@@ -159,6 +159,8 @@ impl FakeQuantizer {
     /// Set every channel's parameters from an observed float range `[lo[c], hi[c]]` with the
     /// crate's rules at this width: symmetric `scale = max(|lo|, |hi|) / qmax`; asymmetric
     /// `scale = (hi − lo) / qmax` on the range widened to contain 0, `zp = rhe(−lo / scale)`.
+    /// A range whose scale would dequantize a code past f32::MAX (one reaching f32's limits) is
+    /// refused, and a refusal leaves every channel as it was.
     pub fn init_from_ranges(&mut self, lo: &[f32], hi: &[f32]) -> Result<()> {
         let n = self.channels();
         if lo.len() != n || hi.len() != n {
@@ -170,6 +172,8 @@ impl FakeQuantizer {
         }
         check_finite("fake-quant init lo", lo)?;
         check_finite("fake-quant init hi", hi)?;
+        // (every channel's parameters first: a refused channel leaves the quantizer as it was)
+        let mut params = Vec::with_capacity(n);
         for c in 0..n {
             if lo[c] > hi[c] {
                 return Err(Error::param(
@@ -184,6 +188,9 @@ impl FakeQuantizer {
                 reference::asymmetric_params_for(lo[c], hi[c], self.qmax)
             };
             self.check_finite_codes(c, s, zp)?;
+            params.push((s, zp));
+        }
+        for (c, (s, zp)) in params.into_iter().enumerate() {
             self.scale.value[c] = s;
             self.zero_point.value[c] = zp as f32;
         }
@@ -210,8 +217,8 @@ impl FakeQuantizer {
         ))
     }
 
-    /// Set explicit parameters (scales > 0 and finite; zero points inside `[qmin, qmax]`, 0 when
-    /// symmetric), one per channel.
+    /// Set explicit parameters (scales > 0 and finite, no code dequantizing past f32::MAX; zero
+    /// points inside `[qmin, qmax]`, 0 when symmetric), one per channel.
     pub fn set_params(&mut self, scales: &[f32], zero_points: &[i32]) -> Result<()> {
         let n = self.channels();
         if scales.len() != n || zero_points.len() != n {
