@@ -256,8 +256,10 @@ pub enum GemvVariant {
     /// the start, before the wait for the kernel before it when launched overlapped): the
     /// bytes in flight no longer bounded by registers (Nsight Compute found the default waiting
     /// on its loads at 51 % of the H100's DRAM throughput there). 8, 16 or 32 activation rows
-    /// per block row like the default. Forced or tuned only: on the H200 (2026-11-28) no faster
-    /// than the default at 1 … 64 rows (1 × 4096²: 7.9 µs against 7.7, by criterion medians).
+    /// per block row like the default. Forced or tuned only: on the H200 (2026-11-28), launched
+    /// plainly, no faster than the default at 1 … 64 rows (1 × 4096²: 7.9 µs against 7.7, by
+    /// criterion medians); overlapped with the call before it, faster at 1 and 8 × 4096² (5.7
+    /// against 6.6 µs) but slower at 1 × 8192² (21.7 against 17.5).
     Prefetch,
 }
 

@@ -70,6 +70,13 @@ impl FakeQuantConfig {
 /// optimizer step (see [`FakeQuantizer::project`]), so a step can never make it 0 or negative.
 pub const MIN_LEARNED_SCALE: f32 = 1e-8;
 
+/// The integer zero point the forward uses for a learnt real `z`: rounded (ties to even) and
+/// clamped into `[qmin, qmax]`.
+#[inline]
+fn zero_point_code(z: f32, qmin: i32, qmax: i32) -> i32 {
+    reference::round_to_i64(z).clamp(qmin as i64, qmax as i64) as i32
+}
+
 /// Whether codes `qmin` and `qmax` (so every code between) dequantize to finite values at
 /// `scale` and `zp`, in the reference's arithmetic (`(q − zp) as f32 · scale`).
 fn dequantizes_finitely(scale: f32, zp: i32, qmin: i32, qmax: i32) -> bool {
@@ -262,8 +269,10 @@ impl FakeQuantizer {
     #[inline]
     pub(crate) fn channel_params(&self, c: usize) -> (f32, i32) {
         let z = self.zero_point.value[c];
-        let zp = reference::round_to_i64(z).clamp(self.qmin as i64, self.qmax as i64) as i32;
-        (self.scale.value[c], zp)
+        (
+            self.scale.value[c],
+            zero_point_code(z, self.qmin, self.qmax),
+        )
     }
 
     /// The forward's parameters of channel `c` as [`QuantParams`] (the crate's divide rule).
@@ -288,8 +297,8 @@ impl FakeQuantizer {
             // (the zero point the forward rounds to; 0 for a scale the public fields left
             // without one, which `forward` refuses anyway)
             let z = self.zero_point.value.get(c).copied().unwrap_or(0.0);
-            let zp = reference::round_to_i64(z).clamp(self.qmin as i64, self.qmax as i64) as i32;
-            let cap = largest_finite_scale(zp, self.qmin, self.qmax);
+            let (qmin, qmax) = (self.qmin, self.qmax);
+            let cap = largest_finite_scale(zero_point_code(z, qmin, qmax), qmin, qmax);
             *s = if s.is_nan() {
                 MIN_LEARNED_SCALE
             } else {
