@@ -3,9 +3,9 @@
 # runs, into the git-ignored gpu-bundle/: the GPU test binaries (tests/gpu.rs, tests/gpu_calib.rs,
 # tests/qat_gpu.rs, tests/kernels_static.rs), the GPU benches (benches/gpu_gemm.rs, benches/gpu_calib_collect.rs),
 # the per-call latency probe (examples/gpu_latency.rs), the one-kernel runner for a profiler
-# (examples/gpu_profile.rs),
-# the PyTorch peers script (shared/bench/gpu-peers.py) and run.sh (scripts/gpu-run.sh). The
-# kernels are compiled with NVRTC here and embedded as CUBIN (sm_80, sm_90) + PTX (compute_61), so
+# (examples/gpu_profile.rs), the PyTorch peers script (shared/bench/gpu-peers.py), run.sh
+# (scripts/gpu-run.sh) and the clock summary it prints (scripts/gpu-clocks.py). The kernels are
+# compiled with NVRTC here and embedded as CUBIN (sm_80, sm_90) + PTX (compute_61), so
 # the GPU machine needs only its driver. Binaries are stripped and shipped as one bin.tar.xz (every
 # binary embeds the same CUBINs, so xz's window folds them: ~6 MiB instead of ~62), which run.sh
 # unpacks with Python's tarfile; the bundle must stay under the device tool's 64 MiB carry limit.
@@ -59,6 +59,7 @@ tar -C "$out" -cf - bin | xz -9 -T2 > "$out/bin.tar.xz"
 rm -r "$out/bin"
 cp "$peers" "$out/gpu-peers.py"
 cp scripts/gpu-run.sh "$out/run.sh"
+cp scripts/gpu-clocks.py "$out/gpu-clocks.py"
 chmod +x "$out/run.sh"
 git rev-parse HEAD > "$out/COMMIT" 2>/dev/null || true
 size=$(du -sb "$out" | cut -f1)

@@ -4,7 +4,8 @@
 # (no Rust toolchain): the GPU tests with INT8RT_REQUIRE_CUDA=1 (no GPU is a failure, not a
 # skip), the static kernel checks (cuobjdump from the toolkit), the criterion GPU benches, the
 # PyTorch peers (cuBLAS f16, cuBLASLt int8) in the same call, and the per-call latency of a GPU
-# layer (examples/gpu_latency.rs); prints a short table last.
+# layer (examples/gpu_latency.rs); prints a short table last, then the card's clocks, power and
+# clock-event reasons per step (sampled by nvidia-smi, summed up by gpu-clocks.py).
 #
 #   gpu-bundle/run.sh            # or: scripts/gpu-run.sh [bundle folder]
 #   device tool: run(command="bash gpu-bundle/run.sh", carry=["gpu-bundle"])  # logs: $OUT/logs.tgz
@@ -57,6 +58,27 @@ cd "$logs"
 export CRITERION_HOME="${CRITERION_HOME:-$(mktemp -d)/criterion}"
 gpu="$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
 echo "GPU: ${gpu:-unknown}; bundle commit $(cat "$dir/COMMIT" 2>/dev/null || echo unknown)"
+# Which card (each call may start another machine) and its limits: maximum clocks, power limit.
+nvidia-smi -i 0 --query-gpu=uuid,pci.bus_id,clocks.max.sm,clocks.max.mem,power.limit,enforced.power.limit \
+    --format=csv 2>/dev/null | tee "$logs/card.csv"
+# The clocks, power and temperature every 200 ms through the whole call, with the clock-event
+# reasons (power cap, thermal, hardware slowdown) where this driver names them; gpu-clocks.py
+# sums them up per step at the end (a peer's time that swings between calls while ours holds —
+# cuBLAS f16 at 128 and 256 rows on 2026-11-28 — is either the card's clocks or not).
+clock_fields=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu
+for r in clocks_event_reasons.active clocks_throttle_reasons.active; do
+    if nvidia-smi -i 0 --query-gpu="$clock_fields,$r" --format=csv,noheader > /dev/null 2>&1; then
+        clock_fields="$clock_fields,$r"
+        break
+    fi
+done
+sampler=
+if command -v nvidia-smi > /dev/null; then
+    nvidia-smi -i 0 --query-gpu="$clock_fields" --format=csv,noheader,nounits -lms 200 \
+        > "$logs/clocks.csv" 2> /dev/null &
+    sampler=$!
+    trap '[ -n "$sampler" ] && kill "$sampler" 2> /dev/null' EXIT
+fi
 
 steps=()
 # INT8RT_TESTS: a quick first look at a few kernels (space-separated words; see each_test).
@@ -68,10 +90,12 @@ step() {
     local name="$1"
     shift
     echo "== $name: $*"
-    local t0=$SECONDS limit=(timeout -k 10 "${INT8RT_STEP_TIMEOUT:-480}")
+    local t0=$SECONDS start limit=(timeout -k 10 "${INT8RT_STEP_TIMEOUT:-480}")
+    start="$(date +%s.%N)"
     # (a function — each_test, profile — limits each of its processes itself)
     [ "$(type -t "$1")" = function ] && limit=()
     if "${limit[@]}" "$@" > "$logs/$name.log" 2>&1; then r=pass; else r=FAIL; fi
+    printf '%s\t%s\t%s\n' "$name" "$start" "$(date +%s.%N)" >> "$logs/steps.tsv"
     tail -n 40 "$logs/$name.log"
     archive
     steps+=("$name|$r|$((SECONDS - t0)) s|$(grep -h '^test result' "$logs/$name.log" | sed 's/test result: //; s/; finished.*//' | tr '\n' ' ')")
@@ -210,6 +234,10 @@ summary() {
     grep -h '^tuned \|^TUNING REJECTED' "$logs"/bench*.log 2>/dev/null
     echo
     grep -h '^| ' "$logs/peers.log" 2>/dev/null
+    if [ -s "$logs/clocks.csv" ] && [ -f "$dir/gpu-clocks.py" ]; then
+        echo
+        python3 "$dir/gpu-clocks.py" "$logs/clocks.csv" "$logs/steps.tsv"
+    fi
 }
 # (also in the archive, as summary.txt)
 summary | tee "$logs/summary.txt"
