@@ -140,4 +140,8 @@ fn gpu_types_are_send_and_sync() {
     check::<int8rt::cuda::CudaQuantLinear>();
     check::<int8rt::cuda::CudaWeights>();
     check::<int8rt::cuda::CudaDevice>();
+    // (a pending forward may be waited for on another thread than the one that enqueued it;
+    // builds without the `cuda` feature have no such type)
+    #[cfg(feature = "cuda")]
+    check::<int8rt::cuda::PendingForward<'static>>();
 }

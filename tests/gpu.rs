@@ -619,9 +619,9 @@ fn non_finite_input_is_an_error_and_leaves_output_unwritten() {
             .unwrap_err();
         assert_eq!(e.to_string(), c.to_string());
         assert!(y.iter().all(|&v| v == 7.5));
-        // Then clean forwards on the same layer and stream (the report word that saw the NaN
-        // was dropped; the next ones come from the layer's pool of clear words, the last one
-        // reused): the CPU's bits each time.
+        // Then clean forwards on the same layer and stream (the slot of the stream's report
+        // ring that saw the NaN is written clear again, and the next forwards reuse it): the
+        // CPU's bits each time.
         x[70] = 0.5;
         x[200] = -0.25;
         layer

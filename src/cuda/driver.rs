@@ -123,6 +123,8 @@ struct Inner {
     functions: Mutex<HashMap<KernelId, (CudaFunction, u32)>>,
     /// Whether `kernels/gemm_wgmma.cu` loads here (asked once: `Auto`'s large tiles on sm_90).
     wgmma: OnceLock<bool>,
+    /// The layers' non-finite report words, a ring per stream (`cuda/reports.rs`).
+    reports: super::reports::ReportRings<CudaExec>,
 }
 
 /// One CUDA device: its primary context, name, compute capability, and the kernel modules
@@ -190,6 +192,7 @@ impl CudaDevice {
                 modules: Mutex::new(HashMap::new()),
                 functions: Mutex::new(HashMap::new()),
                 wgmma: OnceLock::new(),
+                reports: super::reports::ReportRings::new(),
             }),
         })
     }
@@ -657,6 +660,9 @@ impl Exec for CudaExec {
             static THREAD: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         (1 << (usize::BITS - 1)) | THREAD.with(|t| *t)
+    }
+    fn report_rings(&self) -> &super::reports::ReportRings<CudaExec> {
+        &self.dev.inner.reports
     }
     fn tensor_map(
         &self,

@@ -90,6 +90,11 @@ pub(crate) trait Exec {
     /// Identifies the executor's stream: work with equal keys runs in order, so scratch cached
     /// under a key may be reused by the next call with that key.
     fn stream_key(&self) -> usize;
+    /// The non-finite report words of every stream of this executor's device, shared by the
+    /// layers forwarding on it ([`super::reports`]).
+    fn report_rings(&self) -> &super::reports::ReportRings<Self>
+    where
+        Self: Sized;
     /// Enqueue kernel `k` with parameter block `p`.
     ///
     /// # Safety

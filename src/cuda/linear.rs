@@ -8,7 +8,7 @@ use std::sync::Arc;
 use cudarc::driver::{CudaSlice, CudaStream};
 use half::{bf16, f16};
 
-use super::driver::{CudaDevice, CudaExec, DevBuf, Lent};
+use super::driver::{CudaDevice, CudaExec, Lent};
 use super::gemm::check_kernel;
 use super::ops::{self, Axis, DevLinear, DevOut, DevQIn, DevQRef, GemmKernel};
 use super::tune::{self, GemmTuning, TuneOptions, TuneReport};
@@ -238,6 +238,10 @@ impl CudaQuantLinear {
     /// naming `<layer>.input` (with `out` left unwritten, as `forward_device` leaves it). A layer
     /// fed by one whose input was refused computes on whatever its input buffer held, so wait
     /// on every pending forward of a chain; argument errors are returned at once.
+    ///
+    /// Every layer of a device leaves its reports in one ring of words per stream: the first
+    /// `wait` of a chain copies them all back (one copy, one wait for the stream), and the
+    /// chain's other waits, in any order, read what it copied without a driver call.
     pub fn forward_device_async(
         &self,
         stream: &Arc<CudaStream>,
@@ -247,7 +251,7 @@ impl CudaQuantLinear {
     ) -> Result<PendingForward<'_>> {
         let e = self.dev.exec(stream)?;
         self.check_x(x, m)?;
-        let (path, status) = {
+        let (path, report) = {
             // (lent until the launches are enqueued)
             let (x, mut out) = (e.lend(x), out.lend(&e));
             self.layer.enqueue(&e, &*x, m, &mut out.dev())?
@@ -255,7 +259,7 @@ impl CudaQuantLinear {
         Ok(PendingForward {
             layer: self,
             stream: stream.clone(),
-            status,
+            report,
             path,
         })
     }
@@ -267,7 +271,7 @@ impl CudaQuantLinear {
 pub struct PendingForward<'a> {
     layer: &'a CudaQuantLinear,
     stream: Arc<CudaStream>,
-    status: DevBuf<super::Status>,
+    report: super::reports::Report<CudaExec>,
     path: Path,
 }
 
@@ -284,12 +288,12 @@ impl PendingForward<'_> {
     }
     /// Wait for the stream up to this forward; the path, or `Err(NonFinite)` naming
     /// `<layer>.input` when its input held what the layer cannot quantize (NaN; under dynamic
-    /// scales also ±inf), its output then left unwritten.
+    /// scales also ±inf), its output then left unwritten. Once one pending forward of the
+    /// stream has been waited for, those enqueued before that wait return without a driver
+    /// call (their reports came back with its copy).
     pub fn wait(self) -> Result<Path> {
         let e = self.layer.dev.exec(&self.stream)?;
-        self.layer.layer.check_input(&e, &self.status)?;
-        // (read clear: the layer's next forward on this stream may use the word)
-        self.layer.layer.return_status(&e, self.status);
+        self.layer.layer.check_input(&e, self.report)?;
         Ok(self.path)
     }
 }

@@ -28,6 +28,7 @@ pub(crate) mod ops;
 pub(crate) mod params;
 mod peak;
 pub mod registry;
+pub(crate) mod reports;
 #[cfg(test)]
 pub(crate) mod sim;
 #[cfg(all(test, feature = "cuda"))]

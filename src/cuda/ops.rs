@@ -14,6 +14,7 @@ use half::{bf16, f16};
 use super::exec::{Elem, Exec, Grid};
 use super::params::*;
 use super::registry::KernelId;
+use super::reports::Report;
 use crate::error::{Error, Result};
 use crate::gemm::{OutBuf, OutKind, OutQuant, Path};
 use crate::nn::{ActivationQuant, QuantLinear};
@@ -63,6 +64,11 @@ pub(crate) fn to_i32(what: &'static str, v: usize) -> Result<i32> {
         what,
         detail: format!("{v} does not fit the kernels' 32-bit sizes"),
     })
+}
+
+/// The device address of element `index` of a [`Status`] buffer at `base`.
+fn status_word(base: u64, index: usize) -> u64 {
+    base + (index * std::mem::size_of::<Status>()) as u64
 }
 
 /// `Err(Shape)` naming `what` unless `b` holds at least `len` elements.
@@ -146,8 +152,9 @@ pub(crate) struct GemmDev<'a, E: Exec> {
     /// Zero points, `[1]` or `[m]` like the scales; `None` for 0.
     pub act_zp: Option<&'a E::Buf<i32>>,
     pub bias: DevBias<'a, E>,
-    /// When its count is non-zero the kernel writes nothing.
-    pub status: Option<&'a E::Buf<Status>>,
+    /// A report word, element `.1` of `.0`: when its count is non-zero the kernel writes
+    /// nothing.
+    pub status: Option<(&'a E::Buf<Status>, usize)>,
     /// Which kernel family runs.
     pub kernel: GemmKernel,
     /// Launch the weight-streaming GEMV or a TMA tile overlapped with the work before it on the
@@ -1380,8 +1387,8 @@ pub(crate) fn gemm<E: Exec>(
         DevBias::I32(b) => need::<E, i32>("bias [n]", b, n)?,
         DevBias::F32(b) => need::<E, f32>("bias [n]", b, n)?,
     }
-    if let Some(s) = g.status {
-        need::<E, Status>("status", s, 1)?;
+    if let Some((s, i)) = g.status {
+        need::<E, Status>("status", s, i + 1)?;
     }
     let yl = crate::error::checked_len("Y = [m, n]", m, n)?;
     if out.len() < yl {
@@ -1435,9 +1442,9 @@ pub(crate) fn gemm<E: Exec>(
         }
     };
     let (status, _gst) = match g.status {
-        Some(s) => {
+        Some((s, i)) => {
             let (a, gd) = e.addr(s);
-            (a, Some(gd))
+            (status_word(a, i), Some(gd))
         }
         None => (0, None),
     };
@@ -1631,9 +1638,9 @@ pub(crate) type StaticScale<E> = (<E as Exec>::Buf<f32>, Option<<E as Exec>::Buf
 pub(crate) type StaticScaleRef<'a, E> =
     (&'a <E as Exec>::Buf<f32>, Option<&'a <E as Exec>::Buf<i32>>);
 
-/// Quantize `x[m, k]` (device, f32) into `q[m, padded_k(k)]`. `status`, [`Status::CLEAR`] on
-/// entry (a layer's pooled word, [`DevLinear::status_pool`]), counts non-finite inputs (the
-/// caller reads it); per-tensor dynamic modes first launch a reset of their range words. The
+/// Quantize `x[m, k]` (device, f32) into `q[m, padded_k(k)]`. The report word `status.1` of
+/// `status.0`, [`Status::CLEAR`] on entry (a slot of the stream's report ring,
+/// [`super::reports`]), counts non-finite inputs (the caller reads it); per-tensor dynamic modes first launch a reset of their range words. The
 /// buffers of `reuse` (an earlier result, on this executor's stream, whose readers were
 /// enqueued before this call) are written over where they are large enough and of the right
 /// kind, instead of allocating: a layer's forwards keep theirs per stream.
@@ -1644,13 +1651,13 @@ pub(crate) fn quantize_activations<E: Exec>(
     k: usize,
     mode: ActMode,
     static_scale: Option<StaticScaleRef<'_, E>>,
-    status: &mut E::Buf<Status>,
+    (status, status_index): (&mut E::Buf<Status>, usize),
     reuse: Option<DevQuantized<E>>,
 ) -> Result<DevQuantized<E>> {
     let (mi, ki) = (to_i32("m", m)?, to_i32("k", k)?);
     let xl = crate::error::checked_len("input [m, in_features]", m, k)?;
     need::<E, f32>("input [m, in_features]", x, xl)?;
-    need::<E, Status>("status", status, 1)?;
+    need::<E, Status>("status", status, status_index + 1)?;
     let ldq = padded_k(k);
     let ql = crate::error::checked_len("quantized input", m, ldq)?.max(1);
     let (u8_out, per_row, nscales) = match mode {
@@ -1700,7 +1707,7 @@ pub(crate) fn quantize_activations<E: Exec>(
         let (st, _gs) = e.addr_mut(status);
         let p = ActQuantParams {
             range: ra,
-            status: st,
+            status: status_word(st, status_index),
             mode: ACT_INIT,
             ..Default::default()
         };
@@ -1709,8 +1716,8 @@ pub(crate) fn quantize_activations<E: Exec>(
             block: [THREADS, 1, 1],
             smem: 0,
         };
-        // SAFETY: ACT_INIT writes status[0] and range[0..2] only (both checked or allocated
-        // above) from one thread of one block.
+        // SAFETY: ACT_INIT writes the report word (status[status_index]) and range[0..2] only
+        // (both checked or allocated above) from one thread of one block.
         unsafe { e.launch(kid, one, &p)? };
     }
     if m == 0 {
@@ -1790,13 +1797,13 @@ pub(crate) fn quantize_activations<E: Exec>(
             scales: sa,
             zps: za,
             range: ra,
-            status: st,
+            status: status_word(st, status_index),
             mode: md,
             ..base
         };
         // SAFETY: x holds m·k floats, q m·ldq bytes, scales / zps m (per row) or 1 entries,
-        // range 2, status 1 (checked or allocated above); one block per row, threads stride
-        // over columns < ldq. `ActQuantParams` is the block of both act_quant kernels.
+        // range 2, status status_index + 1 (checked or allocated above); one block per row,
+        // threads stride over columns < ldq. `ActQuantParams` is the block of both act_quant kernels.
         unsafe { e.launch(kid, grid, &p)? };
     }
     Ok(DevQuantized {
@@ -2102,13 +2109,6 @@ pub(crate) struct DevLinear<E: Exec> {
     /// forward on that stream writes over them instead of allocating (four allocations and
     /// frees fewer per call).
     pub act_bufs: StreamSlots<DevQuantized<E>>,
-    /// Non-finite report words per stream, each clear: a forward takes one (or uploads a clear
-    /// one), so it needs neither an allocation nor (but for per-tensor dynamic activations,
-    /// whose range words need one anyway) a clearing launch; the word comes back once it has
-    /// been read clear ([`DevLinear::forward`] before it returns, a deferred forward when
-    /// [`DevLinear::return_status`] is given it after [`DevLinear::check_input`]). A word that
-    /// reported NaN or ±inf is dropped. At most [`STATUS_POOL`] per stream.
-    pub status_pool: StreamSlots<Vec<E::Buf<Status>>>,
     /// The device input and output of the host-slice forwards, per stream
     /// ([`DevLinear::forward_host`]): written over instead of allocated per call.
     pub host_bufs: StreamSlots<HostBufs<E>>,
@@ -2170,7 +2170,6 @@ impl<E: Exec> DevLinear<E> {
             overlap: true,
             scratch: ScratchCache::new(),
             act_bufs: StreamSlots::new(),
-            status_pool: StreamSlots::new(),
             host_bufs: StreamSlots::new(),
         })
     }
@@ -2185,54 +2184,50 @@ impl<E: Exec> DevLinear<E> {
         m: usize,
         out: &mut DevOut<'_, E>,
     ) -> Result<Path> {
-        let (path, status) = self.enqueue(e, x, m, out)?;
-        self.check_input(e, &status)?;
-        // (read clear; on any error above it is dropped)
-        self.return_status(e, status);
+        let (path, report) = self.enqueue(e, x, m, out)?;
+        self.check_input(e, report)?;
         Ok(path)
     }
 
-    /// A clear status word of this stream's pool, or a new one uploaded clear.
-    fn take_status(&self, e: &E) -> Result<E::Buf<Status>> {
-        let key = e.stream_key();
-        let mut pool = self.status_pool.take(key).unwrap_or_default();
-        let word = pool.pop();
-        self.status_pool.put(key, pool);
-        match word {
-            Some(w) => Ok(w),
-            None => e.upload(&[Status::CLEAR]),
-        }
-    }
-
-    /// Give back a status word that [`DevLinear::check_input`] read clear (its forward done),
-    /// for the next forward on this stream.
-    pub fn return_status(&self, e: &E, status: E::Buf<Status>) {
-        let key = e.stream_key();
-        let mut pool = self.status_pool.take(key).unwrap_or_default();
-        if pool.len() < STATUS_POOL {
-            pool.push(status);
-        }
-        self.status_pool.put(key, pool);
-    }
-
-    /// [`DevLinear::forward`] without the wait: everything is enqueued, and the returned status
-    /// buffer holds the non-finite report once the executor gets there ([`DevLinear::check_input`]
-    /// reads it; [`DevLinear::return_status`] takes it back when it read clear). Argument errors
-    /// are still returned at once.
+    /// [`DevLinear::forward`] without the wait: everything is enqueued, and the returned report
+    /// holds the non-finite count once the executor gets there ([`DevLinear::check_input`]
+    /// reads it). Its word is a slot of the stream's report ring ([`super::reports`]), clear,
+    /// so the quantization needs no launch to clear it; reading it reads every slot handed out
+    /// on the stream at once. Argument errors are still returned at once.
     pub fn enqueue(
         &self,
         e: &E,
         x: &E::Buf<f32>,
         m: usize,
         out: &mut DevOut<'_, E>,
-    ) -> Result<(Path, E::Buf<Status>)> {
-        // (clear: the quantization needs no launch to clear it)
-        let mut status = self.take_status(e)?;
+    ) -> Result<(Path, Report<E>)> {
+        Report::enqueue_with(e, |words, index| {
+            self.enqueue_at(e, x, m, out, (words, index))
+        })
+    }
+
+    /// [`DevLinear::enqueue`] with report word `status.1` of `status.0`.
+    fn enqueue_at(
+        &self,
+        e: &E,
+        x: &E::Buf<f32>,
+        m: usize,
+        out: &mut DevOut<'_, E>,
+        (status, index): (&mut E::Buf<Status>, usize),
+    ) -> Result<Path> {
         let static_scale = self.static_scale.as_ref().map(|(s, z)| (s, z.as_ref()));
         let key = e.stream_key();
         let reuse = self.act_bufs.take(key);
-        let dq =
-            quantize_activations(e, x, m, self.k, self.mode, static_scale, &mut status, reuse)?;
+        let dq = quantize_activations(
+            e,
+            x,
+            m,
+            self.k,
+            self.mode,
+            static_scale,
+            (&mut *status, index),
+            reuse,
+        )?;
         let (scale_buf, zp_buf) = match &self.static_scale {
             Some((s, z)) => (s, z.as_ref()),
             None => (&dq.scales, dq.zps.as_ref()),
@@ -2260,21 +2255,30 @@ impl<E: Exec> DevLinear<E> {
             per_row: dq.per_row,
             act_zp: zp_buf,
             bias,
-            status: Some(&status),
+            status: Some((&*status, index)),
             kernel: super::tune::resolve(self.kernel, self.tuning.as_ref(), m),
             overlap: self.overlap,
         };
         let path = gemm(e, &g, out, &self.scratch)?;
         // (after the GEMM's launch: the next forward on this stream runs after it)
         self.act_bufs.put(key, dq);
-        Ok((path, status))
+        Ok(path)
     }
 
-    /// `Err(NonFinite)` naming `<layer>.input` when the forward that filled `status` met NaN or
-    /// ±inf (waits for the executor).
-    pub fn check_input(&self, e: &E, status: &E::Buf<Status>) -> Result<()> {
+    /// `Err(NonFinite)` naming `<layer>.input` when the forward that filled `report` met NaN or
+    /// ±inf. Waits for the executor up to that forward, unless reading another report of the
+    /// stream already settled it (then without a driver call).
+    pub fn check_input(&self, e: &E, report: Report<E>) -> Result<()> {
+        let s = report.take(e)?;
+        if s.count == 0 {
+            return Ok(());
+        }
         // (The name is formatted only for an error: this runs on every forward.)
-        check_status(e, status, format_args!("{}.input", self.name))
+        Err(Error::NonFinite {
+            tensor: format!("{}.input", self.name),
+            count: s.count as usize,
+            first_index: s.first as usize,
+        })
     }
 
     /// [`DevLinear::forward`] on host slices: uploads `x`, downloads into `out`.
@@ -2343,12 +2347,6 @@ impl<E: Exec> DevLinear<E> {
         r
     }
 }
-
-/// Clear status words kept per stream ([`DevLinear::status_pool`]): as many forwards may be
-/// pending at once on one stream before a new word is uploaded. A decode step that enqueues every
-/// layer and then waits on them all has hundreds pending (the `gpu_latency` example: 300); 16
-/// bytes each.
-const STATUS_POOL: usize = 1024;
 
 /// A host-slice forward's device input and output ([`DevLinear::forward_host`]), kept per
 /// stream.

@@ -492,7 +492,9 @@ pub(crate) struct SimExec {
     stats: std::cell::Cell<SimStats>,
     overlapped: std::cell::Cell<u32>,
     allocs: std::cell::Cell<u32>,
+    reads: std::cell::Cell<u32>,
     launched: std::cell::RefCell<Vec<KernelId>>,
+    reports: super::reports::ReportRings<SimExec>,
 }
 
 impl SimExec {
@@ -521,7 +523,9 @@ impl SimExec {
             }),
             overlapped: std::cell::Cell::new(0),
             allocs: std::cell::Cell::new(0),
+            reads: std::cell::Cell::new(0),
             launched: std::cell::RefCell::new(Vec::new()),
+            reports: super::reports::ReportRings::new(),
         }
     }
     /// The statistics summed since the last call (then reset).
@@ -531,6 +535,15 @@ impl SimExec {
     /// Buffers allocated or uploaded since the last call (then reset).
     pub(crate) fn take_allocs(&self) -> u32 {
         self.allocs.take()
+    }
+    /// Reads back to the host ([`Exec::read`], a copy and a wait on a GPU) since the last call
+    /// (then reset).
+    pub(crate) fn take_reads(&self) -> u32 {
+        self.reads.take()
+    }
+    /// The non-finite report rings made so far (one per stream; the simulation has one).
+    pub(crate) fn report_ring_count(&self) -> usize {
+        self.reports.len()
     }
     /// The kernels launched since the last call, in order (then reset).
     pub(crate) fn take_launched(&self) -> Vec<KernelId> {
@@ -572,6 +585,9 @@ impl Exec for SimExec {
     }
     fn stream_key(&self) -> usize {
         0
+    }
+    fn report_rings(&self) -> &super::reports::ReportRings<SimExec> {
+        &self.reports
     }
     fn tensor_map(
         &self,
@@ -633,6 +649,7 @@ impl Exec for SimExec {
             });
         }
         dst.copy_from_slice(&src.data()[..dst.len()]);
+        self.reads.set(self.reads.get() + 1);
         Ok(())
     }
     fn len<T: Elem>(b: &SimBuf<T>) -> usize {

@@ -247,8 +247,8 @@ fn child() {
         for (what, c) in [("forward_device", &dev_calls), ("forward", &host_calls)] {
             assert_eq!(sum(c, ALLOCS), 0, "{act:?} {what}: allocations");
             assert_eq!(sum(c, FREES), 0, "{act:?} {what}: frees");
-            // Per-row dynamic activations: quantize, then the GEMM (the clear status word comes
-            // from the pool); per-tensor first sets the range words (ACT_INIT) and reduces the
+            // Per-row dynamic activations: quantize, then the GEMM (the clear report word is a
+            // slot of the stream's ring); per-tensor first sets the range words (ACT_INIT) and reduces the
             // range before it quantizes.
             assert_eq!(
                 sum(c, LAUNCHES),
@@ -299,6 +299,42 @@ fn child() {
         assert_eq!(sum(&host_calls, READS), 2, "{act:?}: forward reads");
         assert_eq!(sum(&host_calls, WRITES), 1, "{act:?}: forward writes");
         assert_eq!(bits(&y), bits(&want), "{act:?}: steady-state forward");
+
+        // A decode step: a chain of forwards enqueued (`forward_device_async`), then every
+        // report read. Each forward asks for its launches alone; reading the first report
+        // copies the stream's report ring back once and waits once, which settles the whole
+        // chain (with a status word per forward, before: a copy and a wait per forward).
+        let chain = 8;
+        let chain_calls = census.per_call(1, || {
+            let pending: Vec<_> = (0..chain)
+                .map(|_| {
+                    g.forward_device_async(&stream, &xd, m, CudaOut::F32(&mut yd2))
+                        .unwrap()
+                })
+                .collect();
+            for p in pending {
+                p.wait().unwrap();
+            }
+        });
+        println!("{act:?}: a chain of {chain} deferred forwards {chain_calls:?}");
+        assert_eq!(
+            sum(&chain_calls, LAUNCHES),
+            chain * if per_row { 2 } else { 4 },
+            "{act:?}: chain launches"
+        );
+        assert_eq!(sum(&chain_calls, READS), 1, "{act:?}: chain reads");
+        assert_eq!(
+            sum(&chain_calls, SYNCS),
+            1,
+            "{act:?}: chain synchronizations"
+        );
+        assert_eq!(sum(&chain_calls, WRITES), 0, "{act:?}: chain writes");
+        assert_eq!(sum(&chain_calls, ALLOCS), 0, "{act:?}: chain allocations");
+        assert_eq!(
+            bits(&stream.clone_dtoh(&yd2).unwrap()),
+            bits(&want),
+            "{act:?}: chain"
+        );
     }
     // A layer's whole life (upload, a forward, drop) allocates and frees the kind of memory
     // the device offers.
@@ -372,7 +408,7 @@ fn gemm_calls_are_one_launch(dev: &CudaDevice, census: &Census, stream: &Arc<Cud
                 let x = CudaActivations::S8 { x: &x, lda };
                 w.gemm(stream, m, x, act, CudaOut::I32(y)).unwrap();
             };
-            call(&w, &mut y); // (warm: the scratch and the status word are cached from here)
+            call(&w, &mut y); // (warm: the split-K scratch is cached from here)
             let c = census.per_call(4, || call(&w, &mut y));
             let what = format!("{kernel} overlapped {overlapped}, tracking {tracking}");
             println!("gemm {what}: per call {c:?}");

@@ -1640,7 +1640,7 @@ fn mma_split_k_and_gemv_with_flagged_input_write_nothing_and_leave_the_counters_
             per_row: false,
             act_zp: None,
             bias: DevBias::None,
-            status: Some(status),
+            status: Some((status, 0)),
             kernel,
             overlap: false,
         };

@@ -11,6 +11,7 @@ use super::ops::{
 };
 use super::params::Status;
 use super::registry::KernelId;
+use super::reports::RING_SLOTS;
 use super::sim::{self, SimExec};
 use crate::gemm::{
     ActScales, Activations, Bias, Context, GemmArgs, OutBuf, OutKind, OutQuant, Path,
@@ -820,10 +821,11 @@ fn device_layer_reuses_its_activation_buffers_across_forwards_exactly() {
     // One layer per activation mode, forwards of 7, 2, 9 (one with a NaN), 9 and 1 rows on one
     // stream: each matches the CPU bit for bit although every forward after the first writes
     // over the previous one's quantized activations, scales and range words; once they are
-    // large enough, a forward allocates nothing — its status word is the stream's, kept while
-    // it reads clear — but after the one that met the NaN (whose word was dropped, so the next
-    // uploads a clear one). Launches: the quantization's clearing launch only where per-tensor
-    // dynamic activations need their range words reset, then the quantization, then the GEMM.
+    // large enough, a forward allocates nothing — its report word is a slot of the stream's
+    // report ring, made at the first forward — not even after the one that met the NaN (its
+    // slot is written clear again, not replaced). Launches: the quantization's clearing launch
+    // only where per-tensor dynamic activations need their range words reset, then the
+    // quantization, then the GEMM.
     let mut rng = Rng::new(61);
     let (k, n) = (40, 9);
     let ctx = Context::new().with_path(Path::Reference).with_threads(1);
@@ -837,7 +839,6 @@ fn device_layer_reuses_its_activation_buffers_across_forwards_exactly() {
         let e = SimExec::new();
         let dev = DevLinear::new(&e, &layer).unwrap();
         let mut largest = 0;
-        let mut after_error = false;
         let per_tensor_dynamic = matches!(
             act,
             ActivationQuant::Dynamic {
@@ -859,21 +860,16 @@ fn device_layer_reuses_its_activation_buffers_across_forwards_exactly() {
             let gpu = dev.forward(&e, &xd, m, &mut DevOut::F32(&mut yd));
             let allocs = e.take_allocs();
             if m <= largest {
-                let want = u32::from(after_error);
-                assert_eq!(
-                    allocs, want,
-                    "{act:?} m={m} (after an error: {after_error})"
-                );
+                assert_eq!(allocs, 0, "{act:?} m={m} (forward {i})");
             }
             largest = largest.max(m);
-            after_error = gpu.is_err();
             let launched = e.take_launched();
             let quant = launched
                 .iter()
                 .filter(|k| matches!(k, KernelId::ActQuantS8 | KernelId::ActQuantU8))
                 .count();
             // (per tensor: clear + range + quantize; per row or static: quantize alone, the
-            // first forward included — its word was uploaded clear)
+            // first forward included — its ring slot was uploaded clear)
             assert_eq!(
                 quant,
                 if per_tensor_dynamic { 3 } else { 1 },
@@ -904,8 +900,9 @@ fn device_layer_reuses_its_activation_buffers_across_forwards_exactly() {
 #[test]
 fn host_forwards_reuse_their_device_buffers_and_keep_the_bits() {
     // Host-slice forwards on one stream: after the first, a forward of as many rows or fewer
-    // allocates nothing (input, output, quantized activations and status word are the stream's
-    // from the last call), a larger one or another output type only what grew or changed; each
+    // allocates nothing (input, output and quantized activations are the stream's from the last
+    // call, the report word a slot of the stream's report ring — written clear again after the
+    // NaN, not replaced), a larger one or another output type only what grew or changed; each
     // matches the CPU bit for bit (an output buffer reused from a larger call, or reused across
     // a NaN input's refusal, must not leak into the result).
     let mut rng = Rng::new(83);
@@ -923,7 +920,7 @@ fn host_forwards_reuse_their_device_buffers_and_keep_the_bits() {
         (3, false, false, Some(0)),
         (6, true, false, Some(1)),
         (6, true, true, Some(0)),
-        (6, true, false, Some(1)),
+        (6, true, false, Some(0)),
         // (grown: input, output, quantized activations, per-row scales — symmetric: no zero
         // points)
         (8, true, false, Some(4)),
@@ -997,7 +994,13 @@ fn deferred_forward_checks_later_with_the_same_bits_and_errors() {
         .unwrap();
     assert_eq!(path, Path::CudaMma);
 
-    let err = dev.check_input(&e, &s_bad).unwrap_err();
+    // The first report read copies the stream's whole report ring back once; that copy also
+    // settles the forward enqueued after it, whose report then costs no read at all.
+    e.take_reads();
+    let err = dev.check_input(&e, s_bad).unwrap_err();
+    assert_eq!(e.take_reads(), 1, "one copy for the first report");
+    dev.check_input(&e, s_ok).unwrap();
+    assert_eq!(e.take_reads(), 0, "the second report, settled by that copy");
     let sync_err = dev
         .forward(
             &e,
@@ -1011,7 +1014,6 @@ fn deferred_forward_checks_later_with_the_same_bits_and_errors() {
         matches!(err, crate::Error::NonFinite { ref tensor, count: 1, first_index: 50 } if tensor == "proj.input"),
         "{err:?}"
     );
-    dev.check_input(&e, &s_ok).unwrap();
     let read = |b: &<SimExec as Exec>::Buf<f32>| {
         let mut v = vec![0f32; m * n];
         e.read(b, &mut v).unwrap();
@@ -1022,82 +1024,110 @@ fn deferred_forward_checks_later_with_the_same_bits_and_errors() {
         read(&y_bad).iter().all(|&b| b == 7.5f32.to_bits()),
         "written despite NaN"
     );
-
-    // The status words: given back read clear, the next deferred forward on the stream uses it
-    // (no allocation, no clearing launch); the one that reported the NaN is dropped (here by
-    // not being given back; `forward` drops its own), so forwards pending beyond the pool
-    // upload fresh clear words — and a forward on a word used before reports its own input,
-    // not an old one.
-    dev.return_status(&e, s_ok);
-    e.take_allocs();
-    e.take_launched();
-    let mut y1 = e.upload(&vec![0f32; m * n]).unwrap();
-    let mut y2 = e.upload(&vec![7.5f32; m * n]).unwrap();
-    let mut y3 = e.upload(&vec![0f32; m * n]).unwrap();
-    assert_eq!(e.take_allocs(), 3);
-    let (_, w1) = dev.enqueue(&e, &xc, m, &mut DevOut::F32(&mut y1)).unwrap();
-    assert_eq!(e.take_allocs(), 0, "s_ok's word, given back");
-    let (_, w2) = dev.enqueue(&e, &xb, m, &mut DevOut::F32(&mut y2)).unwrap();
-    let (_, w3) = dev.enqueue(&e, &xc, m, &mut DevOut::F32(&mut y3)).unwrap();
-    assert_eq!(
-        e.take_allocs(),
-        2,
-        "two more pending forwards upload a word each"
-    );
-    let launched = e.take_launched();
-    assert_eq!(
-        launched.len(),
-        6,
-        "quantize + GEMM per forward, no clearing: {launched:?}"
-    );
-    dev.check_input(&e, &w1).unwrap();
-    assert!(dev.check_input(&e, &w2).is_err());
-    dev.check_input(&e, &w3).unwrap();
-    assert_eq!((read(&y1), read(&y3)), (read(&want), read(&want)));
-    dev.return_status(&e, w1);
-    dev.return_status(&e, w3);
-    drop(w2);
-    // Both pooled words read clear on the next forwards (a reused dirty word would fail them).
+    // Slots that reported NaN are written clear again: the next forwards on them read clean.
     for _ in 0..3 {
         let mut y = e.upload(&vec![0f32; m * n]).unwrap();
         dev.forward(&e, &xc, m, &mut DevOut::F32(&mut y)).unwrap();
         assert_eq!(read(&y), read(&want));
     }
 
-    // A decode step enqueues every layer's forward and then waits on them all (the H200's
-    // `gpu_latency`: 300 pending). Once one such chain has given its words back, the next takes
-    // every word from the stream's pool — no allocation (on a GPU an allocation and a
-    // synchronous upload each), no clearing launch — and each word still reports its own
-    // forward's input. (With the pool of 64 words before the ninth session, the second chain
-    // allocated 236.)
+    // A decode step enqueues every layer's forward and then reads every report (the H200's
+    // `gpu_latency`: 300 pending). Two layers share the stream's ring: the whole chain costs one
+    // copy back, however the reports are read (in order, then last first), with no allocation
+    // and no clearing launch, and each report is its own forward's — the NaN at forward 150
+    // names its layer, the slots it dirtied report clean in the next round. (With a status word
+    // per forward, before, each report was a copy and a wait of its own: 300 per chain.)
+    let other = QuantLinear::from_f32(
+        "other",
+        &rng.f32s(n * k, 0.5),
+        n,
+        k,
+        None,
+        LinearConfig::default(),
+    )
+    .unwrap();
+    let dev2 = DevLinear::new(&e, &other).unwrap();
     let chain = 300;
     let mut y = e.upload(&vec![0f32; m * n]).unwrap();
-    for round in 0..2 {
+    let layer_of = |i: usize| if i.is_multiple_of(3) { &dev2 } else { &dev };
+    for round in 0..3 {
         e.take_allocs();
         e.take_launched();
-        let words: Vec<_> = (0..chain)
+        e.take_reads();
+        let mut reports: Vec<_> = (0..chain)
             .map(|i| {
                 let x = if i == 150 { &xb } else { &xc };
-                dev.enqueue(&e, x, m, &mut DevOut::F32(&mut y)).unwrap().1
+                let r = layer_of(i).enqueue(&e, x, m, &mut DevOut::F32(&mut y));
+                (i, r.unwrap().1)
             })
             .collect();
         let allocs = e.take_allocs();
         assert_eq!(e.take_launched().len(), 2 * chain, "round {round}");
-        if round == 1 {
-            // (the NaN forward's word was dropped: one fresh word)
-            assert_eq!(
-                allocs, 1,
-                "round {round}: allocations for {chain} pending forwards"
-            );
+        if round > 0 {
+            assert_eq!(allocs, 0, "round {round}: allocations for {chain} forwards");
         }
-        for (i, w) in words.into_iter().enumerate() {
-            let r = dev.check_input(&e, &w);
-            assert_eq!(r.is_err(), i == 150, "round {round}, forward {i}: {r:?}");
-            if r.is_ok() {
-                dev.return_status(&e, w);
+        if round == 1 {
+            reports.reverse();
+        }
+        for (i, r) in reports {
+            let res = layer_of(i).check_input(&e, r);
+            match res {
+                Err(crate::Error::NonFinite { ref tensor, .. }) if i == 150 => {
+                    assert_eq!(tensor, "other.input")
+                }
+                Ok(()) if i != 150 => {}
+                other => panic!("round {round}, forward {i}: {other:?}"),
             }
         }
+        assert_eq!(
+            e.take_reads(),
+            1,
+            "round {round}: copies for {chain} reports"
+        );
     }
+    assert_eq!(
+        e.report_ring_count(),
+        1,
+        "one ring for the stream, both layers"
+    );
+
+    // Reports dropped unread: their slots come back at the next copy, and the NaN they would
+    // have reported does not reach the slots' next users.
+    for _ in 0..10 {
+        drop(dev.enqueue(&e, &xb, m, &mut DevOut::F32(&mut y)).unwrap().1);
+    }
+    for _ in 0..12 {
+        dev.forward(&e, &xc, m, &mut DevOut::F32(&mut y)).unwrap();
+    }
+
+    // More forwards pending than the ring has slots: the ones beyond get a word of their own
+    // (an upload each), and report like the others.
+    let over = RING_SLOTS + 3;
+    e.take_allocs();
+    let reports: Vec<_> = (0..over)
+        .map(|i| {
+            let x = if i == over - 2 { &xb } else { &xc };
+            dev.enqueue(&e, x, m, &mut DevOut::F32(&mut y)).unwrap().1
+        })
+        .collect();
+    assert_eq!(
+        e.take_allocs(),
+        3,
+        "words of their own past {RING_SLOTS} pending"
+    );
+    e.take_reads();
+    for (i, r) in reports.into_iter().enumerate() {
+        assert_eq!(
+            dev.check_input(&e, r).is_err(),
+            i == over - 2,
+            "forward {i}"
+        );
+    }
+    assert_eq!(
+        e.take_reads(),
+        1 + 3,
+        "one copy for the ring, one read per own word"
+    );
 }
 
 #[test]
@@ -1294,8 +1324,9 @@ fn dynamic_activation_quantization_matches_cpu_scales_and_integers() {
     }
     let xd = e.upload(&x).unwrap();
     for scheme in [Scheme::Symmetric, Scheme::Asymmetric] {
-        // Clear on entry, as a layer's pooled word is.
-        let mut status = e.upload(&[Status::CLEAR]).unwrap();
+        // Clear on entry, as a slot of a stream's report ring is (the middle one of three here:
+        // the kernel reports at its offset and nowhere else).
+        let mut status = e.upload(&[Status::CLEAR; 3]).unwrap();
         let dq = ops::quantize_activations(
             &e,
             &xd,
@@ -1306,10 +1337,17 @@ fn dynamic_activation_quantization_matches_cpu_scales_and_integers() {
                 per_row: true,
             },
             None,
-            &mut status,
+            (&mut status, 1),
             None,
         )
         .unwrap();
+        let mut words = [Status::default(); 3];
+        e.read(&status, &mut words).unwrap();
+        assert_eq!(
+            words,
+            [Status::CLEAR; 3],
+            "{scheme:?}: finite input, clear words"
+        );
         let mut scales = vec![0f32; m];
         e.read(&dq.scales, &mut scales).unwrap();
         let mut q = vec![0i32; m * dq.ldq];
