@@ -7,7 +7,8 @@
 //! tracking off. Then the host's side of a bare GEMM call (`CudaWeights::gemm`, int8 activations
 //! in, i32 out, as benches/gpu_gemm.rs calls it): the time to enqueue one, 300 in a row with no
 //! wait, and the same calls waited for, per shape and tracking mode — what a call adds inside the
-//! bench's CUDA-event window. The figures quoted in bench/RESULTS.md ("per-call fixed cost") come
+//! bench's CUDA-event window. Last, a decode step of 8 chained 4096² layers, each waited for
+//! against all waited at the end. The figures quoted in bench/RESULTS.md ("per-call fixed cost") come
 //! from this program; the GEMM alone is timed by benches/gpu_gemm.rs.
 //!
 //!   cargo run --release --example gpu_latency        # needs a GPU; errors out without one
@@ -83,7 +84,84 @@ fn main() -> Result<()> {
             );
         }
     }
-    gemm_enqueue(&dev)
+    gemm_enqueue(&dev)?;
+    decode_step(&dev)
+}
+
+/// A decode step of a stack of layers, event tracking off: `LAYERS` layers of 4096 × 4096
+/// chained on one stream (each one's output the next one's input), one row, 50 steps. Per step,
+/// `forward_device` on each layer (a wait per layer) against `forward_device_async` on each
+/// and every report read at the end (the chain's reports come back in one copy:
+/// src/cuda/reports.rs) — what a serving loop pays per token for its Linear layers.
+fn decode_step(dev: &CudaDevice) -> Result<()> {
+    const LAYERS: usize = 8;
+    let (m, k, steps) = (1usize, 4096usize, 50);
+    println!("\n| layers × M×K×N | `forward_device` each: µs per step (per layer) | `forward_device_async` each, reports read at the end: µs per step (per layer) |");
+    println!("|---|---:|---:|");
+    let layers = (0..LAYERS)
+        .map(|l| {
+            let w: Vec<f32> = (0..k * k)
+                .map(|i| (((i + l) * 37 % 101) as f32 - 50.0) * 0.0005)
+                .collect();
+            let layer =
+                QuantLinear::from_f32(&format!("fc{l}"), &w, k, k, None, LinearConfig::default())?;
+            layer.to_cuda(dev)
+        })
+        .collect::<int8rt::Result<Vec<_>>>()?;
+    let stream = dev.new_stream()?;
+    let x: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 13 % 29) as f32 - 14.0) * 0.1)
+        .collect();
+    // bufs[l] is layer l's input, bufs[l + 1] its output.
+    let mut bufs = vec![stream.clone_htod(&x).map_err(|e| anyhow!("{e:?}"))?];
+    for _ in 0..LAYERS {
+        bufs.push(
+            stream
+                .alloc_zeros::<f32>(m * k)
+                .map_err(|e| anyhow!("{e:?}"))?,
+        );
+    }
+    let mut waited_each = || -> Result<()> {
+        for (l, g) in layers.iter().enumerate() {
+            let (a, b) = bufs.split_at_mut(l + 1);
+            g.forward_device(&stream, &a[l], m, CudaOut::F32(&mut b[0]))?;
+        }
+        Ok(())
+    };
+    for _ in 0..5 {
+        waited_each()?;
+    }
+    let t = Instant::now();
+    for _ in 0..steps {
+        waited_each()?;
+    }
+    let each = t.elapsed().as_secs_f64() / steps as f64 * 1e6;
+    let mut deferred = || -> Result<()> {
+        let mut pending = Vec::with_capacity(LAYERS);
+        for (l, g) in layers.iter().enumerate() {
+            let (a, b) = bufs.split_at_mut(l + 1);
+            pending.push(g.forward_device_async(&stream, &a[l], m, CudaOut::F32(&mut b[0]))?);
+        }
+        for p in pending {
+            p.wait()?;
+        }
+        Ok(())
+    };
+    for _ in 0..5 {
+        deferred()?;
+    }
+    let t = Instant::now();
+    for _ in 0..steps {
+        deferred()?;
+    }
+    let at_end = t.elapsed().as_secs_f64() / steps as f64 * 1e6;
+    let per = |v: f64| v / LAYERS as f64;
+    println!(
+        "| {LAYERS} × {m}×{k}×{k} | {each:.1} ({:.1}) | {at_end:.1} ({:.1}) |",
+        per(each),
+        per(at_end)
+    );
+    Ok(())
 }
 
 /// The host's side of bare GEMM calls, event tracking off (the mode left by the table above, and

@@ -266,7 +266,10 @@ impl CudaQuantLinear {
 }
 
 /// A forward enqueued by [`CudaQuantLinear::forward_device_async`] whose non-finite report has
-/// not been read yet. Dropping it without [`PendingForward::wait`] discards that report.
+/// not been read yet. Dropping it without [`PendingForward::wait`] discards that report. It may
+/// be waited for on another thread than the one that enqueued it — but not when its stream is
+/// the per-thread default stream (cudarc's `per_thread_stream()`), which names another stream
+/// on each thread: the wait would not be ordered after the forward.
 #[must_use = "wait() reports NaN or infinite input; dropping it discards the report"]
 pub struct PendingForward<'a> {
     layer: &'a CudaQuantLinear,
