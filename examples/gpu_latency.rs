@@ -3,13 +3,13 @@
 //! (`forward_device`, which waits for its non-finite report) and enqueued with the report read
 //! after all of them (`forward_device_async`, with the GEMV launched overlapped with the
 //! quantization before it — a layer's default — and without, `set_overlapped_launch(false)`),
-//! per shape, then the same with cudarc's event
-//! tracking off. Then the host's side of a bare GEMM call (`CudaWeights::gemm`, int8 activations
-//! in, i32 out, as benches/gpu_gemm.rs calls it): the time to enqueue one, 300 in a row with no
-//! wait, and the same calls waited for, per shape and tracking mode — what a call adds inside the
-//! bench's CUDA-event window. Last, a decode step of 8 chained 4096² layers, each waited for
-//! against all waited at the end. The figures quoted in bench/RESULTS.md ("per-call fixed cost") come
-//! from this program; the GEMM alone is timed by benches/gpu_gemm.rs.
+//! per shape, then the same with cudarc's event tracking off. Then the host's side of a bare
+//! GEMM call (`CudaWeights::gemm`, int8 activations in, i32 out, as benches/gpu_gemm.rs calls
+//! it): the time to enqueue one, 300 in a row with no wait, and the same calls waited for, per
+//! shape and tracking mode — what a call adds inside the bench's CUDA-event window. Last, a
+//! decode step of 8 chained 4096² layers, each waited for against all waited at the end. The
+//! figures quoted in bench/RESULTS.md ("per-call fixed cost") come from this program; the GEMM
+//! alone is timed by benches/gpu_gemm.rs.
 //!
 //!   cargo run --release --example gpu_latency        # needs a GPU; errors out without one
 

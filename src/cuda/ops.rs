@@ -1640,10 +1640,11 @@ pub(crate) type StaticScaleRef<'a, E> =
 
 /// Quantize `x[m, k]` (device, f32) into `q[m, padded_k(k)]`. The report word `status.1` of
 /// `status.0`, [`Status::CLEAR`] on entry (a slot of the stream's report ring,
-/// [`super::reports`]), counts non-finite inputs (the caller reads it); per-tensor dynamic modes first launch a reset of their range words. The
-/// buffers of `reuse` (an earlier result, on this executor's stream, whose readers were
-/// enqueued before this call) are written over where they are large enough and of the right
-/// kind, instead of allocating: a layer's forwards keep theirs per stream.
+/// [`super::reports`]), counts non-finite inputs (the caller reads it); per-tensor dynamic modes
+/// first launch a reset of their range words. The buffers of `reuse` (an earlier result, on
+/// this executor's stream, whose readers were enqueued before this call) are written over where
+/// they are large enough and of the right kind, instead of allocating: a layer's forwards keep
+/// theirs per stream.
 pub(crate) fn quantize_activations<E: Exec>(
     e: &E,
     x: &E::Buf<f32>,
@@ -1803,7 +1804,8 @@ pub(crate) fn quantize_activations<E: Exec>(
         };
         // SAFETY: x holds m·k floats, q m·ldq bytes, scales / zps m (per row) or 1 entries,
         // range 2, status status_index + 1 (checked or allocated above); one block per row,
-        // threads stride over columns < ldq. `ActQuantParams` is the block of both act_quant kernels.
+        // threads stride over columns < ldq. `ActQuantParams` is the block of both act_quant
+        // kernels.
         unsafe { e.launch(kid, grid, &p)? };
     }
     Ok(DevQuantized {

@@ -12,12 +12,12 @@
 //! The bits are the same either way; only the number of driver calls changes.
 //!
 //! A slot's life: free (its word clear on the device) → in flight (a forward was enqueued with
-//! it) → read (a copy after that forward captured its word on the host) → free when the forward's
-//! report is taken. A report dropped unread ([`Report`]'s `Drop`) abandons its slot: the next
-//! copy frees it. When a copy finds any word not clear, the ring is written clear again in stream
-//! order (every in-flight word has just been captured, so nothing is lost). With every slot
-//! taken (more than [`RING_SLOTS`] forwards pending on one stream), a forward gets a word of its
-//! own instead.
+//! it) → read (a copy after that forward captured its word on the host) → free when the
+//! forward's report is taken. A report dropped unread ([`Report`]'s `Drop`) abandons its slot:
+//! the next copy frees it. When a copy finds any word not clear, the ring is written clear again
+//! in stream order (every in-flight word has just been captured, so nothing is lost). With every
+//! slot taken (more than [`RING_SLOTS`] forwards pending on one stream), a forward gets a word of
+//! its own instead.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

@@ -248,8 +248,8 @@ fn child() {
             assert_eq!(sum(c, ALLOCS), 0, "{act:?} {what}: allocations");
             assert_eq!(sum(c, FREES), 0, "{act:?} {what}: frees");
             // Per-row dynamic activations: quantize, then the GEMM (the clear report word is a
-            // slot of the stream's ring); per-tensor first sets the range words (ACT_INIT) and reduces the
-            // range before it quantizes.
+            // slot of the stream's ring); per-tensor first sets the range words (ACT_INIT) and
+            // reduces the range before it quantizes.
             assert_eq!(
                 sum(c, LAUNCHES),
                 if per_row { 2 } else { 4 },
