@@ -121,22 +121,25 @@ fn decode_step(dev: &CudaDevice) -> Result<()> {
                 .map_err(|e| anyhow!("{e:?}"))?,
         );
     }
-    let mut waited_each = || -> Result<()> {
+    // µs per step of `step`, after 5 steps of warm-up.
+    let time = |step: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        for _ in 0..5 {
+            step()?;
+        }
+        let t = Instant::now();
+        for _ in 0..steps {
+            step()?;
+        }
+        Ok(t.elapsed().as_secs_f64() / steps as f64 * 1e6)
+    };
+    let each = time(&mut || {
         for (l, g) in layers.iter().enumerate() {
             let (a, b) = bufs.split_at_mut(l + 1);
             g.forward_device(&stream, &a[l], m, CudaOut::F32(&mut b[0]))?;
         }
         Ok(())
-    };
-    for _ in 0..5 {
-        waited_each()?;
-    }
-    let t = Instant::now();
-    for _ in 0..steps {
-        waited_each()?;
-    }
-    let each = t.elapsed().as_secs_f64() / steps as f64 * 1e6;
-    let mut deferred = || -> Result<()> {
+    })?;
+    let at_end = time(&mut || {
         let mut pending = Vec::with_capacity(LAYERS);
         for (l, g) in layers.iter().enumerate() {
             let (a, b) = bufs.split_at_mut(l + 1);
@@ -146,15 +149,7 @@ fn decode_step(dev: &CudaDevice) -> Result<()> {
             p.wait()?;
         }
         Ok(())
-    };
-    for _ in 0..5 {
-        deferred()?;
-    }
-    let t = Instant::now();
-    for _ in 0..steps {
-        deferred()?;
-    }
-    let at_end = t.elapsed().as_secs_f64() / steps as f64 * 1e6;
+    })?;
     let per = |v: f64| v / LAYERS as f64;
     println!(
         "| {LAYERS} × {m}×{k}×{k} | {each:.1} ({:.1}) | {at_end:.1} ({:.1}) |",
