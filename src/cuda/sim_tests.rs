@@ -11,7 +11,7 @@ use super::ops::{
 };
 use super::params::Status;
 use super::registry::KernelId;
-use super::reports::RING_SLOTS;
+use super::reports::{Report, RING_SLOTS};
 use super::sim::{self, SimExec};
 use crate::gemm::{
     ActScales, Activations, Bias, Context, GemmArgs, OutBuf, OutKind, OutQuant, Path,
@@ -1128,6 +1128,133 @@ fn deferred_forward_checks_later_with_the_same_bits_and_errors() {
         1 + 3,
         "one copy for the ring, one read per own word"
     );
+}
+
+#[test]
+fn report_ring_gives_each_forward_its_own_report_under_any_order_of_waits_and_drops() {
+    // Random interleavings on one stream: deferred forwards of three layers (every dynamic and a
+    // static activation mode) on clean inputs or ones holding NaN or ±inf at a random place,
+    // synchronous forwards, reports read in random order, reports dropped unread. Every report
+    // read is its own forward's — the CPU layer's error for that input, or its output bits — and
+    // no read costs more than one copy back, however many forwards are pending.
+    let mut rng = Rng::new(91);
+    let (k, n) = (40, 24);
+    let e = SimExec::new();
+    let modes = act_modes();
+    let layers: Vec<QuantLinear> = [0usize, 3, modes.len() - 1]
+        .iter()
+        .enumerate()
+        .map(|(i, &mode)| {
+            let cfg = LinearConfig {
+                activations: modes[mode],
+                ..LinearConfig::default()
+            };
+            QuantLinear::from_f32(&format!("l{i}"), &rng.f32s(n * k, 0.5), n, k, None, cfg).unwrap()
+        })
+        .collect();
+    let devs: Vec<DevLinear<SimExec>> = layers
+        .iter()
+        .map(|l| DevLinear::new(&e, l).unwrap())
+        .collect();
+    let ctx = Context::new().with_path(Path::Reference).with_threads(1);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+    // The CPU's answer for layer `l` on `x`: its output bits or its error.
+    let cpu = |l: usize, x: &[f32], m: usize| -> std::result::Result<Vec<u32>, String> {
+        let mut y = vec![0f32; m * n];
+        layers[l]
+            .forward(&ctx, x, m, &mut OutBuf::F32(&mut y))
+            .map(|_| bits(&y))
+            .map_err(|err| err.to_string())
+    };
+    let input = |rng: &mut Rng| {
+        let m = rng.int(1, 3) as usize;
+        let mut x = rng.f32s(m * k, 1.0);
+        match rng.int(0, 5) {
+            0 => x[rng.int(0, (m * k) as i32 - 1) as usize] = f32::NAN,
+            1 => x[rng.int(0, (m * k) as i32 - 1) as usize] = f32::NEG_INFINITY,
+            _ => {}
+        }
+        (m, x)
+    };
+    type Y = <SimExec as Exec>::Buf<f32>;
+    type Pending = (usize, String, Report<SimExec>, Y, usize, Vec<f32>);
+    let mut pending: Vec<Pending> = Vec::new();
+    let check = |l: usize, r: crate::Result<()>, y: &Y, m: usize, x: &[f32], what: &str| {
+        let want = cpu(l, x, m);
+        match (r, want) {
+            (Ok(()), Ok(want)) => {
+                let mut got = vec![0f32; m * n];
+                e.read(y, &mut got).unwrap();
+                assert_eq!(bits(&got), want, "{what}: output bits");
+            }
+            (Err(got), Err(want)) => assert_eq!(got.to_string(), want, "{what}"),
+            (got, want) => panic!("{what}: simulation {got:?}, CPU {want:?}"),
+        }
+    };
+    let (mut errors, mut most_pending) = (0, 0);
+    // A report read, and the copies back it took.
+    let read = |l: usize, r: Report<SimExec>| {
+        e.take_reads();
+        let res = devs[l].check_input(&e, r);
+        (res, e.take_reads())
+    };
+    for op in 0..500 {
+        let what = format!("op {op}");
+        let mut copies = 0;
+        match rng.int(0, 9) {
+            0..=4 => {
+                let l = rng.int(0, 2) as usize;
+                let (m, x) = input(&mut rng);
+                let xd = e.upload(&x).unwrap();
+                let mut y = e.upload(&vec![0f32; m * n]).unwrap();
+                let (_, r) = devs[l]
+                    .enqueue(&e, &xd, m, &mut DevOut::F32(&mut y))
+                    .unwrap();
+                pending.push((l, what.clone(), r, y, m, x));
+                most_pending = most_pending.max(pending.len());
+            }
+            5..=6 if !pending.is_empty() => {
+                let i = rng.int(0, pending.len() as i32 - 1) as usize;
+                let (l, enq, r, y, m, x) = pending.swap_remove(i);
+                let (res, c) = read(l, r);
+                copies += c;
+                errors += usize::from(res.is_err());
+                check(l, res, &y, m, &x, &format!("{what}: read of {enq}"));
+            }
+            7 if !pending.is_empty() => {
+                let i = rng.int(0, pending.len() as i32 - 1) as usize;
+                drop(pending.swap_remove(i));
+            }
+            8 => {
+                let l = rng.int(0, 2) as usize;
+                let (m, x) = input(&mut rng);
+                let xd = e.upload(&x).unwrap();
+                let mut y = e.upload(&vec![0f32; m * n]).unwrap();
+                e.take_reads();
+                let res = devs[l]
+                    .forward(&e, &xd, m, &mut DevOut::F32(&mut y))
+                    .map(|_| ());
+                copies += e.take_reads();
+                check(l, res, &y, m, &x, &format!("{what}: forward"));
+            }
+            _ => {
+                // every pending report, last enqueued first
+                while let Some((l, enq, r, y, m, x)) = pending.pop() {
+                    let (res, c) = read(l, r);
+                    copies += c;
+                    errors += usize::from(res.is_err());
+                    check(l, res, &y, m, &x, &format!("{what}: read of {enq}"));
+                }
+            }
+        }
+        assert!(copies <= 1, "{what}: {copies} copies back");
+    }
+    // (the draws reached what they are for: reports of non-finite input, many pending at once)
+    assert!(
+        errors >= 20 && most_pending >= 15,
+        "{errors} errors, {most_pending} pending"
+    );
+    assert_eq!(e.report_ring_count(), 1);
 }
 
 #[test]
