@@ -29,7 +29,9 @@ use crate::error::{Error, Result};
 /// which the lowest-first reuse keeps to about as many as forwards are pending at once.
 pub(crate) const RING_SLOTS: usize = 1024;
 
-/// Rings kept beyond which those with no pending report are dropped (their streams' oldest).
+/// Rings kept beyond which those with no pending report are dropped. A ring keeps its stream
+/// alive (its words are a buffer of that stream, as the layers' other per-stream caches), so a
+/// stream's handle is not reused while its ring is kept.
 const KEEP_RINGS: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +51,9 @@ pub(crate) struct ReportRing<E: Exec> {
     /// Every slot from `high` on is free: a copy reads `[0, high)`.
     high: usize,
     mirror: Vec<Status>,
+    /// Writing the ring clear failed (a driver error): its words can no longer be trusted
+    /// clear, so no slot is handed out again (forwards get words of their own).
+    broken: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -63,11 +68,15 @@ impl<E: Exec> ReportRing<E> {
             free: (0..RING_SLOTS as u32).rev().collect(),
             high: 0,
             mirror: vec![Status::CLEAR; RING_SLOTS],
+            broken: false,
         })
     }
 
     /// A free slot, now in flight (its word clear on the device), or `None` when all are taken.
     pub(crate) fn take(&mut self) -> Option<usize> {
+        if self.broken {
+            return None;
+        }
         let i = self.free.pop()? as usize;
         self.slots[i] = Slot::InFlight;
         self.high = self.high.max(i + 1);
@@ -116,7 +125,10 @@ impl<E: Exec> ReportRing<E> {
             }
         }
         if dirty {
-            e.write(&mut self.words, &vec![Status::CLEAR; high])?;
+            if let Err(err) = e.write(&mut self.words, &vec![Status::CLEAR; high]) {
+                self.broken = true;
+                return Err(err);
+            }
         }
         Ok(())
     }
