@@ -291,9 +291,9 @@ impl PendingForward<'_> {
     }
     /// Wait for the stream up to this forward; the path, or `Err(NonFinite)` naming
     /// `<layer>.input` when its input held what the layer cannot quantize (NaN; under dynamic
-    /// scales also ±inf), its output then left unwritten. Once one pending forward of the
-    /// stream has been waited for, those enqueued before that wait return without a driver
-    /// call (their reports came back with its copy).
+    /// scales also ±inf), its output then left unwritten. A wait that copies the stream's
+    /// reports back brings those of every forward enqueued on the stream before it; their waits
+    /// then need no driver call.
     pub fn wait(self) -> Result<Path> {
         let e = self.layer.dev.exec(&self.stream)?;
         self.layer.layer.check_input(&e, self.report)?;
