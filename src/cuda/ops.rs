@@ -1846,13 +1846,19 @@ pub(crate) fn check_status<E: Exec>(
 ) -> Result<()> {
     let mut s = [Status::CLEAR];
     e.read(status, &mut s)?;
-    if s[0].count == 0 {
+    status_result(s[0], tensor)
+}
+
+/// `Err(NonFinite)` naming `tensor` when report `s` counted non-finite values (the name is
+/// formatted only then: this runs on every forward).
+pub(crate) fn status_result(s: Status, tensor: impl std::fmt::Display) -> Result<()> {
+    if s.count == 0 {
         return Ok(());
     }
     Err(Error::NonFinite {
         tensor: tensor.to_string(),
-        count: s[0].count as usize,
-        first_index: s[0].first as usize,
+        count: s.count as usize,
+        first_index: s.first as usize,
     })
 }
 
@@ -2271,16 +2277,7 @@ impl<E: Exec> DevLinear<E> {
     /// ±inf. Waits for the executor up to that forward, unless reading another report of the
     /// stream already settled it (then without a driver call).
     pub fn check_input(&self, e: &E, report: Report<E>) -> Result<()> {
-        let s = report.take(e)?;
-        if s.count == 0 {
-            return Ok(());
-        }
-        // (The name is formatted only for an error: this runs on every forward.)
-        Err(Error::NonFinite {
-            tensor: format!("{}.input", self.name),
-            count: s.count as usize,
-            first_index: s.first as usize,
-        })
+        status_result(report.take(e)?, format_args!("{}.input", self.name))
     }
 
     /// [`DevLinear::forward`] on host slices: uploads `x`, downloads into `out`.

@@ -26,7 +26,7 @@ use super::params::Status;
 use crate::error::{Error, Result};
 
 /// Report words per stream (16 bytes each). A copy reads only up to the highest slot in use,
-/// which the lowest-first reuse keeps to about as many as forwards are pending at once.
+/// which handing out the lowest free slot keeps to about as many as forwards are pending.
 pub(crate) const RING_SLOTS: usize = 1024;
 
 /// Rings kept beyond which those with no pending report are dropped. A ring keeps its stream
@@ -46,10 +46,6 @@ enum Slot {
 pub(crate) struct ReportRing<E: Exec> {
     words: E::Buf<Status>,
     slots: Vec<Slot>,
-    /// Free slots, the lowest last (popped first).
-    free: Vec<u32>,
-    /// Every slot from `high` on is free: a copy reads `[0, high)`.
-    high: usize,
     mirror: Vec<Status>,
     /// Writing the ring clear failed (a driver error): its words can no longer be trusted
     /// clear, so no slot is handed out again (forwards get words of their own).
@@ -65,22 +61,28 @@ impl<E: Exec> ReportRing<E> {
         Ok(ReportRing {
             words: e.upload(&[Status::CLEAR; RING_SLOTS])?,
             slots: vec![Slot::Free; RING_SLOTS],
-            free: (0..RING_SLOTS as u32).rev().collect(),
-            high: 0,
             mirror: vec![Status::CLEAR; RING_SLOTS],
             broken: false,
         })
     }
 
-    /// A free slot, now in flight (its word clear on the device), or `None` when all are taken.
+    /// The lowest free slot, now in flight (its word clear on the device), or `None` when all
+    /// are taken. (A scan: as long as the forwards pending, a few hundred at most in practice.)
     pub(crate) fn take(&mut self) -> Option<usize> {
         if self.broken {
             return None;
         }
-        let i = self.free.pop()? as usize;
+        let i = self.slots.iter().position(|s| *s == Slot::Free)?;
         self.slots[i] = Slot::InFlight;
-        self.high = self.high.max(i + 1);
         Some(i)
+    }
+
+    /// One past the highest slot in use: a copy reads `[0, high)`.
+    fn high(&self) -> usize {
+        self.slots
+            .iter()
+            .rposition(|s| *s != Slot::Free)
+            .map_or(0, |i| i + 1)
     }
 
     /// The device words, for a launch's address of slot `index` (element `index`).
@@ -93,17 +95,8 @@ impl<E: Exec> ReportRing<E> {
     pub(crate) fn abandon(&mut self, index: usize) {
         match self.slots[index] {
             Slot::InFlight => self.slots[index] = Slot::Abandoned,
-            Slot::Read(_) => self.release(index),
+            Slot::Read(_) => self.slots[index] = Slot::Free,
             Slot::Free | Slot::Abandoned => {}
-        }
-    }
-
-    fn release(&mut self, index: usize) {
-        self.slots[index] = Slot::Free;
-        self.free.push(index as u32);
-        // (the copies read no further than the highest slot still in use)
-        while self.high > 0 && self.slots[self.high - 1] == Slot::Free {
-            self.high -= 1;
         }
     }
 
@@ -112,7 +105,7 @@ impl<E: Exec> ReportRing<E> {
     /// one free. Any word found not clear (a report of NaN/±inf, read or abandoned) has the
     /// whole ring written clear behind the copy.
     fn copy_back(&mut self, e: &E) -> Result<()> {
-        let high = self.high;
+        let high = self.high();
         e.read(&self.words, &mut self.mirror[..high])?;
         let mut dirty = false;
         for i in 0..high {
@@ -120,7 +113,7 @@ impl<E: Exec> ReportRing<E> {
             dirty |= word != Status::CLEAR;
             match self.slots[i] {
                 Slot::InFlight => self.slots[i] = Slot::Read(word),
-                Slot::Abandoned => self.release(i),
+                Slot::Abandoned => self.slots[i] = Slot::Free,
                 Slot::Free | Slot::Read(_) => {}
             }
         }
@@ -144,7 +137,7 @@ impl<E: Exec> ReportRing<E> {
         }
         match self.slots[index] {
             Slot::Read(word) => {
-                self.release(index);
+                self.slots[index] = Slot::Free;
                 Ok(word)
             }
             other => Err(Error::Cuda {
