@@ -63,6 +63,34 @@ proptest! {
     }
 
     #[test]
+    fn accepted_parameters_dequantize_every_code_to_a_finite_value(
+        scale in finite_f32(),
+        zp_t in 0.0f64..1.0,
+        range in 0usize..3,
+        code_t in 0.0f64..1.0,
+    ) {
+        let (qmin, qmax) = [(-127, 127), (-128, 127), (0, 255)][range];
+        let zp = qmin + ((qmax - qmin) as f64 * zp_t) as i32;
+        // Ends finite is exactly what decides, once the scale is positive.
+        let ends_finite = [qmin, qmax]
+            .iter()
+            .all(|&q| ((q - zp) as f32 * scale).is_finite());
+        let r = QuantParams::new(scale.abs(), zp, qmin, qmax);
+        if scale > 0.0 {
+            prop_assert_eq!(r.is_ok(), ends_finite, "scale {:e} zp {}", scale, zp);
+        }
+        if let Ok(p) = r {
+            let q = qmin + ((qmax - qmin) as f64 * code_t) as i32;
+            prop_assert!(p.dequantize(q).is_finite());
+        }
+        for amax in [scale.abs(), scale.abs() * 1e30] {
+            if let Ok(p) = QuantParams::symmetric(amax) {
+                prop_assert!(p.dequantize(127).is_finite() && p.dequantize(-127).is_finite());
+            }
+        }
+    }
+
+    #[test]
     fn zero_is_exact_for_affine_ranges(lo in -1e3f32..0.0, hi in 0.0f32..1e3) {
         let p = QuantParams::asymmetric(lo, hi).unwrap();
         prop_assert_eq!(p.quantize(0.0), p.zero_point());

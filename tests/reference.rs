@@ -54,6 +54,47 @@ fn degenerate_ranges_give_scale_one() {
 }
 
 #[test]
+fn parameters_whose_end_codes_dequantize_to_inf_are_refused() {
+    use int8rt::quant::Rule;
+    use int8rt::Error;
+    let refused = |r: int8rt::Result<QuantParams>, param: &str| match r {
+        Err(Error::InvalidParam { param: p, detail }) => {
+            assert_eq!(p, param);
+            assert!(detail.contains("dequantize to"), "{detail}");
+        }
+        other => panic!("expected InvalidParam `{param}`, got {other:?}"),
+    };
+    // amax = f32::MAX: scale = MAX / 127 rounds so that 127 · scale is past MAX.
+    let s = f32::MAX / 127.0;
+    assert!((127.0 * s).is_infinite() && (s * 126.0).is_finite());
+    refused(QuantParams::symmetric(f32::MAX), "scale");
+    refused(QuantParams::new(s, 0, -127, 127), "scale");
+    // The largest scale whose ends stay finite is accepted, and its ends are what the reference
+    // makes of them.
+    let mut ok = s;
+    while (127.0 * ok).is_infinite() {
+        ok = f32::from_bits(ok.to_bits() - 1);
+    }
+    let p = QuantParams::new(ok, 0, -127, 127).unwrap();
+    assert_eq!(p.dequantize(127), 127.0 * ok);
+    assert!(p.dequantize(-127).is_finite());
+    // The end far from the zero point decides: at scale MAX / 200 over [-128, 127], zero point
+    // 127 puts q = -128 255 steps away (past MAX), zero point 0 keeps both ends within 128.
+    refused(QuantParams::new(f32::MAX / 200.0, 127, -128, 127), "scale");
+    assert!(QuantParams::new(f32::MAX / 200.0, 0, -128, 127).is_ok());
+    // A subnormal unit (pytorch-quantization's rule) divides the ends past MAX.
+    let tiny = f32::from_bits(1);
+    refused(
+        QuantParams::with_rule(1.0, 0, -127, 127, Rule::UnitScale { unit: tiny }),
+        "rule",
+    );
+    assert!(QuantParams::with_rule(1.0, 0, -127, 127, Rule::UnitScale { unit: 1e-30 }).is_ok());
+    // The asymmetric u8 preset spans at most f32::MAX, and its ends stay finite up to there.
+    let p = QuantParams::asymmetric(-f32::MAX / 2.0, f32::MAX / 2.0).unwrap();
+    assert!(p.dequantize(0).is_finite() && p.dequantize(255).is_finite());
+}
+
+#[test]
 fn asymmetric_params_by_hand() {
     // [-1, 3]: scale = 4/255, zp = rhe(1 / (4/255)) = rhe(63.75) = 64.
     let p = QuantParams::asymmetric(-1.0, 3.0).unwrap();

@@ -103,7 +103,8 @@ pub struct QuantParams {
 
 impl QuantParams {
     /// Validated explicit parameters with the crate's [`Rule::Divide`] (for example a scale read
-    /// from a checkpoint, which is kept as stored).
+    /// from a checkpoint, which is kept as stored). Refused, besides out-of-domain values, when
+    /// an end of `[qmin, qmax]` would dequantize to ±inf.
     pub fn new(scale: f32, zero_point: i32, qmin: i32, qmax: i32) -> Result<Self> {
         Self::with_rule(scale, zero_point, qmin, qmax, Rule::Divide)
     }
@@ -145,29 +146,56 @@ impl QuantParams {
                 ))
             }
         }
-        Ok(QuantParams {
+        QuantParams {
             scale,
             zero_point,
             qmin,
             qmax,
             rule,
-        })
+        }
+        .with_finite_ends()
+    }
+
+    /// `self` if the range's end codes dequantize to finite values. A scale near
+    /// `f32::MAX / 127`, or a subnormal unit, would turn them into ±inf: every value quantized to
+    /// an end would come back as infinity, so such parameters are refused. (Dequantizing is
+    /// monotone in the code, so the two ends bound every code.)
+    fn with_finite_ends(self) -> Result<Self> {
+        for q in [self.qmin, self.qmax] {
+            let v = reference::dequantize(q, &self);
+            if !v.is_finite() {
+                let param = match self.rule {
+                    Rule::UnitScale { .. } => "rule",
+                    _ => "scale",
+                };
+                return Err(Error::param(
+                    param,
+                    format!(
+                        "code {q} would dequantize to {v} (scale {:e}, zero point {}, {:?})",
+                        self.scale, self.zero_point, self.rule
+                    ),
+                ));
+            }
+        }
+        Ok(self)
     }
 
     /// The crate's symmetric parameters for `|x| ≤ amax`: `[-127, 127]`, `scale = amax / 127`
-    /// (scale 1 when `amax == 0`).
+    /// (scale 1 when `amax == 0`). Err when `amax` is so near `f32::MAX` that `127 · scale`
+    /// rounds past it.
     pub fn symmetric(amax: f32) -> Result<Self> {
         check_range_value("amax", amax)?;
         if amax < 0.0 {
             return Err(Error::param("amax", format!("must be ≥ 0, got {amax}")));
         }
-        Ok(QuantParams {
+        QuantParams {
             scale: reference::symmetric_scale(amax),
             zero_point: 0,
             qmin: -127,
             qmax: 127,
             rule: Rule::Divide,
-        })
+        }
+        .with_finite_ends()
     }
 
     /// The crate's asymmetric `u8` parameters for data in `[lo, hi]` (widened to contain 0).
@@ -184,13 +212,14 @@ impl QuantParams {
             ));
         }
         let (scale, zero_point) = reference::asymmetric_params(lo, hi);
-        Ok(QuantParams {
+        QuantParams {
             scale,
             zero_point,
             qmin: 0,
             qmax: 255,
             rule: Rule::Divide,
-        })
+        }
+        .with_finite_ends()
     }
 
     /// Parameters for `[lo, hi]` in a named convention (`lo` is ignored by symmetric
