@@ -493,6 +493,7 @@ pub(crate) struct SimExec {
     overlapped: std::cell::Cell<u32>,
     allocs: std::cell::Cell<u32>,
     reads: std::cell::Cell<u32>,
+    failing_writes: std::cell::Cell<u32>,
     launched: std::cell::RefCell<Vec<KernelId>>,
     reports: super::reports::ReportRings<SimExec>,
 }
@@ -524,6 +525,7 @@ impl SimExec {
             overlapped: std::cell::Cell::new(0),
             allocs: std::cell::Cell::new(0),
             reads: std::cell::Cell::new(0),
+            failing_writes: std::cell::Cell::new(0),
             launched: std::cell::RefCell::new(Vec::new()),
             reports: super::reports::ReportRings::new(),
         }
@@ -540,6 +542,12 @@ impl SimExec {
     /// (then reset).
     pub(crate) fn take_reads(&self) -> u32 {
         self.reads.take()
+    }
+    /// The next `n` host-to-device writes ([`Exec::write`]) fail, as a driver error would, and
+    /// leave their buffers unchanged (the paths that must survive one: the report ring's
+    /// clearing write).
+    pub(crate) fn fail_next_writes(&self, n: u32) {
+        self.failing_writes.set(n);
     }
     /// The non-finite report rings made so far (one per stream; the simulation has one).
     pub(crate) fn report_ring_count(&self) -> usize {
@@ -633,6 +641,13 @@ impl Exec for SimExec {
     fn write<T: Elem>(&self, dst: &mut SimBuf<T>, src: &[T]) -> Result<()> {
         if src.len() > dst.len {
             return Err(Error::shape("device write", dst.len, src.len()));
+        }
+        if self.failing_writes.get() > 0 {
+            self.failing_writes.set(self.failing_writes.get() - 1);
+            return Err(Error::Cuda {
+                context: "cuMemcpyHtoDAsync".into(),
+                detail: "CUDA_ERROR_LAUNCH_FAILED (simulated)".into(),
+            });
         }
         dst.data_mut()[..src.len()].copy_from_slice(src);
         Ok(())

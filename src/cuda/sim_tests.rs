@@ -1131,6 +1131,97 @@ fn deferred_forward_checks_later_with_the_same_bits_and_errors() {
 }
 
 #[test]
+fn a_failed_clearing_write_surfaces_once_and_later_forwards_report_on_their_own_words() {
+    // The ring is written clear behind a copy that found NaN/±inf. When that write fails (a
+    // driver error), the words can no longer be trusted clear: the wait that triggered it gets
+    // the driver's error, the reports that copy captured still read true, and every later
+    // forward takes a word of its own (an upload each) — so no stale NaN count reaches a clean
+    // forward on a reused slot.
+    let mut rng = Rng::new(23);
+    let (m, k, n) = (2, 48, 16);
+    let layer = QuantLinear::from_f32(
+        "fw",
+        &rng.f32s(n * k, 0.5),
+        n,
+        k,
+        None,
+        LinearConfig::default(),
+    )
+    .unwrap();
+    let e = SimExec::new();
+    let dev = DevLinear::new(&e, &layer).unwrap();
+    let clean = rng.f32s(m * k, 1.0);
+    let mut bad = clean.clone();
+    bad[7] = f32::NEG_INFINITY;
+    let (xc, xb) = (e.upload(&clean).unwrap(), e.upload(&bad).unwrap());
+    let mut want = e.upload(&vec![0f32; m * n]).unwrap();
+    dev.forward(&e, &xc, m, &mut DevOut::F32(&mut want))
+        .unwrap();
+    let bits = |b: &<SimExec as Exec>::Buf<f32>| {
+        let mut v = vec![0f32; m * n];
+        e.read(b, &mut v).unwrap();
+        v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>()
+    };
+    let want = bits(&want);
+
+    // Slots 0 … 3; slot 2's forward sees −inf.
+    let mut ys: Vec<_> = (0..4)
+        .map(|_| e.upload(&vec![0f32; m * n]).unwrap())
+        .collect();
+    let reports: Vec<_> = ys
+        .iter_mut()
+        .enumerate()
+        .map(|(i, y)| {
+            let x = if i == 2 { &xb } else { &xc };
+            dev.enqueue(&e, x, m, &mut DevOut::F32(y)).unwrap().1
+        })
+        .collect();
+    let mut reports = reports.into_iter();
+    e.fail_next_writes(1);
+    e.take_reads();
+    let err = dev.check_input(&e, reports.next().unwrap()).unwrap_err();
+    assert!(
+        matches!(err, crate::Error::Cuda { ref detail, .. } if detail.contains("simulated")),
+        "{err:?}"
+    );
+    assert_eq!(e.take_reads(), 1, "the copy ran before the write failed");
+    // What the copy captured still reads true, without another copy.
+    dev.check_input(&e, reports.next().unwrap()).unwrap();
+    let err = dev.check_input(&e, reports.next().unwrap()).unwrap_err();
+    assert!(
+        matches!(err, crate::Error::NonFinite { ref tensor, count: 1, first_index: 7 } if tensor == "fw.input"),
+        "{err:?}"
+    );
+    dev.check_input(&e, reports.next().unwrap()).unwrap();
+    assert_eq!(e.take_reads(), 0, "captured by the first copy");
+    for (i, y) in ys.iter().enumerate() {
+        if i != 2 {
+            assert_eq!(bits(y), want, "forward {i}");
+        }
+    }
+
+    // Later forwards: a word each (slot 2's word still holds the −inf count on the device).
+    let mut y = e.upload(&vec![0f32; m * n]).unwrap();
+    e.take_allocs();
+    e.take_reads();
+    let later: Vec<_> = (0..6)
+        .map(|i| {
+            let x = if i == 4 { &xb } else { &xc };
+            dev.enqueue(&e, x, m, &mut DevOut::F32(&mut y)).unwrap().1
+        })
+        .collect();
+    assert_eq!(e.take_allocs(), 6, "a word of its own per forward");
+    for (i, r) in later.into_iter().enumerate() {
+        assert_eq!(dev.check_input(&e, r).is_err(), i == 4, "later forward {i}");
+    }
+    assert_eq!(e.take_reads(), 6, "one read per own word");
+    let mut y = e.upload(&vec![0f32; m * n]).unwrap();
+    dev.forward(&e, &xc, m, &mut DevOut::F32(&mut y)).unwrap();
+    assert_eq!(bits(&y), want);
+    assert_eq!(e.report_ring_count(), 1);
+}
+
+#[test]
 fn report_ring_gives_each_forward_its_own_report_under_any_order_of_waits_and_drops() {
     // Random interleavings on one stream: deferred forwards of three layers (every dynamic and a
     // static activation mode) on clean inputs or ones holding NaN or ±inf at a random place,
