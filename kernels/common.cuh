@@ -9,12 +9,13 @@
 //   thread:  dp4a_s8 / dp4a_u8, f32_to_f16_rn / f32_to_bf16_rn, round_shift_clamp, ldg_v4, ldg_stream_v4,
 //            prefetch_l2 (sm_90),
 //            is_nan_bits / is_nonfinite_bits, f32_to_ordered / ordered_to_f32, ldcg_u64,
-//            cp_async_16 / cp_async_16_or_zero / cp_async_commit / cp_async_wait<N> (sm_80;
-//            synchronous copies on sm_75),
+//            cp_async_16 / cp_async_16_or_zero / cp_async_16_full / cp_async_commit /
+//            cp_async_wait<N> (sm_80; synchronous copies on sm_75),
 //            mbar_init / mbar_init_fence / mbar_arrive(_expect_tx) / mbar_wait, bulk_copy_g2s,
 //            tma_load_2d (sm_90), dyn_smem
 //   cluster: cluster_rank, cluster_sync, mbar_arrive_cluster, tma_load_2d_multicast (sm_90)
-//   warp:    lane_id, shfl_xor_u32 / shfl_xor_f32, ldsm<X, N> (N `ldmatrix .x<X>`), lds_v4,
+//   warp:    lane_id, shfl_xor_u32 / shfl_xor_f32, ldsm<X, N> (N `ldmatrix .x<X>`), ldsm_window
+//            (the same at shared-window addresses; smem_window_base), lds_v4,
 //            mma_16832<MT, NT, U8, B_U8> (MT × NT `mma.sync.m16n8k32`; on sm_75 each four
 //            `m8n8k16`: mma_8816, mma_16832_by_8816) — in the simulation each a
 //            fragment exchange through the per-warp scratch (sim::WarpOp) following the PTX ISA
@@ -55,6 +56,13 @@ I8RT_INLINE T* opaque(T* p) {
     asm("" : "+l"(p));
 #endif
     return p;
+}
+// The same for a 32-bit offset (gemm_mma.cu's held fragment offsets).
+I8RT_INLINE unsigned opaque(unsigned v) {
+#ifdef I8RT_DEVICE_BUILD
+    asm("" : "+r"(v));
+#endif
+    return v;
 }
 
 // sm_75 code (Turing has neither cp.async nor mma.m16n8k32): the device build for an
@@ -283,6 +291,18 @@ I8RT_INLINE void cp_async_16(unsigned off, const void* src, int src_bytes) {
 #endif
 }
 
+// `cp.async.cg.shared.global [smem + off], [src], 16`: all 16 bytes, no source size and no
+// predicate to compute (tile.cuh's held loader in its steady state).
+I8RT_INLINE void cp_async_16_full(unsigned off, const void* src) {
+#if defined(I8RT_SM75_CODE)
+    copy_16_sync(off, src, 16);
+#elif defined(I8RT_DEVICE_BUILD)
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(off)), "l"(src));
+#else
+    sim::cp_async_16(sim::dyn_smem() + off, src, 16);
+#endif
+}
+
 // `cp.async.cg.shared.global [smem + off], [src], 16, ignore-src`: 16 bytes, or 16 zeros when
 // `zero` (src is then not read). Cheaper to issue than a variable src-size.
 I8RT_INLINE void cp_async_16_or_zero(unsigned off, const void* src, bool zero) {
@@ -508,28 +528,54 @@ I8RT_INLINE float shfl_xor_f32(float v, int lane_mask) {
 // lane supplies the row address `rows[n]` (a byte offset, 16-byte aligned) of row lane % 8 of
 // matrix lane / 8 (lanes 0 .. 8 X - 1 are read); register r[n][m] receives bytes 4 (lane % 4)
 // .. + 3 of row lane / 4 of matrix m. All lanes of the warp execute it together.
+// ldsm_window: the same with the rows given as shared-window addresses, smem_window_base() +
+// byte offset — for a caller that folds the base into offsets it holds (gemm_mma.cu's deep
+// tiles: then a row's address is one add of a stage's offset). The simulation's window starts
+// at sim::SMEM_WINDOW, as wgmma.cuh's smem_window does.
+#ifdef I8RT_DEVICE_BUILD
+template <int X>
+I8RT_INLINE void ldsm_addr(unsigned (&r)[X], unsigned a) {
+    if constexpr (X == 4) {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(a));
+    } else if constexpr (X == 2) {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n" : "=r"(r[0]), "=r"(r[1]) : "r"(a));
+    } else {
+        asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(r[0]) : "r"(a));
+    }
+}
+#endif
+
 template <int X, int N>
 I8RT_INLINE void ldsm(unsigned (&r)[N][X], const unsigned (&rows)[N]) {
 #ifdef I8RT_DEVICE_BUILD
 #pragma unroll
-    for (int n = 0; n < N; ++n) {
-        const unsigned a = smem_addr(rows[n]);
-        if constexpr (X == 4) {
-            asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                         : "=r"(r[n][0]), "=r"(r[n][1]), "=r"(r[n][2]), "=r"(r[n][3])
-                         : "r"(a));
-        } else if constexpr (X == 2) {
-            asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
-                         : "=r"(r[n][0]), "=r"(r[n][1])
-                         : "r"(a));
-        } else {
-            asm volatile("ldmatrix.sync.aligned.m8n8.x1.shared.b16 {%0}, [%1];\n" : "=r"(r[n][0]) : "r"(a));
-        }
-    }
+    for (int n = 0; n < N; ++n) ldsm_addr<X>(r[n], smem_addr(rows[n]));
 #else
     const void* p[N];
     for (int n = 0; n < N; ++n) p[n] = sim::dyn_smem() + rows[n];
     sim::ldmatrix<X, N>(r, p);
+#endif
+}
+
+I8RT_INLINE unsigned smem_window_base() {
+#ifdef I8RT_DEVICE_BUILD
+    return smem_addr(0);
+#else
+    return sim::SMEM_WINDOW;
+#endif
+}
+
+template <int X, int N>
+I8RT_INLINE void ldsm_window(unsigned (&r)[N][X], const unsigned (&addr)[N]) {
+#ifdef I8RT_DEVICE_BUILD
+#pragma unroll
+    for (int n = 0; n < N; ++n) ldsm_addr<X>(r[n], addr[n]);
+#else
+    unsigned rows[N];
+    for (int n = 0; n < N; ++n) rows[n] = addr[n] - sim::SMEM_WINDOW;
+    ldsm<X, N>(r, rows);
 #endif
 }
 

@@ -30,20 +30,24 @@
 // faster than the default at 128 and 256 × 4096² there: Hopper's table (ops.rs mma_dispatch)
 // sends it 65 … 256 rows; the 128 × 64 one is forced or tuned only. Nsight Compute found the
 // 64 × 64 tile issue-bound there, its refill copies 102 of the 182 instructions a stage issued:
-// the deep tiles now hold their copy rows' addresses in registers (tile::OperandLoader's HOLD),
-// 110 per stage (bench/RESULTS-gpu-static.md). It also issued one instruction every 3.76
-// cycles, stalled mostly on its own results (a fixed-latency dependency, 44 % of those cycles):
-// its four warps, one per scheduler, leave none to issue in the meantime. The sliced tile runs
-// the same block tile, copies and pipeline with two warps per scheduler (73 instructions per
-// stage and warp, 16 of them mma), adding the two slices' partial sums in shared memory before
-// the epilogue.
+// the deep tiles now hold their copy rows' addresses in registers (tile::OperandLoader's HOLD)
+// and their fragment addresses too (one add of a stage's offset), their steady-state copies
+// carry no predicate and the loop keeps byte offsets and one counter: 80 instructions per stage
+// (bench/RESULTS-gpu-static.md). It also issued one instruction every 3.76 cycles, stalled
+// mostly on its own results (a fixed-latency dependency, 44 % of those cycles): its four warps,
+// one per scheduler, leave none to issue in the meantime. The sliced tile runs the same block
+// tile, copies and pipeline with two warps per scheduler (48 instructions per stage and warp,
+// 16 of them mma; an H200 found it latency-bound at the 73 it had before the fragment addresses
+// were held), adding the two slices' partial sums in shared memory before the epilogue.
 // each for s8 and u8 activations (`mma.sync.m16n8k32.row.col.s32.{s8,u8}.s8.s32`).
 //
 // Per block (thread → warp → block):
 // - k advances in stages of BK = 64 bytes (128 for the deep tiles). `cp.async` copies 16-byte
 //   chunks of the X rows (A, BM × BK) and W rows (B, BN × BK) of STAGES − 1 stages ahead into shared memory,
 //   zero-filling past K and past the M / N edges, one commit group per stage; the one k tile that
-//   can reach past K is loaded first, so the steady-state loads need no K check;
+//   can reach past K is loaded first, so the steady-state loads need no K check (nor, in the deep
+//   tiles, an edge check: a row past M or N copies its clamped row, bytes that reach only
+//   outputs never stored — tile.cuh OperandLoader::load);
 // - shared tiles are swizzled: chunk c (16 bytes) of tile row r lives at chunk c ^ ((r >> 1) & 3)
 //   of that row (c ^ (r & 7) in 128-byte rows), so the 8 rows one `ldmatrix` matrix reads fall in 8 distinct bank groups (and the
 //   8 chunks a quarter-warp of `cp.async` writes do too): no bank conflicts (the simulation
@@ -171,6 +175,14 @@ I8RT_INLINE void body(const MmaParams& q) {
         const int step = slice * C::KKS + kk;
         a_off[kk] = tile::swz<BK>(a_row, step * 2 + a_half);
         b_off[kk] = (unsigned)C::A_BYTES + tile::swz<BK>(b_row, step * 2 + b_half);
+        if constexpr (C::DB) {
+            // The deep tiles hold them as shared-window addresses (ldsm_window), so a fragment
+            // row's address is one add of the stage's offset; held (`opaque`): otherwise the
+            // compiler recomputes them from the lane after every stage's barrier, just before
+            // that stage's first ldmatrix.
+            a_off[kk] = opaque(smem_window_base() + a_off[kk]);
+            b_off[kk] = opaque(smem_window_base() + b_off[kk]);
+        }
     }
     // One of this warp's k steps' fragments from the stage at byte `stage`: A by ldmatrix.x4 per
     // 16 rows, B per pair of n8 tiles (its four matrices: the pair's low and high 16 bytes).
@@ -181,8 +193,13 @@ I8RT_INLINE void body(const MmaParams& q) {
 #pragma unroll
         for (int np = 0; np < C::NT / 2; ++np) brow[np] = stage + b_off[kk] + (unsigned)(np * 16 * BK);
         unsigned bq[C::NT / 2][4];
-        ldsm<4, C::MT>(af, arow);
-        ldsm<4, C::NT / 2>(bq, brow);
+        if constexpr (C::DB) {
+            ldsm_window<4, C::MT>(af, arow);
+            ldsm_window<4, C::NT / 2>(bq, brow);
+        } else {
+            ldsm<4, C::MT>(af, arow);
+            ldsm<4, C::NT / 2>(bq, brow);
+        }
 #pragma unroll
         for (int np = 0; np < C::NT / 2; ++np) {
             bf[2 * np][0] = bq[np][0];
@@ -194,13 +211,13 @@ I8RT_INLINE void body(const MmaParams& q) {
 
     // The refill at iteration i: k tile i + STAGES − 1 of the block's order (the slot that stage
     // i − 1 used, which every thread has finished reading), one commit group even when empty.
-    int write_stage = C::STAGES - 1;
-    auto refill = [&](int i) {
-        if (i + C::STAGES - 1 < nkt) ld.template load<true>(0, write_stage, kt0 + i + C::STAGES - 2, p.k);
-        cp_async_commit();
-        write_stage = write_stage + 1 == C::STAGES ? 0 : write_stage + 1;
-    };
     if constexpr (!C::DB) {
+        int write_stage = C::STAGES - 1;
+        auto refill = [&](int i) {
+            if (i + C::STAGES - 1 < nkt) ld.template load<true>(0, write_stage, kt0 + i + C::STAGES - 2, p.k);
+            cp_async_commit();
+            write_stage = write_stage + 1 == C::STAGES ? 0 : write_stage + 1;
+        };
         int read_stage = 0;
         for (int i = 0; i < nkt; ++i) {
             // Stage i has landed for this thread; after the barrier, for every thread — and every
@@ -224,26 +241,42 @@ I8RT_INLINE void body(const MmaParams& q) {
         // step of stage i (whose fragments are already in registers), so stage i's reads are
         // all issued before that barrier — the refill of stage i's slot, at stage i + 1's first
         // step, is safe.
+        // The loop keeps byte offsets: `rd` of stage i, `wr` of the slot the refill writes (the
+        // one stage i − 1 read: the previous `rd`); and one counter, the k tile of that refill,
+        // kt_fill = kt0 + i + STAGES − 2: refilled while i + STAGES − 1 < nkt (kt_fill below
+        // kt1 − 1), and stage i + 1 exists while i + 1 < nkt (kt_fill below kt1 + STAGES − 3).
         unsigned af[2][C::MT][4], bf[2][C::NT][2];
         cp_async_wait<C::STAGES - 2>();
         block_sync();
-        if (nkt > 0) load_frags(af[0], bf[0], 0u, 0);
-        int read_stage = 0;
-        for (int i = 0; i < nkt; ++i) {
-            const unsigned stage = (unsigned)(read_stage * C::STAGE_BYTES);
-            read_stage = read_stage + 1 == C::STAGES ? 0 : read_stage + 1;
+        if (nkt > 0) {
+            load_frags(af[0], bf[0], 0u, 0);
+            constexpr unsigned LAST = (unsigned)((C::STAGES - 1) * C::STAGE_BYTES);
+            unsigned rd = 0, wr = LAST;
+            int kt_fill = kt0 + C::STAGES - 2;
+            const int fill_end = kt1 - 1, more_end = kt1 + C::STAGES - 3;
+            for (;;) {
+                const unsigned next = rd == LAST ? 0u : rd + C::STAGE_BYTES;
+                const bool more = kt_fill < more_end;
 #pragma unroll
-            for (int kk = 0; kk < C::KKS; ++kk) {
-                if (kk == 0) refill(i);
-                if (kk + 1 < C::KKS) {
-                    load_frags(af[(kk + 1) & 1], bf[(kk + 1) & 1], stage, kk + 1);
-                } else {
-                    // Stage i + 1 has landed for this thread, then for every thread.
-                    cp_async_wait<C::STAGES - 2>();
-                    block_sync();
-                    if (i + 1 < nkt) load_frags(af[0], bf[0], (unsigned)(read_stage * C::STAGE_BYTES), 0);
+                for (int kk = 0; kk < C::KKS; ++kk) {
+                    if (kk == 0) {
+                        if (kt_fill < fill_end) ld.template load_at<true>(wr, kt_fill, p.k);
+                        cp_async_commit();
+                    }
+                    if (kk + 1 < C::KKS) {
+                        load_frags(af[(kk + 1) & 1], bf[(kk + 1) & 1], rd, kk + 1);
+                    } else {
+                        // Stage i + 1 has landed for this thread, then for every thread.
+                        cp_async_wait<C::STAGES - 2>();
+                        block_sync();
+                        if (more) load_frags(af[0], bf[0], next, 0);
+                    }
+                    mma_16832<C::MT, C::NT, U8>(acc, af[kk & 1], bf[kk & 1]);
                 }
-                mma_16832<C::MT, C::NT, U8>(acc, af[kk & 1], bf[kk & 1]);
+                if (!more) break;
+                wr = rd;
+                rd = next;
+                ++kt_fill;
             }
         }
     }

@@ -20,10 +20,10 @@
 // The two 64-column tiles are the deep `mma.sync` tiles' shapes (gemm_mma.cu: those of the
 // CUTLASS kernels cuBLASLt runs at 64 … 256 × 4096² on an H100) on Hopper's own instruction:
 // the deep 64 × 64 `mma.sync` tile was found issue-bound there (bench/RESULTS.md, 2026-11-26,
-// tenth session: 32 `mma` and 16 `ldmatrix` of a 110-instruction stage per warp, one warp per
-// scheduler); a `wgmma` stage is four asynchronous tensor-core instructions per warp, no
-// `ldmatrix`, and its copies — whose row addresses these two hold in registers (Config's HOLD),
-// as the deep tiles do.
+// tenth session: 32 `mma` and 16 `ldmatrix` of a stage per warp, 182 instructions then, 80 now,
+// one warp per scheduler); a `wgmma` stage is four asynchronous tensor-core instructions per
+// warp, no `ldmatrix`, and its copies — whose row addresses these two hold in registers
+// (Config's HOLD), as the deep tiles do, copying without predicates in the steady state.
 //
 // Per block:
 // - the output tile comes from tile.cuh's grouped order (8 tile rows per group), so the blocks

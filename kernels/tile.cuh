@@ -76,11 +76,13 @@ I8RT_INLINE KTiles block_k_tiles(const MmaParams& q) {
 // - HOLD = false: the first row's address and the stride between rows; each copy recomputes its
 //   row's address (a 64-bit multiply-add and a select) — few registers;
 // - HOLD = true: every row's address held in registers (kept there: `opaque`), so a copy's
-//   address is one add of the k offset. The deep `mma.sync` tiles, which Nsight Compute found
-//   issue-bound on an H100 (bench/RESULTS.md, 2026-11-26): their 8 copies per stage had taken a
-//   102-instruction block beside an 80-instruction loop; 110 instructions per stage in all now,
-//   at 124 registers instead of 96 (bench/RESULTS-gpu-static.md). The 64-column `wgmma` tiles
-//   in their shapes hold theirs too (gemm_wgmma.cu's Config HOLD).
+//   address is one add of the k offset, and the steady-state copies (FULL) copy every row,
+//   those past the edge their clamped row, with no predicate (see `load`). The deep `mma.sync`
+//   tiles, which Nsight Compute found issue-bound on an H100 (bench/RESULTS.md, 2026-11-26):
+//   their 8 copies per stage had taken a 102-instruction block beside an 80-instruction loop;
+//   80 instructions per stage in all now, at 96 registers (with gemm_mma.cu's held fragment
+//   addresses; bench/RESULTS-gpu-static.md). The 64-column `wgmma` tiles in their shapes hold
+//   theirs too (gemm_wgmma.cu's Config HOLD).
 template <int THREADS, int ROWS, int BK, bool HOLD = false>
 struct OperandLoader {
     static constexpr int CHUNKS = BK / 16;
@@ -128,9 +130,22 @@ struct OperandLoader {
     // Copies of the k tile at byte k0 (k0 .. k0 + BK) into the operand tile at shared offset
     // `tile`. When the tile lies below K (FULL: the caller knows it) only rows are checked;
     // otherwise the chunks that cross or pass K copy what is left of them and zero-fill the rest.
+    // HOLD and FULL (the steady state of the held loader): every row copies all 16 bytes, a row
+    // past the edge those of its clamped row — real bytes that only reach accumulator rows (A,
+    // past M) or columns (B, past N), which no output takes: `finish` neither publishes nor reads
+    // split-K partial sums of rows past M, and its epilogue skips rows past M and columns past N
+    // (the integer corrections and scales are looked up by stored row and column); gemm_mma.cu's
+    // slice hand-over adds accumulators position by position. So no predicate per copy. The
+    // K-edge tile (FULL false) still zero-fills past K and past the edges.
     template <bool FULL>
     I8RT_INLINE void load(unsigned tile, long long k0, int k) const {
-        if (FULL || k0 + BK <= k) {
+        if constexpr (HOLD && FULL) {
+#pragma unroll
+            for (int j = 0; j < ITERS; ++j) {
+                if (ROWS % RPP != 0 && r0 + j * RPP >= ROWS) break;
+                cp_async_16_full(tile + smem + (unsigned)(j * RPP * BK), row[j] + k0);
+            }
+        } else if (FULL || k0 + BK <= k) {
 #pragma unroll
             for (int j = 0; j < ITERS; ++j) {
                 if (ROWS % RPP != 0 && r0 + j * RPP >= ROWS) break;  // threads past a short tile
@@ -167,8 +182,12 @@ struct StageLoader {
     // operands. FULL: the caller knows the tile lies below K.
     template <bool FULL>
     I8RT_INLINE void load(unsigned base, int stage, int kt, int k) const {
+        load_at<FULL>(base + (unsigned)(stage * STAGE_BYTES), kt, k);
+    }
+    // The same into the stage at shared offset `s` (a caller that keeps stages' byte offsets).
+    template <bool FULL>
+    I8RT_INLINE void load_at(unsigned s, int kt, int k) const {
         const long long k0 = (long long)kt * BK;
-        const unsigned s = base + (unsigned)(stage * STAGE_BYTES);
         a.template load<FULL>(s, k0, k);
         b.template load<FULL>(s + (unsigned)A_BYTES, k0, k);
     }

@@ -521,13 +521,17 @@ fn tensor_loop_mix(body: &str, tensor_op: &str) -> Option<(usize, HashMap<String
 /// The deep `mma.sync` tiles (128-byte stages, their copy rows' addresses held in registers:
 /// `tile::OperandLoader`'s HOLD) keep their refill copies inside the main loop and issue few
 /// instructions per stage: Nsight Compute found the 64 × 64 tile issue-bound on an H100 when its
-/// 8 copies per stage took a 102-instruction block the loop branched to (182 per stage in all;
-/// 110 on sm_90 now, 107 on sm_80 — bench/RESULTS-gpu-static.md). The same for the 64-column
-/// `wgmma` tiles built in their shapes (addresses held too, and each stage's descriptors one add
-/// from the operands' base descriptors: 116 and 106 per stage on sm_90a), and the sliced 64 × 64
-/// tile (8 warps, each with half a stage's k steps and copies: 73 per stage on sm_90, 70 on
-/// sm_80; the sliced 128 × 64 tile 99). The bounds leave room
-/// for a compiler update, not for the per-copy address arithmetic of the loaders without HOLD.
+/// 8 copies per stage took a 102-instruction block the loop branched to (182 per stage in all),
+/// and the sliced one latency-bound on an H200 at 73 per stage and warp. Now their fragment
+/// addresses are held too (one add of the stage's offset), the steady-state copies carry no
+/// zero-fill predicate and the loop keeps byte offsets and one counter: 80 per stage for the
+/// 64 × 64 tile, 128 for the 128 × 64 one, 48 and 72 for the sliced ones (8 warps, each with
+/// half a stage's k steps and copies), on sm_80 and sm_90 alike, and none of them a LOP3 (the
+/// swizzle's XOR and the unpacking of the rows' valid bits were) — bench/RESULTS-gpu-static.md.
+/// The same for the 64-column `wgmma` tiles built in their shapes (addresses held, unpredicated
+/// steady-state copies, each stage's descriptors one add from the operands' base descriptors:
+/// 112 and 106 per stage on sm_90a). The bounds leave room for a compiler update, not for the
+/// per-copy address arithmetic of the loaders without HOLD.
 #[test]
 fn deep_tiles_refill_inside_a_short_main_loop() {
     let Some(cuobjdump) = cuobjdump() else {
@@ -536,12 +540,12 @@ fn deep_tiles_refill_inside_a_short_main_loop() {
     // (module, kernel, its tensor-core opcode, copies per stage and thread, most instructions
     // per stage)
     let tiles = [
-        (Module::GemmMma, "gemm_mma_64x64", "IMMA", 8usize, 120usize),
-        (Module::GemmMma, "gemm_mma_128x64", "IMMA", 12, 176),
-        (Module::GemmMma, "gemm_mma_64x64k2", "IMMA", 4, 80),
-        (Module::GemmMma, "gemm_mma_128x64k2", "IMMA", 6, 110),
-        (Module::GemmWgmma, "gemm_wgmma_64x64", "IGMMA", 8, 124),
-        (Module::GemmWgmma, "gemm_wgmma_128x64", "IGMMA", 6, 114),
+        (Module::GemmMma, "gemm_mma_64x64", "IMMA", 8usize, 84usize),
+        (Module::GemmMma, "gemm_mma_128x64", "IMMA", 12, 134),
+        (Module::GemmMma, "gemm_mma_64x64k2", "IMMA", 4, 52),
+        (Module::GemmMma, "gemm_mma_128x64k2", "IMMA", 6, 76),
+        (Module::GemmWgmma, "gemm_wgmma_64x64", "IGMMA", 8, 116),
+        (Module::GemmWgmma, "gemm_wgmma_128x64", "IGMMA", 6, 110),
     ];
     // (kernels checked per row of `tiles`: a module whose CUBIN went missing must not pass)
     let mut checked = vec![0usize; tiles.len()];
@@ -578,6 +582,14 @@ fn deep_tiles_refill_inside_a_short_main_loop() {
                         len <= most,
                         "{name} on sm_{arch}: {len} instructions per stage (at most {most})"
                     );
+                    if op == "IMMA" {
+                        assert_eq!(
+                            count("LOP3"),
+                            0,
+                            "{name} on sm_{arch}: fragment offsets recomputed (the swizzle's XOR) \
+                             or copy predicates unpacked in the main loop"
+                        );
+                    }
                 }
             }
         }
