@@ -117,7 +117,9 @@ I8RT_INLINE void body(const MmaParams& q) {
     }
     // Descriptor addresses: the warpgroup's 64 rows of A, all BN rows of B; 8-row groups 1024
     // bytes apart; + 32 bytes per k step inside the swizzle row.
-    const unsigned a_addr = smem_window(base) + (unsigned)(wgi * 64 * BK);
+    // (one warpgroup: no term of the thread index, so the compiler keeps every descriptor in
+    // uniform registers instead of moving it there from per-thread ones each stage)
+    const unsigned a_addr = smem_window(base) + (C::WARPGROUPS == 1 ? 0u : (unsigned)(wgi * 64 * BK));
     const unsigned b_addr = smem_window(base) + (unsigned)C::A_BYTES;
 
     int read_stage = 0, write_stage = C::STAGES - 2;
