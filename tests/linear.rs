@@ -118,6 +118,43 @@ fn every_mode_and_output_on_every_path_matches_the_reference_path() {
     }
 }
 
+/// Finite inputs at the edge of f32 (rows whose `max |x|` is `f32::MAX`) quantize dynamically
+/// on every path — they are data, not non-finite values — and every CPU path gives the reference
+/// path's bits (the output may overflow to ±inf; that is the f32 product `acc · s_x · s_w`).
+#[test]
+fn dynamic_quantization_takes_rows_at_the_edge_of_f32() {
+    let mut rng = Rng::new(81);
+    let (m, out_f, in_f) = (3, 9, 40);
+    let reference = Context::new().with_path(Path::Reference);
+    for scheme in [Scheme::Symmetric, Scheme::Asymmetric] {
+        for granularity in [Granularity::PerTensor, Granularity::PerRow] {
+            let act = ActivationQuant::Dynamic {
+                scheme,
+                granularity,
+            };
+            let l = layer(&mut rng, out_f, in_f, true, true, act);
+            // (asymmetric ranges must span at most f32::MAX: wider ones are refused, as a
+            // typed error, by QuantParams::asymmetric)
+            let edge = match scheme {
+                Scheme::Symmetric => f32::MAX,
+                Scheme::Asymmetric => f32::MAX / 2.0,
+            };
+            let mut x = rng.f32s(m * in_f, 1.0);
+            x[5] = edge;
+            x[in_f + 7] = -edge;
+            x[2 * in_f + 1] = edge;
+            x[2 * in_f + 2] = -edge;
+            for kind in 0..4 {
+                let want = forward_bits(&l, &reference, &x, m, kind);
+                for p in cpu_paths() {
+                    let got = forward_bits(&l, &Context::new().with_path(p), &x, m, kind);
+                    assert!(got == want, "{act:?} out#{kind} {p:?}");
+                }
+            }
+        }
+    }
+}
+
 /// Layers big enough that both the activation quantization and the tile loop fan out (m·k ≥ 2^16,
 /// m·n·k ≥ 2^21), on the spinning pool (`Context::with_spin`) and on rayon's, against the
 /// reference path; then four threads sharing one spinning context at once, so calls that find the

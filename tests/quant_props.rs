@@ -83,11 +83,6 @@ proptest! {
             let q = qmin + ((qmax - qmin) as f64 * code_t) as i32;
             prop_assert!(p.dequantize(q).is_finite());
         }
-        for amax in [scale.abs(), scale.abs() * 1e30] {
-            if let Ok(p) = QuantParams::symmetric(amax) {
-                prop_assert!(p.dequantize(127).is_finite() && p.dequantize(-127).is_finite());
-            }
-        }
     }
 
     #[test]

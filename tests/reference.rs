@@ -64,11 +64,24 @@ fn parameters_whose_end_codes_dequantize_to_inf_are_refused() {
         }
         other => panic!("expected InvalidParam `{param}`, got {other:?}"),
     };
-    // amax = f32::MAX: scale = MAX / 127 rounds so that 127 · scale is past MAX.
+    // scale = MAX / 127 rounds so that 127 · scale is past MAX: refused as explicit parameters
+    // (a checkpoint's) and through a convention …
     let s = f32::MAX / 127.0;
     assert!((127.0 * s).is_infinite() && (s * 126.0).is_finite());
-    refused(QuantParams::symmetric(f32::MAX), "scale");
     refused(QuantParams::new(s, 0, -127, 127), "scale");
+    let ct = QuantParams::from_range(Convention::CompressedTensors, -f32::MAX, f32::MAX);
+    assert!(
+        matches!(ct, Err(Error::InvalidParam { param: "lo/hi", ref detail }) if detail.contains("dequantize to")),
+        "{ct:?}"
+    );
+    // … but kept when derived from data (amax = f32::MAX), as the device's dynamic quantization
+    // derives it: quantizing stays exact, only dequantize(±127) overflows.
+    let p = QuantParams::symmetric(f32::MAX).unwrap();
+    assert_eq!(
+        (p.scale(), p.quantize(f32::MAX), p.quantize(-f32::MAX)),
+        (s, 127, -127)
+    );
+    assert!(p.dequantize(127).is_infinite());
     // The largest scale whose ends stay finite is accepted, and its ends are what the reference
     // makes of them.
     let mut ok = s;

@@ -923,7 +923,11 @@ pub fn quantize_for_checkpoint(
                 ),
             });
         }
-        let p = QuantParams::new(r, 0, qmin, qmax)?;
+        let p = QuantParams::new(r, 0, qmin, qmax).map_err(|e| Error::Tensor {
+            file: String::new(),
+            tensor: tensor.to_string(),
+            detail: format!("scale {r} of row {i}: {e}"),
+        })?;
         let range = i * span..(i + 1) * span;
         p.quantize_to_i8(&w[range.clone()], &mut data[range])?;
         scales.push(r);

@@ -158,8 +158,10 @@ impl QuantParams {
 
     /// `self` if the range's end codes dequantize to finite values. A scale near
     /// `f32::MAX / 127`, or a subnormal unit, would turn them into ±inf: every value quantized to
-    /// an end would come back as infinity, so such parameters are refused. (Dequantizing is
-    /// monotone in the code, so the two ends bound every code.)
+    /// an end would come back as infinity, so such explicit parameters (a checkpoint's, a
+    /// convention's) are refused. (Dequantizing is monotone in the code, so the two ends bound
+    /// every code.) The data-derived [`QuantParams::symmetric`] and [`QuantParams::asymmetric`]
+    /// are not checked: they must stay what the device derives.
     fn with_finite_ends(self) -> Result<Self> {
         for q in [self.qmin, self.qmax] {
             let v = reference::dequantize(q, &self);
@@ -181,21 +183,23 @@ impl QuantParams {
     }
 
     /// The crate's symmetric parameters for `|x| ≤ amax`: `[-127, 127]`, `scale = amax / 127`
-    /// (scale 1 when `amax == 0`). Err when `amax` is so near `f32::MAX` that `127 · scale`
-    /// rounds past it.
+    /// (scale 1 when `amax == 0`). Data-derived, as every path derives them (the CPU kernels and
+    /// the device's dynamic quantization alike), so not refused as [`QuantParams::new`] refuses
+    /// explicit parameters whose end codes dequantize to ±inf: with `amax` within a rounding of
+    /// `f32::MAX`, `dequantize(±127)` is ±inf, while quantizing, and a GEMM's `acc · s_x · s_w`,
+    /// are unaffected.
     pub fn symmetric(amax: f32) -> Result<Self> {
         check_range_value("amax", amax)?;
         if amax < 0.0 {
             return Err(Error::param("amax", format!("must be ≥ 0, got {amax}")));
         }
-        QuantParams {
+        Ok(QuantParams {
             scale: reference::symmetric_scale(amax),
             zero_point: 0,
             qmin: -127,
             qmax: 127,
             rule: Rule::Divide,
-        }
-        .with_finite_ends()
+        })
     }
 
     /// The crate's asymmetric `u8` parameters for data in `[lo, hi]` (widened to contain 0).
@@ -212,14 +216,13 @@ impl QuantParams {
             ));
         }
         let (scale, zero_point) = reference::asymmetric_params(lo, hi);
-        QuantParams {
+        Ok(QuantParams {
             scale,
             zero_point,
             qmin: 0,
             qmax: 255,
             rule: Rule::Divide,
-        }
-        .with_finite_ends()
+        })
     }
 
     /// Parameters for `[lo, hi]` in a named convention (`lo` is ignored by symmetric
