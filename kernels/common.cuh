@@ -15,7 +15,7 @@
 //            tma_load_2d (sm_90), dyn_smem
 //   cluster: cluster_rank, cluster_sync, mbar_arrive_cluster, tma_load_2d_multicast (sm_90)
 //   warp:    lane_id, shfl_xor_u32 / shfl_xor_f32, ldsm<X, N> (N `ldmatrix .x<X>`), ldsm_window
-//            (the same at shared-window addresses; smem_window_base), lds_v4,
+//            (the same at shared-window addresses, smem_window), lds_v4,
 //            mma_16832<MT, NT, U8, B_U8> (MT × NT `mma.sync.m16n8k32`; on sm_75 each four
 //            `m8n8k16`: mma_8816, mma_16832_by_8816) — in the simulation each a
 //            fragment exchange through the per-warp scratch (sim::WarpOp) following the PTX ISA
@@ -528,10 +528,10 @@ I8RT_INLINE float shfl_xor_f32(float v, int lane_mask) {
 // lane supplies the row address `rows[n]` (a byte offset, 16-byte aligned) of row lane % 8 of
 // matrix lane / 8 (lanes 0 .. 8 X - 1 are read); register r[n][m] receives bytes 4 (lane % 4)
 // .. + 3 of row lane / 4 of matrix m. All lanes of the warp execute it together.
-// ldsm_window: the same with the rows given as shared-window addresses, smem_window_base() +
-// byte offset — for a caller that folds the base into offsets it holds (gemm_mma.cu's deep
+// ldsm_window: the same with the rows given as shared-window addresses, smem_window(byte
+// offset) — for a caller that folds the base into offsets it holds (gemm_mma.cu's deep
 // tiles: then a row's address is one add of a stage's offset). The simulation's window starts
-// at sim::SMEM_WINDOW, as wgmma.cuh's smem_window does.
+// at sim::SMEM_WINDOW (smem_window, below).
 #ifdef I8RT_DEVICE_BUILD
 template <int X>
 I8RT_INLINE void ldsm_addr(unsigned (&r)[X], unsigned a) {
@@ -559,11 +559,13 @@ I8RT_INLINE void ldsm(unsigned (&r)[N][X], const unsigned (&rows)[N]) {
 #endif
 }
 
-I8RT_INLINE unsigned smem_window_base() {
+// The shared-window address of dynamic shared memory byte `off` (what `ldmatrix` and the
+// `wgmma` descriptors take; the simulation's window starts at sim::SMEM_WINDOW).
+I8RT_INLINE unsigned smem_window(unsigned off) {
 #ifdef I8RT_DEVICE_BUILD
-    return smem_addr(0);
+    return smem_addr(off);
 #else
-    return sim::SMEM_WINDOW;
+    return sim::SMEM_WINDOW + off;
 #endif
 }
 

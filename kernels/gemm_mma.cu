@@ -180,8 +180,8 @@ I8RT_INLINE void body(const MmaParams& q) {
             // row's address is one add of the stage's offset; held (`opaque`): otherwise the
             // compiler recomputes them from the lane after every stage's barrier, just before
             // that stage's first ldmatrix.
-            a_off[kk] = opaque(smem_window_base() + a_off[kk]);
-            b_off[kk] = opaque(smem_window_base() + b_off[kk]);
+            a_off[kk] = opaque(smem_window(a_off[kk]));
+            b_off[kk] = opaque(smem_window(b_off[kk]));
         }
     }
     // One of this warp's k steps' fragments from the stage at byte `stage`: A by ldmatrix.x4 per

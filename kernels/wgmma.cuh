@@ -7,7 +7,7 @@
 // completes it.
 //
 // Helpers (warpgroup = 4 consecutive warps, 128 threads, all executing each call together):
-//   smem_window(off)            shared-window address of dynamic shared memory byte `off`
+//   (smem_window(off), a byte's shared-window address: common.cuh)
 //   smem_desc_sw128(addr, sbo)  descriptor of a K-major operand with 128-byte swizzle at window
 //                               address `addr` (1024-byte aligned row group), 8-row groups `sbo`
 //                               bytes apart
@@ -31,14 +31,6 @@
 #if defined(I8RT_DEVICE_BUILD) && defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #error "wgmma.cuh needs sm_90a (compile with --gpu-architecture=sm_90a)"
 #endif
-
-I8RT_INLINE unsigned smem_window(unsigned off) {
-#ifdef I8RT_DEVICE_BUILD
-    return smem_addr(off);
-#else
-    return sim::SMEM_WINDOW + off;
-#endif
-}
 
 // Matrix descriptor (PTX ISA "Matrix Descriptor Format", sm_90): start address, leading- and
 // stride-dimension byte offsets, each >> 4 in 14 bits; base offset 0; swizzle mode 1 (128 B).

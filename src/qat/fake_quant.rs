@@ -225,7 +225,8 @@ impl FakeQuantizer {
     }
 
     /// Set explicit parameters (scales > 0 and finite, no code dequantizing past f32::MAX; zero
-    /// points inside `[qmin, qmax]`, 0 when symmetric), one per channel.
+    /// points inside `[qmin, qmax]`, 0 when symmetric), one per channel: each is checked as
+    /// [`QuantParams::new`] checks explicit parameters.
     pub fn set_params(&mut self, scales: &[f32], zero_points: &[i32]) -> Result<()> {
         let n = self.channels();
         if scales.len() != n || zero_points.len() != n {
@@ -243,7 +244,6 @@ impl FakeQuantizer {
                     "a symmetric fake quantizer has zero point 0",
                 ));
             }
-            self.check_finite_codes(c, scales[c], zero_points[c])?;
         }
         self.scale.value.copy_from_slice(scales);
         for (z, &zp) in self.zero_point.value.iter_mut().zip(zero_points) {
